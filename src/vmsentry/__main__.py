@@ -1,0 +1,3 @@
+from vmsentry.cli import main
+
+raise SystemExit(main())

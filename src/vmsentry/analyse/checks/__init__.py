@@ -1,0 +1,77 @@
+"""Rule predicates. Each is a small function registered under the name a catalogue entry's ``check``
+field gives; it looks at one asset of the normalised inventory (never at a platform file) and returns
+one ``Outcome`` or a list of them (one per offending element, so each gets its own evidence).
+
+Results follow VSAT: fail / pass / unknown / not_applicable / error. Unknown is never reported as pass:
+when the fact a rule needs was not collected, the predicate says ``unknown`` and why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any, Callable, Iterable
+
+STATUSES = ("fail", "pass", "unknown", "not_applicable", "error", "waived")
+
+_MODULES = ("vmsentry.analyse.checks.vm_network", "vmsentry.analyse.checks.vm_exposure",
+            "vmsentry.analyse.checks.vm_isolation", "vmsentry.analyse.checks.networks",
+            "vmsentry.analyse.checks.host_libvirt", "vmsentry.analyse.checks.host_kernel")
+
+CHECKS: dict[str, Callable[..., Any]] = {}
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: str
+    file: str | None = None
+    locator: str | None = None
+    key: str | None = None
+    value: Any = None
+    message: str | None = None   # why: shown for unknown/not_applicable, and beside a failure's evidence
+
+    def evidence(self) -> dict[str, Any]:
+        ev = {"file": self.file, "locator": self.locator, "key": self.key, "value": self.value}
+        if self.message:
+            ev["message"] = self.message
+        return ev
+
+
+def fail(key: str | None = None, value: Any = None, *, file: str | None = None, locator: str | None = None,
+         message: str | None = None) -> Outcome:
+    return Outcome("fail", file, locator, key, value, message)
+
+
+def passed(key: str | None = None, value: Any = None, *, file: str | None = None, locator: str | None = None,
+           message: str | None = None) -> Outcome:
+    return Outcome("pass", file, locator, key, value, message)
+
+
+def unknown(message: str, key: str | None = None, *, file: str | None = None, locator: str | None = None) -> Outcome:
+    return Outcome("unknown", file, locator, key, None, message)
+
+
+def not_applicable(message: str) -> Outcome:
+    return Outcome("not_applicable", message=message)
+
+
+def check(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in CHECKS:
+            raise RuntimeError(f"check {name} registered twice")
+        CHECKS[name] = fn
+        return fn
+    return register
+
+
+def load_checks() -> dict[str, Callable[..., Any]]:
+    for mod in _MODULES:
+        import_module(mod)
+    return CHECKS
+
+
+def as_outcomes(result: Outcome | Iterable[Outcome] | None) -> list[Outcome]:
+    if result is None:
+        return []
+    if isinstance(result, Outcome):
+        return [result]
+    return list(result)

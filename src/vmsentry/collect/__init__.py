@@ -1,0 +1,86 @@
+"""Stage 1, collect: platform adapters turn files, live APIs and host state into one ``Inventory``.
+
+Adapters never decide severity. Each file adapter module offers ``claims(path, head) -> bool`` (is this
+file mine? ``head`` is the first 4 KiB) and ``read(path) -> Inventory``; ``read`` raises ``BadInput``
+for a file it cannot use at all and puts per-element problems into ``Inventory.errors``.
+"""
+from __future__ import annotations
+
+import os
+from importlib import import_module
+from typing import Callable, Iterable, Iterator
+
+from vmsentry.collect.source_file import BadInput
+from vmsentry.model import InputError, Inventory
+
+# Order matters: the first adapter that claims a file reads it.
+FILE_ADAPTERS = (
+    "vmsentry.collect.saved_inventory",
+    "vmsentry.collect.libvirt_conf",
+    "vmsentry.collect.qemu_cmdline",
+    "vmsentry.collect.libvirt_xml",
+)
+
+
+def _adapters() -> list:
+    return [import_module(name) for name in FILE_ADAPTERS]
+
+
+def iter_files(paths: Iterable[str]) -> Iterator[tuple[str, bool]]:
+    """(path, explicit): files given by name, and files found below folders (sorted, hidden skipped)."""
+    for path in paths:
+        if os.path.isdir(path):
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        yield os.path.join(root, name), False
+        else:
+            yield path, True
+
+
+def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None = None) -> tuple[Inventory, int]:
+    """Read every file; returns the inventory and how many files were skipped as not ours (only files
+    found inside folders are skipped silently; a file named on the command line that no adapter
+    claims is an error)."""
+    adapters = _adapters()
+    inv = Inventory()
+    skipped = 0
+    for count, (path, explicit) in enumerate(iter_files(paths), 1):
+        if progress:
+            progress(count, path)
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4096)
+        except OSError as exc:
+            inv.errors.append(InputError(path, f"cannot read: {exc.strerror}"))
+            continue
+        adapter = next((a for a in adapters if a.claims(path, head)), None)
+        if adapter is None:
+            if explicit:
+                inv.errors.append(InputError(path, "not a file vmsentry knows (libvirt XML, qemu.conf, "
+                                                   "libvirtd.conf, QEMU command line, saved inventory JSON)"))
+            else:
+                skipped += 1
+            continue
+        try:
+            inv.extend(adapter.read(path))
+        except BadInput as exc:
+            inv.errors.append(InputError(path, str(exc)))
+        except MemoryError:
+            inv.errors.append(InputError(path, "too large to read"))
+    return inv, skipped
+
+
+def collect(paths: Iterable[str] = (), libvirt_uris: Iterable[str] = (), host: bool = False,
+            progress: Callable[[int, str], None] | None = None) -> tuple[Inventory, int]:
+    inv, skipped = read_paths(paths, progress)
+    for uri in libvirt_uris:
+        from vmsentry.collect import libvirt_live
+        inv.extend(libvirt_live.read_uri(uri))
+    if host:
+        from vmsentry.collect import linux_host
+        inv.extend(linux_host.collect_host())
+    from vmsentry.collect.libvirt_link import link
+    link(inv)
+    return inv, skipped

@@ -1,0 +1,123 @@
+"""Reading one input file safely: size limit, binary detection, decoding, XML without entities.
+
+Every problem becomes a ``BadInput`` with a message naming the place; collectors turn it into one
+``errors`` entry and the run carries on. Nothing here ever resolves an entity, loads a DTD or touches
+the network.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from lxml import etree
+
+# A VM or network definition is a few KB; the largest real one in the corpus is under 50 KB.
+# 16 MiB leaves a wide margin and keeps memory bounded when someone points us at a disk image.
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+
+
+class BadInput(Exception):
+    """An input that cannot be read. ``str(exc)`` is the one line shown to the user (without the file)."""
+
+
+def read_bytes(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise BadInput(f"cannot read: {exc.strerror}") from None
+    if size > max_bytes:
+        raise BadInput(f"file is {size / 1048576:.1f} MiB, larger than the {max_bytes / 1048576:.0f} MiB limit; not read")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise BadInput(f"cannot read: {exc.strerror}") from None
+    if len(data) > max_bytes:  # grew while we looked (or a special file)
+        raise BadInput(f"file is larger than the {max_bytes / 1048576:.0f} MiB limit; not read")
+    return data
+
+
+def looks_binary(data: bytes) -> bool:
+    return b"\x00" in data[:8192]
+
+
+def decode_text(data: bytes) -> tuple[str, bool]:
+    """Text of a config file. Returns (text, lossy): undecodable bytes become U+FFFD so the rest of the
+    file is still read; ``lossy`` tells the caller to say so."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace"), True
+
+
+def line_of_offset(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+_ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+_XML_DECL = re.compile(rb"<\?xml[^>]*\?>")
+
+_PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                       huge_tree=False, remove_comments=True, remove_pis=True)
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(**_PARSER_OPTIONS)
+
+
+def parse_xml_documents(data: bytes) -> list[etree._Element]:
+    """Parse one XML document, or several concatenated ones (virt-install --print-xml writes one per
+    install phase). Returns the root elements in order.
+
+    A document that declares entities is refused outright: libvirt never writes one, and it is how
+    entity-expansion ("billion laughs") and external-entity (XXE) attacks arrive.
+    """
+    if looks_binary(data):
+        raise BadInput("binary data, not an XML document")
+    match = _ENTITY_DECL.search(data)
+    if match:
+        raise BadInput(f"line {line_of_offset(data, match.start())}: XML entity declarations are refused "
+                       "(entity expansion / external entity attack surface); nothing was expanded")
+    stripped = data.lstrip()
+    if stripped.startswith(b"\xef\xbb\xbf"):
+        stripped = stripped[3:]
+    if not stripped:
+        raise BadInput("empty file")
+    try:
+        return [etree.fromstring(data, _parser())]
+    except etree.XMLSyntaxError as exc:
+        first_error = exc
+    # Several documents one after another: drop their XML declarations (keeping line numbers) and
+    # parse them as children of one wrapper element on the first line.
+    if _DOCTYPE.search(data) or b"Extra content at the end" not in str(first_error).encode():
+        raise BadInput(_xml_error_text(first_error)) from None
+    body = _XML_DECL.sub(lambda m: b" " * (m.end() - m.start()), data)
+    try:
+        wrapper = etree.fromstring(b"<vmsentry-documents>" + body + b"</vmsentry-documents>", _parser())
+    except etree.XMLSyntaxError as exc:
+        raise BadInput(_xml_error_text(exc)) from None
+    roots = [child for child in wrapper if isinstance(child.tag, str)]
+    if not roots:
+        raise BadInput(_xml_error_text(first_error))
+    return roots
+
+
+def _xml_error_text(exc: etree.XMLSyntaxError) -> str:
+    msg = str(exc.msg if hasattr(exc, "msg") and exc.msg else exc)
+    line = getattr(exc, "lineno", None) or (exc.position[0] if getattr(exc, "position", None) else None)
+    # lxml repeats the position at the end of its message: keep ours only
+    msg = re.sub(r",? line \d+, column \d+\s*$", "", msg).strip()
+    return f"line {line}: malformed XML: {msg}" if line else f"malformed XML: {msg}"
+
+
+def element_locator(elem: etree._Element, doc_index: int = 0) -> str:
+    """'line N, /domain/devices/interface[2]' - the line for a person, the XPath for a tool."""
+    path = elem.getroottree().getpath(elem)
+    if path.startswith("/vmsentry-documents/"):
+        # /vmsentry-documents/domain[2]/devices -> /domain/devices (the document number is said apart)
+        path = re.sub(r"^/vmsentry-documents/([^/\[]+)(\[\d+\])?", r"/\1", path)
+    prefix = f"document {doc_index + 1}, " if doc_index else ""
+    return f"{prefix}line {elem.sourceline}, {path}"

@@ -1,0 +1,252 @@
+"""The one normalised inventory every stage after *collect* works on.
+
+Field names and values follow ``vmsentry.inventory/1`` in CONTRACTS.md. Fields beyond the contract
+(``locator``, ``connected``, ``facts`` ...) are extensions: they carry evidence locations and the
+platform settings rules need, so that analysis never has to look at a platform file again.
+
+``facts`` maps a setting's name to ``{"value": ..., "at": locator}``; the name is the platform's own
+key (``libvirt.seclabel.type``, ``qemu.conf.vnc_listen``) so a reader can find it in the file. A key
+that is absent from ``facts`` means the platform default applies; each rule's metadata says what that
+default is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, asdict
+from typing import Any
+
+SCHEMA = "vmsentry.inventory/1"
+
+NIC_MODES = (
+    "nat", "bridged", "host-only", "isolated", "routed", "open", "user", "direct", "internal",
+    "private", "passthrough", "disconnected", "unknown",
+)
+LISTENER_KINDS = (
+    "vnc", "spice", "rdp", "vrde", "websocket", "serial", "monitor", "net-socket", "chardev",
+    "usbredir", "migration",
+)
+AUTH_KINDS = ("none", "password", "tls", "sasl", "ticket", "unknown")
+
+
+@dataclass(slots=True)
+class Source:
+    file: str | None = None
+    uri: str | None = None
+
+
+@dataclass(slots=True)
+class Nic:
+    id: str
+    mode: str = "unknown"
+    mac: str | None = None
+    ip: str | None = None
+    target: str | None = None
+    network: str | None = None
+    bridge: str | None = None
+    model: str | None = None
+    filter: str | None = None
+    spoof_protection: bool | None = None
+    # extensions
+    locator: str | None = None
+    connected: bool = True
+    filter_params: dict[str, str] = field(default_factory=dict)
+    port_isolated: bool | None = None
+    type: str | None = None          # the platform's own attachment type (libvirt interface type=...)
+    detail: str | None = None        # e.g. macvtap source device, vhost-user socket
+
+
+@dataclass(slots=True)
+class Forward:
+    protocol: str
+    host_ports: list[int]
+    guest_ports: list[int]
+    host_address: str | None = None
+    nic: str | None = None
+    locator: str | None = None
+
+
+@dataclass(slots=True)
+class Listener:
+    kind: str
+    transport: str = "tcp"
+    address: str | None = None
+    port: int | None = None
+    auth: str = "unknown"
+    locator: str | None = None
+    tls: bool | None = None
+
+
+@dataclass(slots=True)
+class Share:
+    kind: str
+    host_path: str | None
+    guest_tag: str | None = None
+    writable: bool = True
+    locator: str | None = None
+
+
+@dataclass(slots=True)
+class Device:
+    kind: str
+    detail: str = ""
+    locator: str | None = None
+
+
+@dataclass(slots=True)
+class Security:
+    memory_encryption: str | None = None
+    secure_boot: bool | None = None
+    disk_encryption: bool | None = None
+    confinement: str = "unknown"
+
+
+@dataclass(slots=True)
+class Snapshot:
+    name: str
+    created: str | None = None
+
+
+@dataclass(slots=True)
+class Channels:
+    clipboard: str = "unknown"
+    drag_and_drop: str = "unknown"
+
+
+@dataclass(slots=True)
+class VM:
+    name: str
+    platform: str
+    uuid: str | None = None
+    source: Source = field(default_factory=Source)
+    nics: list[Nic] = field(default_factory=list)
+    forwards: list[Forward] = field(default_factory=list)
+    listeners: list[Listener] = field(default_factory=list)
+    shares: list[Share] = field(default_factory=list)
+    channels: Channels = field(default_factory=Channels)
+    devices: list[Device] = field(default_factory=list)
+    security: Security = field(default_factory=Security)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    # extensions
+    host: str | None = None          # name of the host entry this VM runs on, when known
+    state: str | None = None         # running|shut-off|... from a live collector
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def asset(self) -> str:
+        return f"vm:{self.name}"
+
+
+@dataclass(slots=True)
+class Network:
+    name: str
+    platform: str
+    mode: str = "unknown"
+    bridge: str | None = None
+    subnets: list[str] = field(default_factory=list)
+    host_address: str | None = None
+    host_mac: str | None = None
+    dhcp: bool = False
+    dhcp_servers: list[str] = field(default_factory=list)
+    dns_servers: list[str] = field(default_factory=list)
+    forwards: list[str] = field(default_factory=list)
+    source: Source = field(default_factory=Source)
+    # extensions
+    host: str | None = None
+    port_isolated: bool | None = None
+    ipv6: bool = False
+    locator: str | None = None
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def asset(self) -> str:
+        return f"network:{self.name}"
+
+
+@dataclass(slots=True)
+class Host:
+    name: str
+    platform: str = "linux"
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def asset(self) -> str:
+        return f"host:{self.name}"
+
+
+@dataclass(slots=True)
+class InputError:
+    file: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.file}: {self.message}"
+
+
+@dataclass(slots=True)
+class NwFilter:
+    """A libvirt nwfilter definition: which other filters it includes, so rules can tell whether a
+    NIC's filter really blocks spoofing (a custom filter that includes clean-traffic does)."""
+    name: str
+    includes: list[str] = field(default_factory=list)
+    source: Source = field(default_factory=Source)
+
+
+@dataclass(slots=True)
+class Inventory:
+    hosts: list[Host] = field(default_factory=list)
+    networks: list[Network] = field(default_factory=list)
+    vms: list[VM] = field(default_factory=list)
+    errors: list[InputError] = field(default_factory=list)
+    nwfilters: list[NwFilter] = field(default_factory=list)
+
+    def extend(self, other: "Inventory") -> None:
+        self.hosts.extend(other.hosts)
+        self.networks.extend(other.networks)
+        self.vms.extend(other.vms)
+        self.errors.extend(other.errors)
+        self.nwfilters.extend(other.nwfilters)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "hosts": [asdict(h) for h in self.hosts],
+            "networks": [asdict(n) for n in self.networks],
+            "vms": [asdict(v) for v in self.vms],
+            "nwfilters": [asdict(f) for f in self.nwfilters],
+            "errors": [asdict(e) for e in self.errors],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Inventory":
+        """Read a saved inventory back. Unknown fields are ignored so that a newer file still loads."""
+        return cls(
+            hosts=[_build(Host, h) for h in data.get("hosts") or []],
+            networks=[_build(Network, n) for n in data.get("networks") or []],
+            vms=[_build(VM, v) for v in data.get("vms") or []],
+            errors=[_build(InputError, e) for e in data.get("errors") or []],
+            nwfilters=[_build(NwFilter, f) for f in data.get("nwfilters") or []],
+        )
+
+
+_NESTED: dict[type, dict[str, tuple[type, bool]]] = {
+    VM: {"source": (Source, False), "nics": (Nic, True), "forwards": (Forward, True),
+         "listeners": (Listener, True), "shares": (Share, True), "channels": (Channels, False),
+         "devices": (Device, True), "security": (Security, False), "snapshots": (Snapshot, True)},
+    Network: {"source": (Source, False)},
+    NwFilter: {"source": (Source, False)},
+}
+
+
+def _build(cls: type, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+    nested = _NESTED.get(cls, {})
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name in nested and value is not None:
+            sub, many = nested[f.name]
+            value = [_build(sub, item) for item in value] if many else _build(sub, value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
