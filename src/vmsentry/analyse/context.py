@@ -14,6 +14,7 @@ class ScanContext:
     networks: dict[str, Network] = field(default_factory=dict)
     nwfilters: dict[str, NwFilter] = field(default_factory=dict)
     hosts: dict[str, Host] = field(default_factory=dict)
+    memo: dict[str, Any] = field(default_factory=dict)   # per-scan results predicates share (computed once)
 
     @classmethod
     def of(cls, inventory: Inventory) -> "ScanContext":
@@ -42,26 +43,3 @@ class ScanContext:
                 return None
             value = value.get(key)
         return value
-
-    def filter_includes(self, name: str, seen: frozenset[str] = frozenset()) -> set[str]:
-        """Every filter a named nwfilter pulls in, itself included (libvirt's built-ins are known
-        by name even when their definitions were not read)."""
-        out = {name}
-        flt = self.nwfilters.get(name) or BUILTIN_FILTERS.get(name)
-        if flt is None or name in seen:
-            return out
-        for inc in flt.includes:
-            out |= self.filter_includes(inc, seen | {name})
-        return out
-
-
-# libvirt's stock filters (src/nwfilter/xml/*.xml), so a domain that names clean-traffic is understood
-# even when /etc/libvirt/nwfilter was not collected.
-BUILTIN_FILTERS: dict[str, NwFilter] = {
-    "clean-traffic": NwFilter("clean-traffic", ["no-mac-spoofing", "no-ip-spoofing", "allow-incoming-ipv4",
-                                                "no-arp-spoofing", "no-other-l2-traffic", "qemu-announce-self"]),
-    "clean-traffic-gateway": NwFilter("clean-traffic-gateway", ["no-mac-spoofing", "no-ip-spoofing",
-                                                                "allow-incoming-ipv4", "no-arp-spoofing",
-                                                                "no-other-l2-traffic", "qemu-announce-self"]),
-    "no-arp-spoofing": NwFilter("no-arp-spoofing", ["no-arp-mac-spoofing", "no-arp-ip-spoofing"]),
-}

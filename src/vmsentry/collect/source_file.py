@@ -86,6 +86,8 @@ def parse_xml_documents(data: bytes) -> list[etree._Element]:
         stripped = stripped[3:]
     if not stripped:
         raise BadInput("empty file")
+    if not stripped.startswith(b"<"):
+        data = _blank_preamble(data)
     try:
         return [etree.fromstring(data, _parser())]
     except etree.XMLSyntaxError as exc:
@@ -103,6 +105,16 @@ def parse_xml_documents(data: bytes) -> list[etree._Element]:
     if not roots:
         raise BadInput(_xml_error_text(first_error))
     return roots
+
+
+def _blank_preamble(data: bytes) -> bytes:
+    """virt-install --print-xml may print a cloud-config blob before its XML documents: blank out
+    everything before the first line that opens an element (keeping line numbers), so the
+    documents after it are still read. Text with no such line is left for the parser to reject."""
+    match = re.search(rb"^\s*<", data, re.MULTILINE)
+    if not match:
+        return data
+    return re.sub(rb"[^\n]", b" ", data[:match.start()]) + data[match.start():]
 
 
 def _xml_error_text(exc: etree.XMLSyntaxError) -> str:

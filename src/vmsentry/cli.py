@@ -1,0 +1,224 @@
+"""The ``vmsentry`` command. Only argparse is imported up front so ``vmsentry --help`` starts fast;
+each verb imports its stages when it runs."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+FORMATS_SCAN = ("text", "json", "sarif", "junit")
+SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info", "none")
+EXIT_USAGE = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 3 (CONTRACTS.md), not argparse's 2, which means 'incomplete input'."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"vmsentry: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="VM/network definition file or folder, or a saved inventory JSON")
+    p.add_argument("--libvirt", action="append", default=[], metavar="URI",
+                   help="read a live libvirt connection (test:///default, qemu:///system, qemu+ssh://...)")
+    p.add_argument("--host", action="store_true",
+                   help="collect this Linux host's facts (sysctls, bridges, sockets, firewall, IOMMU, ...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vmsentry import __version__
+    parser = _Parser(prog="vmsentry", description="Can something inside a VM reach my host, my other VMs or "
+                     "my LAN? vmsentry discovers how every VM is connected, audits it and says what to change.")
+    parser.add_argument("--version", action="version", version=f"vmsentry {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+
+    scan = sub.add_parser("scan", help="discover and audit VMs, networks and the host",
+                          description="Discover and audit. Exit 0: no failing finding at or above --fail-on; "
+                          "1: some; 2: some input could not be read (wins over 1); 3: usage or fatal error.")
+    _add_inputs(scan)
+    scan.add_argument("--format", choices=FORMATS_SCAN, default=None,
+                      help="output format (default: text on a terminal, json otherwise)")
+    scan.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
+    scan.add_argument("--fail-on", choices=SEVERITY_CHOICES, default="high",
+                      help="lowest severity of a failing finding that makes the exit code 1 (default high)")
+    scan.add_argument("--waivers", metavar="FILE", help="YAML waiver file (rule, asset, owner, reason, expires)")
+    scan.add_argument("--baseline", metavar="FILE", help="previous `scan --format json`: report only new and fixed")
+    scan.add_argument("--platform", action="append", default=[], metavar="P",
+                      help="only rules for this platform (repeatable)")
+    scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    inv = sub.add_parser("inventory", help="print the normalised inventory as JSON")
+    _add_inputs(inv)
+    inv.add_argument("-o", "--output", metavar="FILE", help="write here (atomically) instead of stdout")
+
+    rules = sub.add_parser("rules", help="list the rule catalogue")
+    rules.add_argument("--platform", metavar="P", help="only rules for this platform")
+    rules.add_argument("--format", choices=("text", "json", "md"), default="text")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verb:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        if args.verb == "scan":
+            return _scan(args)
+        if args.verb == "inventory":
+            return _inventory(args)
+        if args.verb == "rules":
+            return _rules(args)
+    except KeyboardInterrupt:
+        print("vmsentry: interrupted", file=sys.stderr)
+        return EXIT_USAGE
+    except FatalError as exc:
+        print(f"vmsentry: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_USAGE
+
+
+class FatalError(Exception):
+    pass
+
+
+def _collect(args: argparse.Namespace, progress: bool):
+    from vmsentry.collect import collect
+    if not (args.paths or args.libvirt or args.host):
+        raise FatalError("nothing to read: give a PATH, --libvirt URI or --host")
+    for path in args.paths:
+        if not os.path.exists(path) and not os.path.islink(path):
+            raise FatalError(f"{path}: no such file or folder")
+    bar = _ProgressBar() if progress and sys.stderr.isatty() else None
+    inv, skipped = collect(args.paths, args.libvirt, args.host, progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    for err in inv.errors:
+        print(f"vmsentry: {_one_line(err.line())}", file=sys.stderr)
+    return inv, skipped
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    import json
+    inv, _ = _collect(args, progress=False)
+    _emit(json.dumps(inv.to_dict(), indent=2, sort_keys=False) + "\n", args.output)
+    return 2 if inv.errors else 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from vmsentry import __version__
+    from vmsentry.analyse.engine import evaluate, sort_findings
+    from vmsentry.analyse.rules import load_catalogue
+    from vmsentry.report import ScanResult, exit_code, render
+
+    started = time.perf_counter()
+    notes: list[str] = []
+    waivers = None
+    if args.waivers:
+        from vmsentry.analyse.waivers import WaiverError, load_waivers
+        try:
+            waivers = load_waivers(args.waivers)
+        except WaiverError as exc:
+            raise FatalError(str(exc)) from None
+    previous = None
+    if args.baseline:
+        from vmsentry.analyse.baseline import BaselineError, load_baseline
+        try:
+            previous = load_baseline(args.baseline)
+        except BaselineError as exc:
+            raise FatalError(str(exc)) from None
+    inv, skipped = _collect(args, progress=not args.no_progress)
+    rules = load_catalogue()
+    if args.platform:
+        rules = tuple(r for r in rules if "all" in r.platforms or set(r.platforms) & set(args.platform))
+    findings = sort_findings(evaluate(inv, rules))
+    if waivers is not None:
+        from vmsentry.analyse.waivers import apply_waivers
+        notes += apply_waivers(findings, waivers, date.today())
+    baseline = None
+    if previous is not None:
+        from vmsentry.analyse.baseline import compare
+        baseline = compare(findings, previous)
+        baseline["file"] = args.baseline
+    for note in notes:
+        print(f"vmsentry: {note}", file=sys.stderr)
+    fmt = args.format or ("text" if (args.output is None and sys.stdout.isatty()) else "json")
+    result = ScanResult(findings=findings, inventory=inv, rules=rules, skipped_files=skipped,
+                        seconds=time.perf_counter() - started, tool_version=__version__, fail_on=args.fail_on,
+                        baseline=baseline, notes=notes)
+    _emit(render(fmt, result, color=(fmt == "text" and args.output is None and sys.stdout.isatty())), args.output)
+    return exit_code(result)
+
+
+def _rules(args: argparse.Namespace) -> int:
+    import json
+
+    from vmsentry.analyse.rules import load_catalogue
+    rules = [r for r in load_catalogue() if not args.platform or args.platform in r.platforms or "all" in r.platforms]
+    if args.format == "json":
+        _emit(json.dumps({"rules": [r.to_dict() for r in rules]}, indent=2) + "\n", None)
+    elif args.format == "md":
+        lines = ["| id | severity | category | platforms | title |", "|---|---|---|---|---|"]
+        lines += [f"| {r.id} | {r.severity} | {r.category} | {', '.join(r.platforms)} | {r.title} |" for r in rules]
+        _emit("\n".join(lines) + "\n", None)
+    else:
+        width = max((len(r.id) for r in rules), default=10)
+        out = [f"{r.id:<{width}}  {r.severity:<8}  {r.category:<18}  {r.title}" for r in rules]
+        out.append(f"{len(rules)} rules")
+        _emit("\n".join(out) + "\n", None)
+    return 0
+
+
+def _emit(text: str, path: str | None) -> None:
+    """Write all or nothing: a report file is replaced only once it is complete."""
+    if path is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise FatalError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def _one_line(text: str) -> str:
+    """Errors name hostile files and values: keep them on one line and free of terminal escapes."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr for long scans (shown after the first 200 files)."""
+
+    def __init__(self) -> None:
+        self.shown = False
+        self.last = 0.0
+
+    def update(self, count: int, path: str) -> None:
+        now = time.monotonic()
+        if count < 200 or now - self.last < 0.1:
+            return
+        self.last = now
+        self.shown = True
+        sys.stderr.write(f"\rvmsentry: reading {count} files ... {_one_line(os.path.basename(path))[:40]:<40}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 80 + "\r")
+            sys.stderr.flush()

@@ -1,0 +1,614 @@
+"""libvirt domain, network, nwfilter and domainsnapshot XML (files, or ``XMLDesc`` of a live object).
+
+Reads what the definition makes the host expose: NICs and how they attach, port forwards (passt),
+every host-side listener (graphics, TCP/UDP chardevs, socket NICs), shares, passthrough devices and
+the confinement/encryption settings. The real mode of a NIC on a libvirt network, and addresses that
+fall back to qemu.conf, are resolved later by ``libvirt_link`` once every file has been read.
+Secrets (graphics ``passwd``) are recorded only as present.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable
+
+from lxml import etree
+
+from vmsentry.collect.source_file import BadInput, element_locator, parse_xml_documents, read_bytes
+from vmsentry.model import (Device, Forward, InputError, Inventory, Listener, Network, Nic, NwFilter,
+                            Share, Snapshot, Source, VM)
+
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+ROOT_TAGS = (b"<domain", b"<network", b"<filter", b"<node", b"<domainsnapshot")
+PLATFORM = "libvirt"
+
+
+def claims(path: str, head: bytes) -> bool:
+    if path.endswith((".xml", ".xml.in")):
+        return True
+    text = head.lstrip()
+    return text.startswith(b"<") and any(tag in head for tag in ROOT_TAGS)
+
+
+def read(path: str) -> Inventory:
+    return read_document_bytes(read_bytes(path), Source(file=path))
+
+
+def read_document_bytes(data: bytes, source: Source) -> Inventory:
+    roots = parse_xml_documents(data)
+    inv = Inventory()
+    for index, root in enumerate(roots):
+        _read_root(root, index, source, inv)
+    if len(roots) > 1:
+        _keep_final_definitions(inv)
+    if not (inv.vms or inv.networks or inv.nwfilters or inv.errors):
+        raise BadInput(f"no libvirt domain, network or nwfilter definition (root element <{roots[0].tag}>)")
+    return inv
+
+
+def _keep_final_definitions(inv: Inventory) -> None:
+    """virt-install prints one definition per install phase (first boot from the installer, then the
+    final one): the same domain several times. The last one is what stays defined."""
+    last = {vm.name: vm for vm in inv.vms}
+    if len(last) == len(inv.vms):
+        return
+    for vm in inv.vms:
+        final = last[vm.name]
+        if vm is not final:
+            final.facts["libvirt.install_phases"] = {"value": final.facts.get("libvirt.install_phases", {})
+                                                     .get("value", 1) + 1, "at": "earlier documents in the file"}
+    inv.vms = list(last.values())
+
+
+def _read_root(root: etree._Element, index: int, source: Source, inv: Inventory) -> None:
+    where = source.file or source.uri or "?"
+    tag = root.tag
+    try:
+        if tag == "domain":
+            inv.vms.append(read_domain(root, index, source))
+        elif tag == "network":
+            inv.networks.append(read_network(root, index, source))
+        elif tag == "filter":
+            inv.nwfilters.append(read_nwfilter(root, source))
+        elif tag == "domainsnapshot":
+            _read_snapshot(root, index, source, inv)
+        elif tag == "node":      # the test driver's fixture: domains and networks side by side
+            for child in root:
+                if isinstance(child.tag, str) and child.tag in ("domain", "network", "filter"):
+                    _read_root(child, index, source, inv)
+        else:
+            inv.errors.append(InputError(where, f"{element_locator(root, index)}: <{tag}> is not a libvirt "
+                                                "domain, network or nwfilter definition"))
+    except BadInput as exc:
+        inv.errors.append(InputError(where, str(exc)))
+
+
+# ---------------------------------------------------------------- domains
+
+def read_domain(root: etree._Element, index: int = 0, source: Source | None = None) -> VM:
+    name = (root.findtext("name") or "").strip()
+    if not name:
+        raise BadInput(f"{element_locator(root, index)}: domain has no <name>")
+    vm = VM(name=name, platform=PLATFORM, uuid=(root.findtext("uuid") or "").strip() or None,
+            source=source or Source())
+    vm.state = None
+    dom_type = root.get("type")
+    if dom_type:
+        vm.facts["libvirt.domain.type"] = {"value": dom_type, "at": element_locator(root, index)}
+    devices = root.find("devices")
+    if devices is not None:
+        nic_index = 0
+        for el in devices:
+            tag = el.tag
+            if not isinstance(tag, str):
+                continue
+            if tag == "interface":
+                _read_interface(vm, el, nic_index, index)
+                nic_index += 1
+            elif tag == "graphics":
+                _read_graphics(vm, el, index)
+            elif tag in _CHARDEV_KIND:
+                _read_chardev(vm, el, _CHARDEV_KIND[tag], index)
+            elif tag == "filesystem":
+                _read_filesystem(vm, el, index)
+            elif tag == "hostdev":
+                _read_hostdev(vm, el, index)
+            elif tag == "redirdev":
+                vm.devices.append(Device("usb-redirection", f"{el.get('bus', 'usb')} via {el.get('type')}",
+                                         element_locator(el, index)))
+                _read_chardev(vm, el, "usbredir", index)
+            elif tag == "smartcard" and el.get("mode") == "passthrough":
+                _read_chardev(vm, el, "chardev", index)
+            elif tag == "disk":
+                _read_disk(vm, el, index)
+    _read_security(vm, root, index)
+    _read_spice_agent(vm, root, index)
+    _read_qemu_commandline(vm, root, index)
+    return vm
+
+
+def _read_spice_agent(vm: VM, root: etree._Element, doc: int) -> None:
+    """Clipboard and file drag-and-drop between a SPICE client and the guest travel over the
+    spice-vdagent channel; <graphics><clipboard copypaste='no'/> and <filetransfer enable='no'/>
+    switch them off. Without the agent channel neither exists."""
+    agent = None
+    for channel in root.iterfind("devices/channel"):
+        target = channel.find("target")
+        if channel.get("type") in ("spicevmc", "qemu-vdagent") and target is not None and \
+                target.get("name") == "com.redhat.spice.0":
+            agent = channel
+    if agent is None:
+        vm.channels.clipboard = "disabled"
+        vm.channels.drag_and_drop = "disabled"
+        return
+    locator = element_locator(agent, doc)
+    graphics = root.find("devices/graphics[@type='spice']")
+    clipboard = graphics.find("clipboard") if graphics is not None else None
+    filetransfer = graphics.find("filetransfer") if graphics is not None else None
+    if agent.get("type") == "qemu-vdagent":
+        clip = agent.find("source/clipboard")
+        copypaste = clip.get("copypaste") if clip is not None else "no"
+    else:
+        copypaste = clipboard.get("copypaste", "yes") if clipboard is not None else "yes"
+    vm.channels.clipboard = "bidirectional" if copypaste == "yes" else "disabled"
+    ft = filetransfer.get("enable", "yes") if filetransfer is not None else "yes"
+    vm.channels.drag_and_drop = "host-to-guest" if ft == "yes" and agent.get("type") == "spicevmc" else "disabled"
+    vm.facts["libvirt.spice.agent_channel"] = {"value": agent.get("type"), "at": locator}
+
+
+def _mac(el: etree._Element) -> str | None:
+    mac = el.find("mac")
+    value = mac.get("address") if mac is not None else None
+    return value.lower() if value else None
+
+
+# libvirt interface type -> (mode before network resolution, how the host sees it)
+_IFACE_MODE = {
+    "network": "unknown",        # resolved from the network definition by libvirt_link
+    "bridge": "bridged",
+    "direct": "direct",
+    "user": "user",
+    "hostdev": "passthrough",
+    "vdpa": "passthrough",
+    "server": "internal", "client": "internal", "mcast": "internal", "udp": "internal",
+    "null": "disconnected",
+    "vhostuser": "bridged",     # a user-space switch (OVS-DPDK, ...) on a socket; passt backend: user
+    "ethernet": "unknown",      # a tap the host configures itself; routed when libvirt sets its IP/route
+    "vds": "bridged",
+}
+
+
+def _read_interface(vm: VM, el: etree._Element, nic_index: int, doc: int) -> None:
+    itype = el.get("type") or "unknown"
+    locator = element_locator(el, doc)
+    alias = el.find("alias")
+    nic_id = alias.get("name") if alias is not None and alias.get("name") else f"net{nic_index}"
+    nic = Nic(id=nic_id, mode=_IFACE_MODE.get(itype, "unknown"), mac=_mac(el), type=itype, locator=locator)
+    src = el.find("source")
+    src_attr = src.attrib if src is not None else {}
+    if itype == "network":
+        nic.network = src_attr.get("network")
+        nic.bridge = src_attr.get("bridge")      # live XML names the bridge too
+        if src_attr.get("portgroup"):
+            nic.detail = f"portgroup {src_attr['portgroup']}"
+    elif itype == "bridge":
+        nic.bridge = src_attr.get("bridge")
+    elif itype == "direct":
+        nic.detail = f"macvtap on {src_attr.get('dev')} mode {src_attr.get('mode', 'vepa')}"
+        nic.bridge = None
+    elif itype in ("hostdev", "vdpa"):
+        addr = el.find("source/address")
+        nic.detail = _pci_address(addr) if addr is not None else src_attr.get("dev")
+    elif itype in ("server", "client", "mcast", "udp"):
+        nic.detail = f"{itype} socket {src_attr.get('address', '')}:{src_attr.get('port', '')}"
+        if itype == "server":
+            vm.listeners.append(Listener("net-socket", "tcp", _bind_address(src_attr.get("address")),
+                                         _int(src_attr.get("port")), "none", locator))
+        elif itype == "udp":
+            local = el.find("source/local")
+            if local is not None:
+                vm.listeners.append(Listener("net-socket", "udp", _bind_address(local.get("address")),
+                                             _int(local.get("port")), "none", locator))
+    elif itype == "vhostuser":
+        nic.detail = f"vhost-user socket {src_attr.get('path')}"
+    elif itype == "ethernet":
+        if el.find("ip") is not None or el.find("route") is not None:
+            nic.mode = "routed"      # libvirt gives the tap a host IP and a route to the guest
+    backend = el.find("backend")
+    if backend is not None and backend.get("type") == "passt":
+        nic.mode = "user"
+        nic.detail = "passt"
+    target = el.find("target")
+    if target is not None and target.get("dev"):
+        nic.target = target.get("dev")
+    model = el.find("model")
+    if model is not None:
+        nic.model = model.get("type")
+    link = el.find("link")
+    if link is not None and link.get("state") == "down":
+        nic.connected = False
+    port = el.find("port")
+    if port is not None and port.get("isolated"):
+        nic.port_isolated = port.get("isolated") == "yes"
+    if el.get("trustGuestRxFilters"):
+        vm.facts[f"libvirt.interface.{nic_id}.trustGuestRxFilters"] = {"value": el.get("trustGuestRxFilters"),
+                                                                        "at": locator}
+    vport = el.find("virtualport")
+    if vport is not None and vport.get("type"):
+        nic.detail = (nic.detail + "; " if nic.detail else "") + f"virtualport {vport.get('type')}"
+    flt = el.find("filterref")
+    if flt is not None:
+        nic.filter = flt.get("filter")
+        nic.filter_params = {p.get("name"): p.get("value") for p in flt.iterfind("parameter") if p.get("name")}
+    for ip in el.iterfind("ip"):
+        if ip.get("family", "ipv4") == "ipv4" and ip.get("address") and nic.ip is None:
+            nic.ip = ip.get("address")
+    vm.nics.append(nic)
+    for pf in el.iterfind("portForward"):
+        vm.forwards.extend(_port_forwards(pf, nic_id, doc))
+
+
+def _port_forwards(pf: etree._Element, nic_id: str, doc: int) -> Iterable[Forward]:
+    """passt <portForward>: each <range start end to> maps host ports start..end to guest ports
+    to..to+(end-start); exclude='yes' ranges punch holes. An absent address means every host address."""
+    proto = pf.get("proto", "tcp")
+    address = pf.get("address")
+    locator = element_locator(pf, doc)
+    includes, excludes = [], []
+    for rng in pf.iterfind("range"):
+        start = _int(rng.get("start"))
+        if start is None:
+            continue
+        end = _int(rng.get("end")) or start
+        if rng.get("exclude") == "yes":
+            excludes.append((start, end))
+        else:
+            includes.append((start, end, _int(rng.get("to"))))
+    for start, end, to in includes:
+        offset = (to - start) if to is not None else 0
+        for lo, hi in _subtract((start, end), excludes):
+            yield Forward(proto, [lo, hi], [lo + offset, hi + offset], address, nic_id, locator)
+
+
+def _subtract(span: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    pieces = [span]
+    for hlo, hhi in holes:
+        nxt = []
+        for lo, hi in pieces:
+            if hhi < lo or hlo > hi:
+                nxt.append((lo, hi))
+                continue
+            if lo < hlo:
+                nxt.append((lo, hlo - 1))
+            if hhi < hi:
+                nxt.append((hhi + 1, hi))
+        pieces = nxt
+    return pieces
+
+
+def _read_graphics(vm: VM, el: etree._Element, doc: int) -> None:
+    gtype = el.get("type")
+    if gtype not in ("vnc", "spice", "rdp"):
+        return                      # sdl, egl-headless, dbus, desktop: no network listener
+    locator = element_locator(el, doc)
+    has_password = el.get("passwd") is not None
+    if has_password:
+        vm.facts[f"libvirt.graphics.{gtype}.passwd"] = {"value": "<set>", "at": locator}
+    auth = ("ticket" if gtype == "spice" else "password") if has_password else "unknown"
+    address, transport = _graphics_address(el)
+    if address is None and transport is None:
+        return                      # <listen type='none'/>: no socket at all
+    autoport = el.get("autoport") == "yes"
+    port = None if autoport else _int(el.get("port"))
+    if port is not None and port < 0:
+        port = None
+    if transport == "unix":
+        vm.listeners.append(Listener(gtype, "unix", address, None, auth, locator))
+    elif gtype == "spice":
+        default_mode = el.get("defaultMode", "any")
+        tls_port = _int(el.get("tlsPort"))
+        if default_mode != "secure":
+            vm.listeners.append(Listener("spice", "tcp", address, port, auth, locator, tls=False))
+        if el.get("tlsPort") is not None or default_mode == "secure":
+            vm.listeners.append(Listener("spice", "tcp", address,
+                                         None if autoport or tls_port is None or tls_port < 0 else tls_port,
+                                         auth, locator, tls=True))
+    else:
+        vm.listeners.append(Listener(gtype, "tcp", address, port, auth, locator))
+    ws = el.get("websocket")
+    if gtype == "vnc" and ws is not None:
+        ws_port = _int(ws)
+        vm.listeners.append(Listener("websocket", "tcp", address, ws_port if ws_port and ws_port > 0 else None,
+                                     auth, locator))
+
+
+def _graphics_address(el: etree._Element) -> tuple[str | None, str | None]:
+    """(address, transport). Address values follow the contract: 'default' falls back to qemu.conf,
+    'network:NAME' to the network's address, None = every host address."""
+    if el.get("socket"):
+        return el.get("socket"), "unix"
+    listens = el.findall("listen")
+    for listen in listens:
+        ltype = listen.get("type", "address")
+        if ltype == "none":
+            return None, None
+        if ltype == "socket":
+            return listen.get("socket") or "auto", "unix"
+        if ltype == "network":
+            return f"network:{listen.get('network')}", "tcp"
+        if ltype == "address" and listen.get("address") is not None:
+            return _bind_address(listen.get("address"), default="default"), "tcp"
+    if el.get("listen") is not None:
+        return _bind_address(el.get("listen"), default="default"), "tcp"
+    return "default", "tcp"
+
+
+# element -> listener kind for character devices that may open host sockets
+_CHARDEV_KIND = {"serial": "serial", "console": "serial", "parallel": "chardev", "channel": "chardev"}
+
+
+def _read_chardev(vm: VM, el: etree._Element, kind: str, doc: int) -> None:
+    ctype = el.get("type")
+    if ctype not in ("tcp", "udp", "unix"):
+        return
+    for src in el.iterfind("source"):
+        if src.get("mode", "connect" if ctype == "udp" else "connect") != "bind":
+            continue
+        locator = element_locator(el, doc)
+        if ctype == "unix":
+            vm.listeners.append(Listener(kind, "unix", src.get("path"), None, "none", locator))
+            continue
+        protocol = el.find("protocol")
+        tls = src.get("tls")
+        auth = "tls" if tls == "yes" else ("none" if tls == "no" else "unknown")
+        listener = Listener(kind, ctype, _bind_address(src.get("host")), _int(src.get("service")), auth, locator,
+                            tls=None if tls is None else tls == "yes")
+        if protocol is not None and protocol.get("type") == "telnet":
+            listener.auth = "none"   # telnet framing: never encrypted (tls='yes' cannot combine with it)
+        vm.listeners.append(listener)
+
+
+def _read_filesystem(vm: VM, el: etree._Element, doc: int) -> None:
+    fstype = el.get("type", "mount")
+    if fstype != "mount":
+        return
+    driver = el.find("driver")
+    kind = "virtiofs" if driver is not None and driver.get("type") == "virtiofs" else "9p"
+    src = el.find("source")
+    target = el.find("target")
+    host_path = src.get("dir") if src is not None else None
+    if host_path is None and src is not None and src.get("socket"):
+        host_path = None   # an externally started virtiofsd: the shared path is not in the XML
+    share = Share(kind, host_path, target.get("dir") if target is not None else None,
+                  writable=el.find("readonly") is None, locator=element_locator(el, doc))
+    vm.shares.append(share)
+    accessmode = el.get("accessmode")
+    if accessmode:
+        vm.facts[f"libvirt.filesystem.{share.guest_tag}.accessmode"] = {"value": accessmode, "at": share.locator}
+
+
+def _pci_address(addr: etree._Element) -> str:
+    def part(name: str, width: int) -> str:
+        raw = addr.get(name, "0")
+        try:
+            return f"{int(raw, 0):0{width}x}"
+        except ValueError:
+            return raw
+    return f"{part('domain', 4)}:{part('bus', 2)}:{part('slot', 2)}.{part('function', 1)}"
+
+
+def _read_hostdev(vm: VM, el: etree._Element, doc: int) -> None:
+    if el.get("mode", "subsystem") != "subsystem":
+        return
+    htype = el.get("type")
+    locator = element_locator(el, doc)
+    if htype == "pci":
+        addr = el.find("source/address")
+        vm.devices.append(Device("pci-passthrough", _pci_address(addr) if addr is not None else "", locator))
+    elif htype == "usb":
+        vendor, product = el.find("source/vendor"), el.find("source/product")
+        detail = f"{vendor.get('id')}:{product.get('id')}" if vendor is not None and product is not None else "usb"
+        vm.devices.append(Device("usb-passthrough", detail, locator))
+    elif htype == "mdev":
+        addr = el.find("source/address")
+        vm.devices.append(Device("mediated-device", addr.get("uuid", "") if addr is not None else "", locator))
+    elif htype in ("scsi", "scsi_host"):
+        vm.devices.append(Device("scsi-passthrough", htype, locator))
+
+
+def _read_disk(vm: VM, el: etree._Element, doc: int) -> None:
+    if el.get("device", "disk") not in ("disk", "lun"):
+        return
+    encrypted = el.find("encryption") is not None or el.find("source/encryption") is not None
+    if encrypted:
+        vm.security.disk_encryption = True if vm.security.disk_encryption is not False else False
+    elif vm.security.disk_encryption is None or vm.security.disk_encryption is True:
+        vm.security.disk_encryption = False
+        vm.facts.setdefault("libvirt.disk.unencrypted", {"value": _disk_name(el), "at": element_locator(el, doc)})
+    if el.get("type") == "network":
+        src = el.find("source")
+        if src is not None:
+            vm.facts.setdefault("libvirt.disk.network", {"value": f"{src.get('protocol')}:{src.get('name')}",
+                                                         "at": element_locator(el, doc)})
+
+
+def _disk_name(el: etree._Element) -> str:
+    src = el.find("source")
+    if src is None:
+        return "(no source)"
+    return src.get("file") or src.get("dev") or src.get("name") or src.get("volume") or "(source)"
+
+
+def _read_security(vm: VM, root: etree._Element, doc: int) -> None:
+    for seclabel in root.iterfind("seclabel"):
+        locator = element_locator(seclabel, doc)
+        stype, model = seclabel.get("type"), seclabel.get("model")
+        prefix = f"libvirt.seclabel.{model or 'default'}"
+        vm.facts[f"{prefix}.type"] = {"value": stype or "dynamic", "at": locator}
+        if seclabel.get("relabel"):
+            vm.facts[f"{prefix}.relabel"] = {"value": seclabel.get("relabel"), "at": locator}
+        label = seclabel.findtext("label")
+        if label:
+            vm.facts[f"{prefix}.label"] = {"value": label.strip(), "at": locator}
+        if stype == "none" and model in (None, "selinux", "apparmor"):
+            vm.security.confinement = "none"
+        elif model in ("selinux", "apparmor") and vm.security.confinement != "none":
+            vm.security.confinement = model
+    launch = root.find("launchSecurity")
+    if launch is None:
+        launch = root.find("launch-security")   # spelling of libvirt's 2018 development tree
+    if launch is not None:
+        ltype = launch.get("type")
+        vm.security.memory_encryption = {"sev": "sev", "sev-snp": "sev-snp", "tdx": "tdx",
+                                         "s390-pv": "s390-pv"}.get(ltype, ltype)
+        vm.facts["libvirt.launchSecurity.type"] = {"value": ltype, "at": element_locator(launch, doc)}
+    os_el = root.find("os")
+    if os_el is not None:
+        loader = os_el.find("loader")
+        secure = (loader is not None and loader.get("secure") == "yes") or any(
+            f.get("name") == "secure-boot" and f.get("enabled") == "yes" for f in os_el.iterfind("firmware/feature"))
+        vm.security.secure_boot = bool(secure)
+
+
+def _read_qemu_commandline(vm: VM, root: etree._Element, doc: int) -> None:
+    cmd = root.find(f"{{{QEMU_NS}}}commandline")
+    if cmd is None:
+        return
+    args = [arg.get("value", "") for arg in cmd.iterfind(f"{{{QEMU_NS}}}arg")]
+    locator = element_locator(cmd, doc)
+    vm.facts["libvirt.qemu_commandline"] = {"value": " ".join(args), "at": locator}
+    if args:
+        from vmsentry.collect.qemu_cmdline import apply_args
+        apply_args(vm, args, locator)
+
+
+def _read_snapshot(root: etree._Element, index: int, source: Source, inv: Inventory) -> None:
+    """A domainsnapshot document names its domain inside; the link step attaches it to that VM."""
+    name = (root.findtext("name") or "").strip()
+    domain_name = (root.findtext("domain/name") or "").strip()
+    if not name or not domain_name:
+        raise BadInput(f"{element_locator(root, index)}: snapshot without a name or domain name")
+    created = root.findtext("creationTime")
+    iso = None
+    if created and created.strip().isdigit():
+        from datetime import datetime, timezone
+        iso = datetime.fromtimestamp(int(created), timezone.utc).isoformat()
+    vm = VM(name=domain_name, platform=PLATFORM, source=source)
+    vm.snapshots.append(Snapshot(name, iso))
+    vm.facts["libvirt.snapshot.only"] = {"value": True, "at": element_locator(root, index)}
+    memory = root.find("memory")
+    if memory is not None and memory.get("snapshot") in ("internal", "external"):
+        vm.facts[f"libvirt.snapshot.{name}.memory"] = {"value": memory.get("snapshot"),
+                                                       "at": element_locator(memory, index)}
+    inv.vms.append(vm)
+
+
+# ---------------------------------------------------------------- networks
+
+# <forward mode=...> -> NIC mode of guests on the network; no <forward> at all means isolated
+_NETWORK_MODE = {None: "isolated", "nat": "nat", "route": "routed", "open": "open", "bridge": "bridged",
+                 "private": "direct", "vepa": "direct", "passthrough": "direct", "hostdev": "passthrough"}
+
+
+def read_network(root: etree._Element, index: int = 0, source: Source | None = None) -> Network:
+    name = (root.findtext("name") or "").strip()
+    locator = element_locator(root, index)
+    if not name:
+        raise BadInput(f"{locator}: network has no <name>")
+    net = Network(name=name, platform=PLATFORM, source=source or Source(), locator=locator)
+    forward = root.find("forward")
+    fmode = None if forward is None else forward.get("mode", "nat")
+    net.mode = _NETWORK_MODE.get(fmode, "unknown")
+    if fmode is not None:
+        net.facts["libvirt.forward.mode"] = {"value": fmode, "at": element_locator(forward, index)}
+    bridge = root.find("bridge")
+    if bridge is not None:
+        net.bridge = bridge.get("name")
+        if bridge.get("stp"):
+            net.facts["libvirt.bridge.stp"] = {"value": bridge.get("stp"), "at": element_locator(bridge, index)}
+    if forward is not None:
+        devs = [forward.get("dev")] if forward.get("dev") else []
+        devs += [i.get("dev") for i in forward.iterfind("interface") if i.get("dev")]
+        devs += [p.get("dev") for p in forward.iterfind("pf") if p.get("dev")]
+        net.forwards = list(dict.fromkeys(devs))
+        if fmode == "bridge" and net.bridge is None and net.forwards:
+            net.mode = "direct"         # macvtap on the listed devices, no host bridge
+    if root.find("virtualport") is not None:
+        net.facts["libvirt.virtualport.type"] = {"value": root.find("virtualport").get("type"), "at": locator}
+    mac = root.find("mac")
+    if mac is not None and mac.get("address"):
+        net.host_mac = mac.get("address").lower()
+    port = root.find("port")
+    if port is not None and port.get("isolated"):
+        net.port_isolated = port.get("isolated") == "yes"
+    net.ipv6 = root.get("ipv6") == "yes"
+    for ip in root.iterfind("ip"):
+        _read_network_ip(net, ip, index)
+    dns = root.find("dns")
+    dns_enabled = dns is None or dns.get("enable", "yes") != "no"
+    if dns is not None:
+        if dns.get("forwardPlainNames"):
+            net.facts["libvirt.dns.forwardPlainNames"] = {"value": dns.get("forwardPlainNames"),
+                                                          "at": element_locator(dns, index)}
+        fwd = [f.get("addr") for f in dns.iterfind("forwarder") if f.get("addr")]
+        if fwd:
+            net.facts["libvirt.dns.forwarders"] = {"value": fwd, "at": element_locator(dns, index)}
+    if net.host_address and dns_enabled and net.mode in ("nat", "routed", "isolated", "open"):
+        net.dns_servers = [net.host_address]
+    if net.dhcp and net.host_address:
+        net.dhcp_servers = [net.host_address]
+    return net
+
+
+def _read_network_ip(net: Network, ip: etree._Element, doc: int) -> None:
+    address = ip.get("address")
+    if not address:
+        return
+    family = ip.get("family") or ("ipv6" if ":" in address else "ipv4")
+    prefix = ip.get("prefix")
+    netmask = ip.get("netmask")
+    try:
+        if netmask:
+            iface = ipaddress.ip_interface(f"{address}/{netmask}")
+        else:
+            iface = ipaddress.ip_interface(f"{address}/{prefix or (64 if family == 'ipv6' else 24)}")
+    except ValueError:
+        raise BadInput(f"{element_locator(ip, doc)}: invalid address {address!r}/{prefix or netmask}") from None
+    net.subnets.append(str(iface.network))
+    if family == "ipv6":
+        net.ipv6 = True
+    if family == "ipv4" and net.host_address is None:
+        net.host_address = str(iface.ip)
+    dhcp = ip.find("dhcp")
+    if dhcp is not None and (dhcp.find("range") is not None or dhcp.find("host") is not None):
+        net.dhcp = True
+        static = {h.get("mac").lower(): h.get("ip") for h in dhcp.iterfind("host") if h.get("mac") and h.get("ip")}
+        if static:
+            net.facts.setdefault("libvirt.dhcp.hosts", {"value": {}, "at": element_locator(dhcp, doc)})["value"].update(static)
+
+
+def read_nwfilter(root: etree._Element, source: Source | None = None) -> NwFilter:
+    name = root.get("name")
+    if not name:
+        raise BadInput(f"line {root.sourceline}: nwfilter has no name attribute")
+    return NwFilter(name, [ref.get("filter") for ref in root.iterfind("filterref") if ref.get("filter")],
+                    source or Source())
+
+
+# ---------------------------------------------------------------- helpers
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _bind_address(value: str | None, default: str | None = None) -> str | None:
+    """Normalise a listen address: '' means the fallback; '0' is libvirt's shorthand for 0.0.0.0."""
+    if value is None or value == "":
+        return default
+    if value == "0":
+        return "0.0.0.0"
+    return value

@@ -1,0 +1,148 @@
+"""The terminal report: a one-line summary, then what needs attention, grouped by asset, worst first.
+
+Names and values come from VM definitions, which anyone able to define a VM controls: every string is
+passed through ``printable`` so that an escape sequence or a newline in a VM name cannot repaint the
+terminal or forge report lines.
+"""
+from __future__ import annotations
+
+import re
+from itertools import groupby
+from typing import Any, Iterable
+
+from vmsentry.analyse.engine import STATUS_ORDER, Finding, sort_findings
+from vmsentry.analyse.rules import SEVERITY_RANK
+from vmsentry.report import ScanResult
+from vmsentry.report.json_report import summarise
+
+# C0/C1 controls and DEL; bidi overrides ("trojan source") that reorder what is shown; lone surrogates
+# (undecodable file names), which neither a terminal nor XML can carry.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+_ANSI = {"critical": "1;31", "high": "31", "medium": "33", "low": "36", "info": "2",
+         "unknown": "34", "error": "35", "waived": "2", "heading": "1"}
+_TAG_WIDTH = len("[CRITICAL]")
+_INDENT = " " * (2 + _TAG_WIDTH + 1)
+
+
+def printable(value: Any) -> str:
+    """``value`` as one line of text with control characters shown as escapes (``\\x1b``, ``\\n``)."""
+    text = value if isinstance(value, str) else str(value)
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def evidence_text(evidence: dict[str, Any]) -> str:
+    """``file:locator key=value (message)``, leaving out whatever is absent."""
+    where = ":".join(printable(p) for p in (evidence.get("file"), evidence.get("locator")) if p)
+    what = f"{printable(evidence['key'])}={printable(evidence.get('value'))}" if evidence.get("key") else ""
+    text = " ".join(p for p in (where, what) if p)
+    if evidence.get("message"):
+        text = f"{text} ({printable(evidence['message'])})" if text else printable(evidence["message"])
+    return text
+
+
+def group_by_asset(findings: Iterable[Finding]) -> list[tuple[str, list[Finding]]]:
+    """Findings per asset; assets worst first (by their worst finding), each asset's findings worst first."""
+    ordered = sort_findings(list(findings))
+    groups = {asset: list(items) for asset, items in groupby(sorted(ordered, key=lambda f: f.asset),
+                                                             key=lambda f: f.asset)}
+
+    def badness(asset: str) -> tuple[int, int, str]:
+        worst = groups[asset][0]   # sort_findings put the worst first, and sorted() kept that order
+        return STATUS_ORDER.get(worst.status, 9), SEVERITY_RANK[worst.severity], asset
+
+    return [(asset, groups[asset]) for asset in sorted(groups, key=badness)]
+
+
+def render(result: ScanResult, *, color: bool = False) -> str:
+    paint = _painter(color)
+    lines = [_summary_line(result, paint)]
+    listed = [f for f in result.findings if f.status not in ("pass", "not_applicable")]
+    for asset, findings in group_by_asset(listed):
+        failing = sum(f.status == "fail" for f in findings)
+        lines += ["", paint("heading", printable(asset)) + (f"  ({failing} failing)" if failing else "")]
+        for finding in findings:
+            lines += _finding_lines(finding, paint)
+    if not listed:
+        lines += ["", "nothing needs attention"]
+    if result.baseline is not None:
+        lines += _baseline_lines(result.baseline, paint)
+    if result.notes:
+        lines += ["", paint("heading", "notes")] + [f"  {printable(n)}" for n in result.notes]
+    if result.inventory.errors:
+        lines += ["", paint("heading", "inputs that could not be read")]
+        lines += [f"  {printable(e.file)}: {printable(e.message)}" for e in result.inventory.errors]
+    return "\n".join(lines) + "\n"
+
+
+def _painter(color: bool):
+    if not color:
+        return lambda _style, text: text
+    return lambda style, text: f"\x1b[{_ANSI.get(style, '0')}m{text}\x1b[0m"
+
+
+def _summary_line(result: ScanResult, paint) -> str:
+    s = summarise(result)
+    failing = ", ".join(paint(sev, f"{n} {sev}") for sev, n in s["failing_by_severity"].items() if n)
+    statuses = s["by_status"]
+    parts = [
+        f"{_count(s['vms'], 'VM')}, {_count(s['networks'], 'network')}, {_count(s['hosts'], 'host')}",
+        f"failing: {failing or 'none'}",
+        f"{statuses['unknown']} unknown, {_count(statuses['error'], 'error')}, {statuses['waived']} waived, "
+        f"{statuses['pass']} passed, {statuses['not_applicable']} not applicable",
+    ]
+    if result.baseline is not None:
+        parts.append(f"{s['new']} new, {s['fixed']} fixed since baseline")
+    if s["errors"] or s["skipped_files"]:
+        parts.append(f"{_count(s['errors'], 'unreadable input')}, {_count(s['skipped_files'], 'skipped file')}")
+    parts.append(f"{s['seconds']:.1f} s")
+    return " | ".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _finding_lines(finding: Finding, paint, *, show_asset: bool = False) -> list[str]:
+    style = finding.severity if finding.status == "fail" else finding.status
+    label = finding.severity if finding.status == "fail" else finding.status
+    tag = paint(style, f"[{label.upper()}]".ljust(_TAG_WIDTH))
+    head = f"  {tag} {printable(finding.rule_id)} {printable(finding.title)}"
+    if show_asset:
+        head += f" on {printable(finding.asset)}"
+    evidence = evidence_text(finding.evidence)
+    waiver = finding.waiver or {}
+    if finding.status == "waived":
+        return [f"{head} (waived by {printable(waiver.get('owner'))} until {printable(waiver.get('expires'))}: "
+                f"{printable(waiver.get('reason'))})"]
+    if finding.status != "fail":            # unknown, error: compact, with the reason
+        return [f"{head}: {evidence}" if evidence else head]
+    lines = [head]
+    if evidence:
+        lines.append(f"{_INDENT}evidence: {evidence}")
+    if finding.remediation:
+        lines.append(f"{_INDENT}fix: {printable(finding.remediation)}")
+    if waiver.get("expired"):
+        lines.append(f"{_INDENT}waiver by {printable(waiver.get('owner'))} expired on "
+                     f"{printable(waiver.get('expires'))}")
+    return lines
+
+
+def _baseline_lines(baseline: dict[str, Any], paint) -> list[str]:
+    new, fixed = sort_findings(list(baseline["new"])), baseline["fixed"]
+    lines = ["", paint("heading", f"new since baseline ({len(new)})")]
+    for finding in new:
+        lines += _finding_lines(finding, paint, show_asset=True)
+    lines += ["", paint("heading", f"fixed since baseline ({len(fixed)})")]
+    for old in fixed:
+        tag = paint(old.get("severity", "info"), f"[{str(old.get('severity', '?')).upper()}]".ljust(_TAG_WIDTH))
+        lines.append(f"  {tag} {printable(old.get('rule_id'))} {printable(old.get('title', ''))} "
+                     f"on {printable(old.get('asset'))}")
+    return lines
