@@ -64,7 +64,7 @@ def _read_root(root: etree._Element, index: int, source: Source, inv: Inventory)
     tag = root.tag
     try:
         if tag == "domain":
-            inv.vms.append(read_domain(root, index, source))
+            inv.vms.append(read_domain(root, index, source, inv.errors))
         elif tag == "network":
             inv.networks.append(read_network(root, index, source))
         elif tag == "filter":
@@ -84,13 +84,14 @@ def _read_root(root: etree._Element, index: int, source: Source, inv: Inventory)
 
 # ---------------------------------------------------------------- domains
 
-def read_domain(root: etree._Element, index: int = 0, source: Source | None = None) -> VM:
+def read_domain(root: etree._Element, index: int = 0, source: Source | None = None,
+                errors: list[InputError] | None = None) -> VM:
     name = (root.findtext("name") or "").strip()
     if not name:
         raise BadInput(f"{element_locator(root, index)}: domain has no <name>")
     vm = VM(name=name, platform=PLATFORM, uuid=(root.findtext("uuid") or "").strip() or None,
             source=source or Source())
-    vm.state = None
+    errors = errors if errors is not None else []
     dom_type = root.get("type")
     if dom_type:
         vm.facts["libvirt.domain.type"] = {"value": dom_type, "at": element_locator(root, index)}
@@ -122,7 +123,7 @@ def read_domain(root: etree._Element, index: int = 0, source: Source | None = No
                 _read_disk(vm, el, index)
     _read_security(vm, root, index)
     _read_spice_agent(vm, root, index)
-    _read_qemu_commandline(vm, root, index)
+    _read_qemu_commandline(vm, root, index, errors)
     return vm
 
 
@@ -297,28 +298,22 @@ def _read_graphics(vm: VM, el: etree._Element, doc: int) -> None:
     address, transport = _graphics_address(el)
     if address is None and transport is None:
         return                      # <listen type='none'/>: no socket at all
-    autoport = el.get("autoport") == "yes"
-    port = None if autoport else _int(el.get("port"))
-    if port is not None and port < 0:
-        port = None
+    # autoport='yes' in a stored definition has port='-1'; a running domain's live XML shows the port
+    # actually allocated, so a positive port is always the truth.
+    port = _port(el.get("port"))
     if transport == "unix":
         vm.listeners.append(Listener(gtype, "unix", address, None, auth, locator))
     elif gtype == "spice":
         default_mode = el.get("defaultMode", "any")
-        tls_port = _int(el.get("tlsPort"))
         if default_mode != "secure":
             vm.listeners.append(Listener("spice", "tcp", address, port, auth, locator, tls=False))
         if el.get("tlsPort") is not None or default_mode == "secure":
-            vm.listeners.append(Listener("spice", "tcp", address,
-                                         None if autoport or tls_port is None or tls_port < 0 else tls_port,
-                                         auth, locator, tls=True))
+            vm.listeners.append(Listener("spice", "tcp", address, _port(el.get("tlsPort")), auth, locator, tls=True))
     else:
         vm.listeners.append(Listener(gtype, "tcp", address, port, auth, locator))
     ws = el.get("websocket")
     if gtype == "vnc" and ws is not None:
-        ws_port = _int(ws)
-        vm.listeners.append(Listener("websocket", "tcp", address, ws_port if ws_port and ws_port > 0 else None,
-                                     auth, locator))
+        vm.listeners.append(Listener("websocket", "tcp", address, _port(ws), auth, locator))
 
 
 def _graphics_address(el: etree._Element) -> tuple[str | None, str | None]:
@@ -469,16 +464,17 @@ def _read_security(vm: VM, root: etree._Element, doc: int) -> None:
         vm.security.secure_boot = bool(secure)
 
 
-def _read_qemu_commandline(vm: VM, root: etree._Element, doc: int) -> None:
+def _read_qemu_commandline(vm: VM, root: etree._Element, doc: int, errors: list[InputError]) -> None:
     cmd = root.find(f"{{{QEMU_NS}}}commandline")
     if cmd is None:
         return
-    args = [arg.get("value", "") for arg in cmd.iterfind(f"{{{QEMU_NS}}}arg")]
+    from vmsentry.collect.qemu_cmdline import apply_args, redacted
+    arg_elements = list(cmd.iterfind(f"{{{QEMU_NS}}}arg"))
+    args = [arg.get("value", "") for arg in arg_elements]
     locator = element_locator(cmd, doc)
-    vm.facts["libvirt.qemu_commandline"] = {"value": " ".join(args), "at": locator}
+    vm.facts["libvirt.qemu_commandline"] = {"value": redacted(args), "at": locator}
     if args:
-        from vmsentry.collect.qemu_cmdline import apply_args
-        apply_args(vm, args, locator)
+        errors.extend(apply_args(vm, args, locator.split(", ", 1)[-1], arg_lines=[a.sourceline for a in arg_elements]))
 
 
 def _read_snapshot(root: etree._Element, index: int, source: Source, inv: Inventory) -> None:
@@ -603,6 +599,12 @@ def _int(value: str | None) -> int | None:
         return int(value)
     except ValueError:
         return None
+
+
+def _port(value: str | None) -> int | None:
+    """A TCP port, or None for 'allocated at start' (-1, 0, absent)."""
+    port = _int(value)
+    return port if port is not None and port > 0 else None
 
 
 def _bind_address(value: str | None, default: str | None = None) -> str | None:

@@ -53,7 +53,7 @@ _FALSE = frozenset({"off", "no", "false", "n"})
 _CONFIDENTIAL_GUEST_OBJECTS = {"sev-guest": "sev", "sev-snp-guest": "sev-snp", "tdx-guest": "tdx"}
 # chardev consumers by device driver: a console device makes its chardev a "serial" listener
 _SERIAL_DEVICES = frozenset({"isa-serial", "pci-serial", "pci-serial-2x", "pci-serial-4x", "virtconsole",
-                             "spapr-vty", "sclpconsole", "sclplmconsole", "usb-serial", "isa-parallel"})
+                             "spapr-vty", "sclpconsole", "sclplmconsole", "usb-serial"})
 # when several consumers share one chardev (mux=on), the most powerful one names the listener
 _LISTENER_KIND_RANK = {"monitor": 3, "serial": 2, "usbredir": 1, "chardev": 0}
 
@@ -91,7 +91,7 @@ def read(path: str) -> Inventory:
         argv = [arg.decode("utf-8", "replace") for arg in data.split(b"\x00")]
         if argv and argv[-1] == "":
             argv.pop()
-        commands = [("", argv)]
+        commands = [(argv, None)]
     else:
         text, lossy = decode_text(data)
         if lossy:
@@ -100,9 +100,9 @@ def read(path: str) -> Inventory:
     if not commands:
         inv.errors.append(InputError(path, "no QEMU command line found"))
     fallback = os.path.splitext(os.path.basename(path))[0] or os.path.basename(path)
-    for number, (where, argv) in enumerate(commands, 1):
+    for number, (argv, arg_lines) in enumerate(commands, 1):
         name = fallback if number == 1 else f"{fallback}-{number}"
-        vm, errors = vm_from_argv(argv, name, Source(file=path), where)
+        vm, errors = vm_from_argv(argv, name, Source(file=path), arg_lines=arg_lines)
         inv.vms.append(vm)
         inv.errors.extend(errors)
     return inv
@@ -111,64 +111,84 @@ def read(path: str) -> Inventory:
 def _qemu_index(tokens: list[str]) -> int | None:
     """Where the QEMU binary is in a shell command: first, or after wrappers/assignments such as
     ``sudo -u vm``, ``exec``, ``LC_ALL=C``."""
-    if is_qemu_binary(tokens[0]):
-        return 0
-    if not (tokens[0] in _WRAPPERS or _ASSIGNMENT.match(tokens[0])):
+    if tokens[0].startswith("-"):  # a line of options (an .args file), not a command
         return None
-    for index, token in enumerate(tokens[1:9], 1):
+    previous = ""
+    for index, token in enumerate(tokens[:10]):
         if is_qemu_binary(token):
             return index
+        # a wrapper, an assignment, a wrapper's option or that option's argument may come before QEMU;
+        # anything else is another program ("sudo modprobe kvm" is not a QEMU command)
+        if not (token in _WRAPPERS or _ASSIGNMENT.match(token) or token.startswith("-")
+                or (previous.startswith("-") and "=" not in previous)):
+            return None
+        previous = token
     return None
 
 
-def _commands_in_text(path: str, text: str, errors: list[InputError]) -> Iterator[tuple[str, list[str]]]:
-    """(locator prefix, argv) for each QEMU command of a script or argument file: one per logical line
-    (``\\``-continued lines joined). A file without a QEMU binary but with options is one argument list."""
-    lines: list[tuple[int, list[str]]] = []
-    for number, logical in _logical_lines(text):
+def _commands_in_text(path: str, text: str,
+                      errors: list[InputError]) -> Iterator[tuple[list[str], list[int]]]:
+    """(argv, line of each argument) for each QEMU command of a script or argument file: one per
+    logical line (``\\``-continued lines joined). A file without a QEMU binary but with options is one
+    argument list (an ``.args`` file)."""
+    lines: list[tuple[list[str], list[int]]] = []
+    for parts in _logical_lines(text):
         try:
-            tokens = shlex.split(logical, comments=True)
+            tokens = shlex.split(" ".join(part for _, part in parts), comments=True)
         except ValueError as exc:
-            errors.append(InputError(path, f"line {number}: cannot split into arguments: {exc}"))
+            errors.append(InputError(path, f"line {parts[0][0]}: cannot split into arguments: {exc}"))
             continue
         if tokens:
-            lines.append((number, tokens))
+            lines.append((tokens, _token_lines(parts, len(tokens))))
     found = False
-    for number, tokens in lines:
+    for tokens, token_lines in lines:
         index = _qemu_index(tokens)
         if index is not None:
             found = True
-            yield f"line {number}", tokens[index:]
+            yield tokens[index:], token_lines[index:]
     if not found:
-        argv = [token for _, tokens in lines for token in tokens]
+        argv = [token for tokens, _ in lines for token in tokens]
         if any(token.startswith("-") for token in argv):
-            yield f"line {lines[0][0]}", argv
+            yield argv, [line for _, token_lines in lines for line in token_lines]
 
 
-def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
-    start, parts = 0, []
+def _token_lines(parts: list[tuple[int, str]], count: int) -> list[int]:
+    """The physical line of each of a logical line's ``count`` tokens, so that locators point at the
+    line to edit; when a quoted argument spans lines, every token gets the first line."""
+    lines: list[int] = []
+    try:
+        for number, part in parts:
+            lines.extend([number] * len(shlex.split(part, comments=True)))
+    except ValueError:
+        pass
+    return lines if len(lines) == count else [parts[0][0]] * count
+
+
+def _logical_lines(text: str) -> Iterator[list[tuple[int, str]]]:
+    """Physical lines (number, text without the continuing backslash) grouped into logical lines."""
+    parts: list[tuple[int, str]] = []
     for number, line in enumerate(text.splitlines(), 1):
-        if not parts:
-            start = number
         stripped = line.rstrip("\r")
         trailing = len(stripped) - len(stripped.rstrip("\\"))
         if trailing % 2 == 1:  # an odd number of backslashes continues the line
-            parts.append(stripped[:-1])
+            parts.append((number, stripped[:-1]))
             continue
-        parts.append(stripped)
-        yield start, " ".join(parts)
+        parts.append((number, stripped))
+        yield parts
         parts = []
     if parts:
-        yield start, " ".join(parts)
+        yield parts
 
 
-def vm_from_argv(argv: list[str], fallback_name: str, source: Source, locator: str = "") -> tuple[VM, list[InputError]]:
-    """A VM for one QEMU command line; its name comes from ``-name`` (else ``fallback_name``)."""
+def vm_from_argv(argv: list[str], fallback_name: str, source: Source, locator: str = "",
+                 arg_lines: list[int] | None = None) -> tuple[VM, list[InputError]]:
+    """A VM for one QEMU command line; its name comes from ``-name`` (else ``fallback_name``).
+    ``locator`` and ``arg_lines`` are as for ``apply_args``."""
     vm = VM(name=fallback_name, platform="qemu", source=source)
     name, uuid = _identity(argv)
     vm.name = name or fallback_name
     vm.uuid = uuid
-    errors = apply_args(vm, argv, locator)
+    errors = apply_args(vm, argv, locator, arg_lines)
     return vm, errors
 
 
@@ -186,14 +206,27 @@ def _identity(argv: list[str]) -> tuple[str | None, str | None]:
 # Argument vector
 # ------------------------------------------------------------------------------------------------
 
-def apply_args(vm: VM, argv: list[str], locator: str = "") -> list[InputError]:
+_SECRET_VALUE = re.compile(r"((?:^|,)(?:password|passwd|data|secret)=)[^,]*")
+
+
+def redacted(argv: list[str]) -> str:
+    """The argument vector as one line for evidence, with password=/data= values replaced: an
+    old-style ``-vnc ...,password=X`` or ``-object secret,data=X`` must never reach a report."""
+    return " ".join(_SECRET_VALUE.sub(r"\1<redacted>", arg) for arg in argv)
+
+
+def apply_args(vm: VM, argv: list[str], locator: str = "", arg_lines: list[int] | None = None) -> list[InputError]:
     """Add to ``vm`` the NICs, forwards, listeners, shares, devices, security settings and facts that
     ``argv`` exposes. ``argv[0]`` is skipped when it is a QEMU binary (a whole command line); otherwise
-    all of ``argv`` is options (libvirt's ``<qemu:commandline>``). ``locator`` prefixes every element's
-    locator (``line 3`` gives ``line 3, argv[12] -netdev``).
+    all of ``argv`` is options (libvirt's ``<qemu:commandline>``).
 
-    Returns the malformed option values found (file = the VM's source); the rest is still read."""
-    reader = _ArgvReader(vm, locator, whole_command=bool(argv) and is_qemu_binary(argv[0]))
+    Each element's locator is ``argv[INDEX] -OPTION``, after ``locator`` when given
+    (``/domain/commandline, argv[3] -netdev``) and after the option's line when ``arg_lines`` (the line
+    of each argument) is given (``line 41, /domain/commandline, argv[3] -netdev``).
+
+    Returns the malformed option values found (file = the VM's source file, else its URI); everything
+    else is still read."""
+    reader = _ArgvReader(vm, locator, arg_lines, whole_command=bool(argv) and is_qemu_binary(argv[0]))
     for option, value, index in _iter_options(argv):
         reader.handle(option, value, index)
     reader.finish()
@@ -449,9 +482,10 @@ class _Frontend:
 
 
 class _ArgvReader:
-    def __init__(self, vm: VM, prefix: str, whole_command: bool):
+    def __init__(self, vm: VM, prefix: str, arg_lines: list[int] | None, whole_command: bool):
         self.vm = vm
         self.prefix = prefix
+        self.arg_lines = arg_lines
         self.whole_command = whole_command
         self.origin = vm.source.file or vm.source.uri or f"vm:{vm.name}"
         self.errors: list[InputError] = []
@@ -473,11 +507,18 @@ class _ArgvReader:
 
     # -- helpers ---------------------------------------------------------------------------------
     def locator(self, index: int, option: str) -> str:
-        here = f"argv[{index}] -{option}"
-        return f"{self.prefix}, {here}" if self.prefix else here
+        line = f"line {self.arg_lines[index]}" if self.arg_lines and index < len(self.arg_lines) else ""
+        return ", ".join(part for part in (line, self.prefix, f"argv[{index}]") if part) + \
+            (f" -{option}" if option else "")
 
     def error(self, locator: str, message: str) -> None:
         self.errors.append(InputError(self.origin, f"{locator}: {message}"))
+
+    def listen(self, kind: str, transport: str, address: str | None, port: int | None, locator: str,
+               auth: str = "none", tls: bool = False) -> None:
+        """A host socket the VM's QEMU opens (auth "none": QEMU's sockets have none unless said)."""
+        self.vm.listeners.append(Listener(kind=kind, transport=transport, address=address, port=port, auth=auth,
+                                          locator=locator, tls=tls))
 
     def fact(self, key: str, value: Any, locator: str) -> None:
         self.vm.facts[key] = {"value": value, "at": locator}
@@ -499,7 +540,7 @@ class _ArgvReader:
             self._opt_gdb("tcp::1234", locator)
             return
         handler = getattr(self, "_opt_" + option.replace("-", "_"), None)
-        if handler is None or option in FLAG_OPTIONS:
+        if handler is None:  # an option that exposes nothing to the host
             return
         if value is None:
             self.error(locator, "missing argument")
@@ -516,9 +557,7 @@ class _ArgvReader:
         netdev_id = opts.get("id")
         if not netdev_id:
             raise _Malformed("netdev has no id=")
-        nic = self.backend(opts.get("type") or "", netdev_id, opts, locator)
-        if nic is not None:
-            self.nics[netdev_id] = nic
+        self.nics[netdev_id] = self.backend(opts.get("type") or "", netdev_id, opts, locator)
 
     def _opt_nic(self, value: str, locator: str) -> None:
         self.network_options_seen = True
@@ -529,10 +568,9 @@ class _ArgvReader:
         nic_id = opts.get("id") or f"nic{self.nic_options}"
         self.nic_options += 1
         nic = self.backend(nic_type, nic_id, opts, locator)
-        if nic is not None:
-            nic.model = _model(opts.get("model"))
-            nic.mac = opts.get("mac")
-            self.nics[nic_id] = nic
+        nic.model = _model(opts.get("model"))
+        nic.mac = opts.get("mac")
+        self.nics[nic_id] = nic
 
     def _opt_net(self, value: str, locator: str) -> None:
         self.network_options_seen = True
@@ -551,11 +589,10 @@ class _ArgvReader:
             self.legacy_names[net_type] = count + 1
             nic_id = f"{net_type}.{count}"
         nic = self.backend(net_type, nic_id, opts, locator)
-        if nic is not None:
-            self.nics[nic_id] = nic
-            self.legacy_backends.append(nic)
+        self.nics[nic_id] = nic
+        self.legacy_backends.append(nic)
 
-    def backend(self, net_type: str, nic_id: str, opts: _Opts, locator: str) -> Nic | None:
+    def backend(self, net_type: str, nic_id: str, opts: _Opts, locator: str) -> Nic:
         """The NIC for one network backend, with what it opens on the host."""
         nic = Nic(id=nic_id, type=net_type or None, locator=locator)
         if net_type in ("user", "passt"):
@@ -597,9 +634,7 @@ class _ArgvReader:
             nic.detail = f"l2tpv3 {opts.get('src', '')} -> {opts.get('dst', '')}"
             source_port = opts.port("srcport")
             if opts.flag("udp") and source_port:
-                self.vm.listeners.append(Listener(kind="net-socket", transport="udp",
-                                                  address=normalise_host(opts.get("src")), port=source_port,
-                                                  auth="none", locator=locator, tls=False))
+                self.listen("net-socket", "udp", normalise_host(opts.get("src")), source_port, locator)
         elif net_type == "vde":
             nic.mode, nic.detail = "unknown", f"sock={opts.get('sock', '')}"
         elif net_type == "vhost-vdpa":
@@ -635,28 +670,20 @@ class _ArgvReader:
             self.vm.shares.append(Share(kind="tftp", host_path=tftp, writable=False, locator=locator))
 
     def socket_network(self, opts: _Opts, locator: str) -> None:
-        def add(transport: str, address: str | None, port: int | None) -> None:
-            self.vm.listeners.append(Listener(kind="net-socket", transport=transport, address=address,
-                                              port=port, auth="none", locator=locator, tls=False))
-        if opts.get("listen") is not None:
-            add("tcp", *_split_host_port(opts.get("listen") or "", "listen"))
-        if opts.get("mcast") is not None:
-            # the multicast socket binds the group port: anyone on the segment can send frames into it
-            add("udp", *_split_host_port(opts.get("mcast") or "", "mcast"))
-        if opts.get("udp") is not None and opts.get("localaddr") is not None:
-            add("udp", *_split_host_port(opts.get("localaddr") or "", "localaddr"))
+        for key, transport in (("listen", "tcp"), ("mcast", "udp"), ("localaddr", "udp")):
+            # mcast binds the group port: anyone on the segment can send frames into it;
+            # localaddr is the bound end of a udp= tunnel
+            value = opts.get(key)
+            if value is not None and (key != "localaddr" or "udp" in opts):
+                self.listen("net-socket", transport, *_split_host_port(value, key), locator)
 
     def socket_address_listener(self, opts: _Opts, prefix: str, transport: str, locator: str) -> None:
         address_type = opts.get(f"{prefix}.type")
         if address_type == "inet":
-            port = opts.port(f"{prefix}.port")
-            self.vm.listeners.append(Listener(kind="net-socket", transport=transport,
-                                              address=normalise_host(opts.get(f"{prefix}.host")), port=port,
-                                              auth="none", locator=locator, tls=False))
+            self.listen("net-socket", transport, normalise_host(opts.get(f"{prefix}.host")),
+                        opts.port(f"{prefix}.port"), locator)
         elif address_type == "unix":
-            self.vm.listeners.append(Listener(kind="net-socket", transport="unix",
-                                              address=opts.get(f"{prefix}.path"), auth="none",
-                                              locator=locator, tls=False))
+            self.listen("net-socket", "unix", opts.get(f"{prefix}.path"), None, locator)
 
     # -- consoles, monitors, character devices ---------------------------------------------------
     def _opt_vnc(self, value: str, locator: str) -> None:
@@ -672,8 +699,7 @@ class _ArgvReader:
         password = "password-secret" in opts or ("password" in opts and opts.get("password") not in _FALSE)
         auth = "sasl" if sasl else "password" if password else "tls" if tls else "none"
         if display.startswith("unix:"):
-            self.vm.listeners.append(Listener(kind="vnc", transport="unix", address=display[5:], auth=auth,
-                                              locator=locator, tls=tls))
+            self.listen("vnc", "unix", display[5:], None, locator, auth, tls)
             return
         host, sep, number = display.rpartition(":")
         if not sep or not number.isdigit():
@@ -682,8 +708,7 @@ class _ArgvReader:
         if port > 65535:
             raise _Malformed(f"VNC display {number} is beyond the last port")
         address = normalise_host(host)
-        self.vm.listeners.append(Listener(kind="vnc", transport="tcp", address=address, port=port, auth=auth,
-                                          locator=locator, tls=tls))
+        self.listen("vnc", "tcp", address, port, locator, auth, tls)
         websocket = opts.get("websocket")
         if websocket is None or websocket.lower() in _FALSE:
             return
@@ -693,8 +718,7 @@ class _ArgvReader:
             ws_address, ws_port = address, _port(websocket, "websocket")
         else:
             ws_address, ws_port = _split_host_port(websocket, "websocket")
-        self.vm.listeners.append(Listener(kind="websocket", transport="tcp", address=ws_address, port=ws_port,
-                                          auth=auth, locator=locator, tls=tls))
+        self.listen("websocket", "tcp", ws_address, ws_port, locator, auth, tls)
 
     def _opt_display(self, value: str, locator: str) -> None:
         if value.startswith("vnc="):
@@ -712,14 +736,12 @@ class _ArgvReader:
             auth = "unknown"  # no password yet: a management tool may set one later over the monitor
         address = opts.get("addr")
         if opts.flag("unix"):
-            self.vm.listeners.append(Listener(kind="spice", transport="unix", address=address, auth=auth,
-                                              locator=locator, tls=False))
+            self.listen("spice", "unix", address, None, locator, auth)
             return
         for key, tls in (("port", False), ("tls-port", True)):
             port = opts.port(key)
             if port:
-                self.vm.listeners.append(Listener(kind="spice", transport="tcp", address=normalise_host(address),
-                                                  port=port, auth=auth, locator=locator, tls=tls))
+                self.listen("spice", "tcp", normalise_host(address), port, locator, auth, tls)
 
     def legacy_chardev(self, spec: str, kind: str, locator: str) -> None:
         if spec == "none":
@@ -768,12 +790,9 @@ class _ArgvReader:
         scheme, sep, rest = value.partition(":")
         if scheme in ("tcp", "rdma") and sep:
             address, _, _ = rest.partition(",")
-            host, port = _split_host_port(address, "incoming")
-            self.vm.listeners.append(Listener(kind="migration", transport="tcp", address=host, port=port,
-                                              auth="none", locator=locator, tls=False))
+            self.listen("migration", "tcp", *_split_host_port(address, "incoming"), locator)
         elif scheme == "unix" and sep:
-            self.vm.listeners.append(Listener(kind="migration", transport="unix", address=rest.split(",", 1)[0],
-                                              auth="none", locator=locator, tls=False))
+            self.listen("migration", "unix", rest.split(",", 1)[0], None, locator)
 
     # -- devices ---------------------------------------------------------------------------------
     def _opt_device(self, value: str, locator: str) -> None:
@@ -879,7 +898,8 @@ class _ArgvReader:
         if self.whole_command and not self.network_options_seen:
             # QEMU adds "-net nic -net user" when no network option and no -nodefaults is given
             self.vm.nics.append(Nic(id="user.0", mode="user", type="user",
-                                    locator="argv[0] (QEMU's default user-mode network)"))
+                                    locator=self.locator(0, "") + " (no network option: QEMU's default "
+                                                                  "user-mode network)"))
         self.vm.nics.extend(self.nics.values())
         for fsdev_id, (opts, locator) in self.fsdevs.items():
             self.add_9p_share(opts, self.fsdev_tags.get(fsdev_id), locator)

@@ -1,0 +1,150 @@
+"""Hostile and broken inputs: one clear line each (in `errors` and on stderr), the rest of the scan
+carries on, nothing from an external entity is read, memory stays bounded, exit code 2."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+GOOD = """<domain type='kvm'><name>good-vm</name><devices>
+<interface type='bridge'><mac address='52:54:00:aa:00:01'/><source bridge='br0'/></interface>
+</devices></domain>"""
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<domain type='kvm'><name>&lol9;</name></domain>
+"""
+
+
+def _xxe(target: Path) -> str:
+    return f"""<?xml version="1.0"?>
+<!DOCTYPE domain [ <!ENTITY xxe SYSTEM "file://{target}"> ]>
+<domain type='kvm'><name>&xxe;</name></domain>
+"""
+
+
+@pytest.fixture
+def bad_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("TOP-SECRET-HOST-FILE-CONTENT\n")
+    (folder / "00-good.xml").write_text(GOOD)
+    (folder / "billion-laughs.xml").write_text(BILLION_LAUGHS)
+    (folder / "xxe.xml").write_text(_xxe(secret))
+    (folder / "latin1.xml").write_bytes("<domain><name>caf\xe9</name></domain>".encode("latin-1"))
+    (folder / "truncated.xml").write_text(GOOD[: len(GOOD) // 2])
+    (folder / "junk.xml").write_bytes(os.urandom(4096) + b"\x00\x01\x02")
+    huge = folder / "huge.xml"
+    with open(huge, "wb") as fh:             # 200 MB, sparse: costs no disk, must not be read
+        fh.truncate(200 * 1024 * 1024)
+    os.symlink(folder / "does-not-exist.xml", folder / "dangling.xml")
+    return folder
+
+
+def _scan(run_cli, *args):
+    proc = run_cli("scan", *args, "--format", "json")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc, json.loads(proc.stdout)
+
+
+def test_each_bad_file_gives_one_line_and_the_scan_goes_on(run_cli, bad_folder):
+    proc, report = _scan(run_cli, str(bad_folder))
+    assert proc.returncode == 2
+    errors = {Path(e["file"]).name: e["message"] for e in report["inventory"]["errors"]}
+    assert set(errors) == {"billion-laughs.xml", "xxe.xml", "latin1.xml", "truncated.xml", "junk.xml",
+                           "huge.xml", "dangling.xml"}
+    assert "entity" in errors["billion-laughs.xml"] and "line 3" in errors["billion-laughs.xml"]
+    assert "entity" in errors["xxe.xml"]
+    assert "line 1" in errors["latin1.xml"]
+    assert "malformed XML" in errors["truncated.xml"]
+    assert "binary" in errors["junk.xml"]
+    assert "200.0 MiB" in errors["huge.xml"] and "limit" in errors["huge.xml"]
+    assert "No such file" in errors["dangling.xml"]
+    # one stderr line per bad file, each naming it
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("vmsentry: ")]
+    for name in errors:
+        assert sum(name in l for l in lines) == 1, (name, lines)
+    # the good file is still there and audited
+    assert [v["name"] for v in report["inventory"]["vms"]] == ["good-vm"]
+    assert any(f["asset"] == "vm:good-vm" and f["status"] == "fail" for f in report["findings"])
+
+
+def test_external_entities_are_never_read(run_cli, bad_folder):
+    proc, report = _scan(run_cli, str(bad_folder / "xxe.xml"))
+    assert "TOP-SECRET-HOST-FILE-CONTENT" not in proc.stdout + proc.stderr
+    assert proc.returncode == 2
+
+
+def test_billion_laughs_memory_stays_bounded(bad_folder):
+    code = ("import resource,sys; from vmsentry.collect import collect; "
+            f"inv,_=collect([{str(bad_folder / 'billion-laughs.xml')!r}]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) < 200 * 1024      # KiB: far below what an expansion would take
+
+
+def test_unreadable_file_as_an_unprivileged_user(tmp_path: Path):
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.fail("this test needs root and setpriv (util-linux) to drop privileges")
+    # pytest's tmp_path lives under a 0700 folder of root's: use a world-readable one of our own
+    folder = Path(tempfile.mkdtemp(prefix="vmsentry-perm-", dir="/tmp"))
+    folder.chmod(0o755)
+    (folder / "good.xml").write_text(GOOD)
+    (folder / "good.xml").chmod(0o644)
+    locked = folder / "locked.xml"
+    locked.write_text(GOOD.replace("good-vm", "locked-vm"))
+    locked.chmod(0o000)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(folder)}
+    proc = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                           sys.executable, "-m", "vmsentry", "inventory", str(folder)],
+                          capture_output=True, text=True, env=env, cwd="/")
+    assert proc.returncode == 2, proc.stderr
+    inv = json.loads(proc.stdout)
+    assert [v["name"] for v in inv["vms"]] == ["good-vm"]
+    assert len(inv["errors"]) == 1 and "Permission denied" in inv["errors"][0]["message"]
+    shutil.rmtree(folder)
+
+
+def test_hostile_names_are_kept_on_one_line(run_cli, tmp_path: Path):
+    evil = tmp_path / "evil.xml"
+    evil.write_text("<domain><name>x\x1b[31mRED\x1b[0m&#10;second-line</name><devices>"
+                    "<graphics type='vnc' listen='0.0.0.0' port='5900' autoport='no'/></devices></domain>")
+    (tmp_path / "broken\x1b[2J.xml").write_text("<domain>")
+    proc = run_cli("scan", str(tmp_path), "--format", "text")
+    assert "\x1b[2J" not in proc.stderr and "\x1b[31m" not in proc.stdout
+    assert proc.returncode == 2
+
+
+def test_nothing_is_written_half_way_when_the_output_cannot_be_written(run_cli, tmp_path: Path):
+    good = tmp_path / "good.xml"
+    good.write_text(GOOD)
+    proc = run_cli("scan", str(good), "--format", "json", "-o", str(tmp_path / "no-such-dir" / "out.json"))
+    assert proc.returncode == 3 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+    out = tmp_path / "report.json"
+    proc = run_cli("scan", str(good), "--format", "json", "-o", str(out))
+    assert proc.returncode in (0, 1) and json.loads(out.read_text())["findings"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_usage_errors_exit_3(run_cli, tmp_path: Path):
+    assert run_cli("scan", "--format", "nope", str(tmp_path)).returncode == 3
+    proc = run_cli("scan", str(tmp_path / "missing"))
+    assert proc.returncode == 3 and "no such file" in proc.stderr
+    assert run_cli("scan").returncode == 3
