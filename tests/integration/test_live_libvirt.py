@@ -136,7 +136,9 @@ def test_inventory_lists_live_guest_and_network(live_lab, run_cli):
     vm = vms[0]
     assert vm["platform"] == "libvirt"
     assert vm["uuid"] == x.findtext("uuid") == live_lab.guest_uuid
-    assert (vm.get("source") or {}).get("uri") == live_lab.uri
+    # the libvirt URI, optionally with a fragment naming the object (qemu:///system#domain=NAME)
+    uri = (vm.get("source") or {}).get("uri") or ""
+    assert uri == live_lab.uri or uri.startswith(live_lab.uri + "#"), uri
 
     xif = x.find("devices/interface")
     nics = [n for n in vm.get("nics", []) if (n.get("mac") or "").lower() == live_lab.guest_mac]

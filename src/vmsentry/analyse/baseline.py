@@ -10,6 +10,7 @@ from typing import Any, Iterable
 from vmsentry.analyse.engine import Finding
 
 Key = tuple[str, str, Any, Any]
+EXPECTED = "expected the output of 'vmsentry scan --format json'"
 
 
 class BaselineError(Exception):
@@ -24,13 +25,12 @@ def load_baseline(path: str) -> list[dict[str, Any]]:
     except OSError as exc:
         raise BaselineError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise BaselineError(f"{path}: not UTF-8 text; expected a 'vmsentry scan --format json' output") from None
+        raise BaselineError(f"{path}: not UTF-8 text; {EXPECTED}") from None
     except json.JSONDecodeError as exc:
-        raise BaselineError(f"{path}:{exc.lineno}: not JSON ({exc.msg}); "
-                            "expected a 'vmsentry scan --format json' output") from None
+        raise BaselineError(f"{path}:{exc.lineno}: not JSON ({exc.msg}); {EXPECTED}") from None
     findings = document.get("findings") if isinstance(document, dict) else None
     if not isinstance(findings, list):
-        raise BaselineError(f"{path}: no 'findings' list; expected a 'vmsentry scan --format json' output")
+        raise BaselineError(f"{path}: no 'findings' list; {EXPECTED}")
     for i, finding in enumerate(findings):
         if not (isinstance(finding, dict) and isinstance(finding.get("evidence"), dict)
                 and all(isinstance(finding.get(k), str) for k in ("rule_id", "asset", "status"))):

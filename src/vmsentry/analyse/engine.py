@@ -40,37 +40,43 @@ class Finding:
         return (self.rule_id, self.asset, self.evidence.get("file"), self.evidence.get("locator"))
 
 
-def _assets(inventory: Inventory, rule: Rule) -> Iterable[Any]:
-    pool = {"vm": inventory.vms, "network": inventory.networks, "host": inventory.hosts}[rule.asset]
-    platforms = rule.platforms
-    if "all" in platforms:
-        return pool
-    return [a for a in pool if a.platform in platforms]
+def _assets_by_rule_scope(inventory: Inventory) -> dict[tuple[str, str], list[Any]]:
+    """Assets grouped once by (asset type, platform), so each rule picks its own without filtering."""
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for kind, pool in (("vm", inventory.vms), ("network", inventory.networks), ("host", inventory.hosts)):
+        for asset in pool:
+            groups.setdefault((kind, asset.platform), []).append(asset)
+    return groups
 
 
 def evaluate(inventory: Inventory, rules: Iterable[Rule] | None = None) -> list[Finding]:
     rules = tuple(rules) if rules is not None else load_catalogue()
     checks = load_checks()
     ctx = ScanContext.of(inventory)
+    groups = _assets_by_rule_scope(inventory)
     findings: list[Finding] = []
     append = findings.append
     for rule in rules:
         predicate = checks.get(rule.check)
-        for asset in _assets(inventory, rule):
-            try:
-                outcomes = as_outcomes(predicate(asset, ctx)) if predicate else [
-                    Outcome("error", message=f"no predicate named {rule.check}")]
-            except Exception as exc:  # a predicate bug must not hide every other result
-                outcomes = [Outcome("error", message=f"{type(exc).__name__}: {exc}")]
-            if not outcomes:
-                outcomes = [Outcome("pass")]
-            default_file = asset.source.file if hasattr(asset, "source") else None
-            for oc in outcomes:
-                ev = oc.evidence()
-                if ev["file"] is None:
-                    ev["file"] = default_file or (asset.facts.get("source_file") if rule.asset == "host" else None)
-                append(Finding(rule.id, rule.title, rule.severity, oc.status, rule.category, asset.platform,
-                               asset.asset, ev, rule.remediation_for(asset.platform), list(rule.references)))
+        references = list(rule.references)        # shared by this rule's findings: never mutated
+        scopes = [k for k in groups if k[0] == rule.asset and ("all" in rule.platforms or k[1] in rule.platforms)]
+        for scope in scopes:
+            platform = scope[1]
+            remediation = rule.remediation_for(platform)
+            for asset in groups[scope]:
+                try:
+                    result = predicate(asset, ctx) if predicate else Outcome(
+                        "error", message=f"no predicate named {rule.check}")
+                except Exception as exc:  # a predicate bug must not hide every other result
+                    result = Outcome("error", message=f"{type(exc).__name__}: {exc}")
+                outcomes = (result,) if type(result) is Outcome else (as_outcomes(result) or (Outcome("pass"),))
+                default_file = asset.source.file if rule.asset != "host" else asset.facts.get("source_file")
+                for oc in outcomes:
+                    ev = {"file": oc.file or default_file, "locator": oc.locator, "key": oc.key, "value": oc.value}
+                    if oc.message:
+                        ev["message"] = oc.message
+                    append(Finding(rule.id, rule.title, rule.severity, oc.status, rule.category, platform,
+                                   asset.asset, ev, remediation, references))
     return findings
 
 

@@ -67,11 +67,11 @@ def load_waivers(path: str) -> list[Waiver]:
         raise WaiverError(f"{path}:{line} bad YAML: {getattr(exc, 'problem', None) or exc}") from None
     if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG):
         return []
-    entries = _top_level(path, root)
+    entries = _entries(path, root)
     return [_waiver(path, entry) for entry in entries]
 
 
-def _top_level(path: str, root: Node) -> list[Node]:
+def _entries(path: str, root: Node) -> list[Node]:
     if not isinstance(root, MappingNode):
         raise WaiverError(f"{path}:{_line(root)}: expected a mapping with a 'waivers' list")
     entries: list[Node] = []

@@ -1,7 +1,8 @@
 """Stage 1, collect: platform adapters turn files, live APIs and host state into one ``Inventory``.
 
 Adapters never decide severity. Each file adapter module offers ``claims(path, head) -> bool`` (is this
-file mine? ``head`` is the first 4 KiB) and ``read(path) -> Inventory``; ``read`` raises ``BadInput``
+file mine? ``head`` is the first 4 KiB) and ``read(path, data) -> Inventory`` (``data``: the whole file,
+read once here within the size limit); ``read`` raises ``BadInput``
 for a file it cannot use at all and puts per-element problems into ``Inventory.errors``.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 from importlib import import_module
 from typing import Callable, Iterable, Iterator
 
-from vmsentry.collect.source_file import BadInput
+from vmsentry.collect.source_file import BadInput, read_bytes
 from vmsentry.model import InputError, Inventory
 
 # Order matters: the first adapter that claims a file reads it.
@@ -50,11 +51,11 @@ def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None
         if progress:
             progress(count, path)
         try:
-            with open(path, "rb") as fh:
-                head = fh.read(4096)
-        except OSError as exc:
-            inv.errors.append(InputError(path, f"cannot read: {exc.strerror}"))
+            data = read_bytes(path)
+        except BadInput as exc:
+            inv.errors.append(InputError(path, str(exc)))
             continue
+        head = data[:4096]
         adapter = next((a for a in adapters if a.claims(path, head)), None)
         if adapter is None:
             if explicit:
@@ -64,7 +65,7 @@ def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None
                 skipped += 1
             continue
         try:
-            inv.extend(adapter.read(path))
+            inv.extend(adapter.read(path, data))
         except BadInput as exc:
             inv.errors.append(InputError(path, str(exc)))
         except MemoryError:

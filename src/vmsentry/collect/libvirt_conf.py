@@ -47,8 +47,9 @@ def claims(path: str, head: bytes) -> bool:
     return fact_group(path) is not None and not looks_binary(head)
 
 
-def read(path: str) -> Inventory:
-    data = read_bytes(path)
+def read(path: str, data: bytes | None = None) -> Inventory:
+    if data is None:
+        data = read_bytes(path)
     if looks_binary(data):
         raise BadInput("binary data, not a libvirt configuration file")
     text, lossy = decode_text(data)

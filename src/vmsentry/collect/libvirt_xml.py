@@ -29,8 +29,10 @@ def claims(path: str, head: bytes) -> bool:
     return text.startswith(b"<") and any(tag in head for tag in ROOT_TAGS)
 
 
-def read(path: str) -> Inventory:
-    return read_document_bytes(read_bytes(path), Source(file=path))
+def read(path: str, data: bytes | None = None) -> Inventory:
+    if data is None:
+        data = read_bytes(path)
+    return read_document_bytes(data, Source(file=path))
 
 
 def read_document_bytes(data: bytes, source: Source) -> Inventory:

@@ -83,8 +83,9 @@ def claims(path: str, head: bytes) -> bool:
     return False
 
 
-def read(path: str) -> Inventory:
-    data = read_bytes(path)
+def read(path: str, data: bytes | None = None) -> Inventory:
+    if data is None:
+        data = read_bytes(path)
     inv = Inventory()
     if b"\x00" in data:
         # /proc/PID/cmdline: one argument per NUL-terminated string

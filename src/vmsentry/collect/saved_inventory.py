@@ -8,11 +8,15 @@ from vmsentry.model import SCHEMA, Inventory
 
 
 def claims(path: str, head: bytes) -> bool:
-    return path.endswith(".json") and b"vmsentry.inventory/" in head
+    """A saved inventory names its schema first; a `scan --format json` report names the tool first."""
+    if not path.endswith(".json"):
+        return False
+    return b"vmsentry.inventory/" in head or (b'"tool"' in head and b'"vmsentry"' in head)
 
 
-def read(path: str) -> Inventory:
-    data = read_bytes(path)
+def read(path: str, data: bytes | None = None) -> Inventory:
+    if data is None:
+        data = read_bytes(path)
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -11,7 +11,7 @@ default is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, asdict
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 SCHEMA = "vmsentry.inventory/1"
@@ -208,11 +208,11 @@ class Inventory:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
-            "hosts": [asdict(h) for h in self.hosts],
-            "networks": [asdict(n) for n in self.networks],
-            "vms": [asdict(v) for v in self.vms],
-            "nwfilters": [asdict(f) for f in self.nwfilters],
-            "errors": [asdict(e) for e in self.errors],
+            "hosts": [_plain(h) for h in self.hosts],
+            "networks": [_plain(n) for n in self.networks],
+            "vms": [_plain(v) for v in self.vms],
+            "nwfilters": [_plain(f) for f in self.nwfilters],
+            "errors": [_plain(e) for e in self.errors],
         }
 
     @classmethod
@@ -234,6 +234,27 @@ _NESTED: dict[type, dict[str, tuple[type, bool]]] = {
     Network: {"source": (Source, False)},
     NwFilter: {"source": (Source, False)},
 }
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(obj: Any) -> Any:
+    """A dataclass tree as plain dicts and lists for JSON. Unlike dataclasses.asdict it does not
+    deep-copy leaf values (fact dicts are shared with the model, which is fine for serialising) and is
+    several times faster on 10,000-VM inventories."""
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj))
+    out = {}
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, list):
+            value = [_plain(v) if hasattr(v, "__dataclass_fields__") else v for v in value] if value else []
+        elif hasattr(value, "__dataclass_fields__"):
+            value = _plain(value)
+        out[name] = value
+    return out
 
 
 def _build(cls: type, data: Any) -> Any:

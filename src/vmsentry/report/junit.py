@@ -11,10 +11,11 @@ from lxml import etree
 
 from vmsentry.analyse.engine import Finding
 from vmsentry.report import ScanResult
-from vmsentry.report.text import evidence_text, group_by_asset, printable
+from vmsentry.report.text import evidence_text, group_by_asset, printable, waiver_text
 
 OUTCOME_ELEMENT = {"fail": "failure", "error": "error", "unknown": "skipped", "not_applicable": "skipped",
                    "waived": "skipped"}
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'   # the CLI writes reports as UTF-8
 COUNTED = {"failure": "failures", "error": "errors", "skipped": "skipped"}
 
 
@@ -26,15 +27,15 @@ def render(result: ScanResult) -> str:
         counts = dict.fromkeys(totals, 0)
         for finding in findings:
             counts["tests"] += 1
-            element = _testcase(suite, finding)
-            if element is not None:
-                counts[COUNTED[element]] += 1
+            outcome = _testcase(suite, finding)
+            if outcome is not None:
+                counts[COUNTED[outcome]] += 1
         for name, n in counts.items():
             suite.set(name, str(n))
             totals[name] += n
     for name, n in totals.items():
         root.set(name, str(n))
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="unicode", pretty_print=True)
+    return XML_DECLARATION + etree.tostring(root, encoding="unicode", pretty_print=True)
 
 
 def _testcase(suite: etree._Element, finding: Finding) -> str | None:
@@ -58,7 +59,6 @@ def _testcase(suite: etree._Element, finding: Finding) -> str | None:
 
 def _skip_reason(finding: Finding, evidence: str) -> str:
     if finding.status == "waived" and finding.waiver:
-        w = finding.waiver
-        return (f"waived by {printable(w.get('owner'))} until {printable(w.get('expires'))}: "
-                f"{printable(w.get('reason'))}")
-    return f"{finding.status.replace('_', ' ')}: {evidence}" if evidence else finding.status.replace("_", " ")
+        return waiver_text(finding.waiver)
+    status = finding.status.replace("_", " ")
+    return f"{status}: {evidence}" if evidence else status

@@ -9,6 +9,7 @@ errors go to the run's ``invocations`` as notifications.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import PurePath
 from typing import Any
@@ -17,25 +18,28 @@ from urllib.parse import quote
 from vmsentry.analyse.engine import Finding, sort_findings
 from vmsentry.analyse.rules import SECURITY_SEVERITY, Rule
 from vmsentry.report import ScanResult
-from vmsentry.report.json_report import dump_json
+from vmsentry.report.json_report import compact
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 REPORTED = ("fail", "unknown", "waived")
+INDENT_UP_TO = 20_000  # results; past that compact, as indenting makes json use its slow pure-Python encoder
 # "line 12" at the start of a locator, or "... line 12, column 3" inside it
 _LINE = re.compile(r"^line (\d+)\b|\bline (\d+),")
 
 
 def render(result: ScanResult) -> str:
     rule_index = {rule.id: i for i, rule in enumerate(result.rules)}
-    results = [_result(f, rule_index) for f in sort_findings([f for f in result.findings if f.status in REPORTED])]
+    reported = sort_findings([f for f in result.findings if f.status in REPORTED])
+    results = [_result(f, rule_index) for f in reported]
     run = {
         "tool": {"driver": {"name": "vmsentry", "version": result.tool_version,
                             "rules": [_descriptor(rule) for rule in result.rules]}},
         "invocations": [_invocation(result)],
         "results": results,
     }
-    return dump_json({"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}, len(results)) + "\n"
+    log = {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+    return (json.dumps(log, indent=2, default=str) if len(results) <= INDENT_UP_TO else compact(log)) + "\n"
 
 
 def _descriptor(rule: Rule) -> dict[str, Any]:
@@ -58,7 +62,6 @@ def _remediation_text(remediation: dict[str, str]) -> str:
 
 
 def _result(finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
-    evidence = finding.evidence
     out: dict[str, Any] = {"ruleId": finding.rule_id}
     if finding.rule_id in rule_index:
         out["ruleIndex"] = rule_index[finding.rule_id]
@@ -69,7 +72,7 @@ def _result(finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
     if finding.status == "waived" and finding.waiver:
         out["suppressions"] = [{"kind": "external", "justification": str(finding.waiver.get("reason", ""))}]
     out["properties"] = {"status": finding.status, "severity": finding.severity, "asset": finding.asset,
-                         "evidence": evidence}
+                         "evidence": finding.evidence}
     if finding.waiver:
         out["properties"]["waiver"] = finding.waiver
     return out
@@ -104,9 +107,9 @@ def artifact_uri(file: str) -> str:
     if "://" in file:
         return file
     path = PurePath(file)
-    if path.is_absolute():
-        return "file://" + quote(path.as_posix())
-    return quote(path.as_posix())
+    # surrogateescape: an undecodable file name becomes its original bytes, percent-encoded
+    encoded = quote(path.as_posix(), errors="surrogateescape")
+    return "file://" + encoded if path.is_absolute() else encoded
 
 
 def line_of(locator: Any) -> int | None:
@@ -126,7 +129,7 @@ def _invocation(result: ScanResult) -> dict[str, Any]:
     notes = [{"level": "error", "message": {"text": f"{e.file}: {e.message}"},
               "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact_uri(e.file)}}}]}
              for e in result.inventory.errors]
-    notes += [{"level": "error", "associatedRule": {"id": f.rule_id},
-               "message": {"text": f"{f.rule_id} on {f.asset}: {f.evidence.get('message') or 'predicate error'}"}}
-              for f in sort_findings([f for f in result.findings if f.status == "error"])]
+    for f in sort_findings([f for f in result.findings if f.status == "error"]):
+        text = f"{f.rule_id} on {f.asset}: {f.evidence.get('message') or 'predicate error'}"
+        notes.append({"level": "error", "associatedRule": {"id": f.rule_id}, "message": {"text": text}})
     return {"executionSuccessful": not notes, "toolExecutionNotifications": notes}

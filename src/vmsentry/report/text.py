@@ -7,11 +7,9 @@ terminal or forge report lines.
 from __future__ import annotations
 
 import re
-from itertools import groupby
 from typing import Any, Iterable
 
-from vmsentry.analyse.engine import STATUS_ORDER, Finding, sort_findings
-from vmsentry.analyse.rules import SEVERITY_RANK
+from vmsentry.analyse.engine import Finding, sort_findings
 from vmsentry.report import ScanResult
 from vmsentry.report.json_report import summarise
 
@@ -49,16 +47,12 @@ def evidence_text(evidence: dict[str, Any]) -> str:
 
 
 def group_by_asset(findings: Iterable[Finding]) -> list[tuple[str, list[Finding]]]:
-    """Findings per asset; assets worst first (by their worst finding), each asset's findings worst first."""
-    ordered = sort_findings(list(findings))
-    groups = {asset: list(items) for asset, items in groupby(sorted(ordered, key=lambda f: f.asset),
-                                                             key=lambda f: f.asset)}
-
-    def badness(asset: str) -> tuple[int, int, str]:
-        worst = groups[asset][0]   # sort_findings put the worst first, and sorted() kept that order
-        return STATUS_ORDER.get(worst.status, 9), SEVERITY_RANK[worst.severity], asset
-
-    return [(asset, groups[asset]) for asset in sorted(groups, key=badness)]
+    """Findings per asset; assets worst first (by their worst finding), each asset's findings worst first.
+    After ``sort_findings`` each asset first appears with its worst finding, so first-seen order is it."""
+    groups: dict[str, list[Finding]] = {}
+    for finding in sort_findings(list(findings)):
+        groups.setdefault(finding.asset, []).append(finding)
+    return list(groups.items())
 
 
 def render(result: ScanResult, *, color: bool = False) -> str:
@@ -101,7 +95,8 @@ def _summary_line(result: ScanResult, paint) -> str:
     if result.baseline is not None:
         parts.append(f"{s['new']} new, {s['fixed']} fixed since baseline")
     if s["errors"] or s["skipped_files"]:
-        parts.append(f"{_count(s['errors'], 'unreadable input')}, {_count(s['skipped_files'], 'skipped file')}")
+        parts.append(f"{_count(s['errors'], 'unreadable input')}, "
+                     f"{_count(s['skipped_files'], 'skipped file')}")
     parts.append(f"{s['seconds']:.1f} s")
     return " | ".join(parts)
 
@@ -110,18 +105,25 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+def waiver_text(waiver: dict[str, Any]) -> str:
+    return (f"waived by {printable(waiver.get('owner'))} until {printable(waiver.get('expires'))}: "
+            f"{printable(waiver.get('reason'))}")
+
+
+def _tag(paint, label: str) -> str:
+    """``[HIGH]``, ``[UNKNOWN]`` ...: a severity for failures, otherwise the status."""
+    return paint(label, f"[{label.upper()}]".ljust(_TAG_WIDTH))
+
+
 def _finding_lines(finding: Finding, paint, *, show_asset: bool = False) -> list[str]:
-    style = finding.severity if finding.status == "fail" else finding.status
-    label = finding.severity if finding.status == "fail" else finding.status
-    tag = paint(style, f"[{label.upper()}]".ljust(_TAG_WIDTH))
+    tag = _tag(paint, finding.severity if finding.status == "fail" else finding.status)
     head = f"  {tag} {printable(finding.rule_id)} {printable(finding.title)}"
     if show_asset:
         head += f" on {printable(finding.asset)}"
     evidence = evidence_text(finding.evidence)
     waiver = finding.waiver or {}
     if finding.status == "waived":
-        return [f"{head} (waived by {printable(waiver.get('owner'))} until {printable(waiver.get('expires'))}: "
-                f"{printable(waiver.get('reason'))})"]
+        return [f"{head} ({waiver_text(waiver)})"]
     if finding.status != "fail":            # unknown, error: compact, with the reason
         return [f"{head}: {evidence}" if evidence else head]
     lines = [head]
@@ -142,7 +144,6 @@ def _baseline_lines(baseline: dict[str, Any], paint) -> list[str]:
         lines += _finding_lines(finding, paint, show_asset=True)
     lines += ["", paint("heading", f"fixed since baseline ({len(fixed)})")]
     for old in fixed:
-        tag = paint(old.get("severity", "info"), f"[{str(old.get('severity', '?')).upper()}]".ljust(_TAG_WIDTH))
-        lines.append(f"  {tag} {printable(old.get('rule_id'))} {printable(old.get('title', ''))} "
-                     f"on {printable(old.get('asset'))}")
+        lines.append(f"  {_tag(paint, str(old.get('severity', 'info')))} {printable(old.get('rule_id'))} "
+                     f"{printable(old.get('title', ''))} on {printable(old.get('asset'))}")
     return lines
