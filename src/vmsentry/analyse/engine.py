@@ -49,34 +49,40 @@ def _assets_by_rule_scope(inventory: Inventory) -> dict[tuple[str, str], list[An
     return groups
 
 
-def evaluate(inventory: Inventory, rules: Iterable[Rule] | None = None) -> list[Finding]:
+def evaluate(inventory: Inventory, rules: Iterable[Rule] | None = None, *,
+             not_applicable_counts: dict[str, int] | None = None) -> list[Finding]:
+    """Every rule on every asset of its type and platform. With ``not_applicable_counts`` given,
+    not-applicable outcomes are counted there per rule instead of listed (on a fleet they are over half
+    of all results and say nothing; the scan reports only their number)."""
     rules = tuple(rules) if rules is not None else load_catalogue()
     checks = load_checks()
     ctx = ScanContext.of(inventory)
-    groups = _assets_by_rule_scope(inventory)
     findings: list[Finding] = []
     append = findings.append
-    for rule in rules:
-        predicate = checks.get(rule.check)
-        references = list(rule.references)        # shared by this rule's findings: never mutated
-        scopes = [k for k in groups if k[0] == rule.asset and ("all" in rule.platforms or k[1] in rule.platforms)]
-        for scope in scopes:
-            platform = scope[1]
-            remediation = rule.remediation_for(platform)
-            for asset in groups[scope]:
+    count_na = not_applicable_counts is not None
+    for (kind, platform), assets in _assets_by_rule_scope(inventory).items():
+        # per scope, what each rule needs, computed once: (rule, predicate, remediation, references)
+        plan = [(rule, checks.get(rule.check), rule.remediation_for(platform), list(rule.references))
+                for rule in rules if rule.asset == kind and ("all" in rule.platforms or platform in rule.platforms)]
+        for asset in assets:
+            asset_id = asset.asset
+            default_file = asset.source.file if kind != "host" else asset.facts.get("source_file")
+            for rule, predicate, remediation, references in plan:
                 try:
                     result = predicate(asset, ctx) if predicate else Outcome(
                         "error", message=f"no predicate named {rule.check}")
                 except Exception as exc:  # a predicate bug must not hide every other result
                     result = Outcome("error", message=f"{type(exc).__name__}: {exc}")
                 outcomes = (result,) if type(result) is Outcome else (as_outcomes(result) or (Outcome("pass"),))
-                default_file = asset.source.file if rule.asset != "host" else asset.facts.get("source_file")
+                if count_na and outcomes[0].status == "not_applicable":
+                    not_applicable_counts[rule.id] = not_applicable_counts.get(rule.id, 0) + 1
+                    continue
                 for oc in outcomes:
                     ev = {"file": oc.file or default_file, "locator": oc.locator, "key": oc.key, "value": oc.value}
                     if oc.message:
                         ev["message"] = oc.message
                     append(Finding(rule.id, rule.title, rule.severity, oc.status, rule.category, platform,
-                                   asset.asset, ev, remediation, references))
+                                   asset_id, ev, remediation, references))
     return findings
 
 

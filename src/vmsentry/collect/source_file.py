@@ -22,19 +22,28 @@ class BadInput(Exception):
 
 def read_bytes(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     try:
-        size = os.stat(path).st_size
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise BadInput(f"cannot read: {exc.strerror}") from None
-    if size > max_bytes:
-        raise BadInput(f"file is {size / 1048576:.1f} MiB, larger than the {max_bytes / 1048576:.0f} MiB limit; not read")
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise BadInput(f"file is {size / 1048576:.1f} MiB, larger than the {max_bytes / 1048576:.0f} MiB limit; "
+                           "not read")
+        chunks, total = [], 0
+        while True:                      # a special file may report size 0 and still have data
+            chunk = os.read(fd, max(size + 1, 65536) if not chunks else 1048576)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise BadInput(f"file is larger than the {max_bytes / 1048576:.0f} MiB limit; not read")
     except OSError as exc:
         raise BadInput(f"cannot read: {exc.strerror}") from None
-    if len(data) > max_bytes:  # grew while we looked (or a special file)
-        raise BadInput(f"file is larger than the {max_bytes / 1048576:.0f} MiB limit; not read")
-    return data
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def looks_binary(data: bytes) -> bool:

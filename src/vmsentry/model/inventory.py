@@ -236,22 +236,25 @@ _NESTED: dict[type, dict[str, tuple[type, bool]]] = {
 }
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_LAYOUT: dict[type, tuple[tuple[str, int], ...]] = {}
+_LEAF, _ONE, _MANY = 0, 1, 2
 
 
-def _plain(obj: Any) -> Any:
+def _plain(obj: Any) -> dict[str, Any]:
     """A dataclass tree as plain dicts and lists for JSON. Unlike dataclasses.asdict it does not
     deep-copy leaf values (fact dicts are shared with the model, which is fine for serialising) and is
-    several times faster on 10,000-VM inventories."""
-    names = _FIELD_NAMES.get(type(obj))
-    if names is None:
-        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj))
+    several times faster on 10,000-VM inventories: which fields nest is worked out once per class."""
+    layout = _LAYOUT.get(type(obj))
+    if layout is None:
+        nested = _NESTED.get(type(obj), {})
+        layout = _LAYOUT[type(obj)] = tuple(
+            (f.name, (_MANY if nested[f.name][1] else _ONE) if f.name in nested else _LEAF) for f in fields(obj))
     out = {}
-    for name in names:
+    for name, how in layout:
         value = getattr(obj, name)
-        if isinstance(value, list):
-            value = [_plain(v) if hasattr(v, "__dataclass_fields__") else v for v in value] if value else []
-        elif hasattr(value, "__dataclass_fields__"):
+        if how == _MANY:
+            value = [_plain(v) for v in value]
+        elif how == _ONE and value is not None:
             value = _plain(value)
         out[name] = value
     return out

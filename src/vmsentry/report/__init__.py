@@ -30,6 +30,7 @@ class ScanResult:
     # {"new": [Finding], "fixed": [finding dict], "unchanged": int, "file": path} with --baseline
     baseline: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    not_applicable: int = 0              # not-applicable results counted by the engine but not listed
 
 
 def render(fmt: str, result: ScanResult, *, color: bool = False) -> str:

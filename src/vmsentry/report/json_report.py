@@ -29,10 +29,11 @@ def summarise(result: ScanResult) -> dict[str, Any]:
     """Counts shared by the JSON and text reports."""
     inventory = result.inventory
     by_status = Counter(f.status for f in result.findings)
+    by_status["not_applicable"] += result.not_applicable
     failing = Counter(f.severity for f in result.findings if f.status == "fail")
     summary = {
         "vms": len(inventory.vms), "networks": len(inventory.networks), "hosts": len(inventory.hosts),
-        "findings": len(result.findings),
+        "findings": len(result.findings) + result.not_applicable,
         "by_status": {s: by_status[s] for s in STATUSES},
         "failing_by_severity": {s: failing[s] for s in SEVERITIES},
         "errors": len(inventory.errors), "skipped_files": result.skipped_files,

@@ -50,8 +50,16 @@ def unknown(message: str, key: str | None = None, *, file: str | None = None, lo
     return Outcome("unknown", file, locator, key, None, message)
 
 
+_NOT_APPLICABLE: dict[str, Outcome] = {}
+
+
 def not_applicable(message: str) -> Outcome:
-    return Outcome("not_applicable", message=message)
+    """Shared per message: the engine never changes an outcome, and a fleet scan makes hundreds of
+    thousands of these."""
+    outcome = _NOT_APPLICABLE.get(message)
+    if outcome is None:
+        outcome = _NOT_APPLICABLE[message] = Outcome("not_applicable", message=message)
+    return outcome
 
 
 def check(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
