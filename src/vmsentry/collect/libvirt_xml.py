@@ -89,16 +89,28 @@ def _read_root(root: etree._Element, index: int, source: Source, inv: Inventory)
 
 def read_domain(root: etree._Element, index: int = 0, source: Source | None = None,
                 errors: list[InputError] | None = None) -> VM:
-    name = (root.findtext("name") or "").strip()
+    # one pass over the top-level children: on fleet-size scans each find() is a walk of its own
+    top: dict[str, etree._Element] = {}
+    seclabels = []
+    for child in root:
+        tag = child.tag
+        if tag == "seclabel":
+            seclabels.append(child)
+        elif isinstance(tag, str) and tag not in top:
+            top[tag] = child
+    name_el = top.get("name")
+    name = (name_el.text or "").strip() if name_el is not None else ""
     if not name:
         raise BadInput(f"{element_locator(root, index)}: domain has no <name>")
-    vm = VM(name=name, platform=PLATFORM, uuid=(root.findtext("uuid") or "").strip() or None,
+    uuid_el = top.get("uuid")
+    vm = VM(name=name, platform=PLATFORM, uuid=((uuid_el.text or "").strip() or None) if uuid_el is not None else None,
             source=source or Source())
     errors = errors if errors is not None else []
     dom_type = root.get("type")
     if dom_type:
         vm.facts["libvirt.domain.type"] = {"value": dom_type, "at": element_locator(root, index)}
-    devices = root.find("devices")
+    agent = spice = None
+    devices = top.get("devices")
     if devices is not None:
         nic_index = 0
         for el in devices:
@@ -107,12 +119,25 @@ def read_domain(root: etree._Element, index: int = 0, source: Source | None = No
                 _read_interface(vm, el, nic_index, index)
                 nic_index += 1
                 continue
+            if tag == "channel" and _is_spice_agent(el):
+                agent = el
+            elif tag == "graphics" and spice is None and el.get("type") == "spice":
+                spice = el
             reader = _DEVICE_READERS.get(tag)
             if reader is not None:
                 reader(vm, el, index)
-    _read_security(vm, root, index)
-    _read_spice_agent(vm, root, index)
-    _read_qemu_commandline(vm, root, index, errors)
+    _read_seclabels(vm, seclabels, index)
+    launch = top.get("launchSecurity")
+    if launch is None:
+        launch = top.get("launch-security")   # spelling of libvirt's 2018 development tree
+    if launch is not None:
+        _read_launch_security(vm, launch, index)
+    if top.get("os") is not None:
+        _read_secure_boot(vm, top["os"])
+    _read_spice_agent(vm, agent, spice, index)
+    cmd = top.get(f"{{{QEMU_NS}}}commandline")
+    if cmd is not None:
+        _read_qemu_commandline(vm, cmd, index, errors)
     return vm
 
 
@@ -127,22 +152,22 @@ def _read_smartcard(vm: VM, el: etree._Element, doc: int) -> None:
         _read_chardev(vm, el, "chardev", doc)
 
 
-def _read_spice_agent(vm: VM, root: etree._Element, doc: int) -> None:
+def _is_spice_agent(channel: etree._Element) -> bool:
+    if channel.get("type") not in ("spicevmc", "qemu-vdagent"):
+        return False
+    target = channel.find("target")
+    return target is not None and target.get("name") == "com.redhat.spice.0"
+
+
+def _read_spice_agent(vm: VM, agent: etree._Element | None, graphics: etree._Element | None, doc: int) -> None:
     """Clipboard and file drag-and-drop between a SPICE client and the guest travel over the
     spice-vdagent channel; <graphics><clipboard copypaste='no'/> and <filetransfer enable='no'/>
     switch them off. Without the agent channel neither exists."""
-    agent = None
-    for channel in root.iterfind("devices/channel"):
-        target = channel.find("target")
-        if channel.get("type") in ("spicevmc", "qemu-vdagent") and target is not None and \
-                target.get("name") == "com.redhat.spice.0":
-            agent = channel
     if agent is None:
         vm.channels.clipboard = "disabled"
         vm.channels.drag_and_drop = "disabled"
         return
     locator = element_locator(agent, doc)
-    graphics = root.find("devices/graphics[@type='spice']")
     clipboard = graphics.find("clipboard") if graphics is not None else None
     filetransfer = graphics.find("filetransfer") if graphics is not None else None
     if agent.get("type") == "qemu-vdagent":
@@ -441,8 +466,8 @@ def _disk_name(el: etree._Element) -> str:
     return src.get("file") or src.get("dev") or src.get("name") or src.get("volume") or "(source)"
 
 
-def _read_security(vm: VM, root: etree._Element, doc: int) -> None:
-    for seclabel in root.iterfind("seclabel"):
+def _read_seclabels(vm: VM, seclabels: list[etree._Element], doc: int) -> None:
+    for seclabel in seclabels:
         locator = element_locator(seclabel, doc)
         stype, model = seclabel.get("type"), seclabel.get("model")
         prefix = f"libvirt.seclabel.{model or 'default'}"
@@ -456,26 +481,23 @@ def _read_security(vm: VM, root: etree._Element, doc: int) -> None:
             vm.security.confinement = "none"
         elif model in ("selinux", "apparmor") and vm.security.confinement != "none":
             vm.security.confinement = model
-    launch = root.find("launchSecurity")
-    if launch is None:
-        launch = root.find("launch-security")   # spelling of libvirt's 2018 development tree
-    if launch is not None:
-        ltype = launch.get("type")
-        vm.security.memory_encryption = {"sev": "sev", "sev-snp": "sev-snp", "tdx": "tdx",
-                                         "s390-pv": "s390-pv"}.get(ltype, ltype)
-        vm.facts["libvirt.launchSecurity.type"] = {"value": ltype, "at": element_locator(launch, doc)}
-    os_el = root.find("os")
-    if os_el is not None:
-        loader = os_el.find("loader")
-        secure = (loader is not None and loader.get("secure") == "yes") or any(
-            f.get("name") == "secure-boot" and f.get("enabled") == "yes" for f in os_el.iterfind("firmware/feature"))
-        vm.security.secure_boot = bool(secure)
 
 
-def _read_qemu_commandline(vm: VM, root: etree._Element, doc: int, errors: list[InputError]) -> None:
-    cmd = root.find(f"{{{QEMU_NS}}}commandline")
-    if cmd is None:
-        return
+def _read_launch_security(vm: VM, launch: etree._Element, doc: int) -> None:
+    ltype = launch.get("type")
+    vm.security.memory_encryption = {"sev": "sev", "sev-snp": "sev-snp", "tdx": "tdx",
+                                     "s390-pv": "s390-pv"}.get(ltype, ltype)
+    vm.facts["libvirt.launchSecurity.type"] = {"value": ltype, "at": element_locator(launch, doc)}
+
+
+def _read_secure_boot(vm: VM, os_el: etree._Element) -> None:
+    loader = os_el.find("loader")
+    secure = (loader is not None and loader.get("secure") == "yes") or any(
+        f.get("name") == "secure-boot" and f.get("enabled") == "yes" for f in os_el.iterfind("firmware/feature"))
+    vm.security.secure_boot = bool(secure)
+
+
+def _read_qemu_commandline(vm: VM, cmd: etree._Element, doc: int, errors: list[InputError]) -> None:
     from vmsentry.collect.qemu_cmdline import apply_args, redacted
     arg_elements = list(cmd.iterfind(f"{{{QEMU_NS}}}arg"))
     args = [arg.get("value", "") for arg in arg_elements]

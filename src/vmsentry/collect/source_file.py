@@ -138,7 +138,11 @@ def _xml_error_text(exc: etree.XMLSyntaxError) -> str:
 
 def element_locator(elem: etree._Element, doc_index: int = 0) -> str:
     """'line N, /domain/devices/interface[2]' - the line for a person, the XPath for a tool."""
-    path = elem.getroottree().getpath(elem)
+    parent = elem.getparent()
+    if parent is None:                    # a document's root: no tree walk needed
+        path = f"/{elem.tag}"
+    else:
+        path = elem.getroottree().getpath(elem)
     if path.startswith("/vmsentry-documents/"):
         # /vmsentry-documents/domain[2]/devices -> /domain/devices (the document number is said apart)
         path = re.sub(r"^/vmsentry-documents/([^/\[]+)(\[\d+\])?", r"/\1", path)
