@@ -18,7 +18,13 @@ from vmsentry.model import InputError, Inventory
 FILE_ADAPTERS = (
     "vmsentry.collect.saved_inventory",
     "vmsentry.collect.libvirt_conf",
-    "vmsentry.collect.qemu_cmdline",
+    "vmsentry.collect.proxmox",         # cheap claims (file name first): before the QEMU line scan
+    "vmsentry.collect.hyperv",
+    "vmsentry.collect.vmware_vmx",
+    "vmsentry.collect.vmware_host",
+    "vmsentry.collect.virtualbox_showvminfo",
+    "vmsentry.collect.virtualbox",
+    "vmsentry.collect.qemu_cmdline",    # scans every line of the head: after the adapters that claim by name
     "vmsentry.collect.libvirt_xml",
 )
 
@@ -60,7 +66,10 @@ def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None
         if adapter is None:
             if explicit:
                 inv.errors.append(InputError(path, "not a file vmsentry knows (libvirt XML, qemu.conf, "
-                                                   "libvirtd.conf, QEMU command line, saved inventory JSON)"))
+                                                   "libvirtd.conf, QEMU command line, VMware .vmx or "
+                                                   "vmnet host file or ESXi export, VirtualBox .vbox, VirtualBox.xml "
+                                                   "or showvminfo output, Proxmox VE VMID.conf/*.fw/"
+                                                   "network interfaces, Hyper-V export JSON, saved inventory JSON)"))
             else:
                 skipped += 1
             continue
@@ -84,4 +93,6 @@ def collect(paths: Iterable[str] = (), libvirt_uris: Iterable[str] = (), host: b
         inv.extend(linux_host.collect_host())
     from vmsentry.collect.libvirt_link import link
     link(inv)
+    from vmsentry.collect.vmware_link import link as link_vmware; link_vmware(inv)
+    from vmsentry.collect.proxmox_link import link as link_proxmox; link_proxmox(inv)
     return inv, skipped

@@ -15,7 +15,9 @@ STATUSES = ("fail", "pass", "unknown", "not_applicable", "error", "waived")
 
 _MODULES = ("vmsentry.analyse.checks.vm_network", "vmsentry.analyse.checks.vm_exposure",
             "vmsentry.analyse.checks.vm_isolation", "vmsentry.analyse.checks.networks",
-            "vmsentry.analyse.checks.host_libvirt", "vmsentry.analyse.checks.host_kernel")
+            "vmsentry.analyse.checks.host_libvirt", "vmsentry.analyse.checks.host_kernel",
+            "vmsentry.analyse.checks.hyperv", "vmsentry.analyse.checks.proxmox",
+            "vmsentry.analyse.checks.vmware", "vmsentry.analyse.checks.virtualbox")
 
 CHECKS: dict[str, Callable[..., Any]] = {}
 
@@ -60,6 +62,12 @@ def not_applicable(message: str) -> Outcome:
     if outcome is None:
         outcome = _NOT_APPLICABLE[message] = Outcome("not_applicable", message=message)
     return outcome
+
+
+def fail_each_device(vm, kind: str, key: str, when_none: Outcome) -> Outcome | list[Outcome]:
+    """One failure per device of ``kind`` (each with its own locator), or ``when_none``."""
+    found = [fail(key, d.detail, locator=d.locator) for d in vm.devices if d.kind == kind]
+    return found or when_none
 
 
 def check(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -24,9 +24,20 @@ def share_writable(vm: VM, ctx):
     return out or passed("filesystem", "; ".join(_share_text(s) for s in vm.shares))
 
 
+# Windows and macOS host paths (VMware Workstation/Fusion, VirtualBox, Hyper-V hosts): drive roots, the
+# system and profile roots, compared case-insensitively with / separators.
+_WINDOWS_SENSITIVE = ("windows", "users", "programdata", "program files", "program files (x86)")
+_MACOS_SENSITIVE = ("/users", "/library", "/system", "/applications", "/private/etc", "/private/var")
+
+
 def _is_sensitive(path: str | None) -> bool:
     if not path:
         return False
+    if len(path) >= 2 and path[1] == ":" and path[0].isalpha():          # C:\..., D:/...
+        rest = path[2:].replace("\\", "/").strip("/").lower()
+        return rest == "" or rest in _WINDOWS_SENSITIVE or rest.startswith("windows/")
+    if path.rstrip("/").lower() in _MACOS_SENSITIVE:
+        return True
     norm = "/" + path.strip("/") if path != "/" else "/"
     return norm in SENSITIVE_PATHS or any(norm.startswith(p + "/") for p in SENSITIVE_PATHS[1:]
                                           if p not in ("/home", "/var/lib/libvirt", "/usr"))
@@ -149,7 +160,7 @@ def disk_unencrypted(vm: VM, ctx):
         return not_applicable("no disks")
     if vm.security.disk_encryption:
         return passed("disk/encryption", "luks")
-    first = vm.facts.get("libvirt.disk.unencrypted")
+    first = vm.facts.get("libvirt.disk.unencrypted") or vm.facts.get("vbox.disk.unencrypted")
     return fail("disk/encryption", first["value"] if first else "absent", locator=first["at"] if first else None)
 
 
@@ -205,7 +216,8 @@ def clipboard_shared(vm: VM, ctx):
         return unknown("clipboard setting not collected", "clipboard")
     if mode == "disabled":
         return passed("clipboard", mode)
-    at = vm.facts.get("libvirt.spice.agent_channel", {}).get("at")
+    at = _first_at(vm, "libvirt.spice.agent_channel", "vbox.Clipboard.mode", "vmx.isolation.tools.copy.disable",
+                   "vmx.isolation.tools.paste.disable")
     return fail("clipboard", mode, locator=at)
 
 
@@ -216,5 +228,14 @@ def drag_and_drop_shared(vm: VM, ctx):
         return unknown("drag-and-drop / file-transfer setting not collected", "drag_and_drop")
     if mode == "disabled":
         return passed("drag_and_drop", mode)
-    at = vm.facts.get("libvirt.spice.agent_channel", {}).get("at")
+    at = _first_at(vm, "libvirt.spice.agent_channel", "vbox.DragAndDrop.mode", "vmx.isolation.tools.dnd.disable")
     return fail("drag_and_drop", mode, locator=at)
+
+
+def _first_at(vm: VM, *keys: str) -> str | None:
+    """Locator of the first fact present (the setting that decided a channel; absent = platform default)."""
+    for key in keys:
+        fact = vm.facts.get(key)
+        if fact:
+            return fact.get("at")
+    return None

@@ -23,6 +23,14 @@ CATEGORIES = (
     "hardware-isolation", "hypervisor-vuln", "logging", "access-control",
 )
 ASSET_TYPES = ("vm", "network", "host")
+# Matrix metadata (``vmsentry rules --matrix``): which control a rule checks, how the platform sets it,
+# and the recommended value. Optional; ``control`` must be one of these.
+CONTROLS = (
+    "clipboard", "drag-and-drop", "shared-folders", "console-network-exposure", "console-authentication",
+    "anti-spoofing", "promiscuous-mode", "port-forwards", "user-mode-nat-host-access", "management-plane",
+    "memory-encryption", "disk-encryption", "pci-passthrough", "usb-passthrough", "serial-over-network",
+    "guest-integration-services", "snapshots", "vm-firewall", "network-isolation", "confinement",
+)
 REQUIRED = ("id", "title", "severity", "category", "platforms", "asset", "rationale", "remediation",
             "references", "default", "check")
 
@@ -42,6 +50,9 @@ class Rule:
     check: str
     verified: str = "yes"            # "yes", or what could not be checked, said plainly
     compliance: dict[str, Any] = field(default_factory=dict)
+    control: str | None = None       # one of CONTROLS (matrix row)
+    setting: dict[str, str] = field(default_factory=dict)       # per platform: the key/option that sets it
+    recommended: dict[str, str] = field(default_factory=dict)   # per platform: the recommended value
 
     def remediation_for(self, platform: str) -> str:
         return self.remediation.get(platform) or self.remediation.get("all") or next(iter(self.remediation.values()), "")
@@ -52,6 +63,7 @@ class Rule:
             "platforms": list(self.platforms), "asset": self.asset, "rationale": self.rationale,
             "remediation": dict(self.remediation), "references": list(self.references),
             "default": self.default, "verified": self.verified, "compliance": dict(self.compliance),
+            "control": self.control, "setting": dict(self.setting), "recommended": dict(self.recommended),
         }
 
 
@@ -69,6 +81,8 @@ def _rule_from(entry: dict[str, Any], where: str) -> Rule:
         raise CatalogueError(f"{where}: rule {entry['id']} has category {entry['category']!r}")
     if entry["asset"] not in ASSET_TYPES:
         raise CatalogueError(f"{where}: rule {entry['id']} has asset {entry['asset']!r}")
+    if entry.get("control") is not None and entry["control"] not in CONTROLS:
+        raise CatalogueError(f"{where}: rule {entry['id']} has control {entry['control']!r}")
     remediation = entry["remediation"]
     if isinstance(remediation, str):
         remediation = {"all": remediation}
@@ -79,7 +93,18 @@ def _rule_from(entry: dict[str, Any], where: str) -> Rule:
         references=tuple(entry["references"]), default=" ".join(str(entry["default"]).split()),
         check=entry["check"], verified=str(entry.get("verified", "yes")),
         compliance=dict(entry.get("compliance") or {}),
+        control=entry.get("control"), setting=_per_platform(entry.get("setting")),
+        recommended=_per_platform(entry.get("recommended")),
     )
+
+
+def _per_platform(value: Any) -> dict[str, str]:
+    """``setting``/``recommended``: a text for every platform of the rule, or a mapping per platform."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): " ".join(str(v).split()) for k, v in value.items()}
+    return {"all": " ".join(str(value).split())}
 
 
 @lru_cache(maxsize=1)

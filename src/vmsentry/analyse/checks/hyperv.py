@@ -1,0 +1,215 @@
+"""Hyper-V predicates: per-NIC port security (DHCP/router guard, mirroring, VLAN trunk, ACLs), host
+settings (enhanced session, live migration), switches (management OS sharing, extensions), and VM
+integration and security settings. They read the facts ``collect.hyperv`` records under the cmdlets'
+own property names."""
+from __future__ import annotations
+
+from vmsentry.analyse.checks import check, fail, fail_each_device, not_applicable, passed, unknown
+from vmsentry.model import VM, Host, Network
+
+SWITCHED = ("bridged", "host-only", "private", "internal")
+_MS_EXTENSIONS = ("Microsoft Windows Filtering Platform", "Microsoft NDIS Capture", "Microsoft Azure VFP Switch Extension")
+
+
+def _nics(vm: VM):
+    return [n for n in vm.nics if n.mode in SWITCHED and n.connected]
+
+
+def _nic_setting(vm: VM, key: str, bad: tuple[str, ...], what: str, absent_means: str | None = None):
+    nics = _nics(vm)
+    if not nics:
+        return not_applicable("no NIC connected to a virtual switch")
+    out, seen = [], []
+    for n in nics:
+        fact = vm.facts.get(f"hyperv.nic.{n.id}.{key}")
+        value = fact["value"] if fact else absent_means
+        if value is None:
+            out.append(unknown(f"{n.id}: {key} not in the export", key, locator=n.locator))
+        elif str(value) in bad:
+            out.append(fail(key, f"{n.id} on {n.network}: {key}={value}", locator=fact["at"] if fact else n.locator,
+                            message=what))
+        else:
+            seen.append(f"{n.id}={value}")
+    return out or passed(key, ", ".join(seen))
+
+
+@check("hv_dhcp_guard_off")
+def hv_dhcp_guard_off(vm: VM, ctx):
+    return _nic_setting(vm, "DhcpGuard", ("Off",), "the guest can answer DHCP for its neighbours")
+
+
+@check("hv_router_guard_off")
+def hv_router_guard_off(vm: VM, ctx):
+    return _nic_setting(vm, "RouterGuard", ("Off",), "the guest can send router advertisements and redirects")
+
+
+@check("hv_port_mirroring")
+def hv_port_mirroring(vm: VM, ctx):
+    return _nic_setting(vm, "PortMirroringMode", ("Source", "Destination"), "switch traffic is copied to or from this port")
+
+
+@check("hv_vlan_trunk")
+def hv_vlan_trunk(vm: VM, ctx):
+    return _nic_setting(vm, "Vlan.OperationMode", ("Trunk",), "the guest sees and can send on every allowed VLAN")
+
+
+@check("hv_no_port_acl")
+def hv_no_port_acl(vm: VM, ctx):
+    nics = [n for n in _nics(vm) if n.mode in ("bridged", "host-only")]
+    if not nics:
+        return not_applicable("no NIC on an External or Internal switch")
+    out, seen = [], []
+    for n in nics:
+        acl, ext = vm.facts.get(f"hyperv.nic.{n.id}.Acls"), vm.facts.get(f"hyperv.nic.{n.id}.ExtendedAcls")
+        if acl is None and ext is None:
+            out.append(unknown(f"{n.id}: port ACLs not in the export", "Acls", locator=n.locator))
+        elif not (acl or {}).get("value") and not (ext or {}).get("value"):
+            out.append(fail("Acls", f"{n.id} on {n.network}: no port ACL or extended ACL", locator=n.locator))
+        else:
+            seen.append(f"{n.id}: {len(acl['value'] if acl else [])} ACL(s), {len(ext['value'] if ext else [])} extended")
+    return out or passed("Acls", "; ".join(seen))
+
+
+@check("hv_guest_service_interface")
+def hv_guest_service_interface(vm: VM, ctx):
+    fact = vm.facts.get("hyperv.integration.Guest Service Interface")
+    if fact is None:
+        if "hyperv.integration.collected" in vm.facts:
+            return passed("Guest Service Interface", "absent")
+        return unknown("integration services not in the export", "Guest Service Interface")
+    if fact["value"]:
+        return fail("Guest Service Interface", "Enabled", locator=fact["at"])
+    return passed("Guest Service Interface", "Disabled", locator=fact["at"])
+
+
+@check("hv_dda_device")
+def hv_dda_device(vm: VM, ctx):
+    return fail_each_device(vm, "pci-passthrough", "AssignableDevice", not_applicable("no device assigned with DDA"))
+
+
+def _bool_fact(vm: VM, key: str, want: bool, what: str):
+    fact = vm.facts.get(key)
+    if fact is None:
+        return unknown(f"{what} not in the export (Get-VMSecurity/Get-VMFirmware)", what)
+    value = fact["value"]
+    ok = (value is True or str(value).lower() in ("true", "on")) == want
+    return (passed if ok else fail)(what, value, locator=fact["at"])
+
+
+@check("hv_state_not_encrypted")
+def hv_state_not_encrypted(vm: VM, ctx):
+    return _bool_fact(vm, "hyperv.security.EncryptStateAndVmMigrationTraffic", True, "EncryptStateAndVmMigrationTraffic")
+
+
+@check("hv_vtpm_off")
+def hv_vtpm_off(vm: VM, ctx):
+    if vm.facts.get("hyperv.vm.Generation", {}).get("value") == 1:
+        return not_applicable("generation 1 VM: no virtual TPM")
+    return _bool_fact(vm, "hyperv.security.TpmEnabled", True, "TpmEnabled")
+
+
+@check("hv_secure_boot_off")
+def hv_secure_boot_off(vm: VM, ctx):
+    fact = vm.facts.get("hyperv.firmware.SecureBoot")
+    if vm.facts.get("hyperv.vm.Generation", {}).get("value") == 1:
+        return fail("Generation", 1, message="generation 1 VMs have no UEFI Secure Boot")
+    if fact is None:
+        return unknown("Get-VMFirmware SecureBoot not in the export", "SecureBoot")
+    return (passed if fact["value"] == "On" else fail)("SecureBoot", fact["value"], locator=fact["at"])
+
+
+@check("hv_com_pipe")
+def hv_com_pipe(vm: VM, ctx):
+    pipes = [d for d in vm.devices if d.kind == "serial-pipe"]
+    if not pipes:
+        return not_applicable("no COM port connected to a named pipe")
+    out = []
+    for d in pipes:
+        remote = "\\\\" in d.detail and "\\\\.\\" not in d.detail
+        out.append(fail("ComPort.Path", d.detail, locator=d.locator,
+                        message="a pipe on another computer: the console crosses the network" if remote else
+                        "any local administrator process can attach to the guest's serial console"))
+    return out
+
+
+@check("hv_standard_checkpoints")
+def hv_standard_checkpoints(vm: VM, ctx):
+    fact = vm.facts.get("hyperv.vm.CheckpointType")
+    if fact is None:
+        return unknown("Get-VM CheckpointType not in the export", "CheckpointType")
+    if str(fact["value"]) == "Standard":
+        return fail("CheckpointType", "Standard", locator=fact["at"])
+    return passed("CheckpointType", fact["value"], locator=fact["at"])
+
+
+# ---------------------------------------------------------------- host
+
+def _host_fact(host: Host, key: str):
+    return host.facts.get(f"hyperv.host.{key}")
+
+
+@check("hv_enhanced_session")
+def hv_enhanced_session(host: Host, ctx):
+    fact = _host_fact(host, "EnableEnhancedSessionMode")
+    if fact is None:
+        return unknown("Get-VMHost EnableEnhancedSessionMode not in the export", "EnableEnhancedSessionMode")
+    return (fail if fact["value"] is True else passed)("EnableEnhancedSessionMode", fact["value"], locator=fact["at"])
+
+
+@check("hv_migration_credssp")
+def hv_migration_credssp(host: Host, ctx):
+    enabled = _host_fact(host, "VirtualMachineMigrationEnabled")
+    if enabled is not None and enabled["value"] is False:
+        return not_applicable("live migration disabled")
+    fact = _host_fact(host, "VirtualMachineMigrationAuthenticationType")
+    if fact is None:
+        return unknown("VirtualMachineMigrationAuthenticationType not in the export", "VirtualMachineMigrationAuthenticationType")
+    return (fail if fact["value"] == "CredSSP" else passed)("VirtualMachineMigrationAuthenticationType", fact["value"],
+                                                            locator=fact["at"])
+
+
+@check("hv_migration_any_network")
+def hv_migration_any_network(host: Host, ctx):
+    enabled = _host_fact(host, "VirtualMachineMigrationEnabled")
+    if enabled is not None and enabled["value"] is False:
+        return not_applicable("live migration disabled")
+    fact = _host_fact(host, "UseAnyNetworkForMigration")
+    if fact is None:
+        return unknown("UseAnyNetworkForMigration not in the export", "UseAnyNetworkForMigration")
+    return (fail if fact["value"] is True else passed)("UseAnyNetworkForMigration", fact["value"], locator=fact["at"])
+
+
+# ---------------------------------------------------------------- switches
+
+@check("hv_external_switch_mgmt_os")
+def hv_external_switch_mgmt_os(net: Network, ctx):
+    stype = net.facts.get("hyperv.switch.SwitchType", {}).get("value")
+    if stype != "External":
+        return not_applicable(f"{stype or 'unknown'} switch")
+    fact = net.facts.get("hyperv.switch.AllowManagementOS")
+    if fact is None:
+        return unknown("AllowManagementOS not in the export", "AllowManagementOS")
+    return (fail if fact["value"] is True else passed)("AllowManagementOS", fact["value"], locator=fact["at"])
+
+
+@check("hv_internal_switch")
+def hv_internal_switch(net: Network, ctx):
+    stype = net.facts.get("hyperv.switch.SwitchType")
+    if not stype:
+        return unknown("SwitchType not in the export", "SwitchType")
+    if stype["value"] == "Internal":
+        return fail("SwitchType", "Internal", locator=stype["at"])
+    return passed("SwitchType", stype["value"], locator=stype["at"])
+
+
+@check("hv_switch_extensions")
+def hv_switch_extensions(net: Network, ctx):
+    fact = net.facts.get("hyperv.switch.Extensions")
+    if fact is None:
+        return not_applicable("no switch extensions in the export")
+    risky = [e for e in fact["value"] if e.get("Enabled") and e.get("ExtensionType") in ("Capture", "Filter", "Forwarding")
+             and e.get("Name") not in _MS_EXTENSIONS]
+    if risky:
+        return [fail("Extensions", f"{e.get('Name')} ({e.get('ExtensionType')}, {e.get('Vendor')})", locator=fact["at"])
+                for e in risky]
+    return passed("Extensions", ", ".join(f"{e.get('Name')}={'on' if e.get('Enabled') else 'off'}" for e in fact["value"]))

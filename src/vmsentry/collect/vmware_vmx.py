@@ -1,0 +1,489 @@
+"""VMware ``.vmx`` machine files (ESXi, Workstation, Fusion, Player, GSX/Server).
+
+Format: one ``key = "value"`` per line; keys are case-insensitive; ``#`` starts a comment; a value may
+be unquoted; VMware escapes special bytes in values as ``|XX`` (hex, e.g. ``|22`` for ``"``); the file's
+``.encoding`` key names its character set (``windows-1252``, ``windows-949-2000``, ``UTF-8``...). A
+broken line is reported by number and skipped; every other line is still read. A key written twice
+keeps its last value (the file is read top to bottom); the duplicates are recorded in
+``vmx.duplicate_keys``.
+
+Defaults this module applies (each noted where it is used):
+
+* ``ethernetN.present`` absent = no NIC (libvirt ``src/vmx/vmx.c`` reads it with default false);
+* ``ethernetN.connectionType`` absent = ``bridged`` (libvirt ``src/vmx/vmx.c``; on ESXi the NIC is then
+  on the port group ``ethernetN.networkName``, or a distributed port group with ``ethernetN.dvs.*``);
+* ``custom`` + ``ethernetN.vnet`` needs the host's vmnet set-up; without it the Workstation defaults are
+  used: vmnet0 bridged, vmnet1 host-only, vmnet8 NAT (VMware Workstation Pro documentation, "Virtual
+  Network Editor": the three default virtual networks). ``vmware_link`` replaces them when the host's
+  ``netmap.conf`` / ``networking`` file was read in the same scan;
+* ``ethernetN.startConnected`` absent = connected;
+* ``sharedFolderN.writeAccess`` absent = read-only (libvirt ``src/vmx/vmx.c``), ``.enabled`` absent =
+  enabled; ``isolation.tools.hgfs.disable = TRUE`` switches every shared folder off;
+* clipboard and drag-and-drop: on ESXi off unless ``isolation.tools.{copy,paste,dnd}.disable`` is FALSE
+  (DISA VMCH-80-000189/191/192: "Copy and paste operations are disabled by default"); on the hosted
+  products (Workstation/Fusion, ``virtualHW.productCompatibility = "hosted"``) on unless those keys are TRUE.
+
+Secrets (``RemoteDisplay.vnc.password``/``.key``, ``encryption.keySafe``/``encryption.data``,
+``guest.commands.sharedSecretLogin.*``) are recorded as present only, never their value.
+"""
+from __future__ import annotations
+
+import codecs
+import os
+import re
+
+from vmsentry.collect.source_file import BadInput, looks_binary, read_bytes
+from vmsentry.model import Device, InputError, Inventory, Listener, Nic, Share, Source, VM
+
+PLATFORM = "vmware"
+SECRET = "<set>"
+
+_INDEXED = re.compile(r"(ethernet|serial|parallel|sharedfolder|pcipassthru|floppy|usb\.autoconnect\.device)(\d+)(?:\.|$)")
+_DISK_MODE = re.compile(r"((?:scsi|ide|sata|nvme)\d+:\d+)\.mode$")
+_CDROM = re.compile(r"((?:scsi|ide|sata)\d+:\d+)\.devicetype$")
+_HEX_ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
+_ENCODING = re.compile(rb'^[ \t]*\.encoding[ \t]*=[ \t]*"([^"\r\n]+)"', re.IGNORECASE | re.MULTILINE)
+
+_TRUE = frozenset(("true", "yes", "1", "on"))
+_FALSE = frozenset(("false", "no", "0", "off"))
+
+# keys whose values are secrets: presence only
+_SECRET_KEYS = ("remotedisplay.vnc.password", "remotedisplay.vnc.key", "encryption.keysafe", "encryption.data",
+                "guest.commands.sharedsecretlogin", "dataFileKey".lower(), "vmx.encryptiontype.key")
+
+# Settings whose raw value rules read (DISA vSphere 8 STIG VMCH-80-*, VMware SCG, 6.x hardening guide).
+# Stored in vm.facts as vmx.<key as written in the STIG>.
+FACT_KEYS = (
+    "isolation.tools.copy.disable", "isolation.tools.paste.disable", "isolation.tools.dnd.disable",
+    "isolation.tools.setGUIOptions.enable", "isolation.tools.diskShrink.disable",
+    "isolation.tools.diskWiper.disable", "RemoteDisplay.maxConnections", "tools.setInfo.sizeLimit",
+    "isolation.device.connectable.disable", "isolation.device.edit.disable", "tools.guestlib.enableHostInfo",
+    "sched.mem.pshare.salt", "tools.guest.desktop.autolock", "mks.enable3d", "migrate.encryptionMode",
+    "ftcpt.ftEncryptionMode", "isolation.tools.hgfs.disable", "isolation.tools.hgfsServerSet.disable",
+    "sharedFolder.maxNum", "hgfs.mapRootShare", "hgfs.linkRootShare", "RemoteDisplay.vnc.enabled",
+    "RemoteDisplay.vnc.port", "RemoteDisplay.vnc.ip", "virtualHW.productCompatibility", "virtualHW.version",
+    "log.rotateSize", "log.keepOld", "logging", "isolation.tools.vixMessage.disable",
+    "isolation.tools.autoInstall.disable", "isolation.tools.unity.disable", "isolation.tools.ghi.autologon.disable",
+    "isolation.tools.getCreds.disable", "bios.bootDeviceClasses", "usb.present", "ehci.present", "usb_xhci.present",
+    "vmci0.unrestricted", "ethernet.allowGuestConnectionControl",
+)
+_FACT_BY_LOWER = {k.lower(): k for k in FACT_KEYS}
+
+# Workstation/Fusion default virtual networks (VMware Workstation Pro docs, Virtual Network Editor)
+DEFAULT_VMNET_MODE = {"vmnet0": "bridged", "vmnet1": "host-only", "vmnet8": "nat"}
+_CONNECTION_MODE = {"bridged": "bridged", "nat": "nat", "hostonly": "host-only", "pvn": "private"}
+_CONNECTION_VMNET = {"bridged": "vmnet0", "nat": "vmnet8", "hostonly": "vmnet1"}
+
+
+def claims(path: str, head: bytes) -> bool:
+    lower = path.lower()
+    if lower.endswith((".vmx", ".vmtx")):
+        return True
+    if head[:1] == b"<" or b"\x00" in head:
+        return False
+    return b"config.version" in head and b"virtualHW.version" in head
+
+
+def _codec(name: str) -> str | None:
+    name = name.strip().lower()
+    if name.endswith("-2000"):          # VMware's "windows-949-2000" = Windows code page 949
+        name = name[:-5]
+    if name.startswith("windows-"):
+        name = "cp" + name[8:]
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def decode_vmx(data: bytes) -> tuple[str, str | None]:
+    """(text, problem): decodes with the file's .encoding when it names a known codec, else UTF-8; bytes
+    that do not decode become U+FFFD and ``problem`` says so."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    match = _ENCODING.search(data, 0, 4096)
+    declared = match.group(1).decode("ascii", "replace") if match else None
+    codec = _codec(declared) if declared else None
+    if declared and codec is None:
+        text = data.decode("utf-8", "replace")
+        return text, f".encoding {declared!r} is not a character set vmsentry knows; read as UTF-8"
+    try:
+        return data.decode(codec or "utf-8"), None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        where = f"declared {declared!r}" if declared else "no .encoding, so UTF-8"
+        return data.decode(codec or "utf-8", "replace"), (f"line {line}: bytes that are not valid in the file's "
+                                                          f"character set ({where}); replaced, rest read")
+
+
+def parse_vmx(text: str) -> tuple[dict[str, tuple[str, int, str]], list[str], dict[str, list[int]]]:
+    """{lower-case key: (value, line, key as written)}, problems (one line each), duplicates {key: lines}.
+
+    Plain string methods per line (``partition``/``strip``/``find``), no regular expression: a .vmx has a
+    hundred or more lines and a fleet ten thousand files. A broken line is reported and skipped."""
+    entries: dict[str, tuple[str, int, str]] = {}
+    problems: list[str] = []
+    dups: dict[str, list[int]] = {}
+    lineno = 0
+    for raw in text.split("\n"):
+        lineno += 1
+        key, eq, rest = raw.partition("=")
+        key = key.strip()
+        if not eq:
+            if key and key[0] != "#":
+                problems.append(f"line {lineno}: not a 'key = \"value\"' line; ignored")
+            continue
+        if not key or key[0] == "#":
+            if not key:
+                problems.append(f"line {lineno}: not a 'key = \"value\"' line; ignored")
+            continue
+        rest = rest.strip()
+        if rest[:1] == '"':
+            close = rest.find('"', 1)
+            if close < 0:
+                problems.append(f"line {lineno}: value of {key} has no closing quote; read to the end of the line")
+                value = rest[1:]
+            else:
+                value = rest[1:close]
+                if close != len(rest) - 1 and rest[close + 1:].lstrip()[:1] != "#":
+                    problems.append(f"line {lineno}: text after the closing quote of {key} ignored")
+        else:
+            value = rest.partition("#")[0].rstrip() if "#" in rest else rest
+        if "|" in value:
+            value = _HEX_ESCAPE.sub(_unhex, value)
+        lower = key.lower()
+        if lower in entries:
+            dups.setdefault(lower, [entries[lower][1]]).append(lineno)
+        entries[lower] = (value, lineno, key)
+    return entries, problems, dups
+
+
+def _unhex(h: re.Match) -> str:
+    return chr(int(h.group(1), 16))
+
+
+_SECRET_SUFFIXES = (".password", ".passwd")
+
+
+def is_secret(lower_key: str) -> bool:
+    return lower_key.startswith(_SECRET_KEYS) or lower_key.endswith(_SECRET_SUFFIXES)
+
+
+def _bool(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    return None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(str(value).strip(), 0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _uuid(value: str | None) -> str | None:
+    if not value:
+        return None
+    hexdigits = "".join(ch for ch in value if ch not in " -").lower()
+    if len(hexdigits) != 32 or any(ch not in "0123456789abcdef" for ch in hexdigits):
+        return None
+    return f"{hexdigits[:8]}-{hexdigits[8:12]}-{hexdigits[12:16]}-{hexdigits[16:20]}-{hexdigits[20:]}"
+
+
+def read(path: str, data: bytes | None = None) -> Inventory:
+    if data is None:
+        data = read_bytes(path)
+    if looks_binary(data):
+        raise BadInput("binary data, not a VMware .vmx file")
+    text, problem = decode_vmx(data)
+    entries, problems, dups = parse_vmx(text)
+    inv = Inventory()
+    if problem:
+        inv.errors.append(InputError(path, problem))
+    inv.errors.extend(InputError(path, p) for p in problems)
+    if not entries:
+        raise BadInput("no 'key = \"value\"' settings: not a VMware .vmx file")
+    inv.vms.append(build_vm(entries, path, dups))
+    return inv
+
+
+def product_of(entries: dict) -> str:
+    """'esxi', 'hosted' (Workstation/Fusion/Player) or 'unknown'. ESXi evidence wins over
+    ``virtualHW.productCompatibility = "hosted"``, which a VM keeps when it moves from Workstation to ESXi."""
+    for key in ("vc.uuid", "sched.swap.derivedname", "migrate.hostlog"):
+        if key in entries:
+            return "esxi"
+    for key, entry in entries.items():
+        value = entry[0]
+        if key.startswith("ethernet"):
+            if key.endswith(".addresstype") and value.strip().lower() == "vpx":
+                return "esxi"
+            if key.endswith(".networkname") and key[:-len("networkname")] + "connectiontype" not in entries:
+                return "esxi"          # a port group name without a Workstation connection type
+        if "/vmfs/volumes/" in value:
+            return "esxi"
+    compat = entries.get("virtualhw.productcompatibility")
+    if compat is not None and compat[0].strip().lower() == "hosted":
+        return "hosted"
+    return "unknown"
+
+
+def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str, list[int]] | None = None) -> VM:
+    get = entries.get
+
+    def val(key: str) -> str | None:
+        e = get(key)
+        return e[0] if e is not None else None
+
+    def at(key: str) -> str | None:
+        e = get(key)
+        return _loc(e)
+
+    name = val("displayname") or os.path.splitext(os.path.basename(path))[0] or "?"
+    vm = VM(name=name, platform=PLATFORM, uuid=_uuid(val("uuid.bios")), source=Source(file=path))
+    facts = vm.facts
+    product = product_of(entries)
+    facts["vmx.product"] = {"value": product, "at": at("virtualhw.productcompatibility") or "inferred from the file"}
+    if dups:
+        facts["vmx.duplicate_keys"] = {"value": sorted(f"{entries[k][2]} (lines {', '.join(map(str, v))})"
+                                                       for k, v in dups.items()),
+                                       "at": "whole file; the last value of each is used"}
+
+    groups: dict[str, dict[int, dict[str, tuple[str, int, str]]]] = {}
+    disk_modes: list[tuple[str, tuple[str, int, str]]] = []
+    fact_get = _FACT_BY_LOWER.get
+    indexed = _INDEXED.match
+    for lower, entry in entries.items():
+        canonical = fact_get(lower)
+        if canonical is not None:
+            facts[f"vmx.{canonical}"] = {"value": entry[0], "at": _loc(entry)}
+            continue
+        first = lower[0]
+        if first in "espfu":
+            m = indexed(lower)
+            if m is not None:
+                groups.setdefault(m.group(1), {}).setdefault(int(m.group(2)), {})[lower[m.end():]] = entry
+                if first == "s" and lower.endswith(_SECRET_SUFFIXES):
+                    facts[f"vmx.{entry[2]}"] = {"value": SECRET, "at": _loc(entry)}
+                continue
+        if is_secret(lower):
+            facts[f"vmx.{entry[2]}"] = {"value": SECRET, "at": _loc(entry)}
+        elif first in "sin":
+            if lower.endswith(".mode") and _DISK_MODE.match(lower):
+                disk_modes.append((lower, entry))
+            elif lower.endswith(".devicetype") and "cdrom" in entry[0].lower() and _CDROM.match(lower):
+                dev = lower[:-len(".devicetype")]
+                present = _bool(val(dev + ".present"))
+                connected = _bool(val(dev + ".startconnected"))
+                if present is not False:
+                    facts[f"vmx.{entry[2][:-len('.deviceType')]}.cdrom"] = {
+                        "value": "connected" if connected is not False else "not connected at power on",
+                        "at": _loc(entry)}
+    for lower, entry in disk_modes:
+        if entry[0].strip().lower() == "independent-nonpersistent":
+            facts[f"vmx.{entry[2]}"] = {"value": entry[0], "at": _loc(entry)}
+
+    for index, keys in sorted(groups.get("ethernet", {}).items()):
+        _read_ethernet(vm, index, keys)
+    for index, keys in sorted(groups.get("serial", {}).items()):
+        _read_serial(vm, index, keys)
+    for index, keys in sorted(groups.get("parallel", {}).items()):
+        present = keys.get("present")
+        if present is not None and _bool(present[0]):
+            vm.devices.append(Device("parallel-port", f"parallel{index} {keys.get('filetype', ('?',))[0]}",
+                                     _loc(present)))
+    for index, keys in sorted(groups.get("floppy", {}).items()):
+        present = keys.get("present")
+        if present is not None and _bool(present[0]):
+            connected = keys.get("startconnected")
+            state = "connected" if connected is None or _bool(connected[0]) is not False else "not connected"
+            vm.devices.append(Device("floppy", f"floppy{index} {state}", _loc(present)))
+    for index, keys in sorted(groups.get("pcipassthru", {}).items()):
+        present = keys.get("present")
+        if present is not None and _bool(present[0]):
+            ident = (keys.get("id") or keys.get("deviceid") or ("?",))[0]
+            vm.devices.append(Device("pci-passthrough", f"pciPassthru{index} {ident}", _loc(present)))
+    for index, keys in sorted(groups.get("usb.autoconnect.device", {}).items()):
+        entry = next(iter(keys.values()))
+        vm.devices.append(Device("usb-passthrough", f"usb.autoConnect.device{index} {entry[0]}",
+                                 _loc(entry)))
+    for ctrl in ("usb.present", "ehci.present", "usb_xhci.present"):
+        e = get(ctrl)
+        if e is not None and _bool(e[0]):
+            vm.devices.append(Device("usb-controller", e[2].split(".")[0], _loc(e)))
+    _read_vnc(vm, val, at)
+    _read_shares(vm, groups.get("sharedfolder", {}), val, at)
+    _read_channels(vm, product, val, at)
+    encrypted = get("encryption.keysafe") is not None or get("encryption.data") is not None
+    vm.security.disk_encryption = True if encrypted else None
+    return vm
+
+
+def _loc(entry: tuple[str, int | str, str] | None) -> str | None:
+    """'line N, key' for a file; an entry from another source (the ESXi export) carries its own locator."""
+    if entry is None:
+        return None
+    where = entry[1]
+    return f"line {where}, {entry[2]}" if type(where) is int else f"{where}, {entry[2]}"
+
+
+def _read_ethernet(vm: VM, index: int, keys: dict[str, tuple[str, int, str]]) -> None:
+    present = keys.get("present")
+    if present is None or not _bool(present[0]):
+        return                       # absent or FALSE: no such NIC
+    nic_id = f"ethernet{index}"
+    ctype_e = keys.get("connectiontype")
+    ctype = ctype_e[0].strip().lower() if ctype_e is not None else None
+    nic = Nic(id=nic_id, locator=_loc(ctype_e) or _loc(present), type=ctype or "bridged (default)")
+    network = keys.get("networkname")
+    vnet = keys.get("vnet")
+    dvs = keys.get("dvs.portgroupid")
+    if ctype is None or ctype == "bridged":
+        nic.mode = "bridged"
+        if dvs is not None:
+            nic.network = dvs[0]
+            nic.type = "dvs"
+            nic.detail = f"distributed switch {keys.get('dvs.switchid', ('?',))[0]} port group {dvs[0]}"
+        elif network is not None:
+            nic.network = network[0]      # ESXi port group, or Workstation's VMnet0
+        else:
+            nic.network = "vmnet0"
+        if ctype is None and dvs is None and network is not None:
+            nic.detail = f"port group {network[0]}"
+    elif ctype in ("nat", "hostonly"):
+        nic.mode = _CONNECTION_MODE[ctype]
+        nic.network = _CONNECTION_VMNET[ctype]
+    elif ctype == "custom":
+        target = vnet[0].strip() if vnet is not None else ""
+        base = os.path.basename(target).lower() if target else ""
+        nic.network = base or None
+        nic.bridge = base or None
+        nic.mode = DEFAULT_VMNET_MODE.get(base, "unknown")
+        nic.detail = (f"custom {target}: Workstation default for {base}; host vmnet configuration not read"
+                      if base in DEFAULT_VMNET_MODE else f"custom {target or '(no vnet)'}: depends on the host's "
+                      "vmnet configuration (netmap.conf / networking)")
+        if vnet is not None:
+            nic.locator = _loc(vnet)
+    elif ctype == "pvn":
+        nic.mode = "private"
+        pvn = keys.get("pvnid")
+        nic.network = f"pvn:{pvn[0]}" if pvn is not None else "pvn"
+        nic.detail = "LAN segment"
+    else:
+        nic.mode = "unknown"
+        nic.detail = f"connectionType {ctype}"
+    addr_type = (keys.get("addresstype") or ("generated",))[0].strip().lower()
+    mac = keys.get("address") if addr_type == "static" else keys.get("generatedaddress")
+    if mac is None:
+        mac = keys.get("address") or keys.get("generatedaddress")
+    nic.mac = mac[0].strip().lower() if mac is not None else None
+    model = keys.get("virtualdev")
+    nic.model = model[0] if model is not None else None
+    start = keys.get("startconnected")
+    if start is not None and _bool(start[0]) is False:
+        nic.connected = False
+    for sub, entry in keys.items():
+        if sub.startswith("filter") and sub.endswith(".name"):
+            nic.filter = entry[0]
+            vm.facts[f"vmx.{entry[2]}"] = {"value": entry[0], "at": _loc(entry)}
+    allow = keys.get("allowguestconnectioncontrol")
+    if allow is not None:
+        vm.facts[f"vmx.{allow[2]}"] = {"value": allow[0], "at": _loc(allow)}
+    vm.nics.append(nic)
+
+
+def _parse_uri(uri: str) -> tuple[str, str | None, int | None]:
+    """telnet://host:port -> ('telnet', host or None, port)."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        scheme, rest = "tcp", uri
+    rest = rest.split("/", 1)[0]
+    host, port = rest, None
+    if rest.startswith("["):
+        close = rest.find("]")
+        host, _, port_s = rest[1:close], None, rest[close + 2:]
+        port = _int(port_s)
+    elif ":" in rest:
+        host, _, port_s = rest.rpartition(":")
+        port = _int(port_s)
+    return scheme.lower(), (host or None), port
+
+
+def _read_serial(vm: VM, index: int, keys: dict[str, tuple[str, int, str]]) -> None:
+    present = keys.get("present")
+    if present is None or not _bool(present[0]):
+        return
+    ftype = (keys.get("filetype") or ("device",))[0].strip().lower()
+    fname = keys.get("filename")
+    locator = _loc(present)
+    vm.devices.append(Device("serial-port", f"serial{index} {ftype} {fname[0] if fname else ''}".rstrip(), locator))
+    if ftype != "network" or fname is None:
+        return
+    endpoint = (keys.get("network.endpoint") or ("server",))[0].strip().lower()
+    scheme, host, port = _parse_uri(fname[0].strip())
+    vm.facts[f"vmx.serial{index}.network"] = {"value": f"{fname[0]} endPoint={endpoint}", "at": _loc(fname)}
+    if endpoint != "server" or keys.get("vspc") is not None:
+        return                       # the VM connects out (or to a vSPC concentrator): no listener
+    address = None if host in (None, "", "0.0.0.0", "*") else host
+    # telnets/ssl encrypt the stream but VMware's network serial port authenticates no client
+    tls = scheme in ("telnets", "ssl", "tls", "tcp+ssl", "tcp+tls")
+    vm.listeners.append(Listener("serial", "tcp", address, port, "none", _loc(fname), tls=tls))
+
+
+def _read_vnc(vm: VM, val, at) -> None:
+    if not _bool(val("remotedisplay.vnc.enabled")):
+        return
+    ip = val("remotedisplay.vnc.ip")
+    address = None if ip in (None, "", "0.0.0.0") else ip.strip()
+    port = _int(val("remotedisplay.vnc.port"))
+    has_secret = val("remotedisplay.vnc.password") is not None or val("remotedisplay.vnc.key") is not None
+    vm.listeners.append(Listener("vnc", "tcp", address, port if port is not None else 5900,
+                                 "password" if has_secret else "none", at("remotedisplay.vnc.enabled")))
+
+
+def _read_shares(vm: VM, folders: dict[int, dict], val, at) -> None:
+    if not folders:
+        return
+    off = _bool(val("isolation.tools.hgfs.disable"))
+    for index, keys in sorted(folders.items()):
+        present = keys.get("present")
+        if present is None or not _bool(present[0]):
+            continue
+        enabled = keys.get("enabled")
+        if enabled is not None and _bool(enabled[0]) is False:
+            continue
+        host = keys.get("hostpath")
+        guest = keys.get("guestname")
+        write = keys.get("writeaccess")
+        share = Share("hgfs", host[0] if host else None, guest[0] if guest else None,
+                      writable=bool(write is not None and _bool(write[0])), locator=_loc(host) or _loc(present))
+        if off:
+            vm.facts[f"vmx.sharedFolder{index}.suppressed"] = {
+                "value": f"{share.host_path} (isolation.tools.hgfs.disable = TRUE)", "at": share.locator}
+            continue
+        vm.shares.append(share)
+        exp = keys.get("expiration")
+        if exp is not None:
+            vm.facts[f"vmx.sharedFolder{index}.expiration"] = {"value": exp[0], "at": _loc(exp)}
+
+
+def _read_channels(vm: VM, product: str, val, at) -> None:
+    def off(key: str) -> bool | None:
+        value = _bool(val(key))
+        if value is None and product != "unknown":
+            return product == "esxi"         # ESXi: off by default; hosted products: on by default
+        return value
+    copy_off, paste_off, dnd_off = (off("isolation.tools.copy.disable"), off("isolation.tools.paste.disable"),
+                                    off("isolation.tools.dnd.disable"))
+    if copy_off is None or paste_off is None:
+        vm.channels.clipboard = "unknown"
+    else:
+        vm.channels.clipboard = ("disabled" if copy_off and paste_off else "host-to-guest" if copy_off else
+                                 "guest-to-host" if paste_off else "bidirectional")
+    vm.channels.drag_and_drop = "unknown" if dnd_off is None else ("disabled" if dnd_off else "bidirectional")
