@@ -1,0 +1,290 @@
+"""port_scan and host_sweep, counted per scanner over a fast and a slow window (as Zeek's scan scripts,
+with our own thresholds for VM-to-VM and VM-to-host traffic; see tunables).
+
+Probes: TCP SYNs (an answered SYN-ACK makes the port open, which does not count), first UDP packets to a
+port, ICMP/ICMPv6 echo requests, and ARP requests (an ARP sweep; a reply makes the host answered).
+
+* ``port_scan``: at least ``ports`` distinct failed ports on one host within ``window`` seconds, or
+  ``slow_ports`` within ``slow_window`` (a slow scan).
+* ``host_sweep``: at least ``hosts`` distinct hosts probed without an answer within ``window``, or
+  ``slow_hosts`` within ``slow_window``. TCP RSTs do not count as answers (a sweep for port 80 is
+  still a sweep); UDP is left out here (replies are not probes' answers we can see cheaply).
+
+One alert per scanner and kind; its victims are the hosts probed. Each scanner keeps at most
+``max_targets`` hosts and ports (beyond that it is only counted), and at most ``max_state`` scanners.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+from vmsentry.analyse.detectors.alert import Alert
+from vmsentry.analyse.detectors.base import Bounded, Detector
+from vmsentry.collect.traffic.events import ACK, ICMP, ICMP6, SYN, TCP, UDP
+
+ZERO_IP = b"\x00\x00\x00\x00"
+
+
+class Scanner:
+    __slots__ = ("mac", "ports", "recent_ports", "opened", "hosts", "recent_hosts", "answered", "size",
+                 "methods", "overflow", "tries", "lost")
+
+    def __init__(self, mac) -> None:
+        self.mac = mac
+        self.ports: dict = {}            # dst -> {port: first ts}
+        self.recent_ports: dict = {}     # dst -> deque of first-seen ts of new ports (fast window)
+        self.opened: dict = {}           # dst -> set of ports that answered SYN-ACK
+        self.hosts: dict = {}            # dst -> first ts (probes that count for sweeps)
+        self.recent_hosts: deque = deque()
+        self.answered: set = set()
+        self.size = 0
+        self.methods: dict = {}
+        self.overflow = 0                # hosts not remembered (beyond max_targets)
+        self.tries: dict = {}            # dst -> attempts on its ports
+        self.lost: dict = {}             # dst -> distinct ports not remembered (beyond max_targets)
+
+
+class Scan(Detector):
+    name = "scan"
+
+    def __init__(self, truth, tun, sink) -> None:
+        super().__init__(truth, tun, sink)
+        self.scanners = Bounded(tun.max_state, "scan.scanners", sink)
+        self.pruned = float("-inf")
+        self.dirty: dict = {}        # (kind, src, dst) -> (ts, method): thresholds to check at the batch's end
+
+    def end_batch(self) -> None:
+        """Thresholds are checked once the whole batch is in, so that answers later in the batch (a
+        SYN-ACK after its SYN) count before a probe is called failed."""
+        dirty, self.dirty = self.dirty, {}
+        tun = self.tun
+        for (kind, src, dst), (ts, method) in dirty.items():
+            sc = self.scanners.get(src)
+            if sc is None:
+                continue
+            if kind == "ports":
+                known = sc.ports.get(dst)
+                if not known:
+                    continue
+                opened = len(sc.opened.get(dst, ()))
+                fast = len(sc.recent_ports[dst]) - opened >= tun.ports
+                if fast or len(known) - opened >= tun.slow_ports:
+                    self._ports(ts, src, sc, dst, fast)
+            else:
+                recent = sc.recent_hosts
+                while recent and ts - recent[0] > tun.window:
+                    recent.popleft()
+                fast = len(recent) >= tun.hosts
+                if fast or len(sc.hosts) + sc.overflow >= tun.slow_hosts:
+                    self._sweep(ts, src, sc, dst, method, fast)
+
+    def finish(self) -> None:
+        self.end_batch()
+
+    # --- events -------------------------------------------------------------------------------------
+    def on_probes(self, ev) -> None:
+        if ev.proto == TCP:
+            self._probe(ev.last, ev.src_ip, ev.src_mac, ev.dst_ip, ev.ports, "tcp", True)
+        elif not _multicast(ev.dst_ip):
+            self._probe(ev.last, ev.src_ip, ev.src_mac, ev.dst_ip, ev.ports, "udp", False)
+
+    def on_packet(self, ev) -> None:
+        proto = ev.proto
+        if proto == TCP:
+            flags = ev.flags
+            if flags & SYN:
+                if flags & ACK:
+                    self._answer(ev.dst_ip, ev.src_ip, ev.sport, opened=True)
+                else:                                  # SYNs come as Probes, except from logs / all_packets
+                    self._probe(ev.ts, ev.src_ip, ev.src_mac, ev.dst_ip, (ev.dport,), "tcp", True)
+        elif proto == UDP:
+            if not _multicast(ev.dst_ip):
+                self._probe(ev.ts, ev.src_ip, ev.src_mac, ev.dst_ip, (ev.dport,), "udp", False)
+        elif proto == ICMP or proto == ICMP6:
+            itype = ev.sport
+            if itype in (8, 128) and not _multicast(ev.dst_ip):
+                self._probe(ev.ts, ev.src_ip, ev.src_mac, ev.dst_ip, (), "icmp", True)
+            elif itype in (0, 129):
+                self._answer(ev.dst_ip, ev.src_ip, None, opened=False)
+
+    def on_arp(self, ev) -> None:
+        if ev.op == 1:
+            if ev.spa != ev.tpa and ev.tpa != ZERO_IP:
+                self._probe(ev.ts, ev.spa if ev.spa != ZERO_IP else ev.sha, ev.sha, ev.tpa, (), "arp", True)
+        elif ev.op == 2:
+            self._answer(ev.tpa, ev.spa, None, opened=False)
+
+    # --- bookkeeping --------------------------------------------------------------------------------
+    def _probe(self, ts, src, mac, dst, ports, method, sweep: bool) -> None:
+        """Attempts from ``src`` to ``dst``: one per port in ``ports``, or one without a port (ARP, ping)."""
+        tun = self.tun
+        sc = self.scanners.get(src)
+        if sc is None:
+            sc = Scanner(mac)
+            self.scanners.put(src, sc)
+        count = len(ports) or 1
+        sc.methods[method] = sc.methods.get(method, 0) + count
+        if sweep:
+            self._host(ts, src, sc, dst, method, count)
+        if not ports:
+            return
+        known = sc.ports.get(dst)
+        if known is None:
+            if sc.size >= tun.max_targets:
+                return
+            known = sc.ports[dst] = {}
+            sc.recent_ports[dst] = deque()
+        sc.tries[dst] = sc.tries.get(dst, 0) + count
+        recent = sc.recent_ports[dst]
+        new = []
+        for port in ports:
+            if port in known:
+                continue
+            if sc.size < tun.max_targets:
+                known[port] = ts
+                sc.size += 1
+            else:
+                sc.lost[dst] = sc.lost.get(dst, 0) + 1
+            recent.append(ts)
+            new.append(port)
+        while recent and ts - recent[0] > tun.window:
+            recent.popleft()
+        alert = self.open.get(("ports", src))
+        if alert is not None and ts - alert.last_seen <= tun.suppress:      # an open incident: grow it
+            alert.seen(ts, count)
+            if new:
+                for port in new:
+                    alert.port(port)
+                alert.victim_once(dst, lambda: self.truth.endpoint(dst, None))
+                alert.evidence["distinct_ports"] = alert.ports_total
+                if alert.ports_total >= 1000:
+                    alert.raise_to("high")
+            return
+        if new:
+            self.dirty[("ports", src, dst)] = (ts, method)
+
+    def _host(self, ts, src, sc, dst, method, count) -> None:
+        tun = self.tun
+        alert = self.open.get(("sweep", src))
+        if alert is not None and ts - alert.last_seen > tun.suppress:
+            alert = None
+        if dst in sc.hosts or dst in sc.answered:
+            if alert is not None:
+                alert.seen(ts, count)
+            return
+        if sc.size < tun.max_targets:
+            sc.hosts[dst] = ts
+            sc.size += 1
+        else:
+            sc.overflow += 1
+        sc.recent_hosts.append(ts)
+        if alert is not None:                           # an open incident: grow it
+            alert.seen(ts, count)
+            alert.victim_once(dst, lambda: self.truth.endpoint(dst, None))
+            alert.evidence["distinct_hosts"] = alert.victims_total
+            return
+        self.dirty[("sweep", src, None)] = (ts, method)
+
+    def _answer(self, scanner_ip, target, port, opened: bool) -> None:
+        sc = self.scanners.get(scanner_ip)
+        if sc is None:
+            return
+        if opened and port is not None:
+            sc.opened.setdefault(target, set()).add(port)
+            alert = self.open.get(("ports", scanner_ip))
+            if alert is not None and len(alert.evidence["open_ports"]) < 20:
+                alert.evidence["open_ports"].add(port)
+        if target in sc.hosts:
+            del sc.hosts[target]
+            sc.size -= 1
+            if sc.recent_hosts:
+                sc.recent_hosts.pop()
+        sc.answered.add(target)
+
+    def tick(self, now: float) -> None:
+        """Forget targets older than the slow window (scanners that went quiet age out with them); at most
+        once a minute of stream time, as it walks every scanner."""
+        if now - self.pruned < 60.0:
+            return
+        self.pruned = now
+        horizon = now - self.tun.slow_window
+        for src in list(self.scanners):
+            sc = self.scanners[src]
+            for dst in [d for d, t in sc.hosts.items() if t < horizon]:
+                del sc.hosts[dst]
+                sc.size -= 1
+            for dst, ports in list(sc.ports.items()):
+                if ports and max(ports.values()) < horizon:
+                    sc.size -= len(ports)
+                    del sc.ports[dst]
+                    for table in (sc.recent_ports, sc.opened, sc.tries, sc.lost):
+                        table.pop(dst, None)
+            if not sc.hosts and not sc.ports:
+                del self.scanners[src]
+
+    # --- alerts -------------------------------------------------------------------------------------
+    def _attacker(self, src, sc) -> dict:
+        if len(src) == 6:                           # an ARP prober without an address: only its MAC
+            return self.truth.endpoint(None, src)
+        return self.truth.endpoint(src, sc.mac)
+
+    def _ports(self, ts, src, sc, dst, fast: bool) -> None:
+        known = sc.ports[dst]
+        recent = sc.recent_ports[dst]
+        first = recent[0] if fast and recent else min(known.values())
+
+        def make() -> Alert:
+            return Alert("port_scan", "medium", first, self._attacker(src, sc), 0.9 if fast else 0.7,
+                         _describe_ports, {"window_seconds": self.tun.window if fast else self.tun.slow_window,
+                                           "open_ports": set(), "methods": sc.methods})
+        alert = self.incident(("ports", src), ts, make)
+        alert.seen(ts, sc.tries.get(dst, len(known)))
+        alert.first_seen = min(alert.first_seen, first)
+        for port in known:
+            alert.port(port)
+        alert.ports_total += sc.lost.get(dst, 0)
+        alert.victim_once(dst, lambda: self.truth.endpoint(dst, None))
+        alert.evidence["open_ports"].update(list(sc.opened.get(dst, ()))[:20])
+        alert.evidence["distinct_ports"] = alert.ports_total
+        if self.truth.is_host(dst) or alert.ports_total >= 1000:
+            alert.raise_to("high")
+
+    def _sweep(self, ts, src, sc, dst, method, fast: bool) -> None:
+        def make() -> Alert:
+            return Alert("host_sweep", "medium", min(sc.hosts.values(), default=ts), self._attacker(src, sc),
+                         0.9 if fast else 0.7, _describe_sweep,
+                         {"window_seconds": self.tun.window if fast else self.tun.slow_window, "methods": {}})
+        alert = self.incident(("sweep", src), ts, make)
+        new = alert.count == 0
+        if new:
+            alert.seen(ts, len(sc.hosts) + sc.overflow)
+            for host in sc.hosts:
+                alert.victim_once(host, lambda: self.truth.endpoint(host, None))
+            alert.victims_total += sc.overflow
+        else:
+            alert.seen(ts)
+            alert.victim_once(dst, lambda: self.truth.endpoint(dst, None))
+        alert.evidence["methods"] = sc.methods                # live: grows with the scanner
+        alert.evidence["distinct_hosts"] = alert.victims_total
+
+
+def _multicast(ip: bytes) -> bool:
+    if len(ip) == 4:
+        return ip[0] >= 224 or ip[3] == 255
+    return ip[0] == 0xFF
+
+
+def _describe_ports(a: Alert) -> str:
+    who = a.attacker.get("vm") or a.attacker.get("ip") or a.attacker.get("mac")
+    hosts = ", ".join(v.get("vm") or v.get("ip") or "?" for v in list(a.victims.values())[:3])
+    span = a.last_seen - a.first_seen
+    opened = sorted(a.evidence.get("open_ports", ()))
+    found = f"; open: {', '.join(map(str, opened[:10]))}" if opened else ""
+    return f"{who} scanned {a.ports_total} ports on {hosts} in {span:.1f} s ({a.count} probes{found})"
+
+
+def _describe_sweep(a: Alert) -> str:
+    who = a.attacker.get("vm") or a.attacker.get("ip") or a.attacker.get("mac")
+    methods = ", ".join(f"{m} {n}" for m, n in sorted(a.evidence.get("methods", {}).items()))
+    span = a.last_seen - a.first_seen
+    return f"{who} swept {a.victims_total} hosts without answer in {span:.1f} s ({methods})"
+

@@ -1,0 +1,239 @@
+"""Flow batching: decide which IP packets are passed up as ``Packet`` events and which are only counted.
+
+A flow key is the packed ``src ip + dst ip + src port + dst port`` (12 bytes for IPv4, 36 for IPv6),
+exactly the bytes that sit together in an IPv4 header without options, so the pcap fast path can slice
+it straight out of the capture and test it against ``tcp``/``udp`` without decoding anything.
+
+TCP, per direction: a SYN marks the flow *pending* (its opener is known); after the SYN-ACK, the opener's
+packet that completes the handshake is passed up (the connection is established), and so is its first
+packet with payload (protocol signatures read it); then the direction is *known* and only counted.
+SYN, FIN and RST packets are always passed up (bare SYNs batched into ``Probes``: scans are made of
+them). A packet whose reverse direction is pending or known is a reply: counted, not passed up. A flow seen mid-stream is
+oriented by its ports (the side on a well-known port is the server). Flows on ``deep_ports`` (SMB, RPC)
+pass their first ``deep_packets`` payload packets up so that content signatures can read them.
+UDP: the first packet of a flow is passed up (batched into ``Probes``), the rest and the replies counted.
+ICMP: once per (source, destination, type, code).
+
+State is bounded: each table holds at most ``limit`` keys in two generations; when the current one is
+full it becomes the old one and the old one is dropped (counted in ``stats.evicted["flows"]``). A key
+found in the old generation moves back, so live flows survive and idle ones age out.
+"""
+from __future__ import annotations
+
+import struct
+from itertools import islice
+
+from vmsentry.collect.traffic.events import (ACK, ICMP, PROBE_PAYLOADS, PROBE_SPAN, SYN, TCP, UDP, Packet, Probes,
+                                              new)
+from vmsentry.collect.traffic.stats import Stats
+
+PORTS = struct.Struct("!HH")
+DEEP_PORTS = frozenset({135, 139, 445, 593})
+DEEP_PACKETS = 24
+PAYLOAD_KEPT = 512
+PENDING_EMPTY = 3
+# pending state bits: empty packets seen so far, SYN-ACK seen, handshake already passed up
+EMPTY, ANSWERED, REPORTED = 0xFF, 0x100, 0x200
+
+
+class FlowTable:
+    def __init__(self, out: list, stats: Stats, *, limit: int = 131072, all_packets: bool = False,
+                 deep_ports=DEEP_PORTS, deep_packets: int = DEEP_PACKETS) -> None:
+        self.out = out
+        self.stats = stats
+        self.limit = limit
+        self.all_packets = all_packets
+        self.deep_ports = frozenset(deep_ports)
+        self.deep_packets = deep_packets
+        self.tcp: set[bytes] = set()
+        self.tcp_old: set[bytes] = set()
+        self.udp: set[bytes] = set()
+        self.udp_old: set[bytes] = set()
+        self.icmp: set[bytes] = set()
+        self.pending: dict[bytes, int] = {}
+        self.deep: dict[bytes, int] = {}
+        self.probes = {TCP: {}, UDP: {}}    # this batch's attempts by protocol, then source+destination
+
+    def end_batch(self) -> None:
+        """The batch is handed on: attempts after this start new Probes records."""
+        self.probes[TCP].clear()
+        self.probes[UDP].clear()
+
+    def syn(self, ts, smac, dmac, key, dport) -> None:
+        """A bare SYN (no ACK, RST or FIN) of IPv4 ``key``, from the pcap fast path: what ``tcp_packet``
+        does for it, in one call."""
+        self.tcp.discard(key)
+        self.tcp_old.discard(key)
+        pending = self.pending
+        if len(pending) >= self.limit:
+            self._trim(pending, "pending-flows")
+        pending[key] = 0
+        pair = key[:8]
+        rec = self.probes[TCP].get(pair)
+        if rec is None or ts - rec.ts > PROBE_SPAN:
+            self.probes[TCP][pair] = rec = Probes(ts, smac, dmac, key[:4], key[4:8], TCP, dport)
+            self.out.append(rec)
+            return
+        rec.last = ts
+        rec.ports.append(dport)
+        if smac != rec.src_mac:
+            self._other_mac(rec, smac)
+
+    def _probe(self, ts, smac, dmac, sip, dip, proto, dport, payload) -> None:
+        pair = sip + dip
+        table = self.probes[proto]
+        rec = table.get(pair)
+        if rec is None or ts - rec.ts > PROBE_SPAN:
+            table[pair] = rec = Probes(ts, smac, dmac, sip, dip, proto, dport, payload[:PAYLOAD_KEPT])
+            self.out.append(rec)
+            return
+        rec.last = ts
+        rec.ports.append(dport)
+        if payload and len(rec.payloads) < PROBE_PAYLOADS:
+            rec.payloads.append(payload[:PAYLOAD_KEPT])
+        if smac != rec.src_mac:
+            self._other_mac(rec, smac)
+
+    @staticmethod
+    def _other_mac(rec: Probes, smac) -> None:
+        if rec.macs is None:
+            rec.macs = set()
+        if len(rec.macs) < 65536:
+            rec.macs.add(smac)
+
+    # --- TCP ----------------------------------------------------------------------------------------
+    def tcp_packet(self, ts, smac, dmac, sip, dip, sport, dport, flags, payload, length, key=None) -> None:
+        if key is None:
+            key = sip + dip + PORTS.pack(sport, dport)
+        if self._tcp_passes(key, sip, dip, sport, dport, flags, payload) or self.all_packets:
+            if flags & 0x17 == SYN and not self.all_packets:     # a bare SYN: an attempt, batched
+                self._probe(ts, smac, dmac, sip, dip, TCP, dport, payload)
+                return
+            self.out.append(new(Packet, (ts, smac, dmac, sip, dip, TCP, sport, dport, flags, length,
+                                         payload[:PAYLOAD_KEPT])))
+
+    def _tcp_passes(self, key, sip, dip, sport, dport, flags, payload) -> bool:
+        """Update the TCP state for one packet; True if it is passed up."""
+        if flags & 7:                                   # SYN, FIN or RST: always passed up
+            if flags & SYN:
+                if flags & ACK:                         # SYN-ACK: the server side is known from now, and
+                    self._add_tcp(key)                  # the opener's next packet completes the handshake
+                    rkey = dip + sip + PORTS.pack(dport, sport)
+                    state = self.pending.get(rkey)
+                    if state is not None:
+                        self.pending[rkey] = state | ANSWERED
+                else:                                   # SYN: (re)opened from this side
+                    self.tcp.discard(key)
+                    self.tcp_old.discard(key)
+                    self._pend(key, 0)
+            return True
+        if key in self.tcp:
+            return False
+        if key in self.tcp_old:
+            self._add_tcp(key)
+            return False
+        state = self.pending.get(key)
+        if state is not None:                           # the opener's side, before its first payload
+            if payload or state & EMPTY >= PENDING_EMPTY:
+                del self.pending[key]
+                self._established(key, sport, dport)
+                return bool(payload) or not state & REPORTED
+            if state & ANSWERED and not state & REPORTED:
+                self.pending[key] = state | REPORTED    # handshake completed: passed up once, and the
+                return True                             # first payload will be passed up too
+            self.pending[key] = state + 1
+            return False
+        left = self.deep.get(key)
+        if left is not None:
+            if not payload:
+                return False
+            if left <= 1:
+                del self.deep[key]
+                self._add_tcp(key)
+            else:
+                self.deep[key] = left - 1
+            return True
+        rkey = dip + sip + PORTS.pack(dport, sport)
+        if rkey in self.pending or rkey in self.tcp or rkey in self.tcp_old or rkey in self.deep:
+            self._add_tcp(key)                          # a reply
+            return False
+        # mid-stream: the side on the lower, well-known port is the server
+        if sport < 1024 <= dport or (sport < dport and sport in self.deep_ports):
+            self._add_tcp(key)
+            self._pend(rkey, 0)
+            return False
+        if payload:
+            self._established(key, sport, dport)
+            return True
+        self._pend(key, 1)
+        return False
+
+    def _established(self, key, sport, dport) -> None:
+        if self.deep_packets and (dport in self.deep_ports or sport in self.deep_ports):
+            if len(self.deep) >= self.limit:
+                self._trim(self.deep, "deep-flows")
+            self.deep[key] = self.deep_packets - 1
+        else:
+            self._add_tcp(key)
+
+    def _add_tcp(self, key) -> None:
+        tcp = self.tcp
+        if len(tcp) >= self.limit:
+            self.stats.evicted["flows"] += len(self.tcp_old)
+            self.tcp_old = tcp
+            tcp = self.tcp = set()
+        tcp.add(key)
+
+    def _pend(self, key, value) -> None:
+        if len(self.pending) >= self.limit:
+            self._trim(self.pending, "pending-flows")
+        self.pending[key] = value
+
+    def _trim(self, table: dict, name: str) -> None:
+        drop = max(1, len(table) // 4)
+        for k in list(islice(table, drop)):
+            del table[k]
+        self.stats.evicted[name] += drop
+
+    # --- UDP and ICMP -----------------------------------------------------------------------------------
+    def udp_packet(self, ts, smac, dmac, sip, dip, sport, dport, payload, length, key=None) -> None:
+        if key is None:
+            key = sip + dip + PORTS.pack(sport, dport)
+        if not self.all_packets:
+            if key in self.udp:
+                return
+            if key in self.udp_old:
+                self._add_udp(key)
+                return
+            rkey = dip + sip + PORTS.pack(dport, sport)
+            if rkey in self.udp or rkey in self.udp_old:
+                self._add_udp(key)
+                return
+        self._add_udp(key)
+        if self.all_packets:
+            self.out.append(new(Packet, (ts, smac, dmac, sip, dip, UDP, sport, dport, 0, length,
+                                         payload[:PAYLOAD_KEPT])))
+            return
+        self._add_udp(dip + sip + PORTS.pack(dport, sport))     # the replies are counted on the fast path
+        self._probe(ts, smac, dmac, sip, dip, UDP, dport, payload)
+
+    def _add_udp(self, key) -> None:
+        udp = self.udp
+        if len(udp) >= self.limit:
+            self.stats.evicted["flows"] += len(self.udp_old)
+            self.udp_old = udp
+            udp = self.udp = set()
+        udp.add(key)
+
+    def icmp_packet(self, ts, smac, dmac, sip, dip, proto, itype, code, payload, length) -> None:
+        """ICMP (proto 1) or ICMPv6 (58). For errors the key includes the quoted packet's ports."""
+        if not self.all_packets:
+            key = sip + dip + bytes((itype, code)) + (payload[20:24] if proto == ICMP and itype == 3 else b"")
+            if key in self.icmp:
+                return
+            if len(self.icmp) >= self.limit:
+                self.stats.evicted["icmp-keys"] += len(self.icmp)
+                self.icmp = set()
+            self.icmp.add(key)
+        self.out.append(new(Packet, (ts, smac, dmac, sip, dip, proto, itype, code, 0, length, payload[:PAYLOAD_KEPT])))
+

@@ -1,0 +1,163 @@
+"""pcapng (Wireshark/dumpcap's format), plain or gzip'd: sections of either byte order, several
+interfaces with their own link type and time resolution, enhanced, simple and obsolete packet blocks.
+
+Read in chunks like classic pcap. A block whose length fields are inconsistent is corrupt: the reader
+looks for the next block whose leading and trailing lengths agree, counts the bytes skipped and carries
+on. Packets of an interface with a link type we do not read are counted and skipped.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Iterator
+
+from vmsentry.collect.traffic.decode import FrameDecoder, linktype_supported
+
+SHB, IDB, PB_OBSOLETE, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
+KNOWN_BLOCKS = {SHB, IDB, PB_OBSOLETE, SPB, 4, 5, EPB, 7, 8, 9, 10, 0x0BAD, 0x40000BAD}
+CHUNK = 4 << 20
+MAX_BLOCK = 16 << 20
+RESYNC_WINDOW = 1 << 20
+
+
+class Interface:
+    __slots__ = ("linktype", "snaplen", "scale", "offset")
+
+    def __init__(self, linktype: int, snaplen: int) -> None:
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.scale = 1e-6
+        self.offset = 0
+
+
+class PcapngReader:
+    format = "pcapng"
+
+    def __init__(self, name: str, stream, head: bytes) -> None:
+        self.name = name
+        self.stream = stream
+        self.head = head
+        self.order = "<"
+        self.ifaces: list[Interface] = []
+        self.resyncing = False
+
+    def run(self, dec: FrameDecoder) -> Iterator[None]:
+        buf = self.head
+        while True:
+            chunk = self.stream.read(CHUNK)
+            if chunk:
+                buf = buf + chunk if buf else chunk
+            done = self._walk(buf, dec, eof=not chunk)
+            buf = buf[done:]
+            yield
+            if not chunk:
+                break
+
+    def _walk(self, buf: bytes, dec: FrameDecoder, eof: bool) -> int:
+        stats = dec.stats
+        off, end = 0, len(buf)
+        if self.resyncing:
+            found = self._resync(buf, 0)
+            if found is None:
+                return end if eof else max(0, end - 65536)
+            off = found
+        while off + 12 <= end:
+            btype = int.from_bytes(buf[off:off + 4], "little")
+            if btype == SHB:
+                bom = buf[off + 8:off + 12]
+                if len(bom) < 4:
+                    break
+                if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                    stats.problem("corrupt-block", f"{self.name}: section header with a bad byte-order mark")
+                    return end
+                self.order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+                self.ifaces = []
+            order = self.order
+            btype, blen = struct.unpack_from(order + "II", buf, off)
+            if blen < 12 or blen % 4 or blen > MAX_BLOCK:
+                found = self._corrupt(buf, off, dec, f"block length {blen}")
+                if found is None:
+                    return end if eof else max(off, end - 65536)
+                off = found
+                continue
+            if off + blen > end:
+                break
+            if struct.unpack_from(order + "I", buf, off + blen - 4)[0] != blen:
+                found = self._corrupt(buf, off, dec, "leading and trailing block lengths differ")
+                if found is None:
+                    return end if eof else max(off, end - 65536)
+                off = found
+                continue
+            self._block(btype, buf, off, blen, dec)
+            off += blen
+        if eof and off < end:
+            stats.problem("truncated-block", f"{self.name}: last {end - off} bytes")
+            return end
+        return off
+
+    def _block(self, btype: int, buf: bytes, off: int, blen: int, dec: FrameDecoder) -> None:
+        order, stats = self.order, dec.stats
+        if btype == IDB and blen >= 20:
+            linktype, _, snaplen = struct.unpack_from(order + "HHI", buf, off + 8)
+            iface = Interface(linktype, snaplen)
+            self._options(buf, off + 16, off + blen - 4, iface)
+            self.ifaces.append(iface)
+            if not linktype_supported(linktype):
+                stats.problem("unknown-linktype", f"{self.name}: interface {len(self.ifaces) - 1} link type {linktype}")
+        elif btype in (EPB, PB_OBSOLETE) and blen >= 32:
+            if btype == EPB:
+                ifid, hi, lo, cap, orig = struct.unpack_from(order + "IIIII", buf, off + 8)
+            else:
+                ifid, _, hi, lo, cap, orig = struct.unpack_from(order + "HHIIII", buf, off + 8)
+            self._packet(buf, off + 28, min(cap, blen - 32), orig, ifid, (hi << 32) | lo, dec)
+        elif btype == SPB and blen >= 16:
+            orig = struct.unpack_from(order + "I", buf, off + 8)[0]
+            snap = self.ifaces[0].snaplen if self.ifaces and self.ifaces[0].snaplen else orig
+            self._packet(buf, off + 12, min(orig, snap, blen - 16), orig, 0, None, dec)
+
+    def _packet(self, buf, data: int, cap: int, orig: int, ifid: int, stamp, dec: FrameDecoder) -> None:
+        stats = dec.stats
+        if ifid >= len(self.ifaces):
+            stats.problem("packet-for-unknown-interface", self.name)
+            return
+        iface = self.ifaces[ifid]
+        stats.packets += 1
+        stats.bytes += orig
+        if not linktype_supported(iface.linktype):
+            stats.problems["packet-of-unknown-linktype"] += 1
+            return
+        ts = stamp * iface.scale + iface.offset if stamp is not None else (stats.last_ts or 0.0)
+        stats.see_time(ts, ts)
+        dec.frame(ts, buf, data, cap, orig, iface.linktype)
+
+    def _options(self, buf: bytes, i: int, end: int, iface: Interface) -> None:
+        order = self.order
+        while i + 4 <= end:
+            code, length = struct.unpack_from(order + "HH", buf, i)
+            if code == 0:
+                break
+            value = i + 4
+            if code == 9 and length >= 1:
+                res = buf[value]
+                iface.scale = 2.0 ** -(res & 0x7F) if res & 0x80 else 10.0 ** -res
+            elif code == 14 and length == 8:
+                iface.offset = struct.unpack_from(order + "q", buf, value)[0]
+            i = value + (length + 3) // 4 * 4
+
+    def _corrupt(self, buf: bytes, off: int, dec: FrameDecoder, why: str) -> int | None:
+        dec.stats.problem("corrupt-block", f"{self.name}: {why}")
+        found = self._resync(buf, off + 4)
+        if found is not None:
+            dec.stats.problems["skipped-bytes"] += found - off
+        return found
+
+    def _resync(self, buf: bytes, start: int) -> int | None:
+        """The next 4-aligned-looking offset with a known block type and matching lengths."""
+        order, end = self.order, len(buf)
+        for p in range(start, min(end - 12, start + RESYNC_WINDOW)):
+            btype, blen = struct.unpack_from(order + "II", buf, p)
+            if btype in KNOWN_BLOCKS and 12 <= blen <= MAX_BLOCK and blen % 4 == 0 and p + blen <= end \
+                    and struct.unpack_from(order + "I", buf, p + blen - 4)[0] == blen:
+                self.resyncing = False
+                return p
+        self.resyncing = True
+        return None

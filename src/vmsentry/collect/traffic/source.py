@@ -1,0 +1,116 @@
+"""Open a traffic input by what it contains, not by its name: pcap, pcapng (either gzip'd), a Zeek log
+(TSV or JSON lines; conn, dns, dhcp), a Suricata eve.json, or a folder of Zeek logs / eve files."""
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+
+from vmsentry.collect.traffic.pcap import MAGICS, PcapReader
+from vmsentry.collect.traffic.pcapng import PcapngReader
+
+HEAD = 4096
+ZEEK_LOGS = ("conn", "dns", "dhcp")
+
+
+class BadTrafficInput(Exception):
+    """An input that cannot be read at all (the message names the file and the reason)."""
+
+
+def open_inputs(path: str) -> list:
+    """Readers for ``path`` (a file, ``-`` for stdin, or a folder of logs). Raises BadTrafficInput."""
+    if path != "-" and os.path.isdir(path):
+        readers = []
+        for name in sorted(os.listdir(path)):
+            full = os.path.join(path, name)
+            if os.path.isfile(full) and _log_name(name):
+                readers.append(open_file(full))
+        if not readers:
+            raise BadTrafficInput(f"{path}: no conn/dns/dhcp Zeek logs or eve.json in this folder")
+        return readers
+    return [open_file(path)]
+
+
+def open_file(path: str):
+    try:
+        raw = sys.stdin.buffer if path == "-" else open(path, "rb")
+    except OSError as exc:
+        raise BadTrafficInput(f"{path}: cannot open: {exc.strerror}") from None
+    stream = raw
+    try:
+        head = raw.read(HEAD)
+        if head[:2] == b"\x1f\x8b":
+            stream = gzip.GzipFile(fileobj=_Prefixed(head, raw), mode="rb")
+            head = stream.read(HEAD)
+    except (OSError, EOFError) as exc:
+        raise BadTrafficInput(f"{path}: cannot read: {exc}") from None
+    name = "<stdin>" if path == "-" else path
+    if head[:4] in MAGICS:
+        return PcapReader(name, _Guarded(stream, name), head)
+    if head[:4] == b"\x0a\x0d\x0d\x0a":
+        return PcapngReader(name, _Guarded(stream, name), head)
+    text_kind = sniff_text(head)
+    if text_kind == "eve":
+        from vmsentry.collect.traffic.eve import EveReader
+        return EveReader(name, _Guarded(stream, name), head)
+    if text_kind:
+        from vmsentry.collect.traffic.zeek import ZeekReader
+        return ZeekReader(name, _Guarded(stream, name), head, os.path.basename(path))
+    if not head:
+        raise BadTrafficInput(f"{name}: empty file")
+    raise BadTrafficInput(f"{name}: not a pcap, pcapng, Zeek log or Suricata eve.json")
+
+
+def sniff_text(head: bytes) -> str | None:
+    """'zeek-tsv', 'zeek-json', 'eve' or None, from the first bytes."""
+    text = head.lstrip()
+    if text.startswith(b"#") and (b"#separator" in text or b"\n#fields" in text):
+        return "zeek-tsv"                                 # (btest baselines put a comment line first)
+    if text.startswith(b"{"):
+        first = text.split(b"\n", 1)[0]
+        if b'"event_type"' in first:
+            return "eve"
+        if b'"uid"' in first or b'"uids"' in first or b'"id.orig_h"' in first:
+            return "zeek-json"
+    return None
+
+
+def _log_name(name: str) -> bool:
+    base = name[:-3] if name.endswith(".gz") else name
+    if base.endswith(".json") and "eve" in base:
+        return True
+    stem = base.split(".")[0]
+    return stem in ZEEK_LOGS and (base.endswith(".log") or base.endswith(".json"))
+
+
+class _Prefixed:
+    """A read-only stream that first returns ``head`` (already read from ``raw``), then the rest."""
+
+    def __init__(self, head: bytes, raw) -> None:
+        self.head, self.raw = head, raw
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n is None or n < 0:
+                out, self.head = self.head + self.raw.read(), b""
+                return out
+            out, self.head = self.head[:n], self.head[n:]
+            return out
+        return self.raw.read(n)
+
+
+class _Guarded:
+    """Turns a damaged gzip stream or a read error into the end of the data plus a noted problem."""
+
+    def __init__(self, stream, name: str) -> None:
+        self.stream, self.name = stream, name
+        self.error: str | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        if self.error:
+            return b""
+        try:
+            return self.stream.read(n)
+        except (OSError, EOFError, ValueError) as exc:      # gzip.BadGzipFile is an OSError
+            self.error = str(exc) or type(exc).__name__
+            return b""
