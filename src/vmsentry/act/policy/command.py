@@ -1,0 +1,334 @@
+"""``vmsentry policy compile|apply|confirm|rollback|check|suggest``: the CLI side of the policy library.
+
+``add_parser`` is called by ``vmsentry.cli`` (imports nothing heavy); ``run`` does the work.
+
+Exit codes: 0 done (apply: applied or nothing to change; check: no violation); 1 check found violations,
+apply was refused or nft failed (the old ruleset stays), confirm/rollback had nothing to do; 2 the policy,
+inventory or traffic input is invalid or unreadable (every problem is printed with its file and line);
+3 usage error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_USAGE = 0, 1, 2, 3
+
+
+def add_parser(sub, parser_class) -> None:
+    pol = sub.add_parser("policy", help="segmentation policy: compile to nftables/nwfilter, apply with rollback, check traffic",
+                         description="Segmentation policy (YAML, see docs/policy.md): compile it against an inventory "
+                         "to nftables or libvirt nwfilter, apply it atomically with an automatic rollback, and check "
+                         "traffic against it. Exit 0 done, 1 violations/refused/nothing pending, 2 invalid input, 3 usage.")
+    ps = pol.add_subparsers(dest="policy_verb", metavar="SUBVERB", parser_class=parser_class)
+
+    def inv_args(p):
+        p.add_argument("--inventory", action="append", default=[], metavar="INV",
+                       help="saved inventory JSON, or VM/network definition files/folders (repeatable)")
+        p.add_argument("--libvirt", action="append", default=[], metavar="URI",
+                       help="read VMs from a live libvirt (qemu:///system): knows each NIC's host port (vnetN)")
+
+    c = ps.add_parser("compile", help="print the nftables ruleset or nwfilter XML for a policy")
+    c.add_argument("policy", metavar="POLICY")
+    inv_args(c)
+    c.add_argument("--target", choices=("nft", "nwfilter"), default="nft")
+    c.add_argument("--format", choices=("text", "json"), default="text",
+                   help="nft: text (nft -f) or json (nft -j -f, what apply loads)")
+    c.add_argument("-o", "--output", metavar="PATH", help="write here (nwfilter: a folder, one XML per filter)")
+    c.add_argument("--netns", metavar="NS", help="ask this namespace's kernel what it supports (meta hour)")
+    c.add_argument("--no-probe", action="store_true", help="do not ask the kernel; assume meta hour works")
+
+    a = ps.add_parser("apply", help="apply atomically; with --confirm-within, roll back unless confirmed")
+    a.add_argument("policy", metavar="POLICY")
+    inv_args(a)
+    a.add_argument("--netns", metavar="NS", help="apply inside this network namespace (ip netns)")
+    a.add_argument("--confirm-within", type=float, metavar="SECONDS",
+                   help="roll back by itself after SECONDS unless `vmsentry policy confirm` comes first")
+    a.add_argument("--dry-run", action="store_true", help="show the diff, change nothing")
+    a.add_argument("--state-dir", metavar="DIR", help="rollback state (default /run/vmsentry/policy/<netns|host>)")
+    a.add_argument("--set-sysctl", action="store_true",
+                   help="set net.bridge.bridge-nf-call-iptables=1 if it is 0 (otherwise apply refuses)")
+    a.add_argument("--force", action="store_true", help="apply even if it would block your own SSH source")
+    a.add_argument("--format", choices=("text", "json"), default="text")
+
+    for name, helptext in (("confirm", "keep the ruleset applied with --confirm-within"),
+                           ("rollback", "roll a pending (unconfirmed) apply back now")):
+        p = ps.add_parser(name, help=helptext)
+        p.add_argument("--netns", metavar="NS")
+        p.add_argument("--state-dir", metavar="DIR")
+
+    k = ps.add_parser("check", help="list flows in a capture or on an interface that the policy forbids")
+    k.add_argument("policy", metavar="POLICY")
+    k.add_argument("pcaps", nargs="*", metavar="PCAP")
+    inv_args(k)
+    k.add_argument("--interface", metavar="IF", help="capture live on this interface (root)")
+    k.add_argument("--duration", type=float, default=10.0, metavar="S", help="live capture length (default 10 s)")
+    k.add_argument("--netns", metavar="NS", help="the interface is in this network namespace")
+    k.add_argument("--format", choices=("text", "json"), default=None)
+
+    s = ps.add_parser("suggest", help="a default policy from the inventory (DHCP+DNS to the host, zones per network)")
+    inv_args(s)
+    s.add_argument("-o", "--output", metavar="FILE")
+
+
+def _err(msg: str) -> None:
+    print(f"vmsentry: {_one_line(msg)}", file=sys.stderr)
+
+
+def _one_line(text: str) -> str:
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in str(text))
+
+
+def _problems(problems) -> None:
+    for p in problems:
+        _err(str(p))
+
+
+def _inventory(args):
+    from vmsentry.collect import collect
+    if not args.inventory and not args.libvirt:
+        raise _Usage("give the inventory: --inventory FILE (vmsentry inventory ... -o FILE) or --libvirt URI")
+    for path in args.inventory:
+        if not os.path.exists(path):
+            raise _Input(f"{path}: no such file or folder")
+    inv, _ = collect(args.inventory, args.libvirt, False)
+    for e in inv.errors:
+        _err(f"inventory: {e.line()}")
+    return inv
+
+
+class _Usage(Exception):
+    pass
+
+
+class _Input(Exception):
+    pass
+
+
+def _load(args, inv=None):
+    from vmsentry.act.policy.problems import PolicyError
+    from vmsentry.act.policy.resolve import resolve
+    from vmsentry.act.policy.schema import load_policy
+    if not os.path.exists(args.policy):
+        raise _Input(f"{args.policy}: no such file")
+    inv = inv if inv is not None else _inventory(args)
+    try:
+        pol = load_policy(args.policy)
+        res = resolve(pol, inv)
+    except PolicyError as exc:
+        _problems(exc.problems)
+        n = len(exc.errors)
+        raise _Input(f"{args.policy}: {n} error{'s' if n != 1 else ''}; nothing compiled or applied") from None
+    _problems(res.warnings)
+    return inv, res
+
+
+def run(args) -> int:
+    verb = getattr(args, "policy_verb", None)
+    if not verb:
+        _err("policy: give a sub-verb: compile, apply, confirm, rollback, check, suggest (see --help)")
+        return EXIT_USAGE
+    try:
+        return {"compile": _compile, "apply": _apply, "confirm": _confirm, "rollback": _rollback,
+                "check": _check, "suggest": _suggest}[verb](args)
+    except _Usage as exc:
+        _err(f"policy {verb}: {exc}")
+        return EXIT_USAGE
+    except _Input as exc:
+        _err(str(exc))
+        return EXIT_INPUT
+
+
+def _write_out(text: str, path: str | None) -> None:
+    if path is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    if os.path.exists(path) and not os.path.isfile(path):
+        # /dev/null, a FIFO, /dev/stdout: write into it; replacing it would put a regular file there
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _caps(args):
+    from vmsentry.act.policy.nft import Caps
+    if getattr(args, "no_probe", False):
+        return Caps()
+    from vmsentry.act.policy import nftexec
+    try:
+        if getattr(args, "netns", None):
+            nftexec.check_netns(args.netns)
+        if os.geteuid() != 0:
+            return Caps()
+        return nftexec.probe_caps(getattr(args, "netns", None))
+    except nftexec.NftError:
+        return Caps()
+
+
+def _compile(args) -> int:
+    t0 = time.perf_counter()
+    _, res = _load(args)
+    if args.target == "nwfilter":
+        from vmsentry.act.policy.nwfilter import compile_nwfilter
+        nwf = compile_nwfilter(res)
+        _problems(nwf.warnings)
+        if args.output:
+            os.makedirs(args.output, exist_ok=True)
+            for name, xml in nwf.filters.items():
+                _write_out(xml, os.path.join(args.output, f"{name}.xml"))
+            _write_out("\n".join(f"{vm}: {s}" for vm, ss in nwf.interfaces.items() for s in ss) + "\n",
+                       os.path.join(args.output, "interfaces.txt"))
+            _err(f"wrote {len(nwf.filters)} filters to {args.output}/ (virsh nwfilter-define each; attach as in interfaces.txt)")
+        else:
+            _write_out(nwf.text(), None)
+        return EXIT_OK
+    from vmsentry.act.policy.nft import compile_nft
+    caps = _caps(args)
+    rs = compile_nft(res, caps)
+    _problems(rs.warnings)
+    _write_out(json.dumps(rs.commands(), indent=1) + "\n" if args.format == "json" else rs.text(), args.output)
+    st = rs.stats()
+    _err(f"compiled {st['rules']} rules, {st['sets']} sets ({st['elements']} elements) for "
+         f"{len(res.endpoints)} VM NICs in {(time.perf_counter() - t0) * 1000:.0f} ms")
+    return EXIT_OK
+
+
+def _lockout(res, netns):
+    """The caller's own SSH session: would the new policy let its source open a new connection?"""
+    ssh = os.environ.get("SSH_CONNECTION", "").split()
+    if netns or len(ssh) != 4:
+        return None
+    client, _, server, port = ssh
+    from vmsentry.act.policy.check import Evaluator, Flow
+    try:
+        d = Evaluator(res).decide(Flow(time.time(), None, client, server, "tcp", int(port)))
+    except ValueError:
+        return None
+    if d.action == "drop":
+        return (f"this policy blocks new connections from your SSH source {client} to the host port {port} "
+                f"({d.why}); your current session survives as established traffic")
+    return None
+
+
+def _apply(args) -> int:
+    from vmsentry.act.policy.apply import ApplyError, apply
+    from vmsentry.act.policy.nft import compile_nft
+    from vmsentry.act.policy import nftexec
+    if args.confirm_within is not None and args.confirm_within <= 0:
+        raise _Usage("--confirm-within takes a positive number of seconds")
+    inv = _inventory(args)
+    if inv.errors and not args.dry_run:
+        raise _Input("the inventory has errors (above): refusing to apply a policy built on it")
+    _, res = _load(args, inv)
+    try:
+        nftexec.check_netns(args.netns)
+    except nftexec.NftError as exc:
+        raise _Input(str(exc)) from None
+    t0 = time.perf_counter()
+    rs = compile_nft(res, _caps(args))
+    compile_s = time.perf_counter() - t0
+    _problems(rs.warnings)
+    try:
+        rep = apply(rs, netns=args.netns, confirm_within=args.confirm_within, dry_run=args.dry_run,
+                    state_dir=args.state_dir, set_sysctl=args.set_sysctl, ipv6=res.has_ipv6,
+                    lockout_check=lambda: _lockout(res, args.netns), force=args.force)
+    except (ApplyError, nftexec.NftError) as exc:
+        _err(f"policy apply: {exc}")
+        return EXIT_FAIL
+    if args.format == "json":
+        d = rep.to_dict()
+        d["stats"] = rs.stats()
+        d["seconds_compile"] = round(compile_s, 4)
+        _write_out(json.dumps(d, indent=2) + "\n", None)
+    else:
+        if rep.diff:
+            _write_out(rep.diff, None)
+        for n in rep.notes:
+            _err(n)
+        where = f"netns {args.netns}" if args.netns else "the host"
+        st = rs.stats()
+        if rep.dry_run:
+            _err(f"dry run: {'changes above' if rep.changed else 'nothing would change'}; nothing applied to {where}")
+        elif rep.applied:
+            _err(f"applied to {where} in one transaction: {st['rules']} rules, {st['sets']} sets, "
+                 f"{st['elements']} elements (compile {compile_s * 1000:.0f} ms, checks {rep.seconds_check * 1000:.0f} ms, "
+                 f"apply {rep.seconds_apply * 1000:.0f} ms)")
+        if rep.deadline is not None:
+            _err(f"rolls back by itself at {time.strftime('%H:%M:%S', time.localtime(rep.deadline))} "
+                 f"(in {args.confirm_within:g} s) unless you run: vmsentry policy confirm"
+                 + (f" --netns {args.netns}" if args.netns else "")
+                 + (f" --state-dir {args.state_dir}" if args.state_dir else "")
+                 + f"   (watchdog pid {rep.watchdog_pid})")
+    return EXIT_OK
+
+
+def _confirm(args) -> int:
+    from vmsentry.act.policy.apply import ConfirmError, confirm
+    try:
+        info = confirm(args.netns, args.state_dir)
+    except ConfirmError as exc:
+        _err(f"policy confirm: {exc}")
+        return EXIT_FAIL
+    _err(f"confirmed with {info['seconds_left']:.1f} s to spare; the rollback is cancelled")
+    return EXIT_OK
+
+
+def _rollback(args) -> int:
+    from vmsentry.act.policy.apply import ConfirmError, rollback_now
+    try:
+        r = rollback_now(args.netns, args.state_dir)
+    except ConfirmError as exc:
+        _err(f"policy rollback: {exc}")
+        return EXIT_FAIL
+    if not r.get("ok"):
+        _err(f"policy rollback failed: {r.get('error')}")
+        return EXIT_FAIL
+    _err(f"rolled back in {r['restore_ms']:.0f} ms; previous ruleset {'restored exactly' if r.get('identical') else 'restored (listing differs!)'}")
+    return EXIT_OK
+
+
+def _check(args) -> int:
+    from vmsentry.act.policy.check import check_flows
+    from vmsentry.act.policy.flows import Traffic, TrafficError
+    if not args.pcaps and not args.interface:
+        raise _Usage("give a PCAP file or --interface IF")
+    for p in args.pcaps:
+        if p != "-" and not os.path.exists(p):
+            raise _Input(f"{p}: no such file")
+    _, res = _load(args)
+    t0 = time.perf_counter()
+    try:
+        traffic = Traffic(args.pcaps, args.interface, args.duration if args.interface else None, args.netns)
+        result = check_flows(res, traffic.flows())
+    except TrafficError as exc:
+        raise _Input(str(exc)) from None
+    st = traffic.stats()
+    st.update(result.stats)
+    st["analysis_seconds"] = round(time.perf_counter() - t0, 4)
+    fmt = args.format or ("text" if sys.stdout.isatty() else "json")
+    if fmt == "json":
+        _write_out(json.dumps({"alerts": result.alerts, "stats": st}, indent=2) + "\n", None)
+    else:
+        lines = [f"{a['severity']:<6} {a['count']:>5}x  {a['summary']}" for a in result.alerts]
+        lines.append(f"{len(result.alerts)} policy violation(s) in {st['flows_judged']} flows "
+                     f"({st['packets']} packets)")
+        _write_out("\n".join(lines) + "\n", None)
+    damage = traffic.damage()
+    for line in damage:
+        _err(line)
+    return EXIT_INPUT if damage else EXIT_FAIL if result.alerts else EXIT_OK
+
+
+def _suggest(args) -> int:
+    from vmsentry.act.policy.suggest import suggest
+    inv = _inventory(args)
+    text = suggest(inv, ", ".join(args.inventory + args.libvirt))
+    _write_out(text, args.output)
+    return EXIT_OK
