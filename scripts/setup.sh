@@ -28,6 +28,13 @@ APT_PACKAGES=(
   libvirt-daemon-config-nwfilter ebtables
   # traffic tools used by tests
   tcpdump
+  # `vmsentry detect` live lab (real attack tools run in netns "VMs") and the tools it is compared with
+  dsniff nmap tshark arpwatch curl bind9-dnsutils netsniff-ng
+  # headless browser for the `vmsentry paths --format html` tests
+  chromium
+  # segmentation policy tests: the TCG test guest kit (scripts/build-test-guest.sh: busybox initramfs) and
+  # netcat for poking the namespace lab by hand (arpspoof comes with dsniff above)
+  busybox-static cpio netcat-openbsd
 )
 
 # seconds since a `date +%s.%N` stamp (awk: bc may be missing on a fresh machine)
@@ -58,6 +65,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 3
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # tshark's wireshark-common asks whether non-root users may capture: answer no, without a prompt
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   run_quiet "apt-get update" apt-get update -q
   # Refuse anything that would bring systemd in as init (libvirt-daemon-system does; see lab notes §2.1).
   if apt-get install -s --no-install-recommends "${missing[@]}" 2>/dev/null | grep -qE '^Inst systemd-sysv '; then

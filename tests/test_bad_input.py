@@ -143,6 +143,16 @@ def test_nothing_is_written_half_way_when_the_output_cannot_be_written(run_cli, 
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_output_to_a_device_writes_into_it_instead_of_replacing_it(run_cli, tmp_path: Path):
+    good = tmp_path / "good.xml"
+    good.write_text(GOOD)
+    before = os.stat("/dev/null")
+    proc = run_cli("scan", str(good), "--format", "json", "-o", "/dev/null")
+    assert proc.returncode in (0, 1), proc.stderr
+    after = os.stat("/dev/null")
+    assert (after.st_mode, after.st_rdev, after.st_ino) == (before.st_mode, before.st_rdev, before.st_ino)
+
+
 def test_usage_errors_exit_3(run_cli, tmp_path: Path):
     assert run_cli("scan", "--format", "nope", str(tmp_path)).returncode == 3
     proc = run_cli("scan", str(tmp_path / "missing"))
