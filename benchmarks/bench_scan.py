@@ -70,6 +70,15 @@ def time_scan(folder: Path, out: Path) -> dict:
             "findings": len(report["findings"]), "exit": proc.returncode}
 
 
+def best_of(folder: Path, out: Path, runs: int) -> tuple[dict, list[dict]]:
+    """The machines are shared VMs whose timings swing by a third between runs: time several scans and
+    judge the best one, as timeit does (the least disturbed run is the closest to the code's own cost)."""
+    results = [time_scan(folder, out) for _ in range(runs)]
+    for i, run in enumerate(results, 1):
+        print(f"  run {i}: {run['seconds']} s wall, {run['cpu_seconds']} s CPU, peak RSS {run['peak_rss_mb']} MB")
+    return min(results, key=lambda r: r["seconds"]), results
+
+
 def time_help(runs: int = 15) -> float:
     exe = shutil.which("vmsentry", path=str(Path(sys.executable).parent)) or "vmsentry"
     samples = []
@@ -90,12 +99,7 @@ def main() -> int:
     t0 = time.perf_counter()
     build_corpus(args.shared, data, args.vms)
     print(f"corpus: {args.vms} domains in {data} ({time.perf_counter() - t0:.1f} s to build)")
-    # The machines are shared VMs whose timings swing by a third between runs: report every run and
-    # judge the best one, as timeit does (the least disturbed run is the closest to the code's own cost).
-    runs = [time_scan(data, data.parent / f"scan-{args.vms}.json") for _ in range(args.runs)]
-    for i, run in enumerate(runs, 1):
-        print(f"  run {i}: {run['seconds']} s wall, {run['cpu_seconds']} s CPU, peak RSS {run['peak_rss_mb']} MB")
-    result = min(runs, key=lambda r: r["seconds"])
+    result, runs = best_of(data, data.parent / f"scan-{args.vms}.json", args.runs)
     vms_per_s = result["vms"] / result["seconds"]
     median_s = statistics.median(r["seconds"] for r in runs)
     help_s = time_help()
