@@ -158,3 +158,25 @@ def test_usage_errors_exit_3(run_cli, tmp_path: Path):
     proc = run_cli("scan", str(tmp_path / "missing"))
     assert proc.returncode == 3 and "no such file" in proc.stderr
     assert run_cli("scan").returncode == 3
+
+
+def test_progress_bar_on_a_terminal_for_long_scans(tmp_path: Path):
+    """stderr on a real pseudo-terminal: a bar with counts appears, and is cleared at the end."""
+    import pty
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(400):
+        (folder / f"vm{i:03d}.xml").write_text(GOOD.replace("good-vm", f"vm{i:03d}"))
+    out = tmp_path / "report.json"
+    script = (f"import sys; sys.argv=['vmsentry','scan',{str(folder)!r},'--format','json','-o',{str(out)!r}];"
+              "from vmsentry.cli import main; main()")
+    chunks = []
+
+    def read(fd):
+        data = os.read(fd, 65536)
+        chunks.append(data)
+        return data
+    pty.spawn([sys.executable, "-c", script], read)
+    text = b"".join(chunks).decode(errors="replace")
+    assert "/400 " in text and "[#" in text
+    assert json.loads(out.read_text())["summary"]["vms"] == 400

@@ -132,7 +132,10 @@ def _collect(args: argparse.Namespace, progress: bool):
     for path in args.paths:
         if not os.path.exists(path) and not os.path.islink(path):
             raise FatalError(f"{path}: no such file or folder")
-    bar = _ProgressBar() if progress and sys.stderr.isatty() else None
+    bar = None
+    if progress and sys.stderr.isatty():
+        from vmsentry.collect import iter_files
+        bar = _ProgressBar(sum(1 for _ in iter_files(args.paths)))   # a second walk: ~30 ms per 10,000 files
     inv, skipped = collect(args.paths, args.libvirt, args.host, progress=bar.update if bar else None)
     if bar:
         bar.close()
@@ -293,7 +296,10 @@ def _one_line(text: str) -> str:
 class _ProgressBar:
     """A one-line progress bar on stderr for long scans (shown after the first 200 files)."""
 
-    def __init__(self) -> None:
+    WIDTH = 30
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
         self.shown = False
         self.last = 0.0
 
@@ -303,12 +309,14 @@ class _ProgressBar:
             return
         self.last = now
         self.shown = True
-        sys.stderr.write(f"\rvmsentry: reading {count} files ... {_one_line(os.path.basename(path))[:40]:<40}")
+        done = min(count * self.WIDTH // self.total, self.WIDTH)
+        sys.stderr.write(f"\rvmsentry: [{'#' * done}{'.' * (self.WIDTH - done)}] {count}/{self.total} "
+                         f"{_one_line(os.path.basename(path))[:30]:<30}")
         sys.stderr.flush()
 
     def close(self) -> None:
         if self.shown:
-            sys.stderr.write("\r" + " " * 80 + "\r")
+            sys.stderr.write("\r" + " " * 100 + "\r")
             sys.stderr.flush()
 
 
