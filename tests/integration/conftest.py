@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from virsh_cli import URI, virsh
 from lxml import etree
 
-URI = "qemu:///system"
 GUEST = "vmsentry-it-guest"
 GUEST_MAC = "52:54:00:76:6d:01"
 NETWORK = "default"
@@ -35,14 +35,6 @@ REPO = HERE.parents[1]
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 
 TIMINGS: dict[str, float] = {}
-
-
-def virsh(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    r = subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C"})
-    if check and r.returncode != 0:
-        raise RuntimeError(f"virsh {' '.join(args)} failed (rc {r.returncode}): {r.stderr.strip() or r.stdout.strip()}")
-    return r
 
 
 def domiflist(name: str) -> list[dict[str, str]]:

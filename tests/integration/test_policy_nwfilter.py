@@ -19,18 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
+from virsh_cli import virsh
 
 REPO = Path(__file__).resolve().parents[2]
-URI = "qemu:///system"
-
-
-def virsh(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    r = subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C"})
-    if check and r.returncode != 0:
-        raise RuntimeError(f"virsh {' '.join(args)} failed (rc {r.returncode}): {r.stderr.strip() or r.stdout.strip()}")
-    return r
-
 pytestmark = pytest.mark.integration
 
 PID = os.getpid()

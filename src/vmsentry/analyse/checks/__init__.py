@@ -7,7 +7,7 @@ when the fact a rule needs was not collected, the predicate says ``unknown`` and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Callable, Iterable
 
