@@ -144,36 +144,45 @@ def _read_fw(path: str, text: str) -> Inventory:
 def parse_property_string(text: str, implied: str | None = None) -> dict[str, str]:
     """``virtio=AA:BB,bridge=vmbr0,firewall=1`` -> dict; a bare first item is the implied key's value."""
     out: dict[str, str] = {}
-    for index, item in enumerate(i for i in text.split(",") if i.strip()):
+    first = True                 # the first non-blank item
+    for item in text.split(","):
         key, eq, value = item.partition("=")
-        if not eq:
-            if index == 0 and implied:
-                out[implied] = key.strip()
-            else:
-                out[key.strip()] = "1"
+        if eq:
+            out[key.strip()] = value.strip()
+        elif not key.strip():
             continue
-        out[key.strip()] = value.strip()
+        elif first and implied:
+            out[implied] = key.strip()
+        else:
+            out[key.strip()] = "1"
+        first = False
     return out
 
 
 def _sections(path: str, text: str, errors: list[InputError]) -> list[tuple[str | None, int, list[tuple[str, str, int]]]]:
     """[(section name or None for the main config, header line, [(key, value, line)])]."""
     sections: list[tuple[str | None, int, list[tuple[str, str, int]]]] = [(None, 0, [])]
+    settings = sections[0][2]            # of the section being read
+    valid_key = _KEY.match
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if not line or line.startswith("#"):
+        if not line:
             continue
-        if line[0] == "[":
+        first = line[0]
+        if first == "#":
+            continue
+        if first == "[":
             sm = _SECTION.match(line)
             if sm:
-                sections.append((sm.group(1).strip(), number, []))
+                settings = []
+                sections.append((sm.group(1).strip(), number, settings))
                 continue
         key, sep, value = line.partition(":")
         key = key.rstrip()
-        if not sep or not _KEY.match(key):
+        if not sep or not valid_key(key):
             errors.append(InputError(path, f"line {number}: not a 'key: value' setting; skipped"))
             continue
-        sections[-1][2].append((key, value.strip(), number))
+        settings.append((key, value.strip(), number))
     return sections
 
 
@@ -218,6 +227,13 @@ def _read_vm_conf(path: str, text: str) -> Inventory:
     return inv
 
 
+# settings _apply_settings reads: numbered devices (by name without the number), then named settings
+_DEVICE_SETTINGS = frozenset(("net", "hostpci", "usb", "serial", "parallel", "virtiofs"))
+_FACT_SETTINGS = frozenset(("agent", "protection", "bios", "machine", "tpmstate0", "hookscript", "lock", "template",
+                            "ostype", "efidisk0", "cpu"))
+_NAMED_SETTINGS = _FACT_SETTINGS | {"spice_enhancements", "ivshmem", "amd-sev", "intel-tdx", "args"}
+
+
 def _apply_settings(vm: VM, items: list[tuple[str, str, int]], vmid: str | None, errors: list[InputError]) -> None:
     settings = {k: (v, n) for k, v, n in items}
     sock_id = vmid or "VMID"
@@ -242,29 +258,33 @@ def _apply_settings(vm: VM, items: list[tuple[str, str, int]], vmid: str | None,
         vm.channels.clipboard = "disabled"
     vm.channels.drag_and_drop = "host-to-guest" if spice else "disabled"
     for key, value, line in items:
-        at = f"line {line}, {key}"
+        # most settings (memory, cores, scsi0, boot...) are none of these: skip them before building a locator
         base = key.rstrip("0123456789")
-        indexed = base != key
-        if indexed and base == "net":
+        if base == key or base not in _DEVICE_SETTINGS:
+            if key not in _NAMED_SETTINGS:
+                continue
+            base = None
+        at = f"line {line}, {key}"
+        if base == "net":
             _read_net(vm, key, value, at)
-        elif indexed and base == "hostpci":
+        elif base == "hostpci":
             props = parse_property_string(value, implied="host")
             vm.devices.append(Device("pci-passthrough", props.get("host") or props.get("mapping", value), at))
-        elif indexed and base == "usb":
+        elif base == "usb":
             props = parse_property_string(value, implied="host")
             host = props.get("host") or props.get("mapping")
             if host == "spice":
                 vm.devices.append(Device("usb-redirection", "spice", at))
             else:
                 vm.devices.append(Device("usb-passthrough", host or value, at))
-        elif indexed and base == "serial":
+        elif base == "serial":
             if value.strip() == "socket":
                 vm.listeners.append(Listener("serial", "unix", f"/var/run/qemu-server/{sock_id}.{key}", None, "none", at))
             else:
                 vm.devices.append(Device("serial-host", value, at))
-        elif indexed and base == "parallel":
+        elif base == "parallel":
             vm.devices.append(Device("parallel-host", value, at))
-        elif indexed and base == "virtiofs":
+        elif base == "virtiofs":
             props = parse_property_string(value, implied="dirid")
             vm.shares.append(Share("virtiofs", f"directory mapping {props.get('dirid')}", key,
                                    writable=props.get("ro") not in ("1", "on", "true"), locator=at))
@@ -285,8 +305,7 @@ def _apply_settings(vm: VM, items: list[tuple[str, str, int]], vmid: str | None,
             vm.facts["proxmox.intel-tdx"] = {"value": value, "at": at}
         elif key == "args":
             _read_args(vm, value, at, errors)
-        elif key in ("agent", "protection", "bios", "machine", "tpmstate0", "hookscript", "lock", "template",
-                     "ostype", "efidisk0", "cpu"):
+        elif key in _FACT_SETTINGS:
             vm.facts[f"proxmox.{key}"] = {"value": value, "at": at}
     bios = settings.get("bios", ("seabios", None))[0]
     efidisk = settings.get("efidisk0")

@@ -41,6 +41,7 @@ SECRET = "<set>"
 _INDEXED = re.compile(r"(ethernet|serial|parallel|sharedfolder|pcipassthru|floppy|usb\.autoconnect\.device)(\d+)(?:\.|$)")
 _DISK_MODE = re.compile(r"((?:scsi|ide|sata|nvme)\d+:\d+)\.mode$")
 _CDROM = re.compile(r"((?:scsi|ide|sata)\d+:\d+)\.devicetype$")
+_UUID_HEX = re.compile(r"[0-9a-f]{32}\Z")      # uuid.bios without its spaces and dashes
 _HEX_ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
 _ENCODING = re.compile(rb'^[ \t]*\.encoding[ \t]*=[ \t]*"([^"\r\n]+)"', re.IGNORECASE | re.MULTILINE)
 
@@ -190,8 +191,8 @@ def _int(value: str | None) -> int | None:
 def _uuid(value: str | None) -> str | None:
     if not value:
         return None
-    hexdigits = "".join(ch for ch in value if ch not in " -").lower()
-    if len(hexdigits) != 32 or any(ch not in "0123456789abcdef" for ch in hexdigits):
+    hexdigits = value.replace(" ", "").replace("-", "").lower()
+    if not _UUID_HEX.match(hexdigits):
         return None
     return f"{hexdigits[:8]}-{hexdigits[8:12]}-{hexdigits[12:16]}-{hexdigits[16:20]}-{hexdigits[20:]}"
 
@@ -211,6 +212,39 @@ def read(path: str, data: bytes | None = None) -> Inventory:
         raise BadInput("no 'key = \"value\"' settings: not a VMware .vmx file")
     inv.vms.append(build_vm(entries, path, dups))
     return inv
+
+
+# What build_vm does with a key depends on the (lower-case) key alone, and a fleet's files repeat the same
+# few hundred keys: each key is classified once and the role kept (bounded, as a fleet may also carry
+# per-VM keys such as guestinfo.*).
+_PLAIN, _FACT, _INDEXED_KEY, _SECRET_KEY, _DISK_MODE_KEY, _DEVICE_TYPE_KEY = (
+    "plain", "fact", "indexed", "secret", "disk mode", "device type")
+_KEY_ROLES: dict[str, tuple] = {}
+_KEY_ROLES_MAX = 8192
+
+
+def _key_role(lower: str) -> tuple:
+    """(_FACT, fact name) | (_INDEXED_KEY, group, index, sub-key, is a secret) | (_SECRET_KEY,) |
+    (_DISK_MODE_KEY,) | (_DEVICE_TYPE_KEY,) | (_PLAIN,), remembered in _KEY_ROLES."""
+    role: tuple = (_PLAIN,)
+    canonical = _FACT_BY_LOWER.get(lower)
+    first = lower[0]
+    m = _INDEXED.match(lower) if canonical is None and first in "espfu" else None
+    if canonical is not None:
+        role = (_FACT, f"vmx.{canonical}")
+    elif m is not None:
+        role = (_INDEXED_KEY, m.group(1), int(m.group(2)), lower[m.end():],
+                first == "s" and lower.endswith(_SECRET_SUFFIXES))
+    elif is_secret(lower):
+        role = (_SECRET_KEY,)
+    elif first in "sin":
+        if lower.endswith(".mode") and _DISK_MODE.match(lower):
+            role = (_DISK_MODE_KEY,)
+        elif lower.endswith(".devicetype") and _CDROM.match(lower):
+            role = (_DEVICE_TYPE_KEY,)
+    if len(_KEY_ROLES) < _KEY_ROLES_MAX:
+        _KEY_ROLES[lower] = role
+    return role
 
 
 def product_of(entries: dict) -> str:
@@ -257,34 +291,33 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
 
     groups: dict[str, dict[int, dict[str, tuple[str, int, str]]]] = {}
     disk_modes: list[tuple[str, tuple[str, int, str]]] = []
-    fact_get = _FACT_BY_LOWER.get
-    indexed = _INDEXED.match
+    role_of = _KEY_ROLES.get
     for lower, entry in entries.items():
-        canonical = fact_get(lower)
-        if canonical is not None:
-            facts[f"vmx.{canonical}"] = {"value": entry[0], "at": _loc(entry)}
+        role = role_of(lower)
+        if role is None:
+            role = _key_role(lower)
+        kind = role[0]
+        if kind is _PLAIN:
             continue
-        first = lower[0]
-        if first in "espfu":
-            m = indexed(lower)
-            if m is not None:
-                groups.setdefault(m.group(1), {}).setdefault(int(m.group(2)), {})[lower[m.end():]] = entry
-                if first == "s" and lower.endswith(_SECRET_SUFFIXES):
-                    facts[f"vmx.{entry[2]}"] = {"value": SECRET, "at": _loc(entry)}
-                continue
-        if is_secret(lower):
+        if kind is _FACT:
+            facts[role[1]] = {"value": entry[0], "at": _loc(entry)}
+        elif kind is _INDEXED_KEY:
+            _, group, index, sub, secret = role
+            groups.setdefault(group, {}).setdefault(index, {})[sub] = entry
+            if secret:
+                facts[f"vmx.{entry[2]}"] = {"value": SECRET, "at": _loc(entry)}
+        elif kind is _SECRET_KEY:
             facts[f"vmx.{entry[2]}"] = {"value": SECRET, "at": _loc(entry)}
-        elif first in "sin":
-            if lower.endswith(".mode") and _DISK_MODE.match(lower):
-                disk_modes.append((lower, entry))
-            elif lower.endswith(".devicetype") and "cdrom" in entry[0].lower() and _CDROM.match(lower):
-                dev = lower[:-len(".devicetype")]
-                present = _bool(val(dev + ".present"))
-                connected = _bool(val(dev + ".startconnected"))
-                if present is not False:
-                    facts[f"vmx.{entry[2][:-len('.deviceType')]}.cdrom"] = {
-                        "value": "connected" if connected is not False else "not connected at power on",
-                        "at": _loc(entry)}
+        elif kind is _DISK_MODE_KEY:
+            disk_modes.append((lower, entry))
+        elif "cdrom" in entry[0].lower():          # a _DEVICE_TYPE_KEY: whether it is a CD-ROM is in its value
+            dev = lower[:-len(".devicetype")]
+            present = _bool(val(dev + ".present"))
+            connected = _bool(val(dev + ".startconnected"))
+            if present is not False:
+                facts[f"vmx.{entry[2][:-len('.deviceType')]}.cdrom"] = {
+                    "value": "connected" if connected is not False else "not connected at power on",
+                    "at": _loc(entry)}
     for lower, entry in disk_modes:
         if entry[0].strip().lower() == "independent-nonpersistent":
             facts[f"vmx.{entry[2]}"] = {"value": entry[0], "at": _loc(entry)}

@@ -29,9 +29,9 @@ def vbox_nat_localhost_reachable(vm: VM, ctx):
 
 @check("vbox_promiscuous")
 def vbox_promiscuous(vm: VM, ctx):
-    facts = _adapter_facts(vm, ".promiscuousModePolicy")
     if not vm.nics:
         return not_applicable("no enabled network adapter")
+    facts = _adapter_facts(vm, ".promiscuousModePolicy")
     if not facts:
         return passed("Adapter/@promiscuousModePolicy", "Deny (default)")
     out = [fail("Adapter/@promiscuousModePolicy", v["value"], locator=v["at"]) for k, v in facts

@@ -16,7 +16,25 @@ def _norm(value) -> str:
 
 
 def _product(vm: VM) -> str:
-    return vm.facts.get("vmx.product", {}).get("value", "unknown")
+    fact = vm.facts.get("vmx.product")
+    return fact.get("value", "unknown") if fact is not None else "unknown"
+
+
+_ACCEPTED: dict[tuple[str, tuple[str, ...] | None], tuple[str, ...]] = {}
+
+
+def _accepted(want: str, allowed: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The normalised values that satisfy ``want``: booleans by truth, else ``allowed`` or ``want``. Each
+    rule asks with the same constants for every VM, so the answer is kept."""
+    good = _ACCEPTED.get((want, allowed))
+    if good is None:
+        lower = want.lower()
+        if lower in ("true", "false"):
+            good = _TRUE if lower == "true" else _FALSE
+        else:
+            good = allowed or (lower,)
+        good = _ACCEPTED[(want, allowed)] = good
+    return good
 
 
 def _setting(vm: VM, key: str, want: str, *, absent_ok: bool = True, hosted: str | None = None,
@@ -25,19 +43,15 @@ def _setting(vm: VM, key: str, want: str, *, absent_ok: bool = True, hosted: str
     booleans by truth); ``hosted``: a not-applicable message for Workstation/Fusion VMs."""
     if hosted and _product(vm) == "hosted":
         return not_applicable(hosted)
-    fact = vm.facts.get(f"vmx.{key}")
+    fact = vm.facts.get("vmx." + key)
     if fact is None:
         if absent_ok:
             return passed(key, "absent (not a finding per the STIG: the secure default applies)")
         return fail(key, "absent", message=f"{key} must be set to {want}; absent means the insecure default")
-    value = _norm(fact["value"])
-    good = allowed or (want.lower(),)
-    if want.lower() in ("true", "false"):
-        good_set = _TRUE if want.lower() == "true" else _FALSE
-        ok = value in good_set
-    else:
-        ok = value in good
-    return passed(key, fact["value"], locator=fact["at"]) if ok else fail(key, fact["value"], locator=fact["at"])
+    value = fact["value"]
+    if _norm(value) in _accepted(want, allowed):
+        return passed(key, value, locator=fact["at"])
+    return fail(key, value, locator=fact["at"])
 
 
 _HOSTED_CLIP = ("Workstation/Fusion VM: the vSphere STIG does not apply; VMS-VM-070/071 judge the effective "
