@@ -15,7 +15,6 @@ Timing and peak RSS come from ``bench_scan.best_of``: the best of --runs (defaul
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import sys
@@ -24,7 +23,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scan import REPO, best_of  # noqa: E402  (same timing and RSS method as issue 2)
+from bench_scan import REPO, best_of, scan_arguments  # noqa: E402  (same timing and RSS method as issue 2)
 
 FIREWALL_EVERY = 10
 
@@ -109,10 +108,7 @@ def build_corpus(shared: Path, target: Path, count: int) -> dict[str, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vms", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=3, help="timed scans (the best is judged)")
-    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("VMSENTRY_SHARED", REPO.parent / "shared")))
-    args = parser.parse_args()
+    args = scan_arguments(parser).parse_args()
     data = REPO / "benchmarks" / ".data" / f"platforms-{args.vms}"
     t0 = time.perf_counter()
     counts = build_corpus(args.shared, data, args.vms)

@@ -89,12 +89,17 @@ def time_help(runs: int = 15) -> float:
     return statistics.median(samples)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def scan_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options both scan benchmarks take."""
     parser.add_argument("--vms", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3, help="timed scans (the best is judged)")
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("VMSENTRY_SHARED", REPO.parent / "shared")))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args = scan_arguments(parser).parse_args()
     data = REPO / "benchmarks" / ".data" / f"domains-{args.vms}"
     t0 = time.perf_counter()
     build_corpus(args.shared, data, args.vms)

@@ -519,18 +519,26 @@ def tls_dn_allowlist(host: Host, ctx: ScanContext) -> Outcome:
                                                     "certificate signed by the CA is accepted, with no DN allowlist")
 
 
-@check("libvirtd_sasl_allowlist")
-def sasl_allowlist(host: Host, ctx: ScanContext) -> Outcome:
+def _remote_listeners(host: Host, key: str):
+    """(daemon settings, TCP sockets, TLS sockets) of libvirt's active remote listeners, or the Outcome
+    that stands for them when the daemon's settings or the listening sockets were not collected."""
     daemon = conf_of(host, "libvirtd_conf")
     if isinstance(daemon, Outcome):
         return daemon
     tcp = _remote_sockets(host, daemon, tls=False)
-    tls = _remote_sockets(host, daemon, tls=True)
     if tcp is None:
-        return unknown("whether libvirt's remote listeners are active was not collected",
-                       "sasl_allowed_username_list", file=daemon.file)
+        return unknown("whether libvirt's remote listeners are active was not collected", key, file=daemon.file)
+    return daemon, tcp, _remote_sockets(host, daemon, tls=True) or []
+
+
+@check("libvirtd_sasl_allowlist")
+def sasl_allowlist(host: Host, ctx: ScanContext) -> Outcome:
+    found = _remote_listeners(host, "sasl_allowed_username_list")
+    if isinstance(found, Outcome):
+        return found
+    daemon, tcp, tls = found
     sasl = ([s for s in tcp if str(daemon.get("auth_tcp", "sasl")) == "sasl"]
-            + [s for s in tls or [] if str(daemon.get("auth_tls", "none")) == "sasl"])
+            + [s for s in tls if str(daemon.get("auth_tls", "none")) == "sasl"])
     if not sasl:
         return not_applicable("no active remote listener authenticates with SASL")
     if daemon.has("sasl_allowed_username_list"):
@@ -541,15 +549,11 @@ def sasl_allowlist(host: Host, ctx: ScanContext) -> Outcome:
 
 @check("libvirtd_access_driver")
 def access_driver(host: Host, ctx: ScanContext) -> Outcome:
-    daemon = conf_of(host, "libvirtd_conf")
-    if isinstance(daemon, Outcome):
-        return daemon
-    tcp = _remote_sockets(host, daemon, tls=False)
-    tls = _remote_sockets(host, daemon, tls=True)
-    if tcp is None:
-        return unknown("whether libvirt's remote listeners are active was not collected", "access_drivers",
-                       file=daemon.file)
-    remote = tcp + (tls or [])
+    found = _remote_listeners(host, "access_drivers")
+    if isinstance(found, Outcome):
+        return found
+    daemon, tcp, tls = found
+    remote = tcp + tls
     if not remote:
         return not_applicable("no remote libvirt listener: only local clients, controlled by socket permissions")
     drivers = _as_list(daemon.values.get("access_drivers")) if daemon.has("access_drivers") else ["nop"]
