@@ -180,3 +180,13 @@ def test_progress_bar_on_a_terminal_for_long_scans(tmp_path: Path):
     text = b"".join(chunks).decode(errors="replace")
     assert "/400 " in text and "[#" in text
     assert json.loads(out.read_text())["summary"]["vms"] == 400
+
+
+def test_every_verb_reports_an_unwritable_output_in_one_line(run_cli, tmp_path: Path):
+    """scan and policy share one writer: a missing folder is one line and exit 3, never a traceback."""
+    repo = Path(__file__).resolve().parents[1]
+    target = str(tmp_path / "no-such-dir" / "out")
+    proc = run_cli("policy", "compile", str(repo / "examples/policy/lab-policy.yaml"),
+                   "--inventory", str(repo / "examples/lab"), "-o", target)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert f"{target}: cannot write" in proc.stderr

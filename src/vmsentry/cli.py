@@ -261,31 +261,11 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _emit(text: str, path: str | None) -> None:
-    """Write all or nothing: a report file is replaced only once it is complete."""
-    if path is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    if os.path.exists(path) and not os.path.isfile(path):
-        # /dev/null, /dev/stdout, a FIFO: write into it; renaming over it would replace the device
-        try:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise FatalError(f"{path}: cannot write: {exc.strerror}") from None
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    from vmsentry.report.output import OutputError, write_output
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise FatalError(f"{path}: cannot write: {exc.strerror}") from None
+        write_output(text, path)
+    except OutputError as exc:
+        raise FatalError(str(exc)) from None
 
 
 def _one_line(text: str) -> str:

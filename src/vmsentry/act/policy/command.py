@@ -142,19 +142,11 @@ def run(args) -> int:
 
 
 def _write_out(text: str, path: str | None) -> None:
-    if path is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    if os.path.exists(path) and not os.path.isfile(path):
-        # /dev/null, a FIFO, /dev/stdout: write into it; replacing it would put a regular file there
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    from vmsentry.report.output import OutputError, write_output
+    try:
+        write_output(text, path)
+    except OutputError as exc:
+        raise _Usage(str(exc)) from None
 
 
 def _caps(args):
