@@ -17,7 +17,7 @@ What the packet decoders pass up (``FlowTable`` in ``flows.py`` decides, the sam
 * ``Dhcp`` for every DHCPv4 message, ``RouterAdvert`` for every ICMPv6 router advertisement.
 * ``Frame`` for other Ethernet frames (LLDP, STP, ...): only the addresses and the EtherType.
 * ``Probes`` for connection attempts, batched by flow: the TCP SYNs (without ACK) and the first packets of
-  new UDP flows from one source to one destination within one batch and at most ``PROBE_SPAN`` seconds,
+  new UDP flows from one source to one destination within one batch and one ``PROBE_SPAN`` slot of time,
   in one record (``ports`` holds each attempt's destination port, ``payloads`` the first few payloads).
   A scan of 1,000 ports is then one event, not 1,000. It sits in the batch where the first attempt was
   and is complete when the batch is handed on. With ``all_packets=True`` there are no Probes: every
@@ -92,7 +92,7 @@ class Frame(NamedTuple):
     ethertype: int
 
 
-PROBE_SPAN = 1.0                             # seconds one Probes record may cover
+PROBE_SPAN = 5.0            # seconds: a Probes record covers one such slot of the clock (windows are 10-60 s)
 PROBE_PAYLOADS = 8                           # payloads kept per record
 
 

@@ -4,8 +4,8 @@ A flow key is the packed ``src ip + dst ip + src port + dst port`` (12 bytes for
 exactly the bytes that sit together in an IPv4 header without options, so the pcap fast path can slice
 it straight out of the capture and test it against ``tcp``/``udp`` without decoding anything.
 
-TCP, per direction: a SYN marks the flow *pending* (its opener is known); after the SYN-ACK, the opener's
-packet that completes the handshake is passed up (the connection is established), and so is its first
+TCP, per direction: a SYN forgets what was known of the flow; the SYN-ACK marks the opener's direction
+*pending*; the opener's packet that completes the handshake is then passed up (the connection is established), and so is its first
 packet with payload (protocol signatures read it); then the direction is *known* and only counted.
 SYN, FIN and RST packets are always passed up (bare SYNs batched into ``Probes``: scans are made of
 them). A packet whose reverse direction is pending or known is a reply: counted, not passed up. A flow seen mid-stream is
@@ -59,31 +59,30 @@ class FlowTable:
         self.probes[TCP].clear()
         self.probes[UDP].clear()
 
-    def syn(self, ts, smac, dmac, key, dport) -> None:
-        """A bare SYN (no ACK, RST or FIN) of IPv4 ``key``, from the pcap fast path: what ``tcp_packet``
-        does for it, in one call."""
-        self.tcp.discard(key)
-        self.tcp_old.discard(key)
+    # --- whole buffers at once (the classic-pcap reader's numpy path, ``pcap_bulk.py``) -----------------
+    def reopened(self, keys: set) -> None:
+        """Bare SYNs of ``keys``: each (re)opens its flow from this side, so what was known of it goes
+        (what ``_tcp_passes`` does for one SYN, in three set operations)."""
+        self.tcp.difference_update(keys)
+        self.tcp_old.difference_update(keys)
         pending = self.pending
-        if len(pending) >= self.limit:
-            self._trim(pending, "pending-flows")
-        pending[key] = 0
-        pair = key[:8]
-        rec = self.probes[TCP].get(pair)
-        if rec is None or ts - rec.ts > PROBE_SPAN:
-            self.probes[TCP][pair] = rec = Probes(ts, smac, dmac, key[:4], key[4:8], TCP, dport)
-            self.out.append(rec)
-            return
-        rec.last = ts
-        rec.ports.append(dport)
-        if smac != rec.src_mac:
-            self._other_mac(rec, smac)
+        for key in pending.keys() & keys:
+            del pending[key]
+
+    def udp_opened(self, flows: list) -> list[int]:
+        """Distinct UDP flows (canonical keys, see ``udp_packet``): the positions of those not known
+        before, which the packet that brought them opens; all of them are known afterwards."""
+        fresh = set(flows).difference(self.udp)
+        back = fresh.intersection(self.udp_old)         # known in the old generation: moves back
+        opened = fresh - back if back else fresh
+        self._add_udp_many(fresh)
+        return [i for i, key in enumerate(flows) if key in opened]
 
     def _probe(self, ts, smac, dmac, sip, dip, proto, dport, payload) -> None:
         pair = sip + dip
         table = self.probes[proto]
         rec = table.get(pair)
-        if rec is None or ts - rec.ts > PROBE_SPAN:
+        if rec is None or ts // PROBE_SPAN != rec.ts // PROBE_SPAN:       # one record per slot of time
             table[pair] = rec = Probes(ts, smac, dmac, sip, dip, proto, dport, payload[:PAYLOAD_KEPT])
             self.out.append(rec)
             return
@@ -92,10 +91,11 @@ class FlowTable:
         if payload and len(rec.payloads) < PROBE_PAYLOADS:
             rec.payloads.append(payload[:PAYLOAD_KEPT])
         if smac != rec.src_mac:
-            self._other_mac(rec, smac)
+            self.other_mac(rec, smac)
 
     @staticmethod
-    def _other_mac(rec: Probes, smac) -> None:
+    def other_mac(rec: Probes, smac) -> None:
+        """Note that an attempt of ``rec`` came from another source MAC (bounded)."""
         if rec.macs is None:
             rec.macs = set()
         if len(rec.macs) < 65536:
@@ -119,13 +119,12 @@ class FlowTable:
                 if flags & ACK:                         # SYN-ACK: the server side is known from now, and
                     self._add_tcp(key)                  # the opener's next packet completes the handshake
                     rkey = dip + sip + PORTS.pack(dport, sport)
-                    state = self.pending.get(rkey)
-                    if state is not None:
-                        self.pending[rkey] = state | ANSWERED
-                else:                                   # SYN: (re)opened from this side
-                    self.tcp.discard(key)
-                    self.tcp_old.discard(key)
-                    self._pend(key, 0)
+                    if rkey not in self.tcp:
+                        self._pend(rkey, self.pending.get(rkey, 0) | ANSWERED)
+                else:                                   # SYN: (re)opened from this side; it is pending
+                    self.tcp.discard(key)               # once answered (a scan's unanswered SYNs then
+                    self.tcp_old.discard(key)           # cost no state)
+                    self.pending.pop(key, None)
             return True
         if key in self.tcp:
             return False
@@ -197,24 +196,25 @@ class FlowTable:
 
     # --- UDP and ICMP -----------------------------------------------------------------------------------
     def udp_packet(self, ts, smac, dmac, sip, dip, sport, dport, payload, length, key=None) -> None:
+        """A UDP flow is kept once for both directions, under the smaller of its two keys (its canonical
+        key), so that a reply is known without a second entry."""
         if key is None:
             key = sip + dip + PORTS.pack(sport, dport)
+        if key in self.udp and not self.all_packets:
+            return
+        rkey = dip + sip + PORTS.pack(dport, sport)
+        flow = key if key <= rkey else rkey
         if not self.all_packets:
-            if key in self.udp:
+            if flow in self.udp:
                 return
-            if key in self.udp_old:
-                self._add_udp(key)
+            if flow in self.udp_old:
+                self._add_udp(flow)
                 return
-            rkey = dip + sip + PORTS.pack(dport, sport)
-            if rkey in self.udp or rkey in self.udp_old:
-                self._add_udp(key)
-                return
-        self._add_udp(key)
+        self._add_udp(flow)
         if self.all_packets:
             self.out.append(new(Packet, (ts, smac, dmac, sip, dip, UDP, sport, dport, 0, length,
                                          payload[:PAYLOAD_KEPT])))
             return
-        self._add_udp(dip + sip + PORTS.pack(dport, sport))     # the replies are counted on the fast path
         self._probe(ts, smac, dmac, sip, dip, UDP, dport, payload)
 
     def _add_udp(self, key) -> None:
@@ -224,6 +224,13 @@ class FlowTable:
             self.udp_old = udp
             udp = self.udp = set()
         udp.add(key)
+
+    def _add_udp_many(self, keys: set) -> None:
+        if len(self.udp) + len(keys) > self.limit:
+            self.stats.evicted["flows"] += len(self.udp_old)
+            self.udp_old = self.udp
+            self.udp = set()
+        self.udp.update(keys)
 
     def icmp_packet(self, ts, smac, dmac, sip, dip, proto, itype, code, payload, length) -> None:
         """ICMP (proto 1) or ICMPv6 (58). For errors the key includes the quoted packet's ports."""

@@ -1,10 +1,9 @@
 """Classic pcap (tcpdump's format; either byte order, micro- or nanosecond stamps), plain or gzip'd.
 
-The file is read in chunks of a few MB (bounded memory whatever its size). Each record goes through
-one precompiled ``Struct`` that pulls, in one call, the record length, the wire length, the EtherType
-with the IPv4 version/IHL byte, the protocol, the 12 bytes of addresses and ports (the flow key) and the TCP
-flags. A TCP/UDP packet of a flow already known (and, for TCP, without SYN/FIN/RST) is then only counted:
-that is most of the traffic, and it costs no decoding. Everything else goes to ``FrameDecoder``.
+The file is read in chunks of a few MB (bounded memory whatever its size). An Ethernet capture's chunk
+is decoded at once with numpy (``pcap_bulk.py``): packets of known flows are only counted, SYNs, new UDP
+flows and ARP are turned into events column by column, and the rest goes to ``FrameDecoder`` one at a
+time. Other link types, and the records at the very end of a chunk, go through the careful loop.
 
 A record whose length is impossible (bigger than the snap length allows) is corrupt: the reader looks for
 the next plausible record header (sane lengths, a time stamp close to the last one, and a plausible record
@@ -16,12 +15,11 @@ import struct
 from typing import Iterator
 
 from vmsentry.collect.traffic.decode import LINK_ETHERNET, FrameDecoder, linktype_supported
-from vmsentry.collect.traffic.events import Arp, new
-
-ARP_ETHERNET_IPV4 = b"\x00\x01\x08\x00\x06\x04"    # hardware 1, protocol 0x0800, lengths 6 and 4
+from vmsentry.collect.traffic.pcap_bulk import BulkDecoder
 MAGICS = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
           b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
-CHUNK = 4 << 20
+CHUNK = 4 << 20      # bytes read and decoded at a time
+BATCH = 16 << 20     # bytes of capture per batch of events handed on (fewer, fuller Probes records)
 RESYNC_WINDOW = 1 << 20
 HEADER = 24
 
@@ -36,9 +34,10 @@ class PcapReader:
         self.head = head
         self.resyncing = False
         self.last_sec: int | None = None
+        self.bulk = None
 
     def run(self, dec: FrameDecoder) -> Iterator[None]:
-        """Decode the whole file into ``dec``; yields after each chunk so the caller can drain events."""
+        """Decode the whole file into ``dec``; yields after every ``BATCH`` bytes so the caller can drain events."""
         stats = dec.stats
         head = self.head + _read_upto(self.stream, HEADER - len(self.head))
         if len(head) < HEADER:
@@ -53,14 +52,19 @@ class PcapReader:
         self.order, self.scale, self.linktype = order, scale, linktype
         self.maxcap = max(snaplen if 0 < snaplen < (1 << 24) else 0, 262144)
         buf = self.head[HEADER:]
+        unyielded = 0
+        chunks = _Chunks(self.stream)
         while True:
-            chunk = self.stream.read(CHUNK)
-            if not chunk:
+            more = chunks.after(buf)
+            if more is None:
                 break
-            buf = buf + chunk if buf else chunk
+            buf = more
             done = self._walk(buf, dec, eof=False)
             buf = buf[done:]
-            yield
+            unyielded += done
+            if unyielded >= BATCH:
+                unyielded = 0
+                yield
         if buf:
             self._walk(buf, dec, eof=True)
         yield
@@ -85,94 +89,13 @@ class PcapReader:
                 return off
 
     def _fast(self, buf: bytes, off: int, end: int, dec: FrameDecoder) -> int:
-        """The hot loop: Ethernet records that lie at least 64 bytes before the end of ``buf``."""
-        order = self.order
-        # record length, wire length, EtherType + version/IHL + TOS, protocol, addresses+ports, TCP flags
-        unpack = struct.Struct(order + "8xII12xI7xB2x12s9xB").unpack_from
-        stamp = struct.Struct(order + "II").unpack_from
-        # IPv4 without options: EtherType 0x0800 and version/IHL 0x45, whatever the TOS byte
-        if order == "<":
-            mask, ip45, etarp, shift = 0xFFFFFF, 0x450008, 0x0608, 0
-        else:
-            mask, ip45, etarp, shift = 0xFFFFFF00, 0x08004500, 0x0806, 16
-        append = dec.out.append
-        scale, maxcap = self.scale, self.maxcap
-        flows = dec.flows
-        tcp, udp = flows.tcp, flows.udp
-        tcp_packet, udp_packet, syn, frame = flows.tcp_packet, flows.udp_packet, flows.syn, dec.frame
-        stats = dec.stats
-        safe = end - 64
-        n = nbytes = incl = 0
-        broke = False
-        while off <= safe:
-            incl, orig, etvi, proto, key, flags = unpack(buf, off)
-            if etvi & mask == ip45:
-                if proto == 6:
-                    if not flags & 7 and key in tcp:
-                        n += 1
-                        nbytes += orig
-                        off += 16 + incl
-                        continue
-                elif proto == 17:
-                    if key in udp:
-                        n += 1
-                        nbytes += orig
-                        off += 16 + incl
-                        continue
-            b = off + 16
-            nxt = b + incl
-            if incl > maxcap or nxt > end:
-                broke = True                            # corrupt or incomplete: the careful loop decides
-                break
-            n += 1
-            nbytes += orig
-            sec, frac = stamp(buf, off)
-            ts = sec + frac * scale
-            if proto == 6 and flags & 0x17 == 2 and etvi & mask == ip45 and incl >= 54 \
-                    and not (buf[b + 20] & 0x3F or buf[b + 21]):       # a bare SYN: an attempt
-                syn(ts, buf[b + 6:b + 12], buf[b:b + 6], key, buf[b + 36] << 8 | buf[b + 37])
-                if incl < orig:
-                    stats.problems["snaplen-cut"] += 1
-            elif etvi & mask == ip45 and incl >= 42 and (proto == 6 or proto == 17) \
-                    and not (buf[b + 20] & 0x3F or buf[b + 21]):
-                smac, dmac = buf[b + 6:b + 12], buf[b:b + 6]
-                total = buf[b + 16] << 8 | buf[b + 17]
-                ip_end = b + 14 + total if 20 <= total and b + 14 + total < nxt else nxt
-                sip, dip = key[:4], key[4:8]
-                sport, dport = buf[b + 34] << 8 | buf[b + 35], buf[b + 36] << 8 | buf[b + 37]
-                if proto == 6:
-                    if incl < 54:
-                        frame(ts, buf, b, incl, orig)
-                    else:
-                        data = b + 34 + (buf[b + 46] >> 4) * 4
-                        tcp_packet(ts, smac, dmac, sip, dip, sport, dport, flags,
-                                   buf[data:ip_end] if data < ip_end else b"", orig, key)
-                        if incl < orig:
-                            stats.problems["snaplen-cut"] += 1
-                elif sport in (67, 68) and dport in (67, 68):
-                    frame(ts, buf, b, incl, orig)
-                else:
-                    udp_packet(ts, smac, dmac, sip, dip, sport, dport, buf[b + 42:min(ip_end, b + 562)], orig, key)
-                    if incl < orig:
-                        stats.problems["snaplen-cut"] += 1
-            elif (etvi >> shift) & 0xFFFF == etarp and incl >= 42 and buf[b + 14:b + 20] == ARP_ETHERNET_IPV4 \
-                    and not buf[b + 20] and 1 <= buf[b + 21] <= 2:
-                append(new(Arp, (ts, buf[b + 6:b + 12], buf[b:b + 6], buf[b + 21], buf[b + 22:b + 28],
-                                 buf[b + 28:b + 32], buf[b + 32:b + 38], buf[b + 38:b + 42])))
-            else:
-                frame(ts, buf, b, incl, orig)
-            tcp, udp = flows.tcp, flows.udp              # a table may have rotated
-            off = nxt
-        if n and not broke:
-            last = off - 16 - incl                      # the last record counted
-            if off > end:                               # it runs past the buffer: give it back to the
-                n -= 1                                  # careful loop (which also takes its time)
-                nbytes -= struct.unpack_from(order + "I", buf, last + 12)[0]
-                off = last
-            else:
-                self._saw(buf, last, stats)
-        stats.packets += n
-        stats.bytes += nbytes
+        """The bulk of an Ethernet capture, a buffer at a time (``pcap_bulk.py``)."""
+        if self.bulk is None:
+            self.bulk = BulkDecoder(self.order, self.scale, self.maxcap, dec)
+        start = off
+        off = self.bulk.walk(buf, off, end)
+        if off > start:
+            self._saw(buf, self.bulk.last_record, dec.stats)
         return off
 
     def _careful(self, buf: bytes, off: int, end: int, dec: FrameDecoder, eof: bool) -> tuple[int, bool]:
@@ -233,6 +156,35 @@ class PcapReader:
         sec, frac = struct.unpack_from(self.order + "II", buf, last)
         self.last_sec = sec
         stats.see_time(None, sec + frac * self.scale)
+
+
+class _Chunks:
+    """The stream a buffer at a time, each buffer starting with what the previous one left undecoded.
+    The buffer is one ``bytearray`` refilled in place: a fresh 4 MB object per read (or a concatenation
+    with the leftover) costs more than the read itself, in page faults. Whatever keeps bytes of a packet
+    copies them out (``bytes(...)``), so refilling never changes an event."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.space = bytearray(CHUNK)
+
+    def after(self, left) -> bytearray | None:
+        """``left`` followed by as much of the stream as fits, or None at its end."""
+        if len(left) + 65536 > len(self.space):           # a record longer than a chunk (big snap length)
+            self.space = bytearray(len(left) + CHUNK)
+        space = self.space
+        view = memoryview(space)
+        view[:len(left)] = left
+        got = len(left)
+        while got < len(space):
+            n = self.stream.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        view.release()
+        if got == len(left):
+            return None
+        return space if got == len(space) else space[:got]
 
 
 def _read_upto(stream, n: int) -> bytes:

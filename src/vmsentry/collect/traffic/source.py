@@ -98,6 +98,14 @@ class _Prefixed:
             return out
         return self.raw.read(n)
 
+    def readinto(self, view) -> int:
+        if self.head:
+            n = min(len(view), len(self.head))
+            view[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        return _readinto(self.raw, view)
+
 
 class _Guarded:
     """Turns a damaged gzip stream or a read error into the end of the data plus a noted problem."""
@@ -114,3 +122,22 @@ class _Guarded:
         except (OSError, EOFError, ValueError) as exc:      # gzip.BadGzipFile is an OSError
             self.error = str(exc) or type(exc).__name__
             return b""
+
+    def readinto(self, view) -> int:
+        if self.error:
+            return 0
+        try:
+            return _readinto(self.stream, view)
+        except (OSError, EOFError, ValueError) as exc:
+            self.error = str(exc) or type(exc).__name__
+            return 0
+
+
+def _readinto(stream, view) -> int:
+    """``stream.readinto`` where the stream has it (files, gzip), else a read copied into ``view``."""
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return readinto(view) or 0
+    data = stream.read(len(view))
+    view[:len(data)] = data
+    return len(data)

@@ -1,0 +1,118 @@
+"""Where each record of a classic-pcap buffer starts.
+
+A record's place follows from the length of the one before, so the walk is sequential by nature, and a
+Python loop pays about 0.2 us a record: a fifth of the time budget of a million packets a second. The
+walk is therefore split: the buffer is cut into a few hundred segments, a likely record start is found
+in each (``bytes.find`` for the top half of the first record's time stamp, then the header and the one
+after it checked for sane lengths), and all segments are walked at once, one record per numpy step.
+
+Nothing is taken on trust: a segment's start counts only when the walk of the segment before lands
+exactly on it. The first segment starts where the caller says, so by induction every record returned
+lies on the true chain. At the first segment whose start is not confirmed (a payload that looked like
+a header, a corrupt record, a gap of more than 18 hours in the time stamps) the walk goes on
+sequentially from where the confirmed chain stopped, which is exactly what the plain loop would do.
+"""
+from __future__ import annotations
+
+import struct
+from array import array
+
+import numpy as np
+
+SLACK = 64           # a record is taken only if this many bytes of the buffer follow its start
+SEGMENTS = 1024      # segments per buffer (some 20-60 records each in a 4 MB buffer)
+MIN_SEGMENT = 8192   # bytes: smaller buffers are walked sequentially
+WIRE_MAX = 262144
+
+
+class RecordWalker:
+    def __init__(self, order: str, scale: float, maxcap: int) -> None:
+        self.order, self.maxcap = order, maxcap
+        self.length = struct.Struct(order + "I").unpack_from
+        self.header = struct.Struct(order + "IIII").unpack_from
+        self.fracmax = 1_000_000_000 if scale < 1e-6 else 1_000_000
+        self.header_type = np.dtype(order + "u4")
+
+    def starts(self, buf: bytes, off: int, end: int) -> tuple[np.ndarray, int]:
+        """Offsets of the records from ``off`` that lie wholly in ``buf[:end]`` and start at least
+        ``SLACK`` bytes before its end, up to the first impossible length; and where that stopped."""
+        safe = min(end, len(buf)) - SLACK
+        if safe - off < MIN_SEGMENT * 4:
+            return self._sequential(buf, off, end, safe)
+        heads = self._heads(buf, off, safe, max((safe - off) // SEGMENTS, MIN_SEGMENT // 8))
+        found, stop, complete = self._lockstep(buf, heads, end, safe)
+        if complete:
+            return found, stop
+        rest, off = self._sequential(buf, stop, end, safe)
+        return (np.concatenate((found, rest)) if len(rest) else found), off
+
+    def _sequential(self, buf: bytes, off: int, end: int, safe: int) -> tuple[np.ndarray, int]:
+        starts = array("q")
+        add = starts.append
+        length, maxcap = self.length, self.maxcap
+        while off <= safe:
+            incl = length(buf, off + 8)[0]
+            nxt = off + 16 + incl
+            if incl > maxcap or nxt > end:
+                break
+            add(off)
+            off = nxt
+        return np.frombuffer(starts, np.int64), off
+
+    def _heads(self, buf: bytes, off: int, safe: int, segment: int) -> np.ndarray:
+        """``off``, then a likely record start in each later segment: the first place where the top half
+        of the first record's seconds field sits as in a header, if that header and the one after it
+        have sane lengths and time stamps (a segment without one joins the segment before)."""
+        sec0 = self.length(buf, off)[0]
+        marker, shift = (struct.pack("<I", sec0)[2:], 2) if self.order == "<" else (struct.pack(">I", sec0)[:2], 0)
+        find = buf.find
+        found = [find(marker, lo + shift, min(lo + segment, safe) + shift)
+                 for lo in range(off + segment, safe - segment // 2, segment)]
+        cand = np.array([p - shift for p in found if p != -1], np.int64)
+        header = np.ndarray((len(buf) - 3,), self.header_type, buffer=buf, strides=(1,))   # any 4 bytes
+        ok = self._sane(header, cand, sec0)                 # (every candidate lies before ``safe``)
+        after = cand + 16 + header[cand + 8]
+        inside = after + 16 <= len(buf)
+        ok &= ~inside | self._sane(header, np.where(inside, after, 0), sec0)
+        cand = cand[ok & (cand > off)]
+        return np.concatenate(([off], cand[np.r_[True, cand[1:] > cand[:-1]]] if len(cand) else cand))
+
+    def _sane(self, header: np.ndarray, at: np.ndarray, sec0: int) -> np.ndarray:
+        """Which of the offsets ``at`` hold a plausible record header (lengths, fraction, time)."""
+        sec, frac, incl, orig = header[at], header[at + 4], header[at + 8], header[at + 12]
+        return (frac < self.fracmax) & (incl <= self.maxcap) & (incl <= orig) & (orig <= WIRE_MAX) \
+            & (np.abs(sec.astype(np.int64) - sec0) <= 86400)
+
+    def _lockstep(self, buf: bytes, heads: np.ndarray, end: int, safe: int) -> tuple[np.ndarray, int, bool]:
+        """Walk every segment at once, one record per step. Returns the confirmed record offsets, where
+        the confirmed walk stopped, and whether every segment's start was confirmed (if not, the walk
+        stopped in the first segment that did not land on the next one's start)."""
+        lengths = np.ndarray((len(buf) - 3,), self.header_type, buffer=buf, strides=(1,))
+        maxcap = self.maxcap
+        limit = np.append(heads[1:], safe + 1)      # the last segment runs to the end of the buffer
+        cur, ids, lim = heads, np.arange(len(heads)), limit
+        final = np.empty(len(heads), np.int64)      # where each segment's walk stopped
+        failed = np.zeros(len(heads), bool)         # ... on an impossible length
+        taken = []
+        while len(cur):
+            incl = lengths[cur + 8]
+            nxt = cur + 16 + incl
+            bad = (incl > maxcap) | (nxt > end)
+            if bad.any():
+                failed[ids[bad]] = True
+                final[ids[bad]] = cur[bad]
+                keep = ~bad
+                cur, nxt, ids, lim = cur[keep], nxt[keep], ids[keep], lim[keep]
+            taken.append(cur)
+            going = nxt < lim
+            if going.all():
+                cur = nxt
+            else:
+                final[ids[~going]] = nxt[~going]
+                cur, ids, lim = nxt[going], ids[going], lim[going]
+        offsets = np.sort(np.concatenate(taken)) if taken else np.empty(0, np.int64)
+        joined = (final[:-1] == limit[:-1]) & ~failed[:-1]
+        if joined.all():
+            return offsets, int(final[-1]), True
+        first = int(np.argmin(joined))              # segments up to this one are confirmed
+        return offsets[offsets < limit[first]], int(final[first]), False
