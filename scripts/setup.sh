@@ -108,6 +108,9 @@ else
   run_quiet "pip install -e '.[libvirt,test]'" .venv/bin/python -m pip install -q -e "$REPO[libvirt,test]"
   echo "$want" >"$STAMP"
 fi
+# Byte-compile the sources as a regular (non-editable) pip install would: with PYTHONDONTWRITEBYTECODE set
+# (as on our machines) every run would otherwise recompile each module, about 0.15 s of start-up.
+.venv/bin/python -m compileall -q "$REPO/src" >/dev/null || true
 
 version=$(.venv/bin/vmsentry --version 2>/dev/null || .venv/bin/python -c 'import vmsentry; print(getattr(vmsentry, "__version__", "?"))' 2>/dev/null || echo "?")
 echo "setup: ok (vmsentry ${version#vmsentry }, $(.venv/bin/python --version)) in $(since "$T0") s"

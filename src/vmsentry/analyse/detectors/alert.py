@@ -57,6 +57,14 @@ class Alert:
             if len(self.ports) < MAX_PORTS:
                 self.ports.add(port)
 
+    def ports_seen(self, ports: list[int]) -> None:
+        """``port`` for each of ``ports`` (distinct)."""
+        fresh = set(ports).difference(self.ports)
+        self.ports_total += len(fresh)
+        room = MAX_PORTS - len(self.ports)
+        if room > 0:
+            self.ports.update(sorted(fresh)[:room])
+
     def raise_to(self, severity: str, confidence: float | None = None) -> None:
         """Make the alert worse (never better) as evidence accumulates."""
         if SEVERITY_RANK[severity] > SEVERITY_RANK[self.severity]:

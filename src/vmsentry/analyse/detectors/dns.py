@@ -38,8 +38,7 @@ class DnsUnsanctioned(Detector):
     def on_probes(self, ev) -> None:
         if ev.proto != UDP or ev.dst_ip in self.truth.dns_servers:
             return
-        ports = self.ports
-        count = sum(1 for p in ev.ports if p in ports)
+        count = sum(map(ev.ports.count, self.ports))
         if count:
             self._query(ev, ev.last, count, ev.payloads)
 
@@ -60,8 +59,8 @@ class DnsUnsanctioned(Detector):
             alert.victim(truth.endpoint(ev.dst_ip, None))
             alert.port(53 if 53 in self.ports else next(iter(self.ports)))
         names = alert.evidence["names"]
-        for message in messages:
-            if len(names) >= self.tun.max_names:
+        for message in messages[:2]:            # samples: the first two of a batch are enough, and a flood
+            if len(names) >= self.tun.max_names:   # of junk "queries" is not parsed a thousand times
                 break
             name = dns_qname(message)
             if name and name not in names:

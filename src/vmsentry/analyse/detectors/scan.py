@@ -16,6 +16,7 @@ One alert per scanner and kind; its victims are the hosts probed. Each scanner k
 from __future__ import annotations
 
 from collections import deque
+from itertools import repeat
 
 from vmsentry.analyse.detectors.alert import Alert
 from vmsentry.analyse.detectors.base import Bounded, Detector
@@ -135,25 +136,26 @@ class Scan(Detector):
             sc.recent_ports[dst] = deque()
         sc.tries[dst] = sc.tries.get(dst, 0) + count
         recent = sc.recent_ports[dst]
-        new = []
-        for port in ports:
-            if port in known:
-                continue
-            if sc.size < tun.max_targets:
-                known[port] = ts
-                sc.size += 1
+        # the ports not seen on dst before, each once (a record holds thousands on a big scan)
+        new = ([] if ports[0] in known else list(ports)) if count == 1 else list(set(ports).difference(known))
+        if new:
+            room = tun.max_targets - sc.size
+            if room >= len(new):
+                known.update(dict.fromkeys(new, ts))
+                sc.size += len(new)
             else:
-                sc.lost[dst] = sc.lost.get(dst, 0) + 1
-            recent.append(ts)
-            new.append(port)
+                if room > 0:
+                    known.update(dict.fromkeys(new[:room], ts))
+                    sc.size += room
+                sc.lost[dst] = sc.lost.get(dst, 0) + len(new) - max(room, 0)
+            recent.extend(repeat(ts, len(new)))
         while recent and ts - recent[0] > tun.window:
             recent.popleft()
         alert = self.open.get(("ports", src))
         if alert is not None and ts - alert.last_seen <= tun.suppress:      # an open incident: grow it
             alert.seen(ts, count)
             if new:
-                for port in new:
-                    alert.port(port)
+                alert.ports_seen(new)
                 alert.victim_once(dst, lambda: self.truth.endpoint(dst, None))
                 alert.evidence["distinct_ports"] = alert.ports_total
                 if alert.ports_total >= 1000:
@@ -237,7 +239,9 @@ class Scan(Detector):
                          _describe_ports, {"window_seconds": self.tun.window if fast else self.tun.slow_window,
                                            "open_ports": set(), "methods": sc.methods})
         alert = self.incident(("ports", src), ts, make)
-        alert.seen(ts, sc.tries.get(dst, len(known)))
+        # count: every attempt of this scanner, whatever batch the threshold was crossed in (the ones
+        # before the alert from its tries, the ones after as they come)
+        alert.seen(ts, sum(sc.tries.values()) if alert.count == 0 else 0)
         alert.first_seen = min(alert.first_seen, first)
         for port in known:
             alert.port(port)
