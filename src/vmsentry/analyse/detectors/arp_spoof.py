@@ -75,8 +75,7 @@ class ArpSpoof(Detector):
             asked = self.requests.get((ev.tpa, spa))
             solicited = asked is not None and 0 <= ts - asked <= self.tun.reply_window
             if not solicited and spa != ev.tpa:
-                key = (sha, spa)
-                self.unsolicited.put(key, self.unsolicited.get(key, 0) + 1)
+                self.unsolicited.bump((sha, spa))
         claims = self.claims.get(sha)
         if claims is None:
             self.claims.put(sha, {spa})

@@ -50,6 +50,15 @@ class Bounded(OrderedDict):
             self.sink.evict(self.name, drop)
         self[key] = value
 
+    def bump(self, key, by: int = 1) -> None:
+        """Add ``by`` to the count kept for ``key``. A count that changes keeps its place in the order
+        (counters age by when they started, which spares the reordering on every packet)."""
+        value = self.get(key)
+        if value is None:
+            self.put(key, by)
+        else:
+            self[key] = value + by
+
     def touch(self, key):
         self.move_to_end(key)
         return self[key]
