@@ -76,6 +76,8 @@ class FlowTable:
         back = fresh.intersection(self.udp_old)         # known in the old generation: moves back
         opened = fresh - back if back else fresh
         self._add_udp_many(fresh)
+        if len(opened) == len(flows):                   # all new (a flood, a scan): no need to look
+            return list(range(len(flows)))
         return [i for i, key in enumerate(flows) if key in opened]
 
     def _probe(self, ts, smac, dmac, sip, dip, proto, dport, payload) -> None:

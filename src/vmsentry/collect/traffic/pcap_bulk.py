@@ -3,8 +3,9 @@
 Python pays about a microsecond for every function call and attribute lookup, so a reader that handles a
 packet at a time cannot reach a million packets a second once each packet means work (a scan or a
 flood makes every packet a new flow). Here only the walk from record to record is a Python loop (a record's
-place depends on the length of the one before); every header field of every record is then gathered at
-once through unaligned numpy views of the buffer, and the records are sorted into:
+place depends on the length of the one before, ``pcap_walk.py``); the first 64 bytes of every record are
+then gathered at once through an unaligned numpy view of the buffer (``Columns``), and the records are
+sorted into:
 
 * **known**: IPv4 TCP without SYN/FIN/RST, or UDP, of a flow the ``FlowTable`` already knows: only counted;
 * **SYN**: bare TCP SYNs (IPv4 without options, not a fragment): the flows they open are forgotten in one
@@ -34,13 +35,51 @@ from vmsentry.collect.traffic.flows import PAYLOAD_KEPT, PENDING_EMPTY, FlowTabl
 from vmsentry.collect.traffic.pcap_walk import RecordWalker
 
 KEY = np.dtype([("ips", ">u8"), ("ports", ">u4")])     # the flow key: src ip, dst ip, src port, dst port
-ARP_HEAD = 0x00010800                                   # hardware 1, protocol 0x0800 ...
-ARP_LENGTHS = 0x0604                                    # ... address lengths 6 and 4
+ARP_HEAD = 0x000108000604               # ARP: hardware 1, protocol 0x0800, address lengths 6 and 4
 DHCP_PORTS = (67, 68)
 BY_TIME = attrgetter("ts")
 SLOT = int(PROBE_SPAN)      # (whole seconds, so that a slot can be taken from the integer time stamp)
 assert SLOT == PROBE_SPAN
 FIRST_LOOK = PENDING_EMPTY + 1     # packets of a new TCP flow looked at before it is known (see flows.py)
+HEADER_WORDS = np.array([0, 8])                         # a record's header, as two 8-byte words
+FRAME_WORDS = np.arange(16, 64, 8)                      # the first 48 bytes of its frame, as six words
+U = np.uint64
+
+
+class Columns:
+    """What the fast path reads of every record of a buffer, from one gather of the 64 bytes at each
+    record (its 16-byte header and the first 48 bytes of the frame) instead of a pass over the buffer
+    per field. Fields past a short frame's end hold the next record's bytes: callers check ``incl``."""
+    __slots__ = ("frame", "ts", "slot", "incl", "orig", "dst_mac", "src_mac", "ethertype", "version_ihl",
+                 "total", "fragment", "proto", "pair", "ports", "flags", "arp_head", "arp_op")
+
+    def __init__(self, buf, rec: np.ndarray, order: str, scale: float) -> None:
+        def words(dtype: str, offsets: np.ndarray) -> np.ndarray:   # 8-byte words at any offset
+            return np.ndarray((len(buf) - 7,), dtype, buffer=buf, strides=(1,))[rec[:, None] + offsets]
+        header, frame = words(order + "u8", HEADER_WORDS), words(">u8", FRAME_WORDS)
+        low, half = U(0xFFFFFFFF), U(32)
+        if order == ">":                                # seconds, fraction / captured, wire length
+            sec, frac, incl, orig = header[:, 0] >> half, header[:, 0] & low, header[:, 1] >> half, header[:, 1] & low
+        else:
+            sec, frac, incl, orig = header[:, 0] & low, header[:, 0] >> half, header[:, 1] & low, header[:, 1] >> half
+        self.frame = rec + 16
+        self.ts = sec.astype(np.float64) + frac * scale
+        self.slot = sec // U(SLOT)                      # = ts // PROBE_SPAN, in integers
+        self.incl = incl.astype(np.int64)
+        self.orig = orig
+        w0, w1, w2, w3, w4, w5 = frame.T                # frame bytes 0-7, 8-15, ... 40-47
+        self.dst_mac = w0 >> U(16)                                          # 0-5
+        self.src_mac = ((w0 & U(0xFFFF)) << half) | (w1 >> half)            # 6-11
+        self.ethertype = (w1 >> U(16)) & U(0xFFFF)                          # 12-13
+        self.version_ihl = (w1 >> U(8)) & U(0xFF)                           # 14
+        self.arp_head = ((w1 & U(0xFFFF)) << half) | (w2 >> half)          # 14-19 (ARP)
+        self.arp_op = (w2 >> U(16)) & U(0xFFFF)                             # 20-21 (ARP)
+        self.total = w2 >> U(48)                                            # 16-17
+        self.fragment = (w2 >> U(16)) & U(0xFFFF)                           # 20-21
+        self.proto = w2 & U(0xFF)                                           # 23
+        self.pair = (w3 << U(16)) | (w4 >> U(48))                           # 26-33: source and destination IP
+        self.ports = ((w4 >> U(16)) & low).astype(np.uint32)                # 34-37: source and destination port
+        self.flags = w5 & U(0xFF)                                           # 47: TCP flags
 
 
 class BulkDecoder:
@@ -48,68 +87,49 @@ class BulkDecoder:
     ``scale`` seconds per fraction unit) into the ``FrameDecoder``'s flow table and event list."""
 
     def __init__(self, order: str, scale: float, maxcap: int, dec) -> None:
-        self.scale, self.maxcap, self.dec = scale, maxcap, dec
+        self.order, self.scale, self.maxcap, self.dec = order, scale, maxcap, dec
         self.walker = RecordWalker(order, scale, maxcap)
-        self.header_type = np.dtype(order + "u4")
         self.last_record = 0                            # offset of the last record decoded by ``walk``
 
-    def walk(self, buf: bytes, off: int, end: int) -> int:
-        """Decode the records from ``off`` that lie wholly in ``buf[:end]`` and start at least ``SLACK``
-        bytes before its end, up to the first impossible length; returns where it stopped (the careful
-        loop takes over from there)."""
+    def walk(self, buf, off: int, end: int) -> int:
+        """Decode the records from ``off`` that lie wholly in ``buf[:end]`` and start far enough before its
+        end, up to the first impossible length; returns where it stopped (the careful loop takes over
+        from there)."""
         starts, off = self.walker.starts(buf, off, end)
         if len(starts):
             self.last_record = int(starts[-1])
             self._decode(buf, starts)
         return off
 
-    def _decode(self, buf: bytes, rec: np.ndarray) -> None:
+    def _decode(self, buf, rec: np.ndarray) -> None:
         dec = self.dec
         stats, flows, out = dec.stats, dec.flows, dec.out
         first_event = len(out)
-        size = len(buf)
-        u8 = np.frombuffer(buf, np.uint8)
-
-        def view(dtype: str | np.dtype, width: int) -> np.ndarray:     # a value of ``width`` bytes at any offset
-            return np.ndarray((size - width + 1,), dtype, buffer=buf, strides=(1,))
-        hdr, be16, be32, be64 = view(self.header_type, 4), view(">u2", 2), view(">u4", 4), view(">u8", 8)
-
-        frame = rec + 16
-        incl = hdr[rec + 8].astype(np.int64)
-        orig = hdr[rec + 12]
-        sec = hdr[rec]
-        ts = sec.astype(np.float64) + hdr[rec + 4] * self.scale
-        slot = sec // SLOT                                  # = ts // PROBE_SPAN, in integers
+        col = Columns(buf, rec, self.order, self.scale)
+        ts, frame, incl, orig, ports = col.ts, col.frame, col.incl, col.orig, col.ports
         stats.packets += len(rec)
         stats.bytes += int(orig.sum(dtype=np.int64))
         stats.see_time(float(ts.min()), float(ts.max()))
 
-        ethertype = be16[frame + 12]
         # IPv4 without options, not a fragment (MF and offset clear; DF allowed), the L4 ports present
-        ipv4 = (ethertype == 0x0800) & (u8[frame + 14] == 0x45) & ((be16[frame + 20] & 0x3FFF) == 0) & (incl >= 42)
-        proto = u8[frame + 23]
-        flags = u8[frame + 47]
-        tcp = ipv4 & (proto == TCP) & (incl >= 54)
-        syn = tcp & ((flags & 0x17) == 2)
-        udp = ipv4 & (proto == UDP)
-        udp &= ~(np.isin(be16[frame + 34], DHCP_PORTS) & np.isin(be16[frame + 36], DHCP_PORTS))
-        arp = (ethertype == 0x0806) & (incl >= 42) & (be32[frame + 14] == ARP_HEAD) & (be16[frame + 18] == ARP_LENGTHS) \
-            & (u8[frame + 20] == 0) & ((u8[frame + 21] == 1) | (u8[frame + 21] == 2))
+        ipv4 = (col.ethertype == 0x0800) & (col.version_ihl == 0x45) & ((col.fragment & U(0x3FFF)) == 0) & (incl >= 42)
+        tcp = ipv4 & (col.proto == TCP) & (incl >= 54)
+        syn = tcp & ((col.flags & U(0x17)) == 2)
+        udp = ipv4 & (col.proto == UDP)
+        udp &= ~(np.isin(ports >> np.uint32(16), DHCP_PORTS) & np.isin(ports & np.uint32(0xFFFF), DHCP_PORTS))
+        arp = (col.ethertype == 0x0806) & (incl >= 42) & (col.arp_head == ARP_HEAD) & ((col.arp_op == 1) | (col.arp_op == 2))
         rest = ~(syn | udp | arp)
-
-        def keys(idx: np.ndarray) -> list[bytes]:
-            return _keys(be64[frame[idx] + 26], be32[frame[idx] + 34])
 
         # TCP without SYN, FIN or RST: the packets of a flow known when the buffer starts are only counted.
         # Of any other flow, the first FIRST_LOOK packets go the one-at-a-time way with the rest (handshake
         # and first payload make a flow known); its later packets are counted if it is known by then, and
         # decoded after the rest if not (SMB/RPC flows whose first payloads are read).
         watch, late = {}, None
-        idx = np.flatnonzero(tcp & ((flags & 7) == 0))
+        idx = np.flatnonzero(tcp & ((col.flags & U(7)) == 0))
         if len(idx):
-            ips, ports = be64[frame[idx] + 26], be32[frame[idx] + 34]
-            first, flow, rank = _group(ips, ports)
-            flow_keys = _keys(ips[first], ports[first])
+            ips, flow_ports = col.pair[idx], ports[idx]
+            first, flow, rank = _group(ips, flow_ports)
+            flow_keys = _keys(ips[first], flow_ports[first])
             known = flows.tcp
             unknown = np.array([k not in known for k in flow_keys], bool)[flow]
             rest[idx] = False
@@ -125,37 +145,39 @@ class BulkDecoder:
         idx = np.flatnonzero(syn)
         if len(idx):
             if flows.tcp or flows.tcp_old or flows.pending:     # else there is nothing to forget
-                flows.reopened(set(keys(idx)))
-            self._probes(buf, u8, idx, ts, slot, frame, incl, be16, be64, TCP, payloads=False)
+                flows.reopened(set(_keys(col.pair[idx], ports[idx])))
+            self._probes(buf, col, idx, TCP, payloads=False)
             _count_cut(stats, cut[idx])
 
         # UDP: the first packet of each flow not known yet
         idx = np.flatnonzero(udp)
         if len(idx):
-            first, udp_keys = _udp_flows(be64[frame[idx] + 26], be32[frame[idx] + 34])
+            first, udp_keys = _udp_flows(col.pair[idx], ports[idx])
             opened = flows.udp_opened(udp_keys)
-            if opened:
+            if len(opened):
                 idx = idx[first[opened]]
-                self._probes(buf, u8, idx, ts, slot, frame, incl, be16, be64, UDP, payloads=True)
+                self._probes(buf, col, idx, UDP, payloads=True)
                 _count_cut(stats, cut[idx])
 
         # ARP
         idx = np.flatnonzero(arp)
         if len(idx):
+            u8 = np.frombuffer(buf, np.uint8)
             f = frame[idx]
-            columns = [ts[idx].tolist(), _take(u8, f + 6, 6), _take(u8, f, 6), u8[f + 21].tolist(),
-                       _take(u8, f + 22, 6), _take(u8, f + 28, 4), _take(u8, f + 32, 6), _take(u8, f + 38, 4)]
+            columns = [ts[idx].tolist(), _as_bytes(col.src_mac[idx], 6), _as_bytes(col.dst_mac[idx], 6),
+                       col.arp_op[idx].tolist(), _take(u8, f + 22, 6), _take(u8, f + 28, 4), _take(u8, f + 32, 6),
+                       _take(u8, f + 38, 4)]
             out.extend([new(Arp, row) for row in zip(*columns)])
 
         # the rest, one at a time and in order
-        idx = np.flatnonzero(rest)
-        self._one_by_one(buf, idx, ts, frame, incl, orig, tcp, watch)
+        tcp_plain = tcp
+        self._one_by_one(buf, np.flatnonzero(rest), ts, frame, incl, orig, tcp_plain, watch)
         if late is not None and len(late):
             known = flows.tcp
             flows_left = np.unique(late_flow)
             still = np.zeros(len(flow_keys), bool)
             still[flows_left] = [flow_keys[f] not in known for f in flows_left.tolist()]
-            self._one_by_one(buf, late[still[late_flow]], ts, frame, incl, orig, tcp, {})
+            self._one_by_one(buf, late[still[late_flow]], ts, frame, incl, orig, tcp_plain, {})
 
         if len(out) > first_event:
             out[first_event:] = sorted(out[first_event:], key=BY_TIME)
@@ -184,33 +206,32 @@ class BulkDecoder:
             if n < o:
                 stats.problems["snaplen-cut"] += 1
 
-    def _probes(self, buf, u8, idx, ts, slot, frame, incl, be16, be64, proto: int, payloads: bool) -> None:
+    def _probes(self, buf, col: Columns, idx: np.ndarray, proto: int, payloads: bool) -> None:
         """``Probes`` for the attempts ``idx``: one per source, destination and ``PROBE_SPAN`` slot of time."""
-        f, n, t = frame[idx], incl[idx], ts[idx]
-        # gathered in capture order (the buffer read forwards), then grouped
-        pair, src_mac, ports = be64[f + 26], be64[f + 6] >> np.uint64(16), be16[f + 36]
-        second = slot[idx]                                  # the same grid as FlowTable._probe
-        order = _together(pair, second)
-        pair, second, src_mac, ports = pair[order], second[order], src_mac[order], ports[order].tolist()
-        f, n, t = f[order], n[order], t[order]
+        pair, second, src_mac = col.pair[idx], col.slot[idx], col.src_mac[idx]
+        order = _together(pair, second)                     # slots on the same grid as FlowTable._probe
+        idx, pair, second, src_mac = idx[order], pair[order], second[order], src_mac[order]
+        ports = (col.ports[idx] & np.uint32(0xFFFF)).tolist()
+        t = col.ts[idx]
         starts = np.flatnonzero(np.r_[True, (pair[1:] != pair[:-1]) | (second[1:] != second[:-1])])
-        stops = np.r_[starts[1:], len(order)]
+        stops = np.r_[starts[1:], len(idx)]
         sizes = stops - starts
-        heads = f[starts]
         mixed = np.flatnonzero(np.logical_or.reduceat(src_mac != np.repeat(src_mac[starts], sizes), starts))
         if payloads:                                        # the first PROBE_PAYLOADS of each record
             kept = np.minimum(sizes, PROBE_PAYLOADS)
-            at = np.repeat(starts, kept) + (np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept))
-            texts = _udp_payloads(buf, be16, f[at], n[at])
+            at = idx[np.repeat(starts, kept) + (np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept))]
+            texts = _udp_payloads(buf, col.frame[at], col.incl[at], col.total[at])
             bounds = np.r_[0, np.cumsum(kept)].tolist()
         # one record per source, destination and slot of time in a batch: a record opened by an earlier
         # buffer of the same batch (or by FlowTable for a packet of the one-at-a-time path) grows
         table = self.dec.flows.probes[proto]
         records = {}
+        heads = idx[starts]
         firsts, lasts = starts.tolist(), stops.tolist()
         t0s, t1s = t[starts].tolist(), t[stops - 1].tolist()
-        pair_keys, smacs, dmacs = _take(u8, heads + 26, 8), _take(u8, heads + 6, 6), _take(u8, heads, 6)
-        for g in np.argsort(order[starts]).tolist():        # groups in the order of their first attempt
+        pair_keys = _as_bytes(pair[starts], 8)
+        smacs, dmacs = _as_bytes(src_mac[starts], 6), _as_bytes(col.dst_mac[heads], 6)
+        for g in np.argsort(heads).tolist():                # groups in the order of their first attempt
             s, e, t0, t1, pair_key, smac = firsts[g], lasts[g], t0s[g], t1s[g], pair_keys[g], smacs[g]
             rec = table.get(pair_key)
             if rec is not None and rec.ts // PROBE_SPAN == t0 // PROBE_SPAN:
@@ -230,9 +251,9 @@ class BulkDecoder:
                 FlowTable.other_mac(rec, smac)
         for g in mixed.tolist():                            # attempts from more than one MAC (rare)
             rec = records[g]
-            for mac in set(src_mac[starts[g]:stops[g]].tolist()):
-                if mac.to_bytes(6, "big") != rec.src_mac:
-                    FlowTable.other_mac(rec, mac.to_bytes(6, "big"))
+            for mac in _as_bytes(np.unique(src_mac[starts[g]:stops[g]]), 6):
+                if mac != rec.src_mac:
+                    FlowTable.other_mac(rec, mac)
 
 
 def _count_cut(stats, cut: np.ndarray) -> None:
@@ -298,16 +319,22 @@ def _udp_flows(ips: np.ndarray, ports: np.ndarray) -> tuple[np.ndarray, list[byt
     return first, _keys(ips[first], ports[first])
 
 
+def _as_bytes(values: np.ndarray, width: int) -> list[bytes]:
+    """Unsigned integers as their last ``width`` bytes, big-endian (a MAC, a pair of IPv4 addresses)."""
+    raw = values.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - width:]
+    return np.ascontiguousarray(raw).view(f"V{width}").ravel().tolist()
+
+
 def _take(u8: np.ndarray, at: np.ndarray, width: int) -> list[bytes]:
     """``width`` bytes at each offset in ``at``, as a list of bytes objects."""
     return np.ascontiguousarray(u8[at[:, None] + np.arange(width)]).view(f"V{width}").ravel().tolist()
 
 
-def _udp_payloads(buf: bytes, be16: np.ndarray, frame: np.ndarray, captured: np.ndarray) -> list[bytes]:
-    """The payloads of the IPv4/UDP packets in the Ethernet frames at ``frame`` (``captured`` bytes long
-    each): up to the IP total length when that is sane (Ethernet pads short frames), at most
-    ``PAYLOAD_KEPT`` bytes."""
-    total = be16[frame + 16].astype(np.int64)
+def _udp_payloads(buf, frame: np.ndarray, captured: np.ndarray, total: np.ndarray) -> list[bytes]:
+    """The payloads of the IPv4/UDP packets in the Ethernet frames at ``frame`` (``captured`` bytes long,
+    IP total length ``total``): up to the IP total length when that is sane (Ethernet pads short frames),
+    at most ``PAYLOAD_KEPT`` bytes, copied out of the buffer."""
+    total = total.astype(np.int64)
     end = np.where((total >= 20) & (total < captured - 14), frame + 14 + total, frame + captured)
     start = frame + 42
     end = np.minimum(np.maximum(end, start), start + PAYLOAD_KEPT)
