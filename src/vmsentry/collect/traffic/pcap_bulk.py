@@ -219,11 +219,6 @@ class BulkDecoder:
         stops = np.r_[starts[1:], len(idx)]
         sizes = stops - starts
         mixed = np.flatnonzero(np.logical_or.reduceat(src_mac != np.repeat(src_mac[starts], sizes), starts))
-        if payloads:                                        # the first PROBE_PAYLOADS of each record
-            kept = np.minimum(sizes, PROBE_PAYLOADS)
-            at = idx[np.repeat(starts, kept) + (np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept))]
-            texts = _udp_payloads(buf, col.frame[at], col.incl[at], col.total[at])
-            bounds = np.r_[0, np.cumsum(kept)].tolist()
         # one record per source, destination and slot of time in a batch: a record opened by an earlier
         # buffer of the same batch (or by FlowTable for a packet of the one-at-a-time path) grows
         table = self.dec.flows.probes[proto]
@@ -232,6 +227,15 @@ class BulkDecoder:
         firsts, lasts = starts.tolist(), stops.tolist()
         t0s, t1s = t[starts].tolist(), t[stops - 1].tolist()
         pair_keys = _as_bytes(pair[starts], 8)
+        if payloads:            # the first PROBE_PAYLOADS of each record: copied for the groups that need them
+            kept = np.minimum(sizes, PROBE_PAYLOADS)
+            for g, (key, t0) in enumerate(zip(pair_keys, t0s)):
+                rec = table.get(key)
+                if rec is not None and rec.ts // PROBE_SPAN == t0 // PROBE_SPAN and len(rec.payloads) >= PROBE_PAYLOADS:
+                    kept[g] = 0
+            at = idx[np.repeat(starts, kept) + (np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept))]
+            texts = _udp_payloads(buf, col.frame[at], col.incl[at], col.total[at])
+            bounds = np.r_[0, np.cumsum(kept)].tolist()
         smacs, dmacs = _as_bytes(src_mac[starts], 6), _as_bytes(col.dst_mac[heads], 6)
         for g in np.argsort(heads).tolist():                # groups in the order of their first attempt
             s, e, t0, t1, pair_key, smac = firsts[g], lasts[g], t0s[g], t1s[g], pair_keys[g], smacs[g]

@@ -20,7 +20,7 @@ from array import array
 import numpy as np
 
 SLACK = 64           # a record is taken only if this many bytes of the buffer follow its start
-SEGMENTS = 1024      # segments per buffer (some 20-60 records each in a 4 MB buffer)
+SEGMENTS = 1024      # segments per buffer (some 20-60 records each in a 4 MB buffer); at most 65536
 MIN_SEGMENT = 8192   # bytes: smaller buffers are walked sequentially
 WIRE_MAX = 262144
 
@@ -93,7 +93,7 @@ class RecordWalker:
         cur, ids, lim = heads, np.arange(len(heads)), limit
         final = np.empty(len(heads), np.int64)      # where each segment's walk stopped
         failed = np.zeros(len(heads), bool)         # ... on an impossible length
-        taken = []
+        taken, taken_by = [], []
         while len(cur):
             incl = lengths[cur + 8]
             nxt = cur + 16 + incl
@@ -104,13 +104,16 @@ class RecordWalker:
                 keep = ~bad
                 cur, nxt, ids, lim = cur[keep], nxt[keep], ids[keep], lim[keep]
             taken.append(cur)
+            taken_by.append(ids)
             going = nxt < lim
             if going.all():
                 cur = nxt
             else:
                 final[ids[~going]] = nxt[~going]
                 cur, ids, lim = nxt[going], ids[going], lim[going]
-        offsets = np.sort(np.concatenate(taken)) if taken else np.empty(0, np.int64)
+        # step by step, then by segment: a stable radix sort on the segment number puts them in file order
+        offsets = np.concatenate(taken)[np.argsort(np.concatenate(taken_by).astype(np.uint16), kind="stable")] \
+            if taken else np.empty(0, np.int64)
         joined = (final[:-1] == limit[:-1]) & ~failed[:-1]
         if joined.all():
             return offsets, int(final[-1]), True
