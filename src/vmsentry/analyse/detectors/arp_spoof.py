@@ -61,20 +61,20 @@ class ArpSpoof(Detector):
 
     # --- ARP ----------------------------------------------------------------------------------------
     def on_arp(self, ev) -> None:
-        ts, sha, spa = ev.ts, ev.sha, ev.spa
-        if ev.op == 1:
-            self.requests.put((spa, ev.tpa), ts)
+        ts, eth_src, eth_dst, op, sha, spa, _, tpa = ev        # (one unpacking: this runs for every ARP)
+        if op == 1:
+            self.requests.put((spa, tpa), ts)
         if spa == ZERO_IP:                                  # an ARP probe claims nothing
             return
-        sender = ev.eth_src or sha
+        sender = eth_src or sha
         reasons = []
-        if ev.eth_src is not None and ev.eth_src != sha:
+        if eth_src is not None and eth_src != sha:
             reasons.append("eth_arp_mismatch")
         solicited = True
-        if ev.op == 2:
-            asked = self.requests.get((ev.tpa, spa))
+        if op == 2:
+            asked = self.requests.get((tpa, spa))
             solicited = asked is not None and 0 <= ts - asked <= self.tun.reply_window
-            if not solicited and spa != ev.tpa:
+            if not solicited and spa != tpa:
                 self.unsolicited.bump((sha, spa))
         claims = self.claims.get(sha)
         if claims is None:
@@ -101,7 +101,7 @@ class ArpSpoof(Detector):
                         bound[0] = sha
                         sender, victim_mac = liar, sha
                     reasons.append("binding_change")
-        if spa == ev.tpa or ev.eth_dst == b"\xff" * 6 and ev.op == 2:
+        if spa == tpa or eth_dst == b"\xff" * 6 and op == 2:
             if self._garp_flood(sender, ts):
                 reasons.append("gratuitous_flood")
         if reasons:

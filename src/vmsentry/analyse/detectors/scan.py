@@ -16,13 +16,37 @@ One alert per scanner and kind; its victims are the hosts probed. Each scanner k
 from __future__ import annotations
 
 from collections import deque
-from itertools import repeat
 
 from vmsentry.analyse.detectors.alert import Alert
 from vmsentry.analyse.detectors.base import Bounded, Detector
 from vmsentry.collect.traffic.events import ACK, ICMP, ICMP6, SYN, TCP, UDP
 
 ZERO_IP = b"\x00\x00\x00\x00"
+
+
+class Window:
+    """How many things were new within a sliding time window, kept as (time, how many) pairs: a record
+    with a hundred new ports is one entry, not a hundred."""
+    __slots__ = ("entries", "total")
+
+    def __init__(self) -> None:
+        self.entries: deque = deque()
+        self.total = 0
+
+    def add(self, ts: float, count: int) -> None:
+        self.entries.append((ts, count))
+        self.total += count
+
+    def expire(self, now: float, span: float) -> None:
+        entries = self.entries
+        while entries and now - entries[0][0] > span:
+            self.total -= entries.popleft()[1]
+
+    def first(self) -> float:
+        return self.entries[0][0]
+
+    def __len__(self) -> int:
+        return self.total
 
 
 class Scanner:
@@ -32,7 +56,7 @@ class Scanner:
     def __init__(self, mac) -> None:
         self.mac = mac
         self.ports: dict = {}            # dst -> {port: first ts}
-        self.recent_ports: dict = {}     # dst -> deque of first-seen ts of new ports (fast window)
+        self.recent_ports: dict = {}     # dst -> Window of new ports by first-seen time (fast window)
         self.opened: dict = {}           # dst -> set of ports that answered SYN-ACK
         self.hosts: dict = {}            # dst -> first ts (probes that count for sweeps)
         self.recent_hosts: deque = deque()
@@ -133,7 +157,7 @@ class Scan(Detector):
             if sc.size >= tun.max_targets:
                 return
             known = sc.ports[dst] = {}
-            sc.recent_ports[dst] = deque()
+            sc.recent_ports[dst] = Window()
         sc.tries[dst] = sc.tries.get(dst, 0) + count
         recent = sc.recent_ports[dst]
         # the ports not seen on dst before, each once (a record holds thousands on a big scan)
@@ -148,9 +172,8 @@ class Scan(Detector):
                     known.update(dict.fromkeys(new[:room], ts))
                     sc.size += room
                 sc.lost[dst] = sc.lost.get(dst, 0) + len(new) - max(room, 0)
-            recent.extend(repeat(ts, len(new)))
-        while recent and ts - recent[0] > tun.window:
-            recent.popleft()
+            recent.add(ts, len(new))
+        recent.expire(ts, tun.window)
         alert = self.open.get(("ports", src))
         if alert is not None and ts - alert.last_seen <= tun.suppress:      # an open incident: grow it
             alert.seen(ts, count)
@@ -232,7 +255,7 @@ class Scan(Detector):
     def _ports(self, ts, src, sc, dst, fast: bool) -> None:
         known = sc.ports[dst]
         recent = sc.recent_ports[dst]
-        first = recent[0] if fast and recent else min(known.values())
+        first = recent.first() if fast and len(recent) else min(known.values())
 
         def make() -> Alert:
             return Alert("port_scan", "medium", first, self._attacker(src, sc), 0.9 if fast else 0.7,
