@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
-from lxml import etree
+if TYPE_CHECKING:                       # lxml is imported when XML is first parsed: `vmsentry detect`
+    from lxml import etree              # reading a saved inventory never needs it (20 ms of start-up)
 
 # A VM or network definition is a few KB; the largest real one in the corpus is under 50 KB.
 # 16 MiB leaves a wide margin and keeps memory bounded when someone points us at a disk image.
@@ -71,11 +73,15 @@ _XML_DECL = re.compile(rb"<\?xml[^>]*\?>")
 
 # Comments stay in the tree (removing them costs a third of the parse time); readers skip non-element
 # nodes. One parser is reused: vmsentry parses on one thread.
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                          huge_tree=False)
+_PARSER = None
 
 
 def _parser() -> etree.XMLParser:
+    global _PARSER
+    if _PARSER is None:
+        from lxml import etree
+        _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                                  huge_tree=False)
     return _PARSER
 
 
@@ -86,6 +92,7 @@ def parse_xml_documents(data: bytes) -> list[etree._Element]:
     A document that declares entities is refused outright: libvirt never writes one, and it is how
     entity-expansion ("billion laughs") and external-entity (XXE) attacks arrive.
     """
+    from lxml import etree
     if looks_binary(data):
         raise BadInput("binary data, not an XML document")
     match = _ENTITY_DECL.search(data)

@@ -9,8 +9,15 @@ import time
 from vmsentry.analyse.detectors.alert import Alert
 
 
+_compact = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def render_json(alerts: list[Alert], stats: dict) -> str:
-    return json.dumps({"alerts": [a.to_dict() for a in alerts], "stats": stats}, indent=2) + "\n"
+    """One alert per line, as ``scan --format json`` lists findings (greppable, diff-friendly; ``jq``
+    indents it). Indenting the whole document would make json use its slow pure-Python encoder."""
+    body = ",\n".join("    " + _compact(a.to_dict()) for a in alerts)
+    listed = f"[\n{body}\n  ]" if alerts else "[]"
+    return f'{{\n  "alerts": {listed},\n  "stats": {_compact(stats)}\n}}\n'
 
 
 def alert_line(alert: Alert, event: str = "raised") -> str:
