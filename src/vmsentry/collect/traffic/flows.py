@@ -21,7 +21,7 @@ found in the old generation moves back, so live flows survive and idle ones age 
 from __future__ import annotations
 
 import struct
-from itertools import islice
+from itertools import count, islice
 
 from vmsentry.collect.traffic.events import (ACK, ICMP, PROBE_PAYLOADS, PROBE_SPAN, SYN, TCP, UDP, Packet, Probes,
                                               new)
@@ -78,7 +78,17 @@ class FlowTable:
         self._add_udp_many(fresh)
         if len(opened) == len(flows):                   # all new (a flood, a scan): no need to look
             return list(range(len(flows)))
-        return [i for i, key in enumerate(flows) if key in opened]
+        if len(opened) * 2 < len(flows):
+            return [i for i, key in enumerate(flows) if key in opened]
+        # mostly new: find the few known ones through an index built in C
+        index = dict(zip(flows, count()))
+        known = sorted(index[key] for key in set(flows).difference(opened))
+        keep, start = [], 0
+        for i in known:
+            keep.extend(range(start, i))
+            start = i + 1
+        keep.extend(range(start, len(flows)))
+        return keep
 
     def _probe(self, ts, smac, dmac, sip, dip, proto, dport, payload) -> None:
         pair = sip + dip

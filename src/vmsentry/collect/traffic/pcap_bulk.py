@@ -47,9 +47,11 @@ U = np.uint64
 class Columns:
     """What the fast path reads of every record of a buffer, from one gather of the 64 bytes at each
     record (its 16-byte header and the first 48 bytes of the frame) instead of a pass over the buffer
-    per field. Fields past a short frame's end hold the next record's bytes: callers check ``incl``."""
-    __slots__ = ("frame", "ts", "slot", "incl", "orig", "dst_mac", "src_mac", "ethertype", "version_ihl",
-                 "total", "fragment", "proto", "pair", "ports", "flags", "arp_head", "arp_op")
+    per field. The fields every record is sorted by are computed for all; the others (addresses, lengths)
+    for the records that need them. Fields past a short frame's end hold the next record's bytes:
+    callers check ``incl``."""
+    __slots__ = ("words", "frame", "ts", "slot", "incl", "orig", "ethertype", "version_ihl", "fragment", "proto",
+                 "pair", "ports", "flags")
 
     def __init__(self, buf, rec: np.ndarray, order: str, scale: float) -> None:
         # every 64-byte window of the buffer as a row (a view, no copy); taking the records' rows copies
@@ -57,7 +59,9 @@ class Columns:
         windows = np.lib.stride_tricks.as_strided(np.frombuffer(buf, np.uint8), shape=(len(buf) - 63, 64),
                                                   strides=(1, 1), writeable=False)
         block = windows[rec]
-        header, frame = block[:, :16].view(order + "u8"), block[:, 16:].view(">u8")
+        header = block[:, :16].view(order + "u8")
+        # the frame as six native words per record, word by word: w[0] holds bytes 0-7 of every frame...
+        self.words = w = block[:, 16:].view(">u8").T.astype(np.uint64, order="C")
         low, half = U(0xFFFFFFFF), U(32)
         if order == ">":                                # seconds, fraction / captured, wire length
             sec, frac, incl, orig = header[:, 0] >> half, header[:, 0] & low, header[:, 1] >> half, header[:, 1] & low
@@ -68,19 +72,26 @@ class Columns:
         self.slot = sec // U(SLOT)                      # = ts // PROBE_SPAN, in integers
         self.incl = incl.astype(np.int64)
         self.orig = orig
-        w0, w1, w2, w3, w4, w5 = frame.T                # frame bytes 0-7, 8-15, ... 40-47
-        self.dst_mac = w0 >> U(16)                                          # 0-5
-        self.src_mac = ((w0 & U(0xFFFF)) << half) | (w1 >> half)            # 6-11
-        self.ethertype = (w1 >> U(16)) & U(0xFFFF)                          # 12-13
-        self.version_ihl = (w1 >> U(8)) & U(0xFF)                           # 14
-        self.arp_head = ((w1 & U(0xFFFF)) << half) | (w2 >> half)          # 14-19 (ARP)
-        self.arp_op = (w2 >> U(16)) & U(0xFFFF)                             # 20-21 (ARP)
-        self.total = w2 >> U(48)                                            # 16-17
-        self.fragment = (w2 >> U(16)) & U(0xFFFF)                           # 20-21
-        self.proto = w2 & U(0xFF)                                           # 23
-        self.pair = (w3 << U(16)) | (w4 >> U(48))                           # 26-33: source and destination IP
-        self.ports = ((w4 >> U(16)) & low).astype(np.uint32)                # 34-37: source and destination port
-        self.flags = w5 & U(0xFF)                                           # 47: TCP flags
+        self.ethertype = (w[1] >> U(16)) & U(0xFFFF)                        # frame bytes 12-13
+        self.version_ihl = (w[1] >> U(8)) & U(0xFF)                         # 14
+        self.fragment = (w[2] >> U(16)) & U(0xFFFF)                         # 20-21
+        self.proto = w[2] & U(0xFF)                                         # 23
+        self.pair = (w[3] << U(16)) | (w[4] >> U(48))                       # 26-33: source and destination IP
+        self.ports = ((w[4] >> U(16)) & low).astype(np.uint32)              # 34-37: source and destination port
+        self.flags = w[5] & U(0xFF)                                         # 47: TCP flags
+
+    def dst_mac(self, idx: np.ndarray) -> np.ndarray:                       # bytes 0-5
+        return self.words[0][idx] >> U(16)
+
+    def src_mac(self, idx: np.ndarray) -> np.ndarray:                       # 6-11
+        return ((self.words[0][idx] & U(0xFFFF)) << U(32)) | (self.words[1][idx] >> U(32))
+
+    def total(self, idx: np.ndarray) -> np.ndarray:                         # 16-17: IP total length
+        return self.words[2][idx] >> U(48)
+
+    def arp(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:         # 14-19 and 20-21 of ARP
+        w1, w2 = self.words[1][idx], self.words[2][idx]
+        return ((w1 & U(0xFFFF)) << U(32)) | (w2 >> U(32)), (w2 >> U(16)) & U(0xFFFF)
 
 
 class BulkDecoder:
@@ -119,8 +130,11 @@ class BulkDecoder:
         syn = tcp & ((col.flags & U(0x17)) == 2)
         udp = ipv4 & (col.proto == UDP)
         udp &= ~(np.isin(ports >> np.uint32(16), DHCP_PORTS) & np.isin(ports & np.uint32(0xFFFF), DHCP_PORTS))
-        arp = (col.ethertype == 0x0806) & (incl >= 42) & (col.arp_head == ARP_HEAD) & ((col.arp_op == 1) | (col.arp_op == 2))
-        rest = ~(syn | udp | arp)
+        arp = np.flatnonzero((col.ethertype == 0x0806) & (incl >= 42))
+        arp_head, arp_op = col.arp(arp)
+        arp = arp[(arp_head == ARP_HEAD) & ((arp_op == 1) | (arp_op == 2))]
+        rest = ~(syn | udp)
+        rest[arp] = False
 
         # TCP without SYN, FIN or RST: the packets of a flow known when the buffer starts are only counted.
         # Of any other flow, the first FIRST_LOOK packets go the one-at-a-time way with the rest (handshake
@@ -162,12 +176,12 @@ class BulkDecoder:
                 _count_cut(stats, cut[idx])
 
         # ARP
-        idx = np.flatnonzero(arp)
+        idx = arp
         if len(idx):
             u8 = np.frombuffer(buf, np.uint8)
             f = frame[idx]
-            columns = [ts[idx].tolist(), _as_bytes(col.src_mac[idx], 6), _as_bytes(col.dst_mac[idx], 6),
-                       col.arp_op[idx].tolist(), _take(u8, f + 22, 6), _take(u8, f + 28, 4), _take(u8, f + 32, 6),
+            columns = [ts[idx].tolist(), _as_bytes(col.src_mac(idx), 6), _as_bytes(col.dst_mac(idx), 6),
+                       col.arp(idx)[1].tolist(), _take(u8, f + 22, 6), _take(u8, f + 28, 4), _take(u8, f + 32, 6),
                        _take(u8, f + 38, 4)]
             out.extend([new(Arp, row) for row in zip(*columns)])
 
@@ -210,7 +224,7 @@ class BulkDecoder:
 
     def _probes(self, buf, col: Columns, idx: np.ndarray, proto: int, payloads: bool) -> None:
         """``Probes`` for the attempts ``idx``: one per source, destination and ``PROBE_SPAN`` slot of time."""
-        pair, second, src_mac = col.pair[idx], col.slot[idx], col.src_mac[idx]
+        pair, second, src_mac = col.pair[idx], col.slot[idx], col.src_mac(idx)
         order = _together(pair, second)                     # slots on the same grid as FlowTable._probe
         idx, pair, second, src_mac = idx[order], pair[order], second[order], src_mac[order]
         ports = (col.ports[idx] & np.uint32(0xFFFF)).tolist()
@@ -234,9 +248,9 @@ class BulkDecoder:
                 if rec is not None and rec.ts // PROBE_SPAN == t0 // PROBE_SPAN and len(rec.payloads) >= PROBE_PAYLOADS:
                     kept[g] = 0
             at = idx[np.repeat(starts, kept) + (np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept))]
-            texts = _udp_payloads(buf, col.frame[at], col.incl[at], col.total[at])
+            texts = _udp_payloads(buf, col.frame[at], col.incl[at], col.total(at))
             bounds = np.r_[0, np.cumsum(kept)].tolist()
-        smacs, dmacs = _as_bytes(src_mac[starts], 6), _as_bytes(col.dst_mac[heads], 6)
+        smacs, dmacs = _as_bytes(src_mac[starts], 6), _as_bytes(col.dst_mac(heads), 6)
         for g in np.argsort(heads).tolist():                # groups in the order of their first attempt
             s, e, t0, t1, pair_key, smac = firsts[g], lasts[g], t0s[g], t1s[g], pair_keys[g], smacs[g]
             rec = table.get(pair_key)
