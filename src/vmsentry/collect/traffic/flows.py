@@ -4,14 +4,16 @@ A flow key is the packed ``src ip + dst ip + src port + dst port`` (12 bytes for
 exactly the bytes that sit together in an IPv4 header without options, so the pcap fast path can slice
 it straight out of the capture and test it against ``tcp``/``udp`` without decoding anything.
 
-TCP, per direction: a SYN forgets what was known of the flow; the SYN-ACK marks the opener's direction
-*pending*; the opener's packet that completes the handshake is then passed up (the connection is established), and so is its first
-packet with payload (protocol signatures read it); then the direction is *known* and only counted.
-SYN, FIN and RST packets are always passed up (bare SYNs batched into ``Probes``: scans are made of
-them). A packet whose reverse direction is pending or known is a reply: counted, not passed up. A flow seen mid-stream is
+TCP, per direction: a SYN forgets what was known of the flow (and keeps no state itself: a scan's
+unanswered SYNs cost nothing); the SYN-ACK marks the opener's direction *pending*; the opener's packet that
+completes the handshake is then passed up (the connection is established), and so is its first packet
+with payload (protocol signatures read it); then the direction is *known* and only counted. SYN, FIN and
+RST packets are always passed up (bare SYNs batched into ``Probes``: scans are made of them). A packet
+whose reverse direction is pending or known is a reply: counted, not passed up. A flow seen mid-stream is
 oriented by its ports (the side on a well-known port is the server). Flows on ``deep_ports`` (SMB, RPC)
 pass their first ``deep_packets`` payload packets up so that content signatures can read them.
-UDP: the first packet of a flow is passed up (batched into ``Probes``), the rest and the replies counted.
+UDP: the first packet of a flow is passed up (batched into ``Probes``), the rest and the replies counted;
+a flow is kept once, under the smaller of its two directions' keys.
 ICMP: once per (source, destination, type, code).
 
 State is bounded: each table holds at most ``limit`` keys in two generations; when the current one is

@@ -36,7 +36,6 @@ from vmsentry.collect.traffic.pcap_walk import RecordWalker
 
 KEY = np.dtype([("ips", ">u8"), ("ports", ">u4")])     # the flow key: src ip, dst ip, src port, dst port
 ARP_HEAD = 0x000108000604               # ARP: hardware 1, protocol 0x0800, address lengths 6 and 4
-DHCP_PORTS = (67, 68)
 BY_TIME = attrgetter("ts")
 SLOT = int(PROBE_SPAN)      # (whole seconds, so that a slot can be taken from the integer time stamp)
 assert SLOT == PROBE_SPAN
@@ -129,7 +128,8 @@ class BulkDecoder:
         tcp = ipv4 & (col.proto == TCP) & (incl >= 54)
         syn = tcp & ((col.flags & U(0x17)) == 2)
         udp = ipv4 & (col.proto == UDP)
-        udp &= ~(np.isin(ports >> np.uint32(16), DHCP_PORTS) & np.isin(ports & np.uint32(0xFFFF), DHCP_PORTS))
+        sport, dport = ports >> np.uint32(16), ports & np.uint32(0xFFFF)
+        udp &= ~(((sport == 67) | (sport == 68)) & ((dport == 67) | (dport == 68)))     # DHCP: decoded in full
         arp = np.flatnonzero((col.ethertype == 0x0806) & (incl >= 42))
         arp_head, arp_op = col.arp(arp)
         arp = arp[(arp_head == ARP_HEAD) & ((arp_op == 1) | (arp_op == 2))]
@@ -190,7 +190,7 @@ class BulkDecoder:
         self._one_by_one(buf, np.flatnonzero(rest), ts, frame, incl, orig, tcp_plain, watch)
         if late is not None and len(late):
             known = flows.tcp
-            flows_left = np.unique(late_flow)
+            flows_left = np.flatnonzero(np.bincount(late_flow))         # (np.unique sorts; these are small ints)
             still = np.zeros(len(flow_keys), bool)
             still[flows_left] = [flow_keys[f] not in known for f in flows_left.tolist()]
             self._one_by_one(buf, late[still[late_flow]], ts, frame, incl, orig, tcp_plain, {})
@@ -271,7 +271,7 @@ class BulkDecoder:
                 FlowTable.other_mac(rec, smac)
         for g in mixed.tolist():                            # attempts from more than one MAC (rare)
             rec = records[g]
-            for mac in _as_bytes(np.unique(src_mac[starts[g]:stops[g]]), 6):
+            for mac in set(_as_bytes(src_mac[starts[g]:stops[g]], 6)):
                 if mac != rec.src_mac:
                     FlowTable.other_mac(rec, mac)
 
