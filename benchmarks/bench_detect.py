@@ -190,9 +190,10 @@ def _print(kind: str, row: dict) -> None:
     print(f"vmsentry detect   : best {v['wall_best']:.2f} s = {v['pps_wall_best']:,.0f} packets/s wall "
           f"(median {v['pps_wall_median']:,.0f}); processing best {v['pps_processing_best']:,} packets/s "
           f"(median {v['pps_processing_median']:,}); peak RSS {v['rss_mb']} MB; alerts {', '.join(v['alerts'])}")
-    print(f"                    processing rate / yardstick in the same round: median "
-          f"{row['processing_over_yardstick_median']:.2f} (x 883k on the lab notes' machine = "
-          f"{row['processing_over_yardstick_median'] * 883_000:,.0f} packets/s)")
+    ratio = row["processing_over_yardstick_median"]
+    # the lab notes' 883k packets/s was the struct loop on the lab generator's capture: only that scales
+    scaled = f" (x 883k, the loop on the lab notes' machine = {ratio * 883_000:,.0f} packets/s)" if kind == "lab" else ""
+    print(f"                    processing rate / yardstick in the same round: median {ratio:.2f}{scaled}")
     if kind in ("typical", "busy"):
         missing = EXPECTED - set(v["alerts"])
         print(f"                    embedded attacks found: {len(EXPECTED) - len(missing)}/6"
