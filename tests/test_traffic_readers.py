@@ -29,9 +29,9 @@ def _fields(ev):
     return tuple(ev[1:])
 
 
-def _same_events(a, b):
+def _same_events(a, b, **kw):
     ea, _ = events(a)
-    eb, _ = events(b)
+    eb, _ = events(b, **kw)
     assert len(ea) == len(eb)
     for x, y in zip(ea, eb):
         assert type(x) is type(y)
@@ -48,6 +48,7 @@ def test_pcapng_nanosecond_and_gzip_give_the_same_events(shared_dir, tmp_path, n
     gz.write_bytes(gzip.compress(ng.read_bytes()))
     for other in (ng, ns, gz):
         _same_events(src, other)
+    _same_events(src, src, bulk=False)           # the buffer-at-a-time path against one packet at a time
 
 
 def test_big_endian_pcap(shared_dir, tmp_path):

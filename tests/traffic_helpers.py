@@ -12,11 +12,12 @@ from vmsentry.collect.traffic import TrafficStream, open_inputs
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "traffic"
 
 
-def detect(*paths, inventory=None, tunables=None, all_packets=False):
-    """(alerts as dicts, stats dict) for the given inputs, with an optional Inventory."""
+def detect(*paths, inventory=None, tunables=None, all_packets=False, bulk=True):
+    """(alerts as dicts, stats dict) for the given inputs, with an optional Inventory; ``bulk=False``
+    decodes capture files one packet at a time."""
     truth = Truth.from_inventory(inventory) if inventory is not None else Truth()
     engine = Engine(truth, tunables)
-    stream = TrafficStream(all_packets=all_packets)
+    stream = TrafficStream(all_packets=all_packets, bulk=bulk)
     readers = [r for p in paths for r in open_inputs(str(p))]
     for batch in stream.batches(readers):
         engine.feed(batch)

@@ -23,12 +23,15 @@ __all__ = ["TrafficStream", "Stats", "BadTrafficInput", "open_inputs", "open_fil
 
 class TrafficStream:
     def __init__(self, *, all_packets: bool = False, flow_limit: int = 131072,
-                 deep_ports=DEEP_PORTS, deep_packets: int = DEEP_PACKETS, stats: Stats | None = None) -> None:
+                 deep_ports=DEEP_PORTS, deep_packets: int = DEEP_PACKETS, stats: Stats | None = None,
+                 bulk: bool = True) -> None:
+        """``bulk=False`` decodes capture files one packet at a time (the reference the fast path is
+        tested against)."""
         self.stats = stats or Stats()
         self.out: list = []
         self.flows = FlowTable(self.out, self.stats, limit=flow_limit, all_packets=all_packets,
                                deep_ports=deep_ports, deep_packets=deep_packets)
-        self.decoder = FrameDecoder(self.flows, self.stats)
+        self.decoder = FrameDecoder(self.flows, self.stats, bulk)
 
     def batches(self, readers: Iterable) -> Iterator[list]:
         """Events of every reader in turn, a batch at a time (the list is reused: consume it at once)."""

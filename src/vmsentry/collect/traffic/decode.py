@@ -32,10 +32,11 @@ QUICK = struct.Struct("!12xHB8xB2x12s9xB")
 
 
 class FrameDecoder:
-    def __init__(self, flows: FlowTable, stats: Stats) -> None:
+    def __init__(self, flows: FlowTable, stats: Stats, bulk: bool = True) -> None:
         self.flows = flows
         self.stats = stats
         self.out = flows.out
+        self.bulk = bulk            # capture files may decode whole buffers at once (pcap_bulk.py)
 
     def ethernet_frame(self, ts: float, frame: bytes) -> None:
         """A whole Ethernet frame (live capture): packets of known flows are only counted, as in the

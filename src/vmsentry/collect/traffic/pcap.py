@@ -15,7 +15,7 @@ import struct
 from typing import Iterator
 
 from vmsentry.collect.traffic.decode import LINK_ETHERNET, FrameDecoder, linktype_supported
-from vmsentry.collect.traffic.pcap_bulk import BulkDecoder
+from vmsentry.collect.traffic.pcap_bulk import PcapBuffers
 MAGICS = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
           b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
 CHUNK = 4 << 20      # bytes read and decoded at a time
@@ -53,7 +53,7 @@ class PcapReader:
         self.maxcap = max(snaplen if 0 < snaplen < (1 << 24) else 0, 262144)
         buf = self.head[HEADER:]
         unyielded = 0
-        chunks = _Chunks(self.stream)
+        chunks = Chunks(self.stream)
         while True:
             more = chunks.after(buf)
             if more is None:
@@ -80,7 +80,7 @@ class PcapReader:
         if off + 16 <= end:
             sec, frac = struct.unpack_from(self.order + "II", buf, off)
             dec.stats.see_time(sec + frac * self.scale, None)
-        fast = self.linktype == LINK_ETHERNET and not dec.flows.all_packets
+        fast = self.linktype == LINK_ETHERNET and dec.bulk and not dec.flows.all_packets
         while True:
             if fast:
                 off = self._fast(buf, off, end, dec)
@@ -91,7 +91,7 @@ class PcapReader:
     def _fast(self, buf: bytes, off: int, end: int, dec: FrameDecoder) -> int:
         """The bulk of an Ethernet capture, a buffer at a time (``pcap_bulk.py``)."""
         if self.bulk is None:
-            self.bulk = BulkDecoder(self.order, self.scale, self.maxcap, dec)
+            self.bulk = PcapBuffers(self.order, self.scale, self.maxcap, dec)
         start = off
         off = self.bulk.walk(buf, off, end)
         if off > start:
@@ -158,7 +158,7 @@ class PcapReader:
         stats.see_time(None, sec + frac * self.scale)
 
 
-class _Chunks:
+class Chunks:
     """The stream a buffer at a time, each buffer starting with what the previous one left undecoded.
     The buffer is one ``bytearray`` refilled in place: a fresh 4 MB object per read (or a concatenation
     with the leftover) costs more than the read itself, in page faults. Whatever keeps bytes of a packet

@@ -44,39 +44,24 @@ U = np.uint64
 
 
 class Columns:
-    """What the fast path reads of every record of a buffer, from one gather of the 64 bytes at each
-    record (its 16-byte header and the first 48 bytes of the frame) instead of a pass over the buffer
-    per field. The fields every record is sorted by are computed for all; the others (addresses, lengths)
-    for the records that need them. Fields past a short frame's end hold the next record's bytes:
-    callers check ``incl``."""
+    """What the fast path reads of every frame of a buffer, from one gather of the first 48 bytes of
+    each (six words) instead of a pass over the buffer per field. The fields every frame is sorted by are
+    computed for all; the others (addresses, lengths) for the frames that need them. Fields past a short
+    frame's end hold the next record's bytes: callers check ``incl``."""
     __slots__ = ("words", "frame", "ts", "slot", "incl", "orig", "ethertype", "version_ihl", "fragment", "proto",
                  "pair", "ports", "flags")
 
-    def __init__(self, buf, rec: np.ndarray, order: str, scale: float) -> None:
-        # every 64-byte window of the buffer as a row (a view, no copy); taking the records' rows copies
-        # 64 contiguous bytes each, which numpy does at memcpy speed
-        windows = np.lib.stride_tricks.as_strided(np.frombuffer(buf, np.uint8), shape=(len(buf) - 63, 64),
-                                                  strides=(1, 1), writeable=False)
-        block = windows[rec]
-        header = block[:, :16].view(order + "u8")
+    def __init__(self, buf, frame: np.ndarray, ts: np.ndarray, slot: np.ndarray, incl: np.ndarray,
+                 orig: np.ndarray) -> None:
+        self.frame, self.ts, self.slot, self.incl, self.orig = frame, ts, slot, incl, orig
         # the frame as six native words per record, word by word: w[0] holds bytes 0-7 of every frame...
-        self.words = w = block[:, 16:].view(">u8").T.astype(np.uint64, order="C")
-        low, half = U(0xFFFFFFFF), U(32)
-        if order == ">":                                # seconds, fraction / captured, wire length
-            sec, frac, incl, orig = header[:, 0] >> half, header[:, 0] & low, header[:, 1] >> half, header[:, 1] & low
-        else:
-            sec, frac, incl, orig = header[:, 0] & low, header[:, 0] >> half, header[:, 1] & low, header[:, 1] >> half
-        self.frame = rec + 16
-        self.ts = sec.astype(np.float64) + frac * scale
-        self.slot = sec // U(SLOT)                      # = ts // PROBE_SPAN, in integers
-        self.incl = incl.astype(np.int64)
-        self.orig = orig
+        self.words = w = _rows(buf, frame, 48).view(">u8").T.astype(np.uint64, order="C")
         self.ethertype = (w[1] >> U(16)) & U(0xFFFF)                        # frame bytes 12-13
         self.version_ihl = (w[1] >> U(8)) & U(0xFF)                         # 14
         self.fragment = (w[2] >> U(16)) & U(0xFFFF)                         # 20-21
         self.proto = w[2] & U(0xFF)                                         # 23
         self.pair = (w[3] << U(16)) | (w[4] >> U(48))                       # 26-33: source and destination IP
-        self.ports = ((w[4] >> U(16)) & low).astype(np.uint32)              # 34-37: source and destination port
+        self.ports = ((w[4] >> U(16)) & U(0xFFFFFFFF)).astype(np.uint32)    # 34-37: source and destination port
         self.flags = w[5] & U(0xFF)                                         # 47: TCP flags
 
     def dst_mac(self, idx: np.ndarray) -> np.ndarray:                       # bytes 0-5
@@ -93,33 +78,63 @@ class Columns:
         return ((w1 & U(0xFFFF)) << U(32)) | (w2 >> U(32)), (w2 >> U(16)) & U(0xFFFF)
 
 
-class BulkDecoder:
-    """Decodes whole buffers of Ethernet records of one classic-pcap file (byte order ``order``,
-    ``scale`` seconds per fraction unit) into the ``FrameDecoder``'s flow table and event list."""
+def _rows(buf, at: np.ndarray, width: int) -> np.ndarray:
+    """The ``width`` bytes at each offset in ``at``, one row each. Every ``width``-byte window of the
+    buffer is a row of a strided view (no copy); taking rows copies contiguous bytes, at memcpy speed."""
+    windows = np.lib.stride_tricks.as_strided(np.frombuffer(buf, np.uint8), shape=(len(buf) - width + 1, width),
+                                              strides=(1, 1), writeable=False)
+    return windows[at]
+
+
+class PcapBuffers:
+    """Classic pcap, Ethernet: walks a buffer's records (``pcap_walk.py``), reads their headers in one
+    gather and hands the frames to a ``BulkDecoder``."""
 
     def __init__(self, order: str, scale: float, maxcap: int, dec) -> None:
-        self.order, self.scale, self.maxcap, self.dec = order, scale, maxcap, dec
-        _keep_freed_memory()
+        self.order, self.scale = order, scale
         self.walker = RecordWalker(order, scale, maxcap)
+        self.bulk = BulkDecoder(dec)
         self.last_record = 0                            # offset of the last record decoded by ``walk``
 
     def walk(self, buf, off: int, end: int) -> int:
         """Decode the records from ``off`` that lie wholly in ``buf[:end]`` and start far enough before its
         end, up to the first impossible length; returns where it stopped (the careful loop takes over
         from there)."""
-        starts, off = self.walker.starts(buf, off, end)
-        if len(starts):
-            self.last_record = int(starts[-1])
-            self._decode(buf, starts)
+        rec, off = self.walker.starts(buf, off, end)
+        if len(rec):
+            self.last_record = int(rec[-1])
+            header = _rows(buf, rec, 16).view(self.order + "u8")
+            low, half = U(0xFFFFFFFF), U(32)
+            if self.order == ">":                       # seconds, fraction / captured, wire length
+                sec, frac = header[:, 0] >> half, header[:, 0] & low
+                incl, orig = header[:, 1] >> half, header[:, 1] & low
+            else:
+                sec, frac = header[:, 0] & low, header[:, 0] >> half
+                incl, orig = header[:, 1] & low, header[:, 1] >> half
+            self.bulk.frames(buf, rec + 16, sec.astype(np.float64) + frac * self.scale,
+                             sec // U(SLOT), incl.astype(np.int64), orig)       # slot = ts // PROBE_SPAN
         return off
 
-    def _decode(self, buf, rec: np.ndarray) -> None:
+
+class BulkDecoder:
+    """Decodes many Ethernet frames of one buffer at once into the ``FrameDecoder``'s flow table and
+    event list (the frames of a classic pcap or pcapng buffer, located by their reader)."""
+
+    def __init__(self, dec) -> None:
+        self.dec = dec
+        _keep_freed_memory()
+
+    def frames(self, buf, frame: np.ndarray, ts: np.ndarray, slot: np.ndarray, incl: np.ndarray,
+               orig: np.ndarray) -> None:
+        """The Ethernet frames at offsets ``frame`` of ``buf`` (``incl`` bytes captured of ``orig``, time
+        stamps ``ts``, ``slot`` = ts // PROBE_SPAN), in capture order; every frame must have 48 bytes of
+        the buffer from its start."""
         dec = self.dec
         stats, flows, out = dec.stats, dec.flows, dec.out
         first_event = len(out)
-        col = Columns(buf, rec, self.order, self.scale)
-        ts, frame, incl, orig, ports = col.ts, col.frame, col.incl, col.orig, col.ports
-        stats.packets += len(rec)
+        col = Columns(buf, frame, ts, slot, incl, orig)
+        ports = col.ports
+        stats.packets += len(frame)
         stats.bytes += int(orig.sum(dtype=np.int64))
         stats.see_time(float(ts.min()), float(ts.max()))
 
