@@ -48,7 +48,9 @@ class MacFlood(Detector):
                 self._mac(mac, ev.last, ev.src_ip)
 
     def on_arp(self, ev) -> None:
-        self._mac(ev.eth_src, ev.ts, None)
+        mac = ev[1]                                     # eth_src (known MACs return at once: every ARP)
+        if mac not in self.seen:
+            self._mac(mac, ev[0], None)
 
     def on_frame(self, ev) -> None:
         self._mac(ev.src_mac, ev.ts, None)

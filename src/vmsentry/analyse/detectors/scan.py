@@ -132,11 +132,12 @@ class Scan(Detector):
                 self._answer(ev.dst_ip, ev.src_ip, None, opened=False)
 
     def on_arp(self, ev) -> None:
-        if ev.op == 1:
-            if ev.spa != ev.tpa and ev.tpa != ZERO_IP:
-                self._probe(ev.ts, ev.spa if ev.spa != ZERO_IP else ev.sha, ev.sha, ev.tpa, (), "arp", True)
-        elif ev.op == 2:
-            self._answer(ev.tpa, ev.spa, None, opened=False)
+        ts, _, _, op, sha, spa, _, tpa = ev                 # (one unpacking: this runs for every ARP)
+        if op == 1:
+            if spa != tpa and tpa != ZERO_IP:
+                self._probe(ts, spa if spa != ZERO_IP else sha, sha, tpa, (), "arp", True)
+        elif op == 2 and tpa in self.scanners:
+            self._answer(tpa, spa, None, opened=False)
 
     # --- bookkeeping --------------------------------------------------------------------------------
     def _probe(self, ts, src, mac, dst, ports, method, sweep: bool) -> None:
