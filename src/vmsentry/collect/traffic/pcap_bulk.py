@@ -1,16 +1,16 @@
-"""The classic-pcap fast path: a buffer of Ethernet records decoded at once with numpy.
+"""The capture fast path: a buffer of Ethernet frames decoded at once with numpy.
 
 Python pays about a microsecond for every function call and attribute lookup, so a reader that handles a
 packet at a time cannot reach a million packets a second once each packet means work (a scan or a
-flood makes every packet a new flow). Here only the walk from record to record is a Python loop (a record's
-place depends on the length of the one before, ``pcap_walk.py``); the first 64 bytes of every record are
-then gathered at once through an unaligned numpy view of the buffer (``Columns``), and the records are
-sorted into:
+flood makes every packet a new flow). Here the reader locates the frames of a buffer (classic pcap:
+``PcapBuffers`` with the parallel record walk of ``pcap_walk.py`` and one gather of the record headers;
+pcapng: its block walk), the first 48 bytes of every frame are then gathered at once through a strided
+numpy view of the buffer (``Columns``), and the frames are sorted into:
 
 * **known**: IPv4 TCP without SYN/FIN/RST, or UDP, of a flow the ``FlowTable`` already knows: only counted;
 * **SYN**: bare TCP SYNs (IPv4 without options, not a fragment): the flows they open are forgotten in one
-  set operation and the attempts batched into ``Probes`` by source, destination and second, as
-  ``FlowTable`` does one at a time;
+  set operation and the attempts batched into ``Probes`` by source, destination and ``PROBE_SPAN`` slot,
+  as ``FlowTable`` does one at a time;
 * **new UDP**: the first packet of each UDP flow (neither direction known): ``Probes`` with payloads;
   every UDP key is then known at once;
 * **ARP**: ``Arp`` events, built column by column;

@@ -2,9 +2,10 @@
 
 A record's place follows from the length of the one before, so the walk is sequential by nature, and a
 Python loop pays about 0.2 us a record: a fifth of the time budget of a million packets a second. The
-walk is therefore split: the buffer is cut into a few hundred segments, a likely record start is found
-in each (``bytes.find`` for the top half of the first record's time stamp, then the header and the one
-after it checked for sane lengths), and all segments are walked at once, one record per numpy step.
+walk is therefore split: the buffer is cut into segments (a few hundred to a thousand), a likely record
+start is found in each (``bytes.find`` for the top half of the first record's time stamp, then the header
+and the one after it checked for sane lengths), and all segments are walked at once, one record per
+numpy step.
 
 Nothing is taken on trust: a segment's start counts only when the walk of the segment before lands
 exactly on it. The first segment starts where the caller says, so by induction every record returned
