@@ -1,8 +1,8 @@
 """Flow batching: decide which IP packets are passed up as ``Packet`` events and which are only counted.
 
 A flow key is the packed ``src ip + dst ip + src port + dst port`` (12 bytes for IPv4, 36 for IPv6),
-exactly the bytes that sit together in an IPv4 header without options, so the pcap fast path can slice
-it straight out of the capture and test it against ``tcp``/``udp`` without decoding anything.
+exactly the bytes that sit together in an IPv4 header without options, so a live frame's key is sliced
+straight out of it and the pcap fast path builds whole columns of keys at once (``pcap_bulk.py``).
 
 TCP, per direction: a SYN forgets what was known of the flow (and keeps no state itself: a scan's
 unanswered SYNs cost nothing); the SYN-ACK marks the opener's direction *pending*; the opener's packet that

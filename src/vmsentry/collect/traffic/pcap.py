@@ -94,8 +94,8 @@ class PcapReader:
             self.bulk = PcapBuffers(self.order, self.scale, self.maxcap, dec)
         start = off
         off = self.bulk.walk(buf, off, end)
-        if off > start:
-            self._saw(buf, self.bulk.last_record, dec.stats)
+        if off > start:             # (the bulk decoder saw the time span; the resync wants the last second)
+            self.last_sec = struct.unpack_from(self.order + "I", buf, self.bulk.last_record)[0]
         return off
 
     def _careful(self, buf: bytes, off: int, end: int, dec: FrameDecoder, eof: bool) -> tuple[int, bool]:
@@ -151,11 +151,6 @@ class PcapReader:
                 return p
         self.resyncing = not eof
         return None
-
-    def _saw(self, buf: bytes, last: int, stats) -> None:
-        sec, frac = struct.unpack_from(self.order + "II", buf, last)
-        self.last_sec = sec
-        stats.see_time(None, sec + frac * self.scale)
 
 
 class Chunks:

@@ -147,7 +147,8 @@ class BulkDecoder:
         udp &= ~(((sport == 67) | (sport == 68)) & ((dport == 67) | (dport == 68)))     # DHCP: decoded in full
         arp = np.flatnonzero((col.ethertype == 0x0806) & (incl >= 42))
         arp_head, arp_op = col.arp(arp)
-        arp = arp[(arp_head == ARP_HEAD) & ((arp_op == 1) | (arp_op == 2))]
+        is_arp = (arp_head == ARP_HEAD) & ((arp_op == 1) | (arp_op == 2))
+        arp, arp_op = arp[is_arp], arp_op[is_arp]
         rest = ~(syn | udp)
         rest[arp] = False
 
@@ -196,19 +197,18 @@ class BulkDecoder:
             u8 = np.frombuffer(buf, np.uint8)
             f = frame[idx]
             columns = [ts[idx].tolist(), _as_bytes(col.src_mac(idx), 6), _as_bytes(col.dst_mac(idx), 6),
-                       col.arp(idx)[1].tolist(), _take(u8, f + 22, 6), _take(u8, f + 28, 4), _take(u8, f + 32, 6),
+                       arp_op.tolist(), _take(u8, f + 22, 6), _take(u8, f + 28, 4), _take(u8, f + 32, 6),
                        _take(u8, f + 38, 4)]
             out.extend([new(Arp, row) for row in zip(*columns)])
 
         # the rest, one at a time and in order
-        tcp_plain = tcp
-        self._one_by_one(buf, np.flatnonzero(rest), ts, frame, incl, orig, tcp_plain, watch)
+        self._one_by_one(buf, np.flatnonzero(rest), ts, frame, incl, orig, tcp, watch)
         if late is not None and len(late):
             known = flows.tcp
             flows_left = np.flatnonzero(np.bincount(late_flow))         # (np.unique sorts; these are small ints)
             still = np.zeros(len(flow_keys), bool)
             still[flows_left] = [flow_keys[f] not in known for f in flows_left.tolist()]
-            self._one_by_one(buf, late[still[late_flow]], ts, frame, incl, orig, tcp_plain, {})
+            self._one_by_one(buf, late[still[late_flow]], ts, frame, incl, orig, tcp, {})
 
         if len(out) > first_event:
             out[first_event:] = sorted(out[first_event:], key=BY_TIME)
