@@ -8,7 +8,7 @@ import json
 import pytest
 
 from traffic_helpers import FIXTURES, detect, events, found, inventory_from_roles, load_inventory
-from vmsentry.collect.traffic.events import Arp, Dhcp, RouterAdvert
+from vmsentry.model.traffic import Arp, Dhcp, RouterAdvert
 
 CASES = json.loads((FIXTURES / "captures.json").read_text())["captures"]
 

@@ -16,7 +16,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from traffic_helpers import LAB, T0, detect, lab_inventory, write_pcap
 from vmsentry.analyse.detectors import Engine, Truth
 from vmsentry.analyse.detectors.tunables import TunableError, with_overrides
-from vmsentry.collect.traffic.events import Frame, Packet
+from vmsentry.model.traffic import Frame, Packet
 
 HOST_IP, HOST_MAC = LAB["host"]
 VM1_IP, VM1_MAC = LAB["vm1"]

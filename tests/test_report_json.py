@@ -4,7 +4,7 @@ import random
 import time
 
 from fixtures.report.builders import finding, result
-from vmsentry.analyse.engine import sort_findings
+from vmsentry.model.findings import sort_findings
 from vmsentry.report import render
 
 FINDING_KEYS = {"rule_id", "title", "severity", "status", "category", "platform", "asset", "evidence",

@@ -3,7 +3,7 @@ from lxml import etree
 
 from fixtures.report.builders import finding, result
 from vmsentry.report import render
-from vmsentry.report.text import printable
+from vmsentry.model.text import printable
 
 
 def junit(findings, **kw):

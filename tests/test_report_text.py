@@ -3,7 +3,7 @@ import re
 
 from fixtures.report.builders import finding, result
 from vmsentry.report import render
-from vmsentry.report.text import printable
+from vmsentry.model.text import printable
 
 
 def lines_of(res, **kw):

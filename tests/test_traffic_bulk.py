@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from traffic_helpers import detect, events
-from vmsentry.collect.traffic.events import Arp, Probes
+from vmsentry.model.traffic import Arp, Probes
 from vmsentry.collect.traffic.pcap import MAGICS
 from vmsentry.collect.traffic.pcap_walk import MIN_SEGMENT, RecordWalker
 

@@ -11,7 +11,7 @@ import pytest
 
 from traffic_helpers import FIXTURES, detect, events, found, load_inventory
 from vmsentry.collect.traffic import TrafficStream, open_inputs
-from vmsentry.collect.traffic.events import Arp, Packet, Probes
+from vmsentry.model.traffic import Arp, Packet, Probes
 
 LAB_PCAPS = ["lab/arpspoof-vm1-vs-vm2.pcap", "lab/nmap-sS-vm1-vs-hostns.pcap", "lab/realvm-dhcp-virbr0.pcap",
              "smb_psexec_mimikatz_suricata.pcap", "ipv6_rogue_ra_kill_router6.pcap", "dhcp_inform_flood_zeek.pcap",

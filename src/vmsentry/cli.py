@@ -7,6 +7,7 @@ import gc
 import os
 import sys
 import time
+from vmsentry.model.text import printable
 
 FORMATS_SCAN = ("text", "json", "sarif", "junit")
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info", "none")
@@ -140,7 +141,7 @@ def _collect(args: argparse.Namespace, progress: bool):
     if bar:
         bar.close()
     for err in inv.errors:
-        print(f"vmsentry: {_one_line(err.line())}", file=sys.stderr)
+        print(f"vmsentry: {printable(err.line())}", file=sys.stderr)
     return inv, skipped
 
 
@@ -268,9 +269,6 @@ def _emit(text: str, path: str | None) -> None:
         raise FatalError(str(exc)) from None
 
 
-def _one_line(text: str) -> str:
-    """Errors name hostile files and values: keep them on one line and free of terminal escapes."""
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
 class _ProgressBar:
@@ -291,7 +289,7 @@ class _ProgressBar:
         self.shown = True
         done = min(count * self.WIDTH // self.total, self.WIDTH)
         sys.stderr.write(f"\rvmsentry: [{'#' * done}{'.' * (self.WIDTH - done)}] {count}/{self.total} "
-                         f"{_one_line(os.path.basename(path))[:30]:<30}")
+                         f"{printable(os.path.basename(path))[:30]:<30}")
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -346,7 +344,7 @@ def _detect(args: argparse.Namespace) -> int:
         try:
             readers.extend(open_inputs(path))
         except BadTrafficInput as exc:
-            print(f"vmsentry: {_one_line(str(exc))}", file=sys.stderr)
+            print(f"vmsentry: {printable(str(exc))}", file=sys.stderr)
             unreadable += 1
     stopping: list[int] = []
     if args.interface:
@@ -385,7 +383,7 @@ def _detect(args: argparse.Namespace) -> int:
         _emit((report.render_json if fmt == "json" else report.render_text)(alerts, stats), args.output)
     damaged = sum(n for kind, n in stats["problems"].items() if kind.startswith(report.DAMAGE))
     for line in report.damage_lines(stats):
-        print(f"vmsentry: {_one_line(line)}", file=sys.stderr)
+        print(f"vmsentry: {printable(line)}", file=sys.stderr)
     return 2 if unreadable or damaged else 1 if alerts else 0
 
 
@@ -401,7 +399,7 @@ def _detect_truth(specs: list[str], interface: str | None):
             raise FatalError(f"{path}: no such file or folder")
     inv, _ = collect(paths, uris)
     for err in inv.errors:
-        print(f"vmsentry: {_one_line(err.line())}", file=sys.stderr)
+        print(f"vmsentry: {printable(err.line())}", file=sys.stderr)
     if not (inv.vms or inv.networks):
         raise FatalError(f"{', '.join(specs)}: no VM or network found to take the truth from")
     return Truth.from_inventory(inv, bridge=interface)

@@ -39,9 +39,9 @@ def network_reachable(address: str | None, transport: str = "tcp") -> bool | Non
 
 
 # Services an attacker wants on a host or guest: remote shells/desktops, file sharing, hypervisor and
-# container management (the mgmt_access list of the traffic detectors, kept in one place).
-MANAGEMENT_PORTS = frozenset([22, 23, 139, 445, 902, 2375, 2376, 3389, 5985, 5986, 8006, 16509, 16514]
-                             + list(range(5900, 6000)))
+# container management. The audit's rules and the traffic detectors' mgmt_access default both use this list.
+MANAGEMENT_PORT_LIST = (22, 23, 139, 445, 902, 2375, 2376, 3389, 5985, 5986, 8006, 16509, 16514) + tuple(range(5900, 6000))
+MANAGEMENT_PORTS = frozenset(MANAGEMENT_PORT_LIST)
 
 
 def ports_in(first: int, last: int, ports: frozenset[int] = MANAGEMENT_PORTS) -> list[int]:

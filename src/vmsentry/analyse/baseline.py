@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from vmsentry.analyse.engine import Finding
+from vmsentry.model.findings import Finding
 
 Key = tuple[str, str, Any, Any]
 EXPECTED = "expected the output of 'vmsentry scan --format json'"

@@ -1,43 +1,13 @@
 """Evaluate the catalogue against an inventory: every rule, every asset of its type and platform."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from vmsentry.analyse.checks import Outcome, as_outcomes, load_checks
 from vmsentry.analyse.context import ScanContext
-from vmsentry.analyse.rules import SEVERITY_RANK, Rule, load_catalogue
+from vmsentry.analyse.rules import Rule, load_catalogue
 from vmsentry.model import Inventory
-
-
-@dataclass(slots=True)
-class Finding:
-    rule_id: str
-    title: str
-    severity: str
-    status: str
-    category: str
-    platform: str
-    asset: str
-    evidence: dict[str, Any]
-    remediation: str
-    references: list[str]
-    waiver: dict[str, Any] | None = field(default=None)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {
-            "rule_id": self.rule_id, "title": self.title, "severity": self.severity, "status": self.status,
-            "category": self.category, "platform": self.platform, "asset": self.asset,
-            "evidence": self.evidence, "remediation": self.remediation, "references": self.references,
-        }
-        if self.waiver is not None:
-            out["waiver"] = self.waiver
-        return out
-
-    @property
-    def key(self) -> tuple[str, str, str | None, str | None]:
-        """Identity across scans (for baselines): rule, asset, file and locator."""
-        return (self.rule_id, self.asset, self.evidence.get("file"), self.evidence.get("locator"))
+from vmsentry.model.findings import Finding, sort_findings  # noqa: F401  (sort_findings: callers' one import)
 
 
 def _assets_by_rule_scope(inventory: Inventory) -> dict[tuple[str, str], list[Any]]:
@@ -85,11 +55,3 @@ def evaluate(inventory: Inventory, rules: Iterable[Rule] | None = None, *,
                     append(Finding(rule_id, title, severity, oc.status, category, platform, asset_id, ev,
                                    remediation, references))
     return findings
-
-
-STATUS_ORDER = {"fail": 0, "error": 1, "unknown": 2, "waived": 3, "pass": 4, "not_applicable": 5}
-
-
-def sort_findings(findings: list[Finding]) -> list[Finding]:
-    """Worst first: failures by severity, then errors, unknowns, waivers, passes."""
-    return sorted(findings, key=lambda f: (STATUS_ORDER.get(f.status, 9), SEVERITY_RANK[f.severity], f.asset, f.rule_id))

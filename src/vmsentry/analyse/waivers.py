@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from vmsentry.analyse.engine import Finding
+from vmsentry.model.findings import Finding
 
 FIELDS = ("rule", "asset", "owner", "reason", "expires")
 WAIVABLE = ("fail", "unknown")

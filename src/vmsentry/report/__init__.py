@@ -5,32 +5,12 @@ lives in its own module, imported only when that format is rendered.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from vmsentry.analyse.engine import Finding
-    from vmsentry.analyse.rules import Rule
-    from vmsentry.model import Inventory
+from vmsentry.model.scan import ScanResult  # noqa: F401  (the record every format renders)
 
 # format name -> module under vmsentry.report
 FORMATS = {"text": "text", "json": "json_report", "sarif": "sarif", "junit": "junit"}
-
-
-@dataclass(slots=True)
-class ScanResult:
-    findings: list[Finding]
-    inventory: Inventory
-    rules: tuple[Rule, ...] = ()         # the catalogue the scan used (SARIF lists every rule of it)
-    skipped_files: int = 0
-    seconds: float = 0.0
-    tool_version: str = ""
-    fail_on: str = "high"                # a severity, or "none"
-    # {"new": [Finding], "fixed": [finding dict], "unchanged": int, "file": path} with --baseline
-    baseline: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
-    not_applicable: int = 0              # not-applicable results counted by the engine but not listed
 
 
 def render(fmt: str, result: ScanResult, *, color: bool = False) -> str:
@@ -44,7 +24,7 @@ def render(fmt: str, result: ScanResult, *, color: bool = False) -> str:
 def exit_code(result: ScanResult) -> int:
     """0 clean, 1 failing findings at or above ``fail_on`` (only new ones when a baseline was given),
     2 some input could not be read (wins over 1). 3 (usage, fatal) is the CLI's."""
-    from vmsentry.analyse.rules import SEVERITY_RANK  # here, not at the top: keeps this module light
+    from vmsentry.model.findings import SEVERITY_RANK  # here, not at the top: keeps this module light
 
     if result.inventory.errors:
         return 2

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-from vmsentry.analyse.detectors.alert import Alert
+from vmsentry.model.alert import Alert
+from vmsentry.model.text import printable
 
 
 _compact = json.JSONEncoder(separators=(",", ":"), default=str).encode
@@ -34,13 +35,13 @@ def render_text(alerts: list[Alert], stats: dict) -> str:
     for a in alerts:
         d = a.to_dict()
         span = d["last_seen"] - d["first_seen"]
-        lines.append(f"{d['severity'].upper():<8} {d['type']:<17} {_oneline(d['summary'])}  "
+        lines.append(f"{d['severity'].upper():<8} {d['type']:<17} {printable(d['summary'])}  "
                      f"[{d['count']}x, {_when(d['first_seen'])} +{span:.2f}s, confidence {d['confidence']:.2f}]")
     problems = stats.get("problems") or {}
     if problems:
         lines.append("input problems: " + ", ".join(f"{k} {v}" for k, v in problems.items()))
         for example in stats.get("problem_examples", [])[:5]:
-            lines.append(f"  {_oneline(example)}")
+            lines.append(f"  {printable(example)}")
     evicted = stats.get("evicted") or {}
     if evicted:
         lines.append("state evicted (bounded tables): " + ", ".join(f"{k} {v}" for k, v in evicted.items()))
@@ -66,8 +67,6 @@ def _when(ts: float) -> str:
         return str(ts)
 
 
-def _oneline(text: str) -> str:
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in str(text))
 
 
 # problem kinds that mean an input could not be read whole (exit code 2), as opposed to odd packets

@@ -17,9 +17,7 @@ from collections import Counter
 from json.encoder import encode_basestring_ascii as quote  # the C string encoder json.dumps uses
 from typing import Any, Iterable
 
-from vmsentry.analyse.checks import STATUSES
-from vmsentry.analyse.engine import Finding, sort_findings
-from vmsentry.analyse.rules import SEVERITIES
+from vmsentry.model.findings import SEVERITIES, STATUSES, Finding, sort_findings
 from vmsentry.report import ScanResult
 
 compact = json.JSONEncoder(separators=(",", ":"), default=str).encode

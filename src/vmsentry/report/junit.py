@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from lxml import etree
 
-from vmsentry.analyse.engine import Finding
+from vmsentry.model.findings import Finding
 from vmsentry.report import ScanResult
-from vmsentry.report.text import evidence_text, group_by_asset, printable, waiver_text
+from vmsentry.model.text import printable
+from vmsentry.report.text import evidence_text, group_by_asset, waiver_text
 
 OUTCOME_ELEMENT = {"fail": "failure", "error": "error", "unknown": "skipped", "not_applicable": "skipped",
                    "waived": "skipped"}

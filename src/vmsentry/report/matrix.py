@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any, Iterable
 
-from vmsentry.analyse.rules import CONTROLS, Rule
+from vmsentry.model.rule import CONTROLS, Rule
 
 # column -> the rule platforms that belong to it (host rules of a KVM host are platform "linux")
 COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (

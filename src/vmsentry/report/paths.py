@@ -5,11 +5,9 @@ import json
 from typing import Any
 
 from vmsentry.analyse.graph import PathsResult
+from vmsentry.model.text import printable
 
 
-def _clean(text: Any) -> str:
-    """Names come from hostile files: one line, no terminal escapes."""
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in str(text))
 
 
 def render_json(result: PathsResult) -> str:
@@ -18,20 +16,20 @@ def render_json(result: PathsResult) -> str:
 
 def _label(result: PathsResult, node: str) -> str:
     data = result.graph.g.nodes.get(node, {})
-    return _clean(data.get("label") or node)
+    return printable(data.get("label") or node)
 
 
 def _where(ev: dict[str, Any]) -> str:
     parts = [p for p in (ev.get("file"), ev.get("locator")) if p]
-    return _clean(", ".join(str(p) for p in parts)) if parts else "(derived)"
+    return printable(", ".join(str(p) for p in parts)) if parts else "(derived)"
 
 
 def render_text(result: PathsResult, limit: int = 20) -> str:
     g = result.graph
     st = g.stats()
     inv_nets = sum(1 for _, k in g.g.nodes(data="kind") if k == "network")
-    hosts = ", ".join(_clean(h.split(":", 1)[1]) for h in g.hosts) or "none"
-    out = [f"vmsentry paths: {_clean(result.source)} -> {_clean(result.target)}",
+    hosts = ", ".join(printable(h.split(":", 1)[1]) for h in g.hosts) or "none"
+    out = [f"vmsentry paths: {printable(result.source)} -> {printable(result.target)}",
            f"{st['vms']} VMs, {inv_nets} networks/bridges, host {hosts}; exposure graph of {st['nodes']} nodes and "
            f"{st['edges']} edges.", ""]
     paths = result.paths
@@ -40,18 +38,18 @@ def render_text(result: PathsResult, limit: int = 20) -> str:
         w = result.what_if
         out.append("What-if: with these changes applied")
         for c in w["applied"]:
-            out.append(f"  - {_clean(c['change'])} [{c['rule_id'] or 'no rule'}]")
+            out.append(f"  - {printable(c['change'])} [{c['rule_id'] or 'no rule'}]")
         b, a = w["before"], w["after"]
         out.append(f"  before: {b['reaching']} sources with a path, {b['paths']} paths, worst score {b['worst_score']}")
         out.append(f"  after:  {a['reaching']} sources with a path, {a['paths']} paths, worst score {a['worst_score']}")
         out.append("")
     if not paths:
-        out.append(f"No path found from {_clean(result.source)} to {_clean(result.target)}.")
+        out.append(f"No path found from {printable(result.source)} to {printable(result.target)}.")
     else:
         top = paths[0]
-        out.append(f"{reaching['reaching']} of {reaching['sources']} sources reach {_clean(result.target)}. "
-                   f"The worst path ({top.score}/10) goes {_clean(top.source)} -> {_clean(top.target)} via "
-                   f"{', '.join(_clean(s['technique']) for s in top.steps)}.")
+        out.append(f"{reaching['reaching']} of {reaching['sources']} sources reach {printable(result.target)}. "
+                   f"The worst path ({top.score}/10) goes {printable(top.source)} -> {printable(top.target)} via "
+                   f"{', '.join(printable(s['technique']) for s in top.steps)}.")
         techniques = sorted({s["technique"] for p in paths for s in p.steps if s.get("attack_id")})
         if techniques:
             ids = sorted({s["attack_id"] for p in paths for s in p.steps if s.get("attack_id")})
@@ -60,13 +58,13 @@ def render_text(result: PathsResult, limit: int = 20) -> str:
         shown = paths[:limit]
         out.append(f"Worst paths ({len(paths)} found, {len(shown)} shown; score 0-10, higher is worse):")
         for i, p in enumerate(shown, 1):
-            out.append(f"{i:>3}. [{p.score:>4}] {_clean(p.source)} -> {_clean(p.target)}  "
+            out.append(f"{i:>3}. [{p.score:>4}] {printable(p.source)} -> {printable(p.target)}  "
                        f"(likelihood {p.probability:.2f})")
             for j, s in enumerate(p.steps, 1):
                 tag = s["technique"] + (f", {s['attack_id']}" if s.get("attack_id") else "")
                 poss = " POSSIBLE" if s.get("possible") else ""
                 out.append(f"       {j}) {_label(result, s['from'])} -> {_label(result, s['to'])}: "
-                           f"{_clean(s['explanation'])} [{tag}]{poss}")
+                           f"{printable(s['explanation'])} [{tag}]{poss}")
                 out.append(f"          at {_where(s['evidence'])}")
         out.append("")
     fix = result.fix
@@ -81,19 +79,19 @@ def render_text(result: PathsResult, limit: int = 20) -> str:
         out.append(f"Smallest fix found: {len(result.remediation)} change(s), total cost {fix.cost:g} ({state}).")
         out.append("Biggest cut first; 'cuts' counts the listed paths each change breaks.")
         for i, r in enumerate(result.remediation, 1):
-            out.append(f"{i:>3}. {_clean(r['change'])}")
-            out.append(f"       asset {_clean(r['asset'])}, rule {r['rule_id'] or '-'}, cuts {r['cuts']}, "
-                       f"cost {r['cost']:g}; what-if id: {_clean(r['id'])}")
-        ids = " ".join(f"--what-if '{_clean(r['id'])}'" for r in result.remediation[:3])
+            out.append(f"{i:>3}. {printable(r['change'])}")
+            out.append(f"       asset {printable(r['asset'])}, rule {r['rule_id'] or '-'}, cuts {r['cuts']}, "
+                       f"cost {r['cost']:g}; what-if id: {printable(r['id'])}")
+        ids = " ".join(f"--what-if '{printable(r['id'])}'" for r in result.remediation[:3])
         out.append(f"Preview the effect before touching the host: vmsentry paths ... {ids}")
         out.append("")
     if g.vulns_matched:
         out.append("Hypervisor flaws that match this inventory:")
         for v in g.vulns_matched:
             state = "affected" if v["status"] == "affected" else "possible (version not known)"
-            out.append(f"  {v['id']} {v['component']} {v['version'] or '?'} on {_clean(v['host'])}: {state}; "
+            out.append(f"  {v['id']} {v['component']} {v['version'] or '?'} on {printable(v['host'])}: {state}; "
                        f"fixed in {v['fixed']}")
         out.append("")
     for note in result.notes:
-        out.append(f"note: {_clean(note)}")
+        out.append(f"note: {printable(note)}")
     return "\n".join(out).rstrip() + "\n"

@@ -15,8 +15,9 @@ from pathlib import PurePath
 from typing import Any
 from urllib.parse import quote
 
-from vmsentry.analyse.engine import Finding, sort_findings
-from vmsentry.analyse.rules import SECURITY_SEVERITY, Rule
+from vmsentry.model.findings import Finding, sort_findings
+from vmsentry.model.findings import SECURITY_SEVERITY
+from vmsentry.model.rule import Rule
 from vmsentry.report import ScanResult
 from vmsentry.report.json_report import compact
 

@@ -6,34 +6,17 @@ terminal or forge report lines.
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Iterable
 
-from vmsentry.analyse.engine import Finding, sort_findings
+from vmsentry.model.findings import Finding, sort_findings
+from vmsentry.model.text import printable
 from vmsentry.report import ScanResult
 from vmsentry.report.json_report import summarise
-
-# C0/C1 controls and DEL; bidi overrides ("trojan source") that reorder what is shown; lone surrogates
-# (undecodable file names), which neither a terminal nor XML can carry.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 _ANSI = {"critical": "1;31", "high": "31", "medium": "33", "low": "36", "info": "2",
          "unknown": "34", "error": "35", "waived": "2", "heading": "1"}
 _TAG_WIDTH = len("[CRITICAL]")
 _INDENT = " " * (2 + _TAG_WIDTH + 1)
-
-
-def printable(value: Any) -> str:
-    """``value`` as one line of text with control characters shown as escapes (``\\x1b``, ``\\n``)."""
-    text = value if isinstance(value, str) else str(value)
-    return _UNPRINTABLE.sub(_escape, text)
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match[0]
-    code = ord(char)
-    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def evidence_text(evidence: dict[str, Any]) -> str:

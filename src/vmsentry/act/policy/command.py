@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from vmsentry.model.text import printable
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_USAGE = 0, 1, 2, 3
 
@@ -74,11 +75,9 @@ def add_parser(sub, parser_class) -> None:
 
 
 def _err(msg: str) -> None:
-    print(f"vmsentry: {_one_line(msg)}", file=sys.stderr)
+    print(f"vmsentry: {printable(msg)}", file=sys.stderr)
 
 
-def _one_line(text: str) -> str:
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in str(text))
 
 
 def _problems(problems) -> None:

@@ -24,7 +24,7 @@ def events_to_flows(batches: Iterable[list]) -> Iterator[Flow]:
     """Events of a stream read with ``all_packets=True`` -> flows. Packets that start nothing become
     ``proto="ip"`` records: they are judged only for a forged source (a VM that forwards or injects
     packets with another address mid-stream)."""
-    from vmsentry.collect.traffic.events import ACK, ICMP, ICMP6, SYN, TCP, UDP, Arp, Packet, ip_text, mac_text
+    from vmsentry.model.traffic import ACK, ICMP, ICMP6, SYN, TCP, UDP, Arp, Packet, ip_text, mac_text
     udp_seen: set[bytes] = set()
     for batch in batches:
         for e in batch:

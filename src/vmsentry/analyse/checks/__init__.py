@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Callable, Iterable
 
-STATUSES = ("fail", "pass", "unknown", "not_applicable", "error", "waived")
+from vmsentry.model.findings import STATUSES  # noqa: F401
 
 _MODULES = ("vmsentry.analyse.checks.vm_network", "vmsentry.analyse.checks.vm_exposure",
             "vmsentry.analyse.checks.vm_isolation", "vmsentry.analyse.checks.networks",

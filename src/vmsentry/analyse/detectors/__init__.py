@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from vmsentry.analyse.detectors.access import Access
-from vmsentry.analyse.detectors.alert import Alert
+from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.arp_spoof import ArpSpoof
 from vmsentry.analyse.detectors.base import Sink
 from vmsentry.analyse.detectors.dhcp import Dhcp
@@ -24,7 +24,7 @@ from vmsentry.analyse.detectors.rogue_ra import RogueRa
 from vmsentry.analyse.detectors.scan import Scan
 from vmsentry.analyse.detectors.truth import Truth
 from vmsentry.analyse.detectors.tunables import DEFAULTS
-from vmsentry.collect.traffic.events import EVENT_TYPES
+from vmsentry.model.traffic import EVENT_TYPES
 
 REGISTRY = {"arp_spoof": ArpSpoof, "mac_flood": MacFlood, "dhcp": Dhcp, "rogue_ra": RogueRa, "scan": Scan,
             "access": Access, "dns_unsanctioned": DnsUnsanctioned, "ipv6": Ipv6}

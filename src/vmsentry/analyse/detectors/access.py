@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 import uuid
 
-from vmsentry.analyse.detectors.alert import Alert
+from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Detector
-from vmsentry.collect.traffic.events import ACK, RST, SYN, TCP
+from vmsentry.model.traffic import ACK, RST, SYN, TCP
 
 # DCE/RPC interfaces used for remote execution, as their UUIDs appear on the wire (uuid.bytes_le)
 RPC_INTERFACES = {

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from vmsentry.analyse.detectors.alert import Alert
+from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Bounded, Detector
-from vmsentry.collect.traffic.events import ip_text, mac_text
+from vmsentry.model.traffic import ip_text, mac_text
 
 ZERO_IP = b"\x00\x00\x00\x00"
 ZERO_MAC = b"\x00" * 6
@@ -185,10 +185,10 @@ def _describe(truth):
 
 
 def _ip(endpoint: dict):
-    from vmsentry.collect.traffic.events import ip_bytes
+    from vmsentry.model.traffic import ip_bytes
     return ip_bytes(endpoint.get("ip"))
 
 
 def _mac(endpoint: dict):
-    from vmsentry.collect.traffic.events import mac_bytes
+    from vmsentry.model.traffic import mac_bytes
     return mac_bytes(endpoint.get("mac"))

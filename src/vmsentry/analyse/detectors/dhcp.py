@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from vmsentry.analyse.detectors.alert import Alert
+from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Bounded, Detector
-from vmsentry.collect.traffic.events import DHCP_TYPES, ip_text
+from vmsentry.model.traffic import DHCP_TYPES, ip_text
 
 SERVER_TYPES = (2, 5, 6)
 

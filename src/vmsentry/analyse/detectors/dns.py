@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from vmsentry.analyse.detectors.alert import Alert
+from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Detector
-from vmsentry.collect.traffic.events import TCP, UDP, dns_qname, ip_text
+from vmsentry.model.traffic import TCP, UDP, dns_qname, ip_text
 
 
 class DnsUnsanctioned(Detector):

@@ -8,9 +8,9 @@ rogue_ra detector's.
 """
 from __future__ import annotations
 
-from vmsentry.analyse.detectors.alert import Alert
+from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Detector
-from vmsentry.collect.traffic.events import ICMP6, TCP, UDP, ip_text
+from vmsentry.model.traffic import ICMP6, TCP, UDP, ip_text
 
 KINDS = {133: "router-solicitation", 135: "neighbour-solicitation", 136: "neighbour-advertisement",
          130: "mld-query", 131: "mld-report", 143: "mldv2-report", 128: "echo-request", 129: "echo-reply"}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections import Counter, deque
 
-from vmsentry.analyse.detectors.alert import Alert
+from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Bounded, Detector
-from vmsentry.collect.traffic.events import mac_text
+from vmsentry.model.traffic import mac_text
 
 
 class MacFlood(Detector):

@@ -12,9 +12,9 @@ Reasons (counted in ``evidence.reasons``; one alert per sending MAC):
 """
 from __future__ import annotations
 
-from vmsentry.analyse.detectors.alert import Alert
+from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Detector
-from vmsentry.collect.traffic.events import ip_text, mac_text
+from vmsentry.model.traffic import ip_text, mac_text
 
 CONFIDENCE = {"not_a_router": 0.95, "spoofed_source": 0.9, "lladdr_mismatch": 0.9, "second_router": 0.6}
 

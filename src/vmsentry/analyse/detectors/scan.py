@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from vmsentry.analyse.detectors.alert import Alert
+from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Bounded, Detector
-from vmsentry.collect.traffic.events import ACK, ICMP, ICMP6, SYN, TCP, UDP
+from vmsentry.model.traffic import ACK, ICMP, ICMP6, SYN, TCP, UDP
 
 ZERO_IP = b"\x00\x00\x00\x00"
 

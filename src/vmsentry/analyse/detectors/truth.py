@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from vmsentry.collect.traffic.events import ip_bytes, ip_text, mac_bytes, mac_text
+from vmsentry.model.traffic import ip_bytes, ip_text, mac_bytes, mac_text
 from vmsentry.model import Inventory
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
-MGMT_PORTS = (22, 139, 445, 902, 2375, 2376, 3389, 5985, 5986, 8006, 16509, 16514) + tuple(range(5900, 6000))
+from vmsentry.analyse.addresses import MANAGEMENT_PORT_LIST
+
+# the audit's list of management services (analyse/addresses.py): one list, so the audit and the detectors agree
+MGMT_PORTS = MANAGEMENT_PORT_LIST
 LATERAL_PORTS = {22: "ssh", 135: "rpc", 139: "smb", 445: "smb", 593: "rpc", 3389: "rdp", 5985: "winrm",
                  5986: "winrm", **{p: "vnc" for p in range(5900, 5910)}}
 
@@ -153,7 +156,7 @@ def table() -> list[tuple[str, str, str, str]]:
         for f in fields(obj):
             value = getattr(obj, f.name)
             if isinstance(value, tuple) and len(value) > 12:
-                shown = ", ".join(map(str, value[:12])) + ", 5900-5999" if det == "access" else str(value)
+                shown = ", ".join(map(str, value[:13])) + ", 5900-5999" if det == "access" else str(value)
             elif isinstance(value, dict):
                 shown = ", ".join(f"{p} {s}" for p, s in value.items() if not (5901 <= p <= 5909))
                 shown = shown.replace("5900 vnc", "5900-5909 vnc")

@@ -5,66 +5,17 @@ absent key means on each platform.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 import yaml
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
-SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}           # 0 = worst
-# GitHub code scanning ranks SARIF results by this number (>=9 critical, 7-8.9 high, 4-6.9 medium).
-SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "info": "1.0"}
-CATEGORIES = (
-    "network-mode", "port-forward", "console-exposure", "listener", "shared-folder", "clipboard",
-    "l2-spoofing", "management-plane", "confinement", "passthrough", "memory-encryption",
-    "disk-encryption", "snapshot", "ipv6", "dns", "host-firewall", "host-kernel",
-    "hardware-isolation", "hypervisor-vuln", "logging", "access-control",
-)
-ASSET_TYPES = ("vm", "network", "host")
-# Matrix metadata (``vmsentry rules --matrix``): which control a rule checks, how the platform sets it,
-# and the recommended value. Optional; ``control`` must be one of these.
-CONTROLS = (
-    "clipboard", "drag-and-drop", "shared-folders", "console-network-exposure", "console-authentication",
-    "anti-spoofing", "promiscuous-mode", "port-forwards", "user-mode-nat-host-access", "management-plane",
-    "memory-encryption", "disk-encryption", "pci-passthrough", "usb-passthrough", "serial-over-network",
-    "guest-integration-services", "snapshots", "vm-firewall", "network-isolation", "confinement",
-)
+from vmsentry.model.findings import SECURITY_SEVERITY, SEVERITIES, SEVERITY_RANK  # noqa: F401
+from vmsentry.model.rule import ASSET_TYPES, CATEGORIES, CONTROLS, Rule  # noqa: F401
+
 REQUIRED = ("id", "title", "severity", "category", "platforms", "asset", "rationale", "remediation",
             "references", "default", "check")
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    id: str
-    title: str
-    severity: str
-    category: str
-    platforms: tuple[str, ...]
-    asset: str
-    rationale: str
-    remediation: dict[str, str]
-    references: tuple[str, ...]
-    default: str
-    check: str
-    verified: str = "yes"            # "yes", or what could not be checked, said plainly
-    compliance: dict[str, Any] = field(default_factory=dict)
-    control: str | None = None       # one of CONTROLS (matrix row)
-    setting: dict[str, str] = field(default_factory=dict)       # per platform: the key/option that sets it
-    recommended: dict[str, str] = field(default_factory=dict)   # per platform: the recommended value
-
-    def remediation_for(self, platform: str) -> str:
-        return self.remediation.get(platform) or self.remediation.get("all") or next(iter(self.remediation.values()), "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "title": self.title, "severity": self.severity, "category": self.category,
-            "platforms": list(self.platforms), "asset": self.asset, "rationale": self.rationale,
-            "remediation": dict(self.remediation), "references": list(self.references),
-            "default": self.default, "verified": self.verified, "compliance": dict(self.compliance),
-            "control": self.control, "setting": dict(self.setting), "recommended": dict(self.recommended),
-        }
 
 
 class CatalogueError(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 
 from vmsentry.collect.traffic import protocols
-from vmsentry.collect.traffic.events import ICMP, ICMP6, TCP, UDP, Frame
+from vmsentry.model.traffic import ICMP, ICMP6, TCP, UDP, Frame
 from vmsentry.collect.traffic.flows import FlowTable
 from vmsentry.collect.traffic.stats import Stats
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Iterator
 
 from vmsentry.collect.traffic.decode import FrameDecoder
-from vmsentry.collect.traffic.events import (ACK, RST, SYN, TCP, UDP, ICMP, ICMP6, Arp, Dhcp, Packet,
+from vmsentry.model.traffic import (ACK, RST, SYN, TCP, UDP, ICMP, ICMP6, Arp, Dhcp, Packet,
                                               dns_query_payload, ip_bytes, mac_bytes)
 
 BATCH = 4096

@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 from itertools import count, islice
 
-from vmsentry.collect.traffic.events import (ACK, ICMP, PROBE_PAYLOADS, PROBE_SPAN, SYN, TCP, UDP, Packet, Probes,
+from vmsentry.model.traffic import (ACK, ICMP, PROBE_PAYLOADS, PROBE_SPAN, SYN, TCP, UDP, Packet, Probes,
                                               new)
 from vmsentry.collect.traffic.stats import Stats
 

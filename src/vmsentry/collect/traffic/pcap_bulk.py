@@ -30,7 +30,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from vmsentry.collect.traffic.events import PROBE_PAYLOADS, PROBE_SPAN, TCP, UDP, Arp, Probes, new
+from vmsentry.model.traffic import PROBE_PAYLOADS, PROBE_SPAN, TCP, UDP, Arp, Probes, new
 from vmsentry.collect.traffic.flows import PAYLOAD_KEPT, PENDING_EMPTY, FlowTable
 from vmsentry.collect.traffic.pcap_walk import RecordWalker
 

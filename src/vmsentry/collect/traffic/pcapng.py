@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from vmsentry.collect.traffic.decode import LINK_ETHERNET, FrameDecoder, linktype_supported
-from vmsentry.collect.traffic.events import PROBE_SPAN
+from vmsentry.model.traffic import PROBE_SPAN
 from vmsentry.collect.traffic.pcap import Chunks
 from vmsentry.collect.traffic.pcap_bulk import BulkDecoder
 

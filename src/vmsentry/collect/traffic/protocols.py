@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from vmsentry.collect.traffic.events import Arp, Dhcp, RouterAdvert, new
+from vmsentry.model.traffic import Arp, Dhcp, RouterAdvert, new
 
 DHCP_MAGIC = b"\x63\x82\x53\x63"
 

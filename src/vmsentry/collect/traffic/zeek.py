@@ -18,7 +18,7 @@ import json
 from typing import Iterator
 
 from vmsentry.collect.traffic.decode import FrameDecoder
-from vmsentry.collect.traffic.events import (ACK, RST, SYN, TCP, UDP, ICMP, ICMP6, Dhcp, Packet,
+from vmsentry.model.traffic import (ACK, RST, SYN, TCP, UDP, ICMP, ICMP6, Dhcp, Packet,
                                               dns_query_payload, ip_bytes, mac_bytes)
 
 BATCH = 4096

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}
+from vmsentry.model.findings import SEVERITY_RANK
+
 MAX_VICTIMS = 50
 MAX_PORTS = 100
 
@@ -67,7 +68,7 @@ class Alert:
 
     def raise_to(self, severity: str, confidence: float | None = None) -> None:
         """Make the alert worse (never better) as evidence accumulates."""
-        if SEVERITY_RANK[severity] > SEVERITY_RANK[self.severity]:
+        if SEVERITY_RANK[severity] < SEVERITY_RANK[self.severity]:          # 0 = worst
             self.severity = severity
         if confidence is not None and confidence > self.confidence:
             self.confidence = confidence
@@ -94,7 +95,7 @@ class Alert:
 
     def sort_key(self) -> tuple:
         """Worst first: severity, then confidence, then size, then time."""
-        return (-SEVERITY_RANK[self.severity], -self.confidence, -self.count, self.first_seen, self.type)
+        return (SEVERITY_RANK[self.severity], -self.confidence, -self.count, self.first_seen, self.type)
 
 
 def _plain(value):
