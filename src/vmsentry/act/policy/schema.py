@@ -19,6 +19,7 @@ from typing import Any
 
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problems
+from vmsentry.model.policy import Service  # noqa: F401  (the record; re-exported)
 from vmsentry.act.policy.yamlloc import LMap, Loc, LSeq, YamlError, load
 
 KEYWORDS_FROM = ("any-vm", "external")
@@ -39,26 +40,6 @@ ZONE_KEYS = ("vms", "networks", "match", "comment")
 ALLOW_KEYS = ("from", "to", "proto", "ports", "comment")
 ROLE_KEYS = ("sources", "to", "proto", "ports", "hours", "days", "timezone", "via", "comment")
 JUMP_KEYS = ("vm", "ports", "comment")
-
-
-@dataclass(frozen=True, slots=True)
-class Service:
-    proto: str                                  # tcp | udp | icmp | any
-    ports: tuple[tuple[int, int], ...] = ()     # inclusive ranges; () = every port
-
-    def matches(self, proto: str, dport: int | None) -> bool:
-        if self.proto == "any":
-            return True
-        if proto != self.proto:
-            return False
-        if not self.ports or self.proto == "icmp":
-            return True
-        return dport is not None and any(a <= dport <= b for a, b in self.ports)
-
-    def text(self) -> str:
-        if self.proto in ("any", "icmp") or not self.ports:
-            return self.proto if self.proto != "any" else "any protocol"
-        return f"{self.proto}/" + ",".join(str(a) if a == b else f"{a}-{b}" for a, b in self.ports)
 
 
 @dataclass(slots=True)
