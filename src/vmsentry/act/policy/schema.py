@@ -20,7 +20,7 @@ from typing import Any
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problems
 from vmsentry.model.policy import Service  # noqa: F401  (the record; re-exported)
-from vmsentry.act.policy.yamlloc import LMap, Loc, LSeq, YamlError, load
+from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, load
 
 KEYWORDS_FROM = ("any-vm", "external")
 KEYWORDS_TO = ("any-vm", "host", "external")
