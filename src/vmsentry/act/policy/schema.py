@@ -15,7 +15,7 @@ import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problems
@@ -205,6 +205,18 @@ def _seq(pr: Problems, loc: Loc | None, where: str, allow_scalar: bool = False) 
     return []
 
 
+def _named_maps(pr: Problems, loc: Loc | None, section: str, what: str) -> Iterator[tuple[str, int, LMap | None]]:
+    """The entries of a section of named things (zones, jump_hosts, roles) whose names are valid: (name, its
+    line, its mapping or None if it is not one)."""
+    m = _map(pr, loc, section)
+    if m is None:
+        return
+    for name, sub in m.items():
+        line = m.key_lines[name]
+        if _check_name(pr, name, line, what):
+            yield name, line, _map(pr, sub, f"{section}.{name}")
+
+
 def _kind(v: Any) -> str:
     if isinstance(v, LMap):
         return "a mapping"
@@ -322,14 +334,7 @@ def _defaults(pr: Problems, loc: Loc | None) -> Defaults:
 
 def _zones(pr: Problems, loc: Loc | None) -> dict[str, Zone]:
     zones: dict[str, Zone] = {}
-    m = _map(pr, loc, "zones")
-    if m is None:
-        return zones
-    for name, zloc in m.items():
-        line = m.key_lines[name]
-        if not _check_name(pr, name, line, "zone"):
-            continue
-        zm = _map(pr, zloc, f"zones.{name}")
+    for name, line, zm in _named_maps(pr, loc, "zones", "zone"):
         z = Zone(name, line)
         if zm is not None:
             _unknown_keys(pr, zm, ZONE_KEYS, f"zones.{name}")
@@ -391,14 +396,7 @@ def _allows(pr: Problems, loc: Loc | None, zones: dict[str, Zone]) -> list[Allow
 
 def _jumps(pr: Problems, loc: Loc | None) -> dict[str, JumpHost]:
     out: dict[str, JumpHost] = {}
-    m = _map(pr, loc, "jump_hosts")
-    if m is None:
-        return out
-    for name, jloc in m.items():
-        line = m.key_lines[name]
-        if not _check_name(pr, name, line, "jump host"):
-            continue
-        jm = _map(pr, jloc, f"jump_hosts.{name}")
+    for name, line, jm in _named_maps(pr, loc, "jump_hosts", "jump host"):
         if jm is None:
             pr.error(line, f"jump_hosts.{name}: expected {{vm: VM-NAME}}")
             continue
@@ -416,15 +414,8 @@ def _jumps(pr: Problems, loc: Loc | None) -> dict[str, JumpHost]:
 
 def _roles(pr: Problems, loc: Loc | None, zones: dict[str, Zone], jumps: dict[str, JumpHost]) -> dict[str, Role]:
     out: dict[str, Role] = {}
-    m = _map(pr, loc, "roles")
-    if m is None:
-        return out
-    for name, rloc in m.items():
-        line = m.key_lines[name]
+    for name, line, rm in _named_maps(pr, loc, "roles", "role"):
         where = f"roles.{name}"
-        if not _check_name(pr, name, line, "role"):
-            continue
-        rm = _map(pr, rloc, where)
         if rm is None:
             pr.error(line, f"{where}: expected {{sources: [...], to: [...], proto: ..., ports: [...]}}")
             continue
