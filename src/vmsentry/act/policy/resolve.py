@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problem
 from vmsentry.act.policy.schema import Named, Policy, Service
-from vmsentry.model.policy import Endpoint, Resolved, Rule, Sel  # noqa: F401  (the records; re-exported)
+from vmsentry.model.policy import Endpoint, Resolved, Rule, Sel
 
 MARK_BASE = 0x76000000          # 'v' in the top byte: a frame that entered through a VM port
 MARK_PREFIX_MASK = 0xFF000000

@@ -15,11 +15,12 @@ import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problems
-from vmsentry.model.policy import Service  # noqa: F401  (the record; re-exported)
+from vmsentry.model.policy import Service
 from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, load
 
 KEYWORDS_FROM = ("any-vm", "external")

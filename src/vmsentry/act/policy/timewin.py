@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from vmsentry.model.policy import Window  # noqa: F401  (the record; re-exported)
+from vmsentry.model.policy import Window
 
 DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")   # Python weekday order
 _DAY_ALIASES = {n[:3]: i for i, n in enumerate(DAY_NAMES)} | {n: i for i, n in enumerate(DAY_NAMES)}
