@@ -10,7 +10,8 @@ from pathlib import Path
 
 from scapy.all import IP, TCP, Ether, wrpcap
 
-from vmsentry.act.policy.check import Evaluator, Flow, port_text
+from vmsentry.analyse.detectors.policy_violation import port_text
+from vmsentry.analyse.policy_decision import Evaluator, Flow
 from vmsentry.act.policy.resolve import resolve
 from vmsentry.act.policy.schema import parse_policy
 from vmsentry.model import Inventory

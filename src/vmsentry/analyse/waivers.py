@@ -17,15 +17,12 @@ from datetime import date
 from fnmatch import fnmatchcase
 from typing import Any, Iterable
 
-import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-
 from vmsentry.model.findings import Finding
+from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, load
 
 FIELDS = ("rule", "asset", "owner", "reason", "expires")
 WAIVABLE = ("fail", "unknown")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_NULL_TAG = "tag:yaml.org,2002:null"
 
 
 class WaiverError(Exception):
@@ -59,54 +56,52 @@ def load_waivers(path: str) -> list[Waiver]:
     except (OSError, UnicodeDecodeError) as exc:
         raise WaiverError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        # compose, not load: nodes keep the line of every entry and value
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"{mark.line + 1}:" if mark is not None else ""
-        raise WaiverError(f"{path}:{line} bad YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG):
+        # values as written (an expiry is checked as text, not guessed into a date)
+        root, _ = load(text, raw_scalars=True)
+    except YamlError as exc:
+        line = f"{exc.line}:" if exc.line is not None else ""
+        raise WaiverError(f"{path}:{line} bad YAML: {exc.problem}") from None
+    if root is None or root.value is None:
         return []
-    entries = _entries(path, root)
-    return [_waiver(path, entry) for entry in entries]
+    return [_waiver(path, entry) for entry in _entries(path, root)]
 
 
-def _entries(path: str, root: Node) -> list[Node]:
-    if not isinstance(root, MappingNode):
-        raise WaiverError(f"{path}:{_line(root)}: expected a mapping with a 'waivers' list")
-    entries: list[Node] = []
-    for key, value in root.value:
-        if key.value != "waivers":
-            raise WaiverError(f"{path}:{_line(key)}: unknown key {key.value!r} (expected 'waivers')")
-        if isinstance(value, ScalarNode) and value.tag == _NULL_TAG:
-            continue
-        if not isinstance(value, SequenceNode):
-            raise WaiverError(f"{path}:{_line(value)}: 'waivers' must be a list")
-        entries = value.value
-    return entries
+def _entries(path: str, root: Loc) -> list[Loc]:
+    top = root.value
+    if not isinstance(top, LMap):
+        raise WaiverError(f"{path}:{root.line}: expected a mapping with a 'waivers' list")
+    for key in top:
+        if key != "waivers":
+            raise WaiverError(f"{path}:{top.key_lines[key]}: unknown key {key!r} (expected 'waivers')")
+    value = top.get("waivers")
+    if value is None or value.value is None:
+        return []
+    if not isinstance(value.value, LSeq):
+        raise WaiverError(f"{path}:{value.line}: 'waivers' must be a list")
+    return list(value.value)
 
 
-def _waiver(path: str, entry: Node) -> Waiver:
-    where = f"{path}:{_line(entry)}"
-    if not isinstance(entry, MappingNode):
+def _waiver(path: str, entry: Loc) -> Waiver:
+    where = f"{path}:{entry.line}"
+    fields = entry.value
+    if not isinstance(fields, LMap):
         raise WaiverError(f"{where}: a waiver must be a mapping of {', '.join(FIELDS)}")
     values: dict[str, Any] = {}
-    for key, value in entry.value:
-        name = key.value
+    for name, value in fields.items():
         if name not in FIELDS:
-            raise WaiverError(f"{path}:{_line(key)}: unknown key {name!r} (expected {', '.join(FIELDS)})")
-        if name in values:
-            raise WaiverError(f"{path}:{_line(key)}: {name} given twice")
-        if not isinstance(value, ScalarNode):
-            raise WaiverError(f"{path}:{_line(value)}: {name} must be a single value")
-        text = "" if value.tag == _NULL_TAG else value.value.strip()
+            raise WaiverError(f"{path}:{fields.key_lines[name]}: unknown key {name!r} (expected {', '.join(FIELDS)})")
+        if isinstance(value.value, (LMap, LSeq)):
+            raise WaiverError(f"{path}:{value.line}: {name} must be a single value")
+        text = (value.value or "").strip()
         if not text:
-            raise WaiverError(f"{path}:{_line(value)}: empty {name}")
-        values[name] = _date(f"{path}:{_line(value)}", text) if name == "expires" else text
+            raise WaiverError(f"{path}:{value.line}: empty {name}")
+        values[name] = _date(f"{path}:{value.line}", text) if name == "expires" else text
+    for name, line in fields.repeated.items():
+        raise WaiverError(f"{path}:{line}: {name} given twice")
     missing = [name for name in FIELDS if name not in values]
     if missing:
         raise WaiverError(f"{where}: waiver lacks {', '.join(missing)}")
-    return Waiver(**values, line=_line(entry))
+    return Waiver(**values, line=entry.line)
 
 
 def _date(where: str, text: str) -> date:
@@ -116,10 +111,6 @@ def _date(where: str, text: str) -> date:
     except ValueError:
         pass
     raise WaiverError(f"{where}: expires must be a date YYYY-MM-DD, got {text!r}")
-
-
-def _line(node: Node) -> int:
-    return node.start_mark.line + 1
 
 
 def apply_waivers(findings: Iterable[Finding], waivers: list[Waiver], today: date) -> list[str]:

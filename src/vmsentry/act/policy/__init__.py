@@ -8,7 +8,7 @@ these, see ROADMAP.md):
     rs  = compile_nft(res, caps)            # NftRuleset: .json() .text() .stats()
     nwf = compile_nwfilter(res)             # NwfilterSet: .filters {name: xml} .interfaces
     rep = apply(rs, netns=..., confirm_within=...)   # ApplyReport; confirm(), rollback_now()
-    out = check_flows(res, flows)           # policy_violation alerts
+    alerts, counts = check_flows(res, flows)   # policy_violation alerts (analyse.policy_decision.Flow records)
     txt = suggest(inventory)
     quarantine_commands(vm_mac, vm_ips)     # nft JSON to add a VM to the quarantine sets at run time
 """
@@ -61,9 +61,18 @@ def rollback_now(netns=None, state_dir=None):
     return _r(netns, state_dir)
 
 
-def check_flows(resolved, flows, stats=None):
-    from vmsentry.act.policy.check import check_flows as _c
-    return _c(resolved, flows, stats)
+def check_flows(resolved, flows):
+    """Judge ``analyse.policy_decision.Flow`` records from any source with the ``policy_violation`` detector:
+    (its alerts in time order, {flows_judged, flows_allowed, flows_forbidden})."""
+    from vmsentry.analyse.detectors.base import Sink
+    from vmsentry.analyse.detectors.policy_violation import PolicyViolation, in_time_order
+    from vmsentry.analyse.detectors.truth import Truth
+    from vmsentry.analyse.detectors.tunables import DEFAULTS
+    sink = Sink()
+    detector = PolicyViolation(Truth(), DEFAULTS["policy_violation"], sink, resolved)
+    for flow in flows:
+        detector.judge(flow)
+    return in_time_order(sink.alerts), detector.counts()
 
 
 def suggest(inventory, source=""):

@@ -197,7 +197,7 @@ def _lockout(res, netns):
     if netns or len(ssh) != 4:
         return None
     client, _, server, port = ssh
-    from vmsentry.act.policy.check import Evaluator, Flow
+    from vmsentry.analyse.policy_decision import Evaluator, Flow
     try:
         d = Evaluator(res).decide(Flow(time.time(), None, client, server, "tcp", int(port)))
     except ValueError:
@@ -286,8 +286,12 @@ def _rollback(args) -> int:
 
 
 def _check(args) -> int:
-    from vmsentry.act.policy.check import check_flows
-    from vmsentry.act.policy.flows import Traffic, TrafficError
+    """The ``policy_violation`` detector over the traffic, read as ``detect`` reads it (every packet)."""
+    from vmsentry.analyse.detectors import Engine
+    from vmsentry.analyse.detectors.policy_violation import in_time_order
+    from vmsentry.collect.traffic import BadTrafficInput, TrafficStream, open_inputs
+    from vmsentry.collect.traffic.live import LiveError
+    from vmsentry.report.alerts import damage_lines
     if not args.pcaps and not args.interface:
         raise _Usage("give a PCAP file or --interface IF")
     for p in args.pcaps:
@@ -295,26 +299,57 @@ def _check(args) -> int:
             raise _Input(f"{p}: no such file")
     _, res = _load(args)
     t0 = time.perf_counter()
+    readers = []
     try:
-        traffic = Traffic(args.pcaps, args.interface, args.duration if args.interface else None, args.netns)
-        result = check_flows(res, traffic.flows())
-    except TrafficError as exc:
+        for path in args.pcaps:
+            readers.extend(open_inputs(path))
+    except BadTrafficInput as exc:
         raise _Input(str(exc)) from None
-    st = traffic.stats()
-    st.update(result.stats)
+    if args.interface:
+        readers.append(_live_reader(args.interface, args.duration, args.netns))
+    engine = Engine(only=["policy_violation"], policy=res)
+    stream = TrafficStream(all_packets=True)       # every packet: a forged source mid-flow counts
+    try:
+        for batch in stream.batches(readers):
+            engine.feed(batch)
+    except LiveError as exc:
+        raise _Input(str(exc)) from None
+    alerts = [a.to_dict() for a in in_time_order(engine.finish())]
+    stream.stats.finish()
+    st = stream.stats.to_dict()
+    st["evicted"].update(engine.evicted)
+    [detector] = engine.detectors
+    st.update(detector.counts())
     st["analysis_seconds"] = round(time.perf_counter() - t0, 4)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
     if fmt == "json":
-        _write_out(json.dumps({"alerts": result.alerts, "stats": st}, indent=2) + "\n", None)
+        _write_out(json.dumps({"alerts": alerts, "stats": st}, indent=2) + "\n", None)
     else:
-        lines = [f"{a['severity']:<6} {a['count']:>5}x  {a['summary']}" for a in result.alerts]
-        lines.append(f"{len(result.alerts)} policy violation(s) in {st['flows_judged']} flows "
+        lines = [f"{a['severity']:<6} {a['count']:>5}x  {a['summary']}" for a in alerts]
+        lines.append(f"{len(alerts)} policy violation(s) in {st['flows_judged']} flows "
                      f"({st['packets']} packets)")
         _write_out("\n".join(lines) + "\n", None)
-    damage = traffic.damage()
+    damage = damage_lines(st)
     for line in damage:
         _err(line)
-    return EXIT_INPUT if damage else EXIT_FAIL if result.alerts else EXIT_OK
+    return EXIT_INPUT if damage else EXIT_FAIL if alerts else EXIT_OK
+
+
+def _live_reader(interface: str, duration: float | None, netns: str | None):
+    from vmsentry.collect.traffic.live import LiveReader
+    if not netns:
+        return LiveReader(interface, duration=duration)
+
+    class NetnsLiveReader(LiveReader):
+        """The capture socket is made inside ``netns`` (the socket keeps its namespace)."""
+
+        def open(self):
+            from vmsentry.act.policy.netns import open_in_netns
+            return open_in_netns(netns, super().open)
+
+    reader = NetnsLiveReader(interface, duration=duration)
+    reader.name = f"live:{interface}@{netns}"
+    return reader
 
 
 def _suggest(args) -> int:

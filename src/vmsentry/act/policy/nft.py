@@ -27,6 +27,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from vmsentry.act.policy.problems import Problem
 from vmsentry.act.policy.resolve import (MARK_BASE, MARK_PREFIX_MASK, QUARANTINE_BIT, Resolved, Rule, Sel)
@@ -105,16 +106,15 @@ class NSet:
     comment: str | None = None
 
 
-@dataclass(slots=True)
-class NChain:
+class NChain(NamedTuple):
+    """A chain as built, never changed afterwards (a base chain has a hook)."""
     name: str
     hook: str | None = None
     prio: int = 0
     policy: str = "accept"
 
 
-@dataclass(slots=True)
-class NRule:
+class NRule(NamedTuple):
     chain: str
     expr: list
     comment: str | None = None

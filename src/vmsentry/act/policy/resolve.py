@@ -1,113 +1,27 @@
 """A parsed policy + an inventory -> the resolved policy every back end compiles from.
 
-The resolved policy is target-neutral: VM NICs become *endpoints* (bridge port, MAC, addresses, a packet
-mark), zones become sets of endpoints and addresses, and allow rules, roles, jump hosts and defaults
-become one ordered list of ``Rule`` per decision point ("chain"):
-
-``vm_to_host``   a new connection from a VM to any address of the host
-``ext_to_host``  a new connection from anything that is not a VM (office LAN, ...) to the host
-``vm_fwd``       a new connection from a VM to another VM or beyond the host
-``ext_to_vm``    a new connection from outside to a VM
-
-First match wins; every chain ends with the default from ``defaults``. The nftables compiler turns each
-rule into nft rules, and ``policy check`` evaluates the same list in Python, so the two cannot drift.
+The resolved policy (``vmsentry.model.policy``: its records and chains) is target-neutral: VM NICs become
+*endpoints* (bridge port, MAC, addresses, a packet mark), zones become sets of endpoints and addresses, and
+allow rules, roles, jump hosts and defaults become one ordered list of ``Rule`` per decision point ("chain").
+The nftables compiler turns each rule into nft rules, and the ``policy_violation`` detector
+(``vmsentry.analyse.policy_decision``) evaluates the same list in Python, so the two cannot drift.
 """
 from __future__ import annotations
 
 import fnmatch
 import hashlib
 import ipaddress
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problem
 from vmsentry.act.policy.schema import Named, Policy, Service
+from vmsentry.model.policy import Endpoint, Resolved, Rule, Sel
 
 MARK_BASE = 0x76000000          # 'v' in the top byte: a frame that entered through a VM port
 MARK_PREFIX_MASK = 0xFF000000
 QUARANTINE_BIT = 0x00800000
 MARK_INDEX_MASK = 0x007FFFFF
-
-CHAINS = ("vm_to_host", "ext_to_host", "vm_fwd", "ext_to_vm")
-
-
-@dataclass(slots=True)
-class Endpoint:
-    """One VM NIC."""
-    vm: str
-    nic: str
-    mac: str | None
-    port: str | None               # host-side bridge port (tap / veth) if known
-    ip4: list[str]
-    ip6: list[str]                 # includes the EUI-64 link-local address when IPv6 is on
-    ipv6: bool                     # IPv6 allowed from this port
-    network: str | None
-    bridge: str | None
-    mark: int = 0
-
-    @property
-    def label(self) -> str:
-        return f"{self.vm}/{self.nic}"
-
-
-@dataclass(frozen=True, slots=True)
-class Sel:
-    """A source or destination selector. kind: zone | jump | role | any-vm | any-ext | host | external."""
-    kind: str
-    name: str | None = None
-
-    def text(self) -> str:
-        return self.kind if self.name is None else f"{self.kind} {self.name}"
-
-
-@dataclass(slots=True)
-class Rule:
-    chain: str
-    src: Sel
-    dst: Sel
-    service: Service | None        # None: everything
-    action: str                    # accept | drop
-    why: str                       # one human line: where the rule comes from
-    line: int | None = None
-    role: str | None = None        # role whose time window applies
-    window: timewin.Window | None = None
-
-
-@dataclass(slots=True)
-class Resolved:
-    policy: Policy
-    endpoints: list[Endpoint]
-    zones: dict[str, list[str]]                      # zone -> VM names
-    jumps: dict[str, str]                            # jump host -> VM name
-    quarantined: list[str]
-    host_addresses: list[str]
-    rules: list[Rule]
-    role_sources: dict[str, list[str]]               # role -> CIDRs (text)
-    windows: dict[str, list[timewin.UtcPiece]]       # role -> UTC pieces
-    warnings: list[Problem] = field(default_factory=list)
-    has_ipv6: bool = False
-    compiled_at: datetime | None = None
-
-    # --- views the compilers and the checker share ------------------------------------------------------
-    def endpoints_of(self, vms) -> list[Endpoint]:
-        wanted = set(vms)
-        return [e for e in self.endpoints if e.vm in wanted]
-
-    def zone_endpoints(self, zone: str) -> list[Endpoint]:
-        return self.endpoints_of(self.zones[zone])
-
-    def sel_endpoints(self, sel: Sel) -> list[Endpoint]:
-        if sel.kind == "zone":
-            return self.zone_endpoints(sel.name)
-        if sel.kind == "jump":
-            return self.endpoints_of([self.jumps[sel.name]])
-        if sel.kind == "any-vm":
-            return list(self.endpoints)
-        return []
-
-    def chain(self, name: str) -> list[Rule]:
-        return [r for r in self.rules if r.chain == name]
 
 
 # --------------------------------------------------------------------------------------------- resolve

@@ -15,11 +15,13 @@ import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problems
-from vmsentry.act.policy.yamlloc import LMap, Loc, LSeq, YamlError, load
+from vmsentry.model.policy import Service
+from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, load
 
 KEYWORDS_FROM = ("any-vm", "external")
 KEYWORDS_TO = ("any-vm", "host", "external")
@@ -39,26 +41,6 @@ ZONE_KEYS = ("vms", "networks", "match", "comment")
 ALLOW_KEYS = ("from", "to", "proto", "ports", "comment")
 ROLE_KEYS = ("sources", "to", "proto", "ports", "hours", "days", "timezone", "via", "comment")
 JUMP_KEYS = ("vm", "ports", "comment")
-
-
-@dataclass(frozen=True, slots=True)
-class Service:
-    proto: str                                  # tcp | udp | icmp | any
-    ports: tuple[tuple[int, int], ...] = ()     # inclusive ranges; () = every port
-
-    def matches(self, proto: str, dport: int | None) -> bool:
-        if self.proto == "any":
-            return True
-        if proto != self.proto:
-            return False
-        if not self.ports or self.proto == "icmp":
-            return True
-        return dport is not None and any(a <= dport <= b for a, b in self.ports)
-
-    def text(self) -> str:
-        if self.proto in ("any", "icmp") or not self.ports:
-            return self.proto if self.proto != "any" else "any protocol"
-        return f"{self.proto}/" + ",".join(str(a) if a == b else f"{a}-{b}" for a, b in self.ports)
 
 
 @dataclass(slots=True)
@@ -224,6 +206,18 @@ def _seq(pr: Problems, loc: Loc | None, where: str, allow_scalar: bool = False) 
     return []
 
 
+def _named_maps(pr: Problems, loc: Loc | None, section: str, what: str) -> Iterator[tuple[str, int, LMap | None]]:
+    """The entries of a section of named things (zones, jump_hosts, roles) whose names are valid: (name, its
+    line, its mapping or None if it is not one)."""
+    m = _map(pr, loc, section)
+    if m is None:
+        return
+    for name, sub in m.items():
+        line = m.key_lines[name]
+        if _check_name(pr, name, line, what):
+            yield name, line, _map(pr, sub, f"{section}.{name}")
+
+
 def _kind(v: Any) -> str:
     if isinstance(v, LMap):
         return "a mapping"
@@ -341,14 +335,7 @@ def _defaults(pr: Problems, loc: Loc | None) -> Defaults:
 
 def _zones(pr: Problems, loc: Loc | None) -> dict[str, Zone]:
     zones: dict[str, Zone] = {}
-    m = _map(pr, loc, "zones")
-    if m is None:
-        return zones
-    for name, zloc in m.items():
-        line = m.key_lines[name]
-        if not _check_name(pr, name, line, "zone"):
-            continue
-        zm = _map(pr, zloc, f"zones.{name}")
+    for name, line, zm in _named_maps(pr, loc, "zones", "zone"):
         z = Zone(name, line)
         if zm is not None:
             _unknown_keys(pr, zm, ZONE_KEYS, f"zones.{name}")
@@ -410,14 +397,7 @@ def _allows(pr: Problems, loc: Loc | None, zones: dict[str, Zone]) -> list[Allow
 
 def _jumps(pr: Problems, loc: Loc | None) -> dict[str, JumpHost]:
     out: dict[str, JumpHost] = {}
-    m = _map(pr, loc, "jump_hosts")
-    if m is None:
-        return out
-    for name, jloc in m.items():
-        line = m.key_lines[name]
-        if not _check_name(pr, name, line, "jump host"):
-            continue
-        jm = _map(pr, jloc, f"jump_hosts.{name}")
+    for name, line, jm in _named_maps(pr, loc, "jump_hosts", "jump host"):
         if jm is None:
             pr.error(line, f"jump_hosts.{name}: expected {{vm: VM-NAME}}")
             continue
@@ -435,15 +415,8 @@ def _jumps(pr: Problems, loc: Loc | None) -> dict[str, JumpHost]:
 
 def _roles(pr: Problems, loc: Loc | None, zones: dict[str, Zone], jumps: dict[str, JumpHost]) -> dict[str, Role]:
     out: dict[str, Role] = {}
-    m = _map(pr, loc, "roles")
-    if m is None:
-        return out
-    for name, rloc in m.items():
-        line = m.key_lines[name]
+    for name, line, rm in _named_maps(pr, loc, "roles", "role"):
         where = f"roles.{name}"
-        if not _check_name(pr, name, line, "role"):
-            continue
-        rm = _map(pr, rloc, where)
         if rm is None:
             pr.error(line, f"{where}: expected {{sources: [...], to: [...], proto: ..., ports: [...]}}")
             continue

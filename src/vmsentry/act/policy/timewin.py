@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vmsentry.model.policy import Window
+
 DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")   # Python weekday order
 _DAY_ALIASES = {n[:3]: i for i, n in enumerate(DAY_NAMES)} | {n: i for i, n in enumerate(DAY_NAMES)}
 NFT_DAY = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -24,30 +26,6 @@ WEEK = 7 * 1440
 
 class WindowError(ValueError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """[start, end) in minutes after local midnight; end < start means the window crosses midnight."""
-    start: int
-    end: int
-    days: frozenset[int] | None      # Python weekdays (0 = Monday) on which the window *starts*; None = every day
-    tz: str
-    text: str
-
-    def contains(self, ts: float) -> bool:
-        """Is the instant ``ts`` (Unix time) inside the window, in the window's own timezone (DST-exact)?"""
-        local = datetime.fromtimestamp(ts, ZoneInfo(self.tz))
-        minute = local.hour * 60 + local.minute + local.second / 60.0
-        day = local.weekday()
-        if self.start < self.end:
-            return self.start <= minute < self.end and (self.days is None or day in self.days)
-        # crosses midnight: the part after midnight belongs to the window that started the day before
-        if minute >= self.start:
-            return self.days is None or day in self.days
-        if minute < self.end:
-            return self.days is None or (day - 1) % 7 in self.days
-        return False
 
 
 def parse_hours(text: str) -> tuple[int, int]:

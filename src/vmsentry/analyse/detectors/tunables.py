@@ -92,8 +92,17 @@ class Ipv6(Common):
     suppress: float = _doc(3600.0, "seconds (see Common)")
 
 
+@dataclass(frozen=True)
+class PolicyViolation(Common):
+    suppress: float = _doc(float("inf"), "seconds (see Common); by default one alert per forbidden flow for "
+                                         "the whole input")
+    udp_flows: int = _doc(1 << 20, "UDP exchanges remembered to tell a first datagram from an answer; "
+                                   "forgotten all at once beyond it")
+
+
 DEFAULTS = {"arp_spoof": ArpSpoof(), "mac_flood": MacFlood(), "dhcp": Dhcp(), "rogue_ra": RogueRa(),
-            "scan": Scan(), "access": Access(), "dns_unsanctioned": DnsUnsanctioned(), "ipv6": Ipv6()}
+            "scan": Scan(), "access": Access(), "dns_unsanctioned": DnsUnsanctioned(), "ipv6": Ipv6(),
+            "policy_violation": PolicyViolation()}
 
 
 class TunableError(ValueError):

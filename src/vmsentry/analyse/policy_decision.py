@@ -1,16 +1,17 @@
-"""``policy check``: which flows in some traffic does the policy forbid? -> ``policy_violation`` alerts.
+"""What a resolved segmentation policy decides for one connection attempt or packet source.
 
-The input is an iterable of ``Flow`` records (one per *new* connection attempt, or per ARP packet), so
-any traffic reader can feed it: ``flows.py`` adapts the project's traffic readers (pcap, pcapng, live bridge).
-Decisions come from the resolved policy's ordered rules (``resolve.Rule``), the same list the nftables
-compiler turns into nft rules, evaluated the same way (first match wins, defaults last).
+``Evaluator(resolved).decide(Flow(...))`` walks the resolved policy's ordered rules (``model.policy.Rule``),
+the same list the nftables compiler turns into nft rules, the same way (quarantine first, then first match
+wins, each chain's default last), so what ``policy check`` reports is what the applied ruleset drops. The
+``policy_violation`` detector feeds it from traffic; ``policy apply`` asks it whether the caller's own SSH
+source would be locked out.
 """
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from vmsentry.act.policy.resolve import Endpoint, Resolved, Rule
+from vmsentry.model.policy import CHAINS, Endpoint, Resolved, Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +53,8 @@ class Evaluator:
                 self.zone_of.setdefault(vm, set()).add(z)
         self.role_nets = {r: [ipaddress.ip_network(c) for c in cidrs] for r, cidrs in res.role_sources.items()}
         self.quarantined = set(res.quarantined)
-        self.anti = res.policy.defaults.anti_spoofing
-        self.chains = {c: res.chain(c) for c in ("vm_to_host", "ext_to_host", "vm_fwd", "ext_to_vm")}
+        self.anti = res.anti_spoofing
+        self.chains = {c: res.chain(c) for c in CHAINS}
 
     def decide(self, f: Flow) -> Decision:
         src_ep = self.by_mac.get((f.src_mac or "").lower()) if f.src_mac else None
@@ -99,7 +100,7 @@ class Evaluator:
 
         # quarantine first, as in nft
         if src_vm in self.quarantined:
-            fx = self.res.policy.defaults.forensics
+            fx = self.res.forensics
             if dst_kind == "host" and fx is not None and fx.matches(f.proto, f.dport):
                 return Decision("accept", "quarantine: forensics service", None, "quarantine", src_vm, dst_vm, dst_kind)
             return Decision("drop", f"VM {src_vm} is quarantined", None, "quarantine", src_vm, dst_vm, dst_kind)
@@ -150,91 +151,3 @@ class Evaluator:
         if r.service is not None and not r.service.matches(f.proto, f.dport):
             return False
         return True
-
-
-@dataclass
-class CheckResult:
-    alerts: list[dict]
-    stats: dict
-    judged: int = 0
-    allowed: int = 0
-    forbidden: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-def check_flows(res: Resolved, flows, stats: dict | None = None) -> CheckResult:
-    """Evaluate every flow; aggregate the forbidden ones into policy_violation alerts."""
-    ev = Evaluator(res)
-    groups: dict[tuple, dict] = {}
-    judged = allowed = forbidden = 0
-    for f in flows:
-        d = ev.decide(f)
-        if d.action == "ignore":
-            continue
-        judged += 1
-        if d.action == "accept":
-            allowed += 1
-            continue
-        forbidden += 1
-        key = (d.kind, d.src_vm, f.src_mac if d.kind in ("spoof", "ipv6") else None, f.src_ip,
-               None if d.kind == "ipv6" else f.dst_ip, None if d.kind == "ipv6" else f.proto, d.why)
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = {"first": f.ts, "last": f.ts, "count": 0, "ports": set(), "flow": f, "d": d}
-        g["first"] = min(g["first"], f.ts)
-        g["last"] = max(g["last"], f.ts)
-        g["count"] += 1
-        if f.dport is not None:
-            g["ports"].add(f.dport)
-    alerts = [_alert(res, ev, g) for g in groups.values()]
-    alerts.sort(key=lambda a: (a["first_seen"], a["summary"]))
-    st = dict(stats or {})
-    st.update({"flows_judged": judged, "flows_allowed": allowed, "flows_forbidden": forbidden})
-    return CheckResult(alerts, st, judged, allowed, forbidden)
-
-
-def port_text(ports: list[int], limit: int = 8) -> str:
-    """[1, 2, 3, 5, 8080] -> "1-3,5,8080"; long lists end with "... (N ports)"."""
-    ranges: list[list[int]] = []
-    for p in sorted(set(ports)):
-        if ranges and p == ranges[-1][1] + 1:
-            ranges[-1][1] = p
-        else:
-            ranges.append([p, p])
-    parts = [str(a) if a == b else f"{a}-{b}" for a, b in ranges]
-    text = ",".join(parts[:limit])
-    if len(parts) > limit:
-        text += f",... ({len(set(ports))} ports)"
-    return text
-
-
-def _alert(res: Resolved, ev: Evaluator, g: dict) -> dict:
-    f: Flow = g["flow"]
-    d: Decision = g["d"]
-    dst_desc = {"host": "the host", "vm": f"VM {d.dst_vm}", "external": "outside"}.get(d.dst_kind, "")
-    who = f"VM {d.src_vm}" if d.src_vm else f"{f.src_ip}"
-    ports = sorted(g["ports"])
-    if d.kind == "ipv6":
-        summary = f"{who} sent {g['count']} IPv6 packet(s), which the policy drops: {d.why}"
-        severity = "low"
-    elif d.kind == "spoof":
-        summary = f"{who} sent {g['count']} {'ARP packet(s)' if f.proto == 'arp' else 'packet(s)'} with a forged source the policy forbids: {d.why}"
-        severity = "high"
-    elif d.kind == "quarantine":
-        summary = f"{who} -> {f.dst_ip} {f.proto}{'/' + port_text(ports) if ports else ''} while quarantined: {d.why}"
-        severity = "high"
-    else:
-        svc = f"{f.proto}{'/' + port_text(ports) if ports else ''}"
-        summary = f"{who} -> {dst_desc} ({f.dst_ip}) {svc}: forbidden by {d.why}"
-        severity = "high" if d.dst_kind == "host" and d.src_vm else "medium"
-    dst_ep = ev.by_ip.get(f.dst_ip or "")
-    return {
-        "type": "policy_violation", "severity": severity,
-        "first_seen": round(g["first"], 6), "last_seen": round(g["last"], 6), "count": g["count"],
-        "attacker": {"mac": f.src_mac, "ip": f.src_ip, "vm": d.src_vm},
-        "victims": [] if f.dst_ip is None else [{"ip": f.dst_ip, "mac": dst_ep.mac if dst_ep else f.dst_mac,
-                                                 "vm": d.dst_vm}],
-        "ports": ports, "confidence": 0.95 if d.kind in ("flow", "quarantine") else 0.99, "summary": summary,
-        "evidence": {"rule": d.why, "policy_file": res.policy.file, "policy_line": d.line,
-                     "proto": f.proto, "kind": d.kind, "destination": d.dst_kind},
-    }
