@@ -195,12 +195,6 @@ def pve_shares(vm: VM, ctx):
                  locator=s.locator) for s in shares]
 
 
-@check("pve_ivshmem")
-def pve_ivshmem(vm: VM, ctx):
-    fact = vm.facts.get("proxmox.ivshmem")
-    return fail("ivshmem", fact["value"], locator=fact["at"]) if fact else not_applicable("no ivshmem device")
-
-
 @check("pve_memory_encryption")
 def pve_memory_encryption(vm: VM, ctx):
     if "proxmox.fw_only" in vm.facts:
