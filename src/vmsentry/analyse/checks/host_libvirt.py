@@ -200,28 +200,16 @@ def _console_password(conf: Conf, console: _Console) -> Outcome:
     return conf.fail(f"{kind}_password", None, console.unauthenticated.format(listen=listen or "all addresses"))
 
 
-@check("qemu_conf_vnc_listen_tls")
-@with_conf("qemu_conf")
-def vnc_listen_tls(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
-    return _console_listen_tls(conf, _VNC)
+def _register_console_rules(console: _Console) -> None:
+    """qemu_conf_<kind>_listen_tls and qemu_conf_<kind>_password, one pair per console protocol."""
+    check(f"qemu_conf_{console.kind}_listen_tls")(
+        with_conf("qemu_conf")(lambda host, ctx, conf: _console_listen_tls(conf, console)))
+    check(f"qemu_conf_{console.kind}_password")(
+        with_conf("qemu_conf")(lambda host, ctx, conf: _console_password(conf, console)))
 
 
-@check("qemu_conf_vnc_password")
-@with_conf("qemu_conf")
-def vnc_password(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
-    return _console_password(conf, _VNC)
-
-
-@check("qemu_conf_spice_listen_tls")
-@with_conf("qemu_conf")
-def spice_listen_tls(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
-    return _console_listen_tls(conf, _SPICE)
-
-
-@check("qemu_conf_spice_password")
-@with_conf("qemu_conf")
-def spice_password(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
-    return _console_password(conf, _SPICE)
+_register_console_rules(_VNC)
+_register_console_rules(_SPICE)
 
 
 def _verify(conf: Conf, prefix: str, builtin: int) -> bool:
