@@ -41,6 +41,10 @@ class Conf:
     def ok(self, key: str, default: Any, message: str | None = None) -> Outcome:
         return passed(key, self._shown(key, default), file=self.file, locator=self.where(key), message=message)
 
+    def judge(self, bad: bool, key: str, default: Any, message: str) -> Outcome:
+        """One setting with one way to be wrong: a failure saying ``message``, else a pass."""
+        return self.fail(key, default, message) if bad else self.ok(key, default)
+
     def _shown(self, key: str, default: Any) -> Any:
         if key in self.values:
             value = self.values[key]
@@ -242,18 +246,16 @@ def security_driver(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
                        "libvirt picks the host's active LSM; see the host LSM rule for whether one is enforcing")
     drivers = _as_list(conf.values.get("security_driver")) or []
     drivers = [d for d in drivers if d]
-    if not drivers or drivers == ["none"]:
-        return conf.fail("security_driver", None, "sVirt is disabled: QEMU processes run without SELinux/AppArmor "
-                                                  "confinement, so an escaped guest reaches every VM's disks")
-    return conf.ok("security_driver", None)
+    return conf.judge(not drivers or drivers == ["none"], "security_driver", None,
+                      "sVirt is disabled: QEMU processes run without SELinux/AppArmor "
+                      "confinement, so an escaped guest reaches every VM's disks")
 
 
 @check("qemu_conf_default_confined")
 @with_conf("qemu_conf")
 def default_confined(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
-    if conf.has("security_default_confined") and not on(conf.get("security_default_confined")):
-        return conf.fail("security_default_confined", 1, "guests without an explicit <seclabel> run unconfined")
-    return conf.ok("security_default_confined", 1)
+    off = conf.has("security_default_confined") and not on(conf.get("security_default_confined"))
+    return conf.judge(off, "security_default_confined", 1, "guests without an explicit <seclabel> run unconfined")
 
 
 @check("qemu_conf_require_confined")
@@ -292,10 +294,10 @@ def user_root(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outcom
 @check("qemu_conf_seccomp")
 @with_conf("qemu_conf")
 def seccomp(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
-    if conf.has("seccomp_sandbox") and str(conf.get("seccomp_sandbox")).strip() == "0":
-        return conf.fail("seccomp_sandbox", 1, "QEMU runs without its seccomp filter: a compromised QEMU may spawn "
-                                               "processes and use obsolete or privilege-raising syscalls")
-    return conf.ok("seccomp_sandbox", 1)
+    off = conf.has("seccomp_sandbox") and str(conf.get("seccomp_sandbox")).strip() == "0"
+    return conf.judge(off, "seccomp_sandbox", 1,
+                      "QEMU runs without its seccomp filter: a compromised QEMU may spawn "
+                      "processes and use obsolete or privilege-raising syscalls")
 
 
 @check("qemu_conf_namespaces")
@@ -304,10 +306,9 @@ def namespaces(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if not conf.has("namespaces"):
         return conf.ok("namespaces", '["mount"]')
     value = _as_list(conf.values.get("namespaces")) or []
-    if "mount" not in value:
-        return conf.fail("namespaces", None, "no private mount namespace: each QEMU sees the host's whole /dev "
-                                             "instead of only its own devices")
-    return conf.ok("namespaces", None)
+    return conf.judge("mount" not in value, "namespaces", None,
+                      "no private mount namespace: each QEMU sees the host's whole /dev "
+                      "instead of only its own devices")
 
 
 _ACL_KNOWN = {"/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/ptmx", "/dev/kvm",
@@ -335,11 +336,10 @@ def cgroup_devices(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[O
 @check("qemu_conf_relaxed_acs")
 @with_conf("qemu_conf")
 def relaxed_acs(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
-    if on(conf.get("relaxed_acs_check", 0)):
-        return conf.fail("relaxed_acs_check", 0, "PCI devices below switches without ACS may be assigned: they can "
-                                                 "reach each other (and another guest's device) by peer-to-peer DMA "
-                                                 "without passing the IOMMU")
-    return conf.ok("relaxed_acs_check", 0)
+    return conf.judge(on(conf.get("relaxed_acs_check", 0)), "relaxed_acs_check", 0,
+                      "PCI devices below switches without ACS may be assigned: they can "
+                      "reach each other (and another guest's device) by peer-to-peer DMA "
+                      "without passing the IOMMU")
 
 
 @check("qemu_conf_migration")
@@ -377,10 +377,9 @@ def chardev_tls(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outc
 @check("qemu_conf_stdio_handler")
 @with_conf("qemu_conf")
 def stdio_handler(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
-    if str(conf.get("stdio_handler", "logd")) == "file":
-        return conf.fail("stdio_handler", "logd", "QEMU writes its output straight to a file: a guest that makes QEMU "
-                                                  "log endlessly can fill the host filesystem")
-    return conf.ok("stdio_handler", "logd")
+    return conf.judge(str(conf.get("stdio_handler", "logd")) == "file", "stdio_handler", "logd",
+                      "QEMU writes its output straight to a file: a guest that makes QEMU "
+                      "log endlessly can fill the host filesystem")
 
 
 _VERIFY_KEYS = ("default_tls_x509_verify", "migrate_tls_x509_verify", "chardev_tls_x509_verify",
