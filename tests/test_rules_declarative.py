@@ -158,3 +158,36 @@ def test_no_predicate_is_left_unused():
     load_checks()
     used = {r.check for r in load_catalogue() if r.check}
     assert set(CHECKS) <= used, sorted(set(CHECKS) - used)
+
+
+def device(kind, detail, locator):
+    return SimpleNamespace(kind=kind, detail=detail, locator=locator)
+
+
+def test_devices_fail_once_each_or_say_what_none_means():
+    test = validate({"devices": ["usb-passthrough", "usb-redirection"], "key": "device", "shown": "{kind} {detail}",
+                     "absent": {"status": "not_applicable", "message": "no USB passthrough or redirection"}})
+    vm = SimpleNamespace(name="v", facts={}, devices=[device("usb-passthrough", "1d6b:0002", "hostdev[1]"),
+                                                       device("disk", "vda", "disk[1]"),
+                                                       device("usb-redirection", "spicevmc", "redirdev[1]")])
+    out = predicate(test)(vm, None)
+    assert [(o.status, o.key, o.value, o.locator) for o in out] == [
+        ("fail", "device", "usb-passthrough 1d6b:0002", "hostdev[1]"),
+        ("fail", "device", "usb-redirection spicevmc", "redirdev[1]")]
+    none = predicate(test)(SimpleNamespace(name="v", facts={}, devices=[]), None)
+    assert (none.status, none.message) == ("not_applicable", "no USB passthrough or redirection")
+    passing = predicate({**test, "shown": "{detail}", "absent": {"status": "pass", "value": "no USB device"}})
+    assert passing(SimpleNamespace(name="v", facts={}, devices=[]), None).value == "no USB device"
+    assert predicate({**test, "shown": "{detail}"})(vm, None)[0].value == "1d6b:0002"
+
+
+@pytest.mark.parametrize("test,why", [
+    ({"devices": "usb", "key": "k", "shown": "{detail}", "absent": {"status": "pass", "value": "x"}}, "list"),
+    ({"devices": ["usb"], "key": "k", "shown": "{name}", "absent": {"status": "pass", "value": "x"}}, "shown"),
+    ({"devices": ["usb"], "key": "k", "shown": "{detail}"}, "lacks absent"),
+    ({"devices": ["usb"], "key": "k", "shown": "{detail}", "op": "eq", "absent": {"status": "pass", "value": "x"}},
+     "unknown field"),
+])
+def test_bad_device_blocks_are_refused(test, why):
+    with pytest.raises(InvalidTest, match=why):
+        validate(test)

@@ -33,6 +33,14 @@ fact carry no locator. A precondition is judged on the fact's value (``None`` wh
 the rule is not applicable and its ``message`` is shown. Messages may name ``{name}`` (the asset's name) and,
 in a precondition, ``{value}`` (the fact's value, ``unknown`` when absent or empty).
 
+A second shape judges the VM's devices of some kinds (one failure per device, with its own locator)::
+
+    test:
+      devices: [pci-passthrough]               # device kinds (vm.devices[].kind)
+      key: hostpci
+      shown: "{detail}"                        # the failure's value: "{detail}" or "{kind} {detail}"
+      absent: {status: not_applicable, message: "no hostpci device"}   # no such device
+
 What needs more than one fact compared with a constant (loops over NICs or devices, derived values,
 context from other assets) stays a Python predicate in the platform's module.
 """
@@ -48,6 +56,8 @@ OPS = ("eq", "ne", "in", "not_in", "gte", "lte", "truthy", "falsy", "unset")
 _NEEDS_VALUE = ("eq", "ne", "in", "not_in", "gte", "lte")
 ABSENT_STATUSES = ("pass", "fail", "unknown", "not_applicable")
 _TEST_FIELDS = {"fact", "key", "op", "value", "absent", "not_applicable_when", "pass", "fail"}
+_DEVICE_FIELDS = {"devices", "key", "shown", "absent"}
+_DEVICE_SHOWN = ("{detail}", "{kind} {detail}")
 
 
 class InvalidTest(ValueError):
@@ -109,10 +119,39 @@ def _check_compare(block: dict[str, Any], where: str) -> None:
         raise InvalidTest(f"{where}: fact missing")
 
 
+def _check_absent(absent: Any) -> None:
+    if not isinstance(absent, dict) or absent.get("status") not in ABSENT_STATUSES:
+        raise InvalidTest(f"test absent needs a status, one of {', '.join(ABSENT_STATUSES)}")
+    extra = set(absent) - {"status", "value", "message"}
+    if extra:
+        raise InvalidTest(f"test absent has unknown field(s) {', '.join(sorted(extra))}")
+    needed = "value" if absent["status"] in ("pass", "fail") else "message"
+    if needed not in absent:
+        raise InvalidTest(f"test absent {absent['status']} needs a {needed}")
+
+
+def _validate_devices(test: dict[str, Any]) -> dict[str, Any]:
+    extra = set(test) - _DEVICE_FIELDS
+    if extra:
+        raise InvalidTest(f"a devices test has unknown field(s) {', '.join(sorted(extra))}")
+    for field in ("key", "shown", "absent"):
+        if field not in test:
+            raise InvalidTest(f"test lacks {field}")
+    devices = test["devices"]
+    if not isinstance(devices, list) or not devices or not all(isinstance(d, str) for d in devices):
+        raise InvalidTest("test devices must be a list of device kinds")
+    if test["shown"] not in _DEVICE_SHOWN:
+        raise InvalidTest(f"test shown must be one of {', '.join(_DEVICE_SHOWN)}")
+    _check_absent(test["absent"])
+    return test
+
+
 def validate(test: Any) -> dict[str, Any]:
     """The ``test:`` block checked field by field; raises ``InvalidTest`` saying what is wrong."""
     if not isinstance(test, dict):
         raise InvalidTest("test must be a mapping")
+    if "devices" in test:
+        return _validate_devices(test)
     unknown_fields = set(test) - _TEST_FIELDS
     if unknown_fields:
         raise InvalidTest(f"test has unknown field(s) {', '.join(sorted(unknown_fields))}")
@@ -120,14 +159,7 @@ def validate(test: Any) -> dict[str, Any]:
         if field not in test:
             raise InvalidTest(f"test lacks {field}")
     _check_compare(test, "test")
-    absent = test["absent"]
-    if not isinstance(absent, dict) or absent.get("status") not in ABSENT_STATUSES:
-        raise InvalidTest(f"test absent needs a status, one of {', '.join(ABSENT_STATUSES)}")
-    if set(absent) - {"status", "value", "message"}:
-        raise InvalidTest(f"test absent has unknown field(s) {', '.join(sorted(set(absent) - {'status', 'value', 'message'}))}")
-    needed = "value" if absent["status"] in ("pass", "fail") else "message"
-    if needed not in absent:
-        raise InvalidTest(f"test absent {absent['status']} needs a {needed}")
+    _check_absent(test["absent"])
     for status in ("pass", "fail"):
         shown = test.get(status)
         if shown is not None and (not isinstance(shown, dict) or set(shown) - {"value", "message"}):
@@ -152,22 +184,36 @@ def _shown(template: Any, asset: Any, **extra: Any) -> Any:
     return template.format(name=asset.name, **extra) if isinstance(template, str) and "{" in template else template
 
 
-def predicate(test: dict[str, Any]) -> Callable[[Any, Any], Outcome]:
-    """The predicate a validated ``test:`` block stands for: ``predicate(asset, ctx) -> Outcome``."""
+def _when_absent(absent: dict[str, Any], key: str, asset: Any) -> Outcome:
+    status = absent["status"]
+    if status == "pass":
+        return passed(key, absent["value"])
+    if status == "fail":
+        return fail(key, absent["value"], message=_shown(absent.get("message"), asset))
+    if status == "unknown":
+        return unknown(_shown(absent["message"], asset), key)
+    return not_applicable(_shown(absent["message"], asset))
+
+
+def _device_predicate(test: dict[str, Any]) -> Callable[[Any, Any], Outcome | list[Outcome]]:
+    kinds, key, shown, absent = frozenset(test["devices"]), test["key"], test["shown"], test["absent"]
+
+    def evaluate(vm: Any, ctx: Any) -> Outcome | list[Outcome]:
+        found = [fail(key, shown.format(kind=d.kind, detail=d.detail), locator=d.locator)
+                 for d in vm.devices if d.kind in kinds]
+        return found or _when_absent(absent, key, vm)
+
+    return evaluate
+
+
+def predicate(test: dict[str, Any]) -> Callable[[Any, Any], Outcome | list[Outcome]]:
+    """The predicate a validated ``test:`` block stands for: ``predicate(asset, ctx) -> Outcome(s)``."""
+    if "devices" in test:
+        return _device_predicate(test)
     fact_key, key, op, expected = test["fact"], test["key"], test["op"], test.get("value")
     preconditions = [(p["fact"], p["op"], p.get("value"), p["message"]) for p in test.get("not_applicable_when") or ()]
     absent = test["absent"]
     on_pass, on_fail = test.get("pass") or {}, test.get("fail") or {}
-
-    def when_absent(asset: Any) -> Outcome:
-        status = absent["status"]
-        if status == "pass":
-            return passed(key, absent["value"])
-        if status == "fail":
-            return fail(key, absent["value"], message=_shown(absent.get("message"), asset))
-        if status == "unknown":
-            return unknown(_shown(absent["message"], asset), key)
-        return not_applicable(_shown(absent["message"], asset))
 
     def evaluate(asset: Any, ctx: Any) -> Outcome:
         facts = asset.facts
@@ -178,7 +224,7 @@ def predicate(test: dict[str, Any]) -> Callable[[Any, Any], Outcome]:
                 return not_applicable(_shown(message, asset, value=value or "unknown"))
         fact = facts.get(fact_key)
         if fact is None:
-            return when_absent(asset)
+            return _when_absent(absent, key, asset)
         value = fact["value"]
         if _holds(op, value, expected):
             return passed(key, on_pass.get("value", value), locator=fact["at"],

@@ -5,7 +5,7 @@ and live migration, switch type and management-OS sharing, VM security, checkpoi
 blocks in catalogue/hyperv.yaml (``checks.declarative``)."""
 from __future__ import annotations
 
-from vmsentry.analyse.checks import check, fail, fail_each_device, not_applicable, passed, unknown
+from vmsentry.analyse.checks import check, fail, not_applicable, passed, unknown
 from vmsentry.model import VM, Network
 
 SWITCHED = ("bridged", "host-only", "private", "internal")
@@ -81,11 +81,6 @@ def hv_guest_service_interface(vm: VM, ctx):
     if fact["value"]:
         return fail("Guest Service Interface", "Enabled", locator=fact["at"])
     return passed("Guest Service Interface", "Disabled", locator=fact["at"])
-
-
-@check("hv_dda_device")
-def hv_dda_device(vm: VM, ctx):
-    return fail_each_device(vm, "pci-passthrough", "AssignableDevice", not_applicable("no device assigned with DDA"))
 
 
 @check("hv_secure_boot_off")

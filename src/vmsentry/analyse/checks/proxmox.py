@@ -4,7 +4,7 @@ guest agent, memory snapshots). They read the facts ``collect.proxmox`` and ``pr
 from __future__ import annotations
 
 from vmsentry.analyse.addresses import ports_in
-from vmsentry.analyse.checks import check, fail, fail_each_device, not_applicable, passed, snapshot_memory, unknown
+from vmsentry.analyse.checks import check, fail, not_applicable, passed, snapshot_memory, unknown
 from vmsentry.collect.proxmox_fw import CLUSTER_DEFAULTS, HOST_DEFAULTS, VM_DEFAULTS
 from vmsentry.model import VM, Host
 
@@ -174,11 +174,6 @@ def pve_nic_untagged_vlan_aware(vm: VM, ctx):
             seen.append(f"{n.id}: tag={vm.facts.get(f'proxmox.{n.id}.tag', {}).get('value', 'none')} "
                         f"({'VLAN-aware' if aware else 'not VLAN-aware'} {n.bridge})")
     return out or passed("tag", "; ".join(seen))
-
-
-@check("pve_hostpci")
-def pve_hostpci(vm: VM, ctx):
-    return fail_each_device(vm, "pci-passthrough", "hostpci", not_applicable("no hostpci device"))
 
 
 @check("pve_args")

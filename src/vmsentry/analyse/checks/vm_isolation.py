@@ -79,14 +79,6 @@ def pci_passthrough_iommu(vm: VM, ctx):
     return [fail("hostdev", f"{d.detail} with host IOMMU off", locator=d.locator) for d in devices]
 
 
-@check("usb_to_guest")
-def usb_to_guest(vm: VM, ctx):
-    devices = [d for d in vm.devices if d.kind in ("usb-passthrough", "usb-redirection")]
-    if not devices:
-        return not_applicable("no USB passthrough or redirection")
-    return [fail("device", f"{d.kind} {d.detail}", locator=d.locator) for d in devices]
-
-
 @check("seclabel_none")
 def seclabel_none(vm: VM, ctx):
     conf = vm.security.confinement

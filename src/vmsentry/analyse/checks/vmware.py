@@ -41,16 +41,13 @@ def vmx_nonpersistent_disk(vm: VM, ctx):
     return [fail(k[4:], v["value"], locator=v["at"]) for k, v in hits]
 
 
-def _devices(vm: VM, kinds: tuple[str, ...], what: str, only=None):
-    devs = [d for d in vm.devices if d.kind in kinds and (only is None or only(d))]
-    if not devs:
-        return passed("device", f"no {what}")
-    return [fail("device", f"{d.kind} {d.detail}", locator=d.locator) for d in devs]
-
-
 @check("vmx_floppy")
 def vmx_floppy(vm: VM, ctx):
-    return _devices(vm, ("floppy",), "connected floppy drive", only=lambda d: d.detail.endswith(" connected") and not d.detail.endswith(" not connected"))
+    drives = [d for d in vm.devices if d.kind == "floppy" and d.detail.endswith(" connected")
+              and not d.detail.endswith(" not connected")]
+    if not drives:
+        return passed("device", "no connected floppy drive")
+    return [fail("device", f"{d.kind} {d.detail}", locator=d.locator) for d in drives]
 
 
 @check("vmx_cdrom_connected")
@@ -59,26 +56,6 @@ def vmx_cdrom_connected(vm: VM, ctx):
     if not hits:
         return passed("cdrom", "no CD/DVD drive connected at power on")
     return [fail(k[4:-6] + ".startConnected", v["value"], locator=v["at"]) for k, v in hits]
-
-
-@check("vmx_parallel")
-def vmx_parallel(vm: VM, ctx):
-    return _devices(vm, ("parallel-port",), "parallel port")
-
-
-@check("vmx_serial")
-def vmx_serial(vm: VM, ctx):
-    return _devices(vm, ("serial-port",), "serial port")
-
-
-@check("vmx_usb")
-def vmx_usb(vm: VM, ctx):
-    return _devices(vm, ("usb-controller", "usb-passthrough"), "USB controller or device")
-
-
-@check("vmx_directpath")
-def vmx_directpath(vm: VM, ctx):
-    return _devices(vm, ("pci-passthrough",), "DirectPath I/O (PCI passthrough) device")
 
 
 @check("vmx_hgfs_server")
