@@ -487,48 +487,51 @@ def tls_dn_allowlist(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     if socks is None:
         return unknown("whether the TLS listener (16514) is active was not collected", "tls_allowed_dn_list",
                        file=daemon.file)
-    if not socks:
-        return not_applicable("no libvirt TLS listener on a non-loopback address")
-    if daemon.has("tls_allowed_dn_list"):
-        return daemon.ok("tls_allowed_dn_list", None)
-    return daemon.fail("tls_allowed_dn_list", None, f"TLS listener active ({sock_label(socks[0])}) and any "
-                                                    "certificate signed by the CA is accepted, with no DN allowlist")
+    return _allowlist(daemon, "tls_allowed_dn_list", socks, "no libvirt TLS listener on a non-loopback address",
+                      "TLS listener active ({socket}) and any certificate signed by the CA is accepted, with no DN "
+                      "allowlist")
 
 
-def _remote_listeners(host: Host, key: str):
-    """(daemon settings, TCP sockets, TLS sockets) of libvirt's active remote listeners, or the Outcome
-    that stands for them when the daemon's settings or the listening sockets were not collected."""
-    daemon = conf_of(host, "libvirtd_conf")
-    if isinstance(daemon, Outcome):
-        return daemon
-    tcp = _remote_sockets(host, daemon, tls=False)
-    if tcp is None:
-        return unknown("whether libvirt's remote listeners are active was not collected", key, file=daemon.file)
-    return daemon, tcp, _remote_sockets(host, daemon, tls=True) or []
+def _allowlist(daemon: Conf, key: str, active: list[dict[str, Any]], idle: str, open_to_all: str) -> Outcome:
+    """Not applicable without an ``active`` listener; else the allowlist ``key`` must be set."""
+    if not active:
+        return not_applicable(idle)
+    if daemon.has(key):
+        return daemon.ok(key, None)
+    return daemon.fail(key, None, open_to_all.format(socket=sock_label(active[0])))
+
+
+def with_remote_listeners(key: str):
+    """Registers ``fn(host, ctx, daemon, tcp, tls)``: the daemon's settings and the non-loopback sockets of
+    its active TCP and TLS listeners; when the settings or the listening sockets were not collected, that
+    outcome is the rule's (``key`` names what could not be judged)."""
+    def wrap(fn):
+        def predicate(host: Host, ctx: ScanContext):
+            daemon = conf_of(host, "libvirtd_conf")
+            if isinstance(daemon, Outcome):
+                return daemon
+            tcp = _remote_sockets(host, daemon, tls=False)
+            if tcp is None:
+                return unknown("whether libvirt's remote listeners are active was not collected", key,
+                               file=daemon.file)
+            return fn(host, ctx, daemon, tcp, _remote_sockets(host, daemon, tls=True) or [])
+        predicate.__name__ = predicate.__qualname__ = fn.__name__
+        return predicate
+    return wrap
 
 
 @check("libvirtd_sasl_allowlist")
-def sasl_allowlist(host: Host, ctx: ScanContext) -> Outcome:
-    found = _remote_listeners(host, "sasl_allowed_username_list")
-    if isinstance(found, Outcome):
-        return found
-    daemon, tcp, tls = found
+@with_remote_listeners("sasl_allowed_username_list")
+def sasl_allowlist(host: Host, ctx: ScanContext, daemon: Conf, tcp: list, tls: list) -> Outcome:
     sasl = ([s for s in tcp if str(daemon.get("auth_tcp", "sasl")) == "sasl"]
             + [s for s in tls if str(daemon.get("auth_tls", "none")) == "sasl"])
-    if not sasl:
-        return not_applicable("no active remote listener authenticates with SASL")
-    if daemon.has("sasl_allowed_username_list"):
-        return daemon.ok("sasl_allowed_username_list", None)
-    return daemon.fail("sasl_allowed_username_list", None, f"SASL listener active ({sock_label(sasl[0])}) and every "
-                                                           "account the SASL database accepts gets full access")
+    return _allowlist(daemon, "sasl_allowed_username_list", sasl, "no active remote listener authenticates with SASL",
+                      "SASL listener active ({socket}) and every account the SASL database accepts gets full access")
 
 
 @check("libvirtd_access_driver")
-def access_driver(host: Host, ctx: ScanContext) -> Outcome:
-    found = _remote_listeners(host, "access_drivers")
-    if isinstance(found, Outcome):
-        return found
-    daemon, tcp, tls = found
+@with_remote_listeners("access_drivers")
+def access_driver(host: Host, ctx: ScanContext, daemon: Conf, tcp: list, tls: list) -> Outcome:
     remote = tcp + tls
     if not remote:
         return not_applicable("no remote libvirt listener: only local clients, controlled by socket permissions")

@@ -93,18 +93,17 @@ def hv_secure_boot_off(vm: VM, ctx):
     return (passed if fact["value"] == "On" else fail)("SecureBoot", fact["value"], locator=fact["at"])
 
 
+def _pipe_risk(path: str) -> str:
+    if "\\\\" in path and "\\\\.\\" not in path:
+        return "a pipe on another computer: the console crosses the network"
+    return "any local administrator process can attach to the guest's serial console"
+
+
 @check("hv_com_pipe")
 def hv_com_pipe(vm: VM, ctx):
-    pipes = [d for d in vm.devices if d.kind == "serial-pipe"]
-    if not pipes:
-        return not_applicable("no COM port connected to a named pipe")
-    out = []
-    for d in pipes:
-        remote = "\\\\" in d.detail and "\\\\.\\" not in d.detail
-        out.append(fail("ComPort.Path", d.detail, locator=d.locator,
-                        message="a pipe on another computer: the console crosses the network" if remote else
-                        "any local administrator process can attach to the guest's serial console"))
-    return out
+    return ([fail("ComPort.Path", d.detail, locator=d.locator, message=_pipe_risk(d.detail))
+             for d in vm.devices if d.kind == "serial-pipe"]
+            or not_applicable("no COM port connected to a named pipe"))
 
 
 # ---------------------------------------------------------------- switches

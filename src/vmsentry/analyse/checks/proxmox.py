@@ -148,12 +148,11 @@ def pve_vm_inbound_admin_any_source(vm: VM, ctx):
 
 @check("pve_nic_trunks")
 def pve_nic_trunks(vm: VM, ctx):
-    nics = _bridged_nics(vm)
-    if not nics:
+    if not _bridged_nics(vm):
         return _NO_BRIDGED_NIC
-    out = [fail("trunks", f"{n.id}: trunks={vm.facts[f'proxmox.{n.id}.trunks']['value']}",
-                locator=vm.facts[f"proxmox.{n.id}.trunks"]["at"]) for n in nics if f"proxmox.{n.id}.trunks" in vm.facts]
-    return out or passed("trunks", "none")
+    trunks = [(n.id, vm.facts.get(f"proxmox.{n.id}.trunks")) for n in _bridged_nics(vm)]
+    return ([fail("trunks", f"{nic}: trunks={fact['value']}", locator=fact["at"]) for nic, fact in trunks if fact]
+            or passed("trunks", "none"))
 
 
 @check("pve_nic_untagged_vlan_aware")

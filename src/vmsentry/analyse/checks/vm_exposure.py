@@ -161,10 +161,6 @@ def user_mode_unrestricted(vm: VM, ctx):
     nics = [n for n in vm.nics if n.mode == "user"]
     if not nics:
         return not_applicable("no user-mode (slirp/passt) NIC")
-    out = []
-    for n in nics:
-        restrict = vm.facts.get(f"qemu.netdev.{n.id}.restrict", {}).get("value")
-        if str(restrict).lower() in ("on", "yes", "true", "1"):
-            continue
-        out.append(fail("restrict", restrict or "off (default)", locator=n.locator))
-    return out or passed("restrict", "on")
+    restricts = [(n, vm.facts.get(f"qemu.netdev.{n.id}.restrict", {}).get("value")) for n in nics]
+    return ([fail("restrict", value or "off (default)", locator=n.locator) for n, value in restricts
+             if str(value).lower() not in ("on", "yes", "true", "1")] or passed("restrict", "on"))
