@@ -35,7 +35,8 @@ def check_entries(name: str, prefix: str, platform: str) -> None:
         assert rule.id.startswith(prefix)
         assert rule.platforms == (platform,)
         assert rule.severity in SEVERITIES and rule.category in CATEGORIES
-        assert rule.check in CHECKS, rule.check
+        # a Python predicate by name, or a declarative test (validated by _rule_from)
+        assert (rule.check is None) != (rule.test is None) and (rule.test or rule.check in CHECKS), rule.id
         assert rule.references and rule.remediation_for(platform) and rule.default
         assert rule.control is None or rule.control in CONTROLS
         if rule.control:

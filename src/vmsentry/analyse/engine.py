@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from vmsentry.analyse.checks import Outcome, as_outcomes, load_checks
+from vmsentry.analyse.checks import Outcome, as_outcomes, declarative, load_checks
 from vmsentry.analyse.context import ScanContext
 from vmsentry.analyse.rules import Rule, load_catalogue
 from vmsentry.model import Inventory
@@ -32,7 +32,8 @@ def evaluate(inventory: Inventory, rules: Iterable[Rule] | None = None, *,
     count_na = not_applicable_counts is not None
     for (kind, platform), assets in _assets_by_rule_scope(inventory).items():
         # per scope, what each rule needs, computed once (a fleet scan runs this loop ~400k times)
-        plan = [(rule.id, rule.title, rule.severity, rule.category, rule.check, checks.get(rule.check),
+        plan = [(rule.id, rule.title, rule.severity, rule.category, rule.check,
+                 declarative.predicate(rule.test) if rule.test is not None else checks.get(rule.check),
                  rule.remediation_for(platform), list(rule.references))
                 for rule in rules if rule.asset == kind and ("all" in rule.platforms or platform in rule.platforms)]
         for asset in assets:

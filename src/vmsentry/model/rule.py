@@ -36,12 +36,14 @@ class Rule:
     remediation: dict[str, str]
     references: tuple[str, ...]
     default: str
-    check: str
+    check: str | None                # the Python predicate's name, or None when ``test`` says it as data
     verified: str = "yes"            # "yes", or what could not be checked, said plainly
     compliance: dict[str, Any] = field(default_factory=dict)
     control: str | None = None       # one of CONTROLS (matrix row)
     setting: dict[str, str] = field(default_factory=dict)       # per platform: the key/option that sets it
     recommended: dict[str, str] = field(default_factory=dict)   # per platform: the recommended value
+    # the declarative comparison (``test:`` in the catalogue, validated when it loads) instead of ``check``
+    test: dict[str, Any] | None = None
 
     def remediation_for(self, platform: str) -> str:
         return self.remediation.get(platform) or self.remediation.get("all") or next(iter(self.remediation.values()), "")

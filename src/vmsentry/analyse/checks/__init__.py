@@ -82,6 +82,15 @@ def fail_each_device(vm, kind: str, key: str, when_none: Outcome) -> Outcome | l
     return found or when_none
 
 
+def snapshot_memory(vm, prefix: str, suffix: str, key: str, none: str, clean: str) -> Outcome | list[Outcome]:
+    """One failure per snapshot that saved the guest's RAM (facts ``<prefix><snapshot name><suffix>``)."""
+    if not vm.snapshots:
+        return not_applicable(none)
+    found = [fail(key, f"{k[len(prefix):-len(suffix)]}: {v['value']}", locator=v["at"]) for k, v in vm.facts.items()
+             if k.startswith(prefix) and k.endswith(suffix)]
+    return found or passed(key, clean)
+
+
 def check(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in CHECKS:

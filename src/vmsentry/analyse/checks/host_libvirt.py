@@ -41,6 +41,10 @@ class Conf:
     def ok(self, key: str, default: Any, message: str | None = None) -> Outcome:
         return passed(key, self._shown(key, default), file=self.file, locator=self.where(key), message=message)
 
+    def judge(self, bad: bool, key: str, default: Any, message: str) -> Outcome:
+        """One setting with one way to be wrong: a failure saying ``message``, else a pass."""
+        return self.fail(key, default, message) if bad else self.ok(key, default)
+
     def _shown(self, key: str, default: Any) -> Any:
         if key in self.values:
             value = self.values[key]
@@ -71,6 +75,19 @@ def conf_of(host: Host, name: str) -> Conf | Outcome:
     if not isinstance(values, dict):
         return unknown(f"{label} was found but its values were not parsed", name, file=raw.get("file"))
     return Conf(raw.get("file") or _DEFAULT_FILE[name], values, raw.get("lines") or {})
+
+
+def with_conf(name: str):
+    """Registers ``fn(host, ctx, conf)`` as a predicate that first reads the ``name`` settings file; when it
+    was not collected (or libvirt is absent) that outcome is the rule's."""
+    def wrap(fn):
+        def predicate(host: Host, ctx: ScanContext):
+            conf = conf_of(host, name)
+            return conf if isinstance(conf, Outcome) else fn(host, ctx, conf)
+        predicate.__name__ = predicate.__qualname__ = fn.__name__
+        predicate.__doc__ = fn.__doc__
+        return predicate
+    return wrap
 
 
 def _num(value: Any, default: int = 0) -> int:
@@ -131,40 +148,72 @@ def _graphics_default(conf: Conf, kind: str) -> tuple[str, bool]:
     return listen, on(conf.get(f"{kind}_auto_unix_socket", 0))
 
 
-@check("qemu_conf_vnc_listen_tls")
-def vnc_listen_tls(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
-    listen, unix = _graphics_default(conf, "vnc")
+@dataclass(frozen=True)
+class _Console:
+    """What differs between the VNC and SPICE console defaults of qemu.conf (the keys share a prefix)."""
+    kind: str                   # key prefix: vnc_listen, vnc_tls, ...
+    label: str
+    unix_default: int           # built-in value of <kind>_auto_unix_socket shown when it decides
+    tls_ok: str | None          # shown when the listener is public but TLS is on ({listen}: the address)
+    cleartext: str              # the failure: public without TLS
+    password_ok: str
+    sasl_ok: str | None
+    certificates: bool          # whether client certificates count as authentication (VNC only)
+    unauthenticated: str        # the failure: public with no password/SASL (/certificates)
+
+
+_VNC = _Console(
+    "vnc", "VNC", 1, "VNC listens on {listen} with TLS",
+    "VNC consoles listen on {listen} without TLS (vnc_tls off): keyboard and screen of every VM in cleartext to "
+    "anyone who reaches the host, guests included",
+    "a default VNC password is set (only 8 bytes are significant)", "VNC clients authenticate with SASL", True,
+    "VNC listens on {listen} and neither vnc_password, vnc_sasl nor client certificates are required: VMs without "
+    "a per-domain passwd get an unauthenticated console")
+_SPICE = _Console(
+    "spice", "SPICE", 0, None,
+    "SPICE consoles (display, USB redirection, clipboard) listen on {listen} without TLS",
+    "a default SPICE ticket is set", None, False,
+    "SPICE listens on {listen} with neither spice_password nor spice_sasl: unauthenticated consoles")
+
+
+def _console_listen_tls(conf: Conf, console: _Console) -> Outcome:
+    kind = console.kind
+    listen, unix = _graphics_default(conf, kind)
     if unix:
-        return conf.ok("vnc_auto_unix_socket", 1, "address-less VNC displays are served on a UNIX socket")
+        return conf.ok(f"{kind}_auto_unix_socket", console.unix_default,
+                       f"address-less {console.label} displays are served on a UNIX socket")
     if not _public(listen):
-        return conf.ok("vnc_listen", "127.0.0.1", "VNC displays listen on loopback by default")
-    if on(conf.get("vnc_tls", 0)):
-        return conf.ok("vnc_tls", 0, f"VNC listens on {listen or '0.0.0.0'} with TLS")
-    return conf.fail("vnc_listen", "127.0.0.1", f"VNC consoles listen on {listen or 'all addresses'} without TLS "
-                                                "(vnc_tls off): keyboard and screen of every VM in cleartext to "
-                                                "anyone who reaches the host, guests included")
+        return conf.ok(f"{kind}_listen", "127.0.0.1", f"{console.label} displays listen on loopback by default")
+    if on(conf.get(f"{kind}_tls", 0)):
+        return conf.ok(f"{kind}_tls", 0, console.tls_ok and console.tls_ok.format(listen=listen or "0.0.0.0"))
+    return conf.fail(f"{kind}_listen", "127.0.0.1", console.cleartext.format(listen=listen or "all addresses"))
 
 
-@check("qemu_conf_vnc_password")
-def vnc_password(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
-    listen, unix = _graphics_default(conf, "vnc")
+def _console_password(conf: Conf, console: _Console) -> Outcome:
+    kind = console.kind
+    listen, unix = _graphics_default(conf, kind)
     if unix or not _public(listen):
-        return not_applicable("VNC defaults to loopback or a UNIX socket; per-VM listeners are audited per VM")
-    if conf.has("vnc_password"):
-        return conf.ok("vnc_password", None, "a default VNC password is set (only 8 bytes are significant)")
-    if on(conf.get("vnc_sasl", 0)):
-        return conf.ok("vnc_sasl", 0, "VNC clients authenticate with SASL")
-    if on(conf.get("vnc_tls", 0)) and _verify(conf, "vnc", 0):
-        return conf.ok("vnc_tls_x509_verify", 0, "VNC clients must present a CA-signed certificate")
-    return conf.fail("vnc_password", None, f"VNC listens on {listen or 'all addresses'} and neither vnc_password, "
-                                           "vnc_sasl nor client certificates are required: VMs without a per-domain "
-                                           "passwd get an unauthenticated console")
+        return not_applicable(f"{console.label} defaults to loopback or a UNIX socket; per-VM listeners are audited "
+                              "per VM")
+    if conf.has(f"{kind}_password"):
+        return conf.ok(f"{kind}_password", None, console.password_ok)
+    if on(conf.get(f"{kind}_sasl", 0)):
+        return conf.ok(f"{kind}_sasl", 0, console.sasl_ok)
+    if console.certificates and on(conf.get(f"{kind}_tls", 0)) and _verify(conf, kind, 0):
+        return conf.ok(f"{kind}_tls_x509_verify", 0, f"{console.label} clients must present a CA-signed certificate")
+    return conf.fail(f"{kind}_password", None, console.unauthenticated.format(listen=listen or "all addresses"))
+
+
+def _register_console_rules(console: _Console) -> None:
+    """qemu_conf_<kind>_listen_tls and qemu_conf_<kind>_password, one pair per console protocol."""
+    check(f"qemu_conf_{console.kind}_listen_tls")(
+        with_conf("qemu_conf")(lambda host, ctx, conf: _console_listen_tls(conf, console)))
+    check(f"qemu_conf_{console.kind}_password")(
+        with_conf("qemu_conf")(lambda host, ctx, conf: _console_password(conf, console)))
+
+
+_register_console_rules(_VNC)
+_register_console_rules(_SPICE)
 
 
 def _verify(conf: Conf, prefix: str, builtin: int) -> bool:
@@ -176,10 +225,8 @@ def _verify(conf: Conf, prefix: str, builtin: int) -> bool:
 
 
 @check("qemu_conf_vnc_tls_verify")
-def vnc_tls_verify(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
+@with_conf("qemu_conf")
+def vnc_tls_verify(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if not on(conf.get("vnc_tls", 0)):
         return not_applicable("vnc_tls is off (see the VNC listen rule)")
     if _verify(conf, "vnc", 0):
@@ -191,69 +238,29 @@ def vnc_tls_verify(host: Host, ctx: ScanContext) -> Outcome:
                                                "required, so any client that reaches the port gets the console")
 
 
-@check("qemu_conf_spice_listen_tls")
-def spice_listen_tls(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
-    listen, unix = _graphics_default(conf, "spice")
-    if unix:
-        return conf.ok("spice_auto_unix_socket", 0, "address-less SPICE displays are served on a UNIX socket")
-    if not _public(listen):
-        return conf.ok("spice_listen", "127.0.0.1", "SPICE displays listen on loopback by default")
-    if on(conf.get("spice_tls", 0)):
-        return conf.ok("spice_tls", 0)
-    return conf.fail("spice_listen", "127.0.0.1", f"SPICE consoles (display, USB redirection, clipboard) listen on "
-                                                  f"{listen or 'all addresses'} without TLS")
-
-
-@check("qemu_conf_spice_password")
-def spice_password(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
-    listen, unix = _graphics_default(conf, "spice")
-    if unix or not _public(listen):
-        return not_applicable("SPICE defaults to loopback or a UNIX socket; per-VM listeners are audited per VM")
-    if conf.has("spice_password"):
-        return conf.ok("spice_password", None, "a default SPICE ticket is set")
-    if on(conf.get("spice_sasl", 0)):
-        return conf.ok("spice_sasl", 0)
-    return conf.fail("spice_password", None, f"SPICE listens on {listen or 'all addresses'} with neither "
-                                             "spice_password nor spice_sasl: unauthenticated consoles")
-
-
 @check("qemu_conf_security_driver")
-def security_driver(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
+@with_conf("qemu_conf")
+def security_driver(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if not conf.has("security_driver"):
         return conf.ok("security_driver", "auto (selinux, else apparmor)",
                        "libvirt picks the host's active LSM; see the host LSM rule for whether one is enforcing")
     drivers = _as_list(conf.values.get("security_driver")) or []
     drivers = [d for d in drivers if d]
-    if not drivers or drivers == ["none"]:
-        return conf.fail("security_driver", None, "sVirt is disabled: QEMU processes run without SELinux/AppArmor "
-                                                  "confinement, so an escaped guest reaches every VM's disks")
-    return conf.ok("security_driver", None)
+    return conf.judge(not drivers or drivers == ["none"], "security_driver", None,
+                      "sVirt is disabled: QEMU processes run without SELinux/AppArmor "
+                      "confinement, so an escaped guest reaches every VM's disks")
 
 
 @check("qemu_conf_default_confined")
-def default_confined(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
-    if conf.has("security_default_confined") and not on(conf.get("security_default_confined")):
-        return conf.fail("security_default_confined", 1, "guests without an explicit <seclabel> run unconfined")
-    return conf.ok("security_default_confined", 1)
+@with_conf("qemu_conf")
+def default_confined(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
+    off = conf.has("security_default_confined") and not on(conf.get("security_default_confined"))
+    return conf.judge(off, "security_default_confined", 1, "guests without an explicit <seclabel> run unconfined")
 
 
 @check("qemu_conf_require_confined")
-def require_confined(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
+@with_conf("qemu_conf")
+def require_confined(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if on(conf.get("security_require_confined", 0)):
         return conf.ok("security_require_confined", 0, "libvirt refuses to start unconfined guests")
     unconfined = [vm.name for vm in ctx.inventory.vms if ctx.host_of(vm) is host and vm.platform == "libvirt"
@@ -274,10 +281,8 @@ _ROOT = ("root", "+0", "0")
 
 
 @check("qemu_conf_user_root")
-def user_root(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
+@with_conf("qemu_conf")
+def user_root(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outcome]:
     out: list[Outcome] = []
     for key in ("user", "group"):
         if conf.has(key) and str(conf.get(key)).strip() in _ROOT:
@@ -287,28 +292,23 @@ def user_root(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
 
 
 @check("qemu_conf_seccomp")
-def seccomp(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
-    if conf.has("seccomp_sandbox") and str(conf.get("seccomp_sandbox")).strip() == "0":
-        return conf.fail("seccomp_sandbox", 1, "QEMU runs without its seccomp filter: a compromised QEMU may spawn "
-                                               "processes and use obsolete or privilege-raising syscalls")
-    return conf.ok("seccomp_sandbox", 1)
+@with_conf("qemu_conf")
+def seccomp(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
+    off = conf.has("seccomp_sandbox") and str(conf.get("seccomp_sandbox")).strip() == "0"
+    return conf.judge(off, "seccomp_sandbox", 1,
+                      "QEMU runs without its seccomp filter: a compromised QEMU may spawn "
+                      "processes and use obsolete or privilege-raising syscalls")
 
 
 @check("qemu_conf_namespaces")
-def namespaces(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
+@with_conf("qemu_conf")
+def namespaces(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if not conf.has("namespaces"):
         return conf.ok("namespaces", '["mount"]')
     value = _as_list(conf.values.get("namespaces")) or []
-    if "mount" not in value:
-        return conf.fail("namespaces", None, "no private mount namespace: each QEMU sees the host's whole /dev "
-                                             "instead of only its own devices")
-    return conf.ok("namespaces", None)
+    return conf.judge("mount" not in value, "namespaces", None,
+                      "no private mount namespace: each QEMU sees the host's whole /dev "
+                      "instead of only its own devices")
 
 
 _ACL_KNOWN = {"/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/ptmx", "/dev/kvm",
@@ -316,10 +316,8 @@ _ACL_KNOWN = {"/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urando
 
 
 @check("qemu_conf_cgroup_devices")
-def cgroup_devices(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
+@with_conf("qemu_conf")
+def cgroup_devices(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outcome]:
     out: list[Outcome] = []
     if conf.has("cgroup_controllers"):
         controllers = _as_list(conf.values.get("cgroup_controllers")) or []
@@ -336,22 +334,17 @@ def cgroup_devices(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
 
 
 @check("qemu_conf_relaxed_acs")
-def relaxed_acs(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
-    if on(conf.get("relaxed_acs_check", 0)):
-        return conf.fail("relaxed_acs_check", 0, "PCI devices below switches without ACS may be assigned: they can "
-                                                 "reach each other (and another guest's device) by peer-to-peer DMA "
-                                                 "without passing the IOMMU")
-    return conf.ok("relaxed_acs_check", 0)
+@with_conf("qemu_conf")
+def relaxed_acs(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
+    return conf.judge(on(conf.get("relaxed_acs_check", 0)), "relaxed_acs_check", 0,
+                      "PCI devices below switches without ACS may be assigned: they can "
+                      "reach each other (and another guest's device) by peer-to-peer DMA "
+                      "without passing the IOMMU")
 
 
 @check("qemu_conf_migration")
-def migration(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
+@with_conf("qemu_conf")
+def migration(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if on(conf.get("migrate_tls_force", 0)):
         return conf.ok("migrate_tls_force", 0, "every migration must use TLS")
     addr = conf.get("migration_address", "0.0.0.0")
@@ -367,10 +360,8 @@ def migration(host: Host, ctx: ScanContext) -> Outcome:
 
 
 @check("qemu_conf_chardev_tls")
-def chardev_tls(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
+@with_conf("qemu_conf")
+def chardev_tls(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outcome]:
     if on(conf.get("chardev_tls", 0)):
         return conf.ok("chardev_tls", 0, "TCP character devices use TLS")
     tcp = [(vm.name, lst) for vm in ctx.inventory.vms if ctx.host_of(vm) is host and vm.platform == "libvirt"
@@ -384,14 +375,11 @@ def chardev_tls(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
 
 
 @check("qemu_conf_stdio_handler")
-def stdio_handler(host: Host, ctx: ScanContext) -> Outcome:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
-    if str(conf.get("stdio_handler", "logd")) == "file":
-        return conf.fail("stdio_handler", "logd", "QEMU writes its output straight to a file: a guest that makes QEMU "
-                                                  "log endlessly can fill the host filesystem")
-    return conf.ok("stdio_handler", "logd")
+@with_conf("qemu_conf")
+def stdio_handler(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
+    return conf.judge(str(conf.get("stdio_handler", "logd")) == "file", "stdio_handler", "logd",
+                      "QEMU writes its output straight to a file: a guest that makes QEMU "
+                      "log endlessly can fill the host filesystem")
 
 
 _VERIFY_KEYS = ("default_tls_x509_verify", "migrate_tls_x509_verify", "chardev_tls_x509_verify",
@@ -399,10 +387,8 @@ _VERIFY_KEYS = ("default_tls_x509_verify", "migrate_tls_x509_verify", "chardev_t
 
 
 @check("qemu_conf_tls_verify_off")
-def tls_verify_off(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
-    conf = conf_of(host, "qemu_conf")
-    if isinstance(conf, Outcome):
-        return conf
+@with_conf("qemu_conf")
+def tls_verify_off(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outcome]:
     out = [conf.fail(key, 1, f"{key} = 0: TLS on this channel encrypts but accepts any client without a CA-signed "
                              "certificate")
            for key in _VERIFY_KEYS if conf.has(key) and not on(conf.get(key))]
@@ -427,10 +413,8 @@ def _remote_state(host: Host, daemon: Conf, tls: bool) -> tuple[bool | None, lis
 
 
 @check("libvirtd_tcp_no_auth")
-def tcp_no_auth(host: Host, ctx: ScanContext) -> Outcome:
-    daemon = conf_of(host, "libvirtd_conf")
-    if isinstance(daemon, Outcome):
-        return daemon
+@with_conf("libvirtd_conf")
+def tcp_no_auth(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     auth = str(daemon.get("auth_tcp", "sasl"))
     if auth != "none":
         return daemon.ok("auth_tcp", "sasl", "TCP connections must authenticate with SASL")
@@ -447,10 +431,8 @@ def tcp_no_auth(host: Host, ctx: ScanContext) -> Outcome:
 
 
 @check("libvirtd_tcp_exposed")
-def tcp_exposed(host: Host, ctx: ScanContext) -> Outcome:
-    daemon = conf_of(host, "libvirtd_conf")
-    if isinstance(daemon, Outcome):
-        return daemon
+@with_conf("libvirtd_conf")
+def tcp_exposed(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     enabled, socks, seen = _remote_state(host, daemon, tls=False)
     addr = daemon.get("listen_addr")
     if socks:
@@ -467,10 +449,8 @@ def tcp_exposed(host: Host, ctx: ScanContext) -> Outcome:
 
 
 @check("libvirtd_tls_no_verify")
-def tls_no_verify(host: Host, ctx: ScanContext) -> Outcome:
-    daemon = conf_of(host, "libvirtd_conf")
-    if isinstance(daemon, Outcome):
-        return daemon
+@with_conf("libvirtd_conf")
+def tls_no_verify(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     if on(daemon.get("tls_no_verify_certificate", 0)):
         _, _, seen = _remote_state(host, daemon, tls=True)
         return daemon.fail("tls_no_verify_certificate", 0, "client certificates are not verified, so the TLS "
@@ -479,10 +459,8 @@ def tls_no_verify(host: Host, ctx: ScanContext) -> Outcome:
 
 
 @check("libvirtd_unix_rw_open")
-def unix_rw_open(host: Host, ctx: ScanContext) -> Outcome:
-    daemon = conf_of(host, "libvirtd_conf")
-    if isinstance(daemon, Outcome):
-        return daemon
+@with_conf("libvirtd_conf")
+def unix_rw_open(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     auth = daemon.get("auth_unix_rw")
     if auth is None or str(auth) != "none":
         return daemon.ok("auth_unix_rw", "polkit (none when built without polkit, with a 0600 socket)")
@@ -503,56 +481,57 @@ def unix_rw_open(host: Host, ctx: ScanContext) -> Outcome:
 
 
 @check("libvirtd_tls_dn_allowlist")
-def tls_dn_allowlist(host: Host, ctx: ScanContext) -> Outcome:
-    daemon = conf_of(host, "libvirtd_conf")
-    if isinstance(daemon, Outcome):
-        return daemon
+@with_conf("libvirtd_conf")
+def tls_dn_allowlist(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     socks = _remote_sockets(host, daemon, tls=True)
     if socks is None:
         return unknown("whether the TLS listener (16514) is active was not collected", "tls_allowed_dn_list",
                        file=daemon.file)
-    if not socks:
-        return not_applicable("no libvirt TLS listener on a non-loopback address")
-    if daemon.has("tls_allowed_dn_list"):
-        return daemon.ok("tls_allowed_dn_list", None)
-    return daemon.fail("tls_allowed_dn_list", None, f"TLS listener active ({sock_label(socks[0])}) and any "
-                                                    "certificate signed by the CA is accepted, with no DN allowlist")
+    return _allowlist(daemon, "tls_allowed_dn_list", socks, "no libvirt TLS listener on a non-loopback address",
+                      "TLS listener active ({socket}) and any certificate signed by the CA is accepted, with no DN "
+                      "allowlist")
 
 
-def _remote_listeners(host: Host, key: str):
-    """(daemon settings, TCP sockets, TLS sockets) of libvirt's active remote listeners, or the Outcome
-    that stands for them when the daemon's settings or the listening sockets were not collected."""
-    daemon = conf_of(host, "libvirtd_conf")
-    if isinstance(daemon, Outcome):
-        return daemon
-    tcp = _remote_sockets(host, daemon, tls=False)
-    if tcp is None:
-        return unknown("whether libvirt's remote listeners are active was not collected", key, file=daemon.file)
-    return daemon, tcp, _remote_sockets(host, daemon, tls=True) or []
+def _allowlist(daemon: Conf, key: str, active: list[dict[str, Any]], idle: str, open_to_all: str) -> Outcome:
+    """Not applicable without an ``active`` listener; else the allowlist ``key`` must be set."""
+    if not active:
+        return not_applicable(idle)
+    if daemon.has(key):
+        return daemon.ok(key, None)
+    return daemon.fail(key, None, open_to_all.format(socket=sock_label(active[0])))
+
+
+def with_remote_listeners(key: str):
+    """Registers ``fn(host, ctx, daemon, tcp, tls)``: the daemon's settings and the non-loopback sockets of
+    its active TCP and TLS listeners; when the settings or the listening sockets were not collected, that
+    outcome is the rule's (``key`` names what could not be judged)."""
+    def wrap(fn):
+        def predicate(host: Host, ctx: ScanContext):
+            daemon = conf_of(host, "libvirtd_conf")
+            if isinstance(daemon, Outcome):
+                return daemon
+            tcp = _remote_sockets(host, daemon, tls=False)
+            if tcp is None:
+                return unknown("whether libvirt's remote listeners are active was not collected", key,
+                               file=daemon.file)
+            return fn(host, ctx, daemon, tcp, _remote_sockets(host, daemon, tls=True) or [])
+        predicate.__name__ = predicate.__qualname__ = fn.__name__
+        return predicate
+    return wrap
 
 
 @check("libvirtd_sasl_allowlist")
-def sasl_allowlist(host: Host, ctx: ScanContext) -> Outcome:
-    found = _remote_listeners(host, "sasl_allowed_username_list")
-    if isinstance(found, Outcome):
-        return found
-    daemon, tcp, tls = found
+@with_remote_listeners("sasl_allowed_username_list")
+def sasl_allowlist(host: Host, ctx: ScanContext, daemon: Conf, tcp: list, tls: list) -> Outcome:
     sasl = ([s for s in tcp if str(daemon.get("auth_tcp", "sasl")) == "sasl"]
             + [s for s in tls if str(daemon.get("auth_tls", "none")) == "sasl"])
-    if not sasl:
-        return not_applicable("no active remote listener authenticates with SASL")
-    if daemon.has("sasl_allowed_username_list"):
-        return daemon.ok("sasl_allowed_username_list", None)
-    return daemon.fail("sasl_allowed_username_list", None, f"SASL listener active ({sock_label(sasl[0])}) and every "
-                                                           "account the SASL database accepts gets full access")
+    return _allowlist(daemon, "sasl_allowed_username_list", sasl, "no active remote listener authenticates with SASL",
+                      "SASL listener active ({socket}) and every account the SASL database accepts gets full access")
 
 
 @check("libvirtd_access_driver")
-def access_driver(host: Host, ctx: ScanContext) -> Outcome:
-    found = _remote_listeners(host, "access_drivers")
-    if isinstance(found, Outcome):
-        return found
-    daemon, tcp, tls = found
+@with_remote_listeners("access_drivers")
+def access_driver(host: Host, ctx: ScanContext, daemon: Conf, tcp: list, tls: list) -> Outcome:
     remote = tcp + tls
     if not remote:
         return not_applicable("no remote libvirt listener: only local clients, controlled by socket permissions")

@@ -1,11 +1,12 @@
-"""Hyper-V predicates: per-NIC port security (DHCP/router guard, mirroring, VLAN trunk, ACLs), host
-settings (enhanced session, live migration), switches (management OS sharing, extensions), and VM
-integration and security settings. They read the facts ``collect.hyperv`` records under the cmdlets'
-own property names."""
+"""Hyper-V predicates that need logic: per-NIC port security (DHCP/router guard, mirroring, VLAN trunk,
+ACLs), switch extensions, and VM integration, firmware and device settings. They read the facts
+``collect.hyperv`` records under the cmdlets' own property names. One-setting rules (host enhanced session
+and live migration, switch type and management-OS sharing, VM security, checkpoint type) are ``test:``
+blocks in catalogue/hyperv.yaml (``checks.declarative``)."""
 from __future__ import annotations
 
-from vmsentry.analyse.checks import check, fail, fail_each_device, not_applicable, passed, unknown
-from vmsentry.model import VM, Host, Network
+from vmsentry.analyse.checks import check, fail, not_applicable, passed, unknown
+from vmsentry.model import VM, Network
 
 SWITCHED = ("bridged", "host-only", "private", "internal")
 _MS_EXTENSIONS = ("Microsoft Windows Filtering Platform", "Microsoft NDIS Capture", "Microsoft Azure VFP Switch Extension")
@@ -82,32 +83,6 @@ def hv_guest_service_interface(vm: VM, ctx):
     return passed("Guest Service Interface", "Disabled", locator=fact["at"])
 
 
-@check("hv_dda_device")
-def hv_dda_device(vm: VM, ctx):
-    return fail_each_device(vm, "pci-passthrough", "AssignableDevice", not_applicable("no device assigned with DDA"))
-
-
-def _bool_fact(vm: VM, key: str, want: bool, what: str):
-    fact = vm.facts.get(key)
-    if fact is None:
-        return unknown(f"{what} not in the export (Get-VMSecurity/Get-VMFirmware)", what)
-    value = fact["value"]
-    ok = (value is True or str(value).lower() in ("true", "on")) == want
-    return (passed if ok else fail)(what, value, locator=fact["at"])
-
-
-@check("hv_state_not_encrypted")
-def hv_state_not_encrypted(vm: VM, ctx):
-    return _bool_fact(vm, "hyperv.security.EncryptStateAndVmMigrationTraffic", True, "EncryptStateAndVmMigrationTraffic")
-
-
-@check("hv_vtpm_off")
-def hv_vtpm_off(vm: VM, ctx):
-    if vm.facts.get("hyperv.vm.Generation", {}).get("value") == 1:
-        return not_applicable("generation 1 VM: no virtual TPM")
-    return _bool_fact(vm, "hyperv.security.TpmEnabled", True, "TpmEnabled")
-
-
 @check("hv_secure_boot_off")
 def hv_secure_boot_off(vm: VM, ctx):
     fact = vm.facts.get("hyperv.firmware.SecureBoot")
@@ -118,89 +93,20 @@ def hv_secure_boot_off(vm: VM, ctx):
     return (passed if fact["value"] == "On" else fail)("SecureBoot", fact["value"], locator=fact["at"])
 
 
+def _pipe_risk(path: str) -> str:
+    if "\\\\" in path and "\\\\.\\" not in path:
+        return "a pipe on another computer: the console crosses the network"
+    return "any local administrator process can attach to the guest's serial console"
+
+
 @check("hv_com_pipe")
 def hv_com_pipe(vm: VM, ctx):
-    pipes = [d for d in vm.devices if d.kind == "serial-pipe"]
-    if not pipes:
-        return not_applicable("no COM port connected to a named pipe")
-    out = []
-    for d in pipes:
-        remote = "\\\\" in d.detail and "\\\\.\\" not in d.detail
-        out.append(fail("ComPort.Path", d.detail, locator=d.locator,
-                        message="a pipe on another computer: the console crosses the network" if remote else
-                        "any local administrator process can attach to the guest's serial console"))
-    return out
-
-
-@check("hv_standard_checkpoints")
-def hv_standard_checkpoints(vm: VM, ctx):
-    fact = vm.facts.get("hyperv.vm.CheckpointType")
-    if fact is None:
-        return unknown("Get-VM CheckpointType not in the export", "CheckpointType")
-    if str(fact["value"]) == "Standard":
-        return fail("CheckpointType", "Standard", locator=fact["at"])
-    return passed("CheckpointType", fact["value"], locator=fact["at"])
-
-
-# ---------------------------------------------------------------- host
-
-def _host_fact(host: Host, key: str):
-    return host.facts.get(f"hyperv.host.{key}")
-
-
-@check("hv_enhanced_session")
-def hv_enhanced_session(host: Host, ctx):
-    fact = _host_fact(host, "EnableEnhancedSessionMode")
-    if fact is None:
-        return unknown("Get-VMHost EnableEnhancedSessionMode not in the export", "EnableEnhancedSessionMode")
-    return (fail if fact["value"] is True else passed)("EnableEnhancedSessionMode", fact["value"], locator=fact["at"])
-
-
-@check("hv_migration_credssp")
-def hv_migration_credssp(host: Host, ctx):
-    enabled = _host_fact(host, "VirtualMachineMigrationEnabled")
-    if enabled is not None and enabled["value"] is False:
-        return not_applicable("live migration disabled")
-    fact = _host_fact(host, "VirtualMachineMigrationAuthenticationType")
-    if fact is None:
-        return unknown("VirtualMachineMigrationAuthenticationType not in the export", "VirtualMachineMigrationAuthenticationType")
-    return (fail if fact["value"] == "CredSSP" else passed)("VirtualMachineMigrationAuthenticationType", fact["value"],
-                                                            locator=fact["at"])
-
-
-@check("hv_migration_any_network")
-def hv_migration_any_network(host: Host, ctx):
-    enabled = _host_fact(host, "VirtualMachineMigrationEnabled")
-    if enabled is not None and enabled["value"] is False:
-        return not_applicable("live migration disabled")
-    fact = _host_fact(host, "UseAnyNetworkForMigration")
-    if fact is None:
-        return unknown("UseAnyNetworkForMigration not in the export", "UseAnyNetworkForMigration")
-    return (fail if fact["value"] is True else passed)("UseAnyNetworkForMigration", fact["value"], locator=fact["at"])
+    return ([fail("ComPort.Path", d.detail, locator=d.locator, message=_pipe_risk(d.detail))
+             for d in vm.devices if d.kind == "serial-pipe"]
+            or not_applicable("no COM port connected to a named pipe"))
 
 
 # ---------------------------------------------------------------- switches
-
-@check("hv_external_switch_mgmt_os")
-def hv_external_switch_mgmt_os(net: Network, ctx):
-    stype = net.facts.get("hyperv.switch.SwitchType", {}).get("value")
-    if stype != "External":
-        return not_applicable(f"{stype or 'unknown'} switch")
-    fact = net.facts.get("hyperv.switch.AllowManagementOS")
-    if fact is None:
-        return unknown("AllowManagementOS not in the export", "AllowManagementOS")
-    return (fail if fact["value"] is True else passed)("AllowManagementOS", fact["value"], locator=fact["at"])
-
-
-@check("hv_internal_switch")
-def hv_internal_switch(net: Network, ctx):
-    stype = net.facts.get("hyperv.switch.SwitchType")
-    if not stype:
-        return unknown("SwitchType not in the export", "SwitchType")
-    if stype["value"] == "Internal":
-        return fail("SwitchType", "Internal", locator=stype["at"])
-    return passed("SwitchType", stype["value"], locator=stype["at"])
-
 
 @check("hv_switch_extensions")
 def hv_switch_extensions(net: Network, ctx):

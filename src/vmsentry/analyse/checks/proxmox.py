@@ -4,7 +4,7 @@ guest agent, memory snapshots). They read the facts ``collect.proxmox`` and ``pr
 from __future__ import annotations
 
 from vmsentry.analyse.addresses import ports_in
-from vmsentry.analyse.checks import check, fail, fail_each_device, not_applicable, passed, unknown
+from vmsentry.analyse.checks import check, fail, not_applicable, passed, snapshot_memory, unknown
 from vmsentry.collect.proxmox_fw import CLUSTER_DEFAULTS, HOST_DEFAULTS, VM_DEFAULTS
 from vmsentry.model import VM, Host
 
@@ -14,6 +14,9 @@ _ADMIN_MACROS = {"SSH": 22, "RDP": 3389, "VNC": 5900, "Telnet": 23, "SMB": 445, 
 
 def _bridged_nics(vm: VM):
     return [n for n in vm.nics if n.type == "bridge" and f"proxmox.{n.id}.firewall" in vm.facts]
+
+
+_NO_BRIDGED_NIC = not_applicable("no bridged NIC")
 
 
 def _vm_fw(vm: VM):
@@ -35,7 +38,7 @@ def _vm_option(vm: VM, key: str):
 
 def _needs_fw(vm: VM):
     if not _bridged_nics(vm) and "proxmox.fw_only" not in vm.facts:
-        return not_applicable("no bridged NIC")
+        return _NO_BRIDGED_NIC
     if _vm_fw(vm) is None:
         link = vm.facts.get("proxmox.link", {}).get("value")
         return unknown(link or "VMID.fw was not read (add /etc/pve/firewall/VMID.fw to the inputs)", "VMID.fw")
@@ -56,7 +59,7 @@ def _vm_option_rule(vm: VM, key: str, bad, message: str | None = None):
 def pve_nic_firewall_off(vm: VM, ctx):
     nics = _bridged_nics(vm)
     if not nics:
-        return not_applicable("no bridged NIC")
+        return _NO_BRIDGED_NIC
     out = []
     for n in nics:
         flag = vm.facts[f"proxmox.{n.id}.firewall"]
@@ -145,19 +148,18 @@ def pve_vm_inbound_admin_any_source(vm: VM, ctx):
 
 @check("pve_nic_trunks")
 def pve_nic_trunks(vm: VM, ctx):
-    nics = _bridged_nics(vm)
-    if not nics:
-        return not_applicable("no bridged NIC")
-    out = [fail("trunks", f"{n.id}: trunks={vm.facts[f'proxmox.{n.id}.trunks']['value']}",
-                locator=vm.facts[f"proxmox.{n.id}.trunks"]["at"]) for n in nics if f"proxmox.{n.id}.trunks" in vm.facts]
-    return out or passed("trunks", "none")
+    if not _bridged_nics(vm):
+        return _NO_BRIDGED_NIC
+    trunks = [(n.id, vm.facts.get(f"proxmox.{n.id}.trunks")) for n in _bridged_nics(vm)]
+    return ([fail("trunks", f"{nic}: trunks={fact['value']}", locator=fact["at"]) for nic, fact in trunks if fact]
+            or passed("trunks", "none"))
 
 
 @check("pve_nic_untagged_vlan_aware")
 def pve_nic_untagged_vlan_aware(vm: VM, ctx):
     nics = _bridged_nics(vm)
     if not nics:
-        return not_applicable("no bridged NIC")
+        return _NO_BRIDGED_NIC
     out, seen = [], []
     for n in nics:
         net = ctx.networks.get(n.network) if n.network else None
@@ -171,11 +173,6 @@ def pve_nic_untagged_vlan_aware(vm: VM, ctx):
             seen.append(f"{n.id}: tag={vm.facts.get(f'proxmox.{n.id}.tag', {}).get('value', 'none')} "
                         f"({'VLAN-aware' if aware else 'not VLAN-aware'} {n.bridge})")
     return out or passed("tag", "; ".join(seen))
-
-
-@check("pve_hostpci")
-def pve_hostpci(vm: VM, ctx):
-    return fail_each_device(vm, "pci-passthrough", "hostpci", not_applicable("no hostpci device"))
 
 
 @check("pve_args")
@@ -195,12 +192,6 @@ def pve_shares(vm: VM, ctx):
                  locator=s.locator) for s in shares]
 
 
-@check("pve_ivshmem")
-def pve_ivshmem(vm: VM, ctx):
-    fact = vm.facts.get("proxmox.ivshmem")
-    return fail("ivshmem", fact["value"], locator=fact["at"]) if fact else not_applicable("no ivshmem device")
-
-
 @check("pve_memory_encryption")
 def pve_memory_encryption(vm: VM, ctx):
     if "proxmox.fw_only" in vm.facts:
@@ -212,11 +203,8 @@ def pve_memory_encryption(vm: VM, ctx):
 
 @check("pve_snapshot_vmstate")
 def pve_snapshot_vmstate(vm: VM, ctx):
-    if not vm.snapshots:
-        return not_applicable("no snapshots")
-    hits = [(k, v) for k, v in vm.facts.items() if k.startswith("proxmox.snapshot.") and k.endswith(".vmstate")]
-    out = [fail("vmstate", f"{k[len('proxmox.snapshot.'):-len('.vmstate')]}: {v['value']}", locator=v["at"]) for k, v in hits]
-    return out or passed("vmstate", f"{len(vm.snapshots)} snapshot(s) without RAM")
+    return snapshot_memory(vm, "proxmox.snapshot.", ".vmstate", "vmstate", "no snapshots",
+                           f"{len(vm.snapshots)} snapshot(s) without RAM")
 
 
 @check("pve_spice_console")

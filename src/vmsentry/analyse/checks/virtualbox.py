@@ -81,19 +81,6 @@ def vbox_clipboard_file_transfers(vm: VM, ctx):
     return passed("Clipboard/@fileTransfersEnabled", str(fact["value"]).lower(), locator=fact["at"])
 
 
-@check("vbox_vrde_multiconnection")
-def vbox_vrde_multiconnection(vm: VM, ctx):
-    enabled = vm.facts.get("vbox.VRDE.enabled")
-    if not enabled or not enabled["value"]:
-        return not_applicable("VRDE (remote display) disabled")
-    fact = vm.facts.get("vbox.VRDE.allowMultiConnection")
-    if fact is None:
-        return passed("RemoteDisplay/@allowMultiConnection", "false (default)")
-    if fact["value"]:
-        return fail("RemoteDisplay/@allowMultiConnection", "true", locator=fact["at"])
-    return passed("RemoteDisplay/@allowMultiConnection", "false", locator=fact["at"])
-
-
 @check("vbox_vrde_enabled")
 def vbox_vrde_enabled(vm: VM, ctx):
     fact = vm.facts.get("vbox.VRDE.enabled")

@@ -59,64 +59,57 @@ def console_without_auth(vm: VM, ctx):
     return out or passed("auth", ", ".join(f"{_where(l)} auth={l.auth}" for l in listeners))
 
 
+def _each_listener(vm: VM, kinds: tuple[str, ...], none: str, key: str, failure, shown=_where):
+    """Not applicable without a listener of ``kinds``; else ``failure(listener)`` (an Outcome or None) for
+    each, or one pass listing them all."""
+    listeners = [l for l in vm.listeners if l.kind in kinds]
+    if not listeners:
+        return not_applicable(none)
+    out = [o for o in map(failure, listeners) if o is not None]
+    return out or passed(key, ", ".join(map(shown, listeners)))
+
+
+def _with_auth(listener: Listener) -> str:
+    return f"{_where(listener)} auth={listener.auth}"
+
+
 @check("vnc_password_only")
 def vnc_password_only(vm: VM, ctx):
-    listeners = [l for l in vm.listeners if l.kind in ("vnc", "websocket")]
-    if not listeners:
-        return not_applicable("no VNC listener")
-    out = [fail("auth", f"{_where(l)} auth=password (no TLS)", locator=l.locator) for l in listeners
-           if l.auth == "password" and network_reachable(l.address, l.transport)]
-    return out or passed("auth", ", ".join(f"{_where(l)} auth={l.auth}" for l in listeners))
+    return _each_listener(vm, ("vnc", "websocket"), "no VNC listener", "auth", lambda l: fail(
+        "auth", f"{_where(l)} auth=password (no TLS)", locator=l.locator)
+        if l.auth == "password" and network_reachable(l.address, l.transport) else None, shown=_with_auth)
 
 
 @check("chardev_network_listen")
 def chardev_network_listen(vm: VM, ctx):
-    listeners = [l for l in vm.listeners if l.kind in CHARDEV_KINDS]
-    if not listeners:
-        return not_applicable("no serial, channel or USB-redirection socket")
-    out = []
-    for l in listeners:
-        if l.transport == "unix" or not network_reachable(l.address, l.transport):
-            continue
-        if l.auth == "tls":
-            continue
-        out.append(fail("source", f"{_where(l)} auth={l.auth}", locator=l.locator))
-    return out or passed("source", ", ".join(_where(l) for l in listeners))
+    return _each_listener(vm, CHARDEV_KINDS, "no serial, channel or USB-redirection socket", "source", lambda l: fail(
+        "source", _with_auth(l), locator=l.locator)
+        if l.transport != "unix" and network_reachable(l.address, l.transport) and l.auth != "tls" else None)
+
+
+_LOOPBACK_MONITOR = ("loopback-only, but any local user and any user-mode (slirp) guest reaching host loopback gets "
+                     "hypervisor control")
 
 
 @check("monitor_on_network_socket")
 def monitor_on_network_socket(vm: VM, ctx):
-    monitors = [l for l in vm.listeners if l.kind == "monitor"]
-    if not monitors:
-        return not_applicable("no QEMU monitor/QMP socket")
-    out = []
-    for l in monitors:
-        if l.transport == "unix":
-            continue
-        reach = exposure(l.address, l.transport)
-        msg = None if reach != "loopback" else ("loopback-only, but any local user and any user-mode "
-                                                "(slirp) guest reaching host loopback gets hypervisor control")
-        out.append(fail("monitor", _where(l), locator=l.locator, message=msg))
-    return out or passed("monitor", ", ".join(_where(l) for l in monitors))
+    return _each_listener(vm, ("monitor",), "no QEMU monitor/QMP socket", "monitor", lambda l: fail(
+        "monitor", _where(l), locator=l.locator,
+        message=_LOOPBACK_MONITOR if exposure(l.address, l.transport) == "loopback" else None)
+        if l.transport != "unix" else None)
 
 
 @check("socket_nic_listen")
 def socket_nic_listen(vm: VM, ctx):
-    sockets = [l for l in vm.listeners if l.kind == "net-socket"]
-    if not sockets:
-        return not_applicable("no socket-backed NIC listening")
-    out = [fail("source", _where(l), locator=l.locator) for l in sockets if network_reachable(l.address, l.transport)]
-    return out or passed("source", ", ".join(_where(l) for l in sockets))
+    return _each_listener(vm, ("net-socket",), "no socket-backed NIC listening", "source", lambda l: fail(
+        "source", _where(l), locator=l.locator) if network_reachable(l.address, l.transport) else None)
 
 
 @check("migration_listen")
 def migration_listen(vm: VM, ctx):
-    incoming = [l for l in vm.listeners if l.kind == "migration"]
-    if not incoming:
-        return not_applicable("no incoming-migration listener")
-    out = [fail("incoming", _where(l), locator=l.locator) for l in incoming
-           if network_reachable(l.address, l.transport) and l.auth != "tls"]
-    return out or passed("incoming", ", ".join(_where(l) for l in incoming))
+    return _each_listener(vm, ("migration",), "no incoming-migration listener", "incoming", lambda l: fail(
+        "incoming", _where(l), locator=l.locator)
+        if network_reachable(l.address, l.transport) and l.auth != "tls" else None)
 
 
 def _fwd_text(f) -> str:
@@ -126,27 +119,31 @@ def _fwd_text(f) -> str:
     return f"{f.protocol} {addr}:{hp} -> guest:{gp}"
 
 
-@check("forward_all_addresses")
-def forward_all_addresses(vm: VM, ctx):
+def _each_forward(vm: VM, failure):
+    """Not applicable without port forwards; else ``failure(forward)`` (an Outcome or None) for each, or one
+    pass listing them all."""
     if not vm.forwards:
         return not_applicable("no port forwards")
-    out = [fail("hostfwd", _fwd_text(f), locator=f.locator) for f in vm.forwards
-           if exposure(f.host_address) == "all"]
+    out = [o for o in map(failure, vm.forwards) if o is not None]
     return out or passed("hostfwd", "; ".join(_fwd_text(f) for f in vm.forwards))
+
+
+@check("forward_all_addresses")
+def forward_all_addresses(vm: VM, ctx):
+    return _each_forward(vm, lambda f: fail("hostfwd", _fwd_text(f), locator=f.locator)
+                         if exposure(f.host_address) == "all" else None)
+
+
+def _management_forward(f):
+    if f.protocol != "tcp" or not network_reachable(f.host_address):
+        return None
+    hit = ports_in(f.guest_ports[0], f.guest_ports[1])
+    return fail("hostfwd", f"{_fwd_text(f)} (guest {', '.join(map(str, hit[:5]))})", locator=f.locator) if hit else None
 
 
 @check("forward_management_port")
 def forward_management_port(vm: VM, ctx):
-    if not vm.forwards:
-        return not_applicable("no port forwards")
-    out = []
-    for f in vm.forwards:
-        if f.protocol != "tcp" or not network_reachable(f.host_address):
-            continue
-        hit = ports_in(f.guest_ports[0], f.guest_ports[1])
-        if hit:
-            out.append(fail("hostfwd", f"{_fwd_text(f)} (guest {', '.join(map(str, hit[:5]))})", locator=f.locator))
-    return out or passed("hostfwd", "; ".join(_fwd_text(f) for f in vm.forwards))
+    return _each_forward(vm, _management_forward)
 
 
 WIDE_RANGE = 100
@@ -154,11 +151,9 @@ WIDE_RANGE = 100
 
 @check("forward_wide_range")
 def forward_wide_range(vm: VM, ctx):
-    if not vm.forwards:
-        return not_applicable("no port forwards")
-    out = [fail("hostfwd", f"{_fwd_text(f)} ({f.host_ports[1] - f.host_ports[0] + 1} ports)", locator=f.locator)
-           for f in vm.forwards if f.host_ports[1] - f.host_ports[0] + 1 > WIDE_RANGE]
-    return out or passed("hostfwd", "; ".join(_fwd_text(f) for f in vm.forwards))
+    return _each_forward(vm, lambda f: fail(
+        "hostfwd", f"{_fwd_text(f)} ({f.host_ports[1] - f.host_ports[0] + 1} ports)", locator=f.locator)
+        if f.host_ports[1] - f.host_ports[0] + 1 > WIDE_RANGE else None)
 
 
 @check("user_mode_unrestricted")
@@ -166,10 +161,6 @@ def user_mode_unrestricted(vm: VM, ctx):
     nics = [n for n in vm.nics if n.mode == "user"]
     if not nics:
         return not_applicable("no user-mode (slirp/passt) NIC")
-    out = []
-    for n in nics:
-        restrict = vm.facts.get(f"qemu.netdev.{n.id}.restrict", {}).get("value")
-        if str(restrict).lower() in ("on", "yes", "true", "1"):
-            continue
-        out.append(fail("restrict", restrict or "off (default)", locator=n.locator))
-    return out or passed("restrict", "on")
+    restricts = [(n, vm.facts.get(f"qemu.netdev.{n.id}.restrict", {}).get("value")) for n in nics]
+    return ([fail("restrict", value or "off (default)", locator=n.locator) for n, value in restricts
+             if str(value).lower() not in ("on", "yes", "true", "1")] or passed("restrict", "on"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from vmsentry.analyse.checks import check, fail, not_applicable, passed, unknown
+from vmsentry.analyse.checks import check, fail, not_applicable, passed, snapshot_memory, unknown
 from vmsentry.model import VM
 
 # Host paths whose exposure hands the guest the host itself.
@@ -77,14 +77,6 @@ def pci_passthrough_iommu(vm: VM, ctx):
     if iommu.get("enabled"):
         return passed("hostdev", f"{detail}; host IOMMU groups: {iommu.get('groups')}")
     return [fail("hostdev", f"{d.detail} with host IOMMU off", locator=d.locator) for d in devices]
-
-
-@check("usb_to_guest")
-def usb_to_guest(vm: VM, ctx):
-    devices = [d for d in vm.devices if d.kind in ("usb-passthrough", "usb-redirection")]
-    if not devices:
-        return not_applicable("no USB passthrough or redirection")
-    return [fail("device", f"{d.kind} {d.detail}", locator=d.locator) for d in devices]
 
 
 @check("seclabel_none")
@@ -176,11 +168,8 @@ def network_disk_unencrypted(vm: VM, ctx):
 
 @check("snapshot_with_memory")
 def snapshot_with_memory(vm: VM, ctx):
-    if not vm.snapshots:
-        return not_applicable("no snapshots collected")
-    hits = [(k, v) for k, v in vm.facts.items() if k.startswith("libvirt.snapshot.") and k.endswith(".memory")]
-    out = [fail("domainsnapshot/memory", f"{k.split('.')[2]}: {v['value']}", locator=v["at"]) for k, v in hits]
-    return out or passed("domainsnapshot/memory", "disk-only")
+    return snapshot_memory(vm, "libvirt.snapshot.", ".memory", "domainsnapshot/memory", "no snapshots collected",
+                           "disk-only")
 
 
 SNAPSHOT_MAX_AGE_DAYS = 90
@@ -209,27 +198,24 @@ def snapshot_stale(vm: VM, ctx):
     return out or passed("snapshot", f"{len(dated)} snapshot(s) within {SNAPSHOT_MAX_AGE_DAYS} days")
 
 
+def _channel(vm: VM, mode: str, key: str, what: str, *fact_keys: str):
+    if mode == "unknown":
+        return unknown(f"{what} not collected", key)
+    if mode == "disabled":
+        return passed(key, mode)
+    return fail(key, mode, locator=_first_at(vm, *fact_keys))
+
+
 @check("clipboard_shared")
 def clipboard_shared(vm: VM, ctx):
-    mode = vm.channels.clipboard
-    if mode == "unknown":
-        return unknown("clipboard setting not collected", "clipboard")
-    if mode == "disabled":
-        return passed("clipboard", mode)
-    at = _first_at(vm, "libvirt.spice.agent_channel", "vbox.Clipboard.mode", "vmx.isolation.tools.copy.disable",
-                   "vmx.isolation.tools.paste.disable")
-    return fail("clipboard", mode, locator=at)
+    return _channel(vm, vm.channels.clipboard, "clipboard", "clipboard setting", "libvirt.spice.agent_channel",
+                    "vbox.Clipboard.mode", "vmx.isolation.tools.copy.disable", "vmx.isolation.tools.paste.disable")
 
 
 @check("drag_and_drop_shared")
 def drag_and_drop_shared(vm: VM, ctx):
-    mode = vm.channels.drag_and_drop
-    if mode == "unknown":
-        return unknown("drag-and-drop / file-transfer setting not collected", "drag_and_drop")
-    if mode == "disabled":
-        return passed("drag_and_drop", mode)
-    at = _first_at(vm, "libvirt.spice.agent_channel", "vbox.DragAndDrop.mode", "vmx.isolation.tools.dnd.disable")
-    return fail("drag_and_drop", mode, locator=at)
+    return _channel(vm, vm.channels.drag_and_drop, "drag_and_drop", "drag-and-drop / file-transfer setting",
+                    "libvirt.spice.agent_channel", "vbox.DragAndDrop.mode", "vmx.isolation.tools.dnd.disable")
 
 
 def _first_at(vm: VM, *keys: str) -> str | None:

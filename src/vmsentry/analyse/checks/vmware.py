@@ -1,14 +1,15 @@
-"""VMware predicates: .vmx settings the STIG/SCG name (read from ``vm.facts['vmx.<key>']``, filled by
-``collect.vmware_vmx``) and ESXi port-group security policy (``network.facts['esxi.*']``, filled by
-``collect.vmware_host``). Absent keys follow the DISA vSphere 8 STIG check text: most say "If the setting
-does not exist, this is not a finding"; ``RemoteDisplay.maxConnections`` must exist."""
+"""VMware predicates that need logic: .vmx settings judged across several keys or devices (read from
+``vm.facts['vmx.<key>']``, filled by ``collect.vmware_vmx``), and VMware NAT/host-adapter networks. The
+one-key STIG/SCG settings and the ESXi port-group security policy (``network.facts['esxi.*']``, filled by
+``collect.vmware_host``) are ``test:`` blocks in catalogue/vmware.yaml (``checks.declarative``). Absent keys
+follow the DISA vSphere 8 STIG check text: most say "If the setting does not exist, this is not a finding";
+``RemoteDisplay.maxConnections`` must exist."""
 from __future__ import annotations
 
 from vmsentry.analyse.checks import check, fail, not_applicable, passed, unknown
 from vmsentry.model import VM, Network
 
 _TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
 
 
 def _norm(value) -> str:
@@ -18,103 +19,6 @@ def _norm(value) -> str:
 def _product(vm: VM) -> str:
     fact = vm.facts.get("vmx.product")
     return fact.get("value", "unknown") if fact is not None else "unknown"
-
-
-_ACCEPTED: dict[tuple[str, tuple[str, ...] | None], tuple[str, ...]] = {}
-
-
-def _accepted(want: str, allowed: tuple[str, ...] | None) -> tuple[str, ...]:
-    """The normalised values that satisfy ``want``: booleans by truth, else ``allowed`` or ``want``. Each
-    rule asks with the same constants for every VM, so the answer is kept."""
-    good = _ACCEPTED.get((want, allowed))
-    if good is None:
-        lower = want.lower()
-        if lower in ("true", "false"):
-            good = _TRUE if lower == "true" else _FALSE
-        else:
-            good = allowed or (lower,)
-        good = _ACCEPTED[(want, allowed)] = good
-    return good
-
-
-def _setting(vm: VM, key: str, want: str, *, absent_ok: bool = True, hosted: str | None = None,
-             allowed: tuple[str, ...] | None = None):
-    """STIG-style check of one .vmx key. ``want`` is the required value (compared case-insensitively,
-    booleans by truth); ``hosted``: a not-applicable message for Workstation/Fusion VMs."""
-    if hosted and _product(vm) == "hosted":
-        return not_applicable(hosted)
-    fact = vm.facts.get("vmx." + key)
-    if fact is None:
-        if absent_ok:
-            return passed(key, "absent (not a finding per the STIG: the secure default applies)")
-        return fail(key, "absent", message=f"{key} must be set to {want}; absent means the insecure default")
-    value = fact["value"]
-    if _norm(value) in _accepted(want, allowed):
-        return passed(key, value, locator=fact["at"])
-    return fail(key, value, locator=fact["at"])
-
-
-_HOSTED_CLIP = ("Workstation/Fusion VM: the vSphere STIG does not apply; VMS-VM-070/071 judge the effective "
-                "clipboard and drag-and-drop (enabled by default on hosted products)")
-
-
-@check("vmx_copy_disable")
-def vmx_copy_disable(vm: VM, ctx):
-    return _setting(vm, "isolation.tools.copy.disable", "true", hosted=_HOSTED_CLIP)
-
-
-@check("vmx_paste_disable")
-def vmx_paste_disable(vm: VM, ctx):
-    return _setting(vm, "isolation.tools.paste.disable", "true", hosted=_HOSTED_CLIP)
-
-
-@check("vmx_dnd_disable")
-def vmx_dnd_disable(vm: VM, ctx):
-    return _setting(vm, "isolation.tools.dnd.disable", "true", hosted=_HOSTED_CLIP)
-
-
-@check("vmx_gui_options")
-def vmx_gui_options(vm: VM, ctx):
-    return _setting(vm, "isolation.tools.setGUIOptions.enable", "false")
-
-
-@check("vmx_disk_shrink")
-def vmx_disk_shrink(vm: VM, ctx):
-    return _setting(vm, "isolation.tools.diskShrink.disable", "true")
-
-
-@check("vmx_disk_wiper")
-def vmx_disk_wiper(vm: VM, ctx):
-    return _setting(vm, "isolation.tools.diskWiper.disable", "true")
-
-
-@check("vmx_max_connections")
-def vmx_max_connections(vm: VM, ctx):
-    return _setting(vm, "RemoteDisplay.maxConnections", "1", absent_ok=False,
-                    hosted="Workstation/Fusion VM: remote console sessions are an ESXi/vCenter feature")
-
-
-@check("vmx_setinfo_size")
-def vmx_setinfo_size(vm: VM, ctx):
-    return _setting(vm, "tools.setInfo.sizeLimit", "1048576")
-
-
-@check("vmx_device_connectable")
-def vmx_device_connectable(vm: VM, ctx):
-    return _setting(vm, "isolation.device.connectable.disable", "true")
-
-
-@check("vmx_host_info")
-def vmx_host_info(vm: VM, ctx):
-    return _setting(vm, "tools.guestlib.enableHostInfo", "false")
-
-
-@check("vmx_pshare_salt")
-def vmx_pshare_salt(vm: VM, ctx):
-    fact = vm.facts.get("vmx.sched.mem.pshare.salt")
-    if fact is None:
-        return passed("sched.mem.pshare.salt", "absent (vc.uuid salts pages per VM)")
-    return fail("sched.mem.pshare.salt", fact["value"], locator=fact["at"])
 
 
 @check("vmx_dvfilter")
@@ -128,55 +32,6 @@ def vmx_dvfilter(vm: VM, ctx):
             for k, v in hits]
 
 
-@check("vmx_autolock")
-def vmx_autolock(vm: VM, ctx):
-    return _setting(vm, "tools.guest.desktop.autolock", "true")
-
-
-@check("vmx_3d")
-def vmx_3d(vm: VM, ctx):
-    return _setting(vm, "mks.enable3d", "false")
-
-
-@check("vmx_vmotion_encryption")
-def vmx_vmotion_encryption(vm: VM, ctx):
-    if _product(vm) == "hosted":
-        return not_applicable("Workstation/Fusion VM: no vMotion")
-    fact = vm.facts.get("vmx.migrate.encryptionMode")
-    if fact is None:
-        return passed("migrate.encryptionMode", "absent (vSphere default opportunistic)")
-    if _norm(fact["value"]) == "disabled":
-        return fail("migrate.encryptionMode", fact["value"], locator=fact["at"])
-    return passed("migrate.encryptionMode", fact["value"], locator=fact["at"])
-
-
-@check("vmx_ft_encryption")
-def vmx_ft_encryption(vm: VM, ctx):
-    if _product(vm) == "hosted":
-        return not_applicable("Workstation/Fusion VM: no Fault Tolerance")
-    fact = vm.facts.get("vmx.ftcpt.ftEncryptionMode")
-    if fact is None:
-        return passed("ftcpt.ftEncryptionMode", "absent (vSphere default ftEncryptionOpportunistic)")
-    if _norm(fact["value"]) in ("ftencryptionopportunistic", "ftencryptionrequired"):
-        return passed("ftcpt.ftEncryptionMode", fact["value"], locator=fact["at"])
-    return fail("ftcpt.ftEncryptionMode", fact["value"], locator=fact["at"])
-
-
-@check("vmx_log_rotate")
-def vmx_log_rotate(vm: VM, ctx):
-    return _setting(vm, "log.rotateSize", "2048000")
-
-
-@check("vmx_log_keep")
-def vmx_log_keep(vm: VM, ctx):
-    return _setting(vm, "log.keepOld", "10")
-
-
-@check("vmx_logging")
-def vmx_logging(vm: VM, ctx):
-    return _setting(vm, "logging", "true")
-
-
 @check("vmx_nonpersistent_disk")
 def vmx_nonpersistent_disk(vm: VM, ctx):
     hits = [(k, v) for k, v in vm.facts.items() if k.startswith("vmx.") and k.lower().endswith(".mode")
@@ -186,16 +41,13 @@ def vmx_nonpersistent_disk(vm: VM, ctx):
     return [fail(k[4:], v["value"], locator=v["at"]) for k, v in hits]
 
 
-def _devices(vm: VM, kinds: tuple[str, ...], what: str, only=None):
-    devs = [d for d in vm.devices if d.kind in kinds and (only is None or only(d))]
-    if not devs:
-        return passed("device", f"no {what}")
-    return [fail("device", f"{d.kind} {d.detail}", locator=d.locator) for d in devs]
-
-
 @check("vmx_floppy")
 def vmx_floppy(vm: VM, ctx):
-    return _devices(vm, ("floppy",), "connected floppy drive", only=lambda d: d.detail.endswith(" connected") and not d.detail.endswith(" not connected"))
+    drives = [d for d in vm.devices if d.kind == "floppy" and d.detail.endswith(" connected")
+              and not d.detail.endswith(" not connected")]
+    if not drives:
+        return passed("device", "no connected floppy drive")
+    return [fail("device", f"{d.kind} {d.detail}", locator=d.locator) for d in drives]
 
 
 @check("vmx_cdrom_connected")
@@ -204,26 +56,6 @@ def vmx_cdrom_connected(vm: VM, ctx):
     if not hits:
         return passed("cdrom", "no CD/DVD drive connected at power on")
     return [fail(k[4:-6] + ".startConnected", v["value"], locator=v["at"]) for k, v in hits]
-
-
-@check("vmx_parallel")
-def vmx_parallel(vm: VM, ctx):
-    return _devices(vm, ("parallel-port",), "parallel port")
-
-
-@check("vmx_serial")
-def vmx_serial(vm: VM, ctx):
-    return _devices(vm, ("serial-port",), "serial port")
-
-
-@check("vmx_usb")
-def vmx_usb(vm: VM, ctx):
-    return _devices(vm, ("usb-controller", "usb-passthrough"), "USB controller or device")
-
-
-@check("vmx_directpath")
-def vmx_directpath(vm: VM, ctx):
-    return _devices(vm, ("pci-passthrough",), "DirectPath I/O (PCI passthrough) device")
 
 
 @check("vmx_hgfs_server")
@@ -261,31 +93,6 @@ def _pg(net: Network, key: str, bad: bool, what: str):
     if fact["value"] is bad:
         return fail(key, "Accept", locator=fact["at"], message=f"{what} accepted on port group {net.name}")
     return passed(key, "Reject", locator=fact["at"])
-
-
-@check("esxi_forged_transmits")
-def esxi_forged_transmits(net: Network, ctx):
-    return _pg(net, "ForgedTransmits", True, "forged transmits")
-
-
-@check("esxi_mac_changes")
-def esxi_mac_changes(net: Network, ctx):
-    return _pg(net, "MacChanges", True, "MAC address changes")
-
-
-@check("esxi_promiscuous")
-def esxi_promiscuous(net: Network, ctx):
-    return _pg(net, "AllowPromiscuous", True, "promiscuous mode")
-
-
-@check("esxi_vgt_vlan")
-def esxi_vgt_vlan(net: Network, ctx):
-    fact = net.facts.get("esxi.vlan")
-    if fact is None:
-        return not_applicable("no VLAN information (not from the ESXi export)")
-    if str(fact["value"]).strip() == "4095":
-        return fail("VlanId", 4095, locator=fact["at"], message="Virtual Guest Tagging: guests see and tag every VLAN")
-    return passed("VlanId", fact["value"], locator=fact["at"])
 
 
 @check("vmnet_nat_forwards")

@@ -1,7 +1,8 @@
-"""The rule catalogue: metadata in YAML (``catalogue/*.yaml``), one small predicate per rule in
-``vmsentry.analyse.checks``. Metadata fields follow Prowler/VSAT: id, title, severity, category,
-platforms, asset type, rationale, remediation per platform, references, and ``default`` - what an
-absent key means on each platform.
+"""The rule catalogue: metadata in YAML (``catalogue/*.yaml``) and, per rule, either ``check:`` (the name of
+a Python predicate in ``vmsentry.analyse.checks``) or ``test:`` (a declarative comparison of one collected
+setting, ``vmsentry.analyse.checks.declarative``; validated here, when the catalogue loads). Metadata fields
+follow Prowler/VSAT: id, title, severity, category, platforms, asset type, rationale, remediation per
+platform, references, and ``default`` - what an absent key means on each platform.
 """
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import Any
 
 import yaml
 
+from vmsentry.analyse.checks.declarative import InvalidTest, validate
 from vmsentry.model.findings import SECURITY_SEVERITY, SEVERITIES, SEVERITY_RANK  # noqa: F401
 from vmsentry.model.rule import ASSET_TYPES, CATEGORIES, CONTROLS, Rule  # noqa: F401
 
 REQUIRED = ("id", "title", "severity", "category", "platforms", "asset", "rationale", "remediation",
-            "references", "default", "check")
+            "references", "default")
 
 
 class CatalogueError(Exception):
@@ -34,6 +36,14 @@ def _rule_from(entry: dict[str, Any], where: str) -> Rule:
         raise CatalogueError(f"{where}: rule {entry['id']} has asset {entry['asset']!r}")
     if entry.get("control") is not None and entry["control"] not in CONTROLS:
         raise CatalogueError(f"{where}: rule {entry['id']} has control {entry['control']!r}")
+    if ("check" in entry) == ("test" in entry):
+        raise CatalogueError(f"{where}: rule {entry['id']} needs exactly one of check and test")
+    test = None
+    if "test" in entry:
+        try:
+            test = validate(entry["test"])
+        except InvalidTest as exc:
+            raise CatalogueError(f"{where}: rule {entry['id']}: {exc}") from None
     remediation = entry["remediation"]
     if isinstance(remediation, str):
         remediation = {"all": remediation}
@@ -42,7 +52,7 @@ def _rule_from(entry: dict[str, Any], where: str) -> Rule:
         platforms=tuple(entry["platforms"]), asset=entry["asset"], rationale=" ".join(entry["rationale"].split()),
         remediation={k: " ".join(str(v).split()) for k, v in remediation.items()},
         references=tuple(entry["references"]), default=" ".join(str(entry["default"]).split()),
-        check=entry["check"], verified=str(entry.get("verified", "yes")),
+        check=entry.get("check"), test=test, verified=str(entry.get("verified", "yes")),
         compliance=dict(entry.get("compliance") or {}),
         control=entry.get("control"), setting=_per_platform(entry.get("setting")),
         recommended=_per_platform(entry.get("recommended")),
