@@ -31,13 +31,16 @@ class CommandInfo(NamedTuple):
 
 
 class Command:
-    """One verb. A subclass sets ``description``, adds its options in ``add_options`` and works in ``run``."""
-
-    description = ""
+    """One verb. A subclass's docstring is its --help description; it adds its options in ``add_options`` and
+    works in ``run``."""
 
     def __init__(self, name: str, summary: str) -> None:
         self.name = name          # as typed after "vmsentry": "scan", "policy compile"
         self.summary = summary
+
+    @property
+    def description(self) -> str:
+        return " ".join((type(self).__doc__ or "").split())
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         raise NotImplementedError

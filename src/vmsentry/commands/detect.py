@@ -13,9 +13,9 @@ FORMATS = ("text", "json", "jsonl")
 
 
 class DetectCommand(Command):
-    description = ("Traffic detectors over capture files, a live bridge, Zeek logs or Suricata eve.json. Exit 0: no "
-                   "alert; 1: alerts; 2: some input could not be read, or only in part (wins over 1); 3: usage or "
-                   "fatal error.")
+    """Traffic detectors over capture files, a live bridge, Zeek logs or Suricata eve.json.
+    Exit 0: no alert; 1: alerts; 2: some input could not be read, or only in part (wins over 1); 3: usage or fatal
+    error."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("pcaps", nargs="*", metavar="PCAP", help="pcap or pcapng file, gzip'd or not ('-': stdin)")

@@ -8,9 +8,9 @@ from vmsentry.commands.inputs import add_inputs, collect_inputs
 
 
 class InventoryCommand(Command):
-    description = ("Collect VMs, networks and the host and print the normalised inventory as JSON (the input "
-                   "`scan`, `paths`, `detect --inventory` and `policy --inventory` read back). Exit 0; 2: some "
-                   "input could not be read; 3: usage or fatal error.")
+    """Collect VMs, networks and the host and print the normalised inventory as JSON (the input `scan`, `paths`,
+    `detect --inventory` and `policy --inventory` read back). Exit 0; 2: some input could not be read; 3: usage or
+    fatal error."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         add_inputs(p)

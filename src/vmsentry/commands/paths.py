@@ -10,9 +10,9 @@ FORMATS = ("text", "json", "html")
 
 
 class PathsCommand(Command):
-    description = ("Attack paths from a compromised VM (or the outside) to the host, other VMs and the LAN, ranked "
-                   "by score (0-10), with the smallest set of changes found that cuts them. Exit 0; 2: some input "
-                   "could not be read; 3: usage or fatal error.")
+    """Attack paths from a compromised VM (or the outside) to the host, other VMs and the LAN, ranked by score (0-10),
+    with the smallest set of changes found that cuts them. Exit 0; 2: some input could not be read; 3: usage or
+    fatal error."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         add_inputs(p)

@@ -34,19 +34,22 @@ SUBCOMMANDS: dict[str, CommandInfo] = {
 
 
 class PolicyCommand(Command):
-    description = ("Segmentation policy (YAML, see docs/policy.md): compile it against an inventory to nftables or "
-                   "libvirt nwfilter, apply it atomically with an automatic rollback, and check traffic against it. "
-                   "Exit 0 done, 1 violations/refused/nothing pending, 2 invalid input, 3 usage.")
+    """Segmentation policy (YAML, see docs/policy.md): compile it against an inventory to nftables or libvirt nwfilter,
+    apply it atomically with an automatic rollback, and check traffic against it.
+    Exit 0 done, 1 violations/refused/nothing pending, 2 invalid input, 3 usage."""
 
     def parser(self):
         return verb_parser(f"vmsentry {self.name}", self.description, SUBCOMMANDS, "SUBVERB")
+
+    def subcommand(self, verb: str) -> Command:
+        return create_command(SUBCOMMANDS, verb, prefix=f"{self.name} ")
 
     def main(self, argv: list[str]) -> int:
         verb, rest = split_verb(self.parser(), argv)
         if verb is None:
             _err("policy: give a sub-verb: compile, apply, confirm, rollback, check, suggest (see --help)")
             return EXIT_USAGE
-        return create_command(SUBCOMMANDS, verb, prefix=f"{self.name} ").main(rest)
+        return self.subcommand(verb).main(rest)
 
 
 class _Usage(Exception):
@@ -147,8 +150,8 @@ def _caps(args):
 
 
 class CompileCommand(_PolicyVerb):
-    description = ("Compile a policy against an inventory and print the nftables ruleset (text for `nft -f`, JSON "
-                   "for `nft -j -f`) or libvirt nwfilter XML. Exit 0; 2: invalid policy or inventory; 3: usage.")
+    """Compile a policy against an inventory and print the nftables ruleset (text for `nft -f`, JSON for `nft -j -f`)
+    or libvirt nwfilter XML. Exit 0; 2: invalid policy or inventory; 3: usage."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         _add_policy(p)
@@ -208,10 +211,9 @@ def _lockout(res, netns):
 
 
 class ApplyCommand(_PolicyVerb):
-    description = ("Apply the compiled nftables ruleset in one transaction, on the host or in a network namespace. "
-                   "With --confirm-within, a watchdog rolls it back unless `vmsentry policy confirm` comes in time. "
-                   "Exit 0 applied or nothing to change; 1 refused or nft failed (the old ruleset stays); "
-                   "2 invalid input; 3 usage.")
+    """Apply the compiled nftables ruleset in one transaction, on the host or in a network namespace. With
+    --confirm-within, a watchdog rolls it back unless `vmsentry policy confirm` comes in time. Exit 0 applied or
+    nothing to change; 1 refused or nft failed (the old ruleset stays); 2 invalid input; 3 usage."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         _add_policy(p)
@@ -284,8 +286,8 @@ class _PendingCommand(_PolicyVerb):
 
 
 class ConfirmCommand(_PendingCommand):
-    description = ("Keep the ruleset of a pending `policy apply --confirm-within`: its automatic rollback is "
-                   "cancelled. Exit 0; 1 nothing to confirm; 3 usage.")
+    """Keep the ruleset of a pending `policy apply --confirm-within`: its automatic rollback is cancelled.
+    Exit 0; 1 nothing to confirm; 3 usage."""
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.policy.apply import ConfirmError, confirm
@@ -296,8 +298,8 @@ class ConfirmCommand(_PendingCommand):
 
 
 class RollbackCommand(_PendingCommand):
-    description = ("Roll a pending (unconfirmed) `policy apply --confirm-within` back now: the previous ruleset is "
-                   "restored. Exit 0; 1 nothing to roll back or the restore failed; 3 usage.")
+    """Roll a pending (unconfirmed) `policy apply --confirm-within` back now: the previous ruleset is restored.
+    Exit 0; 1 nothing to roll back or the restore failed; 3 usage."""
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.policy.apply import ConfirmError, rollback_now
@@ -312,8 +314,8 @@ class RollbackCommand(_PendingCommand):
 
 
 class CheckCommand(_PolicyVerb):
-    description = ("List the flows in capture files, or on a live interface, that the policy forbids. Exit 0 no "
-                   "violation; 1 violations; 2 invalid policy, inventory or capture (wins over 1); 3 usage.")
+    """List the flows in capture files, or on a live interface, that the policy forbids.
+    Exit 0 no violation; 1 violations; 2 invalid policy, inventory or capture (wins over 1); 3 usage."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         _add_policy(p)
@@ -356,8 +358,8 @@ class CheckCommand(_PolicyVerb):
 
 
 class SuggestCommand(_PolicyVerb):
-    description = ("Print a starting policy (YAML) for an inventory: DHCP and DNS to the host allowed, one zone per "
-                   "network. Exit 0; 2 unreadable inventory; 3 usage.")
+    """Print a starting policy (YAML) for an inventory: DHCP and DNS to the host allowed, one zone per network.
+    Exit 0; 2 unreadable inventory; 3 usage."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         _add_inventory(p)

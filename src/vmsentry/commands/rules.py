@@ -9,8 +9,8 @@ from vmsentry.report.rules import FORMATS
 
 
 class RulesCommand(Command):
-    description = ("List the rule catalogue: id, severity, category, platforms and title of every rule vmsentry "
-                   "checks, or (--matrix) how each platform sets each control. Exit 0; 3: usage error.")
+    """List the rule catalogue: id, severity, category, platforms and title of every rule vmsentry checks, or
+    (--matrix) how each platform sets each control. Exit 0; 3: usage error."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--platform", choices=PLATFORMS, metavar="P",

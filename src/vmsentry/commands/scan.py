@@ -14,8 +14,8 @@ FAIL_ON = ("critical", "high", "medium", "low", "info", "none")
 
 
 class ScanCommand(Command):
-    description = ("Discover and audit. Exit 0: no failing finding at or above --fail-on; 1: some; 2: some input "
-                   "could not be read (wins over 1); 3: usage or fatal error.")
+    """Discover and audit. Exit 0: no failing finding at or above --fail-on; 1: some; 2: some input could not be read
+    (wins over 1); 3: usage or fatal error."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         add_inputs(p)
