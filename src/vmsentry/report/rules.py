@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from html import escape
-from typing import Sequence
 
 from vmsentry.model.rule import Rule
 
