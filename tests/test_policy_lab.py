@@ -346,7 +346,7 @@ def test_09_refuses_to_cut_the_callers_own_ssh_source(lab):
     from vmsentry.act.policy.nft import compile_nft
     from vmsentry.act.policy.resolve import resolve
     from vmsentry.act.policy.schema import load_policy
-    from vmsentry.act.policy.command import _lockout
+    from vmsentry.commands.policy import _lockout
     from vmsentry.model import Inventory
     res = resolve(load_policy(str(lab["tmp"] / "risky.yaml")), Inventory.from_dict(json.loads(INV.read_text())))
     os.environ["SSH_CONNECTION"] = f"10.77.0.5 50000 {HOST} 22"

@@ -13,6 +13,9 @@ CATEGORIES = (
     "hardware-isolation", "hypervisor-vuln", "logging", "access-control",
 )
 ASSET_TYPES = ("vm", "network", "host")
+# What a rule's ``platforms`` name (and ``--platform`` of scan and rules accepts): the VM platforms of the
+# inventory, and "linux" for the rules about a KVM host itself.
+PLATFORMS = ("libvirt", "qemu", "vmware", "virtualbox", "hyperv", "proxmox", "linux")
 
 # Matrix metadata (``vmsentry rules --matrix``): which control a rule checks, how the platform sets it,
 # and the recommended value. Optional; ``control`` must be one of these.

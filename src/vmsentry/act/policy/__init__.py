@@ -1,6 +1,6 @@
 """Segmentation policy: YAML -> resolved model -> nftables / libvirt nwfilter; apply with rollback; check.
 
-Library entry points (the CLI in ``vmsentry.cli`` is a thin wrapper; the future quarantine watcher reuses
+Library entry points (the CLI in ``vmsentry.commands.policy`` is a thin wrapper; the future quarantine watcher reuses
 these, see ROADMAP.md):
 
     pol = load_policy(path)                 # or parse_policy(text, name)     -> Policy (PolicyError)

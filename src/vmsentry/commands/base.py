@@ -1,0 +1,104 @@
+"""What every verb shares: the parser that exits 3 on usage errors, the ``Command`` base class, the fatal
+error every verb may raise, and writing its output. Only argparse is imported here: ``--help`` stays fast."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
+EXIT_USAGE = 3
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors exit 3 (CONTRACTS.md), not argparse's 2, which means 'incomplete input'."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"vmsentry: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+class FatalError(Exception):
+    """Nothing useful can be done: ``main`` prints ``vmsentry: <message>`` and exits 3."""
+
+
+class CommandInfo(NamedTuple):
+    """Where a verb lives: its module is imported only when the verb runs (or its --help is asked for)."""
+    module_path: str
+    class_name: str
+    summary: str
+
+
+class Command:
+    """One verb. A subclass's docstring is its --help description; it adds its options in ``add_options`` and
+    works in ``run``."""
+
+    def __init__(self, name: str, summary: str) -> None:
+        self.name = name          # as typed after "vmsentry": "scan", "policy compile"
+        self.summary = summary
+
+    @property
+    def description(self) -> str:
+        return " ".join((type(self).__doc__ or "").split())
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        raise NotImplementedError
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+    def parser(self) -> Parser:
+        parser = Parser(prog=f"vmsentry {self.name}", description=self.description)
+        self.add_options(parser)
+        return parser
+
+    def main(self, argv: list[str]) -> int:
+        # intermixed: options and paths in any order (`detect a.pcap --format json b.pcap`)
+        return self.run(self.parser().parse_intermixed_args(argv))
+
+
+def create_command(registry: dict[str, CommandInfo], name: str, prefix: str = "") -> Command:
+    from importlib import import_module
+    info = registry[name]
+    cls = getattr(import_module(info.module_path), info.class_name)
+    return cls(f"{prefix}{name}", info.summary)
+
+
+def verb_parser(prog: str, description: str, registry: dict[str, CommandInfo], metavar: str) -> Parser:
+    """A parser whose help lists the verbs of ``registry``; each verb's own options live in its command."""
+    parser = Parser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="verb", metavar=metavar, parser_class=Parser)
+    for name, info in registry.items():
+        sub.add_parser(name, help=info.summary, add_help=False)
+    return parser
+
+
+def split_verb(parser: Parser, argv: list[str]) -> tuple[str | None, list[str]]:
+    """The verb (None if none was given) and the arguments after it. The options before the verb (-h,
+    --version) take no value, so the verb is the first argument not starting with '-'. argparse's
+    subparsers cannot parse intermixed, so each verb parses its own arguments."""
+    at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+    return parser.parse_args(argv[:at + 1]).verb, argv[at + 1:]
+
+
+@contextmanager
+def reraise_as(target: type[Exception], *errors: type[Exception]) -> Iterator[None]:
+    """Turn a library's error into the command's (same message, no traceback chained)."""
+    try:
+        yield
+    except errors as exc:
+        raise target(str(exc)) from None
+
+
+def write(text: str, path: str | None, error: type[Exception] = FatalError) -> None:
+    """The output to stdout or, atomically, to ``path``; a failure becomes ``error``."""
+    from vmsentry.report.output import OutputError, write_output
+    with reraise_as(error, OutputError):
+        write_output(text, path)
+
+
+def default_format(args: argparse.Namespace) -> str:
+    """text on a terminal, json into a pipe or a file."""
+    return args.format or ("text" if (args.output is None and sys.stdout.isatty()) else "json")

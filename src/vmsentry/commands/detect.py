@@ -1,0 +1,116 @@
+"""``vmsentry detect``: traffic detectors (collect.traffic -> analyse.detectors -> report.alerts)."""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+
+from vmsentry.commands.base import Command, FatalError, reraise_as, write
+from vmsentry.model.text import printable
+
+FORMATS = ("text", "json", "jsonl")
+
+
+class DetectCommand(Command):
+    """Traffic detectors over capture files, a live bridge, Zeek logs or Suricata eve.json.
+    Exit 0: no alert; 1: alerts; 2: some input could not be read, or only in part (wins over 1); 3: usage or fatal
+    error."""
+
+    def add_options(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("pcaps", nargs="*", metavar="PCAP", help="pcap or pcapng file, gzip'd or not ('-': stdin)")
+        p.add_argument("-i", "--interface", metavar="IF", help="capture live from IF (a bridge such as virbr0; root)")
+        p.add_argument("--zeek", action="append", default=[], metavar="PATH",
+                       help="Zeek conn/dns/dhcp log (TSV or JSON), or a folder of them (repeatable)")
+        p.add_argument("--eve", action="append", default=[], metavar="FILE", help="Suricata eve.json (repeatable)")
+        p.add_argument("--inventory", action="append", default=[], metavar="FILE|URI",
+                       help="saved `vmsentry inventory` JSON, VM/network definitions, or a libvirt URI (repeatable): "
+                       "the true MAC/IP of each VM and host, the sanctioned DHCP and DNS servers")
+        p.add_argument("--format", choices=FORMATS, default=None,
+                       help="default: jsonl with --follow, else text on a terminal and json otherwise")
+        p.add_argument("--follow", action="store_true",
+                       help="print each alert as a JSON line when it is raised; SIGINT/SIGTERM stop cleanly")
+        p.add_argument("--duration", type=float, metavar="SECONDS", help="live: stop after this long")
+        p.add_argument("--count", type=int, metavar="N", help="live: stop after N packets")
+        p.add_argument("--tune", action="append", default=[], metavar="DETECTOR.NAME=VALUE",
+                       help="change a tunable (see docs/detection.md; repeatable)")
+        p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
+
+    def run(self, args: argparse.Namespace) -> int:
+        import signal
+
+        from vmsentry.analyse.detectors import Engine
+        from vmsentry.analyse.detectors.tunables import TunableError, with_overrides
+        from vmsentry.collect.traffic import BadTrafficInput, TrafficStream, open_inputs
+        from vmsentry.collect.traffic.live import LiveError, LiveReader
+        from vmsentry.report import alerts as report
+
+        if not (args.pcaps or args.interface or args.zeek or args.eve):
+            raise FatalError("nothing to read: give a PCAP, --interface, --zeek or --eve")
+        with reraise_as(FatalError, TunableError):
+            tunables = with_overrides(args.tune)
+        truth = _truth(args.inventory, args.interface)
+        readers, unreadable = [], 0
+        for path in [*args.pcaps, *args.zeek, *args.eve]:
+            try:
+                readers.extend(open_inputs(path))
+            except BadTrafficInput as exc:
+                print(f"vmsentry: {printable(str(exc))}", file=sys.stderr)
+                unreadable += 1
+        stopping: list[int] = []
+        if args.interface:
+            gc.enable()                          # a watcher runs for long: let the collector work
+            readers.append(LiveReader(args.interface, stop=lambda: bool(stopping), duration=args.duration,
+                                      max_packets=args.count,
+                                      on_ready=lambda: print(f"vmsentry: watching {args.interface}",
+                                                             file=sys.stderr, flush=True)))
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda signum, frame: stopping.append(signum))
+        fmt = args.format or ("jsonl" if args.follow else "text" if args.output is None and sys.stdout.isatty()
+                              else "json")
+
+        def announce(alert) -> None:
+            sys.stdout.write(report.alert_line(alert))
+            sys.stdout.flush()
+            alert.printed_count = alert.count
+        engine = Engine(truth, tunables, on_raise=announce if fmt == "jsonl" else None)
+        stream = TrafficStream()
+        with reraise_as(FatalError, LiveError):
+            for batch in stream.batches(readers):
+                engine.feed(batch)
+        alerts = engine.finish()
+        stream.stats.finish()
+        stats = stream.stats.to_dict()
+        stats["evicted"].update(engine.evicted)
+        stats["inventory"] = args.inventory if truth.known else []
+        if fmt == "jsonl":
+            for alert in alerts:
+                if alert.count != alert.printed_count:
+                    sys.stdout.write(report.alert_line(alert, "final"))
+            sys.stdout.write(report.stats_line(stats))
+            sys.stdout.flush()
+        else:
+            write((report.render_json if fmt == "json" else report.render_text)(alerts, stats), args.output)
+        damaged = sum(n for kind, n in stats["problems"].items() if kind.startswith(report.DAMAGE))
+        for line in report.damage_lines(stats):
+            print(f"vmsentry: {printable(line)}", file=sys.stderr)
+        return 2 if unreadable or damaged else 1 if alerts else 0
+
+
+def _truth(specs: list[str], interface: str | None):
+    """What the network should look like (true MACs/IPs, sanctioned servers), from ``--inventory``."""
+    from vmsentry.analyse.detectors import Truth
+    if not specs:
+        return Truth()
+    from vmsentry.collect import collect
+    uris = [s for s in specs if "://" in s or s.startswith(("qemu:", "test:", "xen:", "lxc:"))]
+    paths = [s for s in specs if s not in uris]
+    for path in paths:
+        if not os.path.exists(path):
+            raise FatalError(f"{path}: no such file or folder")
+    inv, _ = collect(paths, uris)
+    for err in inv.errors:
+        print(f"vmsentry: {printable(err.line())}", file=sys.stderr)
+    if not (inv.vms or inv.networks):
+        raise FatalError(f"{', '.join(specs)}: no VM or network found to take the truth from")
+    return Truth.from_inventory(inv, bridge=interface)
