@@ -21,23 +21,9 @@ from typing import Any, Callable
 
 from vmsentry.collect import libvirt_conf, qemu_cmdline
 from vmsentry.collect.linux_host_parsers import (
-    CollectionError,
-    bridges_from_interfaces,
-    confinement_of_label,
-    is_libvirt_managed,
-    parse_cpuinfo,
-    parse_group_file,
-    parse_iommu_flags,
-    parse_ip_json,
-    parse_iptables_save,
-    parse_libvirt_version,
-    parse_nft_json,
-    parse_os_release,
-    parse_proc_net,
-    parse_qemu_version,
-    parse_ss,
-    public_interface,
-    summarise_firewall,
+    CollectionError, bridges_from_interfaces, confinement_of_label, is_libvirt_managed, parse_cpuinfo,
+    parse_group_file, parse_iommu_flags, parse_ip_json, parse_iptables_save, parse_libvirt_version, parse_nft_json,
+    parse_os_release, parse_proc_net, parse_qemu_version, parse_ss, public_interface, summarise_firewall,
 )
 from vmsentry.collect.source_file import BadInput, decode_text, read_bytes
 from vmsentry.model import VM, Host, Inventory, Source
