@@ -147,6 +147,8 @@ class Versions:
     qemu: str | None = None
     libvirt: str | None = None
     kernel: str | None = None
+    # a VMware product version, in inventories written by hand (no collector writes it; absent when unset)
+    vmware: str | None = field(default=None, metadata={"omit_unset": True})
 
 
 def sysctl_path(name: str) -> str:
@@ -198,7 +200,8 @@ def _layout(value: Any) -> Any:
     if isinstance(value, list):
         return [_layout(item) for item in value]
     if hasattr(value, "__dataclass_fields__"):
-        return {f.name: _layout(getattr(value, f.name)) for f in fields(value)}
+        return {f.name: _layout(getattr(value, f.name)) for f in fields(value)
+                if not (f.metadata.get("omit_unset") and getattr(value, f.name) is None)}
     if isinstance(value, dict):
         return dict(value)
     return value
