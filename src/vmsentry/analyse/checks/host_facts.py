@@ -2,7 +2,8 @@
 how a config file spells "on"."""
 from __future__ import annotations
 
-from typing import Any
+from functools import wraps
+from typing import Any, Callable
 
 from vmsentry.analyse.checks import Outcome, unknown
 from vmsentry.model import Host
@@ -21,3 +22,16 @@ def on(value: Any) -> bool:
     if isinstance(value, (int, float)):
         return value != 0
     return str(value).strip().lower() in ("1", "yes", "true", "on", "y")
+
+
+def needs(attribute: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A host predicate that looks first at one typed group of ``Host``: ``missing`` when it was not
+    collected, so the predicate itself only sees a group that is there."""
+    def wrap(predicate: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(predicate)
+        def guarded(host: Host, ctx: Any) -> Any:
+            if getattr(host, attribute) is None:
+                return missing(what, host)
+            return predicate(host, ctx)
+        return guarded
+    return wrap

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 from vmsentry.analyse.addresses import parse_ip
 from vmsentry.analyse.checks import Outcome, check, fail, passed, unknown
-from vmsentry.analyse.checks.host_facts import missing
+from vmsentry.analyse.checks.host_facts import needs
 from vmsentry.analyse.context import ScanContext
 from vmsentry.analyse.hostnet import guest_bridges, leftovers_only, ruleset_present
 from vmsentry.model import Host, Interface
 
 
 @check("host_firewall_absent")
+@needs("firewall", "firewall state")
 def firewall_absent(host: Host, ctx: ScanContext) -> Outcome:
     fw = host.firewall
-    if fw is None:
-        return missing("firewall state", host)
     backends = (("nftables", fw.nftables), ("iptables-legacy", fw.iptables_legacy))
     leftovers = [n for n, v in backends if v is not None and leftovers_only(v)]
     which = [n for n, v in backends if ruleset_present(v)]
@@ -52,9 +51,8 @@ def _bridge_ancestor(name: str, ifaces: dict[str, Interface], bridge_names: set[
 
 
 @check("host_promiscuous_interfaces")
+@needs("interfaces", "interfaces")
 def promiscuous_interfaces(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
-    if host.interfaces is None:
-        return missing("interfaces", host)
     ifaces = {i.name: i for i in host.interfaces if i.name}
     bridge_names = {b.name for b in host.bridges or [] if b.name}
     bridge_names |= {n for n, i in ifaces.items() if i.kind == "bridge"}
@@ -80,10 +78,9 @@ def promiscuous_interfaces(host: Host, ctx: ScanContext) -> Outcome | list[Outco
 
 
 @check("host_mgmt_address_on_guest_bridge")
+@needs("bridges", "bridges")
 def mgmt_on_guest_bridge(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
     brs = host.bridges
-    if brs is None:
-        return missing("bridges", host)
     bridges = guest_bridges(host, ctx)
     out: list[Outcome] = []
     for br in brs:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import re
 
 from vmsentry.analyse.checks import Outcome, check, fail, not_applicable, passed, unknown
-from vmsentry.analyse.checks.host_facts import missing
+from vmsentry.analyse.checks.host_facts import missing, needs
 from vmsentry.analyse.context import ScanContext
 from vmsentry.analyse.hostnet import on_host
 from vmsentry.model import Cpu, Host
 
 
 @check("host_lsm_enforcing")
+@needs("lsm", "LSM state")
 def lsm_enforcing(host: Host, ctx: ScanContext) -> Outcome:
     lsm = host.lsm
-    if lsm is None:
-        return missing("LSM state", host)
     selinux, apparmor = lsm.selinux, lsm.apparmor
     if selinux is None and apparmor is None:
         return unknown("neither SELinux nor AppArmor state collected", "lsm")
@@ -52,10 +51,9 @@ def iommu_for_passthrough(host: Host, ctx: ScanContext) -> Outcome:
 
 
 @check("host_nested_virt")
+@needs("kvm", "KVM module state")
 def nested_virt(host: Host, ctx: ScanContext) -> Outcome:
     kvm = host.kvm
-    if kvm is None:
-        return missing("KVM module state", host)
     nested = kvm.nested
     if nested is None:
         cpu = host.cpu or Cpu()
@@ -75,10 +73,9 @@ def nested_virt(host: Host, ctx: ScanContext) -> Outcome:
 
 
 @check("host_ksm")
+@needs("kvm", "KVM module state")
 def ksm(host: Host, ctx: ScanContext) -> Outcome:
     kvm = host.kvm
-    if kvm is None:
-        return missing("KVM module state", host)
     run = kvm.ksm_run
     if run is None:
         return unknown("/sys/kernel/mm/ksm/run not collected", "ksm_run")
@@ -123,10 +120,9 @@ def hw_virtualization(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
 
 
 @check("host_memory_encryption_unused")
+@needs("memory_encryption", "memory_encryption capabilities")
 def memory_encryption_unused(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
     mem = host.memory_encryption
-    if mem is None:
-        return missing("memory_encryption capabilities", host)
     caps = {k: getattr(mem, k) for k in ("sev", "sev_es", "sev_snp", "tdx")}
     if all(v is None for v in caps.values()):
         flags = mem.cpu_flags
@@ -150,10 +146,9 @@ def memory_encryption_unused(host: Host, ctx: ScanContext) -> Outcome | list[Out
 
 
 @check("host_hypervisor_versions")
+@needs("versions", "versions of QEMU, libvirt and kernel")
 def hypervisor_versions(host: Host, ctx: ScanContext) -> Outcome:
     versions = host.versions
-    if versions is None:
-        return missing("versions of QEMU, libvirt and kernel", host)
     known = {k: getattr(versions, k) for k in ("qemu", "libvirt", "kernel") if getattr(versions, k)}
     if not versions.qemu and not versions.libvirt:
         return unknown("neither the QEMU nor the libvirt version was collected", "versions.qemu")

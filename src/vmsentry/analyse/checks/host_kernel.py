@@ -13,7 +13,7 @@ from typing import Any
 
 from vmsentry.analyse.addresses import is_loopback, parse_ip
 from vmsentry.analyse.checks import Outcome, check, fail, not_applicable, passed, unknown
-from vmsentry.analyse.checks.host_facts import missing
+from vmsentry.analyse.checks.host_facts import needs
 from vmsentry.analyse.context import ScanContext
 from vmsentry.analyse.hostnet import bridge_filtering, forward_state, guest_bridges, host_addresses, on_host
 from vmsentry.model import Host, sysctl_path
@@ -30,10 +30,9 @@ def sysctl_pass(name: str, value: Any, message: str | None = None) -> Outcome:
 
 
 @check("host_ipv4_forward_unfiltered")
+@needs("sysctls", "sysctl values")
 def ipv4_forward_unfiltered(host: Host, ctx: ScanContext) -> Outcome:
     sysctl = host.sysctls
-    if sysctl is None:
-        return missing("sysctl values", host)
     keys = [k for k in ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding") if k in sysctl]
     if not keys:
         return unknown("net.ipv4.ip_forward not in the collected sysctls", "net.ipv4.ip_forward")
@@ -49,7 +48,8 @@ def ipv4_forward_unfiltered(host: Host, ctx: ScanContext) -> Outcome:
     routed = [n.name for n in ctx.inventory.networks if n.mode == "routed" and on_host(ctx, host, n)]
     note = f"; routed networks {', '.join(routed)} admit LAN-initiated traffic by design" if routed else ""
     if state == "filtered":
-        return sysctl_pass(key, sysctl[key], f"forwarding on (required for NAT/routed guests) and filtered: {why}{note}")
+        return sysctl_pass(key, sysctl[key],
+                           f"forwarding on (required for NAT/routed guests) and filtered: {why}{note}")
     if state == "unfiltered":
         return sysctl_fail(key, sysctl[key], f"forwarding on and nothing filters it: {why}; the host routes "
                                              f"any guest traffic to any network it reaches{note}")
@@ -57,10 +57,9 @@ def ipv4_forward_unfiltered(host: Host, ctx: ScanContext) -> Outcome:
 
 
 @check("host_ipv6_forward_unfiltered")
+@needs("sysctls", "sysctl values")
 def ipv6_forward_unfiltered(host: Host, ctx: ScanContext) -> Outcome:
     sysctl = host.sysctls
-    if sysctl is None:
-        return missing("sysctl values", host)
     key = "net.ipv6.conf.all.forwarding"
     if key not in sysctl:
         return unknown(f"{key} not in the collected sysctls (IPv6 may be disabled)", key)
@@ -82,10 +81,9 @@ _BRNF = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tab
 
 
 @check("host_bridge_nf_call")
+@needs("sysctls", "sysctl values")
 def bridge_nf_call(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
     sysctl = host.sysctls
-    if sysctl is None:
-        return missing("sysctl values", host)
     bridges = guest_bridges(host, ctx)
     host_bridged = {n: gb for n, gb in bridges.items() if not gb.gateway}
     if not bridges:
@@ -120,10 +118,9 @@ def bridge_nf_call(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
 
 
 @check("host_rp_filter")
+@needs("sysctls", "sysctl values")
 def rp_filter(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
     sysctl = host.sysctls
-    if sysctl is None:
-        return missing("sysctl values", host)
     all_v = host.sysctl_int("net.ipv4.conf.all.rp_filter")
     if all_v is None:
         return unknown("net.ipv4.conf.all.rp_filter not collected", "net.ipv4.conf.all.rp_filter")
@@ -159,10 +156,9 @@ def rp_filter(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
 
 
 @check("host_arp_flux")
+@needs("sysctls", "sysctl values")
 def arp_flux(host: Host, ctx: ScanContext) -> Outcome:
     sysctl = host.sysctls
-    if sysctl is None:
-        return missing("sysctl values", host)
     bridges = {n: gb for n, gb in guest_bridges(host, ctx).items() if gb.addresses}
     if not bridges:
         return not_applicable("the host has no address on a bridge that carries guests")
@@ -172,11 +168,13 @@ def arp_flux(host: Host, ctx: ScanContext) -> Outcome:
     if ign is None and flt is None:
         return unknown("arp_ignore/arp_filter not collected", ign_key)
     if (ign or 0) >= 1 or any((v or 0) >= 1 for v in per_bridge):
-        return sysctl_pass(ign_key, sysctl.get(ign_key), "the host answers ARP only for addresses on the asking interface")
+        return sysctl_pass(ign_key, sysctl.get(ign_key),
+                           "the host answers ARP only for addresses on the asking interface")
     if (flt or 0) == 1:
         return sysctl_pass(flt_key, sysctl.get(flt_key))
     own = set().union(*(gb.addresses for gb in bridges.values()))
-    others = sorted(a for a in host_addresses(host) - own if not is_loopback(a) and parse_ip(a) and parse_ip(a).version == 4)
+    others = sorted(a for a in host_addresses(host) - own
+                    if not is_loopback(a) and parse_ip(a) and parse_ip(a).version == 4)
     if not others:
         return not_applicable("the host has no IPv4 address besides those on the guest bridges")
     return sysctl_fail(ign_key, sysctl.get(ign_key),
@@ -185,10 +183,9 @@ def arp_flux(host: Host, ctx: ScanContext) -> Outcome:
 
 
 @check("host_bridge_accept_ra")
+@needs("sysctls", "sysctl values")
 def bridge_accept_ra(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
     sysctl = host.sysctls
-    if sysctl is None:
-        return missing("sysctl values", host)
     bridges = guest_bridges(host, ctx)
     if not bridges:
         return not_applicable("no bridge carries guests")
@@ -229,10 +226,9 @@ def bridge_accept_ra(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
 
 
 @check("host_accept_redirects")
+@needs("sysctls", "sysctl values")
 def accept_redirects(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
     sysctl = host.sysctls
-    if sysctl is None:
-        return missing("sysctl values", host)
     a4, d4 = "net.ipv4.conf.all.accept_redirects", "net.ipv4.conf.default.accept_redirects"
     a6 = "net.ipv6.conf.all.accept_redirects"
     if all(k not in sysctl for k in (a4, d4, a6)):
@@ -259,8 +255,6 @@ def accept_redirects(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
 
 def _must_be_off(host: Host, key: str, on_message: str, off_message: str) -> Outcome:
     """A sysctl that must be 0 (its ``all`` key switches the feature off on every interface)."""
-    if host.sysctls is None:
-        return missing("sysctl values", host)
     value = host.sysctl_int(key)
     if value is None:
         return unknown(f"{key} not collected", key)
@@ -268,6 +262,7 @@ def _must_be_off(host: Host, key: str, on_message: str, off_message: str) -> Out
 
 
 @check("host_send_redirects")
+@needs("sysctls", "sysctl values")
 def send_redirects(host: Host, ctx: ScanContext) -> Outcome:
     return _must_be_off(host, "net.ipv4.conf.all.send_redirects",
                         "the host sends ICMP redirects to guests, disclosing routes and letting guests bypass the "
@@ -277,6 +272,7 @@ def send_redirects(host: Host, ctx: ScanContext) -> Outcome:
 
 
 @check("host_accept_source_route")
+@needs("sysctls", "sysctl values")
 def accept_source_route(host: Host, ctx: ScanContext) -> Outcome:
     return _must_be_off(host, "net.ipv4.conf.all.accept_source_route",
                         "source-routed packets from guests are accepted on every interface",
