@@ -19,7 +19,7 @@ TEST_BRIDGE_ADDRESS = "10.253.77.1/24"
 
 def host_facts(inv):
     assert len(inv.hosts) == 1
-    return inv.hosts[0].facts
+    return inv.hosts[0].all_facts()
 
 
 def needs_root():
@@ -158,7 +158,7 @@ def test_a_hand_started_qemu_is_a_vm(hand_started_qemu):
     [forward] = vm.forwards
     assert (forward.protocol, forward.host_address, forward.host_ports, forward.guest_ports) == \
         ("tcp", "127.0.0.1", [port, port], [22, 22])
-    listening = [s for s in inv.hosts[0].facts["listening"] if s["port"] == port]
+    listening = [s for s in inv.hosts[0].all_facts()["listening"] if s["port"] == port]
     assert listening and listening[0]["pid"] == process.pid
 
 

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from vmsentry.collect import linux_host as lh
+from vmsentry.collect import linux_host_parsers as lh
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "host")
 

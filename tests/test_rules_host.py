@@ -112,7 +112,6 @@ def good_facts() -> dict[str, Any]:
 def build(mut: Callable[[Inventory, dict[str, Any]], None] | None = None) -> Inventory:
     facts = good_facts()
     inv = Inventory(
-        hosts=[Host("h1", "linux", facts=facts)],
         networks=[Network("default", "libvirt", mode="nat", bridge="virbr0", subnets=["192.168.122.0/24"],
                           host_address="192.168.122.1", dhcp=True)],
         vms=[VM("web", "libvirt", nics=[Nic("net0", mode="nat", network="default", bridge="virbr0")]),
@@ -120,6 +119,7 @@ def build(mut: Callable[[Inventory, dict[str, Any]], None] | None = None) -> Inv
     )
     if mut:
         mut(inv, facts)
+    inv.hosts.insert(0, Host("h1", "linux", facts=facts))   # the facts as mutated become the typed groups
     return inv
 
 
@@ -299,7 +299,7 @@ def test_missing_facts_never_pass(rule_id):
     """No facts at all (keys absent), and every group present but None: unknown or n/a, never pass."""
     for facts in ({}, {k: None for k in good_facts()}):
         inv = build()
-        inv.hosts[0].facts = copy.deepcopy(facts)
+        inv.hosts[0] = Host("h1", "linux", facts=copy.deepcopy(facts))
         st = statuses(rule_id, inv)
         assert st, st
         assert all(s in ("unknown", "not_applicable") for s in st), (facts and "None groups", st)
@@ -477,7 +477,7 @@ def test_lab_host_results_make_sense():
 
 def test_leftover_libvirt_jumps_are_not_filtering():
     inv = lab_inventory()
-    inv.hosts[0].facts["sysctl"]["net.ipv4.ip_forward"] = "1"
+    inv.hosts[0].sysctls["net.ipv4.ip_forward"] = "1"
     assert statuses("VMS-HOST-001", inv) == ["fail"]
 
 

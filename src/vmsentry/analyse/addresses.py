@@ -1,4 +1,8 @@
-"""What a listen address means for reachability. Shared by every rule that asks 'who can connect?'."""
+"""What a listen address means for reachability. Shared by every rule that asks 'who can connect?'.
+
+``exposure`` classifies an address a VM definition asks for (it knows ``default`` and ``network:NAME``);
+``bare_ip``, ``is_wildcard`` and ``is_loopback`` read the addresses a host's sockets and interfaces have
+(``ip addr`` notation with a prefix, ``%device`` suffixes, ``localhost``)."""
 from __future__ import annotations
 
 import ipaddress
@@ -48,3 +52,39 @@ def ports_in(first: int, last: int, ports: frozenset[int] = MANAGEMENT_PORTS) ->
     if last - first > 70000:
         return sorted(ports)
     return sorted(p for p in ports if first <= p <= last)
+
+
+def bare_ip(address: str | None) -> str | None:
+    """'192.168.122.1/24' -> '192.168.122.1'; 'fe80::1%virbr0' -> 'fe80::1'; '[::]' -> '::'."""
+    if address is None:
+        return None
+    text = str(address).strip().strip("[]").split("/")[0].split("%")[0]
+    return text or None
+
+
+def parse_ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address in ``address`` (see ``bare_ip``), or None when it holds none."""
+    text = bare_ip(address)
+    if text in (None, "*"):
+        return None
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def is_wildcard(address: str | None) -> bool:
+    text = bare_ip(address)
+    return text in (None, "*", "0.0.0.0", "::", "0")
+
+
+def is_loopback(address: str | None) -> bool:
+    text = bare_ip(address)
+    if text in ("localhost",):
+        return True
+    ip = parse_ip(text)
+    if ip is None:
+        return False
+    if ip.is_loopback:
+        return True
+    return isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback

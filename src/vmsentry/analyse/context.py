@@ -35,11 +35,8 @@ class ScanContext:
             return next(iter(self.hosts.values()))
         return None
 
-    def host_fact(self, vm: VM | Network, *path: str) -> Any:
+    def host_fact(self, vm: VM | Network, attribute: str) -> Any:
+        """A typed group of the host a VM or network runs on (``iommu``, ``memory_encryption`` ...); None
+        when the host or the group is not known."""
         host = self.host_of(vm)
-        value: Any = host.facts if host else None
-        for key in path:
-            if not isinstance(value, dict):
-                return None
-            value = value.get(key)
-        return value
+        return getattr(host, attribute) if host else None

@@ -2,7 +2,8 @@
 
 Field names and values follow ``vmsentry.inventory/1`` in CONTRACTS.md. Fields beyond the contract
 (``locator``, ``connected``, ``facts`` ...) are extensions: they carry evidence locations and the
-platform settings rules need, so that analysis never has to look at a platform file again.
+platform settings rules need, so that analysis never has to look at a platform file again. ``Host``
+and what is read from a Linux host are typed records in ``host.py``.
 
 ``facts`` maps a setting's name to ``{"value": ..., "at": locator}``; the name is the platform's own
 key (``libvirt.seclabel.type``, ``qemu.conf.vnc_listen``) so a reader can find it in the file. A key
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from vmsentry.model.host import Host
 
 SCHEMA = "vmsentry.inventory/1"
 
@@ -162,17 +165,6 @@ class Network:
 
 
 @dataclass(slots=True)
-class Host:
-    name: str
-    platform: str = "linux"
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def asset(self) -> str:
-        return f"host:{self.name}"
-
-
-@dataclass(slots=True)
 class InputError:
     file: str
     message: str
@@ -208,7 +200,7 @@ class Inventory:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
-            "hosts": [_plain(h) for h in self.hosts],
+            "hosts": [h.to_dict() for h in self.hosts],
             "networks": [_plain(n) for n in self.networks],
             "vms": [_plain(v) for v in self.vms],
             "nwfilters": [_plain(f) for f in self.nwfilters],
@@ -219,7 +211,7 @@ class Inventory:
     def from_dict(cls, data: dict[str, Any]) -> "Inventory":
         """Read a saved inventory back. Unknown fields are ignored so that a newer file still loads."""
         return cls(
-            hosts=[_build(Host, h) for h in data.get("hosts") or []],
+            hosts=[Host.from_dict(h) for h in data.get("hosts") or []],
             networks=[_build(Network, n) for n in data.get("networks") or []],
             vms=[_build(VM, v) for v in data.get("vms") or []],
             errors=[_build(InputError, e) for e in data.get("errors") or []],

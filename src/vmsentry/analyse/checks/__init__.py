@@ -16,6 +16,8 @@ from vmsentry.model.findings import STATUSES  # noqa: F401
 _MODULES = ("vmsentry.analyse.checks.vm_network", "vmsentry.analyse.checks.vm_exposure",
             "vmsentry.analyse.checks.vm_isolation", "vmsentry.analyse.checks.networks",
             "vmsentry.analyse.checks.host_libvirt", "vmsentry.analyse.checks.host_kernel",
+            "vmsentry.analyse.checks.host_firewall", "vmsentry.analyse.checks.host_services",
+            "vmsentry.analyse.checks.host_hardware",
             "vmsentry.analyse.checks.hyperv", "vmsentry.analyse.checks.proxmox",
             "vmsentry.analyse.checks.vmware", "vmsentry.analyse.checks.virtualbox")
 

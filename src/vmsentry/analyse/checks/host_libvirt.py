@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vmsentry.analyse.addresses import bare_ip, is_loopback
 from vmsentry.analyse.checks import Outcome, check, fail, not_applicable, passed, unknown
-from vmsentry.analyse.checks.host_kernel import (bare_ip, facts_of, group, guest_bridges, guest_reach,
-                                                 is_loopback, items, on, sock_label)
+from vmsentry.analyse.checks.host_facts import on
 from vmsentry.analyse.context import ScanContext
-from vmsentry.model import Host
+from vmsentry.analyse.hostnet import guest_bridges, guest_reach
+from vmsentry.model import Host, ListeningSocket
 
 _DEFAULT_FILE = {"qemu_conf": "/etc/libvirt/qemu.conf", "libvirtd_conf": "/etc/libvirt/libvirtd.conf"}
 
@@ -56,18 +57,18 @@ class Conf:
 
 def _libvirt_absent(host: Host) -> bool:
     """Positive evidence that libvirt is not installed/running on the host."""
-    versions, lv = group(host, "versions"), group(host, "libvirt")
-    return (versions is not None and "libvirt" in versions and not versions.get("libvirt")
-            and lv is not None and lv.get("daemon_running") is False and not lv.get("processes"))
+    versions, lv = host.versions, host.facts.get("libvirt")
+    return (versions is not None and not versions.libvirt
+            and isinstance(lv, dict) and lv.get("daemon_running") is False and not lv.get("processes"))
 
 
 def conf_of(host: Host, name: str) -> Conf | Outcome:
-    raw = facts_of(host).get(name)
+    raw = host.facts.get(name)
     label = "qemu.conf" if name == "qemu_conf" else "libvirtd.conf/virtproxyd.conf"
     if not isinstance(raw, dict):
         if _libvirt_absent(host):
             return not_applicable(f"libvirt is not installed or running on this host ({label} not present)")
-        errors = [e for e in facts_of(host).get("collection_errors") or [] if isinstance(e, str)
+        errors = [e for e in host.facts.get("collection_errors") or [] if isinstance(e, str)
                   and label.split("/")[0].split(".")[0] in e]
         extra = f" (collector said: {errors[0]})" if errors else ""
         return unknown(f"{label} not collected for this host{extra}", name)
@@ -126,18 +127,17 @@ def _public(addr: Any) -> bool:
 
 # ------------------------------------------------------------------------------------------ sockets
 
-def _listeners(host: Host) -> list[dict[str, Any]] | None:
-    return items(host, "listening")
+def _listeners(host: Host) -> list[ListeningSocket] | None:
+    return host.listeners
 
 
-def _remote_sockets(host: Host, daemon: Conf | None, tls: bool) -> list[dict[str, Any]] | None:
+def _remote_sockets(host: Host, daemon: Conf | None, tls: bool) -> list[ListeningSocket] | None:
     socks = _listeners(host)
     if socks is None:
         return None
     port = _num((daemon.get("tls_port") if tls else daemon.get("tcp_port")) if daemon else None,
                 16514 if tls else 16509)
-    return [s for s in socks if s.get("proto", "tcp") == "tcp" and s.get("port") == port
-            and not is_loopback(s.get("address"))]
+    return [s for s in socks if s.proto == "tcp" and s.port == port and not is_loopback(s.address)]
 
 
 # ===================================================================================== qemu.conf
@@ -351,7 +351,8 @@ def migration(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if not _public(addr):
         return conf.ok("migration_address", "0.0.0.0", "incoming migrations listen on loopback only")
     bridges = guest_bridges(host, ctx)
-    reach = guest_reach({"address": bare_ip(str(addr)) or "0.0.0.0", "port": 49152}, bridges) if bridges else None
+    migration = ListeningSocket(address=bare_ip(str(addr)) or "0.0.0.0", port=49152)
+    reach = guest_reach(migration, bridges) if bridges else None
     extra = f"; guests can reach it ({reach})" if reach else ""
     return conf.fail("migrate_tls_force", 0, f"incoming migrations listen on {addr or 'all addresses'} (ports 49152-"
                                              f"49215 by default) and may be plaintext: VM memory is readable on the "
@@ -406,7 +407,7 @@ def _remote_state(host: Host, daemon: Conf, tls: bool) -> tuple[bool | None, lis
     if socks is None:
         seen = "listening sockets not collected"
     elif socks:
-        seen = "listening on " + ", ".join(sock_label(s) for s in socks[:3])
+        seen = "listening on " + ", ".join(s.label for s in socks[:3])
     else:
         seen = "no such socket listening"
     return enabled, socks, seen
@@ -492,13 +493,13 @@ def tls_dn_allowlist(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
                       "allowlist")
 
 
-def _allowlist(daemon: Conf, key: str, active: list[dict[str, Any]], idle: str, open_to_all: str) -> Outcome:
+def _allowlist(daemon: Conf, key: str, active: list[ListeningSocket], idle: str, open_to_all: str) -> Outcome:
     """Not applicable without an ``active`` listener; else the allowlist ``key`` must be set."""
     if not active:
         return not_applicable(idle)
     if daemon.has(key):
         return daemon.ok(key, None)
-    return daemon.fail(key, None, open_to_all.format(socket=sock_label(active[0])))
+    return daemon.fail(key, None, open_to_all.format(socket=active[0].label))
 
 
 def with_remote_listeners(key: str):
@@ -537,6 +538,6 @@ def access_driver(host: Host, ctx: ScanContext, daemon: Conf, tcp: list, tls: li
         return not_applicable("no remote libvirt listener: only local clients, controlled by socket permissions")
     drivers = _as_list(daemon.values.get("access_drivers")) if daemon.has("access_drivers") else ["nop"]
     if not drivers or drivers == ["nop"]:
-        return daemon.fail("access_drivers", '["nop"]', f"remote listener active ({sock_label(remote[0])}) and every "
+        return daemon.fail("access_drivers", '["nop"]', f"remote listener active ({remote[0].label}) and every "
                                                         "authenticated client may call every API on every VM")
     return daemon.ok("access_drivers", '["nop"]')

@@ -71,11 +71,11 @@ def pci_passthrough_iommu(vm: VM, ctx):
         return not_applicable("no PCI passthrough")
     iommu = ctx.host_fact(vm, "iommu")
     detail = ", ".join(d.detail for d in devices)
-    if not isinstance(iommu, dict):
+    if iommu is None:
         return [unknown(f"PCI device {d.detail} assigned; host IOMMU state not collected (scan with --host)",
                         "hostdev", locator=d.locator) for d in devices]
-    if iommu.get("enabled"):
-        return passed("hostdev", f"{detail}; host IOMMU groups: {iommu.get('groups')}")
+    if iommu.enabled:
+        return passed("hostdev", f"{detail}; host IOMMU groups: {iommu.groups}")
     return [fail("hostdev", f"{d.detail} with host IOMMU off", locator=d.locator) for d in devices]
 
 
@@ -129,9 +129,9 @@ def memory_encryption_unused(vm: VM, ctx):
     if vm.security.memory_encryption:
         return passed("launchSecurity", vm.security.memory_encryption)
     caps = ctx.host_fact(vm, "memory_encryption")
-    if not isinstance(caps, dict):
+    if caps is None:
         return unknown("host memory-encryption support not collected (scan with --host)", "launchSecurity")
-    available = [k for k in ("sev_snp", "sev_es", "sev", "tdx") if caps.get(k)]
+    available = [k for k in ("sev_snp", "sev_es", "sev", "tdx") if getattr(caps, k)]
     if not available:
         return not_applicable("the host offers no SEV/SEV-SNP/TDX")
     return fail("launchSecurity", f"absent while the host offers {', '.join(available)}")

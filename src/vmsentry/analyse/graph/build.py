@@ -25,13 +25,12 @@ from vmsentry.analyse.addresses import MANAGEMENT_PORTS, exposure
 from vmsentry.analyse.graph.techniques import SERVICE_TECHNIQUE, TECHNIQUES
 from vmsentry.analyse.graph.vulns import (Vuln, component_version, components_for, load_vulns, reachable,
                                           version_status)
-from vmsentry.model import VM, Host, Inventory, Network
+from vmsentry.model import SS_LOCATOR, VM, Host, Inventory, Network
 
 EXTERNAL, LAN = "external", "lan"
 SEGMENT_MODES = ("nat", "isolated", "routed", "open", "host-only", "internal", "private", "bridged")
 SENSITIVE_PATHS = ("/", "/etc", "/root", "/home", "/boot", "/usr", "/var", "/var/lib/libvirt", "/run", "/srv")
 POSSIBLE_FACTOR = 0.5          # a step that rests on an uncollected fact counts half
-SS = "ss -ltnup"
 
 
 @dataclass(slots=True)
@@ -257,13 +256,13 @@ class _Builder:
         if net and net.host_address:
             addrs.add(net.host_address)
             known = True
-        brs = host.facts.get("bridges") if host is not None else None
-        if isinstance(brs, list) and bridge:
+        brs = host.bridges if host is not None else None
+        if brs is not None and bridge:
             for br in brs:
-                if isinstance(br, dict) and br.get("name") == bridge:
+                if br.name == bridge:
                     known = True
-                    physical = bool(br.get("physical_ports"))
-                    addrs |= {a.split("/")[0] for a in br.get("addresses") or [] if not a.startswith("fe80")}
+                    physical = bool(br.physical_ports)
+                    addrs |= {a.split("/")[0] for a in br.addresses or [] if not a.startswith("fe80")}
         seg["addrs"] = addrs
         asset = f"network:{net.name}" if net else seg_id
         if mode == "bridged":
@@ -292,8 +291,8 @@ class _Builder:
             self.edge(seg_id, LAN, "nat-outbound", f, loc, f"{seg_id} NATs guest connections to the LAN", change=lc)
         # guests reach the host's addresses (libvirt's firewall rules do not stop guest-to-host traffic)
         if addrs or not known:
-            fw = (host.facts.get("firewall") or {}) if host is not None else {}
-            drop = isinstance(fw, dict) and fw.get("input_policy") == "drop"
+            fw = host.firewall if host is not None else None
+            drop = fw is not None and fw.input_policy == "drop"
             c = self.change(f"fw-seg:{seg_id}", f"Drop guest traffic to the host on {bridge or seg_id} except "
                             "DHCP/DNS (nftables input chain on the bridge)", seg_id if not net else f"network:{net.name}",
                             "VMS-HOST-012", 3, "host")
@@ -342,9 +341,9 @@ class _Builder:
             self.node(hub, "hub", f"{hid} addresses, as guests see them")
             self.edge(lo, hub, "user-nat-host-loopback", None, None,
                       "user-mode NAT also reaches the host's non-loopback addresses", likelihood=1.0)
-        socks = host.facts.get("listening") if host is not None else None
-        ffile = (host.facts.get("source_file") if host is not None else None) or SS
-        if not isinstance(socks, list):
+        socks = host.listeners if host is not None else None
+        ffile = (host.facts.get("source_file") if host is not None else None) or SS_LOCATOR
+        if socks is None:
             if hub in self.g:
                 svc = self.node(f"svc:{hid}:unknown", "service", "host services (not collected)", asset=hid)
                 self.edge(hub, svc, "guest-to-host-service", None, None, "which services the host runs was not "
@@ -352,13 +351,11 @@ class _Builder:
                 self.edge(svc, hid, "host-service-exploit", None, None, "exploit or abuse an unknown host service",
                           possible=True, likelihood=0.3)
             return
-        libvirtd = (host.facts.get("libvirtd_conf") or {}).get("values") or {}
+        libvirtd = host.config_values("libvirtd_conf")
         seen = set()
         for i, s in enumerate(socks):
-            if not isinstance(s, dict):
-                continue
-            proc = str(s.get("process") or "")
-            port, proto, addr = s.get("port"), s.get("proto") or "tcp", s.get("address")
+            proc = str(s.process or "")
+            port, proto, addr = s.port, s.proto or "tcp", s.address
             if proc.startswith("qemu") or proc in ("VBoxHeadless", "vmware-vmx"):
                 continue       # modelled as the VM's own listeners and forwards
             if proc == "dnsmasq" and port in (53, 67, 547):
@@ -426,7 +423,7 @@ class _Builder:
         exp = exposure(address, transport)
         possible = False
         if exp == "unknown" and host is not None:
-            values = (host.facts.get("qemu_conf") or {}).get("values") or {}
+            values = host.config_values("qemu_conf")
             default = values.get("spice_listen" if "spice" in what else "vnc_listen")
             if default:
                 exp = exposure(str(default), transport)
@@ -559,8 +556,8 @@ class _Builder:
         c = self.change(f"dev:{vm.name}:{i}", f"Remove PCI device {dev.detail} from VM {vm.name}", vid, "VMS-VM-040",
                         5, "vm")
         self.edge(vid, did, "passthrough-device", f, dev.locator, f"{vm.name} drives PCI device {dev.detail}", change=c)
-        iommu = (host.facts.get("iommu") or {}) if host is not None else {}
-        enabled = iommu.get("enabled") if isinstance(iommu, dict) else None
+        iommu = host.iommu if host is not None else None
+        enabled = iommu.enabled if iommu is not None else None
         if enabled is True:
             return
         gate = self.node(f"iommu:{hid}", "hub", f"{hid} without IOMMU protection")

@@ -170,8 +170,7 @@ PREDICATES: dict[str, Callable[[VM, Host | None], bool | None]] = {
     # devices that must be named in the definition: absent from the model means absent
     "vhost_user_gpu": lambda vm, host: _facts_mention(vm, "vhost-user-gpu"),
     "sdhci_device": lambda vm, host: _facts_mention(vm, "sdhci"),
-    "nested_virt": lambda vm, host: (None if host is None else
-                                     bool((host.facts.get("kvm") or {}).get("nested")) if isinstance(host.facts.get("kvm"), dict) else None),
+    "nested_virt": lambda vm, host: (None if host is None or host.kvm is None else bool(host.kvm.nested)),
     "drag_and_drop_enabled": lambda vm, host: (None if vm.channels.drag_and_drop == "unknown"
                                                else vm.channels.drag_and_drop != "disabled"),
     "clipboard_enabled": lambda vm, host: (None if vm.channels.clipboard == "unknown"
@@ -182,8 +181,8 @@ PREDICATES: dict[str, Callable[[VM, Host | None], bool | None]] = {
     "vmware_dhcp_network": lambda vm, host: vm.platform == "vmware" and any(n.mode in ("nat", "host-only") for n in vm.nics),
     "hyperv_vmswitch_nic": lambda vm, host: vm.platform == "hyperv" and any(n.mode != "disconnected" for n in vm.nics),
     "vrde_listener": lambda vm, host: any(l.kind in ("vrde", "rdp") for l in vm.listeners),
-    "slp_listening": lambda vm, host: (None if host is None or host.facts.get("listening") is None else
-                                       any(s.get("port") == 427 for s in host.facts.get("listening") or [])),
+    "slp_listening": lambda vm, host: (None if host is None or host.listeners is None else
+                                       any(s.port == 427 for s in host.listeners)),
 }
 
 
@@ -215,11 +214,11 @@ def component_version(component: str, vm: VM, host: Host | None) -> str | None:
     for key in (f"{component}.version", f"platform.{component}.version"):
         if key in vm.facts:
             return str(vm.facts[key].get("value"))
-    versions = host.facts.get("versions") if host is not None else None
-    if isinstance(versions, dict):
-        v = versions.get(component) or (versions.get("kernel") if component == "linux-kernel" else None)
+    versions = host.versions if host is not None else None
+    if versions is not None:
+        v = getattr(versions, component, None) or (versions.kernel if component == "linux-kernel" else None)
         if v:
             return str(v)
-        if component in ("vmware-workstation", "vmware-fusion", "esxi") and versions.get("vmware"):
-            return str(versions["vmware"])
+        if component in ("vmware-workstation", "vmware-fusion", "esxi") and versions.vmware:
+            return str(versions.vmware)
     return None
