@@ -498,7 +498,8 @@ def _read_secure_boot(vm: VM, os_el: etree._Element) -> None:
 
 
 def _read_qemu_commandline(vm: VM, cmd: etree._Element, doc: int, errors: list[InputError]) -> None:
-    from vmsentry.collect.qemu_cmdline import apply_args, redacted
+    from vmsentry.collect.qemu_argv import apply_args
+    from vmsentry.collect.qemu_redact import redacted
     arg_elements = list(cmd.iterfind(f"{{{QEMU_NS}}}arg"))
     args = [arg.get("value", "") for arg in arg_elements]
     locator = element_locator(cmd, doc)

@@ -23,7 +23,7 @@ Mapping to the inventory:
   get the spice-vdagent channel -> clipboard bidirectional and client-to-guest file transfer;
 - ``spice_enhancements: foldersharing=1`` -> a ``spice-folder`` share (the SPICE client's folder via
   WebDAV); ``virtiofsN`` -> a ``virtiofs`` share (``dirid`` names a cluster directory mapping);
-- ``args:`` -> parsed with the QEMU command-line parser (``qemu_cmdline.apply_args``): raw QEMU options
+- ``args:`` -> parsed with the QEMU command-line parser (``qemu_argv.apply_args``): raw QEMU options
   Proxmox does not manage (hostfwd, -vnc, -monitor ...);
 - ``amd-sev: type=std|es|snp`` -> memory encryption sev|sev-es|sev-snp; ``intel-tdx`` -> tdx;
   ``bios: ovmf`` with ``efidisk0 ... pre-enrolled-keys=1`` -> Secure Boot on;
@@ -340,7 +340,8 @@ def _read_net(vm: VM, key: str, value: str, at: str) -> None:
 
 
 def _read_args(vm: VM, value: str, at: str, errors: list[InputError]) -> None:
-    from vmsentry.collect.qemu_cmdline import apply_args, redacted
+    from vmsentry.collect.qemu_argv import apply_args
+    from vmsentry.collect.qemu_redact import redacted
     try:
         argv = split_args(value)
     except ValueError as exc:
