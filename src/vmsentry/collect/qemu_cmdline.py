@@ -12,7 +12,7 @@ from typing import Iterator
 
 from vmsentry.collect.qemu_argv import apply_args
 from vmsentry.collect.qemu_options import QemuOpts, is_qemu_binary, iter_options
-from vmsentry.collect.source_file import decode_text, read_bytes
+from vmsentry.collect.source_file import NOT_UTF8, decode_text, read_bytes
 from vmsentry.model import InputError, Inventory, Source, VM
 
 # Programs that run another command; a start script often puts one of these before QEMU.
@@ -54,7 +54,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
     else:
         text, lossy = decode_text(data)
         if lossy:
-            inv.errors.append(InputError(path, "not valid UTF-8; undecodable bytes were replaced"))
+            inv.errors.append(InputError(path, NOT_UTF8))
         commands = list(_commands_in_text(path, text, inv.errors))
     if not commands:
         inv.errors.append(InputError(path, "no QEMU command line found"))
