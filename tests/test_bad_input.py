@@ -100,6 +100,7 @@ def test_billion_laughs_memory_stays_bounded(bad_folder):
     assert int(out.stdout) < 200 * 1024      # KiB: far below what an expansion would take
 
 
+@pytest.mark.lab
 def test_unreadable_file_as_an_unprivileged_user(tmp_path: Path):
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.fail("this test needs root and setpriv (util-linux) to drop privileges")

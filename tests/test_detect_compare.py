@@ -7,11 +7,15 @@ import re
 import shutil
 import subprocess
 
+import pytest
+
 from traffic_helpers import detect
 
 ARPSPOOF = "lab/arpspoof-vm1-vs-vm2.pcap"
 
 
+# arpwatch runs in a network namespace of its own (unshare -n: root)
+@pytest.mark.lab
 def test_arpwatch_trusts_the_first_binding_it_saw(shared_dir, tmp_path):
     assert shutil.which("arpwatch") and shutil.which("unshare"), "arpwatch missing (scripts/setup.sh installs it)"
     dat = tmp_path / "arp.dat"

@@ -19,6 +19,7 @@ from traffic_lab.lab import Lab
 from traffic_lab.watcher import Watcher
 
 BENIGN_SECONDS = 60
+pytestmark = pytest.mark.lab
 
 
 @pytest.fixture
@@ -45,6 +46,8 @@ def _benign(lab, seconds: float) -> int:
     return rounds
 
 
+# a minute of benign traffic first
+@pytest.mark.slow
 def test_live_benign_minute_then_real_attacks(lab, tmp_path):
     watcher = Watcher(lab)
     pcap = tmp_path / "attacks.pcap"
@@ -108,6 +111,8 @@ def test_live_sigint_flushes_pending_and_stops(lab):
     assert "stats" in watcher.lines[-1][1]
 
 
+# an 8 s capture of the burst, after the lab is set up
+@pytest.mark.slow
 def test_live_burst_of_100k_packets_per_second_without_kernel_drops(lab):
     # No firewall on this test bridge (br_netfilter off), so that the 2-core machine can generate the burst
     # while vmsentry captures: the capture path is what is measured, not iptables.

@@ -128,6 +128,7 @@ def test_a_listener_we_open_shows_up(tcp_listener):
         assert mine[0]["process"] == own_name and mine[0]["pid"] == os.getpid()
 
 
+@pytest.mark.lab
 def test_bridge_and_its_sysctls(test_bridge):
     facts = host_facts(collect_host())
     bridge = next(b for b in facts["bridges"] if b["name"] == test_bridge)

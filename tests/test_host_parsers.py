@@ -93,6 +93,7 @@ def test_parse_ip_json_kinds_and_bridges():
     assert bridges["virbr0"]["isolated_ports"] == ["vnet0"]
 
 
+@pytest.mark.lab
 def test_parse_ip_json_from_a_real_namespace(netns):
     ip = ["ip", "-n", netns]
     subprocess.run(ip + ["link", "add", "brt", "type", "bridge", "stp_state", "1"], check=True)
@@ -120,6 +121,7 @@ def test_parse_nft_json_recorded():
     check_nft_summary(ruleset)
 
 
+@pytest.mark.lab
 def test_parse_nft_json_from_a_real_namespace(netns):
     if shutil.which("nft") is None:
         pytest.skip("nft is not installed")

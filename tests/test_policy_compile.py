@@ -73,6 +73,7 @@ def test_lab_ruleset_structure():
     assert len(port_mark.elements) == 5 and all(v >> 24 == 0x76 for _, v in port_mark.elements)
 
 
+@pytest.mark.lab
 def test_kernel_accepts_and_text_equals_json():
     rs = compile_nft(lab_res())
     a = scratch(rs.json())
@@ -98,6 +99,7 @@ def test_rule_count_grows_with_zones_and_rules_not_vms():
     assert more_zones.rule_count() == counts[1000][0] + 10
 
 
+@pytest.mark.lab
 def test_ipv6_and_portless_variants_load():
     inv = synth.inventory(12, n_nets=2, ipv6=True, ports=False)
     inv.vms[0].nics[0].ip = "2001:db8::10"
@@ -134,6 +136,7 @@ def test_anti_spoofing_off_and_quarantine_sets():
     assert "tcp dport 9999 counter accept" in t
 
 
+@pytest.mark.lab
 def test_quarantine_commands_apply_to_a_loaded_ruleset():
     rs = compile_nft(lab_res())
     q = json.dumps(quarantine_commands("52:54:00:99:00:13", ["10.99.0.13"]))
@@ -233,6 +236,7 @@ def test_output_to_a_device_is_written_not_replaced(run_cli):
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
+@pytest.mark.lab
 def test_example_policy_for_example_lab(run_cli, tmp_path):
     ex = REPO / "examples" / "policy" / "lab-policy.yaml"
     p = run_cli("policy", "compile", ex, "--inventory", REPO / "examples" / "lab", "--no-probe", "--format", "json",

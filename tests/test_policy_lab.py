@@ -30,6 +30,7 @@ INV = FIX / "lab-inventory.json"
 OUT = REPO / "out" / "policy-lab"
 HOST = T.HOST_VM_IP
 NFT_ENV = {**os.environ, "TZ": "UTC"}
+pytestmark = pytest.mark.lab
 
 # (label, namespace, proto, destination, port, source address or None, expected with the policy)
 MATRIX = [
@@ -146,6 +147,8 @@ def apply(lab, policy: Path, *extra):
 
 
 # ------------------------------------------------------------------------------------------------ tests
+# about 10 s: two connection matrices and two 3.2 s arpspoof runs
+@pytest.mark.slow
 def test_01_connection_matrix_and_arpspoof_before_and_after(lab):
     before = run_matrix()
     assert all(v == "open" for v in before.values()), before          # no policy: everything reaches everything

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from vmsentry.collect import qemu_cmdline, read_paths
-from vmsentry.collect.qemu_cmdline import _Opts, apply_args, vm_from_argv
+from vmsentry.collect.qemu_cmdline import apply_args, vm_from_argv
+from vmsentry.collect.qemu_options import QemuOpts
 from vmsentry.model import VM, Inventory, Nic, Source
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "qemu")
@@ -57,14 +58,14 @@ def test_dispatcher_reads_the_fixtures():
 # -- option syntax ----------------------------------------------------------------------------------------
 
 def test_option_syntax():
-    opts = _Opts.parse("user,id=n0,smb=/srv/a,,b,hostfwd=tcp::1-:1,hostfwd=udp::2-:2,server,nowait", "type")
+    opts = QemuOpts.parse("user,id=n0,smb=/srv/a,,b,hostfwd=tcp::1-:1,hostfwd=udp::2-:2,server,nowait", "type")
     assert opts.get("type") == "user" and opts.get("smb") == "/srv/a,b"
     assert opts.get_all("hostfwd") == ["tcp::1-:1", "udp::2-:2"]
     assert opts.flag("server") is True and opts.flag("wait") is False  # "nowait" is wait=off
-    assert _Opts.parse('{"type":"user","id":"n","restrict":true,"hostfwd":[{"str":"tcp::1-:2"}]}').pairs == [
+    assert QemuOpts.parse('{"type":"user","id":"n","restrict":true,"hostfwd":[{"str":"tcp::1-:2"}]}').pairs == [
         ("type", "user"), ("id", "n"), ("restrict", "on"), ("hostfwd", "tcp::1-:2")]
-    assert _Opts.parse("stream,addr.type=inet,addr.port=7", "type").get("addr.port") == "7"
-    assert _Opts.parse('{"addr": {"type": "unix", "path": "/s"}}').get("addr.path") == "/s"
+    assert QemuOpts.parse("stream,addr.type=inet,addr.port=7", "type").get("addr.port") == "7"
+    assert QemuOpts.parse('{"addr": {"type": "unix", "path": "/s"}}').get("addr.path") == "/s"
 
 
 # -- /proc-style file ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.libvirt
 
 
 # --------------------------------------------------------------------------------------------- helpers

@@ -22,7 +22,7 @@ import pytest
 from virsh_cli import virsh
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.libvirt
 
 PID = os.getpid()
 VM = f"nwfguest{PID % 100000}"
@@ -84,6 +84,8 @@ allow:
     return out
 
 
+# 18-35 s: a TCG guest boots (docs/policy.md)
+@pytest.mark.slow
 def test_generated_nwfilter_drops_a_real_guests_spoofed_source(live_lab, tmp_path):
     t0 = time.monotonic()
     kit = subprocess.run(["bash", str(REPO / "scripts" / "build-test-guest.sh")], capture_output=True, text=True,

@@ -30,12 +30,11 @@ guessed at.
 """
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime, timezone
 from typing import Any
 
-from vmsentry.collect.source_file import BadInput, read_bytes
+from vmsentry.collect.source_file import BadInput, parse_json, read_bytes
 from vmsentry.model import Device, Host, InputError, Inventory, Network, Nic, Share, Snapshot, Source, VM
 
 PLATFORM = "hyperv"
@@ -68,12 +67,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
         data = read_bytes(path)
     if EXPORT_MARK not in data[:4096] or not data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         raise BadInput(_not_an_export(path, data))
-    try:
-        doc = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise BadInput("not UTF-8 text: save the export with -Encoding utf8") from None
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}") from None
+    doc = parse_json(data, "not UTF-8 text: save the export with -Encoding utf8")
     if not isinstance(doc, dict):
         raise BadInput("not a Hyper-V export (top level is not an object)")
     return read_export(doc, Source(file=path))

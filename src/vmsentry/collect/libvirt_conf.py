@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any
 
-from vmsentry.collect.source_file import BadInput, decode_text, looks_binary, read_bytes
+from vmsentry.collect.source_file import NOT_UTF8, decode_text, looks_binary, read_text_file
 from vmsentry.model import Host, InputError, Inventory
 
 # basename suffix -> fact group (virtproxyd reads the same remote-access keys as libvirtd)
@@ -48,15 +48,11 @@ def claims(path: str, head: bytes) -> bool:
 
 
 def read(path: str, data: bytes | None = None) -> Inventory:
-    if data is None:
-        data = read_bytes(path)
-    if looks_binary(data):
-        raise BadInput("binary data, not a libvirt configuration file")
-    text, lossy = decode_text(data)
+    text, lossy = decode_text(read_text_file(path, data, "a libvirt configuration file"))
     settings, errors = parse_text(path, text)
     inv = Inventory(errors=errors)
     if lossy:
-        inv.errors.append(InputError(path, "not valid UTF-8; undecodable bytes were replaced"))
+        inv.errors.append(InputError(path, NOT_UTF8))
     inv.hosts.append(Host(name="", platform="linux", facts={fact_group(path) or "libvirtd_conf": settings}))
     return inv
 

@@ -6,6 +6,8 @@ Read-only: the connection is opened with ``openReadOnly`` where possible.
 """
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from vmsentry.collect import libvirt_xml
 from vmsentry.collect.source_file import BadInput
 from vmsentry.model import InputError, Inventory, Source
@@ -41,21 +43,31 @@ def _message(exc: Exception) -> str:
     return (get() if get else None) or str(exc)
 
 
-def _read_networks(conn, uri: str, inv: Inventory, libvirt) -> None:
+def _documents(list_all, kind: str, uri: str, inv: Inventory, libvirt, xml_of=None,
+               listing_may_fail: bool = False) -> Iterator[tuple[Any, Inventory]]:
+    """(object, what its XML holds) for each object ``list_all()`` returns, its source ``URI#KIND=NAME``.
+    A listing that fails is one error (none when ``listing_may_fail``: the driver has no such objects);
+    an object whose XML cannot be fetched or read is one error and the others are still read.
+    ``xml_of(object)`` fetches the XML (default ``XMLDesc(0)``)."""
     try:
-        networks = conn.listAllNetworks()
+        objects = list_all()
     except libvirt.libvirtError as exc:
-        inv.errors.append(InputError(uri, f"cannot list networks: {_message(exc)}"))
+        if not listing_may_fail:
+            inv.errors.append(InputError(uri, f"cannot list {kind}s: {_message(exc)}"))
         return
-    for net in networks:
-        name = net.name()
-        source = Source(uri=f"{uri}#network={name}")
+    for obj in objects:
+        source = Source(uri=f"{uri}#{kind}={obj.name()}")
         try:
-            xml = net.XMLDesc(0)
+            xml = xml_of(obj) if xml_of is not None else obj.XMLDesc(0)
             part = libvirt_xml.read_document_bytes(xml.encode(), source)
         except (libvirt.libvirtError, BadInput) as exc:
             inv.errors.append(InputError(source.uri, _message(exc)))
             continue
+        yield obj, part
+
+
+def _read_networks(conn, uri: str, inv: Inventory, libvirt) -> None:
+    for net, part in _documents(conn.listAllNetworks, "network", uri, inv, libvirt):
         for network in part.networks:
             network.facts["libvirt.active"] = {"value": bool(net.isActive()), "at": "virNetworkIsActive"}
             _add_leases(net, network, libvirt)
@@ -75,25 +87,15 @@ def _add_leases(net, network, libvirt) -> None:
 
 
 def _read_domains(conn, uri: str, inv: Inventory, libvirt) -> None:
-    try:
-        domains = conn.listAllDomains()
-    except libvirt.libvirtError as exc:
-        inv.errors.append(InputError(uri, f"cannot list domains: {_message(exc)}"))
-        return
-    for dom in domains:
-        name = dom.name()
-        source = Source(uri=f"{uri}#domain={name}")
+    def secure_xml(dom) -> str:
+        # The secure flag would reveal console passwords; presence is all we need and the parser
+        # records only that, but a read-only connection may not be allowed it: fall back.
         try:
-            # The secure flag would reveal console passwords; presence is all we need and the parser
-            # records only that, but a read-only connection may not be allowed it: fall back.
-            try:
-                xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE)
-            except libvirt.libvirtError:
-                xml = dom.XMLDesc(0)
-            part = libvirt_xml.read_document_bytes(xml.encode(), source)
-        except (libvirt.libvirtError, BadInput) as exc:
-            inv.errors.append(InputError(source.uri, _message(exc)))
-            continue
+            return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE)
+        except libvirt.libvirtError:
+            return dom.XMLDesc(0)
+
+    for dom, part in _documents(conn.listAllDomains, "domain", uri, inv, libvirt, secure_xml):
         for vm in part.vms:
             try:
                 vm.state = _STATES.get(dom.state()[0], "unknown")
@@ -123,13 +125,6 @@ def _add_interface_addresses(dom, vm, libvirt) -> None:
 
 
 def _read_nwfilters(conn, uri: str, inv: Inventory, libvirt) -> None:
-    try:
-        filters = conn.listAllNWFilters()
-    except libvirt.libvirtError:
-        return          # drivers without nwfilter support (test:///) simply have none
-    for flt in filters:
-        source = Source(uri=f"{uri}#nwfilter={flt.name()}")
-        try:
-            inv.extend(libvirt_xml.read_document_bytes(flt.XMLDesc(0).encode(), source))
-        except (libvirt.libvirtError, BadInput) as exc:
-            inv.errors.append(InputError(source.uri, _message(exc)))
+    # drivers without nwfilter support (test:///) simply have none
+    for _, part in _documents(conn.listAllNWFilters, "nwfilter", uri, inv, libvirt, listing_may_fail=True):
+        inv.extend(part)

@@ -23,7 +23,7 @@ Mapping to the inventory:
   get the spice-vdagent channel -> clipboard bidirectional and client-to-guest file transfer;
 - ``spice_enhancements: foldersharing=1`` -> a ``spice-folder`` share (the SPICE client's folder via
   WebDAV); ``virtiofsN`` -> a ``virtiofs`` share (``dirid`` names a cluster directory mapping);
-- ``args:`` -> parsed with the QEMU command-line parser (``qemu_cmdline.apply_args``): raw QEMU options
+- ``args:`` -> parsed with the QEMU command-line parser (``qemu_argv.apply_args``): raw QEMU options
   Proxmox does not manage (hostfwd, -vnc, -monitor ...);
 - ``amd-sev: type=std|es|snp`` -> memory encryption sev|sev-es|sev-snp; ``intel-tdx`` -> tdx;
   ``bios: ovmf`` with ``efidisk0 ... pre-enrolled-keys=1`` -> Secure Boot on;
@@ -36,7 +36,7 @@ import re
 from datetime import datetime, timezone
 
 from vmsentry.collect import debian_interfaces, proxmox_fw
-from vmsentry.collect.source_file import BadInput, decode_text, looks_binary, read_bytes
+from vmsentry.collect.source_file import NOT_UTF8, BadInput, decode_text, looks_binary, read_text_file
 from vmsentry.model import Device, Host, InputError, Inventory, Listener, Nic, Share, Snapshot, Source, VM
 
 PLATFORM = "proxmox"
@@ -91,11 +91,7 @@ def vmid_of(path: str) -> str | None:
 
 
 def read(path: str, data: bytes | None = None) -> Inventory:
-    if data is None:
-        data = read_bytes(path)
-    if looks_binary(data):
-        raise BadInput("binary data, not a Proxmox VE configuration file")
-    text, lossy = decode_text(data)
+    text, lossy = decode_text(read_text_file(path, data, "a Proxmox VE configuration file"))
     base = os.path.basename(path)
     if base.endswith(".fw"):
         inv = _read_fw(path, text)
@@ -106,7 +102,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
         for net in inv.networks:
             net.facts["proxmox.scope"] = {"value": scope_of(path), "at": path}
     if lossy:
-        inv.errors.append(InputError(path, "not valid UTF-8; undecodable bytes were replaced"))
+        inv.errors.append(InputError(path, NOT_UTF8))
     return inv
 
 
@@ -340,7 +336,8 @@ def _read_net(vm: VM, key: str, value: str, at: str) -> None:
 
 
 def _read_args(vm: VM, value: str, at: str, errors: list[InputError]) -> None:
-    from vmsentry.collect.qemu_cmdline import apply_args, redacted
+    from vmsentry.collect.qemu_argv import apply_args
+    from vmsentry.collect.qemu_redact import redacted
     try:
         argv = split_args(value)
     except ValueError as exc:

@@ -1,4 +1,4 @@
-"""Reading one input file safely: size limit, binary detection, decoding, XML without entities.
+"""Reading one input file safely: size limit, binary detection, decoding, JSON, XML without entities.
 
 Every problem becomes a ``BadInput`` with a message naming the place; collectors turn it into one
 ``errors`` entry and the run carries on. Nothing here ever resolves an entity, loads a DTD or touches
@@ -6,9 +6,10 @@ the network.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:                       # lxml is imported when XML is first parsed: `vmsentry detect`
     from lxml import etree              # reading a saved inventory never needs it (20 ms of start-up)
@@ -52,6 +53,20 @@ def looks_binary(data: bytes) -> bool:
     return b"\x00" in data[:8192]
 
 
+def read_text_file(path: str, data: bytes | None, what: str) -> bytes:
+    """The bytes of a text file (``data`` when the caller already read them); binary data is refused
+    with "binary data, not WHAT" (``what``: "a VMware .vmx file")."""
+    if data is None:
+        data = read_bytes(path)
+    if looks_binary(data):
+        raise BadInput(f"binary data, not {what}")
+    return data
+
+
+# The error entry a reader adds when ``decode_text`` had to replace bytes
+NOT_UTF8 = "not valid UTF-8; undecodable bytes were replaced"
+
+
 def decode_text(data: bytes) -> tuple[str, bool]:
     """Text of a config file. Returns (text, lossy): undecodable bytes become U+FFFD so the rest of the
     file is still read; ``lossy`` tells the caller to say so."""
@@ -61,6 +76,17 @@ def decode_text(data: bytes) -> tuple[str, bool]:
         return data.decode("utf-8"), False
     except UnicodeDecodeError:
         return data.decode("utf-8", errors="replace"), True
+
+
+def parse_json(data: bytes, not_utf8: str) -> Any:
+    """A JSON document (a UTF-8 byte order mark allowed: PowerShell writes one); ``not_utf8`` is the
+    message when the bytes are not UTF-8."""
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise BadInput(not_utf8) from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}") from None
 
 
 def line_of_offset(data: bytes, offset: int) -> int:

@@ -13,7 +13,7 @@ unknown (shares are assumed writable, the VirtualBox default).
 """
 from __future__ import annotations
 
-from vmsentry.collect.source_file import BadInput, decode_text, looks_binary, read_bytes
+from vmsentry.collect.source_file import NOT_UTF8, BadInput, decode_text, looks_binary, read_bytes
 from vmsentry.model import Forward, InputError, Inventory, Listener, Nic, Share, Source, VM
 
 PLATFORM = "virtualbox"
@@ -55,7 +55,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
     text, lossy = (wide, False) if wide is not None else decode_text(data)
     inv = Inventory()
     if lossy:
-        inv.errors.append(InputError(path, "not valid UTF-8; undecodable bytes were replaced"))
+        inv.errors.append(InputError(path, NOT_UTF8))
     kv: dict[str, tuple[str, int]] = {}
     forwards: list[tuple[str, str, int]] = []
     last_nat = None

@@ -28,11 +28,10 @@ Accept; distributed port group: all Reject (VMware SCG 9.1 esx-9.network-standar
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 
-from vmsentry.collect.source_file import BadInput, decode_text, looks_binary, read_bytes
+from vmsentry.collect.source_file import NOT_UTF8, BadInput, decode_text, looks_binary, parse_json, read_bytes
 from vmsentry.model import InputError, Inventory, Network, Source
 
 PLATFORM = "vmware"
@@ -81,7 +80,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
     text, lossy = decode_text(data)
     inv = Inventory()
     if lossy:
-        inv.errors.append(InputError(path, "not valid UTF-8; undecodable bytes were replaced"))
+        inv.errors.append(InputError(path, NOT_UTF8))
     reader = {"netmap": _read_netmap, "networking": _read_networking, "nat": _read_nat, "dhcp": _read_dhcp}[kind]
     reader(path, text, inv)
     if not (inv.networks or inv.errors):
@@ -301,12 +300,7 @@ def _policy(raw: dict | None) -> dict:
 
 
 def read_esxi_export(path: str, data: bytes) -> Inventory:
-    try:
-        doc = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise BadInput("ESXi export is not UTF-8 JSON") from None
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}") from None
+    doc = parse_json(data, "ESXi export is not UTF-8 JSON")
     if not isinstance(doc, dict) or doc.get("schema") != EXPORT_SCHEMA:
         raise BadInput(f"not a {EXPORT_SCHEMA} document")
     inv = Inventory()

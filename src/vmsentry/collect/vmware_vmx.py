@@ -32,7 +32,7 @@ import codecs
 import os
 import re
 
-from vmsentry.collect.source_file import BadInput, looks_binary, read_bytes
+from vmsentry.collect.source_file import BadInput, read_text_file
 from vmsentry.model import Device, InputError, Inventory, Listener, Nic, Share, Source, VM
 
 PLATFORM = "vmware"
@@ -198,11 +198,7 @@ def _uuid(value: str | None) -> str | None:
 
 
 def read(path: str, data: bytes | None = None) -> Inventory:
-    if data is None:
-        data = read_bytes(path)
-    if looks_binary(data):
-        raise BadInput("binary data, not a VMware .vmx file")
-    text, problem = decode_vmx(data)
+    text, problem = decode_vmx(read_text_file(path, data, "a VMware .vmx file"))
     entries, problems, dups = parse_vmx(text)
     inv = Inventory()
     if problem:

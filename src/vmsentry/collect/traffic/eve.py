@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Iterator
 
 from vmsentry.collect.traffic.decode import FrameDecoder
+from vmsentry.collect.traffic.reader import FileReader
 from vmsentry.model.traffic import (ACK, RST, SYN, TCP, UDP, ICMP, ICMP6, Arp, Dhcp, Packet,
                                               dns_query_payload, ip_bytes, mac_bytes)
 
@@ -27,13 +28,11 @@ DHCP_CODES = {"discover": 1, "offer": 2, "request": 3, "decline": 4, "ack": 5, "
 ZERO_MAC = b"\x00" * 6
 
 
-class EveReader:
+class EveReader(FileReader):
     format = "eve"
 
     def __init__(self, name: str, stream, head: bytes) -> None:
-        self.name = name
-        self.stream = stream
-        self.head = head
+        super().__init__(name, stream, head)
         self.last_ts = 0.0
 
     def run(self, dec: FrameDecoder) -> Iterator[None]:

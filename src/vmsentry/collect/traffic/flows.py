@@ -192,10 +192,19 @@ class FlowTable:
     def _add_tcp(self, key) -> None:
         tcp = self.tcp
         if len(tcp) >= self.limit:
-            self.stats.evicted["flows"] += len(self.tcp_old)
-            self.tcp_old = tcp
-            tcp = self.tcp = set()
+            tcp = self._new_generation("tcp")
         tcp.add(key)
+
+    def _new_generation(self, table: str) -> set:
+        """The ``tcp`` or ``udp`` table is full: its current set becomes the old generation (the old one is
+        dropped and counted) and a new empty set, returned, the current one. Runs once per ``limit`` keys,
+        so the names are looked up here rather than the per-packet callers being made generic."""
+        old = table + "_old"
+        self.stats.evicted["flows"] += len(getattr(self, old))
+        setattr(self, old, getattr(self, table))
+        fresh: set[bytes] = set()
+        setattr(self, table, fresh)
+        return fresh
 
     def _pend(self, key, value) -> None:
         if len(self.pending) >= self.limit:
@@ -234,16 +243,12 @@ class FlowTable:
     def _add_udp(self, key) -> None:
         udp = self.udp
         if len(udp) >= self.limit:
-            self.stats.evicted["flows"] += len(self.udp_old)
-            self.udp_old = udp
-            udp = self.udp = set()
+            udp = self._new_generation("udp")
         udp.add(key)
 
     def _add_udp_many(self, keys: set) -> None:
         if len(self.udp) + len(keys) > self.limit:
-            self.stats.evicted["flows"] += len(self.udp_old)
-            self.udp_old = self.udp
-            self.udp = set()
+            self._new_generation("udp")
         self.udp.update(keys)
 
     def icmp_packet(self, ts, smac, dmac, sip, dip, proto, itype, code, payload, length) -> None:

@@ -16,6 +16,8 @@ from typing import Iterator
 
 from vmsentry.collect.traffic.decode import LINK_ETHERNET, FrameDecoder, linktype_supported
 from vmsentry.collect.traffic.pcap_bulk import PcapBuffers
+from vmsentry.collect.traffic.reader import FileReader
+
 MAGICS = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
           b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
 CHUNK = 4 << 20      # bytes read and decoded at a time
@@ -24,14 +26,11 @@ RESYNC_WINDOW = 1 << 20
 HEADER = 24
 
 
-class PcapReader:
+class PcapReader(FileReader):
     format = "pcap"
 
     def __init__(self, name: str, stream, head: bytes) -> None:
-        """``stream``: a binary file object positioned after ``head`` (the first bytes already read)."""
-        self.name = name
-        self.stream = stream
-        self.head = head
+        super().__init__(name, stream, head)
         self.resyncing = False
         self.last_sec: int | None = None
         self.bulk = None

@@ -18,6 +18,7 @@ from vmsentry.collect.traffic.decode import LINK_ETHERNET, FrameDecoder, linktyp
 from vmsentry.model.traffic import PROBE_SPAN
 from vmsentry.collect.traffic.pcap import Chunks
 from vmsentry.collect.traffic.pcap_bulk import BulkDecoder
+from vmsentry.collect.traffic.reader import FileReader
 
 SHB, IDB, PB_OBSOLETE, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 KNOWN_BLOCKS = {SHB, IDB, PB_OBSOLETE, SPB, 4, 5, EPB, 7, 8, 9, 10, 0x0BAD, 0x40000BAD}
@@ -35,13 +36,11 @@ class Interface:
         self.offset = 0
 
 
-class PcapngReader:
+class PcapngReader(FileReader):
     format = "pcapng"
 
     def __init__(self, name: str, stream, head: bytes) -> None:
-        self.name = name
-        self.stream = stream
-        self.head = head
+        super().__init__(name, stream, head)
         self.order = "<"
         self.ifaces: list[Interface] = []
         self.resyncing = False

@@ -18,6 +18,7 @@ import json
 from typing import Iterator
 
 from vmsentry.collect.traffic.decode import FrameDecoder
+from vmsentry.collect.traffic.reader import FileReader
 from vmsentry.model.traffic import (ACK, RST, SYN, TCP, UDP, ICMP, ICMP6, Dhcp, Packet,
                                               dns_query_payload, ip_bytes, mac_bytes)
 
@@ -27,11 +28,9 @@ DHCP_CODES = {"DISCOVER": 1, "OFFER": 2, "REQUEST": 3, "DECLINE": 4, "ACK": 5, "
 SERVER_CODES = (2, 5, 6)
 
 
-class ZeekReader:
+class ZeekReader(FileReader):
     def __init__(self, name: str, stream, head: bytes, basename: str) -> None:
-        self.name = name
-        self.stream = stream
-        self.head = head
+        super().__init__(name, stream, head)
         self.path = basename.split(".")[0]           # conn.log -> conn, until #path says otherwise
         self.format = "zeek"
         self.fields: list[str] | None = None
