@@ -23,11 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmsentry.model import InputError
+from vmsentry.model.proxmox import CLUSTER_DEFAULTS, HOST_DEFAULTS, VM_DEFAULTS
 
-VM_DEFAULTS = {"enable": "0", "macfilter": "1", "ipfilter": "0", "dhcp": "0", "ndp": "1", "radv": "0",
-               "policy_in": "DROP", "policy_out": "ACCEPT"}
-CLUSTER_DEFAULTS = {"enable": "0", "ebtables": "1", "policy_in": "DROP", "policy_out": "ACCEPT"}
-HOST_DEFAULTS = {"enable": "1", "nosmurfs": "1", "tcpflags": "0", "nf_conntrack_allow_invalid": "0", "ndp": "1"}
 
 _SECTION = re.compile(r"^\[\s*([A-Za-z_]+)(?:\s+([A-Za-z0-9_:.\-]+))?\s*\]\s*(?:#.*)?$")
 _OPTION = re.compile(r"^([a-z][a-z0-9_]*)\s*:\s*(.*?)\s*$")

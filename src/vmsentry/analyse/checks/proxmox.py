@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from vmsentry.analyse.addresses import ports_in
 from vmsentry.analyse.checks import check, fail, not_applicable, passed, snapshot_memory, unknown
-from vmsentry.collect.proxmox_fw import CLUSTER_DEFAULTS, HOST_DEFAULTS, VM_DEFAULTS
 from vmsentry.model import VM, Host
+from vmsentry.model.proxmox import CLUSTER_DEFAULTS, HOST_DEFAULTS, VM_DEFAULTS
 
 _ADMIN_MACROS = {"SSH": 22, "RDP": 3389, "VNC": 5900, "Telnet": 23, "SMB": 445, "MySQL": 3306, "PostgreSQL": 5432,
                  "WinRM": 5985, "Webmin": 10000}
