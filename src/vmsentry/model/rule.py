@@ -42,6 +42,7 @@ class Rule:
     control: str | None = None       # one of CONTROLS (matrix row)
     setting: dict[str, str] = field(default_factory=dict)       # per platform: the key/option that sets it
     recommended: dict[str, str] = field(default_factory=dict)   # per platform: the recommended value
+    exposes: tuple[str, ...] = ()    # exposure-graph techniques a failing result opens (analyse/graph)
 
     def remediation_for(self, platform: str) -> str:
         return self.remediation.get(platform) or self.remediation.get("all") or next(iter(self.remediation.values()), "")

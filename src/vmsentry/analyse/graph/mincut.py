@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import networkx as nx
 from networkx.algorithms.flow import boykov_kolmogorov
 
-from vmsentry.analyse.graph.build import ExposureGraph
+from vmsentry.analyse.graph.base import ExposureGraph
 
 _S, _T = "__source__", "__sink__"
 PRUNE_LIMIT = 200

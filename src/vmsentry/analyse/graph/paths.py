@@ -15,7 +15,7 @@ from typing import Any
 
 import networkx as nx
 
-from vmsentry.analyse.graph.build import EXTERNAL, LAN, ExposureGraph
+from vmsentry.analyse.graph.base import EXTERNAL, LAN, ExposureGraph
 from vmsentry.analyse.graph.techniques import TECHNIQUES
 
 IMPACT = {"host": 1.0, "vm": 0.8, "lan": 0.7}
