@@ -12,10 +12,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-_WHERE = {"analyse": "analysis", "PathsResult": "analysis", "resolve_changes": "analysis",
+_WHERE = {"analyse": "analysis", "PathsResult": "analysis", "PathsAnalysis": "analysis", "resolve_changes": "analysis",
           "build_graph": "build", "ExposureGraph": "build", "Change": "build", "cut_effect": "mincut",
           "SpecError": "paths", "VulnDBError": "vulns", "load_vulns": "vulns"}
-__all__ = ["Change", "ExposureGraph", "PathsResult", "SpecError", "VulnDBError", "analyse", "build_graph",
+__all__ = ["Change", "ExposureGraph", "PathsAnalysis", "PathsResult", "SpecError", "VulnDBError", "analyse", "build_graph",
            "cut_effect", "load_vulns", "resolve_changes"]
 
 

@@ -1,61 +1,35 @@
-"""Exposure graph and attack paths (``vmsentry paths``).
-
-``analyse(inventory, source, target, vuln_db, what_if)`` builds the graph, finds each source's best path
-to the targets, and the smallest fix found; see build.py (graph semantics), paths.py (path search),
-mincut.py (fix) and docs/paths.md.
-"""
+"""One `vmsentry paths` run: build the graph (or take one), apply what-if changes, find each source's best
+paths to the targets and the smallest fix found, and hand back the record the reports read
+(``model.paths.PathsResult``) together with the graph it was read from."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Iterable
 
-from vmsentry.analyse.graph.build import Change, ExposureGraph, build_graph
-from vmsentry.analyse.graph.mincut import (Fix, cover_paths, cut_effect, reaching_sources, smallest_fix,
-                                           sources_through)
-from vmsentry.analyse.graph.paths import MAX_PAIR_SOURCES, Path, SpecError, best_paths, resolve
-from vmsentry.analyse.graph.vulns import VulnDBError, load_vulns
+from vmsentry.analyse.graph.build import ExposureGraph, build_graph
+from vmsentry.analyse.graph.mincut import cover_paths, reaching_sources, smallest_fix, sources_through
+from vmsentry.analyse.graph.paths import MAX_PAIR_SOURCES, SpecError, best_paths, resolve
 from vmsentry.model import Inventory
-
-__all__ = ["analyse", "build_graph", "PathsResult", "SpecError", "VulnDBError", "resolve_changes", "cut_effect",
-           "ExposureGraph", "Change", "load_vulns"]
+from vmsentry.model.paths import Fix, GraphEdge, GraphNode, Path, PathsResult
 
 COVER_ROUNDS = 20
 PRUNE_AFTER_COVER = 60
 
 
 @dataclass
-class PathsResult:
-    source: str
-    target: str
-    graph: ExposureGraph
-    paths: list[Path]
-    fix: Fix
-    remediation: list[dict[str, Any]]
-    notes: list[str] = field(default_factory=list)
-    what_if: dict[str, Any] | None = None
-    reaching: dict[str, int] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+class PathsAnalysis(PathsResult):
+    """The report record plus the graph it was read from (what-if, cut effects and tests read the graph)."""
+    graph: ExposureGraph | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {
-            "schema": "vmsentry.paths/1",
-            "from": self.source, "to": self.target,
-            "paths": [p.to_dict() for p in self.paths],
-            "remediation": self.remediation,
-            "fix": {"method": "weighted minimum cut (networkx preflow-push) over change costs, pruned; greedy cover "
-                              "for VM-to-VM targets. 'Smallest found', not proven minimal when a change removes "
-                              "several edges.",
-                    "changes": len(self.fix.changes), "cost": self.fix.cost, "verified": self.fix.verified,
-                    "uncuttable": self.fix.uncuttable},
-            "reaching": self.reaching,
-            "vulnerabilities": self.graph.vulns_matched,
-            "graph": self.graph.stats(),
-            "notes": self.notes,
-        }
-        if self.what_if is not None:
-            out["what_if"] = self.what_if
-        return out
+
+def _record_view(eg: ExposureGraph) -> dict:
+    """What the reports show of the graph, copied out of networkx."""
+    g = eg.g
+    return {"vulnerabilities": eg.vulns_matched, "graph_stats": eg.stats(), "hosts": list(eg.hosts),
+            "nodes": {n: GraphNode(d.get("kind", "?"), str(d.get("label") or n), d.get("asset"))
+                      for n, d in g.nodes(data=True)},
+            "edges": [GraphEdge(u, v, d["technique"], d["detail"]) for u, v, d in g.edges(data=True)]}
 
 
 def resolve_changes(eg: ExposureGraph, specs: Iterable[str]) -> list[str]:
@@ -75,7 +49,7 @@ def resolve_changes(eg: ExposureGraph, specs: Iterable[str]) -> list[str]:
 
 
 def analyse(inv: Inventory, source: str = "any-vm", target: str = "host", vuln_db: str | None = None,
-            what_if: Iterable[str] = (), graph: ExposureGraph | None = None, alternatives: int = 3) -> PathsResult:
+            what_if: Iterable[str] = (), graph: ExposureGraph | None = None, alternatives: int = 3) -> PathsAnalysis:
     t0 = time.perf_counter()
     eg = graph if graph is not None else build_graph(inv, vuln_db)
     t1 = time.perf_counter()
@@ -106,8 +80,8 @@ def analyse(inv: Inventory, source: str = "any-vm", target: str = "host", vuln_d
         what["after"] = {"paths": len(paths), "worst_score": paths[0].score if paths else 0.0,
                          "reaching": len({p.nodes[0] for p in paths})}
     reaching = {"sources": len(sources), "reaching": len({p.nodes[0] for p in paths})}
-    return PathsResult(source, target, eg, paths, fix, remediation, eg.notes + notes, what, reaching,
-                       {"build": t1 - t0, "paths": t2 - t1, "fix": t3 - t2})
+    return PathsAnalysis(source, target, paths, fix, remediation, eg.notes + notes, what, reaching,
+                         {"build": t1 - t0, "paths": t2 - t1, "fix": t3 - t2}, **_record_view(eg), graph=eg)
 
 
 def _fix(eg: ExposureGraph, sources: list[str], targets: list[str], paths: list[Path]) -> Fix:

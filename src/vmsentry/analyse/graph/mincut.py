@@ -16,25 +16,16 @@ cost-benefit model (ROADMAP item 4) can score isolation options by how much of t
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import networkx as nx
 from networkx.algorithms.flow import boykov_kolmogorov
 
 from vmsentry.analyse.graph.base import ExposureGraph
+from vmsentry.model.paths import Fix
 
 _S, _T = "__source__", "__sink__"
 PRUNE_LIMIT = 200
-
-
-@dataclass
-class Fix:
-    changes: list[str]
-    cost: float
-    verified: bool                 # no source reaches a target once the changes are applied
-    uncuttable: list[list[str]] = field(default_factory=list)   # paths no known change removes
-    pruned: int = 0
 
 
 def reaching_sources(eg: ExposureGraph, sources: Iterable[str], targets: Iterable[str],
