@@ -75,7 +75,7 @@ def test_failing_findings_and_edges_agree(lab, technique):
 
 
 def _has_peer(eg, vid: str) -> bool:
-    return any(v.startswith("net:") or v.startswith("bridge:") for v in eg.g.successors(vid)) and \
+    return any(v.startswith(("net:", "bridge:")) for v in eg.g.successors(vid)) and \
         any(n.startswith("mitm:") for n in eg.g.predecessors(vid))
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-_WHERE = {"analyse": "analysis", "PathsResult": "analysis", "PathsAnalysis": "analysis", "resolve_changes": "analysis",
-          "build_graph": "build", "ExposureGraph": "build", "Change": "build", "cut_effect": "mincut",
-          "SpecError": "paths", "VulnDBError": "vulns", "load_vulns": "vulns"}
-__all__ = ["Change", "ExposureGraph", "PathsAnalysis", "PathsResult", "SpecError", "VulnDBError", "analyse", "build_graph",
-           "cut_effect", "load_vulns", "resolve_changes"]
+_WHERE = {"analyse": "analysis", "PathsResult": "analysis", "PathsAnalysis": "analysis",
+          "resolve_changes": "analysis", "build_graph": "build", "ExposureGraph": "build", "Change": "build",
+          "cut_effect": "mincut", "SpecError": "paths", "VulnDBError": "vulns", "load_vulns": "vulns"}
+__all__ = ["Change", "ExposureGraph", "PathsAnalysis", "PathsResult", "SpecError", "VulnDBError", "analyse",
+           "build_graph", "cut_effect", "load_vulns", "resolve_changes"]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,8 +15,11 @@ the one change that removes it (None: nothing short of redesign does). Changes l
 
 Which edges a rule decides: a rule with ``exposes:`` in the catalogue opens those edges by failing
 (exposes.py); the builder asks for its result and derives only the edge's ends and text from the
-inventory. Every other edge is structural (a NIC on its segment, a segment's gateway to the host, a
-listener's reach) and says so where it is built.
+inventory. The other edges are structural (a NIC on its segment, a segment's way to the host, who
+reaches a listener, what holding it gives): no one rule's result is that edge, because the rule judges a
+whole host (firewall, forwarding), or several edges at once (reach and authentication of a console), or
+an edge also depends on host facts the rule does not read (a bridge's physical ports). Their changes
+still name the rule whose remediation they are.
 """
 from __future__ import annotations
 
@@ -120,6 +123,7 @@ class _Builder(VMEdges):
                     addrs |= {a.split("/")[0] for a in br.get("addresses") or [] if not a.startswith("fe80")}
         seg["addrs"] = addrs
         asset = f"network:{net.name}" if net else seg_id
+        # structural: VMS-NET-003 judges only a libvirt network's mode; this edge also needs the bridge's ports
         if mode == "bridged":
             if physical is None:
                 physical = True
@@ -142,11 +146,12 @@ class _Builder(VMEdges):
             for vm, nic in members:
                 self.edge(LAN, f"vm:{vm.name}", "lan-to-guest", vm.source.file, nic.locator,
                           f"the LAN routes to {vm.name} on {mode} network {seg_id}", likelihood=0.25)
-        elif mode == "nat":
+        elif mode == "nat":       # structural: VMS-HOST-001 judges the host's forwarding, not each network
             lc = self.change(f"lan-off:{seg_id}", f"Drop forwarding from {seg_id} to the LAN's private ranges "
                              "(nftables forward chain), or make it isolated", asset, "VMS-HOST-001", 4, "network")
             self.edge(seg_id, LAN, "nat-outbound", f, loc, f"{seg_id} NATs guest connections to the LAN", change=lc)
-        # guests reach the host's addresses (libvirt's firewall rules do not stop guest-to-host traffic)
+        # guests reach the host's addresses (libvirt's firewall rules do not stop guest-to-host traffic);
+        # structural: VMS-HOST-012 judges the host as a whole
         if addrs or not known:
             fw = (host.facts.get("firewall") or {}) if host is not None else {}
             drop = isinstance(fw, dict) and fw.get("input_policy") == "drop"
@@ -175,7 +180,7 @@ class _Builder(VMEdges):
                               change=c, possible=found.status == "unknown")
                 self.edge(mitm, vid, "mitm-session-hijack", vm.source.file, nic.locator,
                           f"{vm.name}'s traffic on {seg_id} can be intercepted and altered")
-            if addrs and mode == "bridged":
+            if addrs and mode == "bridged":      # structural, like VMS-HOST-014's own test: host address on a bridge
                 mc = self.change(f"mgmt-off:{seg_id}", f"Move the host's own address off {bridge} (management on a "
                                  "separate NIC or VLAN), so guests cannot intercept the host's traffic", hid,
                                  "VMS-HOST-014", 4, "host")
@@ -232,7 +237,8 @@ class _Builder(VMEdges):
             sid = self.node(f"svc:{hid}:{proto}/{addr}:{port}", "service", f"{proc or '?'} {proto}/{port} on {addr}",
                             asset=hid, port=port, process=proc)
             locator = f"listening[{i}] {proto} {addr}:{port} ({proc or 'unknown process'})"
-            # how a holder of the service gets the host
+            # how a holder of the service gets the host (structural: one edge per listening socket; the host
+            # rules VMS-HOST-012/013 and VMS-LVD-019 judge the host's sockets together)
             tech = SERVICE_TECHNIQUE.get(port, "host-service-exploit")
             p = None
             rule = "VMS-HOST-013" if port in MANAGEMENT_PORTS else "VMS-HOST-012"
@@ -322,6 +328,7 @@ class _Builder(VMEdges):
     def device(self, vm: VM, vid: str, hid: str, host: Host | None, i: int | str, dev: Any) -> None:
         if dev.kind != "pci-passthrough":
             return
+        # structural: VMS-VM-040 sees vm.devices only, not the passed-through NICs modelled here as devices
         f = vm.source.file
         did = self.node(f"dev:{vm.name}:{i}", "device", f"PCI {dev.detail} in {vm.name}", asset=vid)
         c = self.change(f"dev:{vm.name}:{i}", f"Remove PCI device {dev.detail} from VM {vm.name}", vid, "VMS-VM-040",

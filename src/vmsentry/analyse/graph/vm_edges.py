@@ -33,6 +33,7 @@ class VMEdges(GraphWriter):
     seg_members: dict[str, list[tuple[VM, Any]]]
     user_nat: dict[str, list[tuple[VM, Any]]]
     vm_disks: list[tuple[VM, str, str]]
+    hosts: dict[str, Host]                  # and host_for(), device(): the host side, in build.py
     vulns: list[Vuln]
     vuln_db: str
     _vuln_cache: dict[tuple, list]
@@ -149,6 +150,8 @@ class VMEdges(GraphWriter):
         lid = self.node(f"listener:{vm.name}:{i}", "listener", f"{lst.kind} of {vm.name} "
                         f"({lst.address or '*'}:{lst.port if lst.port is not None else 'auto'})", asset=vid)
         what = f"{lst.kind} listener of {vm.name}"
+        # structural: a console rule (VMS-VM-001/002/003) judges reach and authentication together; here they
+        # are two edges (who reaches the listener: _reach; what holding it gives: below)
         rule = {"vnc": "VMS-VM-002", "spice": "VMS-VM-002", "rdp": "VMS-VM-002", "vrde": "VMS-VM-002",
                 "websocket": "VMS-VM-002", "monitor": "VMS-VM-005", "net-socket": "VMS-VM-006",
                 "migration": "VMS-VM-007"}.get(lst.kind, "VMS-VM-004")
@@ -181,6 +184,7 @@ class VMEdges(GraphWriter):
         hp, gp = fwd.host_ports, fwd.guest_ports
         fid = self.node(f"fwd:{vm.name}:{i}", "forward", f"forward {fwd.host_address or '*'}:{hp[0]}"
                         f"{'-' + str(hp[1]) if hp[1] != hp[0] else ''} -> {vm.name}:{gp[0]}", asset=vid)
+        # structural: every forward hands connections to the guest; VMS-VM-010/011 weigh where and what
         mgmt = any(gp[0] <= p <= gp[1] for p in MANAGEMENT_PORTS) if gp[1] - gp[0] < 70000 else True
         c = self.change(f"fwd:{vm.name}:{i}", f"Bind port forward {fwd.protocol}/{hp[0]} of VM {vm.name} to 127.0.0.1 "
                         "(or remove it)", vid, "VMS-VM-011" if mgmt else "VMS-VM-010", 1, "vm")
@@ -206,6 +210,7 @@ class VMEdges(GraphWriter):
                          vid, "VMS-VM-060", 3, "vm")
         self.edge(sid, vid, "taint-shared-content", f, share.locator, f"{vm.name} mounts {path} ({share.kind}) and "
                   "opens what is planted there", change=rc)
+        # the path's sensitivity only weighs the step (VMS-VM-061 judges it with its own, wider, list)
         sensitive = path in SENSITIVE_PATHS or any(path == p or path.startswith(p + "/") for p in
                                                    ("/etc", "/root", "/boot", "/var/lib/libvirt", "/usr"))
         hc = self.change(f"sharepath:{hid}:{path}", f"Share a dedicated directory instead of {path}, owned by an "
