@@ -47,6 +47,7 @@ class Rule:
     recommended: dict[str, str] = field(default_factory=dict)   # per platform: the recommended value
     # the declarative comparison (``test:`` in the catalogue, validated when it loads) instead of ``check``
     test: dict[str, Any] | None = None
+    exposes: tuple[str, ...] = ()    # exposure-graph techniques a failing result opens (analyse/graph)
 
     def remediation_for(self, platform: str) -> str:
         return self.remediation.get(platform) or self.remediation.get("all") or next(iter(self.remediation.values()), "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from vmsentry.analyse.graph import PathsResult
+from vmsentry.model.paths import PathsResult
 from vmsentry.model.text import printable
 
 
@@ -15,8 +15,7 @@ def render_json(result: PathsResult) -> str:
 
 
 def _label(result: PathsResult, node: str) -> str:
-    data = result.graph.g.nodes.get(node, {})
-    return printable(data.get("label") or node)
+    return printable(result.label(node))
 
 
 def _where(ev: dict[str, Any]) -> str:
@@ -25,10 +24,9 @@ def _where(ev: dict[str, Any]) -> str:
 
 
 def render_text(result: PathsResult, limit: int = 20) -> str:
-    g = result.graph
-    st = g.stats()
-    inv_nets = sum(1 for _, k in g.g.nodes(data="kind") if k == "network")
-    hosts = ", ".join(printable(h.split(":", 1)[1]) for h in g.hosts) or "none"
+    st = result.graph_stats
+    inv_nets = sum(1 for n in result.nodes.values() if n.kind == "network")
+    hosts = ", ".join(printable(h.split(":", 1)[1]) for h in result.hosts) or "none"
     out = [f"vmsentry paths: {printable(result.source)} -> {printable(result.target)}",
            f"{st['vms']} VMs, {inv_nets} networks/bridges, host {hosts}; exposure graph of {st['nodes']} nodes and "
            f"{st['edges']} edges.", ""]
@@ -85,9 +83,9 @@ def render_text(result: PathsResult, limit: int = 20) -> str:
         ids = " ".join(f"--what-if '{printable(r['id'])}'" for r in result.remediation[:3])
         out.append(f"Preview the effect before touching the host: vmsentry paths ... {ids}")
         out.append("")
-    if g.vulns_matched:
+    if result.vulnerabilities:
         out.append("Hypervisor flaws that match this inventory:")
-        for v in g.vulns_matched:
+        for v in result.vulnerabilities:
             state = "affected" if v["status"] == "affected" else "possible (version not known)"
             out.append(f"  {v['id']} {v['component']} {v['version'] or '?'} on {printable(v['host'])}: {state}; "
                        f"fixed in {v['fixed']}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from vmsentry.analyse.graph import PathsResult
+from vmsentry.model.paths import PathsResult
 
 LAYERS = {"external": 0, "lan": 0, "vm": 1, "channel": 2, "network": 2, "listener": 2, "forward": 2, "share": 2,
           "device": 2, "hub": 3, "service": 4, "vuln": 4, "host": 5}
@@ -23,19 +23,19 @@ def _e(text: Any) -> str:
 
 
 def render_html(result: PathsResult, limit: int = 50) -> str:
-    g = result.graph.g
+    graph = result.nodes
     paths = result.paths[:limit]
     worst = paths[:WORST]
     worst_edges = {e for p in worst for e in p.edges()}
     on_path = {n for p in paths for n in p.nodes}
-    if g.number_of_nodes() <= MAX_NODES:
-        nodes = list(g.nodes)
+    if len(graph) <= MAX_NODES:
+        nodes = list(graph)
     else:
-        nodes = [n for n in g.nodes if n in on_path][:MAX_NODES]
+        nodes = [n for n in graph if n in on_path][:MAX_NODES]
     drawn = set(nodes)
     columns: dict[int, list[str]] = {}
-    for n in sorted(nodes, key=lambda n: (g.nodes[n].get("kind", ""), str(g.nodes[n].get("label", n)))):
-        columns.setdefault(LAYERS.get(g.nodes[n].get("kind"), 3), []).append(n)
+    for n in sorted(nodes, key=lambda n: (graph[n].kind, graph[n].label)):
+        columns.setdefault(LAYERS.get(graph[n].kind, 3), []).append(n)
     pos: dict[str, tuple[int, int]] = {}
     for layer, members in columns.items():
         for i, n in enumerate(members):
@@ -50,7 +50,8 @@ def render_html(result: PathsResult, limit: int = 50) -> str:
                                "host services, flaws", "host")):
         svg.append(f'<text class="col" x="{30 + j * COL}" y="30">{_e(title)}</text>')
     edge_index = 0
-    for u, v, d in g.edges(data=True):
+    for e in result.edges:
+        u, v = e.source, e.target
         if u not in drawn or v not in drawn:
             continue
         x1, y1 = pos[u]
@@ -61,13 +62,11 @@ def render_html(result: PathsResult, limit: int = 50) -> str:
         mid = (x1 + x2) / 2
         svg.append(f'<path class="{cls}" data-from="{_e(u)}" data-to="{_e(v)}" id="e{edge_index}" '
                    f'd="M {x1} {y1 + BOX_H / 2} C {mid} {y1 + BOX_H / 2}, {mid} {y2 + BOX_H / 2}, {x2} {y2 + BOX_H / 2}" '
-                   f'marker-end="url(#arrow)"><title>{_e(d["technique"])}: {_e(d["detail"])}</title></path>')
+                   f'marker-end="url(#arrow)"><title>{_e(e.technique)}: {_e(e.detail)}</title></path>')
         edge_index += 1
     for n in nodes:
         x, y = pos[n]
-        data = g.nodes[n]
-        kind = data.get("kind", "?")
-        label = str(data.get("label", n))
+        kind, label = graph[n].kind, graph[n].label
         short = label if len(label) <= 30 else label[:29] + "\u2026"
         cls = "node onpath" if n in on_path else "node"
         svg.append(f'<g class="{cls}" data-id="{_e(n)}" data-kind="{_e(kind)}"><title>{_e(n)}: {_e(label)}</title>'

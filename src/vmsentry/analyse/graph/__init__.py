@@ -1,144 +1,25 @@
 """Exposure graph and attack paths (``vmsentry paths``).
 
 ``analyse(inventory, source, target, vuln_db, what_if)`` builds the graph, finds each source's best path
-to the targets, and the smallest fix found; see build.py (graph semantics), paths.py (path search),
-mincut.py (fix) and docs/paths.md.
+to the targets, and the smallest fix found; see build.py (graph semantics), exposes.py (which rule results
+open which edges), paths.py (path search), mincut.py (fix), analysis.py (the run) and docs/paths.md.
+
+The names below load on first use: the rule catalogue reads ``techniques`` to check ``exposes:``, and a
+scan must not pay for networkx.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from importlib import import_module
+from typing import Any
 
-from vmsentry.analyse.graph.build import Change, ExposureGraph, build_graph
-from vmsentry.analyse.graph.mincut import (Fix, cover_paths, cut_effect, reaching_sources, smallest_fix,
-                                           sources_through)
-from vmsentry.analyse.graph.paths import MAX_PAIR_SOURCES, Path, SpecError, best_paths, resolve
-from vmsentry.analyse.graph.vulns import VulnDBError, load_vulns
-from vmsentry.model import Inventory
-
-__all__ = ["analyse", "build_graph", "PathsResult", "SpecError", "VulnDBError", "resolve_changes", "cut_effect",
-           "ExposureGraph", "Change", "load_vulns"]
-
-COVER_ROUNDS = 20
-PRUNE_AFTER_COVER = 60
+_WHERE = {"analyse": "analysis", "PathsResult": "analysis", "PathsAnalysis": "analysis",
+          "resolve_changes": "analysis", "build_graph": "build", "ExposureGraph": "build", "Change": "build",
+          "cut_effect": "mincut", "SpecError": "paths", "VulnDBError": "vulns", "load_vulns": "vulns"}
+__all__ = ["Change", "ExposureGraph", "PathsAnalysis", "PathsResult", "SpecError", "VulnDBError", "analyse",
+           "build_graph", "cut_effect", "load_vulns", "resolve_changes"]
 
 
-@dataclass
-class PathsResult:
-    source: str
-    target: str
-    graph: ExposureGraph
-    paths: list[Path]
-    fix: Fix
-    remediation: list[dict[str, Any]]
-    notes: list[str] = field(default_factory=list)
-    what_if: dict[str, Any] | None = None
-    reaching: dict[str, int] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {
-            "schema": "vmsentry.paths/1",
-            "from": self.source, "to": self.target,
-            "paths": [p.to_dict() for p in self.paths],
-            "remediation": self.remediation,
-            "fix": {"method": "weighted minimum cut (networkx preflow-push) over change costs, pruned; greedy cover "
-                              "for VM-to-VM targets. 'Smallest found', not proven minimal when a change removes "
-                              "several edges.",
-                    "changes": len(self.fix.changes), "cost": self.fix.cost, "verified": self.fix.verified,
-                    "uncuttable": self.fix.uncuttable},
-            "reaching": self.reaching,
-            "vulnerabilities": self.graph.vulns_matched,
-            "graph": self.graph.stats(),
-            "notes": self.notes,
-        }
-        if self.what_if is not None:
-            out["what_if"] = self.what_if
-        return out
-
-
-def resolve_changes(eg: ExposureGraph, specs: Iterable[str]) -> list[str]:
-    """--what-if values: a change id (as printed by `vmsentry paths`) or a rule id (every change of that rule)."""
-    out: list[str] = []
-    for spec in specs:
-        if spec in eg.changes:
-            out.append(spec)
-            continue
-        by_rule = [c.id for c in eg.changes.values() if c.rule_id == spec]
-        if by_rule:
-            out += by_rule
-            continue
-        raise SpecError(f"--what-if {spec!r}: no such change or rule in this graph (change ids are listed by "
-                        "`vmsentry paths`, e.g. 'listener:VM:0', or give a rule id like VMS-VM-002)")
-    return list(dict.fromkeys(out))
-
-
-def analyse(inv: Inventory, source: str = "any-vm", target: str = "host", vuln_db: str | None = None,
-            what_if: Iterable[str] = (), graph: ExposureGraph | None = None, alternatives: int = 3) -> PathsResult:
-    t0 = time.perf_counter()
-    eg = graph if graph is not None else build_graph(inv, vuln_db)
-    t1 = time.perf_counter()
-    sources, targets = resolve(eg, source, "from"), resolve(eg, target, "to")
-    applied = resolve_changes(eg, what_if)
-    what = None
-    if applied:
-        before, _ = best_paths(eg, sources, targets, alternatives)
-        eg = eg.without(set(applied))
-        what = {"applied": [eg.changes[c].to_dict() for c in applied],
-                "before": {"paths": len(before), "worst_score": before[0].score if before else 0.0,
-                           "reaching": len({p.nodes[0] for p in before})}}
-    paths, notes = best_paths(eg, sources, targets, alternatives)
-    t2 = time.perf_counter()
-    fix = _fix(eg, sources, targets, paths)
-    t3 = time.perf_counter()
-    listed = {c: 0 for c in fix.changes}
-    for p in paths:
-        for c in {st.get("change") for st in p.steps} & listed.keys():
-            listed[c] += 1
-    through = sources_through(eg, fix.changes, sources, targets)
-    remediation = []
-    for c in sorted(fix.changes, key=lambda c: (-listed[c], -through.get(c, 0), eg.changes[c].cost, c)):
-        ch = eg.changes[c]
-        remediation.append({"change": ch.text, "asset": ch.asset, "rule_id": ch.rule_id, "cuts": listed[c],
-                            "sources_affected": through.get(c), "id": ch.id, "cost": ch.cost})
-    if what is not None:
-        what["after"] = {"paths": len(paths), "worst_score": paths[0].score if paths else 0.0,
-                         "reaching": len({p.nodes[0] for p in paths})}
-    reaching = {"sources": len(sources), "reaching": len({p.nodes[0] for p in paths})}
-    return PathsResult(source, target, eg, paths, fix, remediation, eg.notes + notes, what, reaching,
-                       {"build": t1 - t0, "paths": t2 - t1, "fix": t3 - t2})
-
-
-def _fix(eg: ExposureGraph, sources: list[str], targets: list[str], paths: list[Path]) -> Fix:
-    """Min cut from the sources to the targets that are not sources themselves (host, LAN, a named VM);
-    then, for VM-to-VM targets among the sources (``--to any``), greedy cover of the listed paths,
-    re-listing until none is left, and pruning of changes the others make redundant."""
-    tset, sset = set(targets), set(sources)
-    plain_targets = [t for t in targets if t not in sset]
-    fix = smallest_fix(eg, sources, plain_targets) if plain_targets else Fix([], 0.0, True)
-    if fix.uncuttable:
-        return fix
-    chosen = set(fix.changes)
-    pairs = len(tset & sset) <= MAX_PAIR_SOURCES     # above this VM-to-VM pairs are not enumerated
-    remaining = [p for p in paths if not any(st.get("change") in chosen for st in p.steps)] if pairs else []
-    rounds = 0
-    while remaining and rounds < COVER_ROUNDS:
-        rounds += 1
-        before = len(chosen)
-        chosen = cover_paths(eg, remaining, chosen)
-        if len(chosen) == before:
-            break
-        remaining, _ = best_paths(eg.without(chosen), sources, targets)
-    if remaining and not any(st.get("change") for p in remaining for st in p.steps):
-        fix.uncuttable = [p.nodes for p in remaining[:5]]
-    check_targets = targets if pairs else plain_targets
-    if rounds and not remaining and len(chosen) <= PRUNE_AFTER_COVER:
-        # greedy cover adds changes one path at a time: drop those the others make redundant
-        for c in sorted(chosen, key=lambda c: (-eg.changes[c].cost, c)):
-            if not reaching_sources(eg, sources, check_targets, chosen - {c}):
-                chosen.discard(c)
-    fix.changes = sorted(chosen)
-    fix.cost = sum(eg.changes[c].cost for c in chosen)
-    fix.verified = not remaining and not reaching_sources(eg, sources, check_targets, chosen)
-    return fix
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -10,13 +10,13 @@ sources; above that the host and the LAN are the targets and a note says so.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
-from vmsentry.analyse.graph.build import EXTERNAL, LAN, ExposureGraph
+from vmsentry.analyse.graph.base import EXTERNAL, LAN, ExposureGraph
 from vmsentry.analyse.graph.techniques import TECHNIQUES
+from vmsentry.model.paths import Path
 
 IMPACT = {"host": 1.0, "vm": 0.8, "lan": 0.7}
 MAX_PAIR_SOURCES = 300
@@ -25,23 +25,6 @@ ALTERNATIVES_PAIRS = 200      # up to this many (source, target) pairs, list k a
 
 class SpecError(ValueError):
     pass
-
-
-@dataclass
-class Path:
-    source: str
-    target: str
-    nodes: list[str]
-    probability: float
-    score: float
-    steps: list[dict[str, Any]] = field(default_factory=list)
-
-    def edges(self) -> list[tuple[str, str]]:
-        return list(zip(self.nodes, self.nodes[1:]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"from": self.source, "to": self.target, "score": self.score,
-                "probability": round(self.probability, 4), "steps": self.steps}
 
 
 def resolve(eg: ExposureGraph, spec: str, role: str) -> list[str]:

@@ -44,6 +44,13 @@ def _rule_from(entry: dict[str, Any], where: str) -> Rule:
             test = validate(entry["test"])
         except InvalidTest as exc:
             raise CatalogueError(f"{where}: rule {entry['id']}: {exc}") from None
+    exposes = entry.get("exposes") or []
+    if exposes:
+        # graph/__init__ is lazy: reading the technique names does not load networkx into a scan
+        from vmsentry.analyse.graph.techniques import TECHNIQUES
+        if not isinstance(exposes, list) or any(t not in TECHNIQUES for t in exposes):
+            raise CatalogueError(f"{where}: rule {entry['id']} exposes {exposes!r}: expected a list of graph "
+                                 "techniques (analyse/graph/techniques.py)")
     remediation = entry["remediation"]
     if isinstance(remediation, str):
         remediation = {"all": remediation}
@@ -55,7 +62,7 @@ def _rule_from(entry: dict[str, Any], where: str) -> Rule:
         check=entry.get("check"), test=test, verified=str(entry.get("verified", "yes")),
         compliance=dict(entry.get("compliance") or {}),
         control=entry.get("control"), setting=_per_platform(entry.get("setting")),
-        recommended=_per_platform(entry.get("recommended")),
+        recommended=_per_platform(entry.get("recommended")), exposes=tuple(exposes),
     )
 
 
