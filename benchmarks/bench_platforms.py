@@ -12,6 +12,7 @@ Timing and peak RSS come from ``bench_scan.best_of``: the best of --runs (defaul
 
     python benchmarks/bench_platforms.py [--vms 10000] [--shared ../shared]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scan import REPO, best_of, scan_arguments  # noqa: E402  (same timing and RSS method as issue 2)
+from bench_scan import REPO, best_of, scan_arguments
 
 FIREWALL_EVERY = 10
 
@@ -31,6 +32,7 @@ FIREWALL_EVERY = 10
 def _registered() -> set[str]:
     sys.path.insert(0, str(REPO / "src"))
     from vmsentry.collect import FILE_ADAPTERS
+
     return set(FILE_ADAPTERS)
 
 
@@ -38,26 +40,31 @@ def _templates(shared: Path) -> dict[str, list[str]]:
     registered = _registered()
     out: dict[str, list[str]] = {}
     if "vmsentry.collect.vmware_vmx" in registered:
-        files = sorted((shared / "corpus" / "vmware-vmx").glob("*.vmx")) + \
-            sorted((REPO / "tests" / "fixtures" / "vmware").rglob("*.vmx"))
+        files = sorted((shared / "corpus" / "vmware-vmx").glob("*.vmx")) + sorted(
+            (REPO / "tests" / "fixtures" / "vmware").rglob("*.vmx")
+        )
         out["vmx"] = [p.read_text(encoding="utf-8", errors="replace") for p in files]
     if "vmsentry.collect.virtualbox" in registered:
-        files = sorted((shared / "corpus" / "virtualbox").glob("*.vbox")) + \
-            sorted((REPO / "tests" / "fixtures" / "virtualbox").rglob("*.vbox"))
-        out["vbox"] = [p.read_text(encoding="utf-8", errors="replace") for p in files
-                       if b"<Machine " in p.read_bytes()]
+        files = sorted((shared / "corpus" / "virtualbox").glob("*.vbox")) + sorted(
+            (REPO / "tests" / "fixtures" / "virtualbox").rglob("*.vbox")
+        )
+        out["vbox"] = [p.read_text(encoding="utf-8", errors="replace") for p in files if b"<Machine " in p.read_bytes()]
     if "vmsentry.collect.proxmox" in registered:
-        files = sorted((shared / "corpus" / "proxmox").glob("*.conf")) + \
-            sorted((REPO / "tests" / "fixtures" / "proxmox").rglob("*.conf"))
+        files = sorted((shared / "corpus" / "proxmox").glob("*.conf")) + sorted(
+            (REPO / "tests" / "fixtures" / "proxmox").rglob("*.conf")
+        )
         out["conf"] = [p.read_text(encoding="utf-8", errors="replace") for p in files]
     return {k: v for k, v in out.items() if v}
 
 
 def _vmx(text: str, i: int) -> str:
     name = f'displayName = "bench-{i:05d}"'
-    text = re.sub(r'(?im)^displayName\s*=.*$', name, text, count=1) if re.search(r"(?im)^displayName\s*=", text) \
+    text = (
+        re.sub(r"(?im)^displayName\s*=.*$", name, text, count=1)
+        if re.search(r"(?im)^displayName\s*=", text)
         else name + "\n" + text
-    return re.sub(r'(?im)^uuid\.bios\s*=.*$', f'uuid.bios = "{uuid.UUID(int=i).hex}"', text, count=1)
+    )
+    return re.sub(r"(?im)^uuid\.bios\s*=.*$", f'uuid.bios = "{uuid.UUID(int=i).hex}"', text, count=1)
 
 
 def _vbox(text: str, i: int) -> str:
@@ -86,7 +93,7 @@ def build_corpus(shared: Path, target: Path, count: int) -> dict[str, int]:
     (pve / "qemu-server").mkdir(parents=True)
     (pve / "firewall").mkdir()
     (pve / "firewall" / "cluster.fw").write_text("[OPTIONS]\nenable: 1\npolicy_in: DROP\n", encoding="utf-8")
-    seen = {k: 0 for k in kinds}
+    seen = dict.fromkeys(kinds, 0)
     for i in range(count):
         kind = kinds[i % len(kinds)]
         tpl = templates[kind][seen[kind] % len(templates[kind])]
@@ -101,7 +108,8 @@ def build_corpus(shared: Path, target: Path, count: int) -> dict[str, int]:
             if seen[kind] % FIREWALL_EVERY == 0:
                 (pve / "firewall" / f"{vmid}.fw").write_text(
                     "[OPTIONS]\nenable: 1\nipfilter: 1\n\n[RULES]\nIN SSH(ACCEPT) -i net0 -source 10.0.0.5\n",
-                    encoding="utf-8")
+                    encoding="utf-8",
+                )
     marker.write_text("ok\n")
     return counts
 
@@ -112,17 +120,24 @@ def main() -> int:
     data = REPO / "benchmarks" / ".data" / f"platforms-{args.vms}"
     t0 = time.perf_counter()
     counts = build_corpus(args.shared, data, args.vms)
-    missing = [name for name, key in (("VMware .vmx", "vmx"), ("VirtualBox .vbox", "vbox"), ("Proxmox VE", "conf"))
-               if key not in counts]
-    print(f"corpus: {args.vms} VM files in {data} ({time.perf_counter() - t0:.1f} s to build): "
-          + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    missing = [
+        name
+        for name, key in (("VMware .vmx", "vmx"), ("VirtualBox .vbox", "vbox"), ("Proxmox VE", "conf"))
+        if key not in counts
+    ]
+    print(
+        f"corpus: {args.vms} VM files in {data} ({time.perf_counter() - t0:.1f} s to build): "
+        + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    )
     if missing:
         print(f"note: no registered adapter (or no template) for {', '.join(missing)}: not included")
     result, runs = best_of(data, data.parent / f"scan-platforms-{args.vms}.json", args.runs)
     vms_per_s = result["vms"] / result["seconds"]
-    print(f"scan: {result['vms']} VMs in {result['seconds']} s wall (best of {len(runs)}; {result['cpu_seconds']} s "
-          f"CPU) on one core = {vms_per_s:,.0f} VMs/s (target >= 2,000); peak RSS "
-          f"{max(r['peak_rss_mb'] for r in runs)} MB; {result['findings']} findings reported; exit {result['exit']}")
+    print(
+        f"scan: {result['vms']} VMs in {result['seconds']} s wall (best of {len(runs)}; {result['cpu_seconds']} s "
+        f"CPU) on one core = {vms_per_s:,.0f} VMs/s (target >= 2,000); peak RSS "
+        f"{max(r['peak_rss_mb'] for r in runs)} MB; {result['findings']} findings reported; exit {result['exit']}"
+    )
     ok = vms_per_s >= 2000
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

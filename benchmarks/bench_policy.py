@@ -13,6 +13,7 @@ Apply   = one `nft -j -f -` transaction into a throw-away network namespace (vms
 Rollback = nftexec.restore() of the saved tables.
 Needs root for the apply part (network namespaces); prints JSON last.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,13 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from policy_lab import synth  # noqa: E402
-
 from vmsentry.act.policy import nftexec  # noqa: E402
 from vmsentry.act.policy.apply import apply  # noqa: E402
 from vmsentry.act.policy.nft import compile_nft  # noqa: E402
 from vmsentry.act.policy.resolve import resolve  # noqa: E402
 from vmsentry.act.policy.schema import parse_policy  # noqa: E402
+
+from policy_lab import synth  # noqa: E402
 
 
 def compile_once(n_vms, zones, rules):
@@ -64,16 +65,20 @@ def main() -> int:
     out["compile_s_median"] = round(sorted(times)[len(times) // 2], 4)
     out["ruleset"] = rs.stats()
     out["json_bytes"] = len(payload)
-    print(f"compile {args.vms} VMs / {args.zones} zones / {args.rules} allow rules: best {min(times) * 1000:.0f} ms, "
-          f"median {sorted(times)[len(times) // 2] * 1000:.0f} ms -> {rs.stats()}")
+    print(
+        f"compile {args.vms} VMs / {args.zones} zones / {args.rules} allow rules: best {min(times) * 1000:.0f} ms, "
+        f"median {sorted(times)[len(times) // 2] * 1000:.0f} ms -> {rs.stats()}"
+    )
 
     growth = {}
     for n in (100, 1000, 5000):
         _, r, _ = compile_once(n, args.zones, args.rules)
         growth[n] = {"rules": r.rule_count(), "elements": r.element_count()}
     out["growth_by_vms"] = growth
-    print("rule count by VM count (same zones and rules): " +
-          ", ".join(f"{n} VMs: {g['rules']} rules / {g['elements']} set elements" for n, g in growth.items()))
+    print(
+        "rule count by VM count (same zones and rules): "
+        + ", ".join(f"{n} VMs: {g['rules']} rules / {g['elements']} set elements" for n, g in growth.items())
+    )
     z = {}
     for zones, rules in ((25, args.rules), (50, args.rules), (50, 2 * args.rules)):
         _, r, _ = compile_once(args.vms, zones, rules)
@@ -101,8 +106,10 @@ def main() -> int:
             rep = apply(rs, netns=ns, state_dir=sd, set_sysctl=True)
             full = time.perf_counter() - t
             out["apply_full_s"] = round(full, 4)
-            out["apply_full_breakdown"] = {"checks_and_dry_load_s": round(rep.seconds_check, 4),
-                                           "transaction_s": round(rep.seconds_apply, 4)}
+            out["apply_full_breakdown"] = {
+                "checks_and_dry_load_s": round(rep.seconds_check, 4),
+                "transaction_s": round(rep.seconds_apply, 4),
+            }
             t = time.perf_counter()
             again = apply(rs, netns=ns, state_dir=sd)
             out["apply_again_noop_s"] = round(time.perf_counter() - t, 4)
@@ -118,16 +125,34 @@ def main() -> int:
             inv_file.write_text(json.dumps(synth.inventory(args.vms).to_dict()))
             pol_file.write_text(synth.policy_text(args.vms, args.zones, args.rules))
             t = time.perf_counter()
-            p = subprocess.run([sys.executable, "-m", "vmsentry", "policy", "apply", str(pol_file), "--inventory", str(inv_file),
-                                "--netns", ns, "--state-dir", str(Path(sd) / "cli")], capture_output=True, text=True)
+            p = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "vmsentry",
+                    "policy",
+                    "apply",
+                    str(pol_file),
+                    "--inventory",
+                    str(inv_file),
+                    "--netns",
+                    ns,
+                    "--state-dir",
+                    str(Path(sd) / "cli"),
+                ],
+                capture_output=True,
+                text=True,
+            )
             out["cli_apply_s"] = round(time.perf_counter() - t, 4)
             assert p.returncode == 0, p.stderr
-        print(f"apply (one nft -j -f - transaction): best {min(tx) * 1000:.0f} ms, median "
-              f"{sorted(tx)[len(tx) // 2] * 1000:.0f} ms; whole apply() with checks, dry load, diff and save: "
-              f"{full * 1000:.0f} ms (dry load {rep.seconds_check * 1000:.0f} ms, transaction "
-              f"{rep.seconds_apply * 1000:.0f} ms); re-apply (no change) {out['apply_again_noop_s'] * 1000:.0f} ms; "
-              f"rollback restore {out['restore_s'] * 1000:.0f} ms; `vmsentry policy apply` end to end "
-              f"{out['cli_apply_s'] * 1000:.0f} ms")
+        print(
+            f"apply (one nft -j -f - transaction): best {min(tx) * 1000:.0f} ms, median "
+            f"{sorted(tx)[len(tx) // 2] * 1000:.0f} ms; whole apply() with checks, dry load, diff and save: "
+            f"{full * 1000:.0f} ms (dry load {rep.seconds_check * 1000:.0f} ms, transaction "
+            f"{rep.seconds_apply * 1000:.0f} ms); re-apply (no change) {out['apply_again_noop_s'] * 1000:.0f} ms; "
+            f"rollback restore {out['restore_s'] * 1000:.0f} ms; `vmsentry policy apply` end to end "
+            f"{out['cli_apply_s'] * 1000:.0f} ms"
+        )
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     print(json.dumps(out))

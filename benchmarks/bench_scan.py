@@ -8,6 +8,7 @@ child's peak RSS. Targets: >= 2,000 VMs/s, peak RSS < 500 MB, `vmsentry --help` 
 
     python benchmarks/bench_scan.py [--vms 10000] [--shared ../shared]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ VMSENTRY = [sys.executable, "-m", "vmsentry"]
 
 def build_corpus(shared: Path, target: Path, count: int) -> int:
     from lxml import etree
+
     if target.exists() and len(list((target / "domains").iterdir())) == count:
         return count
     shutil.rmtree(target, ignore_errors=True)
@@ -54,8 +56,21 @@ def build_corpus(shared: Path, target: Path, count: int) -> int:
 
 
 def time_scan(folder: Path, out: Path) -> dict:
-    cmd = ["taskset", "-c", "0", *VMSENTRY, "scan", str(folder), "--format", "json", "-o", str(out),
-           "--no-progress", "--fail-on", "none"]
+    cmd = [
+        "taskset",
+        "-c",
+        "0",
+        *VMSENTRY,
+        "scan",
+        str(folder),
+        "--format",
+        "json",
+        "-o",
+        str(out),
+        "--no-progress",
+        "--fail-on",
+        "none",
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
@@ -64,10 +79,14 @@ def time_scan(folder: Path, out: Path) -> dict:
     if proc.returncode not in (0, 1, 2):
         raise SystemExit(f"scan failed ({proc.returncode}): {proc.stderr[-2000:]}")
     report = json.loads(out.read_text())
-    return {"seconds": round(seconds, 3), "cpu_seconds": round((after.ru_utime - before.ru_utime)
-                                                               + (after.ru_stime - before.ru_stime), 3),
-            "peak_rss_mb": round(after.ru_maxrss / 1024, 1), "vms": report["summary"]["vms"],
-            "findings": len(report["findings"]), "exit": proc.returncode}
+    return {
+        "seconds": round(seconds, 3),
+        "cpu_seconds": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 3),
+        "peak_rss_mb": round(after.ru_maxrss / 1024, 1),
+        "vms": report["summary"]["vms"],
+        "findings": len(report["findings"]),
+        "exit": proc.returncode,
+    }
 
 
 def best_of(folder: Path, out: Path, runs: int) -> tuple[dict, list[dict]]:
@@ -108,9 +127,11 @@ def main() -> int:
     vms_per_s = result["vms"] / result["seconds"]
     median_s = statistics.median(r["seconds"] for r in runs)
     help_s = time_help()
-    print(f"scan: {result['vms']} VMs in {result['seconds']} s wall (best of {len(runs)}; median {median_s:.3f} s; "
-          f"{result['cpu_seconds']} s CPU) on one core = {vms_per_s:,.0f} VMs/s (target >= 2,000); "
-          f"peak RSS {max(r['peak_rss_mb'] for r in runs)} MB (target < 500); {result['findings']} findings reported")
+    print(
+        f"scan: {result['vms']} VMs in {result['seconds']} s wall (best of {len(runs)}; median {median_s:.3f} s; "
+        f"{result['cpu_seconds']} s CPU) on one core = {vms_per_s:,.0f} VMs/s (target >= 2,000); "
+        f"peak RSS {max(r['peak_rss_mb'] for r in runs)} MB (target < 500); {result['findings']} findings reported"
+    )
     print(f"start-up: vmsentry --help median {help_s * 1000:.0f} ms (target < 300 ms)")
     ok = vms_per_s >= 2000 and result["peak_rss_mb"] < 500 and help_s < 0.3
     print("PASS" if ok else "FAIL")

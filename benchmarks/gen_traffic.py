@@ -20,6 +20,7 @@ flow-batched reader.
     python benchmarks/gen_traffic.py OUT.pcap [--packets 1000000] [--mode mixed|syn] [--mix typical|busy]
                                      [--inventory INV.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -92,8 +93,11 @@ def dns_query(name: str, ident: int, answer: bool) -> bytes:
     q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00" + struct.pack("!HH", 1, 1)
     if not answer:
         return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + q
-    return struct.pack("!HHHHHH", ident, 0x8180, 1, 1, 0, 0) + q + struct.pack("!HHHIH4s", 0xC00C, 1, 1, 300, 4,
-                                                                              bytes([10, 99, 0, 1]))
+    return (
+        struct.pack("!HHHHHH", ident, 0x8180, 1, 1, 0, 0)
+        + q
+        + struct.pack("!HHHIH4s", 0xC00C, 1, 1, 300, 4, bytes([10, 99, 0, 1]))
+    )
 
 
 class Session:
@@ -121,8 +125,9 @@ class Session:
             self.left -= 1
             size = rnd.choice((0, 0, 120, 536, 1448, 1448))
             self.seq += size
-            return tcp_frame(*(up if rnd.random() < 0.4 else down), self.seq, self.ack, 0x18 if size else 0x10,
-                             size, ident)
+            return tcp_frame(
+                *(up if rnd.random() < 0.4 else down), self.seq, self.ack, 0x18 if size else 0x10, size, ident
+            )
         self.left -= 1
         if self.left == -1:
             return tcp_frame(*up, self.seq, self.ack, 0x11, 0, ident)
@@ -145,8 +150,10 @@ TCP_SHARE, DNS_SHARE, ARP_SHARE = MIXES["typical"]
 def mixed(w: Writer, n: int, rnd: random.Random) -> None:
     host = ("host", ip4(HOST_IP), mac(HOST_MAC))
     vms = [(name, ip4(ip), mac(m)) for name, ip, m in VMS]
-    attacks = {int(n * f): kind for f, kind in ((0.2, "arp"), (0.3, "scan"), (0.4, "dns"), (0.5, "mgmt"),
-                                                (0.6, "lateral"), (0.7, "flood"))}
+    attacks = {
+        int(n * f): kind
+        for f, kind in ((0.2, "arp"), (0.3, "scan"), (0.4, "dns"), (0.5, "mgmt"), (0.6, "lateral"), (0.7, "flood"))
+    }
     sessions: list[Session] = []
     ident = 0
     while w.count < n:
@@ -181,48 +188,78 @@ def mixed(w: Writer, n: int, rnd: random.Random) -> None:
             w.put(arp_frame(2, b[2], b[1], a[2], a[1]))
         else:
             c = rnd.choice(vms[:8])
-            w.put(udp_frame(c[2], host[2], c[1], host[1], 40514 + vms.index(c), rnd.choice((514, 123)),
-                            b"<13>" + b"x" * rnd.randint(40, 200), ident))
+            w.put(
+                udp_frame(
+                    c[2],
+                    host[2],
+                    c[1],
+                    host[1],
+                    40514 + vms.index(c),
+                    rnd.choice((514, 123)),
+                    b"<13>" + b"x" * rnd.randint(40, 200),
+                    ident,
+                )
+            )
 
 
 def attack(w: Writer, kind: str, host, vms, rnd) -> None:
     by_ip = {v[1][3]: v for v in vms}
-    if kind == "arp":        # vm13 tells vm12 and vm20 that the host's IP is at vm13's MAC, every 2 s
+    if kind == "arp":  # vm13 tells vm12 and vm20 that the host's IP is at vm13's MAC, every 2 s
         a = by_ip[13]
         for i in range(10):
             for victim in (by_ip[12], by_ip[20]):
                 w.put(arp_frame(2, a[2], host[1], victim[2], victim[1]))
             w.ts += 0.02
-    elif kind == "scan":     # vm14 SYN-scans 1,000 ports of vm12; closed ports answer RST/ACK
+    elif kind == "scan":  # vm14 SYN-scans 1,000 ports of vm12; closed ports answer RST/ACK
         a, v = by_ip[14], by_ip[12]
         for port in range(1, 1001):
             w.put(*tcp_frame(a[2], v[2], a[1], v[1], 54321, port, 1000, 0, 0x02, 0, port))
             w.ts += 0.00005
             w.put(*tcp_frame(v[2], a[2], v[1], a[1], port, 54321, 0, 1001, 0x14, 0, port))
-    elif kind == "dns":      # vm15 asks an outside resolver
+    elif kind == "dns":  # vm15 asks an outside resolver
         a, gw = by_ip[15], host[2]
         for i in range(5):
-            w.put(udp_frame(a[2], gw, a[1], ip4("203.0.113.53"), 40000 + i, 53,
-                            dns_query("exfil.example.com", i, False), i))
+            w.put(
+                udp_frame(
+                    a[2], gw, a[1], ip4("203.0.113.53"), 40000 + i, 53, dns_query("exfil.example.com", i, False), i
+                )
+            )
             w.ts += 0.01
-    elif kind == "mgmt":     # vm16 opens libvirtd's TCP port on the host
+    elif kind == "mgmt":  # vm16 opens libvirtd's TCP port on the host
         a = by_ip[16]
-        for frame in (tcp_frame(a[2], host[2], a[1], host[1], 45000, 16509, 1, 0, 0x02, 0, 1),
-                      tcp_frame(host[2], a[2], host[1], a[1], 16509, 45000, 7, 2, 0x12, 0, 2),
-                      tcp_frame(a[2], host[2], a[1], host[1], 45000, 16509, 2, 8, 0x10, 0, 3)):
+        for frame in (
+            tcp_frame(a[2], host[2], a[1], host[1], 45000, 16509, 1, 0, 0x02, 0, 1),
+            tcp_frame(host[2], a[2], host[1], a[1], 16509, 45000, 7, 2, 0x12, 0, 2),
+            tcp_frame(a[2], host[2], a[1], host[1], 45000, 16509, 2, 8, 0x10, 0, 3),
+        ):
             w.put(*frame)
     elif kind == "lateral":  # vm17 opens SMB on vm18
         a, v = by_ip[17], by_ip[18]
-        for frame in (tcp_frame(a[2], v[2], a[1], v[1], 49800, 445, 1, 0, 0x02, 0, 1),
-                      tcp_frame(v[2], a[2], v[1], a[1], 445, 49800, 7, 2, 0x12, 0, 2),
-                      tcp_frame(a[2], v[2], a[1], v[1], 49800, 445, 2, 8, 0x18, 300, 3)):
+        for frame in (
+            tcp_frame(a[2], v[2], a[1], v[1], 49800, 445, 1, 0, 0x02, 0, 1),
+            tcp_frame(v[2], a[2], v[1], a[1], 445, 49800, 7, 2, 0x12, 0, 2),
+            tcp_frame(a[2], v[2], a[1], v[1], 49800, 445, 2, 8, 0x18, 300, 3),
+        ):
             w.put(*frame)
-    elif kind == "flood":    # macof-like: random source MACs and addresses, 5,000 frames
+    elif kind == "flood":  # macof-like: random source MACs and addresses, 5,000 frames
         a = by_ip[19]
         for i in range(5000):
             src = bytes([rnd.getrandbits(8) & 0xFE]) + rnd.randbytes(5)
-            w.put(*tcp_frame(src, rnd.randbytes(6), rnd.randbytes(4), rnd.randbytes(4), rnd.getrandbits(16),
-                             rnd.getrandbits(16), 0, 0, 0x02, 0, i))
+            w.put(
+                *tcp_frame(
+                    src,
+                    rnd.randbytes(6),
+                    rnd.randbytes(4),
+                    rnd.randbytes(4),
+                    rnd.getrandbits(16),
+                    rnd.getrandbits(16),
+                    0,
+                    0,
+                    0x02,
+                    0,
+                    i,
+                )
+            )
             w.ts += 0.00001
         del a
 
@@ -250,9 +287,21 @@ def inventory() -> dict:
     return {
         "schema": "vmsentry.inventory/1",
         "hosts": [{"name": "hv1", "platform": "linux", "facts": {}}],
-        "networks": [{"name": "lab", "platform": "libvirt", "mode": "bridged", "bridge": "br-test",
-                      "subnets": ["10.99.0.0/24"], "host_address": HOST_IP, "host_mac": HOST_MAC, "dhcp": True,
-                      "dhcp_servers": [HOST_IP], "dns_servers": [HOST_IP], "host": "hv1"}],
+        "networks": [
+            {
+                "name": "lab",
+                "platform": "libvirt",
+                "mode": "bridged",
+                "bridge": "br-test",
+                "subnets": ["10.99.0.0/24"],
+                "host_address": HOST_IP,
+                "host_mac": HOST_MAC,
+                "dhcp": True,
+                "dhcp_servers": [HOST_IP],
+                "dns_servers": [HOST_IP],
+                "host": "hv1",
+            }
+        ],
         "vms": [{"name": name, "platform": "libvirt", "nics": nics(ip, m), "host": "hv1"} for name, ip, m in VMS],
         "errors": [],
     }

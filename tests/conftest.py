@@ -7,6 +7,7 @@
 * ``run_cli``: runs ``python -m vmsentry ARGS...`` with this interpreter and returns the CompletedProcess
   (text mode, stdout/stderr captured, 120 s timeout).  Also importable as ``conftest.run_vmsentry``.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,12 +21,21 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VMSENTRY_SHARED") or REPO.parent / "shared").resolve()
 
 
-def run_vmsentry(*args: str | os.PathLike, input: str | None = None, env: dict | None = None,
-                 cwd: str | os.PathLike | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_vmsentry(
+    *args: str | os.PathLike,
+    input: str | None = None,
+    env: dict | None = None,
+    cwd: str | os.PathLike | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
     """``[sys.executable, "-m", "vmsentry", *args]`` -> CompletedProcess (never raises on a non-zero exit)."""
     return subprocess.run(
         [sys.executable, "-m", "vmsentry", *map(str, args)],
-        input=input, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
         env=None if env is None else {**os.environ, **env},
         stdin=None if input is not None else subprocess.DEVNULL,
     )
@@ -34,8 +44,10 @@ def run_vmsentry(*args: str | os.PathLike, input: str | None = None, env: dict |
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
-        pytest.fail(f"shared folder not found at {SHARED}: put the project's shared/ beside the repository "
-                    f"or set VMSENTRY_SHARED")
+        pytest.fail(
+            f"shared folder not found at {SHARED}: put the project's shared/ beside the repository "
+            f"or set VMSENTRY_SHARED"
+        )
     return SHARED
 
 

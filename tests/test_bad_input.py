@@ -1,5 +1,6 @@
 """Hostile and broken inputs: one clear line each (in `errors` and on stderr), the rest of the scan
 carries on, nothing from an external entity is read, memory stays bounded, exit code 2."""
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,7 @@ def bad_folder(tmp_path: Path) -> Path:
     (folder / "truncated.xml").write_text(GOOD[: len(GOOD) // 2])
     (folder / "junk.xml").write_bytes(os.urandom(4096) + b"\x00\x01\x02")
     huge = folder / "huge.xml"
-    with open(huge, "wb") as fh:             # 200 MB, sparse: costs no disk, must not be read
+    with open(huge, "wb") as fh:  # 200 MB, sparse: costs no disk, must not be read
         fh.truncate(200 * 1024 * 1024)
     os.symlink(folder / "does-not-exist.xml", folder / "dangling.xml")
     return folder
@@ -68,8 +69,15 @@ def test_each_bad_file_gives_one_line_and_the_scan_goes_on(run_cli, bad_folder):
     proc, report = _scan(run_cli, str(bad_folder))
     assert proc.returncode == 2
     errors = {Path(e["file"]).name: e["message"] for e in report["inventory"]["errors"]}
-    assert set(errors) == {"billion-laughs.xml", "xxe.xml", "latin1.xml", "truncated.xml", "junk.xml",
-                           "huge.xml", "dangling.xml"}
+    assert set(errors) == {
+        "billion-laughs.xml",
+        "xxe.xml",
+        "latin1.xml",
+        "truncated.xml",
+        "junk.xml",
+        "huge.xml",
+        "dangling.xml",
+    }
     assert "entity" in errors["billion-laughs.xml"] and "line 3" in errors["billion-laughs.xml"]
     assert "entity" in errors["xxe.xml"]
     assert "line 1" in errors["latin1.xml"]
@@ -93,11 +101,13 @@ def test_external_entities_are_never_read(run_cli, bad_folder):
 
 
 def test_billion_laughs_memory_stays_bounded(bad_folder):
-    code = ("import resource,sys; from vmsentry.collect import collect; "
-            f"inv,_=collect([{str(bad_folder / 'billion-laughs.xml')!r}]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    code = (
+        "import resource,sys; from vmsentry.collect import collect; "
+        f"inv,_=collect([{str(bad_folder / 'billion-laughs.xml')!r}]); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert int(out.stdout) < 200 * 1024      # KiB: far below what an expansion would take
+    assert int(out.stdout) < 200 * 1024  # KiB: far below what an expansion would take
 
 
 @pytest.mark.lab
@@ -113,9 +123,25 @@ def test_unreadable_file_as_an_unprivileged_user(tmp_path: Path):
     locked.write_text(GOOD.replace("good-vm", "locked-vm"))
     locked.chmod(0o000)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(folder)}
-    proc = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
-                           sys.executable, "-m", "vmsentry", "inventory", str(folder)],
-                          capture_output=True, text=True, env=env, cwd="/")
+    proc = subprocess.run(
+        [
+            "setpriv",
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "vmsentry",
+            "inventory",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+    )
     assert proc.returncode == 2, proc.stderr
     inv = json.loads(proc.stdout)
     assert [v["name"] for v in inv["vms"]] == ["good-vm"]
@@ -125,8 +151,10 @@ def test_unreadable_file_as_an_unprivileged_user(tmp_path: Path):
 
 def test_hostile_names_are_kept_on_one_line(run_cli, tmp_path: Path):
     evil = tmp_path / "evil.xml"
-    evil.write_text("<domain><name>x\x1b[31mRED\x1b[0m&#10;second-line</name><devices>"
-                    "<graphics type='vnc' listen='0.0.0.0' port='5900' autoport='no'/></devices></domain>")
+    evil.write_text(
+        "<domain><name>x\x1b[31mRED\x1b[0m&#10;second-line</name><devices>"
+        "<graphics type='vnc' listen='0.0.0.0' port='5900' autoport='no'/></devices></domain>"
+    )
     (tmp_path / "broken\x1b[2J.xml").write_text("<domain>")
     proc = run_cli("scan", str(tmp_path), "--format", "text")
     assert "\x1b[2J" not in proc.stderr and "\x1b[31m" not in proc.stdout
@@ -164,19 +192,23 @@ def test_usage_errors_exit_3(run_cli, tmp_path: Path):
 def test_progress_bar_on_a_terminal_for_long_scans(tmp_path: Path):
     """stderr on a real pseudo-terminal: a bar with counts appears, and is cleared at the end."""
     import pty
+
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(400):
         (folder / f"vm{i:03d}.xml").write_text(GOOD.replace("good-vm", f"vm{i:03d}"))
     out = tmp_path / "report.json"
-    script = (f"import sys; sys.argv=['vmsentry','scan',{str(folder)!r},'--format','json','-o',{str(out)!r}];"
-              "from vmsentry.cli import main; main()")
+    script = (
+        f"import sys; sys.argv=['vmsentry','scan',{str(folder)!r},'--format','json','-o',{str(out)!r}];"
+        "from vmsentry.cli import main; main()"
+    )
     chunks = []
 
     def read(fd):
         data = os.read(fd, 65536)
         chunks.append(data)
         return data
+
     pty.spawn([sys.executable, "-c", script], read)
     text = b"".join(chunks).decode(errors="replace")
     assert "/400 " in text and "[#" in text
@@ -187,7 +219,14 @@ def test_every_verb_reports_an_unwritable_output_in_one_line(run_cli, tmp_path: 
     """scan and policy share one writer: a missing folder is one line and exit 3, never a traceback."""
     repo = Path(__file__).resolve().parents[1]
     target = str(tmp_path / "no-such-dir" / "out")
-    proc = run_cli("policy", "compile", str(repo / "examples/policy/lab-policy.yaml"),
-                   "--inventory", str(repo / "examples/lab"), "-o", target)
+    proc = run_cli(
+        "policy",
+        "compile",
+        str(repo / "examples/policy/lab-policy.yaml"),
+        "--inventory",
+        str(repo / "examples/lab"),
+        "-o",
+        target,
+    )
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert f"{target}: cannot write" in proc.stderr

@@ -1,4 +1,5 @@
 """Baselines: read a previous JSON report back and tell new from fixed failures."""
+
 import json
 
 import pytest
@@ -56,15 +57,20 @@ def test_findings_without_file_or_locator_match(tmp_path):
     assert compare([bare], previous) == {"new": [], "fixed": [], "unchanged": 1}
 
 
-@pytest.mark.parametrize("content, problem", [
-    (None, "cannot read: No such file"),
-    ('{"findings": [', ":1: not JSON"),
-    ('{"runs": []}', "no 'findings' list"),
-    ('[1, 2]', "no 'findings' list"),
-    ('{"findings": [{"rule_id": "X"}]}', "findings[0] is not a finding"),
-    ('{"findings": [{"rule_id": "X", "asset": "vm:a", "status": "fail", "evidence": "nope"}]}',
-     "findings[0] is not a finding"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (None, "cannot read: No such file"),
+        ('{"findings": [', ":1: not JSON"),
+        ('{"runs": []}', "no 'findings' list"),
+        ("[1, 2]", "no 'findings' list"),
+        ('{"findings": [{"rule_id": "X"}]}', "findings[0] is not a finding"),
+        (
+            '{"findings": [{"rule_id": "X", "asset": "vm:a", "status": "fail", "evidence": "nope"}]}',
+            "findings[0] is not a finding",
+        ),
+    ],
+)
 def test_unusable_files_say_which_and_why(tmp_path, content, problem):
     path = tmp_path / "base.json"
     if content is not None:

@@ -1,5 +1,6 @@
 """The command line itself: options and paths in any order, enumerations that name their valid values,
 a description and help text on every verb, sub-verb and option, and verbs imported only when they run."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,11 @@ POLICY_FIX = REPO / "tests" / "fixtures" / "policy"
 def _without_timings(doc):
     """A report with its measured times (which differ run to run) left out."""
     if isinstance(doc, dict):
-        return {k: _without_timings(v) for k, v in doc.items()
-                if "seconds" not in k and "per_second" not in k and k != "generated"}
+        return {
+            k: _without_timings(v)
+            for k, v in doc.items()
+            if "seconds" not in k and "per_second" not in k and k != "generated"
+        }
     if isinstance(doc, list):
         return [_without_timings(v) for v in doc]
     return doc
@@ -78,7 +82,7 @@ def _usage_error(capsys, *argv: str) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("vmsentry: error:")]
-    assert len(errors) == 1, err                      # the usage, then one line that says what is wrong
+    assert len(errors) == 1, err  # the usage, then one line that says what is wrong
     return errors[0]
 
 
@@ -94,17 +98,20 @@ def test_unknown_platform_in_a_subprocess_is_one_line_without_traceback(run_cli)
     assert proc.stderr.splitlines()[-1].startswith("vmsentry: error: argument --platform: invalid choice: 'bogus'")
 
 
-@pytest.mark.parametrize("argv,valid", [
-    (["scan", "--format", "pdf", "x"], ("text", "json", "sarif", "junit")),
-    (["scan", "--fail-on", "severe", "x"], ("critical", "high", "medium", "low", "info", "none")),
-    (["rules", "--format", "pdf"], ("text", "json", "md", "html")),
-    (["paths", "x", "--format", "sarif"], ("text", "json", "html")),
-    (["detect", "x.pcap", "--format", "xml"], ("text", "json", "jsonl")),
-    (["policy", "compile", "P", "--target", "iptables"], ("nft", "nwfilter")),
-    (["policy", "check", "P", "x.pcap", "--format", "xml"], ("text", "json")),
-    (["bogus"], tuple(COMMANDS)),
-    (["policy", "bogus"], ("compile", "apply", "confirm", "rollback", "check", "suggest")),
-])
+@pytest.mark.parametrize(
+    "argv,valid",
+    [
+        (["scan", "--format", "pdf", "x"], ("text", "json", "sarif", "junit")),
+        (["scan", "--fail-on", "severe", "x"], ("critical", "high", "medium", "low", "info", "none")),
+        (["rules", "--format", "pdf"], ("text", "json", "md", "html")),
+        (["paths", "x", "--format", "sarif"], ("text", "json", "html")),
+        (["detect", "x.pcap", "--format", "xml"], ("text", "json", "jsonl")),
+        (["policy", "compile", "P", "--target", "iptables"], ("nft", "nwfilter")),
+        (["policy", "check", "P", "x.pcap", "--format", "xml"], ("text", "json")),
+        (["bogus"], tuple(COMMANDS)),
+        (["policy", "bogus"], ("compile", "apply", "confirm", "rollback", "check", "suggest")),
+    ],
+)
 def test_every_enumeration_exits_3_naming_the_valid_values(capsys, argv, valid):
     line = _usage_error(capsys, *argv)
     assert all(repr(v) in line for v in valid), line
@@ -112,6 +119,7 @@ def test_every_enumeration_exits_3_naming_the_valid_values(capsys, argv, valid):
 
 def test_every_catalogue_platform_is_a_valid_platform():
     from vmsentry.analyse.rules import load_catalogue
+
     assert {p for r in load_catalogue() for p in r.platforms} - {"all"} <= set(PLATFORMS)
 
 
@@ -139,20 +147,31 @@ def test_the_walk_reaches_every_verb_and_sub_verb():
 @pytest.mark.parametrize("prog,parser", _parsers(), ids=lambda x: x if isinstance(x, str) else "")
 def test_every_parser_has_a_description_and_help_on_every_option(prog, parser):
     assert parser.description and len(parser.description) > 20, prog
-    undocumented = [a.option_strings or a.dest for a in parser._actions
-                    if not isinstance(a, argparse._SubParsersAction) and (not a.help or a.help == argparse.SUPPRESS)]
+    undocumented = [
+        a.option_strings or a.dest
+        for a in parser._actions
+        if not isinstance(a, argparse._SubParsersAction) and (not a.help or a.help == argparse.SUPPRESS)
+    ]
     assert not undocumented, f"{prog}: no help on {undocumented}"
-    parser.format_help()                              # renders (a bad %-format in a help text would raise)
+    parser.format_help()  # renders (a bad %-format in a help text would raise)
 
 
 # --- verbs are imported only when they run -------------------------------------------------------------
-@pytest.mark.parametrize("argv,absent", [
-    (["--help"], [f"vmsentry.commands.{v}" for v in COMMANDS] + ["vmsentry.model", "vmsentry.report"]),
-    (["scan", "--help"], ["vmsentry.commands.detect", "vmsentry.commands.policy", "vmsentry.act", "vmsentry.collect"]),
-])
+@pytest.mark.parametrize(
+    "argv,absent",
+    [
+        (["--help"], [f"vmsentry.commands.{v}" for v in COMMANDS] + ["vmsentry.model", "vmsentry.report"]),
+        (
+            ["scan", "--help"],
+            ["vmsentry.commands.detect", "vmsentry.commands.policy", "vmsentry.act", "vmsentry.collect"],
+        ),
+    ],
+)
 def test_help_imports_only_what_it_shows(argv, absent):
-    code = (f"import sys\nfrom vmsentry.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
-            "print(' '.join(sorted(m for m in sys.modules if m.startswith('vmsentry'))))")
+    code = (
+        f"import sys\nfrom vmsentry.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('vmsentry'))))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     loaded = proc.stdout.splitlines()[-1].split()
     assert not [m for m in loaded if any(m == a or m.startswith(a + ".") for a in absent)], loaded

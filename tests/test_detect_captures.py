@@ -1,14 +1,16 @@
 """Every capture in ../shared/pcaps and ../shared/pcaps/lab: each attack found with the right attacker and
 type, nothing raised on the benign ones, with and without an inventory (tests/fixtures/traffic/captures.json
 says what is expected and why). Suricata's and Zeek's expected outputs are checked where they apply."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from traffic_helpers import FIXTURES, detect, events, found, inventory_from_roles, load_inventory
 from vmsentry.model.traffic import Arp, Dhcp, RouterAdvert
+
+from traffic_helpers import FIXTURES, detect, events, found, inventory_from_roles, load_inventory
 
 CASES = json.loads((FIXTURES / "captures.json").read_text())["captures"]
 
@@ -27,8 +29,9 @@ def _check(alerts, expected, name):
 
 
 def test_every_shared_capture_is_covered(shared_dir):
-    on_disk = {p.name for p in (shared_dir / "pcaps").glob("*.pcap")} | \
-              {f"lab/{p.name}" for p in (shared_dir / "pcaps" / "lab").glob("*.pcap")}
+    on_disk = {p.name for p in (shared_dir / "pcaps").glob("*.pcap")} | {
+        f"lab/{p.name}" for p in (shared_dir / "pcaps" / "lab").glob("*.pcap")
+    }
     assert on_disk == {c["file"] for c in CASES}
 
 
@@ -38,15 +41,19 @@ def test_capture_without_inventory(shared_dir, case):
     _check(alerts, case["plain"], case["file"])
     assert stats["packets"] > 0
     assert not [k for k in stats["problems"] if k.startswith(("corrupt-record", "truncated-record"))]
-    for a in alerts:                                  # learned, not known: the confidence says so
+    for a in alerts:  # learned, not known: the confidence says so
         assert 0 < a["confidence"] <= 1 and a["summary"] and a["count"] >= 1
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
 def test_capture_with_inventory(shared_dir, case, tmp_path):
     if "inventory_files" in case:
-        inv = load_inventory([shared_dir / f[len("shared:"):] if f.startswith("shared:") else FIXTURES / f
-                              for f in case["inventory_files"]])
+        inv = load_inventory(
+            [
+                shared_dir / f[len("shared:") :] if f.startswith("shared:") else FIXTURES / f
+                for f in case["inventory_files"]
+            ]
+        )
     else:
         inv = inventory_from_roles(case["roles"], tmp_path)
     alerts, _ = detect(_pcap(shared_dir, case["file"]), inventory=inv)
@@ -59,8 +66,8 @@ def test_arpspoof_names_liar_and_victims(shared_dir):
     spoof = next(a for a in alerts if a["type"] == "arp_spoof")
     assert spoof["attacker"] == {"ip": "10.99.0.11", "mac": "52:54:00:99:00:11", "vm": "vm1"}
     victims = {(v["ip"], v.get("vm"), v.get("host"), bool(v.get("poisoned"))) for v in spoof["victims"]}
-    assert ("10.99.0.1", None, "hv-lab", False) in victims          # impersonated: the host
-    assert ("10.99.0.12", "vm2", None, True) in victims             # poisoned: vm2's cache
+    assert ("10.99.0.1", None, "hv-lab", False) in victims  # impersonated: the host
+    assert ("10.99.0.12", "vm2", None, True) in victims  # poisoned: vm2's cache
     assert spoof["severity"] == "critical" and spoof["confidence"] >= 0.95
     # 4 forged replies + 5 "restore" replies sent from vm1's Ethernet address
     assert spoof["count"] == 9
@@ -72,7 +79,7 @@ def test_arpspoof_without_inventory_is_learned_and_says_so(shared_dir):
     alerts, _ = detect(_pcap(shared_dir, "lab/arpspoof-vm1-vs-vm2.pcap"))
     (spoof,) = alerts
     assert spoof["attacker"]["mac"] == "52:54:00:99:00:11" and spoof["attacker"]["ip"] == "10.99.0.11"
-    assert spoof["confidence"] < 0.97                              # no inventory: not the inventory's certainty
+    assert spoof["confidence"] < 0.97  # no inventory: not the inventory's certainty
     assert "binding_change" in spoof["evidence"]["reasons"]
 
 
@@ -82,7 +89,7 @@ def test_nmap_scan_counts_and_span(shared_dir):
     assert scan["count"] == 1025 and scan["evidence"]["distinct_ports"] == 1025
     assert scan["evidence"]["open_ports"] == [22, 8080]
     assert scan["victims"][0]["ip"] == "10.99.0.1"
-    assert scan["last_seen"] - scan["first_seen"] < 0.2             # nmap -T4 took 0.12 s
+    assert scan["last_seen"] - scan["first_seen"] < 0.2  # nmap -T4 took 0.12 s
 
 
 def test_host_sweep_matches_manifest(shared_dir):
@@ -97,10 +104,15 @@ def test_host_sweep_matches_manifest(shared_dir):
 def test_suricata_decode_arp_2_expects_four_arp_records(shared_dir):
     evs, _ = events(_pcap(shared_dir, "arp_unicast_request_suricata.pcap"))
     arps = [e for e in evs if isinstance(e, Arp)]
-    assert len(arps) == 4                                            # test.yaml: count 4, event_type arp
-    fifth, sixth = arps[2], arps[3]                                  # pcap_cnt 5 and 6
-    assert (fifth.op, fifth.sha.hex(":"), fifth.spa, fifth.tha, fifth.tpa) == \
-        (1, "00:1d:09:f0:92:ab", bytes([10, 10, 10, 1]), b"\0" * 6, bytes([10, 10, 10, 2]))
+    assert len(arps) == 4  # test.yaml: count 4, event_type arp
+    fifth, sixth = arps[2], arps[3]  # pcap_cnt 5 and 6
+    assert (fifth.op, fifth.sha.hex(":"), fifth.spa, fifth.tha, fifth.tpa) == (
+        1,
+        "00:1d:09:f0:92:ab",
+        bytes([10, 10, 10, 1]),
+        b"\0" * 6,
+        bytes([10, 10, 10, 2]),
+    )
     assert (sixth.op, sixth.sha.hex(":"), sixth.tha.hex(":")) == (2, "00:1a:6b:6c:0c:cc", "00:1d:09:f0:92:ab")
 
 
@@ -114,10 +126,10 @@ def test_suricata_dhcp_request_flood_expects_ten_thousand_dhcp_records(shared_di
 def test_suricata_kill_router_expects_four_lifetime_zero_ras(shared_dir):
     evs, _ = events(_pcap(shared_dir, "ipv6_rogue_ra_kill_router6.pcap"))
     ras = [e for e in evs if isinstance(e, RouterAdvert)]
-    assert sum(ra.lifetime == 0 for ra in ras) == 4                 # test.yaml: 4 alerts, sid 1
+    assert sum(ra.lifetime == 0 for ra in ras) == 4  # test.yaml: 4 alerts, sid 1
     (alert,) = detect(_pcap(shared_dir, "ipv6_rogue_ra_kill_router6.pcap"))[0]
     assert alert["count"] == 4 and alert["evidence"]["reasons"]["kill_router"] == 4
-    assert alert["victims"][0]["mac"] == "64:00:6a:5b:8e:b3"          # the router it spoke for
+    assert alert["victims"][0]["mac"] == "64:00:6a:5b:8e:b3"  # the router it spoke for
 
 
 def test_zeek_bad_arp_baseline(shared_dir):

@@ -1,18 +1,32 @@
 """`vmsentry detect` as a user runs it: formats, order, stats, exit codes, --tune, --follow on files."""
+
 from __future__ import annotations
 
 import json
 
 from traffic_helpers import FIXTURES
 
-ALERT_KEYS = {"type", "severity", "first_seen", "last_seen", "count", "attacker", "victims", "ports", "confidence",
-              "summary", "evidence"}
+ALERT_KEYS = {
+    "type",
+    "severity",
+    "first_seen",
+    "last_seen",
+    "count",
+    "attacker",
+    "victims",
+    "ports",
+    "confidence",
+    "summary",
+    "evidence",
+}
 RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}
 
 
 def _lab(shared_dir):
-    return [shared_dir / "pcaps" / "lab" / n for n in ("arpspoof-vm1-vs-vm2.pcap", "nmap-sS-vm1-vs-hostns.pcap",
-                                                        "benign-http-ping.pcap")]
+    return [
+        shared_dir / "pcaps" / "lab" / n
+        for n in ("arpspoof-vm1-vs-vm2.pcap", "nmap-sS-vm1-vs-hostns.pcap", "benign-http-ping.pcap")
+    ]
 
 
 def test_json_follows_the_alert_contract(shared_dir, run_cli):
@@ -23,11 +37,11 @@ def test_json_follows_the_alert_contract(shared_dir, run_cli):
     assert doc["stats"]["packets"] == 24 + 2056 + 30
     alerts = doc["alerts"]
     for a in alerts:
-        assert ALERT_KEYS <= set(a)
+        assert set(a) >= ALERT_KEYS
         assert set(a["attacker"]) >= {"mac", "ip", "vm"} and all({"ip", "mac", "vm"} <= set(v) for v in a["victims"])
         assert a["first_seen"] <= a["last_seen"] and 0 <= a["confidence"] <= 1
     ranks = [RANK[a["severity"]] for a in alerts]
-    assert ranks == sorted(ranks, reverse=True)                    # worst first
+    assert ranks == sorted(ranks, reverse=True)  # worst first
     assert alerts[0]["type"] == "arp_spoof" and alerts[0]["attacker"]["vm"] == "vm1"
 
 

@@ -3,6 +3,7 @@
 1 s of its start, nothing during a minute of benign traffic before it (curl, DNS, ping), and the watcher
 must stop cleanly on SIGTERM/SIGINT, flushing what is pending. A 100,000 packets/s burst (trafgen) must be
 captured without kernel drops."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from traffic_helpers import detect, load_inventory, FIXTURES
+from traffic_helpers import FIXTURES, detect, load_inventory
 from traffic_lab.lab import Lab
 from traffic_lab.watcher import Watcher
 
@@ -38,8 +39,11 @@ def _benign(lab, seconds: float) -> int:
     while time.time() < end:
         lab.sh("vm1", "curl -s -o /dev/null --max-time 1 http://10.99.0.12:8000/", check=False)
         lab.sh("vm2", "dig +short +time=1 +tries=1 @10.99.0.1 www.lab.test >/dev/null", check=False)
-        lab.sh("vm3", "ping -c 2 -i 0.2 -W 1 10.99.0.1 >/dev/null; curl -s -o /dev/null --max-time 1 "
-                      "http://10.99.0.1:8080/", check=False)
+        lab.sh(
+            "vm3",
+            "ping -c 2 -i 0.2 -W 1 10.99.0.1 >/dev/null; curl -s -o /dev/null --max-time 1 http://10.99.0.1:8080/",
+            check=False,
+        )
         lab.sh("host", "ping -c 1 -W 1 10.99.0.13 >/dev/null", check=False)
         rounds += 1
         time.sleep(0.2)
@@ -58,7 +62,7 @@ def test_live_benign_minute_then_real_attacks(lab, tmp_path):
     assert watcher.raised() == [], f"alerts during benign traffic: {[a['summary'] for _, a in watcher.raised()]}"
 
     latency = {}
-    start = time.time()                                    # vm1 poisons vm2's cache for the host's address
+    start = time.time()  # vm1 poisons vm2's cache for the host's address
     spoof = lab.spawn("vm1", ["arpspoof", "-i", "eth0", "-t", "10.99.0.12", "10.99.0.1"])
     got = watcher.wait_for("arp_spoof")
     assert got, "arpspoof not alerted"
@@ -66,7 +70,7 @@ def test_live_benign_minute_then_real_attacks(lab, tmp_path):
     assert got[1]["attacker"]["vm"] == "vm1" and got[1]["attacker"]["ip"] == "10.99.0.11"
     assert {v.get("host") or v.get("vm") for v in got[1]["victims"]} >= {"hv-lab", "vm2"}
     time.sleep(2.5)
-    lab.stop(spoof, signal.SIGINT)                          # arpspoof restores the caches on SIGINT
+    lab.stop(spoof, signal.SIGINT)  # arpspoof restores the caches on SIGINT
 
     start = time.time()
     flood = lab.spawn("vm3", ["macof", "-i", "eth0", "-n", "5000"])
@@ -102,7 +106,7 @@ def test_live_sigint_flushes_pending_and_stops(lab):
     watcher = Watcher(lab)
     lab.sh("vm2", "nmap -sS -n -Pn -p 1-200 --max-retries 1 -T4 10.99.0.13 >/dev/null")
     assert watcher.wait_for("port_scan", timeout=3)
-    lab.sh("vm2", "nmap -sS -n -Pn -p 201-400 --max-retries 1 -T4 10.99.0.13 >/dev/null")   # grows the alert
+    lab.sh("vm2", "nmap -sS -n -Pn -p 201-400 --max-retries 1 -T4 10.99.0.13 >/dev/null")  # grows the alert
     time.sleep(0.3)
     rc, stderr = watcher.stop(signal.SIGINT)
     assert rc == 1 and "Traceback" not in stderr
@@ -117,24 +121,47 @@ def test_live_burst_of_100k_packets_per_second_without_kernel_drops(lab):
     # No firewall on this test bridge (br_netfilter off), so that the 2-core machine can generate the burst
     # while vmsentry captures: the capture path is what is measured, not iptables.
     lab.sh(lab.bridge_ns, "sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-arptables=0")
-    proc = lab.spawn(lab.bridge_ns, ["taskset", "-c", "1", sys.executable, "-m", "vmsentry", "detect", "-i", "br-test",
-                                     "--duration", "8", "--format", "json"],
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = lab.spawn(
+        lab.bridge_ns,
+        [
+            "taskset",
+            "-c",
+            "1",
+            sys.executable,
+            "-m",
+            "vmsentry",
+            "detect",
+            "-i",
+            "br-test",
+            "--duration",
+            "8",
+            "--format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert "watching" in proc.stderr.readline()
-    frame = ("{ eth(da=52:54:00:99:00:12, sa=52:54:00:99:00:11), ipv4(saddr=10.99.0.11, daddr=10.99.0.12, ttl=64), "
-             "udp(sp=40000, dp=9999), dinc(0, 4294967295, 1) }")
+    frame = (
+        "{ eth(da=52:54:00:99:00:12, sa=52:54:00:99:00:11), ipv4(saddr=10.99.0.11, daddr=10.99.0.12, ttl=64), "
+        "udp(sp=40000, dp=9999), dinc(0, 4294967295, 1) }"
+    )
     sent = 200_000
-    report = lab.sh("vm1", f"taskset -c 0 trafgen --dev eth0 --num {sent} --rate 110000pps --cpus 1 --no-sock-mem "
-                           f"'{frame}' 2>&1").stdout
+    report = lab.sh(
+        "vm1", f"taskset -c 0 trafgen --dev eth0 --num {sent} --rate 110000pps --cpus 1 --no-sock-mem '{frame}' 2>&1"
+    ).stdout
     # trafgen's own account: "<s> sec, <us> usec on CPU0 (<n> packets)", the time its send loop took
     match = re.search(r"(\d+) sec, (\d+) usec on CPU\d+ \((\d+) packets\)", report)
     assert match, report
     rate = int(match.group(3)) / (int(match.group(1)) + int(match.group(2)) / 1e6)
     out, err = proc.communicate(timeout=30)
     stats = json.loads(out)["stats"]
-    print(f"\nburst: {sent} packets sent at {rate:,.0f} packets/s; captured {stats['packets']}, kernel drops "
-          f"{stats['kernel_drops']}; capture capacity {stats['capture_capacity_pps']:,} packets/s "
-          f"({stats['capture_busy_seconds']} s busy)")
+    print(
+        f"\nburst: {sent} packets sent at {rate:,.0f} packets/s; captured {stats['packets']}, kernel drops "
+        f"{stats['kernel_drops']}; capture capacity {stats['capture_capacity_pps']:,} packets/s "
+        f"({stats['capture_busy_seconds']} s busy)"
+    )
     assert stats["kernel_drops"] == 0 and stats["packets"] >= sent
     # the capture's own rate (packets / time it was busy) is what "keeps up" means, whatever the generator
     # managed on a shared 2-core machine (about 66,000-99,000 packets/s here)

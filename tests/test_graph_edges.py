@@ -1,5 +1,6 @@
 """Every edge type of the exposure graph, each created from a real configuration file (the bundled
 example lab, the two incident labs, or tests/fixtures/graph)."""
+
 from __future__ import annotations
 
 import os
@@ -117,6 +118,7 @@ def test_macvtap_cannot_talk_to_its_own_host():
     eg = graph(MISC, vulns=[])
     assert eg.g.has_edge("vm:media", "lan")
     import networkx as nx
+
     # without hypervisor flaws, media's only ways out are the LAN; the LAN has no edge into the host
     assert not nx.has_path(eg.g, "vm:media", "host:misc-host")
     assert "macvtap" in eg.g.edges["vm:media", "lan"]["detail"]
@@ -125,7 +127,7 @@ def test_macvtap_cannot_talk_to_its_own_host():
 def test_passthrough_nic_is_a_pci_device():
     eg = graph(MISC)
     assert eg.g.has_edge("vm:media", "dev:media:nic-net1")
-    assert "iommu:host:misc-host" not in eg.g      # IOMMU is on in this host's facts
+    assert "iommu:host:misc-host" not in eg.g  # IOMMU is on in this host's facts
 
 
 def test_user_mode_restrict_on_removes_loopback_reach():
@@ -138,13 +140,13 @@ def test_user_mode_restrict_on_removes_loopback_reach():
 def test_user_mode_reaches_loopback_services(tmp_path):
     eg = graph(LAB)
     lo = "loop:host:kvm-lab-01"
-    assert eg.g.has_edge(lo, "listener:web:0")          # VNC of web on 127.0.0.1
+    assert eg.g.has_edge(lo, "listener:web:0")  # VNC of web on 127.0.0.1
     assert eg.g.has_edge(lo, "addr:host:kvm-lab-01")
 
 
 def test_port_forward_exposes_guest_to_whoever_reaches_the_bound_address():
     eg = graph(LAB)
-    assert eg.g.has_edge("external", "fwd:legacy:0")        # hostfwd on every address
+    assert eg.g.has_edge("external", "fwd:legacy:0")  # hostfwd on every address
     assert eg.g.has_edge("addr:host:kvm-lab-01", "fwd:legacy:0")
 
 
@@ -170,4 +172,4 @@ def test_network_vector_flaw_reached_from_outside():
         if v.id == "CVE-2021-2279":
             assert v.vector == "network"
     eg = build_graph(inv, vulns=vulns)
-    assert not any(n.endswith("CVE-2021-2279") for n in eg.g)       # no VirtualBox VM here
+    assert not any(n.endswith("CVE-2021-2279") for n in eg.g)  # no VirtualBox VM here

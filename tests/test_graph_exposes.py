@@ -1,6 +1,7 @@
 """One meaning of exposure: for every rule with ``exposes:``, on the example labs, each failing finding of
 the scan has an edge of that technique for that asset and item, and each such edge has a failing finding
 behind it (an unknown result: a 'possible' edge)."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ EXPOSING = [r for r in load_catalogue() if r.exposes]
 
 
 def _id(path: str) -> str:
-    return {"lab": "example-kvm"}.get(os.path.basename(path), os.path.basename(path))   # "lab" is a -k word
+    return {"lab": "example-kvm"}.get(os.path.basename(path), os.path.basename(path))  # "lab" is a -k word
 
 
 @pytest.fixture(scope="module", params=LABS, ids=_id)
@@ -62,25 +63,36 @@ def test_failing_findings_and_edges_agree(lab, technique):
     for possible, status in ((False, "fail"), (True, "unknown")):
         for rule in rules:
             covered = {a for a, p in platform.items() if "all" in rule.platforms or p in rule.platforms}
-            found = {_key(technique, f.asset, f.evidence.get("locator")) for f in findings
-                     if f.rule_id == rule.id and f.status == status}
+            found = {
+                _key(technique, f.asset, f.evidence.get("locator"))
+                for f in findings
+                if f.rule_id == rule.id and f.status == status
+            }
             edges = {e for e in _edges(eg, rule, technique, possible) if e[0] in covered}
             if status == "unknown" and technique != "arp-mitm":
                 assert not edges, f"{technique}: only missing anti-spoofing is modelled as a possible edge"
                 continue
-            other = {k for r in rules if r is not rule for f in findings if f.rule_id == r.id and f.status == status
-                     for k in [_key(technique, f.asset, f.evidence.get("locator"))]}
+            other = {
+                k
+                for r in rules
+                if r is not rule
+                for f in findings
+                if f.rule_id == r.id and f.status == status
+                for k in [_key(technique, f.asset, f.evidence.get("locator"))]
+            }
             # arp-mitm needs a peer on the segment: a NIC alone on it has nobody to intercept
             lone = set() if technique != "arp-mitm" else {k for k in found if not _has_peer(eg, k[0])}
             # one edge per (from, to): two failing NICs of a VM onto the LAN are one step, so per asset here
-            assert {k[0] for k in found - lone} <= {e[0] for e in edges}, \
+            assert {k[0] for k in found - lone} <= {e[0] for e in edges}, (
                 f"{rule.id} {status} without a {technique} edge: {found - lone - edges}"
+            )
             assert edges - other <= found, f"{technique} edge without a {status} {rule.id} finding: {edges - found}"
 
 
 def _has_peer(eg, vid: str) -> bool:
-    return any(v.startswith(("net:", "bridge:")) for v in eg.g.successors(vid)) and \
-        any(n.startswith("mitm:") for n in eg.g.predecessors(vid))
+    return any(v.startswith(("net:", "bridge:")) for v in eg.g.successors(vid)) and any(
+        n.startswith("mitm:") for n in eg.g.predecessors(vid)
+    )
 
 
 def test_examples_exercise_every_exposing_rule():

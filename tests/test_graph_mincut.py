@@ -1,4 +1,5 @@
 """Smallest fix (min cut), what-if and the reusable cut computation."""
+
 from __future__ import annotations
 
 import itertools
@@ -27,7 +28,7 @@ def test_fix_cuts_every_vm_to_host_path(lab):
     eg = r.graph
     assert not reaching_sources(eg, eg.vms, eg.hosts, set(r.fix.changes))
     cuts = [x["cuts"] for x in r.remediation]
-    assert cuts == sorted(cuts, reverse=True)                 # biggest cut first
+    assert cuts == sorted(cuts, reverse=True)  # biggest cut first
     for x in r.remediation:
         assert set(x) >= {"change", "asset", "rule_id", "cuts"}
         assert x["id"] in eg.changes
@@ -113,12 +114,14 @@ def test_benchmark_inventory_small_scale():
     """The benchmark's synthetic fleet (every edge kind) at 400 VMs: every VM has a best path, the fix is
     verified, and the HTML stays bounded."""
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("bench_paths", os.path.join(ROOT, "benchmarks", "bench_paths.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     row = bench.run(400, 8)
     assert row["paths_found"] >= 400 and row["fix_changes"] > 0
     from vmsentry.report.paths_html import MAX_NODES, render_html
+
     inv = bench.inventory(400, 8)
     html = render_html(analyse(inv))
     assert html.count('<g class="node') <= MAX_NODES

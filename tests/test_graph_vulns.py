@@ -1,4 +1,5 @@
 """The hypervisor vulnerability table and its matching."""
+
 from __future__ import annotations
 
 import os
@@ -6,8 +7,7 @@ import os
 import pytest
 
 from vmsentry.analyse.graph.build import build_graph
-from vmsentry.analyse.graph.vulns import (COMPONENTS, VulnDBError, load_vulns, parse_version, reachable,
-                                          version_status)
+from vmsentry.analyse.graph.vulns import COMPONENTS, VulnDBError, load_vulns, parse_version, reachable, version_status
 from vmsentry.collect import collect
 from vmsentry.model import VM, Nic
 
@@ -26,10 +26,20 @@ def test_table_has_at_least_25_entries_each_citing_an_advisory():
 
 def test_table_holds_the_required_examples_and_not_the_seeds_wrong_ones():
     ids = {v.id for v in load_vulns()}
-    for cve in ("CVE-2015-3456", "CVE-2019-14378", "CVE-2020-14364", "CVE-2021-28476", "CVE-2017-4901",
-                "CVE-2017-4902", "CVE-2017-4903", "CVE-2021-21974", "CVE-2023-20869", "CVE-2023-20870"):
+    for cve in (
+        "CVE-2015-3456",
+        "CVE-2019-14378",
+        "CVE-2020-14364",
+        "CVE-2021-28476",
+        "CVE-2017-4901",
+        "CVE-2017-4902",
+        "CVE-2017-4903",
+        "CVE-2021-21974",
+        "CVE-2023-20869",
+        "CVE-2023-20870",
+    ):
         assert cve in ids
-    assert "CVE-2021-30465" not in ids and "CVE-2021-3156" not in ids    # runc and sudo, not hypervisors
+    assert "CVE-2021-30465" not in ids and "CVE-2021-3156" not in ids  # runc and sudo, not hypervisors
     comps = {v.component for v in load_vulns()}
     assert {"qemu", "esxi", "hyperv", "virtualbox", "vmware-workstation", "linux-kernel"} <= comps
 
@@ -44,13 +54,21 @@ def test_advisories_point_at_the_right_vendor_bulletins():
     assert by_id["CVE-2015-3456"].reachable_when == "fdc_present"
 
 
-@pytest.mark.parametrize("version,status", [("4.0.0", "affected"), ("4.1.0", "not-affected"), ("7.2.11", "not-affected"),
-                                            (None, "unknown"), ("1:4.0.0+dfsg-1", "unknown")])
+@pytest.mark.parametrize(
+    "version,status",
+    [
+        ("4.0.0", "affected"),
+        ("4.1.0", "not-affected"),
+        ("7.2.11", "not-affected"),
+        (None, "unknown"),
+        ("1:4.0.0+dfsg-1", "unknown"),
+    ],
+)
 def test_version_ranges(version, status):
     v = next(x for x in load_vulns() if x.id == "CVE-2019-14378")
     got = version_status(v, "qemu", version)
     if version == "1:4.0.0+dfsg-1":
-        assert got in ("affected", "unknown", "not-affected")   # epoch-style strings parse as numbers only
+        assert got in ("affected", "unknown", "not-affected")  # epoch-style strings parse as numbers only
     else:
         assert got == status
 
@@ -77,11 +95,11 @@ def test_predicates():
     assert reachable("user_mode_nic", vm, None) is True
     assert reachable("nic_model:e1000", vm, None) is True
     assert reachable("nic_model:pcnet", vm, None) is False
-    assert reachable("usb_controller", vm, None) is None          # not in the model: possible
+    assert reachable("usb_controller", vm, None) is None  # not in the model: possible
 
 
 def test_unknown_version_gives_possible_lower_likelihood_edge(tmp_path):
-    inv, _ = collect([os.path.join(ROOT, "examples", "lab", "qemu")])   # no host facts: versions unknown
+    inv, _ = collect([os.path.join(ROOT, "examples", "lab", "qemu")])  # no host facts: versions unknown
     eg = build_graph(inv)
     esc = [(u, d) for u, v, d in eg.g.edges(data=True) if d["technique"] == "hypervisor-escape"]
     assert esc
@@ -111,14 +129,23 @@ def test_custom_feed(tmp_path):
     assert eg.g.edges["vuln:host:kvm-lab-01:CVE-2099-0001", "host:kvm-lab-01"]["evidence"]["file"] == str(feed)
 
 
-@pytest.mark.parametrize("text,msg", [
-    ("vulns: [1]", "expected a mapping"),
-    ("nothing: here", "'vulns' list"),
-    ("vulns:\n- {id: X, component: qemu, reachable_when: any_vm, summary: s}", "advisory"),
-    ("vulns:\n- {id: X, component: nova, reachable_when: any_vm, summary: s, advisories: [u]}", "unknown component"),
-    ("vulns:\n- {id: X, component: qemu, reachable_when: moon_phase, summary: s, advisories: [u]}", "reachable_when"),
-    ("vulns: [", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ("vulns: [1]", "expected a mapping"),
+        ("nothing: here", "'vulns' list"),
+        ("vulns:\n- {id: X, component: qemu, reachable_when: any_vm, summary: s}", "advisory"),
+        (
+            "vulns:\n- {id: X, component: nova, reachable_when: any_vm, summary: s, advisories: [u]}",
+            "unknown component",
+        ),
+        (
+            "vulns:\n- {id: X, component: qemu, reachable_when: moon_phase, summary: s, advisories: [u]}",
+            "reachable_when",
+        ),
+        ("vulns: [", "not valid YAML"),
+    ],
+)
 def test_bad_feed(tmp_path, text, msg):
     feed = tmp_path / "bad.yaml"
     feed.write_text(text)

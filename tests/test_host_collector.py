@@ -1,4 +1,5 @@
 """collect_host() on this real machine (root netns), and on a copied host tree given as root=."""
+
 from __future__ import annotations
 
 import json
@@ -78,10 +79,24 @@ def hand_started_qemu():
         pytest.skip("qemu-system-x86_64 is not installed")
     port = free_port()
     process = subprocess.Popen(
-        [binary, "-machine", "none", "-S", "-nodefaults", "-display", "none",
-         "-name", "guest=vmsentry-hostfwd-test,debug-threads=on",
-         "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            binary,
+            "-machine",
+            "none",
+            "-S",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-name",
+            "guest=vmsentry-hostfwd-test,debug-threads=on",
+            "-netdev",
+            f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_port(port, process)
         yield process, port
@@ -91,6 +106,7 @@ def hand_started_qemu():
 
 
 # -- this machine --------------------------------------------------------------------------------------
+
 
 def test_collect_host_on_this_machine():
     started = time.monotonic()
@@ -138,8 +154,13 @@ def test_bridge_and_its_sysctls(test_bridge):
     interface = next(i for i in facts["interfaces"] if i["name"] == test_bridge)
     assert interface["kind"] == "bridge"
     sysctl = facts["sysctl"]
-    for family, setting in (("ipv4", "rp_filter"), ("ipv4", "forwarding"), ("ipv6", "accept_ra"),
-                            ("ipv6", "forwarding"), ("ipv6", "disable_ipv6")):
+    for family, setting in (
+        ("ipv4", "rp_filter"),
+        ("ipv4", "forwarding"),
+        ("ipv6", "accept_ra"),
+        ("ipv6", "forwarding"),
+        ("ipv6", "disable_ipv6"),
+    ):
         with open(f"/proc/sys/net/{family}/conf/{test_bridge}/{setting}") as fh:
             assert sysctl[f"net.{family}.conf.{test_bridge}.{setting}"] == fh.read().strip()
 
@@ -157,13 +178,18 @@ def test_a_hand_started_qemu_is_a_vm(hand_started_qemu):
     [nic] = vm.nics
     assert nic.id == "n0" and nic.mode == "user"
     [forward] = vm.forwards
-    assert (forward.protocol, forward.host_address, forward.host_ports, forward.guest_ports) == \
-        ("tcp", "127.0.0.1", [port, port], [22, 22])
+    assert (forward.protocol, forward.host_address, forward.host_ports, forward.guest_ports) == (
+        "tcp",
+        "127.0.0.1",
+        [port, port],
+        [22, 22],
+    )
     listening = [s for s in inv.hosts[0].all_facts()["listening"] if s["port"] == port]
     assert listening and listening[0]["pid"] == process.pid
 
 
 # -- a copied host tree ----------------------------------------------------------------------------------
+
 
 def write(root, relative: str, content: str | bytes) -> None:
     path = root / relative
@@ -208,16 +234,41 @@ def host_tree(tmp_path):
     write(root, "proc/101/comm", "virtlogd\n")
     # a QEMU started by hand, and one of libvirt's own (read through libvirt, so skipped here)
     write(root, "proc/200/comm", "qemu-system-x86\n")
-    write(root, "proc/200/cmdline", b"\0".join([b"/usr/bin/qemu-system-x86_64", b"-name", b"handmade",
-                                               b"-vnc", b":3", b"-netdev", b"user,id=u0,hostfwd=tcp::2222-:22",
-                                               b"-device", b"e1000,netdev=u0"]) + b"\0")
+    write(
+        root,
+        "proc/200/cmdline",
+        b"\0".join(
+            [
+                b"/usr/bin/qemu-system-x86_64",
+                b"-name",
+                b"handmade",
+                b"-vnc",
+                b":3",
+                b"-netdev",
+                b"user,id=u0,hostfwd=tcp::2222-:22",
+                b"-device",
+                b"e1000,netdev=u0",
+            ]
+        )
+        + b"\0",
+    )
     write(root, "proc/200/status", "Name:\tqemu-system-x86\nUid:\t0\t0\t0\t0\n")
     write(root, "proc/200/attr/current", "unconfined\n")
     write(root, "proc/300/comm", "qemu-system-x86\n")
-    write(root, "proc/300/cmdline", b"\0".join([b"/usr/bin/qemu-system-x86_64", b"-name", b"guest=web",
-                                               b"-object", b"secret,id=masterKey0,format=raw,"
-                                                           b"file=/var/lib/libvirt/qemu/domain-1-web/master-key.aes"])
-          + b"\0")
+    write(
+        root,
+        "proc/300/cmdline",
+        b"\0".join(
+            [
+                b"/usr/bin/qemu-system-x86_64",
+                b"-name",
+                b"guest=web",
+                b"-object",
+                b"secret,id=masterKey0,format=raw,file=/var/lib/libvirt/qemu/domain-1-web/master-key.aes",
+            ]
+        )
+        + b"\0",
+    )
     return root
 
 
@@ -236,20 +287,34 @@ def test_collect_from_a_copied_host_tree(host_tree):
     assert facts["firewall"]["nftables"] is None and facts["firewall"]["forward_policy"] == "unknown"
     # listening sockets come from /proc/net instead of ss
     assert [(s["proto"], s["address"], s["port"]) for s in facts["listening"]] == [
-        ("tcp", "0.0.0.0", 2024), ("tcp", "127.0.0.1", 5900), ("udp", "192.168.122.1", 53)]
+        ("tcp", "0.0.0.0", 2024),
+        ("tcp", "127.0.0.1", 5900),
+        ("udp", "192.168.122.1", 53),
+    ]
     assert "listening: ss not run" in errors
-    assert facts["cpu"] == {"vendor": "AuthenticAMD", "vmx": False, "svm": True,
-                            "model": "AMD EPYC 7763 64-Core Processor"}
+    assert facts["cpu"] == {
+        "vendor": "AuthenticAMD",
+        "vmx": False,
+        "svm": True,
+        "model": "AMD EPYC 7763 64-Core Processor",
+    }
     assert facts["kvm"] == {"dev_kvm": False, "nested": "Y", "ksm_run": "1"}
     assert facts["iommu"] == {"groups": 3, "cmdline_flags": ["amd_iommu=on", "iommu=pt"], "enabled": True}
-    assert facts["memory_encryption"] == {"sev": True, "sev_es": None, "sev_snp": False, "tdx": None,
-                                          "cpu_flags": ["sme", "sev", "sev_es"]}
-    assert facts["lsm"] == {"apparmor": "enabled", "selinux": "absent",
-                            "active": ["lockdown", "capability", "apparmor"]}
+    assert facts["memory_encryption"] == {
+        "sev": True,
+        "sev_es": None,
+        "sev_snp": False,
+        "tdx": None,
+        "cpu_flags": ["sme", "sev", "sev_es"],
+    }
+    assert facts["lsm"] == {
+        "apparmor": "enabled",
+        "selinux": "absent",
+        "active": ["lockdown", "capability", "apparmor"],
+    }
     assert facts["versions"] == {"qemu": None, "libvirt": None, "kernel": "6.1.0-57-amd64"}
     assert facts["libvirt"] == {"daemon_running": True, "processes": ["virtproxyd", "virtlogd"]}
-    assert facts["groups"] == {"libvirt": ["alice", "bob"], "kvm": ["alice", "libvirt-qemu"],
-                               "libvirt-qemu": None}
+    assert facts["groups"] == {"libvirt": ["alice", "bob"], "kvm": ["alice", "libvirt-qemu"], "libvirt-qemu": None}
     # the same structure as the file reader; virtproxyd runs, so its file holds the remote settings
     assert facts["qemu_conf"]["values"]["vnc_listen"] == "0.0.0.0"
     assert facts["qemu_conf"]["values"]["vnc_password"] == "<set>"

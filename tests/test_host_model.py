@@ -1,4 +1,5 @@
 """A saved inventory with today's host facts loads into the typed Host fields and writes back the same facts."""
+
 from __future__ import annotations
 
 import copy
@@ -8,7 +9,7 @@ from pathlib import Path
 from vmsentry.model import Bridge, Firewall, Host, Inventory, Kvm, ListeningSocket, Ruleset
 
 ROOT = Path(__file__).resolve().parents[1]
-COLLECTED = ROOT / "examples" / "lab" / "host" / "host-facts.json"          # written by collect/linux_host.py
+COLLECTED = ROOT / "examples" / "lab" / "host" / "host-facts.json"  # written by collect/linux_host.py
 
 
 def test_saved_facts_load_into_typed_fields_and_write_back_the_same():
@@ -50,5 +51,10 @@ def test_not_collected_stays_unknown():
 
 def test_platform_hosts_keep_their_facts():
     host = Host("pve", "proxmox", facts={"source_file": "/etc/pve/nodes/pve/host.fw", "proxmox.kind": "host"})
-    assert host.to_dict() == {"name": "pve", "platform": "proxmox", "facts": host.facts, "addresses": None,
-                              "version": None}
+    assert host.to_dict() == {
+        "name": "pve",
+        "platform": "proxmox",
+        "facts": host.facts,
+        "addresses": None,
+        "version": None,
+    }

@@ -1,4 +1,5 @@
 """libvirt qemu.conf / libvirtd.conf / virtproxyd.conf reader: values, lines, errors, secrets."""
+
 from __future__ import annotations
 
 import json
@@ -15,11 +16,19 @@ LIBVIRTD_CONF = os.path.join(FIXTURES, "libvirtd.conf")
 VIRTPROXYD_CONF = os.path.join(FIXTURES, "host1-virtproxyd.conf")
 
 
-@pytest.mark.parametrize("name, claimed", [
-    ("qemu.conf", True), ("libvirtd.conf", True), ("virtproxyd.conf", True), ("host1-qemu.conf", True),
-    ("/etc/libvirt/qemu.conf", True), ("virtqemud.conf", False), ("qemu.conf.bak", False),
-    ("domain.xml", False),
-])
+@pytest.mark.parametrize(
+    "name, claimed",
+    [
+        ("qemu.conf", True),
+        ("libvirtd.conf", True),
+        ("virtproxyd.conf", True),
+        ("host1-qemu.conf", True),
+        ("/etc/libvirt/qemu.conf", True),
+        ("virtqemud.conf", False),
+        ("qemu.conf.bak", False),
+        ("domain.xml", False),
+    ],
+)
 def test_claims_by_name(name, claimed):
     assert libvirt_conf.claims(name, b"# comment\n") is claimed
 
@@ -39,8 +48,16 @@ def test_qemu_conf_values_and_lines():
     assert values["security_driver"] == ["selinux", "apparmor"]
     assert values["security_default_confined"] == 0
     assert values["namespaces"] == []
-    assert values["cgroup_device_acl"] == ["/dev/null", "/dev/full", "/dev/zero", "/dev/random",
-                                           "/dev/urandom", "/dev/ptmx", "/dev/kvm", "/dev/userfaultfd"]
+    assert values["cgroup_device_acl"] == [
+        "/dev/null",
+        "/dev/full",
+        "/dev/zero",
+        "/dev/random",
+        "/dev/urandom",
+        "/dev/ptmx",
+        "/dev/kvm",
+        "/dev/userfaultfd",
+    ]
     assert values["migration_port_min"] == 49152
     with open(QEMU_CONF) as fh:
         text_lines = fh.read().splitlines()
@@ -104,22 +121,27 @@ def test_virtproxyd_conf_goes_into_libvirtd_conf():
     facts = libvirt_conf.read(VIRTPROXYD_CONF).hosts[0].facts
     assert list(facts) == ["libvirtd_conf"]
     assert facts["libvirtd_conf"]["file"] == VIRTPROXYD_CONF
-    assert facts["libvirtd_conf"]["values"] == {"listen_tcp": 1, "auth_tcp": "sasl",
-                                                "listen_addr": "192.168.1.10"}
+    assert facts["libvirtd_conf"]["values"] == {"listen_tcp": 1, "auth_tcp": "sasl", "listen_addr": "192.168.1.10"}
 
 
-@pytest.mark.parametrize("text, message", [
-    ('vnc_listen = "0.0.0.0\n', "line 1: unterminated string for 'vnc_listen'"),
-    ("vnc_tls = yes\n", "line 1: expecting a value for 'vnc_tls'"),
-    ("vnc_tls = 1 2\n", "line 1: unexpected '2' after the value of 'vnc_tls'"),
-    ("= 1\n", "line 1: expecting a setting name"),
-    ('a = [ "x" "y" ]\n', "line 1: expecting ',' or ']' in the list for 'a'"),
-    ('a = [ "x",\n "y"\n', "line 3: expecting ',' or ']' in the list for 'a', found 'after = 7'"),
-    ('a = [ "x",\n', "line 2: expecting a value for 'a' (a quoted string, a number or a [list]), found 'after = 7'"),
-    ("a = [[1]]\n", "line 1: nested lists are not allowed"),
-    ('a = """never closed\n', "line 1: unterminated \"\"\" string for 'a'"),
-    ("a =\n", "line 1: expecting a value for 'a'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('vnc_listen = "0.0.0.0\n', "line 1: unterminated string for 'vnc_listen'"),
+        ("vnc_tls = yes\n", "line 1: expecting a value for 'vnc_tls'"),
+        ("vnc_tls = 1 2\n", "line 1: unexpected '2' after the value of 'vnc_tls'"),
+        ("= 1\n", "line 1: expecting a setting name"),
+        ('a = [ "x" "y" ]\n', "line 1: expecting ',' or ']' in the list for 'a'"),
+        ('a = [ "x",\n "y"\n', "line 3: expecting ',' or ']' in the list for 'a', found 'after = 7'"),
+        (
+            'a = [ "x",\n',
+            "line 2: expecting a value for 'a' (a quoted string, a number or a [list]), found 'after = 7'",
+        ),
+        ("a = [[1]]\n", "line 1: nested lists are not allowed"),
+        ('a = """never closed\n', 'line 1: unterminated """ string for \'a\''),
+        ("a =\n", "line 1: expecting a value for 'a'"),
+    ],
+)
 def test_syntax_errors(tmp_path, text, message):
     path = tmp_path / "qemu.conf"
     path.write_text(text + "after = 7\n")

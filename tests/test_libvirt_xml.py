@@ -1,4 +1,5 @@
 """The libvirt collector on the real corpus (../shared/corpus/libvirt-*) and on the test:/// driver."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,8 @@ def test_every_libvirt_corpus_file_is_read_or_reported(corpus_dir):
         assert "\n" not in err.message and err.message
     # the deliberately broken or template files are the ones reported
     broken = {Path(f).name for f in named}
-    assert "kubevirt__migration_domain.xml" in broken            # no <name>
-    assert "ltapi__network.xml" in broken                        # address placeholder BRIDGEIP
+    assert "kubevirt__migration_domain.xml" in broken  # no <name>
+    assert "ltapi__network.xml" in broken  # address placeholder BRIDGEIP
     assert len(inv.vms) >= 120 and len(inv.networks) >= 30 and len(inv.nwfilters) >= 25
     # each readable domain file gave its VM
     assert len(inv.errors) <= 6
@@ -60,23 +61,32 @@ def test_passt_port_forwards_expand_ranges_and_excludes(corpus_dir):
         ("tcp", "2001:db8:ac10:fd01::1:10", [1041, 1050], [1041, 1050]),
         ("udp", "1.2.3.4", [5000, 5009], [6000, 6009]),
         ("udp", "1.2.3.4", [5016, 5020], [6016, 6020]),
-        ("tcp", None, [80, 80], [80, 80]),               # no address: every host address
+        ("tcp", None, [80, 80], [80, 80]),  # no address: every host address
         ("tcp", None, [443, 443], [344, 344]),
     ]
     assert vm.nics[0].mode == "user"
 
 
-@pytest.mark.parametrize("rel, expected", [
-    ("libvirt-domain/libvirt__graphics-vnc-websocket.xml",
-     [("vnc", "tcp", "127.0.0.1", 5900), ("websocket", "tcp", "127.0.0.1", 5700)]),
-    ("libvirt-domain/libvirt__graphics-listen-network.xml", [("vnc", "tcp", "network:Bobsnetwork", 5903)]),
-    ("libvirt-domain/intelmultios_client__ubuntu_vnc_spice.xml",
-     [("chardev", "unix", None, None), ("vnc", "tcp", "0.0.0.0", 5901), ("spice", "tcp", "0.0.0.0", 5951)]),
-    ("libvirt-domain/libvirt__serial-tcp-telnet-chardev.xml",
-     [("serial", "tcp", "127.0.0.1", 9999), ("serial", "tcp", "127.0.0.1", 9999)]),
-    ("libvirt-domain/libvirt__net-server.xml", [("net-socket", "tcp", "192.168.0.1", 5558)]),
-    ("libvirt-domain/libvirt__graphics-vnc-socket.xml", [("vnc", "unix", "/tmp/vnc.sock", None)]),
-])
+@pytest.mark.parametrize(
+    "rel, expected",
+    [
+        (
+            "libvirt-domain/libvirt__graphics-vnc-websocket.xml",
+            [("vnc", "tcp", "127.0.0.1", 5900), ("websocket", "tcp", "127.0.0.1", 5700)],
+        ),
+        ("libvirt-domain/libvirt__graphics-listen-network.xml", [("vnc", "tcp", "network:Bobsnetwork", 5903)]),
+        (
+            "libvirt-domain/intelmultios_client__ubuntu_vnc_spice.xml",
+            [("chardev", "unix", None, None), ("vnc", "tcp", "0.0.0.0", 5901), ("spice", "tcp", "0.0.0.0", 5951)],
+        ),
+        (
+            "libvirt-domain/libvirt__serial-tcp-telnet-chardev.xml",
+            [("serial", "tcp", "127.0.0.1", 9999), ("serial", "tcp", "127.0.0.1", 9999)],
+        ),
+        ("libvirt-domain/libvirt__net-server.xml", [("net-socket", "tcp", "192.168.0.1", 5558)]),
+        ("libvirt-domain/libvirt__graphics-vnc-socket.xml", [("vnc", "unix", "/tmp/vnc.sock", None)]),
+    ],
+)
 def test_listeners(corpus_dir, rel, expected):
     vm = _one(corpus_dir, rel)
     assert [(l.kind, l.transport, l.address, l.port) for l in vm.listeners] == expected
@@ -95,7 +105,8 @@ def test_shares_devices_and_security(corpus_dir):
     assert [(s.kind, s.host_path, s.guest_tag, s.writable) for s in vm.shares] == [
         ("9p", "/export/to/guest", "/import/from/host", True),
         ("9p", "/export/to/guest2", "/import/from/host2", True),
-        ("9p", "/export/to/guest3", "/import/from/host3", True)]
+        ("9p", "/export/to/guest3", "/import/from/host3", True),
+    ]
     vm = _one(corpus_dir, "libvirt-domain/libvirt__hostdev-vfio.xml")
     assert [(d.kind, d.detail) for d in vm.devices] == [("pci-passthrough", "0000:06:12.1")]
     assert _one(corpus_dir, "libvirt-domain/libvirt__launch-security-sev.xml").security.memory_encryption == "sev"
@@ -114,8 +125,12 @@ def test_network_modes_from_the_corpus(corpus_dir):
     assert modes["libvirt__vepa-net.xml"] == "direct"
     assert modes["libvirt__hostdev.xml"] == "passthrough"
     default = next(n for n in inv.networks if n.source.file.endswith("libvirt__default.xml.in"))
-    assert (default.bridge, default.host_address, default.subnets, default.dhcp) == \
-        ("virbr0", "192.168.122.1", ["192.168.122.0/24"], True)
+    assert (default.bridge, default.host_address, default.subnets, default.dhcp) == (
+        "virbr0",
+        "192.168.122.1",
+        ["192.168.122.0/24"],
+        True,
+    )
     assert default.dhcp_servers == ["192.168.122.1"] and default.dns_servers == ["192.168.122.1"]
     isolated_ports = next(n for n in inv.networks if n.source.file.endswith("libvirt__isolated-ports.xml"))
     assert isolated_ports.port_isolated is True
@@ -125,7 +140,7 @@ def test_nic_mode_resolved_through_the_network_definition(corpus_dir, tmp_path):
     net = corpus_dir / "libvirt-network/libvirt__default.xml.in"
     dom = corpus_dir / "libvirt-domain/intelmultios_client__ubuntu_rt_headless.xml"
     inv, _ = collect([str(dom)])
-    assert inv.vms[0].nics[0].mode == "unknown"             # network not read: never guessed
+    assert inv.vms[0].nics[0].mode == "unknown"  # network not read: never guessed
     inv, _ = collect([str(dom), str(net)])
     nic = inv.vms[0].nics[0]
     assert (nic.mode, nic.network, nic.bridge) == ("nat", "default", "virbr0")
@@ -140,8 +155,9 @@ def test_clean_traffic_counts_as_spoof_protection_even_without_the_filter_files(
 
 
 def test_live_test_driver_node_fixture():
-    from vmsentry.collect.libvirt_live import read_uri
     from vmsentry.collect.libvirt_link import link
+    from vmsentry.collect.libvirt_live import read_uri
+
     inv = read_uri(f"test://{FIXTURES / 'testnode.xml'}")
     link(inv)
     assert not inv.errors
@@ -149,8 +165,14 @@ def test_live_test_driver_node_fixture():
     assert set(vms) == {"vm1", "vm2"} and vms["vm1"].state == "running"
     nic = vms["vm1"].nics[0]
     # a running test-driver domain gets tap names of its own (testnetN), as a real one gets vnetN
-    assert (nic.mode, nic.network, nic.bridge, nic.mac, nic.ip, nic.target) == \
-        ("nat", "labnet", "virbr-lab", "52:54:00:00:00:01", "10.98.0.11", "testnet0")
+    assert (nic.mode, nic.network, nic.bridge, nic.mac, nic.ip, nic.target) == (
+        "nat",
+        "labnet",
+        "virbr-lab",
+        "52:54:00:00:00:01",
+        "10.98.0.11",
+        "testnet0",
+    )
     assert [(n.mode, n.bridge) for n in vms["vm2"].nics] == [("bridged", "br-test"), ("isolated", "virbr-quar")]
     assert vms["vm1"].listeners[0].address == "0.0.0.0" and vms["vm1"].listeners[0].port == 5910
     assert vms["vm1"].source.uri.endswith("#domain=vm1")

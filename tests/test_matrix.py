@@ -1,5 +1,6 @@
 """`vmsentry rules --matrix`: the platform comparison table is generated from the catalogue, says
 "no rule yet" for an empty cell, escapes HTML, and the Rule loader validates the matrix metadata."""
+
 from __future__ import annotations
 
 import json
@@ -9,20 +10,31 @@ import pytest
 from vmsentry.analyse.rules import CONTROLS, CatalogueError, _rule_from, load_catalogue
 from vmsentry.report import matrix
 
-BASE = {"id": "VMS-T-1", "title": "t", "severity": "low", "category": "clipboard", "platforms": ["hyperv"],
-        "asset": "vm", "rationale": "r", "remediation": {"hyperv": "x"}, "references": ["ref"],
-        "default": "Hyper-V: off.", "check": "c"}
+BASE = {
+    "id": "VMS-T-1",
+    "title": "t",
+    "severity": "low",
+    "category": "clipboard",
+    "platforms": ["hyperv"],
+    "asset": "vm",
+    "rationale": "r",
+    "remediation": {"hyperv": "x"},
+    "references": ["ref"],
+    "default": "Hyper-V: off.",
+    "check": "c",
+}
 
 
 def test_loader_reads_and_validates_matrix_fields():
-    rule = _rule_from({**BASE, "control": "clipboard", "setting": {"hyperv": "Get-VMHost X"}, "recommended": "$false"},
-                      "t.yaml")
+    rule = _rule_from(
+        {**BASE, "control": "clipboard", "setting": {"hyperv": "Get-VMHost X"}, "recommended": "$false"}, "t.yaml"
+    )
     assert rule.control == "clipboard" and rule.setting == {"hyperv": "Get-VMHost X"}
     assert rule.recommended == {"all": "$false"}
     assert rule.to_dict()["control"] == "clipboard"
     with pytest.raises(CatalogueError, match="control 'copy-paste'"):
         _rule_from({**BASE, "control": "copy-paste"}, "t.yaml")
-    assert _rule_from(BASE, "t.yaml").control is None          # optional
+    assert _rule_from(BASE, "t.yaml").control is None  # optional
 
 
 def test_catalogue_controls_are_known():
@@ -41,13 +53,18 @@ def test_matrix_json_from_catalogue():
     assert {"VMS-PVE-012", "VMS-PVE-013", "VMS-VM-030"} <= anti
     kvm = [e for e in row["anti-spoofing"]["kvm"] if e["rule_id"] == "VMS-VM-030"][0]
     assert kvm["setting"] == "<filterref filter='clean-traffic'>"
-    assert "Proxmox" not in kvm["default"]                     # each column gets its own default text
+    assert "Proxmox" not in kvm["default"]  # each column gets its own default text
     hv = [e for e in row["anti-spoofing"]["hyperv"] if e["rule_id"] == "VMS-VM-030"][0]
     assert hv["default"].startswith("MacAddressSpoofing Off") and hv["recommended"] == "MacAddressSpoofing Off"
     pve_fw = [e for e in row["vm-firewall"]["proxmox"] if e["rule_id"] == "VMS-PVE-001"][0]
-    assert pve_fw == {"rule_id": "VMS-PVE-001", "severity": "high", "title": pve_fw["title"],
-                      "setting": "cluster.fw [OPTIONS] enable", "default": "enable 0 (cluster firewall off).",
-                      "recommended": "1"}
+    assert pve_fw == {
+        "rule_id": "VMS-PVE-001",
+        "severity": "high",
+        "title": pve_fw["title"],
+        "setting": "cluster.fw [OPTIONS] enable",
+        "default": "enable 0 (cluster firewall off).",
+        "recommended": "1",
+    }
 
 
 def test_empty_cell_says_no_rule_yet():
@@ -55,13 +72,23 @@ def test_empty_cell_says_no_rule_yet():
     md = matrix.render_md(only)
     clip = [line for line in md.splitlines() if line.startswith("| clipboard |")][0]
     assert clip.count("no rule yet") == 4 and "VMS-HV-006" in clip
-    assert all(line.count("no rule yet") == 5 for line in md.splitlines()
-               if line.startswith("| ") and not line.startswith(("| clipboard", "| control")))
+    assert all(
+        line.count("no rule yet") == 5
+        for line in md.splitlines()
+        if line.startswith("| ") and not line.startswith(("| clipboard", "| control"))
+    )
 
 
 def test_html_is_escaped():
-    rule = _rule_from({**BASE, "control": "clipboard", "setting": {"hyperv": "<script>alert(1)</script>"},
-                       "recommended": {"hyperv": "a & b"}}, "t.yaml")
+    rule = _rule_from(
+        {
+            **BASE,
+            "control": "clipboard",
+            "setting": {"hyperv": "<script>alert(1)</script>"},
+            "recommended": {"hyperv": "a & b"},
+        },
+        "t.yaml",
+    )
     out = matrix.render_html([rule])
     assert "<script>alert" not in out and "&lt;script&gt;alert(1)&lt;/script&gt;" in out and "a &amp; b" in out
     assert out.startswith("<!DOCTYPE html>") and out.count("no rule yet") == len(CONTROLS) * 5 - 1
@@ -86,10 +113,16 @@ def test_cli_matrix_formats(run_cli):
 
 
 def test_default_text_per_platform():
-    rule = _rule_from({**BASE, "platforms": ["libvirt", "hyperv", "vmware", "proxmox"],
-                       "default": "No filter = open. Hyper-V: Off. ESXi: Reject. Workstation/Fusion: none."}, "t.yaml")
+    rule = _rule_from(
+        {
+            **BASE,
+            "platforms": ["libvirt", "hyperv", "vmware", "proxmox"],
+            "default": "No filter = open. Hyper-V: Off. ESXi: Reject. Workstation/Fusion: none.",
+        },
+        "t.yaml",
+    )
     assert matrix.default_for(rule, "libvirt") == "No filter = open."
     assert matrix.default_for(rule, "hyperv") == "Off."
     assert matrix.default_for(rule, "vmware") == "ESXi: Reject. Workstation/Fusion: none."
-    assert matrix.default_for(rule, "proxmox") == "not stated in the rule"     # never borrows libvirt's text
+    assert matrix.default_for(rule, "proxmox") == "not stated in the rule"  # never borrows libvirt's text
     assert matrix.default_for(_rule_from(BASE, "t.yaml"), "hyperv") == "off."

@@ -1,4 +1,5 @@
 """`vmsentry paths` on the command line: formats, contract shape, usage errors."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,17 @@ def test_text_reads_like_a_summary(capsys):
 
 
 def test_what_if_cli(capsys):
-    code, out, _ = run(capsys, "paths", LAB, "--format", "json", "--what-if", "svc:host:kvm-lab-01:tcp/16509",
-                       "--what-if", "VMS-VM-005")
+    code, out, _ = run(
+        capsys,
+        "paths",
+        LAB,
+        "--format",
+        "json",
+        "--what-if",
+        "svc:host:kvm-lab-01:tcp/16509",
+        "--what-if",
+        "VMS-VM-005",
+    )
     assert code == 0
     data = json.loads(out)
     assert len(data["what_if"]["applied"]) >= 2
@@ -65,14 +75,17 @@ def test_html_written_to_file(capsys, tmp_path):
     assert "<svg" in text and 'class="edge worst"' in text
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["paths", LAB, "--from", "vm:ghost"], "no VM named"),
-    (["paths", LAB, "--to", "moon"], "expected vm:NAME"),
-    (["paths", LAB, "--what-if", "nope"], "--what-if"),
-    (["paths", LAB, "--vuln-db", "/nonexistent.yaml"], "cannot read"),
-    (["paths", "/nonexistent-dir"], "no such file"),
-    (["paths"], "nothing to read"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["paths", LAB, "--from", "vm:ghost"], "no VM named"),
+        (["paths", LAB, "--to", "moon"], "expected vm:NAME"),
+        (["paths", LAB, "--what-if", "nope"], "--what-if"),
+        (["paths", LAB, "--vuln-db", "/nonexistent.yaml"], "cannot read"),
+        (["paths", "/nonexistent-dir"], "no such file"),
+        (["paths"], "nothing to read"),
+    ],
+)
 def test_usage_errors_exit_3_without_traceback(capsys, args, msg):
     code, _, err = run(capsys, *args)
     assert code == 3
@@ -104,6 +117,6 @@ def test_unreadable_input_exits_2(capsys, tmp_path):
 def test_help_stays_fast():
     t = time.perf_counter()
     subprocess.run([VMSENTRY, "--help"], check=True, capture_output=True)
-    assert time.perf_counter() - t < 0.3 * 3      # generous for loaded CI; measured ~0.05 s
+    assert time.perf_counter() - t < 0.3 * 3  # generous for loaded CI; measured ~0.05 s
     res = subprocess.run([VMSENTRY, "paths", "--help"], check=True, capture_output=True, text=True)
     assert "--what-if" in res.stdout and "--vuln-db" in res.stdout

@@ -1,5 +1,6 @@
 """The seed's two incidents as example labs: vmsentry finds the paths each incident used and its
 smallest fix cuts them."""
+
 from __future__ import annotations
 
 import os
@@ -49,7 +50,7 @@ def test_finance_rogue_vm_breaks_out_to_the_host(fin):
 def test_finance_then_lateral_to_the_lan_and_every_vm(fin):
     r = analyse(fin, "vm:tenant-api-7f3a", "any")
     targets = {p.target for p in r.paths}
-    assert "lan" in targets                               # the 20+ systems on the server VLAN
+    assert "lan" in targets  # the 20+ systems on the server VLAN
     assert {"vm:core-banking-db", "vm:payments-app", "vm:ledger-batch", "vm:hr-portal"} <= targets
     assert "arp-mitm" in techniques(r.paths) or "segment-peer" in techniques(r.paths)
     lan = next(p for p in r.paths if p.target == "lan")
@@ -61,7 +62,7 @@ def test_finance_smallest_fix_cuts_every_path_to_the_host(fin):
     assert r.fix.verified
     ids = {x["id"] for x in r.remediation}
     assert "fw-seg:bridge:br-prod" in ids or "svc:host:fin-kvm-01:tcp/16509" in ids
-    assert any(i.startswith("upgrade:") for i in ids)      # the escape needs the QEMU upgrade
+    assert any(i.startswith("upgrade:") for i in ids)  # the escape needs the QEMU upgrade
     after = analyse(fin, "any-vm", "host", what_if=sorted(ids))
     assert after.paths == []
     eg = r.graph
@@ -72,7 +73,7 @@ def test_hospital_ransomware_spreads_through_shared_storage_and_snapshots(hosp):
     r = analyse(hosp, "vm:reception-ws", "vm:ehr-db")
     assert r.paths
     used = techniques(r.paths)
-    assert "disk-image-tamper" in used                    # VM images and snapshots on writable shared storage
+    assert "disk-image-tamper" in used  # VM images and snapshots on writable shared storage
     assert "shared-folder-write" in used
     assert any("snapshot" in s["explanation"] for p in r.paths for s in p.steps)
     r2 = analyse(hosp, "vm:reception-ws", "vm:nurse-ws")
@@ -82,11 +83,11 @@ def test_hospital_ransomware_spreads_through_shared_storage_and_snapshots(hosp):
 def test_hospital_no_isolation_and_tampered_network(hosp):
     r = analyse(hosp, "any-vm", "any")
     used = techniques(r.paths)
-    assert "routed-to-lan" in used                        # forward mode='open' after tampering
+    assert "routed-to-lan" in used  # forward mode='open' after tampering
     assert {"segment-peer", "arp-mitm"} & used or any(p.target.startswith("vm:") for p in r.paths)
     eg = r.graph
     assert eg.g.nodes["net:clinical"]["mode"] == "open"
-    assert eg.g.has_edge("net:clinical", "peers:net:clinical")          # no port isolation
+    assert eg.g.has_edge("net:clinical", "peers:net:clinical")  # no port isolation
 
 
 def test_hospital_smallest_fix(hosp):

@@ -2,25 +2,37 @@
 the real lab captures in ../shared/pcaps/lab (made with arpspoof, nmap and real clients in the topology of
 lab-scripts/topo.sh) and from a capture written here with scapy for the roles/jump host/time window cases.
 Traffic is read by the project's readers (vmsentry.collect.traffic)."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from scapy.all import IP, TCP, Ether, wrpcap
 
-from vmsentry.analyse.detectors.policy_violation import port_text
-from vmsentry.analyse.policy_decision import Evaluator, Flow
 from vmsentry.act.policy.resolve import resolve
 from vmsentry.act.policy.schema import parse_policy
+from vmsentry.analyse.detectors.policy_violation import port_text
+from vmsentry.analyse.policy_decision import Evaluator, Flow
 from vmsentry.model import Inventory
 
 FIX = Path(__file__).parent / "fixtures" / "policy"
 NOTES_POL, NOTES_INV = FIX / "notes-lab-policy.yaml", FIX / "notes-lab-inventory.json"
 LAB_POL, LAB_INV = FIX / "lab-policy.yaml", FIX / "lab-inventory.json"
-ALERT_KEYS = {"type", "severity", "first_seen", "last_seen", "count", "attacker", "victims", "ports", "confidence",
-              "summary", "evidence"}
+ALERT_KEYS = {
+    "type",
+    "severity",
+    "first_seen",
+    "last_seen",
+    "count",
+    "attacker",
+    "victims",
+    "ports",
+    "confidence",
+    "summary",
+    "evidence",
+}
 
 
 def _check(run_cli, policy, inv, *pcaps):
@@ -54,10 +66,12 @@ def test_arpspoof_capture_shows_forged_arp_and_the_mitm_forwarding(run_cli, shar
     assert rc == 1
     spoof = [a for a in out["alerts"] if a["evidence"]["kind"] == "spoof"]
     by_why = {a["evidence"]["rule"]: a for a in spoof}
-    claims = by_why["ARP spoofing: VM vm1 (MAC 52:54:00:99:00:11) claims 10.99.0.1, which is not its address (10.99.0.11)"]
-    assert claims["count"] == 4                       # the 4 forged replies (README of the capture)
+    claims = by_why[
+        "ARP spoofing: VM vm1 (MAC 52:54:00:99:00:11) claims 10.99.0.1, which is not its address (10.99.0.11)"
+    ]
+    assert claims["count"] == 4  # the 4 forged replies (README of the capture)
     restore = by_why["ARP spoofing: VM vm1 (MAC 52:54:00:99:00:11) sends ARP as 52:54:00:99:00:01 for 10.99.0.1"]
-    assert restore["count"] == 5                      # the 5 "restore" replies sent from vm1's Ethernet address
+    assert restore["count"] == 5  # the 5 "restore" replies sent from vm1's Ethernet address
     # vm1 forwards vm2's pings (ip_forward=1): IP packets with vm2's source from vm1's port
     fwd = [a for a in spoof if "sends from 10.99.0.12" in a["summary"]]
     assert fwd and all(a["attacker"]["vm"] == "vm1" for a in fwd)
@@ -66,8 +80,10 @@ def test_arpspoof_capture_shows_forged_arp_and_the_mitm_forwarding(run_cli, shar
 def test_benign_capture_only_the_ssh_to_the_host(run_cli, shared_dir):
     rc, out = _check(run_cli, NOTES_POL, NOTES_INV, shared_dir / "pcaps/lab/benign-http-ping.pcap")
     assert rc == 1
-    assert [(a["attacker"]["vm"], a["victims"][0]["ip"], a["ports"]) for a in out["alerts"]] == [("vm1", "10.99.0.1", [22])]
-    assert out["stats"]["flows_allowed"] >= 2          # vm1 -> vm2 icmp and tcp/8000 are allowed
+    assert [(a["attacker"]["vm"], a["victims"][0]["ip"], a["ports"]) for a in out["alerts"]] == [
+        ("vm1", "10.99.0.1", [22])
+    ]
+    assert out["stats"]["flows_allowed"] >= 2  # vm1 -> vm2 icmp and tcp/8000 are allowed
 
 
 def test_same_capture_with_a_permissive_policy_is_clean(run_cli, shared_dir, tmp_path):
@@ -84,7 +100,7 @@ def test_truncated_and_non_pcap_input(run_cli, shared_dir, tmp_path):
     p = run_cli("policy", "check", NOTES_POL, cut, "--inventory", NOTES_INV, "--format", "json")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert f"truncated-record: {cut}" in p.stderr
-    assert json.loads(p.stdout)["alerts"]                  # what could be read is still judged
+    assert json.loads(p.stdout)["alerts"]  # what could be read is still judged
     junk = tmp_path / "junk.pcap"
     junk.write_text("not a capture\n")
     p = run_cli("policy", "check", NOTES_POL, junk, "--inventory", NOTES_INV)
@@ -103,24 +119,26 @@ HV_MAC = "52:54:00:99:00:01"
 
 def test_roles_jump_host_and_time_window_from_a_capture(run_cli, tmp_path):
     # 2026-11-30 is a Monday; 03:00 UTC = 11:00 Shanghai (inside 08:00-20:00), 13:00 UTC = 21:00 (outside)
-    inside = datetime(2026, 11, 30, 3, 0, tzinfo=timezone.utc).timestamp()
-    outside = datetime(2026, 11, 30, 13, 0, tzinfo=timezone.utc).timestamp()
+    inside = datetime(2026, 11, 30, 3, 0, tzinfo=UTC).timestamp()
+    outside = datetime(2026, 11, 30, 13, 0, tzinfo=UTC).timestamp()
     frames = [
-        (inside, _frame(HV_MAC, "52:54:00:99:00:12", "10.77.0.30", "10.99.0.12", 22)),     # developer in window: ok
-        (outside, _frame(HV_MAC, "52:54:00:99:00:12", "10.77.0.30", "10.99.0.12", 22)),    # developer outside: no
-        (inside, _frame(HV_MAC, "52:54:00:99:00:11", "10.77.0.70", "10.99.0.11", 80)),     # tester: ok
-        (inside, _frame(HV_MAC, "52:54:00:99:00:11", "10.77.0.30", "10.99.0.11", 80)),     # not a tester: no
-        (inside, _frame(HV_MAC, "52:54:00:99:00:14", "10.77.0.5", "10.99.0.14", 22)),      # admin -> jump: ok
-        (inside, _frame(HV_MAC, "52:54:00:99:00:11", "10.77.0.5", "10.99.0.11", 22)),      # admin direct: no
+        (inside, _frame(HV_MAC, "52:54:00:99:00:12", "10.77.0.30", "10.99.0.12", 22)),  # developer in window: ok
+        (outside, _frame(HV_MAC, "52:54:00:99:00:12", "10.77.0.30", "10.99.0.12", 22)),  # developer outside: no
+        (inside, _frame(HV_MAC, "52:54:00:99:00:11", "10.77.0.70", "10.99.0.11", 80)),  # tester: ok
+        (inside, _frame(HV_MAC, "52:54:00:99:00:11", "10.77.0.30", "10.99.0.11", 80)),  # not a tester: no
+        (inside, _frame(HV_MAC, "52:54:00:99:00:14", "10.77.0.5", "10.99.0.14", 22)),  # admin -> jump: ok
+        (inside, _frame(HV_MAC, "52:54:00:99:00:11", "10.77.0.5", "10.99.0.11", 22)),  # admin direct: no
         (inside, _frame("52:54:00:99:00:14", "52:54:00:99:00:11", "10.99.0.14", "10.99.0.11", 22)),  # jump -> vm: ok
-        (inside, _frame("52:54:00:99:00:14", HV_MAC, "10.99.0.14", "10.99.0.1", 22)),       # jump -> host: ok
-        (inside, _frame("52:54:00:99:00:11", HV_MAC, "10.99.0.11", "10.99.0.1", 22)),       # vm -> host ssh: no
+        (inside, _frame("52:54:00:99:00:14", HV_MAC, "10.99.0.14", "10.99.0.1", 22)),  # jump -> host: ok
+        (inside, _frame("52:54:00:99:00:11", HV_MAC, "10.99.0.11", "10.99.0.1", 22)),  # vm -> host ssh: no
         (inside, _frame("52:54:00:99:00:11", "52:54:00:99:00:12", "10.99.0.11", "10.99.0.12", 8080)),  # web->app ok
-        (inside, _frame("52:54:00:99:00:11", "52:54:00:99:00:12", "10.99.0.11", "10.99.0.12", 22)),    # no
-        (inside, _frame("52:54:00:99:00:12", "52:54:00:99:00:13", "10.99.0.12", "10.99.0.13", 22)),    # same zone ok
+        (inside, _frame("52:54:00:99:00:11", "52:54:00:99:00:12", "10.99.0.11", "10.99.0.12", 22)),  # no
+        (inside, _frame("52:54:00:99:00:12", "52:54:00:99:00:13", "10.99.0.12", "10.99.0.13", 22)),  # same zone ok
         (inside, _frame("52:54:00:99:00:11", "52:54:00:99:00:12", "10.99.0.99", "10.99.0.12", 8080)),  # spoofed src
-        (inside, _frame("52:54:00:99:00:12", "52:54:00:99:00:11", "10.99.0.12", "10.99.0.11", 40000, 8080,
-                        "SA")),                                                                          # a reply: no flow
+        (
+            inside,
+            _frame("52:54:00:99:00:12", "52:54:00:99:00:11", "10.99.0.12", "10.99.0.11", 40000, 8080, "SA"),
+        ),  # a reply: no flow
     ]
     pcap = tmp_path / "roles.pcap"
     packets = []
@@ -130,11 +148,19 @@ def test_roles_jump_host_and_time_window_from_a_capture(run_cli, tmp_path):
     wrpcap(str(pcap), packets)
     rc, out = _check(run_cli, LAB_POL, LAB_INV, pcap)
     assert rc == 1
-    got = sorted((a["attacker"]["ip"], a["victims"][0]["ip"], a["ports"][0] if a["ports"] else None)
-                 for a in out["alerts"])
-    assert got == sorted([("10.77.0.30", "10.99.0.12", 22), ("10.77.0.30", "10.99.0.11", 80),
-                          ("10.77.0.5", "10.99.0.11", 22), ("10.99.0.11", "10.99.0.1", 22),
-                          ("10.99.0.11", "10.99.0.12", 22), ("10.99.0.99", "10.99.0.12", 8080)])
+    got = sorted(
+        (a["attacker"]["ip"], a["victims"][0]["ip"], a["ports"][0] if a["ports"] else None) for a in out["alerts"]
+    )
+    assert got == sorted(
+        [
+            ("10.77.0.30", "10.99.0.12", 22),
+            ("10.77.0.30", "10.99.0.11", 80),
+            ("10.77.0.5", "10.99.0.11", 22),
+            ("10.99.0.11", "10.99.0.1", 22),
+            ("10.99.0.11", "10.99.0.12", 22),
+            ("10.99.0.99", "10.99.0.12", 8080),
+        ]
+    )
     assert out["stats"]["flows_judged"] == 13 and out["stats"]["flows_allowed"] == 7
 
 

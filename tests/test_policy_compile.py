@@ -1,13 +1,14 @@
 """Compiler output: nftables (structure, kernel acceptance, text == JSON, scale with sets), time windows,
 libvirt nwfilter XML, suggest, the example policy. Kernel checks load rulesets into private network
 namespaces (`unshare --net`), so they need root like the rest of the suite's real-component tests."""
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,11 @@ from vmsentry.act.policy.schema import load_policy, parse_policy
 from vmsentry.model import Inventory
 
 sys.path.insert(0, str(Path(__file__).parent))
-from policy_lab import synth  # noqa: E402
+from policy_lab import synth
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures" / "policy"
-NOW = datetime(2026, 11, 30, 4, 0, tzinfo=timezone.utc)     # a Monday
+NOW = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)  # a Monday
 
 
 def lab_inv() -> Inventory:
@@ -42,8 +43,14 @@ def scratch(payload: str, json_mode: bool = True, extra: str = "") -> subprocess
     if os.geteuid() != 0:
         pytest.fail("kernel checks need root (run the suite as root: scripts/test.sh)")
     flag = "-j " if json_mode else ""
-    return subprocess.run(["unshare", "--net", "sh", "-c", f"nft {flag}-f - && {extra or 'nft -s list ruleset'}"],
-                          input=payload, capture_output=True, text=True, env={**os.environ, "TZ": "UTC"}, timeout=60)
+    return subprocess.run(
+        ["unshare", "--net", "sh", "-c", f"nft {flag}-f - && {extra or 'nft -s list ruleset'}"],
+        input=payload,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TZ": "UTC"},
+        timeout=60,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ nftables
@@ -57,8 +64,8 @@ def test_lab_ruleset_structure():
     text = rs.text()
     # marking by port, anti-spoofing keyed by port, never reject / ct in the bridge family
     assert "meta mark set iifname map @port_mark" in text
-    assert 'iifname @mac_ports iifname . ether saddr != @port_mac counter drop' in text
-    assert 'iifname @ip4_ports arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @port_ip4 counter drop' in text
+    assert "iifname @mac_ports iifname . ether saddr != @port_mac counter drop" in text
+    assert "iifname @ip4_ports arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @port_ip4 counter drop" in text
     bridge_text = text.split("table inet vmsentry {")[0]
     assert "reject" not in bridge_text and "ct state" not in bridge_text
     # stateful rules use the marks
@@ -105,14 +112,15 @@ def test_ipv6_and_portless_variants_load():
     inv.vms[0].nics[0].ip = "2001:db8::10"
     inv.vms[1].nics[0].target = "vnet1"
     text = synth.policy_text(12, 4, 5).replace(
-        "jump_hosts:", "  tester6: {sources: ['2001:db8:77::/48'], to: [z01], proto: tcp, ports: [80]}\njump_hosts:")
+        "jump_hosts:", "  tester6: {sources: ['2001:db8:77::/48'], to: [z01], proto: tcp, ports: [80]}\njump_hosts:"
+    )
     res = resolve(parse_policy(text, "v6"), inv, NOW)
     rs = compile_nft(res)
     t = rs.text()
-    assert "mac_mark" in t and "antispoof_mac" in t                      # no host port known: keyed by MAC
+    assert "mac_mark" in t and "antispoof_mac" in t  # no host port known: keyed by MAC
     assert "@port_ip6" in t and "@vm_ip6" in t and "r_tester6_src6" in t
     ll = eui64_link_local(inv.vms[1].nics[0].mac)
-    assert ll in t                                                        # EUI-64 link-local allowed for vnet1
+    assert ll in t  # EUI-64 link-local allowed for vnet1
     assert 'iifname "vnet1" icmpv6 type nd-neighbor-advert @th,64,128 !=' in t
     r = scratch(rs.json())
     assert r.returncode == 0, r.stderr
@@ -126,8 +134,12 @@ def test_kernel_without_meta_hour_leaves_the_window_rule_out():
 
 
 def test_anti_spoofing_off_and_quarantine_sets():
-    text = (FIX / "lab-policy.yaml").read_text().replace("anti_spoofing: true", "anti_spoofing: false") \
+    text = (
+        (FIX / "lab-policy.yaml")
+        .read_text()
+        .replace("anti_spoofing: true", "anti_spoofing: false")
         .replace("quarantine: []", "quarantine: [vm5]")
+    )
     rs = compile_nft(lab_res(text))
     t = rs.text()
     assert "antispoof" not in t
@@ -155,11 +167,11 @@ def _w(hours, tz, days=None):
 def test_window_to_utc_simple_and_across_midnight():
     p = timewin.to_utc(_w("08:00-20:00", "Asia/Shanghai"), NOW)
     assert [(x.days, x.nft_hours()) for x in p] == [(None, [("00:00", "11:59:59")])]
-    p = timewin.to_utc(_w("06:00-20:00", "Asia/Shanghai"), NOW)           # starts 22:00 UTC the day before
+    p = timewin.to_utc(_w("06:00-20:00", "Asia/Shanghai"), NOW)  # starts 22:00 UTC the day before
     assert [(x.days, x.nft_hours()) for x in p] == [(None, [("00:00", "11:59:59"), ("22:00", "23:59:59")])]
-    p = timewin.to_utc(_w("22:00-06:00", "UTC"), NOW)                     # local overnight window
+    p = timewin.to_utc(_w("22:00-06:00", "UTC"), NOW)  # local overnight window
     assert [(x.days, x.nft_hours()) for x in p] == [(None, [("00:00", "05:59:59"), ("22:00", "23:59:59")])]
-    p = timewin.to_utc(_w("09:30-17:00", "Asia/Kolkata"), NOW)            # +05:30
+    p = timewin.to_utc(_w("09:30-17:00", "Asia/Kolkata"), NOW)  # +05:30
     assert p[0].nft_hours() == [("04:00", "11:29:59")]
 
 
@@ -172,8 +184,8 @@ def test_window_days_shift_with_the_utc_date():
 
 def test_window_contains_is_dst_exact_and_dst_is_warned():
     w = _w("08:00-20:00", "Europe/Berlin")
-    assert w.contains(datetime(2026, 7, 1, 6, 30, tzinfo=timezone.utc).timestamp())        # 08:30 CEST
-    assert not w.contains(datetime(2026, 12, 1, 6, 30, tzinfo=timezone.utc).timestamp())   # 07:30 CET
+    assert w.contains(datetime(2026, 7, 1, 6, 30, tzinfo=UTC).timestamp())  # 08:30 CEST
+    assert not w.contains(datetime(2026, 12, 1, 6, 30, tzinfo=UTC).timestamp())  # 07:30 CET
     assert timewin.next_offset_change("Europe/Berlin", NOW).date().isoformat() == "2027-03-28"
     assert timewin.next_offset_change("Asia/Shanghai", NOW) is None
     text = (FIX / "lab-policy.yaml").read_text().replace("Asia/Shanghai", "Europe/Berlin")
@@ -188,14 +200,19 @@ def test_nwfilter_per_vm_builds_on_clean_traffic():
     assert x.get("chain") == "root"
     assert x.find("filterref").get("filter") == "clean-traffic"
     rules = x.findall("rule")
-    out_accept = [(r[0].tag, r[0].get("dstipaddr"), r[0].get("dstportstart")) for r in rules
-                  if r.get("direction") == "out" and r.get("action") == "accept"]
+    out_accept = [
+        (r[0].tag, r[0].get("dstipaddr"), r[0].get("dstportstart"))
+        for r in rules
+        if r.get("direction") == "out" and r.get("action") == "accept"
+    ]
     assert ("tcp", "10.99.0.12", "8080") in out_accept and ("udp", "10.99.0.1", "53") in out_accept
     drops = [(r[0].get("dstipaddr")) for r in rules if r.get("direction") == "out" and r.get("action") == "drop"]
-    assert "10.99.0.1" in drops and "10.99.0.13" in drops                 # host and other VMs by default
+    assert "10.99.0.1" in drops and "10.99.0.13" in drops  # host and other VMs by default
     tester = [r for r in rules if r.get("direction") == "in" and r[0].get("srcipaddr") == "10.77.0.64"]
     assert {r[0].get("dstportstart") for r in tester} == {"80", "443"} and tester[0][0].get("srcipmask") == "26"
-    assert nwf.interfaces["vm1"] == ["<filterref filter='vmsentry-vm1'><parameter name='IP' value='10.99.0.11'/></filterref>"]
+    assert nwf.interfaces["vm1"] == [
+        "<filterref filter='vmsentry-vm1'><parameter name='IP' value='10.99.0.11'/></filterref>"
+    ]
     # the developer's time window cannot be expressed: left out, and said so
     assert any("nwfilter cannot match time of day" in w.message for w in nwf.warnings)
     assert "10.77.0.0" not in nwf.filters["vmsentry-vm2"]
@@ -219,9 +236,14 @@ def test_suggest_from_example_lab_compiles(run_cli, tmp_path):
     pol = parse_policy(text, "s.yaml")
     assert pol.defaults.vm_to_host == "deny" and pol.defaults.anti_spoofing
     assert [(a.sources[0].name, a.dests[0].name, a.service.text()) for a in pol.allow] == [
-        ("any-vm", "host", "udp/53,67"), ("any-vm", "host", "tcp/53")]
+        ("any-vm", "host", "udp/53,67"),
+        ("any-vm", "host", "tcp/53"),
+    ]
     assert {z: [n.name for n in pol.zones[z].vms] for z in pol.zones} == {
-        "backend": ["db"], "default": ["build", "web", "win-desktop"], "lan": ["build"]}
+        "backend": ["db"],
+        "default": ["build", "web", "win-desktop"],
+        "lan": ["build"],
+    }
     assert "legacy: no NIC on a host bridge" in text
     c = run_cli("policy", "compile", tmp_path / "s.yaml", "--inventory", REPO / "examples" / "lab", "--no-probe")
     assert c.returncode == 0, c.stderr
@@ -229,21 +251,50 @@ def test_suggest_from_example_lab_compiles(run_cli, tmp_path):
 
 
 def test_output_to_a_device_is_written_not_replaced(run_cli):
-    p = run_cli("policy", "compile", FIX / "lab-policy.yaml", "--inventory", FIX / "lab-inventory.json", "--no-probe",
-                "-o", "/dev/null")
+    p = run_cli(
+        "policy",
+        "compile",
+        FIX / "lab-policy.yaml",
+        "--inventory",
+        FIX / "lab-inventory.json",
+        "--no-probe",
+        "-o",
+        "/dev/null",
+    )
     assert p.returncode == 0, p.stderr
     import stat
+
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
 @pytest.mark.lab
 def test_example_policy_for_example_lab(run_cli, tmp_path):
     ex = REPO / "examples" / "policy" / "lab-policy.yaml"
-    p = run_cli("policy", "compile", ex, "--inventory", REPO / "examples" / "lab", "--no-probe", "--format", "json",
-                "-o", tmp_path / "r.json")
+    p = run_cli(
+        "policy",
+        "compile",
+        ex,
+        "--inventory",
+        REPO / "examples" / "lab",
+        "--no-probe",
+        "--format",
+        "json",
+        "-o",
+        tmp_path / "r.json",
+    )
     assert p.returncode == 0, p.stderr
     r = scratch((tmp_path / "r.json").read_text())
     assert r.returncode == 0, r.stderr
-    n = run_cli("policy", "compile", ex, "--inventory", REPO / "examples" / "lab", "--target", "nwfilter", "-o", tmp_path / "nwf")
+    n = run_cli(
+        "policy",
+        "compile",
+        ex,
+        "--inventory",
+        REPO / "examples" / "lab",
+        "--target",
+        "nwfilter",
+        "-o",
+        tmp_path / "nwf",
+    )
     assert n.returncode == 0, n.stderr
     assert {f.name for f in (tmp_path / "nwf").iterdir()} >= {"vmsentry-web.xml", "vmsentry-db.xml", "interfaces.txt"}

@@ -5,6 +5,7 @@ connections, real `arpspoof` (dsniff), nft in the lab's own namespace through `v
 Needs root (namespaces, nft); never skips. Nothing here touches the root network namespace. The
 connection matrices and rollback timings measured here are written to out/policy-lab/ for the report.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from policy_lab import topology as T  # noqa: E402
-from policy_lab.netns import Servers, probe_many, send_frames  # noqa: E402
+from policy_lab import topology as T
+from policy_lab.netns import Servers, probe_many, send_frames
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures" / "policy"
@@ -64,12 +65,22 @@ def run_matrix(rows=MATRIX) -> dict[str, str]:
 
 
 def cli(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "vmsentry", "policy", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "vmsentry", "policy", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def nft_list(stateless=True, handles=False) -> str:
-    args = ["ip", "netns", "exec", T.HV, "nft"] + (["-s"] if stateless else []) + (["-a"] if handles else []) + ["list", "ruleset"]
+    args = (
+        ["ip", "netns", "exec", T.HV, "nft"]
+        + (["-s"] if stateless else [])
+        + (["-a"] if handles else [])
+        + ["list", "ruleset"]
+    )
     return subprocess.run(args, capture_output=True, text=True, check=True, env=NFT_ENV).stdout
 
 
@@ -99,8 +110,12 @@ def neigh(netns: str, ip: str) -> str | None:
 def arpspoof(seconds: float) -> None:
     """Real dsniff arpspoof from vm1: tells vm2 that the host (10.99.0.1) is at vm1's MAC and, with -r,
     tells the host that vm2 (10.99.0.12) is at vm1's MAC. Killed with SIGKILL so it cannot re-ARP."""
-    p = subprocess.Popen(["ip", "netns", "exec", T.ns("vm1"), "arpspoof", "-i", "eth0", "-t", "10.99.0.12", "-r", HOST],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    p = subprocess.Popen(
+        ["ip", "netns", "exec", T.ns("vm1"), "arpspoof", "-i", "eth0", "-t", "10.99.0.12", "-r", HOST],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     time.sleep(seconds)
     caches = {"vm2 sees host at": neigh(T.ns("vm2"), HOST), "host sees vm2 at": neigh(T.HV, "10.99.0.12")}
     os.killpg(p.pid, signal.SIGKILL)
@@ -129,14 +144,15 @@ def lab(tmp_path_factory):
     for vm in T.VMS:
         for port in T.VM_TCP:
             srv.tcp(T.ns(vm), "0.0.0.0", port, vm)
-    T.sh("ip", "-n", T.ns("vm1"), "addr", "add", "10.99.0.99/32", "dev", "eth0")   # for the spoofing probe
+    T.sh("ip", "-n", T.ns("vm1"), "addr", "add", "10.99.0.99/32", "dev", "eth0")  # for the spoofing probe
     tmp = tmp_path_factory.mktemp("policy-lab")
     try:
         yield {"tmp": tmp, "state": tmp / "state"}
     finally:
         from vmsentry.act.policy.apply import _stop_watchdog, read_pending
+
         pending = read_pending(tmp / "state")
-        if pending:                      # a test failed while a rollback was armed: disarm it
+        if pending:  # a test failed while a rollback was armed: disarm it
             _stop_watchdog(pending)
         srv.close()
         T.down()
@@ -151,12 +167,15 @@ def apply(lab, policy: Path, *extra):
 @pytest.mark.slow
 def test_01_connection_matrix_and_arpspoof_before_and_after(lab):
     before = run_matrix()
-    assert all(v == "open" for v in before.values()), before          # no policy: everything reaches everything
+    assert all(v == "open" for v in before.values()), before  # no policy: everything reaches everything
     # without the policy, arpspoof poisons both caches (the attack is real)
     probe_many([(T.ns("vm2"), "tcp", HOST, 22), (T.HV, "tcp", "10.99.0.12", 22)])
     poisoned = arpspoof(3.2)
     said = poisoned.pop("arpspoof said")
-    assert poisoned == {"vm2 sees host at": "52:54:00:99:00:11", "host sees vm2 at": "52:54:00:99:00:11"}, (poisoned, said)
+    assert poisoned == {"vm2 sees host at": "52:54:00:99:00:11", "host sees vm2 at": "52:54:00:99:00:11"}, (
+        poisoned,
+        said,
+    )
     T.flush_neigh()
 
     pol = write_policy(lab["tmp"], "in-window.yaml", window(-60, 120))
@@ -164,25 +183,34 @@ def test_01_connection_matrix_and_arpspoof_before_and_after(lab):
     p = apply(lab, pol)
     apply_s = time.perf_counter() - t
     assert p.returncode == 0, p.stderr
-    assert "+table inet vmsentry {" in p.stdout                         # the diff against nothing loaded
+    assert "+table inet vmsentry {" in p.stdout  # the diff against nothing loaded
     assert f"applied to netns {T.HV} in one transaction" in p.stderr
     after = run_matrix()
     expected = {r[0]: r[6] for r in MATRIX}
     assert after == expected, {k: (after[k], expected[k]) for k in after if after[k] != expected[k]}
 
     # real arpspoof with the policy: nobody's cache changes, and the anti-spoofing counters show the drops
-    probe_many([(T.ns("vm2"), "tcp", HOST, 22), (T.HV, "tcp", "10.99.0.12", 22)])   # warm both caches
+    probe_many([(T.ns("vm2"), "tcp", HOST, 22), (T.HV, "tcp", "10.99.0.12", 22)])  # warm both caches
     kept = arpspoof(3.2)
     said = kept.pop("arpspoof said")
-    assert any("arp reply 10.99.0.1 is-at" in line for line in said), said       # it really sent forged replies
+    assert any("arp reply 10.99.0.1 is-at" in line for line in said), said  # it really sent forged replies
     assert kept == {"vm2 sees host at": T.HOST_VM_MAC, "host sees vm2 at": "52:54:00:99:00:12"}, (kept, said)
     listing = nft_list(stateless=False)
     line = next(ln for ln in listing.splitlines() if "ARP spoofing: sender IP is not the port's" in ln)
     drops = int(line.split("counter packets ")[1].split()[0])
     assert drops >= 2, line
-    record("matrix", {"before": before, "after": after, "expected_after": expected,
-                      "arpspoof_before": poisoned, "arpspoof_after": kept, "arp_spoof_drops": drops,
-                      "cli_apply_seconds": round(apply_s, 3)})
+    record(
+        "matrix",
+        {
+            "before": before,
+            "after": after,
+            "expected_after": expected,
+            "arpspoof_before": poisoned,
+            "arpspoof_after": kept,
+            "arp_spoof_drops": drops,
+            "cli_apply_seconds": round(apply_s, 3),
+        },
+    )
 
 
 def test_02_idempotent_and_time_window_that_excludes_now(lab):
@@ -190,11 +218,11 @@ def test_02_idempotent_and_time_window_that_excludes_now(lab):
     before = nft_list(handles=True)
     p = apply(lab, pol)
     assert p.returncode == 0 and "nothing to change" in p.stderr and p.stdout == ""
-    assert nft_list(handles=True) == before                           # not even re-loaded
+    assert nft_list(handles=True) == before  # not even re-loaded
     out = write_policy(lab["tmp"], "out-of-window.yaml", window(120, 60))
     d = apply(lab, out, "--dry-run")
     assert d.returncode == 0 and "meta hour" in d.stdout and "nothing applied" in d.stderr
-    assert nft_list(handles=True) == before                           # dry run changed nothing
+    assert nft_list(handles=True) == before  # dry run changed nothing
     assert apply(lab, out).returncode == 0
     got = run_matrix([r for r in MATRIX if r[1] == "dev"])
     assert got["dev 10.77.0.30 -> vm2(app) ssh [in window]"] == "blocked"
@@ -206,21 +234,32 @@ def test_02_idempotent_and_time_window_that_excludes_now(lab):
 
 def test_03_rollback_restores_the_previous_ruleset_byte_for_byte(lab):
     # a table that is not ours must survive everything untouched
-    subprocess.run(["ip", "netns", "exec", T.HV, "nft", "-f", "-"], input="table inet someone_else {\n"
-                   " chain c { type filter hook input priority 10; policy accept; tcp dport 4444 counter; }\n}\n",
-                   text=True, check=True, env=NFT_ENV)
+    subprocess.run(
+        ["ip", "netns", "exec", T.HV, "nft", "-f", "-"],
+        input="table inet someone_else {\n"
+        " chain c { type filter hook input priority 10; policy accept; tcp dport 4444 counter; }\n}\n",
+        text=True,
+        check=True,
+        env=NFT_ENV,
+    )
     previous = nft_list()
-    risky = write_policy(lab["tmp"], "risky.yaml", window(-60, 120),
-                         lambda s: s.replace("- {from: any-vm, to: host, proto: udp, ports: [53, 67]}",
-                                             "- {from: any-vm, to: host, proto: udp, ports: [53, 67]}\n"
-                                             "  - {from: web, to: host, proto: tcp, ports: [22]}"))
+    risky = write_policy(
+        lab["tmp"],
+        "risky.yaml",
+        window(-60, 120),
+        lambda s: s.replace(
+            "- {from: any-vm, to: host, proto: udp, ports: [53, 67]}",
+            "- {from: any-vm, to: host, proto: udp, ports: [53, 67]}\n"
+            "  - {from: web, to: host, proto: tcp, ports: [22]}",
+        ),
+    )
     t0 = time.time()
     p = apply(lab, risky, "--confirm-within", "2")
     returned = time.time() - t0
     assert p.returncode == 0, p.stderr
     assert "rolls back by itself at" in p.stderr and f"vmsentry policy confirm --netns {T.HV}" in p.stderr
-    assert returned < 2.0                                              # the prompt comes back at once
-    assert run_matrix([MATRIX[0]])[MATRIX[0][0]] == "open"             # the new rule is live
+    assert returned < 2.0  # the prompt comes back at once
+    assert run_matrix([MATRIX[0]])[MATRIX[0][0]] == "open"  # the new rule is live
     pending = json.loads((lab["state"] / "pending.json").read_text())
     deadline = pending["deadline"]
     rb_file = lab["state"] / "rollback.json"
@@ -232,6 +271,7 @@ def test_03_rollback_restores_the_previous_ruleset_byte_for_byte(lab):
     # byte for byte: our two tables, and every other table (nft lists tables in creation order, and ours
     # were re-created, so the order of the blocks in the full listing is the one thing that may differ)
     from vmsentry.act.policy.nftexec import other_tables, our_tables
+
     now = nft_list()
     assert our_tables(now) == our_tables(previous) and our_tables(now)
     assert other_tables(now) == other_tables(previous) and "someone_else" in other_tables(now)
@@ -240,11 +280,18 @@ def test_03_rollback_restores_the_previous_ruleset_byte_for_byte(lab):
     assert not (lab["state"] / "pending.json").exists()
     c = cli("confirm", "--netns", T.HV, "--state-dir", lab["state"])
     assert c.returncode == 1 and "too late" in c.stderr
-    record("rollback", {"confirm_within_s": 2, "apply_returned_after_s": round(returned, 3),
-                        "watchdog_late_ms": rb["late_ms"], "restore_ms": rb["restore_ms"],
-                        "restored_after_deadline_ms": round((rb["restored_at"] - deadline) * 1000, 1),
-                        "test_saw_it_after_deadline_ms": round((seen - deadline) * 1000, 1),
-                        "identical": rb["identical"]})
+    record(
+        "rollback",
+        {
+            "confirm_within_s": 2,
+            "apply_returned_after_s": round(returned, 3),
+            "watchdog_late_ms": rb["late_ms"],
+            "restore_ms": rb["restore_ms"],
+            "restored_after_deadline_ms": round((rb["restored_at"] - deadline) * 1000, 1),
+            "test_saw_it_after_deadline_ms": round((seen - deadline) * 1000, 1),
+            "identical": rb["identical"],
+        },
+    )
 
 
 def test_04_confirm_keeps_the_new_ruleset(lab):
@@ -255,7 +302,7 @@ def test_04_confirm_keeps_the_new_ruleset(lab):
     c = cli("confirm", "--netns", T.HV, "--state-dir", lab["state"])
     assert c.returncode == 0 and "confirmed with" in c.stderr
     time.sleep(2.5)
-    assert nft_list() == applied                                      # nothing was re-created: same order too
+    assert nft_list() == applied  # nothing was re-created: same order too
     assert not (lab["state"] / "rollback.json").exists()
     assert cli("confirm", "--netns", T.HV, "--state-dir", lab["state"]).returncode == 1
     # `policy rollback` rolls a pending apply back at once
@@ -268,12 +315,31 @@ def test_04_confirm_keeps_the_new_ruleset(lab):
 
 def test_05_nft_error_leaves_the_old_ruleset(lab):
     from vmsentry.act.policy import nftexec
+
     before = nft_list(handles=True)
-    good = json.loads(subprocess.run([sys.executable, "-m", "vmsentry", "policy", "compile", lab["tmp"] / "risky.yaml",
-                                      "--inventory", INV, "--format", "json", "--no-probe"], capture_output=True, text=True,
-                                     check=True).stdout)
-    good["nftables"].append({"add": {"rule": {"family": "bridge", "table": "vmsentry", "chain": "forward",
-                                              "expr": [{"reject": None}]}}})       # no bridge reject on this kernel
+    good = json.loads(
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vmsentry",
+                "policy",
+                "compile",
+                lab["tmp"] / "risky.yaml",
+                "--inventory",
+                INV,
+                "--format",
+                "json",
+                "--no-probe",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    good["nftables"].append(
+        {"add": {"rule": {"family": "bridge", "table": "vmsentry", "chain": "forward", "expr": [{"reject": None}]}}}
+    )  # no bridge reject on this kernel
     with pytest.raises(nftexec.NftError) as exc:
         nftexec.apply_json(json.dumps(good), T.HV)
     assert "nothing was changed" in str(exc.value)
@@ -302,19 +368,30 @@ def test_06_bridge_nf_call_iptables_is_checked(lab):
 
 def test_07_quarantine_from_the_policy_and_at_run_time(lab):
     from vmsentry.act.policy import nftexec, quarantine_commands
-    q = write_policy(lab["tmp"], "quarantine.yaml", window(-60, 120), lambda s: s.replace("quarantine: []", "quarantine: [vm5]"))
+
+    q = write_policy(
+        lab["tmp"], "quarantine.yaml", window(-60, 120), lambda s: s.replace("quarantine: []", "quarantine: [vm5]")
+    )
     assert apply(lab, q).returncode == 0
-    rows = [("vm5 -> host forensics 9999", "vm5", "tcp", HOST, 9999, None),
-            ("vm5 -> host ssh", "vm5", "tcp", HOST, 22, None),
-            ("vm5 -> host dns", "vm5", "udp", HOST, 53, None),
-            ("vm2(app) -> vm5 5432", "vm2", "tcp", "10.99.0.15", 5432, None),
-            ("vm5 -> vm1 80", "vm5", "tcp", "10.99.0.11", 80, None),
-            ("tester -> vm5 5432 (routed)", "tester", "tcp", "10.99.0.15", 5432, None),
-            ("host -> vm5 ssh (host-initiated)", "hv", "tcp", "10.99.0.15", 22, None)]
+    rows = [
+        ("vm5 -> host forensics 9999", "vm5", "tcp", HOST, 9999, None),
+        ("vm5 -> host ssh", "vm5", "tcp", HOST, 22, None),
+        ("vm5 -> host dns", "vm5", "udp", HOST, 53, None),
+        ("vm2(app) -> vm5 5432", "vm2", "tcp", "10.99.0.15", 5432, None),
+        ("vm5 -> vm1 80", "vm5", "tcp", "10.99.0.11", 80, None),
+        ("tester -> vm5 5432 (routed)", "tester", "tcp", "10.99.0.15", 5432, None),
+        ("host -> vm5 ssh (host-initiated)", "hv", "tcp", "10.99.0.15", 22, None),
+    ]
     got = run_matrix([(r[0], r[1].replace("hv", T.HV), *r[2:]) for r in rows])
-    assert got == {"vm5 -> host forensics 9999": "open", "vm5 -> host ssh": "blocked", "vm5 -> host dns": "blocked",
-                   "vm2(app) -> vm5 5432": "blocked", "vm5 -> vm1 80": "blocked",
-                   "tester -> vm5 5432 (routed)": "blocked", "host -> vm5 ssh (host-initiated)": "open"}, got
+    assert got == {
+        "vm5 -> host forensics 9999": "open",
+        "vm5 -> host ssh": "blocked",
+        "vm5 -> host dns": "blocked",
+        "vm2(app) -> vm5 5432": "blocked",
+        "vm5 -> vm1 80": "blocked",
+        "tester -> vm5 5432 (routed)": "blocked",
+        "host -> vm5 ssh (host-initiated)": "open",
+    }, got
     # at run time, as the future watcher will: vm3 into the quarantine sets, and out again
     label = "vm2(app) -> vm3(app) ssh [same zone]"
     row = [r for r in MATRIX if r[0] == label]
@@ -329,12 +406,38 @@ def test_07_quarantine_from_the_policy_and_at_run_time(lab):
 
 
 def test_08_policy_check_on_the_live_bridge(lab):
-    cap = subprocess.Popen([sys.executable, "-m", "vmsentry", "policy", "check", lab["tmp"] / "in-window.yaml",
-                            "--inventory", INV, "--interface", "br-vsl", "--netns", T.HV, "--duration", "2.5",
-                            "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cap = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vmsentry",
+            "policy",
+            "check",
+            lab["tmp"] / "in-window.yaml",
+            "--inventory",
+            INV,
+            "--interface",
+            "br-vsl",
+            "--netns",
+            T.HV,
+            "--duration",
+            "2.5",
+            "--format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)
-    probe_many([(T.ns("vm1"), "tcp", "10.99.0.12", 22), (T.ns("vm1"), "tcp", HOST, 22),
-                (T.ns("vm1"), "tcp", "10.99.0.12", 8080)], timeout=0.5)
+    probe_many(
+        [
+            (T.ns("vm1"), "tcp", "10.99.0.12", 22),
+            (T.ns("vm1"), "tcp", HOST, 22),
+            (T.ns("vm1"), "tcp", "10.99.0.12", 8080),
+        ],
+        timeout=0.5,
+    )
     out, err = cap.communicate(timeout=30)
     assert cap.returncode == 1, err
     doc = json.loads(out)
@@ -345,18 +448,20 @@ def test_08_policy_check_on_the_live_bridge(lab):
 
 
 def test_09_refuses_to_cut_the_callers_own_ssh_source(lab):
-    from vmsentry.act.policy.apply import ApplyError, apply as do_apply
+    from vmsentry.act.policy.apply import ApplyError
+    from vmsentry.act.policy.apply import apply as do_apply
     from vmsentry.act.policy.nft import compile_nft
     from vmsentry.act.policy.resolve import resolve
     from vmsentry.act.policy.schema import load_policy
     from vmsentry.commands.policy import _lockout
     from vmsentry.model import Inventory
+
     res = resolve(load_policy(str(lab["tmp"] / "risky.yaml")), Inventory.from_dict(json.loads(INV.read_text())))
     os.environ["SSH_CONNECTION"] = f"10.77.0.5 50000 {HOST} 22"
     try:
         msg = _lockout(res, None)
         assert msg and "blocks new connections from your SSH source 10.77.0.5 to the host port 22" in msg
-        os.environ["SSH_CONNECTION"] = f"10.99.0.14 50000 {HOST} 22"      # coming from the jump host: fine
+        os.environ["SSH_CONNECTION"] = f"10.99.0.14 50000 {HOST} 22"  # coming from the jump host: fine
         assert _lockout(res, None) is None
     finally:
         del os.environ["SSH_CONNECTION"]
@@ -367,7 +472,10 @@ def test_09_refuses_to_cut_the_callers_own_ssh_source(lab):
 
 def _udp_frame(src_mac: str, src_ip: str, marker: bytes) -> bytes:
     from scapy.all import IP, UDP, Ether, Raw
-    return bytes(Ether(src=src_mac, dst=T.HOST_VM_MAC) / IP(src=src_ip, dst=HOST) / UDP(sport=40053, dport=53) / Raw(marker))
+
+    return bytes(
+        Ether(src=src_mac, dst=T.HOST_VM_MAC) / IP(src=src_ip, dst=HOST) / UDP(sport=40053, dport=53) / Raw(marker)
+    )
 
 
 def test_10_impersonating_another_vm_mac_and_ip_from_the_wrong_port(lab):
@@ -380,8 +488,11 @@ def test_10_impersonating_another_vm_mac_and_ip_from_the_wrong_port(lab):
         return sum(1 for ns_, peer, port, data in srv.udp_log if data == marker)
 
     # without our tables the forgery reaches the host's DNS port
-    subprocess.run(["ip", "netns", "exec", T.HV, "nft", "delete table bridge vmsentry; delete table inet vmsentry"],
-                   check=True, env=NFT_ENV)
+    subprocess.run(
+        ["ip", "netns", "exec", T.HV, "nft", "delete table bridge vmsentry; delete table inet vmsentry"],
+        check=True,
+        env=NFT_ENV,
+    )
     send_frames(T.ns("vm1"), "eth0", [_udp_frame("52:54:00:99:00:13", "10.99.0.13", b"forged-1")] * 3)
     without = received(b"forged-1")
     assert without == 3
@@ -389,7 +500,7 @@ def test_10_impersonating_another_vm_mac_and_ip_from_the_wrong_port(lab):
     send_frames(T.ns("vm1"), "eth0", [_udp_frame("52:54:00:99:00:13", "10.99.0.13", b"forged-2")] * 3)
     send_frames(T.ns("vm3"), "eth0", [_udp_frame("52:54:00:99:00:13", "10.99.0.13", b"genuine")] * 1)
     assert received(b"forged-2") == 0
-    assert received(b"genuine") == 1                                   # the real vm3 still gets through
+    assert received(b"genuine") == 1  # the real vm3 still gets through
     line = next(ln for ln in nft_list(stateless=False).splitlines() if "MAC spoofing: source MAC" in ln)
     assert int(line.split("counter packets ")[1].split()[0]) >= 3
     record("impersonation", {"forged_frames_delivered_without_policy": without, "with_policy": 0})

@@ -1,5 +1,6 @@
 """Policy files: the contract's example parses; bad input gives one clear error per problem, with the line,
 and nothing is compiled (exit 2, no traceback)."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from vmsentry.model import Inventory
 
 FIX = Path(__file__).parent / "fixtures" / "policy"
 INV = FIX / "lab-inventory.json"
-CONTRACT_EXAMPLE = (Path(__file__).parents[1].parent / "shared" / "docs" / "CONTRACTS.md")
+CONTRACT_EXAMPLE = Path(__file__).parents[1].parent / "shared" / "docs" / "CONTRACTS.md"
 
 
 def lab_inventory() -> Inventory:
@@ -41,7 +42,11 @@ def test_contract_example_parses_and_resolves(shared_dir):
     assert set(pol.zones) == {"web", "app"}
     assert [r.name for r in pol.roles.values()] == ["admin", "developer", "tester"]
     dev = pol.roles["developer"]
-    assert dev.window is not None and dev.window.tz == "Asia/Shanghai" and (dev.window.start, dev.window.end) == (480, 1200)
+    assert (
+        dev.window is not None
+        and dev.window.tz == "Asia/Shanghai"
+        and (dev.window.start, dev.window.end) == (480, 1200)
+    )
     assert pol.roles["admin"].via.name == "jump"
     assert str(pol.roles["tester"].sources[0]) == "10.77.0.64/26"
     res = resolve(pol, lab_inventory())
@@ -62,7 +67,10 @@ def test_unknown_zone():
 def test_unknown_vms_each_reported_with_line():
     errs, _ = errors_of(FIX / "bad" / "unknown-vm.yaml")
     assert [(line, msg.split(":")[0]) for line, msg in errs] == [
-        (3, "zones.web.vms"), (5, "jump_hosts.jump.vm"), (6, "quarantine")]
+        (3, "zones.web.vms"),
+        (5, "jump_hosts.jump.vm"),
+        (6, "quarantine"),
+    ]
     assert "unknown VM 'vm9'" in errs[0][1] and "unknown VM 'vm42'" in errs[1][1] and "'ghost'" in errs[2][1]
 
 
@@ -115,19 +123,24 @@ def test_quarantined_jump_host_is_an_error():
     assert errs == [(5, "roles.admin.via: jump host jump (VM vm4) is quarantined: nobody in this role could get in")]
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("", "a policy is a YAML mapping"),
-    ("- a\n- b\n", "a policy is a YAML mapping"),
-    ("version: 2\n", "version 2 is not supported"),
-    ("zones: {}\n", "missing 'version: 1'"),
-    ("version: 1\nzones:\n  host: {vms: [vm1]}\n", "zone name 'host' is reserved"),
-    ("version: 1\nzones:\n  web: {}\n", "no selector"),
-    ("version: 1\nzones:\n  web: {vms: [vm1]}\nroles:\n  r: {sources: [10.0.0.0/8], to: [web], proto: tcp, via: nojump}\n",
-     "unknown jump host 'nojump'"),
-    ("version: 1\ndefaults: {vm_to_host: maybe}\n", "defaults.vm_to_host must be one of allow, deny"),
-    ("version: 1\nallow:\n  - {from: external, to: external, proto: any}\n", "from external to external"),
-    ("version: 1\nallow: {from: a}\n", "allow must be a list"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("", "a policy is a YAML mapping"),
+        ("- a\n- b\n", "a policy is a YAML mapping"),
+        ("version: 2\n", "version 2 is not supported"),
+        ("zones: {}\n", "missing 'version: 1'"),
+        ("version: 1\nzones:\n  host: {vms: [vm1]}\n", "zone name 'host' is reserved"),
+        ("version: 1\nzones:\n  web: {}\n", "no selector"),
+        (
+            "version: 1\nzones:\n  web: {vms: [vm1]}\nroles:\n  r: {sources: [10.0.0.0/8], to: [web], proto: tcp, via: nojump}\n",
+            "unknown jump host 'nojump'",
+        ),
+        ("version: 1\ndefaults: {vm_to_host: maybe}\n", "defaults.vm_to_host must be one of allow, deny"),
+        ("version: 1\nallow:\n  - {from: external, to: external, proto: any}\n", "from external to external"),
+        ("version: 1\nallow: {from: a}\n", "allow must be a list"),
+    ],
+)
 def test_small_bad_inputs(text, needle):
     errs, _ = errors_of(text, inventory=False)
     assert any(needle in m for _, m in errs), errs
@@ -149,7 +162,10 @@ def test_cli_missing_files_and_usage(run_cli, tmp_path):
     p = run_cli("policy", "compile", FIX / "lab-policy.yaml")
     assert p.returncode == 3 and "give the inventory" in p.stderr
     assert run_cli("policy").returncode == 3
-    assert run_cli("policy", "apply", FIX / "lab-policy.yaml", "--inventory", INV, "--confirm-within", "-1").returncode == 3
+    assert (
+        run_cli("policy", "apply", FIX / "lab-policy.yaml", "--inventory", INV, "--confirm-within", "-1").returncode
+        == 3
+    )
     bad = tmp_path / "bin.yaml"
     bad.write_bytes(b"\xff\xfe\x00garbage")
     p = run_cli("policy", "compile", bad, "--inventory", INV)

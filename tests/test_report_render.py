@@ -1,4 +1,5 @@
 """report.render dispatch and report.exit_code (CONTRACTS.md exit codes)."""
+
 import subprocess
 import sys
 
@@ -20,8 +21,10 @@ def test_unknown_format_is_a_clear_error():
 
 
 def test_importing_report_does_not_load_the_formats():
-    code = ("import sys, vmsentry.report; "
-            "print(sorted(m for m in sys.modules if m.startswith('vmsentry.report.') or m == 'lxml'))")
+    code = (
+        "import sys, vmsentry.report; "
+        "print(sorted(m for m in sys.modules if m.startswith('vmsentry.report.') or m == 'lxml'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

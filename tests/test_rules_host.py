@@ -1,20 +1,22 @@
 """Host-side rules (catalogue/host.yaml, catalogue/libvirt-daemon.yaml): every rule fails on one input and
 passes on another; missing facts never pass; the catalogue entries are complete and wired to predicates."""
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
 
-import vmsentry.analyse.checks.host_kernel  # noqa: F401  (registers predicates)
+import vmsentry.analyse.checks.host_kernel
 import vmsentry.analyse.checks.host_libvirt  # noqa: F401
 from vmsentry.analyse.checks import CHECKS
 from vmsentry.analyse.engine import evaluate
 from vmsentry.analyse.rules import CATEGORIES, REQUIRED, SEVERITIES, _rule_from
-from vmsentry.model import Device, Host, Inventory, Listener, Network, Nic, VM
+from vmsentry.model import VM, Device, Host, Inventory, Listener, Network, Nic
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "src/vmsentry/analyse/rules/catalogue"
 FILES = {"host.yaml": "VMS-HOST-", "libvirt-daemon.yaml": "VMS-LVD-"}
@@ -33,30 +35,56 @@ RULES = {e["id"]: _rule_from(e, f) for f, e in _entries()}
 
 # ------------------------------------------------------------------------------------------ fixtures
 
+
 def good_facts() -> dict[str, Any]:
     """A well-configured NAT + bridged KVM host: every rule passes or does not apply."""
     sysctl = {
-        "net.ipv4.ip_forward": "1", "net.ipv4.conf.all.forwarding": "1", "net.ipv6.conf.all.forwarding": "0",
-        "net.ipv4.conf.all.rp_filter": "1", "net.ipv4.conf.default.rp_filter": "1",
-        "net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2", "net.ipv4.conf.all.arp_filter": "0",
-        "net.ipv4.conf.all.accept_redirects": "0", "net.ipv4.conf.default.accept_redirects": "0",
-        "net.ipv4.conf.all.send_redirects": "0", "net.ipv4.conf.all.accept_source_route": "0",
-        "net.ipv6.conf.all.accept_ra": "0", "net.ipv6.conf.default.accept_ra": "0",
+        "net.ipv4.ip_forward": "1",
+        "net.ipv4.conf.all.forwarding": "1",
+        "net.ipv6.conf.all.forwarding": "0",
+        "net.ipv4.conf.all.rp_filter": "1",
+        "net.ipv4.conf.default.rp_filter": "1",
+        "net.ipv4.conf.all.arp_ignore": "1",
+        "net.ipv4.conf.all.arp_announce": "2",
+        "net.ipv4.conf.all.arp_filter": "0",
+        "net.ipv4.conf.all.accept_redirects": "0",
+        "net.ipv4.conf.default.accept_redirects": "0",
+        "net.ipv4.conf.all.send_redirects": "0",
+        "net.ipv4.conf.all.accept_source_route": "0",
+        "net.ipv6.conf.all.accept_ra": "0",
+        "net.ipv6.conf.default.accept_ra": "0",
         "net.ipv6.conf.all.accept_redirects": "0",
-        "net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
+        "net.bridge.bridge-nf-call-iptables": "1",
+        "net.bridge.bridge-nf-call-ip6tables": "1",
         "net.bridge.bridge-nf-call-arptables": "1",
     }
     for br in ("virbr0", "br0"):
-        sysctl.update({f"net.ipv4.conf.{br}.rp_filter": "1", f"net.ipv4.conf.{br}.forwarding": "1",
-                       f"net.ipv6.conf.{br}.accept_ra": "0", f"net.ipv6.conf.{br}.forwarding": "0",
-                       f"net.ipv6.conf.{br}.disable_ipv6": "1"})
+        sysctl.update(
+            {
+                f"net.ipv4.conf.{br}.rp_filter": "1",
+                f"net.ipv4.conf.{br}.forwarding": "1",
+                f"net.ipv6.conf.{br}.accept_ra": "0",
+                f"net.ipv6.conf.{br}.forwarding": "0",
+                f"net.ipv6.conf.{br}.disable_ipv6": "1",
+            }
+        )
 
     def iface(name, kind, master=None, promiscuity=0, addresses=()):
-        return {"name": name, "kind": kind, "mac": "52:54:00:00:00:01", "mtu": 1500, "state": "UP",
-                "master": master, "promiscuity": promiscuity, "addresses": list(addresses)}
+        return {
+            "name": name,
+            "kind": kind,
+            "mac": "52:54:00:00:00:01",
+            "mtu": 1500,
+            "state": "UP",
+            "master": master,
+            "promiscuity": promiscuity,
+            "addresses": list(addresses),
+        }
 
     return {
-        "hostname": "h1", "kernel": "6.1.0", "os": "Debian 12",
+        "hostname": "h1",
+        "kernel": "6.1.0",
+        "os": "Debian 12",
         "sysctl": sysctl,
         "interfaces": [
             iface("lo", "loopback", addresses=["127.0.0.1/8", "::1/128"]),
@@ -68,33 +96,89 @@ def good_facts() -> dict[str, Any]:
             iface("vnet1", "tun", master="br0", promiscuity=1),
         ],
         "bridges": [
-            {"name": "virbr0", "addresses": ["192.168.122.1/24"], "ports": ["vnet0"], "physical_ports": [],
-             "stp": True, "vlan_filtering": False},
-            {"name": "br0", "addresses": [], "ports": ["eth1", "vnet1"], "physical_ports": ["eth1"],
-             "stp": False, "vlan_filtering": False},
+            {
+                "name": "virbr0",
+                "addresses": ["192.168.122.1/24"],
+                "ports": ["vnet0"],
+                "physical_ports": [],
+                "stp": True,
+                "vlan_filtering": False,
+            },
+            {
+                "name": "br0",
+                "addresses": [],
+                "ports": ["eth1", "vnet1"],
+                "physical_ports": ["eth1"],
+                "stp": False,
+                "vlan_filtering": False,
+            },
         ],
         "listening": [
             {"proto": "tcp", "address": "127.0.0.1", "port": 22, "process": "sshd", "pid": 10, "interface": None},
-            {"proto": "tcp", "address": "192.168.122.1", "port": 53, "process": "dnsmasq", "pid": 11,
-             "interface": None},
-            {"proto": "udp", "address": "192.168.122.1", "port": 53, "process": "dnsmasq", "pid": 11,
-             "interface": None},
-            {"proto": "udp", "address": "0.0.0.0", "port": 67, "process": "dnsmasq", "pid": 11,
-             "interface": "virbr0"},
-            {"proto": "tcp", "address": "127.0.0.1", "port": 5900, "process": "qemu-system-x86_64", "pid": 12,
-             "interface": None},
+            {
+                "proto": "tcp",
+                "address": "192.168.122.1",
+                "port": 53,
+                "process": "dnsmasq",
+                "pid": 11,
+                "interface": None,
+            },
+            {
+                "proto": "udp",
+                "address": "192.168.122.1",
+                "port": 53,
+                "process": "dnsmasq",
+                "pid": 11,
+                "interface": None,
+            },
+            {"proto": "udp", "address": "0.0.0.0", "port": 67, "process": "dnsmasq", "pid": 11, "interface": "virbr0"},
+            {
+                "proto": "tcp",
+                "address": "127.0.0.1",
+                "port": 5900,
+                "process": "qemu-system-x86_64",
+                "pid": 12,
+                "interface": None,
+            },
         ],
-        "firewall": {"nftables": {"tables": [
-                         {"family": "ip", "name": "filter", "chains": [
-                             {"name": "FORWARD", "hook": "forward", "type": "filter", "priority": 0, "policy": "drop",
-                              "rules": 3},
-                             {"name": "LIBVIRT_FWX", "hook": None, "type": None, "priority": None, "policy": None,
-                              "rules": 1}]},
-                         {"family": "ip", "name": "nat", "chains": []}], "ruleset_rules": 20},
-                     "iptables_legacy": {"tables": [], "ruleset_rules": 0},
-                     "forward_policy": "drop", "forward_rules": 12, "input_policy": "accept",
-                     "forward_policy_v6": "accept", "forward_rules_v6": 0, "input_policy_v6": "accept",
-                     "libvirt_chains": ["LIBVIRT_FWI", "LIBVIRT_FWO", "LIBVIRT_FWX"]},
+        "firewall": {
+            "nftables": {
+                "tables": [
+                    {
+                        "family": "ip",
+                        "name": "filter",
+                        "chains": [
+                            {
+                                "name": "FORWARD",
+                                "hook": "forward",
+                                "type": "filter",
+                                "priority": 0,
+                                "policy": "drop",
+                                "rules": 3,
+                            },
+                            {
+                                "name": "LIBVIRT_FWX",
+                                "hook": None,
+                                "type": None,
+                                "priority": None,
+                                "policy": None,
+                                "rules": 1,
+                            },
+                        ],
+                    },
+                    {"family": "ip", "name": "nat", "chains": []},
+                ],
+                "ruleset_rules": 20,
+            },
+            "iptables_legacy": {"tables": [], "ruleset_rules": 0},
+            "forward_policy": "drop",
+            "forward_rules": 12,
+            "input_policy": "accept",
+            "forward_policy_v6": "accept",
+            "forward_rules_v6": 0,
+            "input_policy_v6": "accept",
+            "libvirt_chains": ["LIBVIRT_FWI", "LIBVIRT_FWO", "LIBVIRT_FWX"],
+        },
         "cpu": {"vendor": "GenuineIntel", "vmx": True, "svm": False, "model": "Xeon"},
         "kvm": {"dev_kvm": True, "nested": "N", "ksm_run": "0"},
         "iommu": {"groups": 20, "cmdline_flags": ["intel_iommu=on"], "enabled": True},
@@ -112,14 +196,25 @@ def good_facts() -> dict[str, Any]:
 def build(mut: Callable[[Inventory, dict[str, Any]], None] | None = None) -> Inventory:
     facts = good_facts()
     inv = Inventory(
-        networks=[Network("default", "libvirt", mode="nat", bridge="virbr0", subnets=["192.168.122.0/24"],
-                          host_address="192.168.122.1", dhcp=True)],
-        vms=[VM("web", "libvirt", nics=[Nic("net0", mode="nat", network="default", bridge="virbr0")]),
-             VM("lan", "libvirt", nics=[Nic("net0", mode="bridged", bridge="br0")])],
+        networks=[
+            Network(
+                "default",
+                "libvirt",
+                mode="nat",
+                bridge="virbr0",
+                subnets=["192.168.122.0/24"],
+                host_address="192.168.122.1",
+                dhcp=True,
+            )
+        ],
+        vms=[
+            VM("web", "libvirt", nics=[Nic("net0", mode="nat", network="default", bridge="virbr0")]),
+            VM("lan", "libvirt", nics=[Nic("net0", mode="bridged", bridge="br0")]),
+        ],
     )
     if mut:
         mut(inv, facts)
-    inv.hosts.insert(0, Host("h1", "linux", facts=facts))   # the facts as mutated become the typed groups
+    inv.hosts.insert(0, Host("h1", "linux", facts=facts))  # the facts as mutated become the typed groups
     return inv
 
 
@@ -130,16 +225,19 @@ def statuses(rule_id: str, inv: Inventory) -> list[str]:
 
 # mutation helpers ----------------------------------------------------------------------------------
 
+
 def sysctl(**kv):
     def m(inv, f):
         for k, v in kv.items():
             f["sysctl"][k.replace("__", ".").replace("_DASH_", "-")] = v
+
     return m
 
 
 def fw(**kv):
     def m(inv, f):
         f["firewall"].update(kv)
+
     return m
 
 
@@ -147,6 +245,7 @@ def qconf(**kv):
     def m(inv, f):
         f["qemu_conf"]["values"].update(kv)
         f["qemu_conf"]["lines"].update({k: 10 + i for i, k in enumerate(kv)})
+
     return m
 
 
@@ -154,19 +253,23 @@ def dconf(**kv):
     def m(inv, f):
         f["libvirtd_conf"]["values"].update(kv)
         f["libvirtd_conf"]["lines"].update({k: 20 + i for i, k in enumerate(kv)})
+
     return m
 
 
 def group(name, **kv):
     def m(inv, f):
         f[name].update(kv)
+
     return m
 
 
 def listen(proto, address, port, process, interface=None):
     def m(inv, f):
-        f["listening"].append({"proto": proto, "address": address, "port": port, "process": process, "pid": 99,
-                               "interface": interface})
+        f["listening"].append(
+            {"proto": proto, "address": address, "port": port, "process": process, "pid": 99, "interface": interface}
+        )
+
     return m
 
 
@@ -174,12 +277,18 @@ def both(*muts):
     def m(inv, f):
         for mu in muts:
             mu(inv, f)
+
     return m
 
 
 def _ipv6_on_virbr0(inv, f):
-    f["sysctl"].update({"net.ipv6.conf.virbr0.disable_ipv6": "0", "net.ipv6.conf.virbr0.accept_ra": "1",
-                        "net.ipv6.conf.virbr0.forwarding": "0"})
+    f["sysctl"].update(
+        {
+            "net.ipv6.conf.virbr0.disable_ipv6": "0",
+            "net.ipv6.conf.virbr0.accept_ra": "1",
+            "net.ipv6.conf.virbr0.forwarding": "0",
+        }
+    )
 
 
 def _promisc_eth0(inv, f):
@@ -216,12 +325,18 @@ CASES: dict[str, tuple[Any, Any]] = {
     "VMS-HOST-001": (fw(forward_policy="accept", forward_rules=0), None),
     "VMS-HOST-002": (sysctl(net__ipv6__conf__all__forwarding="1"), None),
     "VMS-HOST-003": (lambda inv, f: f["sysctl"].update({"net.bridge.bridge-nf-call-iptables": "0"}), None),
-    "VMS-HOST-004": (lambda inv, f: f["sysctl"].update({"net.ipv4.conf.all.rp_filter": "0",
-                                                        "net.ipv4.conf.virbr0.rp_filter": "0"}), None),
+    "VMS-HOST-004": (
+        lambda inv, f: f["sysctl"].update({"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.virbr0.rp_filter": "0"}),
+        None,
+    ),
     "VMS-HOST-005": (lambda inv, f: f["sysctl"].update({"net.ipv4.conf.all.arp_ignore": "0"}), None),
     "VMS-HOST-006": (_ipv6_on_virbr0, None),
-    "VMS-HOST-007": (lambda inv, f: f["sysctl"].update({"net.ipv4.conf.all.accept_redirects": "1",
-                                                        "net.ipv4.conf.default.accept_redirects": "1"}), None),
+    "VMS-HOST-007": (
+        lambda inv, f: f["sysctl"].update(
+            {"net.ipv4.conf.all.accept_redirects": "1", "net.ipv4.conf.default.accept_redirects": "1"}
+        ),
+        None,
+    ),
     "VMS-HOST-008": (lambda inv, f: f["sysctl"].update({"net.ipv4.conf.all.send_redirects": "1"}), None),
     "VMS-HOST-009": (lambda inv, f: f["sysctl"].update({"net.ipv4.conf.all.accept_source_route": "1"}), None),
     "VMS-HOST-010": (fw(nftables={"tables": [], "ruleset_rules": 0}), None),
@@ -235,8 +350,10 @@ CASES: dict[str, tuple[Any, Any]] = {
     "VMS-HOST-018": (group("kvm", ksm_run="1"), None),
     "VMS-HOST-019": (group("groups", libvirt=["alice", "svc-backup"]), None),
     "VMS-HOST-020": (group("cpu", vmx=False), None),
-    "VMS-HOST-021": (group("memory_encryption", sev_snp=True), both(group("memory_encryption", sev_snp=True),
-                                                                     _all_encrypted)),
+    "VMS-HOST-021": (
+        group("memory_encryption", sev_snp=True),
+        both(group("memory_encryption", sev_snp=True), _all_encrypted),
+    ),
     # VMS-HOST-022 never fails (info record); its negative case is "unknown" (see test below)
     "VMS-LVD-001": (qconf(vnc_listen="0.0.0.0"), None),
     "VMS-LVD-002": (qconf(vnc_listen="0.0.0.0"), qconf(vnc_listen="0.0.0.0", vnc_password="<set>")),
@@ -259,16 +376,23 @@ CASES: dict[str, tuple[Any, Any]] = {
     "VMS-LVD-019": (dconf(listen_tcp=1), None),
     "VMS-LVD-020": (dconf(tls_no_verify_certificate=1), None),
     "VMS-LVD-021": (dconf(auth_unix_rw="none", unix_sock_rw_perms="0777"), None),
-    "VMS-LVD-022": (listen("tcp", "0.0.0.0", 16514, "libvirtd"),
-                    both(listen("tcp", "0.0.0.0", 16514, "libvirtd"), dconf(tls_allowed_dn_list=["CN=admin"]))),
-    "VMS-LVD-023": (listen("tcp", "0.0.0.0", 16509, "libvirtd"),
-                    both(listen("tcp", "0.0.0.0", 16509, "libvirtd"), dconf(sasl_allowed_username_list=["a@R"]))),
-    "VMS-LVD-024": (listen("tcp", "0.0.0.0", 16514, "libvirtd"),
-                    both(listen("tcp", "0.0.0.0", 16514, "libvirtd"), dconf(access_drivers=["polkit"]))),
+    "VMS-LVD-022": (
+        listen("tcp", "0.0.0.0", 16514, "libvirtd"),
+        both(listen("tcp", "0.0.0.0", 16514, "libvirtd"), dconf(tls_allowed_dn_list=["CN=admin"])),
+    ),
+    "VMS-LVD-023": (
+        listen("tcp", "0.0.0.0", 16509, "libvirtd"),
+        both(listen("tcp", "0.0.0.0", 16509, "libvirtd"), dconf(sasl_allowed_username_list=["a@R"])),
+    ),
+    "VMS-LVD-024": (
+        listen("tcp", "0.0.0.0", 16514, "libvirtd"),
+        both(listen("tcp", "0.0.0.0", 16514, "libvirtd"), dconf(access_drivers=["polkit"])),
+    ),
 }
 
 
 # ------------------------------------------------------------------------------------------ tests
+
 
 def test_every_rule_has_cases():
     assert set(RULES) - set(CASES) == {"VMS-HOST-022"}
@@ -297,7 +421,7 @@ def test_versions_rule_pass_and_unknown():
 @pytest.mark.parametrize("rule_id", sorted(RULES))
 def test_missing_facts_never_pass(rule_id):
     """No facts at all (keys absent), and every group present but None: unknown or n/a, never pass."""
-    for facts in ({}, {k: None for k in good_facts()}):
+    for facts in ({}, dict.fromkeys(good_facts())):
         inv = build()
         inv.hosts[0] = Host("h1", "linux", facts=copy.deepcopy(facts))
         st = statuses(rule_id, inv)
@@ -305,8 +429,9 @@ def test_missing_facts_never_pass(rule_id):
         assert all(s in ("unknown", "not_applicable") for s in st), (facts and "None groups", st)
 
 
-@pytest.mark.parametrize("group_name", [k for k in good_facts() if k not in ("hostname", "kernel", "os",
-                                                                              "collection_errors")])
+@pytest.mark.parametrize(
+    "group_name", [k for k in good_facts() if k not in ("hostname", "kernel", "os", "collection_errors")]
+)
 def test_each_missing_group_gives_no_error(group_name):
     inv = build(lambda i, f: f.__setitem__(group_name, None))
     findings = evaluate(inv, rules=list(RULES.values()))
@@ -314,9 +439,15 @@ def test_each_missing_group_gives_no_error(group_name):
 
 
 def test_missing_group_is_unknown_for_its_rules():
-    expect = {"sysctl": ["VMS-HOST-001", "VMS-HOST-004", "VMS-HOST-007"], "firewall": ["VMS-HOST-010"],
-              "listening": ["VMS-HOST-012", "VMS-HOST-013"], "lsm": ["VMS-HOST-015"], "kvm": ["VMS-HOST-017"],
-              "qemu_conf": ["VMS-LVD-001", "VMS-LVD-009"], "libvirtd_conf": ["VMS-LVD-018", "VMS-LVD-020"]}
+    expect = {
+        "sysctl": ["VMS-HOST-001", "VMS-HOST-004", "VMS-HOST-007"],
+        "firewall": ["VMS-HOST-010"],
+        "listening": ["VMS-HOST-012", "VMS-HOST-013"],
+        "lsm": ["VMS-HOST-015"],
+        "kvm": ["VMS-HOST-017"],
+        "qemu_conf": ["VMS-LVD-001", "VMS-LVD-009"],
+        "libvirtd_conf": ["VMS-LVD-018", "VMS-LVD-020"],
+    }
     for name, rule_ids in expect.items():
         inv = build(lambda i, f: f.pop(name))
         for rid in rule_ids:
@@ -325,8 +456,9 @@ def test_missing_group_is_unknown_for_its_rules():
 
 # context awareness ----------------------------------------------------------------------------------
 
+
 def test_ip_forward_filtered_is_pass_and_unknown_without_firewall():
-    assert statuses("VMS-HOST-001", build()) == ["pass"]                       # forwarding on, FORWARD drop
+    assert statuses("VMS-HOST-001", build()) == ["pass"]  # forwarding on, FORWARD drop
     assert statuses("VMS-HOST-001", build(fw(forward_policy="accept", forward_rules=7))) == ["pass"]
     inv = build(lambda i, f: f.__setitem__("firewall", None))
     assert statuses("VMS-HOST-001", inv) == ["unknown"]
@@ -336,17 +468,25 @@ def test_ip_forward_filtered_is_pass_and_unknown_without_firewall():
 
 def test_firewall_unreadable_is_unknown_and_empty_tables_do_not_count():
     assert statuses("VMS-HOST-010", build(fw(nftables=None))) == ["unknown"]
-    empty = {"tables": [{"family": "ip", "name": "filter", "chains": [
-        {"name": "LIBVIRT_INP", "hook": None, "policy": None, "rules": 0}]}], "ruleset_rules": 0}
+    empty = {
+        "tables": [
+            {
+                "family": "ip",
+                "name": "filter",
+                "chains": [{"name": "LIBVIRT_INP", "hook": None, "policy": None, "rules": 0}],
+            }
+        ],
+        "ruleset_rules": 0,
+    }
     assert statuses("VMS-HOST-010", build(fw(nftables=empty))) == ["fail"]
 
 
 def test_ipv6_forwarding_uses_v6_facts():
     on6 = sysctl(net__ipv6__conf__all__forwarding="1")
-    assert statuses("VMS-HOST-002", build(on6)) == ["fail"]              # v6 FORWARD accept, 0 rules
+    assert statuses("VMS-HOST-002", build(on6)) == ["fail"]  # v6 FORWARD accept, 0 rules
     assert statuses("VMS-HOST-002", build(both(on6, fw(forward_policy_v6="drop")))) == ["pass"]
     no_v6 = both(on6, lambda i, f: [f["firewall"].pop(k) for k in ("forward_policy_v6", "forward_rules_v6")])
-    assert statuses("VMS-HOST-002", build(no_v6)) == ["unknown"]       # only IPv4 policy known, drop
+    assert statuses("VMS-HOST-002", build(no_v6)) == ["unknown"]  # only IPv4 policy known, drop
 
 
 def test_bridge_ports_are_not_promiscuous_findings():
@@ -367,8 +507,9 @@ def test_service_on_bridge_address_and_lan_address():
     # bound to another device explicitly
     assert statuses("VMS-HOST-012", build(listen("tcp", "0.0.0.0", 8080, "nginx", interface="eth0"))) == ["pass"]
     # INPUT default drop: reachability depends on rules not collected
-    assert statuses("VMS-HOST-012", build(both(listen("tcp", "0.0.0.0", 22, "sshd"),
-                                               fw(input_policy="drop")))) == ["unknown"]
+    assert statuses("VMS-HOST-012", build(both(listen("tcp", "0.0.0.0", 22, "sshd"), fw(input_policy="drop")))) == [
+        "unknown"
+    ]
 
 
 def test_services_not_applicable_without_guest_bridges():
@@ -376,6 +517,7 @@ def test_services_not_applicable_without_guest_bridges():
         inv.networks.clear()
         inv.vms.clear()
         f["bridges"] = []
+
     assert statuses("VMS-HOST-012", build(both(strip, listen("tcp", "0.0.0.0", 22, "sshd")))) == ["not_applicable"]
 
 
@@ -384,6 +526,7 @@ def test_bridge_nf_not_applicable_for_nat_only_and_when_forward_unfiltered():
         inv.vms.pop()
         f["bridges"] = [b for b in f["bridges"] if b["name"] != "br0"]
         f["sysctl"]["net.bridge.bridge-nf-call-iptables"] = "0"
+
     assert statuses("VMS-HOST-003", build(nat_only)) == ["not_applicable"]
     absent = build(lambda i, f: [f["sysctl"].pop(k) for k in list(f["sysctl"]) if k.startswith("net.bridge.")])
     assert statuses("VMS-HOST-003", absent).count("fail") == 3
@@ -399,13 +542,15 @@ def test_libvirt_rules_not_applicable_when_libvirt_absent():
         f.pop("libvirtd_conf")
         f["versions"]["libvirt"] = None
         f["libvirt"] = {"daemon_running": False, "processes": []}
+
     assert statuses("VMS-LVD-001", build(no_libvirt)) == ["not_applicable"]
 
 
 def test_tcp_auth_none_latent_and_socket_activated():
-    assert statuses("VMS-LVD-018", build(dconf(auth_tcp="none"))) == ["pass"]       # nothing listens
-    assert statuses("VMS-LVD-018", build(both(dconf(auth_tcp="none"),
-                                              listen("tcp", "::", 16509, "virtproxyd")))) == ["fail"]
+    assert statuses("VMS-LVD-018", build(dconf(auth_tcp="none"))) == ["pass"]  # nothing listens
+    assert statuses("VMS-LVD-018", build(both(dconf(auth_tcp="none"), listen("tcp", "::", 16509, "virtproxyd")))) == [
+        "fail"
+    ]
     inv = build(both(dconf(auth_tcp="none"), lambda i, f: f.__setitem__("listening", None)))
     assert statuses("VMS-LVD-018", inv) == ["unknown"]
 
@@ -419,14 +564,14 @@ def test_evidence_points_at_conf_line():
 
 
 def test_secrets_never_in_evidence():
-    inv = build(qconf(vnc_listen="0.0.0.0", vnc_password="XYZ12345", spice_listen="0.0.0.0",
-                      spice_password="XYZ12345"))
+    inv = build(qconf(vnc_listen="0.0.0.0", vnc_password="XYZ12345", spice_listen="0.0.0.0", spice_password="XYZ12345"))
     findings = evaluate(inv, rules=list(RULES.values()))
     assert not any("XYZ" in str(f.evidence) for f in findings)
     assert any(f.evidence.get("value") == "<set>" for f in findings)
 
 
 # catalogue -------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fname,entry", _entries(), ids=lambda x: x if isinstance(x, str) else x.get("id"))
 def test_catalogue_entry_complete(fname, entry):
@@ -457,6 +602,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "rules_host"
 
 def lab_inventory() -> Inventory:
     import json
+
     facts = json.loads((FIXTURES / "lab_host_facts.json").read_text(encoding="utf-8"))
     return Inventory(hosts=[Host("lab", "linux", facts=facts)])
 
@@ -465,13 +611,13 @@ def test_lab_host_results_make_sense():
     got = {}
     for f in evaluate(lab_inventory(), rules=list(RULES.values())):
         got.setdefault(f.rule_id, set()).add(f.status)
-    assert got["VMS-HOST-001"] == {"pass"}            # ip_forward 0 while libvirt is stopped
-    assert got["VMS-HOST-010"] == {"fail"}            # only libvirt's leftover jumps into empty chains
+    assert got["VMS-HOST-001"] == {"pass"}  # ip_forward 0 while libvirt is stopped
+    assert got["VMS-HOST-010"] == {"fail"}  # only libvirt's leftover jumps into empty chains
     assert got["VMS-HOST-012"] == {"not_applicable"}  # no guest bridge
-    assert got["VMS-HOST-020"] == {"fail"}            # /dev/kvm without VT-x/AMD-V (PVM)
+    assert got["VMS-HOST-020"] == {"fail"}  # /dev/kvm without VT-x/AMD-V (PVM)
     assert got["VMS-HOST-017"] == {"not_applicable"}
-    assert got["VMS-LVD-006"] == {"fail"} and got["VMS-LVD-009"] == {"fail"}   # lab qemu.conf: none/root
-    assert got["VMS-LVD-018"] == {"unknown"}          # no libvirtd.conf collected
+    assert got["VMS-LVD-006"] == {"fail"} and got["VMS-LVD-009"] == {"fail"}  # lab qemu.conf: none/root
+    assert got["VMS-LVD-018"] == {"unknown"}  # no libvirtd.conf collected
     assert not any("error" in s for s in got.values())
 
 
@@ -482,15 +628,19 @@ def test_leftover_libvirt_jumps_are_not_filtering():
 
 
 def test_memory_encryption_not_applicable_without_flags_and_groups_unknown():
-    assert statuses("VMS-HOST-021", build(group("memory_encryption", sev=None, sev_es=None, sev_snp=None,
-                                                tdx=None, cpu_flags=[]))) == ["not_applicable"]
-    assert statuses("VMS-HOST-021", build(group("memory_encryption", sev=None, sev_es=None, sev_snp=None,
-                                                tdx=None, cpu_flags=["sev_snp"]))) == ["unknown"]
+    assert statuses(
+        "VMS-HOST-021", build(group("memory_encryption", sev=None, sev_es=None, sev_snp=None, tdx=None, cpu_flags=[]))
+    ) == ["not_applicable"]
+    assert statuses(
+        "VMS-HOST-021",
+        build(group("memory_encryption", sev=None, sev_es=None, sev_snp=None, tdx=None, cpu_flags=["sev_snp"])),
+    ) == ["unknown"]
     assert statuses("VMS-HOST-019", build(dconf(unix_sock_group="wheel"))) == ["unknown"]
 
 
 def test_inactive_network_bridge_is_ignored():
     def inactive(inv, f):
         inv.networks.append(Network("lab", "libvirt", mode="isolated", bridge="virbr9", host_address="10.9.9.1"))
-        f["sysctl"]["net.ipv6.conf.default.accept_ra"] = "1"     # would apply to virbr9 if it existed
+        f["sysctl"]["net.ipv6.conf.default.accept_ra"] = "1"  # would apply to virbr9 if it existed
+
     assert statuses("VMS-HOST-006", build(inactive)) == ["pass"]

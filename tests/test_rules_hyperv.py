@@ -1,5 +1,6 @@
 """Hyper-V rules (catalogue/hyperv.yaml) and the generic VM rules extended to Hyper-V: each fails on one
 input and passes (or does not apply) on another, using the export fixtures in tests/fixtures/hyperv."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -100,5 +101,5 @@ def test_missing_facts_are_unknown_never_pass():
     res = statuses(inv)
     for rule_id in ("VMS-HV-005", "VMS-HV-007", "VMS-HV-011", "VMS-HV-012", "VMS-HV-015"):
         assert res[(rule_id, "vm:legacy")] == {"unknown"}, rule_id
-    assert res[("VMS-HV-009", "host:HV-OLD")] == {"not_applicable"}     # live migration disabled
+    assert res[("VMS-HV-009", "host:HV-OLD")] == {"not_applicable"}  # live migration disabled
     assert res[("VMS-HV-001", "vm:legacy")] == {"fail"} and res[("VMS-HV-002", "vm:legacy")] == {"pass"}

@@ -1,6 +1,7 @@
 """Proxmox VE rules (catalogue/proxmox.yaml) and the generic VM rules extended to Proxmox: each fails on
 one input and passes (or does not apply) on another - real corpus files where one exists, otherwise the
 /etc/pve trees in tests/fixtures/proxmox."""
+
 from __future__ import annotations
 
 import shutil
@@ -58,29 +59,29 @@ CASES = {
 
 # rule -> (real corpus file, asset, expected status): the corpus as a careful auditor reads it
 CORPUS_CASES = [
-    ("VMS-PVE-003", "pvefw__debian_example_host.fw", "host.fw", "fail"),          # enable: 0
-    ("VMS-PVE-005", "pvefw__debian_example_host.fw", "host.fw", "fail"),          # nosmurfs: 0
-    ("VMS-PVE-004", "pvefw__debian_example_host.fw", "host.fw", "pass"),          # tcpflags: 1
-    ("VMS-PVE-001", "pvefw__debian_example_cluster.fw", "cluster.fw", "pass"),    # enable: 1
-    ("VMS-PVE-002", "pvefw__debian_example_cluster.fw", "cluster.fw", "pass"),    # policy_in: DROP
-    ("VMS-PVE-012", "pvefw__debian_example_100.fw", "100.fw", "fail"),            # macfilter: 0
-    ("VMS-PVE-015", "pvefw__debian_example_100.fw", "100.fw", "fail"),            # dhcp: 1
-    ("VMS-PVE-016", "pvefw__debian_example_100.fw", "100.fw", "fail"),            # IN SSH(ACCEPT) -i net0
-    ("VMS-PVE-013", "pvefw__debian_example_100.fw", "100.fw", "pass"),            # [IPSET ipfilter-net0]
-    ("VMS-PVE-013", "pvefw__test_test-basic1_100.fw", "100.fw", "fail"),          # no ipfilter
-    ("VMS-PVE-011", "pvefw__test_test-basic1_100.fw", "100.fw", "pass"),          # enable: 1
+    ("VMS-PVE-003", "pvefw__debian_example_host.fw", "host.fw", "fail"),  # enable: 0
+    ("VMS-PVE-005", "pvefw__debian_example_host.fw", "host.fw", "fail"),  # nosmurfs: 0
+    ("VMS-PVE-004", "pvefw__debian_example_host.fw", "host.fw", "pass"),  # tcpflags: 1
+    ("VMS-PVE-001", "pvefw__debian_example_cluster.fw", "cluster.fw", "pass"),  # enable: 1
+    ("VMS-PVE-002", "pvefw__debian_example_cluster.fw", "cluster.fw", "pass"),  # policy_in: DROP
+    ("VMS-PVE-012", "pvefw__debian_example_100.fw", "100.fw", "fail"),  # macfilter: 0
+    ("VMS-PVE-015", "pvefw__debian_example_100.fw", "100.fw", "fail"),  # dhcp: 1
+    ("VMS-PVE-016", "pvefw__debian_example_100.fw", "100.fw", "fail"),  # IN SSH(ACCEPT) -i net0
+    ("VMS-PVE-013", "pvefw__debian_example_100.fw", "100.fw", "pass"),  # [IPSET ipfilter-net0]
+    ("VMS-PVE-013", "pvefw__test_test-basic1_100.fw", "100.fw", "fail"),  # no ipfilter
+    ("VMS-PVE-011", "pvefw__test_test-basic1_100.fw", "100.fw", "pass"),  # enable: 1
     ("VMS-PVE-010", "technomagniaque__qemu-server_104.conf", "104.conf", "fail"),  # no firewall=1
     ("VMS-PVE-010", "alexjbarnes__100.conf", "100.conf", "pass"),
-    ("VMS-PVE-030", "technomagniaque__666.conf", "666.conf", "fail"),             # hostpci0..3
-    ("VMS-PVE-031", "behappiness__100.conf", "100.conf", "fail"),                 # args: -cpu host,...
+    ("VMS-PVE-030", "technomagniaque__666.conf", "666.conf", "fail"),  # hostpci0..3
+    ("VMS-PVE-031", "behappiness__100.conf", "100.conf", "fail"),  # args: -cpu host,...
     ("VMS-PVE-031", "alexjbarnes__100.conf", "100.conf", "not_applicable"),
-    ("VMS-PVE-032", "qemuserver__cfg2cmd_spice-enhancments.conf", "101.conf", "fail"),   # foldersharing=1
+    ("VMS-PVE-032", "qemuserver__cfg2cmd_spice-enhancments.conf", "101.conf", "fail"),  # foldersharing=1
     ("VMS-PVE-035", "qemuserver__parse-config-input_snapshots.conf", "111.conf", "pass"),  # no vmstate
-    ("VMS-PVE-036", "qemuserver__cfg2cmd_spice-win.conf", "102.conf", "fail"),    # vga: qxl2
-    ("VMS-PVE-037", "alexjbarnes__100.conf", "100.conf", "fail"),                 # agent: 1
-    ("VMS-VM-070", "qemuserver__cfg2cmd_vnc-clipboard-std.conf", "103.conf", "fail"),   # clipboard=vnc
+    ("VMS-PVE-036", "qemuserver__cfg2cmd_spice-win.conf", "102.conf", "fail"),  # vga: qxl2
+    ("VMS-PVE-037", "alexjbarnes__100.conf", "100.conf", "fail"),  # agent: 1
+    ("VMS-VM-070", "qemuserver__cfg2cmd_vnc-clipboard-std.conf", "103.conf", "fail"),  # clipboard=vnc
     ("VMS-VM-070", "qemuserver__cfg2cmd_simple1.conf", "104.conf", "pass"),
-    ("VMS-VM-041", "technomagniaque__666.conf", "666.conf", "fail"),              # usb0: spice
+    ("VMS-VM-041", "technomagniaque__666.conf", "666.conf", "fail"),  # usb0: spice
     ("VMS-VM-091", "qemuserver__parse-config-input_snapshots.conf", "111.conf", "fail"),  # 2025 snapshots
 ]
 
@@ -106,8 +107,7 @@ def test_rule_fails_and_passes(results, rule_id):
     assert got and got <= OK, got
 
 
-@pytest.mark.parametrize("rule_id,source,name,expected", CORPUS_CASES,
-                         ids=[f"{c[0]}-{c[1]}" for c in CORPUS_CASES])
+@pytest.mark.parametrize("rule_id,source,name,expected", CORPUS_CASES, ids=[f"{c[0]}-{c[1]}" for c in CORPUS_CASES])
 def test_rule_on_corpus_file(corpus_dir: Path, tmp_path: Path, rule_id, source, name, expected):
     """Each corpus file alone, under the name Proxmox gives it (so VMID.conf and VMID.fw link by VMID)."""
     shutil.copy(corpus_dir / "proxmox" / source, tmp_path / name)
@@ -122,4 +122,4 @@ def test_firewall_state_unknown_without_the_files():
     for rule_id in ("VMS-PVE-011", "VMS-PVE-012", "VMS-PVE-013", "VMS-PVE-014"):
         assert res[(rule_id, "vm:web-hardened")] == {"unknown"}, rule_id
     assert res[("VMS-VM-030", "vm:web-hardened")] == {"unknown"}
-    assert res[("VMS-PVE-021", "vm:web-hardened")] == {"unknown"}      # bridge not read
+    assert res[("VMS-PVE-021", "vm:web-hardened")] == {"unknown"}  # bridge not read

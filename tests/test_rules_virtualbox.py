@@ -1,6 +1,7 @@
 """VirtualBox rules (catalogue/virtualbox.yaml, and the generic rules extended to VirtualBox): each fails on
 one input and passes on another (the corpus .vbox where it shows the case, XSD-based fixtures otherwise);
 version-dependent defaults are applied; entries are complete and wired to predicates."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,7 @@ CORPUS_VM = "vm:74864f52-a7b7-4172-a7a5-54b6f3e9cd21"
 
 
 def statuses(corpus_dir: Path, rule_id: str, name: str, asset: str) -> set[str]:
-    path = corpus_dir / name[len("corpus:"):] if name.startswith("corpus:") else FIX / name
+    path = corpus_dir / name[len("corpus:") :] if name.startswith("corpus:") else FIX / name
     inv, _ = collect([str(path)])
     found = {f.status for f in evaluate(inv, [RULES[rule_id]]) if f.asset == asset}
     assert found, f"{rule_id}: no result for {asset}"
@@ -30,11 +31,23 @@ def statuses(corpus_dir: Path, rule_id: str, name: str, asset: str) -> set[str]:
 CASES = [
     ("VMS-VBX-001", "risky-7.0.vbox", "vm:vbox-risky", "hardened-7.0.vbox", "vm:vbox-hardened"),
     ("VMS-VBX-002", "risky-7.0.vbox", "vm:vbox-risky", "corpus:virtualbox/libvirt__2disks-nosnap.vbox", CORPUS_VM),
-    ("VMS-VBX-003", "hostonly-6.1.vbox", "vm:vbox-hostonly", "corpus:virtualbox/libvirt__2disks-nosnap.vbox", CORPUS_VM),
+    (
+        "VMS-VBX-003",
+        "hostonly-6.1.vbox",
+        "vm:vbox-hostonly",
+        "corpus:virtualbox/libvirt__2disks-nosnap.vbox",
+        CORPUS_VM,
+    ),
     ("VMS-VBX-004", "risky-7.0.vbox", "vm:vbox-risky", "hardened-7.0.vbox", "vm:vbox-hardened"),
     ("VMS-VBX-005", "risky-7.0.vbox", "vm:vbox-risky", "hardened-7.0.vbox", "vm:vbox-hardened"),
     ("VMS-VBX-006", "risky-7.0.vbox", "vm:vbox-risky", "corpus:virtualbox/libvirt__2disks-nosnap.vbox", CORPUS_VM),
-    ("VMS-VBX-007", "corpus:virtualbox/libvirt__2disks-nosnap.vbox", CORPUS_VM, "hardened-7.0.vbox", "vm:vbox-hardened"),
+    (
+        "VMS-VBX-007",
+        "corpus:virtualbox/libvirt__2disks-nosnap.vbox",
+        CORPUS_VM,
+        "hardened-7.0.vbox",
+        "vm:vbox-hardened",
+    ),
     ("VMS-VBX-008", "corpus:virtualbox/libvirt__2disks-nosnap.vbox", CORPUS_VM, "old-4.3.vbox", "vm:vbox-old"),
     ("VMS-VBX-009", "risky-7.0.vbox", "vm:vbox-risky", "hardened-7.0.vbox", "vm:vbox-hardened"),
     ("VMS-VBX-010", "risky-7.0.vbox", "vm:vbox-risky", "corpus:virtualbox/libvirt__2disks-nosnap.vbox", CORPUS_VM),
@@ -67,10 +80,10 @@ def test_rule_fails_and_passes(corpus_dir, rule_id, bad, bad_asset, good, good_a
 
 
 def test_localhost_reachable_default_depends_on_settings_version(corpus_dir):
-    assert statuses(corpus_dir, "VMS-VBX-001", "old-4.3.vbox", "vm:vbox-old") == {"fail"}     # 1.14: true
+    assert statuses(corpus_dir, "VMS-VBX-001", "old-4.3.vbox", "vm:vbox-old") == {"fail"}  # 1.14: true
     inv, _ = collect([str(FIX / "risky-7.0.vbox")])
     fails = [f for f in evaluate(inv, [RULES["VMS-VBX-001"]]) if f.status == "fail"]
-    assert len(fails) == 1 and "Adapter" in fails[0].evidence["locator"]                      # slot 0 absent = false in 1.19
+    assert len(fails) == 1 and "Adapter" in fails[0].evidence["locator"]  # slot 0 absent = false in 1.19
     assert statuses(corpus_dir, "VMS-VBX-001", "vbox-risky.showvminfo", "vm:vbox-cli") == {"unknown"}
 
 

@@ -1,6 +1,7 @@
 """VMware rules (catalogue/vmware.yaml, and the generic rules extended to VMware): every rule fails on one
 input and passes on another - real corpus files where one shows the case, fixtures otherwise; absent keys
 follow the STIG's own semantics; catalogue entries are complete and wired to predicates."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +22,7 @@ C = "corpus:vmware-vmx/"
 
 def _paths(corpus_dir: Path, spec: str | tuple) -> list[str]:
     specs = spec if isinstance(spec, tuple) else (spec,)
-    return [str(corpus_dir / s[len("corpus:"):]) if s.startswith("corpus:") else str(FIX / s) for s in specs]
+    return [str(corpus_dir / s[len("corpus:") :]) if s.startswith("corpus:") else str(FIX / s) for s in specs]
 
 
 def statuses(corpus_dir: Path, rule_id: str, files, asset: str) -> set[str]:
@@ -33,34 +34,106 @@ def statuses(corpus_dir: Path, rule_id: str, files, asset: str) -> set[str]:
 
 # rule, failing input, its asset, passing input, its asset
 CASES = [
-    ("VMS-VMX-001", "esx-risky.vmx", "vm:esx-risky", C + "libvirt__esx-in-the-wild-17.vmx", "vm:esx8.0-win11-with-second-disk-in-subfolder"),
-    ("VMS-VMX-002", "esx-risky.vmx", "vm:esx-risky", C + "libvirt__esx-in-the-wild-17.vmx", "vm:esx8.0-win11-with-second-disk-in-subfolder"),
+    (
+        "VMS-VMX-001",
+        "esx-risky.vmx",
+        "vm:esx-risky",
+        C + "libvirt__esx-in-the-wild-17.vmx",
+        "vm:esx8.0-win11-with-second-disk-in-subfolder",
+    ),
+    (
+        "VMS-VMX-002",
+        "esx-risky.vmx",
+        "vm:esx-risky",
+        C + "libvirt__esx-in-the-wild-17.vmx",
+        "vm:esx8.0-win11-with-second-disk-in-subfolder",
+    ),
     ("VMS-VMX-003", "esx-risky.vmx", "vm:esx-risky", "esx-hardened.vmx", "vm:esx-hardened"),
     ("VMS-VMX-004", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VMX-005", "ws-risky.vmx", "vm:ws-risky", "esx-hardened.vmx", "vm:esx-hardened"),
-    ("VMS-VMX-006", "ws-risky.vmx", "vm:ws-risky", C + "libvirt__esx-in-the-wild-17.vmx", "vm:esx8.0-win11-with-second-disk-in-subfolder"),
-    ("VMS-VMX-007", C + "libvirt__esx-in-the-wild-17.vmx", "vm:esx8.0-win11-with-second-disk-in-subfolder", "esx-hardened.vmx", "vm:esx-hardened"),
+    (
+        "VMS-VMX-006",
+        "ws-risky.vmx",
+        "vm:ws-risky",
+        C + "libvirt__esx-in-the-wild-17.vmx",
+        "vm:esx8.0-win11-with-second-disk-in-subfolder",
+    ),
+    (
+        "VMS-VMX-007",
+        C + "libvirt__esx-in-the-wild-17.vmx",
+        "vm:esx8.0-win11-with-second-disk-in-subfolder",
+        "esx-hardened.vmx",
+        "vm:esx-hardened",
+    ),
     ("VMS-VMX-008", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VMX-009", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
-    ("VMS-VMX-010", "ws-risky.vmx", "vm:ws-risky", C + "libvirt__esx-in-the-wild-17.vmx", "vm:esx8.0-win11-with-second-disk-in-subfolder"),
+    (
+        "VMS-VMX-010",
+        "ws-risky.vmx",
+        "vm:ws-risky",
+        C + "libvirt__esx-in-the-wild-17.vmx",
+        "vm:esx8.0-win11-with-second-disk-in-subfolder",
+    ),
     ("VMS-VMX-011", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VMX-012", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
-    ("VMS-VMX-013", "ws-risky.vmx", "vm:ws-risky", C + "libvirt__esx-in-the-wild-17.vmx", "vm:esx8.0-win11-with-second-disk-in-subfolder"),
-    ("VMS-VMX-014", C + "minsungchu__Ubuntu_64-bit.vmx", "vm:Ubuntu 64-bit", C + "libvirt__esx-in-the-wild-17.vmx", "vm:esx8.0-win11-with-second-disk-in-subfolder"),
-    ("VMS-VMX-015", "esx-risky.vmx", "vm:esx-risky", C + "libvirt__esx-in-the-wild-17.vmx", "vm:esx8.0-win11-with-second-disk-in-subfolder"),
-    ("VMS-VMX-016", "esx-risky.vmx", "vm:esx-risky", C + "libvirt__esx-in-the-wild-17.vmx", "vm:esx8.0-win11-with-second-disk-in-subfolder"),
+    (
+        "VMS-VMX-013",
+        "ws-risky.vmx",
+        "vm:ws-risky",
+        C + "libvirt__esx-in-the-wild-17.vmx",
+        "vm:esx8.0-win11-with-second-disk-in-subfolder",
+    ),
+    (
+        "VMS-VMX-014",
+        C + "minsungchu__Ubuntu_64-bit.vmx",
+        "vm:Ubuntu 64-bit",
+        C + "libvirt__esx-in-the-wild-17.vmx",
+        "vm:esx8.0-win11-with-second-disk-in-subfolder",
+    ),
+    (
+        "VMS-VMX-015",
+        "esx-risky.vmx",
+        "vm:esx-risky",
+        C + "libvirt__esx-in-the-wild-17.vmx",
+        "vm:esx8.0-win11-with-second-disk-in-subfolder",
+    ),
+    (
+        "VMS-VMX-016",
+        "esx-risky.vmx",
+        "vm:esx-risky",
+        C + "libvirt__esx-in-the-wild-17.vmx",
+        "vm:esx8.0-win11-with-second-disk-in-subfolder",
+    ),
     ("VMS-VMX-017", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VMX-018", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VMX-019", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VMX-020", "ws-risky.vmx", "vm:ws-risky", C + "libvirt__vmx2xml-gsx-in-the-wild-2.vmx", "vm:Server2"),
     ("VMS-VMX-021", "ws-risky.vmx", "vm:ws-risky", C + "libvirt__esx-in-the-wild-2.vmx", "vm:virtDebian1"),
     ("VMS-VMX-022", C + "minsungchu__Ubuntu_64-bit.vmx", "vm:Ubuntu 64-bit", "ws-hardened.vmx", "vm:ws-hardened"),
-    ("VMS-VMX-023", C + "libvirt__vmx2xml-esx-in-the-wild-4.vmx", "vm:virtMonServ1", "ws-hardened.vmx", "vm:ws-hardened"),
-    ("VMS-VMX-024", C + "libvirt__vmx2xml-esx-in-the-wild-4.vmx", "vm:virtMonServ1", C + "libvirt__vmx2xml-ws-in-the-wild-2.vmx", "vm:debian6"),
+    (
+        "VMS-VMX-023",
+        C + "libvirt__vmx2xml-esx-in-the-wild-4.vmx",
+        "vm:virtMonServ1",
+        "ws-hardened.vmx",
+        "vm:ws-hardened",
+    ),
+    (
+        "VMS-VMX-024",
+        C + "libvirt__vmx2xml-esx-in-the-wild-4.vmx",
+        "vm:virtMonServ1",
+        C + "libvirt__vmx2xml-ws-in-the-wild-2.vmx",
+        "vm:debian6",
+    ),
     ("VMS-VMX-025", C + "minsungchu__Ubuntu_64-bit.vmx", "vm:Ubuntu 64-bit", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VMX-026", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VMX-027", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
-    ("VMS-VMX-028", C + "libvirt__vmx2xml-graphics-vnc.vmx", "vm:libvirt__vmx2xml-graphics-vnc", "ws-hardened.vmx", "vm:ws-hardened"),
+    (
+        "VMS-VMX-028",
+        C + "libvirt__vmx2xml-graphics-vnc.vmx",
+        "vm:libvirt__vmx2xml-graphics-vnc",
+        "ws-hardened.vmx",
+        "vm:ws-hardened",
+    ),
     ("VMS-ESX-001", "esxi-export.json", "network:VM Network", "esxi-export.json", "network:Secure PG"),
     ("VMS-ESX-002", "esxi-export.json", "network:VM Network", "esxi-export.json", "network:dvportgroup-1285"),
     ("VMS-ESX-003", "esxi-export.json", "network:Sniffer", "esxi-export.json", "network:VM Network"),
@@ -70,17 +143,47 @@ CASES = [
     ("VMS-VM-001", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VM-002", "ws-risky.vmx", "vm:ws-risky", "esx-risky.vmx", "vm:esx-risky"),
     ("VMS-VM-003", "esx-risky.vmx", "vm:esx-risky", "ws-risky.vmx", "vm:ws-risky"),
-    ("VMS-VM-004", C + "libvirt__vmx2xml-serial-network-server.vmx", "vm:libvirt__vmx2xml-serial-network-server", "ws-hardened.vmx", "vm:ws-hardened"),
+    (
+        "VMS-VM-004",
+        C + "libvirt__vmx2xml-serial-network-server.vmx",
+        "vm:libvirt__vmx2xml-serial-network-server",
+        "ws-hardened.vmx",
+        "vm:ws-hardened",
+    ),
     ("VMS-VM-010", ("ws-risky.vmx", "host-linux"), "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VM-011", ("ws-risky.vmx", "host-linux"), "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
-    ("VMS-VM-020", C + "libvirt__fusion-in-the-wild-1.vmx", "vm:ATTM_VM", C + "minsungchu__Ubuntu_64-bit.vmx", "vm:Ubuntu 64-bit"),
+    (
+        "VMS-VM-020",
+        C + "libvirt__fusion-in-the-wild-1.vmx",
+        "vm:ATTM_VM",
+        C + "minsungchu__Ubuntu_64-bit.vmx",
+        "vm:Ubuntu 64-bit",
+    ),
     # VMS-VM-024 reports what cannot be judged: unknown, never pass
-    ("VMS-VM-024", C + "libvirt__vmx2xml-ethernet-custom.vmx", "vm:libvirt__vmx2xml-ethernet-custom", ("ws-risky.vmx", "host-linux"), "vm:ws-risky"),
-    ("VMS-VM-030", C + "minsungchu__Ubuntu_64-bit.vmx", "vm:Ubuntu 64-bit", ("esx-hardened.vmx", "esxi-export.json"), "vm:esx-hardened"),
+    (
+        "VMS-VM-024",
+        C + "libvirt__vmx2xml-ethernet-custom.vmx",
+        "vm:libvirt__vmx2xml-ethernet-custom",
+        ("ws-risky.vmx", "host-linux"),
+        "vm:ws-risky",
+    ),
+    (
+        "VMS-VM-030",
+        C + "minsungchu__Ubuntu_64-bit.vmx",
+        "vm:Ubuntu 64-bit",
+        ("esx-hardened.vmx", "esxi-export.json"),
+        "vm:esx-hardened",
+    ),
     ("VMS-VM-041", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VM-060", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
     ("VMS-VM-061", "ws-risky.vmx", "vm:ws-risky", "ws-hardened.vmx", "vm:ws-hardened"),
-    ("VMS-VM-070", C + "minsungchu__Ubuntu_64-bit.vmx", "vm:Ubuntu 64-bit", C + "libvirt__esx-in-the-wild-17.vmx", "vm:esx8.0-win11-with-second-disk-in-subfolder"),
+    (
+        "VMS-VM-070",
+        C + "minsungchu__Ubuntu_64-bit.vmx",
+        "vm:Ubuntu 64-bit",
+        C + "libvirt__esx-in-the-wild-17.vmx",
+        "vm:esx8.0-win11-with-second-disk-in-subfolder",
+    ),
     ("VMS-VM-071", "esx-risky.vmx", "vm:esx-risky", "ws-hardened.vmx", "vm:ws-hardened"),
 ]
 
@@ -107,7 +210,7 @@ def test_stig_absent_key_semantics(corpus_dir):
     inv, _ = collect(_paths(corpus_dir, "esx-hardened.vmx"))
     res = {f.rule_id: f for f in evaluate(inv, [RULES[r] for r in ("VMS-VMX-001", "VMS-VMX-010", "VMS-VMX-014")])}
     assert all(f.status == "pass" and "absent" in f.evidence["value"] for f in res.values())
-    inv, _ = collect(_paths(corpus_dir, C + "libvirt__esx-in-the-wild-2.vmx"))   # ESX, no maxConnections key
+    inv, _ = collect(_paths(corpus_dir, C + "libvirt__esx-in-the-wild-2.vmx"))  # ESX, no maxConnections key
     [f] = evaluate(inv, [RULES["VMS-VMX-007"]])
     assert (f.status, f.evidence["value"]) == ("fail", "absent")
 

@@ -1,5 +1,6 @@
 """The traffic readers: every container and link type gives the same events as the classic pcap fast path;
 counts agree with tshark's on every shared capture; Zeek and Suricata logs feed the same detectors."""
+
 from __future__ import annotations
 
 import gzip
@@ -9,13 +10,21 @@ import subprocess
 
 import pytest
 
-from traffic_helpers import FIXTURES, detect, events, found, load_inventory
 from vmsentry.collect.traffic import TrafficStream, open_inputs
 from vmsentry.model.traffic import Arp, Packet, Probes
 
-LAB_PCAPS = ["lab/arpspoof-vm1-vs-vm2.pcap", "lab/nmap-sS-vm1-vs-hostns.pcap", "lab/realvm-dhcp-virbr0.pcap",
-             "smb_psexec_mimikatz_suricata.pcap", "ipv6_rogue_ra_kill_router6.pcap", "dhcp_inform_flood_zeek.pcap",
-             "smb2_mimikatz_copy_suricata.pcap", "vnc_session_zeek.pcap"]
+from traffic_helpers import FIXTURES, detect, events, found, load_inventory
+
+LAB_PCAPS = [
+    "lab/arpspoof-vm1-vs-vm2.pcap",
+    "lab/nmap-sS-vm1-vs-hostns.pcap",
+    "lab/realvm-dhcp-virbr0.pcap",
+    "smb_psexec_mimikatz_suricata.pcap",
+    "ipv6_rogue_ra_kill_router6.pcap",
+    "dhcp_inform_flood_zeek.pcap",
+    "smb2_mimikatz_copy_suricata.pcap",
+    "vnc_session_zeek.pcap",
+]
 
 
 def _editcap(*args):
@@ -48,7 +57,7 @@ def test_pcapng_nanosecond_and_gzip_give_the_same_events(shared_dir, tmp_path, n
     gz.write_bytes(gzip.compress(ng.read_bytes()))
     for other in (ng, ns, gz):
         _same_events(src, other)
-    _same_events(src, src, bulk=False)           # the buffer-at-a-time path against one packet at a time
+    _same_events(src, src, bulk=False)  # the buffer-at-a-time path against one packet at a time
 
 
 def test_big_endian_pcap(shared_dir, tmp_path):
@@ -58,7 +67,7 @@ def test_big_endian_pcap(shared_dir, tmp_path):
     off = 24
     while off < len(data):
         sec, usec, incl, orig = struct.unpack_from("<IIII", data, off)
-        out += struct.pack(">IIII", sec, usec, incl, orig) + data[off + 16:off + 16 + incl]
+        out += struct.pack(">IIII", sec, usec, incl, orig) + data[off + 16 : off + 16 + incl]
         off += 16 + incl
     (tmp_path / "be.pcap").write_bytes(bytes(out))
     _same_events(src, tmp_path / "be.pcap")
@@ -70,18 +79,26 @@ def _relink(src, dst, linktype, convert):
     off = 24
     while off < len(data):
         sec, usec, incl, orig = struct.unpack_from("<IIII", data, off)
-        frame = convert(data[off + 16:off + 16 + incl])
+        frame = convert(data[off + 16 : off + 16 + incl])
         out += struct.pack("<IIII", sec, usec, len(frame), orig - incl + len(frame)) + frame
         off += 16 + incl
     dst.write_bytes(bytes(out))
 
 
-@pytest.mark.parametrize("linktype,convert", [
-    (113, lambda f: struct.pack("!HHH8sH", 0, 1, 6, f[6:12] + b"\0\0", int.from_bytes(f[12:14], "big")) + f[14:]),
-    (276, lambda f: struct.pack("!HHIHBB8s", int.from_bytes(f[12:14], "big"), 0, 2, 1, 0, 6, f[6:12] + b"\0\0")
-     + f[14:]),
-    (101, lambda f: f[14:]),
-], ids=["linux-sll", "linux-sll2", "raw-ip"])
+@pytest.mark.parametrize(
+    "linktype,convert",
+    [
+        (113, lambda f: struct.pack("!HHH8sH", 0, 1, 6, f[6:12] + b"\0\0", int.from_bytes(f[12:14], "big")) + f[14:]),
+        (
+            276,
+            lambda f: (
+                struct.pack("!HHIHBB8s", int.from_bytes(f[12:14], "big"), 0, 2, 1, 0, 6, f[6:12] + b"\0\0") + f[14:]
+            ),
+        ),
+        (101, lambda f: f[14:]),
+    ],
+    ids=["linux-sll", "linux-sll2", "raw-ip"],
+)
 def test_other_link_types(shared_dir, tmp_path, linktype, convert):
     src = shared_dir / "pcaps" / "lab" / "nmap-sS-vm1-vs-hostns.pcap"
     _relink(src, tmp_path / "l.pcap", linktype, convert)
@@ -94,17 +111,35 @@ def test_stdin(shared_dir, run_cli):
     data = (shared_dir / "pcaps" / "lab" / "arpspoof-vm1-vs-vm2.pcap").read_bytes()
     import subprocess as sp
     import sys
-    proc = sp.run([sys.executable, "-m", "vmsentry", "detect", "-", "--format", "json"], input=data,
-                  capture_output=True, timeout=60)
+
+    proc = sp.run(
+        [sys.executable, "-m", "vmsentry", "detect", "-", "--format", "json"],
+        input=data,
+        capture_output=True,
+        timeout=60,
+    )
     import json
+
     doc = json.loads(proc.stdout)
     assert proc.returncode == 1 and doc["alerts"][0]["type"] == "arp_spoof"
 
 
-@pytest.mark.parametrize("name", sorted(["arp_unicast_request_suricata.pcap", "nmap_host_discovery_zeek.pcap",
-                                         "http_bro_org_benign_zeek.pcap", "smb3_multichannel_zeek.pcap",
-                                         "rdp_suricata.pcap", "ssh_single_conn_zeek.pcap", "lab/benign-http-ping.pcap",
-                                         "lab/realvm-dhcp-virbr0.pcap", "lab/arpspoof-vm1-vs-vm2.pcap"]))
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        [
+            "arp_unicast_request_suricata.pcap",
+            "nmap_host_discovery_zeek.pcap",
+            "http_bro_org_benign_zeek.pcap",
+            "smb3_multichannel_zeek.pcap",
+            "rdp_suricata.pcap",
+            "ssh_single_conn_zeek.pcap",
+            "lab/benign-http-ping.pcap",
+            "lab/realvm-dhcp-virbr0.pcap",
+            "lab/arpspoof-vm1-vs-vm2.pcap",
+        ]
+    ),
+)
 def test_counts_agree_with_tshark(shared_dir, name):
     path = shared_dir / "pcaps" / name
     assert shutil.which("tshark"), "tshark is missing (scripts/setup.sh installs it)"
@@ -112,10 +147,11 @@ def test_counts_agree_with_tshark(shared_dir, name):
     def count(*display_filter):
         args = ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.number", *display_filter]
         return len(subprocess.run(args, capture_output=True, text=True, check=True).stdout.split())
+
     evs, stats = events(path)
     assert stats.packets == count()
     assert sum(isinstance(e, Arp) for e in evs) == count("-Y", "arp")
-    every, _ = events(path, all_packets=True)              # the ML baseline's view: every IP packet
+    every, _ = events(path, all_packets=True)  # the ML baseline's view: every IP packet
     ip_packets = "(ip or ipv6) and not dhcp and not icmpv6.type == 134 and not ip.frag_offset > 0"
     assert sum(isinstance(e, Packet) for e in every) == count("-Y", ip_packets)
 
@@ -126,12 +162,18 @@ def test_all_packets_mode_keeps_the_same_alerts(shared_dir):
 
 
 # --- Zeek and Suricata logs -----------------------------------------------------------------------------
-LOG_EXPECTED = {("port_scan", "10.99.0.11"), ("mgmt_access", "10.99.0.11"), ("lateral_movement", "10.99.0.12"),
-                ("dns_unsanctioned", "10.99.0.12"), ("rogue_dhcp", "10.99.0.66")}
+LOG_EXPECTED = {
+    ("port_scan", "10.99.0.11"),
+    ("mgmt_access", "10.99.0.11"),
+    ("lateral_movement", "10.99.0.12"),
+    ("dns_unsanctioned", "10.99.0.12"),
+    ("rogue_dhcp", "10.99.0.66"),
+}
 
 
-@pytest.mark.parametrize("files", [["conn.log", "dns.log", "dhcp.log"], ["conn.json", "dns.json", "dhcp.json"]],
-                         ids=["tsv", "json"])
+@pytest.mark.parametrize(
+    "files", [["conn.log", "dns.log", "dhcp.log"], ["conn.json", "dns.json", "dhcp.json"]], ids=["tsv", "json"]
+)
 def test_zeek_logs(files):
     inv = load_inventory([FIXTURES / "lab-inventory.json"])
     alerts, stats = detect(*(FIXTURES / "zeek" / f for f in files), inventory=inv)
@@ -149,7 +191,8 @@ def test_zeek_folder_and_real_baselines(shared_dir, tmp_path):
         "#open XXXX-XX-XX-XX-XX-XX\n#fields\tts\tuids\tclient_addr\tserver_addr\tmac\thost_name\tclient_fqdn\tdomain"
         "\trequested_addr\tassigned_addr\tlease_time\tclient_message\tserver_message\tmsg_types\tduration\n"
         "XXXXXXXXXX.XXXXXX\tCHhAvVGS1DHFjwGM9\t128.2.6.122\t-\t90:b1:1c:99:49:29\t-\t-\t-\t-\t-\t-\t-\t-"
-        "\tINFORM,ACK\t0.004327\n")
+        "\tINFORM,ACK\t0.004327\n"
+    )
     readers = open_inputs(str(tmp_path))
     assert [r.name.split("/")[-1] for r in readers] == ["conn.log", "dhcp.log"]
     rfb = shared_dir / "pcaps" / "expected" / "vnc_scanner_zeek" / "rfb.log"
@@ -165,7 +208,7 @@ def test_eve_json():
     assert {(t, w) for t, w in found(alerts) if "." in w} == LOG_EXPECTED | {("arp_spoof", "10.99.0.11")}
     assert stats["problems"] == {"eve-type-not-used (stats)": 1}
     evs, _ = events(FIXTURES / "eve" / "eve.json")
-    assert sum(isinstance(e, Arp) for e in evs) == 8                 # 4 forged + decode-arp-2's 4 records
+    assert sum(isinstance(e, Arp) for e in evs) == 8  # 4 forged + decode-arp-2's 4 records
 
 
 def test_stream_reuses_one_list_and_counts_inputs(shared_dir):

@@ -1,6 +1,7 @@
 """The VMware .vmx collector on the real corpus (../shared/corpus/vmware-vmx) and on hand-written fixtures:
 what a careful auditor reads from each file, defaults applied, broken lines reported one by one, secrets
 never shown."""
+
 from __future__ import annotations
 
 import json
@@ -33,9 +34,14 @@ def test_esxi_8_vm_on_a_port_group(corpus_dir):
     assert vm.uuid == "42256ec1-e066-9364-3dd1-36a0b75263dd"
     assert vm.facts["vmx.product"]["value"] == "esxi"
     [nic] = vm.nics
-    assert (nic.id, nic.mode, nic.network, nic.mac, nic.model) == \
-        ("ethernet0", "bridged", "Mgmt Network", "00:50:56:a5:b8:68", "e1000e")
-    assert nic.type == "bridged (default)"          # no connectionType: bridged
+    assert (nic.id, nic.mode, nic.network, nic.mac, nic.model) == (
+        "ethernet0",
+        "bridged",
+        "Mgmt Network",
+        "00:50:56:a5:b8:68",
+        "e1000e",
+    )
+    assert nic.type == "bridged (default)"  # no connectionType: bridged
     assert vm.facts["vmx.RemoteDisplay.maxConnections"]["value"] == "-1"
     assert vm.facts["vmx.migrate.encryptionMode"]["value"] == "opportunistic"
     assert vm.facts["vmx.tools.guest.desktop.autolock"]["value"] == "TRUE"
@@ -59,9 +65,11 @@ def test_workstation_nat_and_bridged(corpus_dir):
     # Workstation default: copy/paste and drag and drop on
     assert (vm.channels.clipboard, vm.channels.drag_and_drop) == ("bidirectional", "bidirectional")
     vm, _ = _vm(corpus_dir / "vmware-vmx/libvirt__fusion-in-the-wild-1.vmx")
-    assert [(n.id, n.mode, n.network) for n in vm.nics] == [("ethernet0", "bridged", "VMnet0"),
-                                                            ("ethernet1", "bridged", "VMnet0")]
-    assert all(n.spoof_protection is False for n in vm.nics)   # no anti-spoofing on hosted vmnets
+    assert [(n.id, n.mode, n.network) for n in vm.nics] == [
+        ("ethernet0", "bridged", "VMnet0"),
+        ("ethernet1", "bridged", "VMnet0"),
+    ]
+    assert all(n.spoof_protection is False for n in vm.nics)  # no anti-spoofing on hosted vmnets
 
 
 def test_custom_vmnet_without_host_files(corpus_dir):
@@ -71,7 +79,7 @@ def test_custom_vmnet_without_host_files(corpus_dir):
     assert "netmap.conf" in nic.detail
     vm, _ = _vm(corpus_dir / "vmware-vmx/libvirt__vmx2xml-gsx-in-the-wild-1.vmx")
     [nic] = vm.nics
-    assert (nic.mode, nic.network) == ("host-only", "vmnet1")      # Workstation default for vmnet1
+    assert (nic.mode, nic.network) == ("host-only", "vmnet1")  # Workstation default for vmnet1
     assert "Workstation default" in nic.detail
 
 
@@ -116,16 +124,20 @@ def test_broken_lines_are_reported_and_the_rest_is_read():
 def test_workstation_fixture_model():
     vm, _ = _vm(FIX / "ws-risky.vmx")
     nics = {n.id: n for n in vm.nics}
-    assert set(nics) == {"ethernet0", "ethernet1", "ethernet3", "ethernet4"}     # ethernet2 present FALSE
+    assert set(nics) == {"ethernet0", "ethernet1", "ethernet3", "ethernet4"}  # ethernet2 present FALSE
     assert nics["ethernet0"].mode == "unknown" and nics["ethernet0"].network == "vmnet2"
     assert nics["ethernet0"].filter == "dvfilter-maclearn"
     assert (nics["ethernet1"].mode, nics["ethernet1"].mac) == ("nat", "00:50:56:3f:00:10")
     assert nics["ethernet3"].connected is False and nics["ethernet3"].mode == "host-only"
     assert nics["ethernet4"].mode == "private"
-    assert [(l.kind, l.address, l.port, l.auth) for l in vm.listeners] == \
-        [("serial", None, 7001, "none"), ("vnc", None, 5901, "none")]
-    assert [(s.kind, s.host_path, s.guest_tag, s.writable) for s in vm.shares] == \
-        [("hgfs", "/", "root", True), ("hgfs", "/srv/isos", "isos", False)]   # writeAccess absent = read-only
+    assert [(l.kind, l.address, l.port, l.auth) for l in vm.listeners] == [
+        ("serial", None, 7001, "none"),
+        ("vnc", None, 5901, "none"),
+    ]
+    assert [(s.kind, s.host_path, s.guest_tag, s.writable) for s in vm.shares] == [
+        ("hgfs", "/", "root", True),
+        ("hgfs", "/srv/isos", "isos", False),
+    ]  # writeAccess absent = read-only
     kinds = sorted(d.kind for d in vm.devices)
     assert kinds == ["floppy", "parallel-port", "pci-passthrough", "serial-port", "usb-controller", "usb-passthrough"]
 
@@ -168,8 +180,7 @@ def test_not_a_vmx_file_is_one_error(tmp_path):
 
 
 def test_secrets_never_appear_in_cli_output(run_cli):
-    out = run_cli("scan", FIX / "esx-risky.vmx", FIX / "ws-risky.vmx", FIX / "esxi-export.json",
-                       "--format", "json")
+    out = run_cli("scan", FIX / "esx-risky.vmx", FIX / "ws-risky.vmx", FIX / "esxi-export.json", "--format", "json")
     assert out.returncode in (1, 2), out.stderr
     text = out.stdout + out.stderr
     for secret in ("Vnc-S3cret-42", "c2VjcmV0LXRva2Vu", "T0pS3cretKeySafe", "never-shown-pw"):

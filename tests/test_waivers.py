@@ -1,4 +1,5 @@
 """Waiver files (owner, reason, expiry; glob patterns) and applying them to findings."""
+
 from datetime import date
 from pathlib import Path
 
@@ -24,8 +25,14 @@ def write(tmp_path, text):
 def test_loads_the_example_file():
     loaded = load_waivers(str(FIXTURE))
     assert loaded == [
-        Waiver("VMS-LV-001", "vm:web*", "alice", "the web tier's VNC is reachable only from the jump host",
-               date(2026, 12, 31), line=3),
+        Waiver(
+            "VMS-LV-001",
+            "vm:web*",
+            "alice",
+            "the web tier's VNC is reachable only from the jump host",
+            date(2026, 12, 31),
+            line=3,
+        ),
         Waiver("VMS-LV-*", "vm:lab-?", "bob", "throw-away lab guests, rebuilt nightly", date(2026, 6, 30), line=8),
     ]
 
@@ -38,25 +45,35 @@ def test_empty_files_hold_no_waivers(tmp_path, text):
 ENTRY = "waivers:\n  - rule: VMS-LV-001\n    asset: vm:web\n    owner: alice\n    reason: ok\n    expires: 2026-12-31\n"
 
 
-@pytest.mark.parametrize("text, where, problem", [
-    ("waivers: [\n  {rule: x\n", 3, "bad YAML"),
-    ("waivers:\n  - rule: VMS-LV-001\n    asset: vm:web\n    owner: alice\n    reason: ok\n    expires: 2026-12-31\n"
-     "    reson: typo\n", 7, "unknown key 'reson'"),
-    ("waivers:\n  - rule: VMS-LV-001\n    asset: vm:web\n    owner: alice\n    expires: 2026-12-31\n", 2,
-     "waiver lacks reason"),
-    ("waivers:\n  - rule: VMS-LV-001\n    asset: vm:web\n", 2, "waiver lacks owner, reason, expires"),
-    (ENTRY.replace("2026-12-31", "2026-13-01"), 6, "expires must be a date YYYY-MM-DD, got '2026-13-01'"),
-    (ENTRY.replace("2026-12-31", "next year"), 6, "expires must be a date YYYY-MM-DD"),
-    (ENTRY.replace("2026-12-31", "2026-12-31T10:00:00"), 6, "expires must be a date YYYY-MM-DD"),
-    (ENTRY.replace("reason: ok", "reason: ''"), 5, "empty reason"),
-    (ENTRY.replace("reason: ok", "reason:"), 5, "empty reason"),
-    (ENTRY.replace("owner: alice", "owner: [alice, bob]"), 4, "owner must be a single value"),
-    (ENTRY + "    rule: VMS-LV-002\n", 7, "rule given twice"),
-    (ENTRY + "ignore: []\n", 7, "unknown key 'ignore'"),
-    ("waivers:\n  rule: x\n", 2, "'waivers' must be a list"),
-    ("- rule: x\n", 1, "expected a mapping with a 'waivers' list"),
-    ("waivers:\n  - just a string\n", 2, "a waiver must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, where, problem",
+    [
+        ("waivers: [\n  {rule: x\n", 3, "bad YAML"),
+        (
+            "waivers:\n  - rule: VMS-LV-001\n    asset: vm:web\n    owner: alice\n    reason: ok\n    expires: 2026-12-31\n"
+            "    reson: typo\n",
+            7,
+            "unknown key 'reson'",
+        ),
+        (
+            "waivers:\n  - rule: VMS-LV-001\n    asset: vm:web\n    owner: alice\n    expires: 2026-12-31\n",
+            2,
+            "waiver lacks reason",
+        ),
+        ("waivers:\n  - rule: VMS-LV-001\n    asset: vm:web\n", 2, "waiver lacks owner, reason, expires"),
+        (ENTRY.replace("2026-12-31", "2026-13-01"), 6, "expires must be a date YYYY-MM-DD, got '2026-13-01'"),
+        (ENTRY.replace("2026-12-31", "next year"), 6, "expires must be a date YYYY-MM-DD"),
+        (ENTRY.replace("2026-12-31", "2026-12-31T10:00:00"), 6, "expires must be a date YYYY-MM-DD"),
+        (ENTRY.replace("reason: ok", "reason: ''"), 5, "empty reason"),
+        (ENTRY.replace("reason: ok", "reason:"), 5, "empty reason"),
+        (ENTRY.replace("owner: alice", "owner: [alice, bob]"), 4, "owner must be a single value"),
+        (ENTRY + "    rule: VMS-LV-002\n", 7, "rule given twice"),
+        (ENTRY + "ignore: []\n", 7, "unknown key 'ignore'"),
+        ("waivers:\n  rule: x\n", 2, "'waivers' must be a list"),
+        ("- rule: x\n", 1, "expected a mapping with a 'waivers' list"),
+        ("waivers:\n  - just a string\n", 2, "a waiver must be a mapping"),
+    ],
+)
 def test_errors_name_the_file_and_line(tmp_path, text, where, problem):
     path = write(tmp_path, text)
     with pytest.raises(WaiverError) as caught:
@@ -76,14 +93,23 @@ def test_matching_waiver_waives_fail_and_unknown():
     notes = apply_waivers([failing, unknown, passing], [waiver()], TODAY)
     assert notes == []
     assert failing.status == unknown.status == "waived"
-    assert failing.waiver == {"owner": "alice", "reason": "jump host only", "expires": "2026-12-31",
-                              "rule": "VMS-LV-001", "asset": "vm:web"}
+    assert failing.waiver == {
+        "owner": "alice",
+        "reason": "jump host only",
+        "expires": "2026-12-31",
+        "rule": "VMS-LV-001",
+        "asset": "vm:web",
+    }
     assert passing.status == "pass" and passing.waiver is None
 
 
 def test_globs_on_rule_and_asset():
-    findings = [finding(rule_id="VMS-LV-007", asset="vm:web01"), finding(rule_id="VMS-QE-001", asset="vm:web01"),
-                finding(rule_id="VMS-LV-007", asset="vm:db01"), finding(rule_id="VMS-LV-007", asset="network:web")]
+    findings = [
+        finding(rule_id="VMS-LV-007", asset="vm:web01"),
+        finding(rule_id="VMS-QE-001", asset="vm:web01"),
+        finding(rule_id="VMS-LV-007", asset="vm:db01"),
+        finding(rule_id="VMS-LV-007", asset="network:web"),
+    ]
     apply_waivers(findings, [waiver(rule="VMS-LV-*", asset="vm:web*")], TODAY)
     assert [f.status for f in findings] == ["waived", "fail", "fail", "fail"]
 

@@ -1,5 +1,6 @@
 """Helpers shared by the traffic tests (not a test module): run the decoder and detectors in-process on
 files, and build saved inventories from short role descriptions."""
+
 from __future__ import annotations
 
 import json
@@ -38,20 +39,44 @@ def events(path, **kw):
 def inventory_from_roles(roles: dict, tmp: Path):
     """A saved vmsentry inventory (read back through the real collector) from
     {"vms": {name: "ip/mac"}, "host": "ip/mac", "dhcp": [...], "dns": [...], "ipv6": bool}."""
+
     def split(text):
         ip, _, mac = text.partition("/")
         return (None if ip in ("", "-") else ip), (mac or None)
+
     host_ip, host_mac = split(roles.get("host", "-"))
-    doc = {"schema": "vmsentry.inventory/1", "hosts": [{"name": "hv", "platform": "linux", "facts": {}}],
-           "networks": [{"name": "seg", "platform": "libvirt", "mode": "bridged", "bridge": "br0", "subnets": [],
-                         "host_address": host_ip, "host_mac": host_mac, "dhcp": bool(roles.get("dhcp")),
-                         "dhcp_servers": roles.get("dhcp", []), "dns_servers": roles.get("dns", []),
-                         "host": "hv", "ipv6": roles.get("ipv6", False)}],
-           "vms": [], "errors": []}
+    doc = {
+        "schema": "vmsentry.inventory/1",
+        "hosts": [{"name": "hv", "platform": "linux", "facts": {}}],
+        "networks": [
+            {
+                "name": "seg",
+                "platform": "libvirt",
+                "mode": "bridged",
+                "bridge": "br0",
+                "subnets": [],
+                "host_address": host_ip,
+                "host_mac": host_mac,
+                "dhcp": bool(roles.get("dhcp")),
+                "dhcp_servers": roles.get("dhcp", []),
+                "dns_servers": roles.get("dns", []),
+                "host": "hv",
+                "ipv6": roles.get("ipv6", False),
+            }
+        ],
+        "vms": [],
+        "errors": [],
+    }
     for name, text in roles.get("vms", {}).items():
         ip, mac = split(text)
-        doc["vms"].append({"name": name, "platform": "libvirt", "host": "hv",
-                           "nics": [{"id": "net0", "mac": mac, "ip": ip, "mode": "bridged", "network": "seg"}]})
+        doc["vms"].append(
+            {
+                "name": name,
+                "platform": "libvirt",
+                "host": "hv",
+                "nics": [{"id": "net0", "mac": mac, "ip": ip, "mode": "bridged", "network": "seg"}],
+            }
+        )
     path = tmp / "roles-inventory.json"
     path.write_text(json.dumps(doc))
     return load_inventory([path])
@@ -75,14 +100,19 @@ def found(alerts) -> set:
 
 
 # --- crafting (scapy is used for test packets only) -------------------------------------------------------
-LAB = {"host": ("10.99.0.1", "52:54:00:99:00:01"), "vm1": ("10.99.0.11", "52:54:00:99:00:11"),
-       "vm2": ("10.99.0.12", "52:54:00:99:00:12"), "vm3": ("10.99.0.13", "52:54:00:99:00:13")}
+LAB = {
+    "host": ("10.99.0.1", "52:54:00:99:00:01"),
+    "vm1": ("10.99.0.11", "52:54:00:99:00:11"),
+    "vm2": ("10.99.0.12", "52:54:00:99:00:12"),
+    "vm3": ("10.99.0.13", "52:54:00:99:00:13"),
+}
 T0 = 1_790_000_000.0
 
 
 def write_pcap(path, packets, t0=T0, gap=0.001):
     """Write scapy packets; ``packets`` items are a packet or (seconds after t0, packet)."""
     from scapy.utils import wrpcap
+
     out = []
     for i, item in enumerate(packets):
         offset, pkt = item if isinstance(item, tuple) else (i * gap, item)

@@ -3,4 +3,5 @@
 Stages, one folder each: collect (platform adapters) -> model (normalised inventory) -> analyse
 (rules) -> report. Imports stay lazy so that ``vmsentry --help`` starts fast.
 """
+
 __version__ = "0.1.0"

@@ -1,5 +1,6 @@
 """The ``vmsentry`` command: the verbs are listed in ``vmsentry.commands``; each verb's module is imported
 only when it runs, so ``vmsentry --help`` starts fast."""
+
 from __future__ import annotations
 
 import gc
@@ -8,13 +9,16 @@ import sys
 from vmsentry.commands import COMMANDS, create_command
 from vmsentry.commands.base import EXIT_USAGE, FatalError, Parser, split_verb, verb_parser
 
-DESCRIPTION = ("Can something inside a VM reach my host, my other VMs or my LAN? vmsentry discovers how every VM is "
-               "connected, audits it and says what to change.")
+DESCRIPTION = (
+    "Can something inside a VM reach my host, my other VMs or my LAN? vmsentry discovers how every VM is "
+    "connected, audits it and says what to change."
+)
 
 
 def build_parser() -> Parser:
     """The top-level parser: --version and the list of verbs (each verb parses its own arguments)."""
     from vmsentry import __version__
+
     parser = verb_parser("vmsentry", DESCRIPTION, COMMANDS, "VERB")
     parser.add_argument("--version", action="version", version=f"vmsentry {__version__}")
     return parser

@@ -12,6 +12,7 @@ libvirtd itself is left running (scripts/test.sh decides whether to stop it).  T
 chains libvirt leaves behind after its last network stops are also left: libvirtd creates them only once
 per daemon lifetime and would fail to add rules later if they were deleted under it.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from virsh_cli import URI, virsh
 from lxml import etree
+
+from virsh_cli import URI, virsh
 
 GUEST = "vmsentry-it-guest"
 GUEST_MAC = "52:54:00:76:6d:01"
@@ -53,11 +55,11 @@ class LiveLab:
     guest: str
     guest_mac: str
     guest_uuid: str
-    guest_xml: etree._Element        # live `virsh dumpxml` of the running guest
-    tap: str                          # host-side device from `virsh domiflist`
-    vnc_port: int                     # allocated port from the live XML
+    guest_xml: etree._Element  # live `virsh dumpxml` of the running guest
+    tap: str  # host-side device from `virsh domiflist`
+    vnc_port: int  # allocated port from the live XML
     network: str
-    network_xml: etree._Element       # live `virsh net-dumpxml default`
+    network_xml: etree._Element  # live `virsh net-dumpxml default`
     created_network: bool = False
     started_network: bool = False
     timings: dict[str, float] = field(default_factory=dict)
@@ -71,11 +73,11 @@ def _ensure_libvirtd() -> None:
     if virsh("version", check=False, timeout=15).returncode == 0:
         return
     script = REPO / "scripts" / "start-libvirtd.sh"
-    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
-                       stdin=subprocess.DEVNULL)
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     if r.returncode != 0 or virsh("version", check=False, timeout=15).returncode != 0:
-        _fail(f"no libvirtd answers on {URI} and {script} could not start one (rc {r.returncode}):\n"
-              f"{r.stdout}{r.stderr}")
+        _fail(
+            f"no libvirtd answers on {URI} and {script} could not start one (rc {r.returncode}):\n{r.stdout}{r.stderr}"
+        )
 
 
 def _net_state(name: str) -> str | None:
@@ -103,8 +105,10 @@ def _remove_leftover_guest() -> None:
 def live_lab():
     t0 = time.monotonic()
     if os.geteuid() != 0:
-        _fail("the live libvirt tests need root (they start libvirtd, a NAT network and a QEMU guest): "
-              "run them through `sudo scripts/test.sh`")
+        _fail(
+            "the live libvirt tests need root (they start libvirtd, a NAT network and a QEMU guest): "
+            "run them through `sudo scripts/test.sh`"
+        )
     for tool in ("virsh", "libvirtd", "qemu-system-x86_64"):
         if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
             _fail(f"{tool} not found: run scripts/setup.sh")
@@ -143,18 +147,26 @@ def live_lab():
             if state_out == "running" and port not in ("", "-1") and ifaces and ifaces[0]["interface"] != "-":
                 break
             if time.monotonic() > deadline:
-                _fail(f"guest {GUEST} not running with a tap and a VNC port within 30 s "
-                      f"(state {state_out!r}, vnc port {port!r}, domiflist {ifaces})")
+                _fail(
+                    f"guest {GUEST} not running with a tap and a VNC port within 30 s "
+                    f"(state {state_out!r}, vnc port {port!r}, domiflist {ifaces})"
+                )
             time.sleep(0.2)
         TIMINGS["guest running"] = time.monotonic() - t
         TIMINGS["fixture set-up total"] = time.monotonic() - t0
 
         lab = LiveLab(
-            uri=URI, guest=GUEST, guest_mac=GUEST_MAC,
-            guest_uuid=xml.findtext("uuid"), guest_xml=xml,
-            tap=ifaces[0]["interface"], vnc_port=int(port),
-            network=NETWORK, network_xml=network_xml,
-            created_network=created_network, started_network=started_network,
+            uri=URI,
+            guest=GUEST,
+            guest_mac=GUEST_MAC,
+            guest_uuid=xml.findtext("uuid"),
+            guest_xml=xml,
+            tap=ifaces[0]["interface"],
+            vnc_port=int(port),
+            network=NETWORK,
+            network_xml=network_xml,
+            created_network=created_network,
+            started_network=started_network,
             timings=dict(TIMINGS),
         )
         yield lab
@@ -188,5 +200,4 @@ def live_lab():
 
 def pytest_terminal_summary(terminalreporter):
     if TIMINGS:
-        terminalreporter.write_line(
-            "live libvirt lab: " + ", ".join(f"{k} {v:.2f} s" for k, v in TIMINGS.items()))
+        terminalreporter.write_line("live libvirt lab: " + ", ".join(f"{k} {v:.2f} s" for k, v in TIMINGS.items()))

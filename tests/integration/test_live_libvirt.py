@@ -4,6 +4,7 @@ Every expectation is derived independently of vmsentry: the libvirt side from ``
 ``virsh net-dumpxml`` / ``virsh domiflist`` parsed here with lxml, the host side from ``ip -j`` and
 ``ss``.  Needs root; never skips.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.libvirt
 def _json_out(proc: subprocess.CompletedProcess, *, ok_codes=(0,)) -> dict:
     cmd = " ".join(proc.args[3:])
     assert proc.returncode in ok_codes, (
-        f"`vmsentry {cmd}` exited {proc.returncode}\nstderr:\n{proc.stderr[-3000:]}\nstdout:\n{proc.stdout[-2000:]}")
+        f"`vmsentry {cmd}` exited {proc.returncode}\nstderr:\n{proc.stderr[-3000:]}\nstdout:\n{proc.stdout[-2000:]}"
+    )
     try:
         return json.loads(proc.stdout)
     except json.JSONDecodeError as e:
@@ -33,7 +35,8 @@ def _expected_network(net) -> dict:
     iface = ipaddress.ip_interface(f"{ip.get('address')}/{ip.get('netmask') or ip.get('prefix')}")
     return {
         "mode": {"nat": "nat", "route": "routed", "open": "open", "bridge": "bridged"}.get(
-            net.xpath("string(forward/@mode)"), "isolated"),
+            net.xpath("string(forward/@mode)"), "isolated"
+        ),
         "bridge": net.xpath("string(bridge/@name)"),
         "subnets": [str(iface.network)],
         "host_address": str(iface.ip),
@@ -132,7 +135,9 @@ def test_inventory_lists_live_guest_and_network(live_lab, run_cli):
     # --- the guest, against its live XML
     x = live_lab.guest_xml
     vms = [v for v in inv.get("vms", []) if v.get("name") == live_lab.guest]
-    assert len(vms) == 1, f"guest {live_lab.guest} listed {len(vms)} times in {[v.get('name') for v in inv.get('vms', [])]}"
+    assert len(vms) == 1, (
+        f"guest {live_lab.guest} listed {len(vms)} times in {[v.get('name') for v in inv.get('vms', [])]}"
+    )
     vm = vms[0]
     assert vm["platform"] == "libvirt"
     assert vm["uuid"] == x.findtext("uuid") == live_lab.guest_uuid
@@ -160,14 +165,21 @@ def test_inventory_lists_live_guest_and_network(live_lab, run_cli):
 
     # --- the `default` network, against its live XML
     nets = [n for n in inv.get("networks", []) if n.get("name") == live_lab.network]
-    assert len(nets) == 1, f"network {live_lab.network} listed {len(nets)} times: {[n.get('name') for n in inv.get('networks', [])]}"
+    assert len(nets) == 1, (
+        f"network {live_lab.network} listed {len(nets)} times: {[n.get('name') for n in inv.get('networks', [])]}"
+    )
     net = nets[0]
     want = _expected_network(live_lab.network_xml)
     got = {k: net.get(k) for k in want}
     assert got == want
-    if live_lab.created_network:   # our fixture XML: the standard values
-        assert want == {"mode": "nat", "bridge": "virbr0", "subnets": ["192.168.122.0/24"],
-                        "host_address": "192.168.122.1", "dhcp": True}
+    if live_lab.created_network:  # our fixture XML: the standard values
+        assert want == {
+            "mode": "nat",
+            "bridge": "virbr0",
+            "subnets": ["192.168.122.0/24"],
+            "host_address": "192.168.122.1",
+            "dhcp": True,
+        }
 
 
 def test_host_facts_show_bridge_dnsmasq_and_libvirt_firewall(live_lab, run_cli):
@@ -178,12 +190,21 @@ def test_host_facts_show_bridge_dnsmasq_and_libvirt_firewall(live_lab, run_cli):
     bridge_name = live_lab.network_xml.xpath("string(bridge/@name)")
 
     # --- bridges: virbr0 with its address and the guest's tap as a port (truth: ip -j)
-    ipj = json.loads(subprocess.run(["ip", "-j", "addr", "show", "dev", bridge_name],
-                                    capture_output=True, text=True, check=True).stdout)
+    ipj = json.loads(
+        subprocess.run(
+            ["ip", "-j", "addr", "show", "dev", bridge_name], capture_output=True, text=True, check=True
+        ).stdout
+    )
     real_cidrs = {f"{a['local']}/{a['prefixlen']}" for a in ipj[0]["addr_info"] if a["family"] == "inet"}
     assert "192.168.122.1/24" in real_cidrs or not live_lab.created_network
-    ports_real = {d["ifname"] for d in json.loads(subprocess.run(
-        ["ip", "-j", "link", "show", "master", bridge_name], capture_output=True, text=True, check=True).stdout)}
+    ports_real = {
+        d["ifname"]
+        for d in json.loads(
+            subprocess.run(
+                ["ip", "-j", "link", "show", "master", bridge_name], capture_output=True, text=True, check=True
+            ).stdout
+        )
+    }
     assert live_lab.tap in ports_real
 
     bridges = _named_entries(facts.get("bridges"))
@@ -205,9 +226,10 @@ def test_host_facts_show_bridge_dnsmasq_and_libvirt_firewall(live_lab, run_cli):
     rows = _listening_rows(facts)
     dns = [r for r in rows if r[3].startswith("dnsmasq") and r[1] == host_ip and r[2] == 53 and r[0] in ("tcp", "udp")]
     assert dns, f"facts.listening lacks dnsmasq on {host_ip}:53: {[r for r in rows if 'dnsmasq' in r[3]]}"
-    for proto, a, p in dhcp_real:   # usually udp 0.0.0.0:67 bound to the bridge device (ss: 0.0.0.0%virbr0:67)
+    for proto, a, p in dhcp_real:  # usually udp 0.0.0.0:67 bound to the bridge device (ss: 0.0.0.0%virbr0:67)
         assert any(r[0] == proto and r[1] == a and r[2] == p and r[3].startswith("dnsmasq") for r in rows), (
-            f"facts.listening lacks dnsmasq {proto} {a}:{p}: {[r for r in rows if 'dnsmasq' in r[3]]}")
+            f"facts.listening lacks dnsmasq {proto} {a}:{p}: {[r for r in rows if 'dnsmasq' in r[3]]}"
+        )
 
     # --- firewall: libvirt's LIBVIRT_* chains (iptables-nft, lab notes §2.4)
     fw = facts.get("firewall") or {}

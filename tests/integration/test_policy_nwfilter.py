@@ -7,6 +7,7 @@ virbr0 (what gets past the filter): with the generated filter the spoofed pings 
 after the filter is redefined from the same policy with anti_spoofing: false (libvirt re-instantiates the
 filter of the running guest), they do. Needs root and libvirtd (tests/integration/conftest.py); never skips.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from virsh_cli import virsh
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +50,7 @@ class Sniffer:
         while not self.stop.is_set():
             try:
                 buf, addr = self.sock.recvfrom(65535)
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             # Ethernet + IPv4 + ICMP echo request/reply, read straight from the bytes
             if len(buf) < 42 or buf[12:14] != b"\x08\x00" or buf[23] != 1:
@@ -58,8 +60,11 @@ class Sniffer:
                 self.events.append((time.time(), buf[icmp], socket.inet_ntoa(buf[26:30]), socket.inet_ntoa(buf[30:34])))
 
     def count(self, icmp_type: int, src: str | None = None, dst: str | None = None, since: float = 0) -> int:
-        return sum(1 for t, ty, s, d in self.events
-                   if t >= since and ty == icmp_type and (src is None or s == src) and (dst is None or d == dst))
+        return sum(
+            1
+            for t, ty, s, d in self.events
+            if t >= since and ty == icmp_type and (src is None or s == src) and (dst is None or d == dst)
+        )
 
     def close(self):
         self.stop.set()
@@ -78,8 +83,25 @@ allow:
   - {{from: any-vm, to: host, proto: udp, ports: [53, 67]}}
 """)
     out = tmp / f"nwf-{anti_spoofing}"
-    p = subprocess.run([sys.executable, "-m", "vmsentry", "policy", "compile", str(pol), "--inventory", str(tmp / "inv.json"),
-                        "--target", "nwfilter", "-o", str(out)], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vmsentry",
+            "policy",
+            "compile",
+            str(pol),
+            "--inventory",
+            str(tmp / "inv.json"),
+            "--target",
+            "nwfilter",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     return out
 
@@ -88,18 +110,34 @@ allow:
 @pytest.mark.slow
 def test_generated_nwfilter_drops_a_real_guests_spoofed_source(live_lab, tmp_path):
     t0 = time.monotonic()
-    kit = subprocess.run(["bash", str(REPO / "scripts" / "build-test-guest.sh")], capture_output=True, text=True,
-                         timeout=600)
+    kit = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-test-guest.sh")], capture_output=True, text=True, timeout=600
+    )
     assert kit.returncode == 0, kit.stderr
     kit_dir = Path(kit.stdout.strip().splitlines()[-1])
     net = live_lab.network_xml
     host = net.find("ip").get("address")
     bridge = net.find("bridge").get("name")
-    inv = {"schema": "vmsentry.inventory/1",
-           "networks": [{"name": "default", "platform": "libvirt", "mode": "nat", "bridge": bridge,
-                         "subnets": ["192.168.122.0/24"], "host_address": host}],
-           "vms": [{"name": VM, "platform": "libvirt",
-                    "nics": [{"id": "net0", "mac": MAC, "ip": OWN, "mode": "nat", "network": "default", "bridge": bridge}]}]}
+    inv = {
+        "schema": "vmsentry.inventory/1",
+        "networks": [
+            {
+                "name": "default",
+                "platform": "libvirt",
+                "mode": "nat",
+                "bridge": bridge,
+                "subnets": ["192.168.122.0/24"],
+                "host_address": host,
+            }
+        ],
+        "vms": [
+            {
+                "name": VM,
+                "platform": "libvirt",
+                "nics": [{"id": "net0", "mac": MAC, "ip": OWN, "mode": "nat", "network": "default", "bridge": bridge}],
+            }
+        ],
+    }
     (tmp_path / "inv.json").write_text(json.dumps(inv))
     strict = _compile(tmp_path, True, host)
     loose = _compile(tmp_path, False, host)
@@ -119,7 +157,7 @@ def test_generated_nwfilter_drops_a_real_guests_spoofed_source(live_lab, tmp_pat
   <on_poweroff>destroy</on_poweroff><on_crash>destroy</on_crash>
   <devices>
     <interface type='network'><source network='default'/><mac address='{MAC}'/><model type='virtio'/>
-      {snippet.split(': ', 1)[1]}</interface>
+      {snippet.split(": ", 1)[1]}</interface>
     <serial type='file'><source path='{console}'/><target port='0'/></serial>
     <console type='file'><source path='{console}'/><target type='serial' port='0'/></console>
     <video><model type='none'/></video><memballoon model='none'/>
@@ -138,7 +176,9 @@ def test_generated_nwfilter_drops_a_real_guests_spoofed_source(live_lab, tmp_pat
         tap_sniffer = Sniffer(tap)
         deadline = time.monotonic() + 45
         while "GUEST: ready" not in (console.read_text(errors="replace") if console.exists() else ""):
-            assert time.monotonic() < deadline, f"guest not ready in 45 s; console:\n{console.read_text(errors='replace')[-2000:] if console.exists() else '(none)'}"
+            assert time.monotonic() < deadline, (
+                f"guest not ready in 45 s; console:\n{console.read_text(errors='replace')[-2000:] if console.exists() else '(none)'}"
+            )
             time.sleep(0.2)
         boot_s = time.monotonic() - t0
         time.sleep(1.0)
@@ -151,16 +191,18 @@ def test_generated_nwfilter_drops_a_real_guests_spoofed_source(live_lab, tmp_pat
             return time.monotonic() - start
 
         t_strict = time.time()
-        window = wait_for(lambda: tap_sniffer.count(8, SPOOF, host, t_strict) >= 6
-                          and tap_sniffer.count(8, OWN, host, t_strict) >= 6, 15)
+        window = wait_for(
+            lambda: tap_sniffer.count(8, SPOOF, host, t_strict) >= 6 and tap_sniffer.count(8, OWN, host, t_strict) >= 6,
+            15,
+        )
         sent_spoof = tap_sniffer.count(8, SPOOF, host, t_strict)
         sent_own = tap_sniffer.count(8, OWN, host, t_strict)
         on_bridge_spoof = br.count(8, SPOOF, host, t_strict)
         on_bridge_own = br.count(8, OWN, host, t_strict)
         replies_own = tap_sniffer.count(0, host, OWN, t_strict)
-        assert sent_spoof >= 6 and sent_own >= 6, (sent_spoof, sent_own)   # the guest really sends both
-        assert on_bridge_own >= 4 and replies_own >= 4                      # its own address gets through
-        assert on_bridge_spoof == 0                                         # the spoofed one never does
+        assert sent_spoof >= 6 and sent_own >= 6, (sent_spoof, sent_own)  # the guest really sends both
+        assert on_bridge_own >= 4 and replies_own >= 4  # its own address gets through
+        assert on_bridge_spoof == 0  # the spoofed one never does
         assert tap_sniffer.count(0, host, SPOOF, t_strict) == 0
 
         # control: the same policy without anti-spoofing, redefined live -> the spoofed pings pass
@@ -173,13 +215,28 @@ def test_generated_nwfilter_drops_a_real_guests_spoofed_source(live_lab, tmp_pat
         assert "GUEST: legit ok" in log and "GUEST: spoof ok" in log
         out = REPO / "out" / "policy-lab"
         out.mkdir(parents=True, exist_ok=True)
-        (out / "nwfilter.json").write_text(json.dumps({
-            "guest_ready_after_s": round(boot_s, 1), "window_s": round(window, 1),
-            "with_filter": {"spoofed_sent_on_tap": sent_spoof, "spoofed_on_virbr0": on_bridge_spoof,
-                            "own_sent_on_tap": sent_own, "own_on_virbr0": on_bridge_own, "own_replies": replies_own},
-            "filter_without_anti_spoofing": {"spoofed_on_virbr0": br.count(8, SPOOF, host, t_loose),
-                                             "spoofed_replies": tap_sniffer.count(0, host, SPOOF, t_loose)},
-            "total_s": round(time.monotonic() - t0, 1)}, indent=2) + "\n")
+        (out / "nwfilter.json").write_text(
+            json.dumps(
+                {
+                    "guest_ready_after_s": round(boot_s, 1),
+                    "window_s": round(window, 1),
+                    "with_filter": {
+                        "spoofed_sent_on_tap": sent_spoof,
+                        "spoofed_on_virbr0": on_bridge_spoof,
+                        "own_sent_on_tap": sent_own,
+                        "own_on_virbr0": on_bridge_own,
+                        "own_replies": replies_own,
+                    },
+                    "filter_without_anti_spoofing": {
+                        "spoofed_on_virbr0": br.count(8, SPOOF, host, t_loose),
+                        "spoofed_replies": tap_sniffer.count(0, host, SPOOF, t_loose),
+                    },
+                    "total_s": round(time.monotonic() - t0, 1),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     finally:
         br.close()
         if tap_sniffer:

@@ -4,6 +4,7 @@
 created in. So a short-lived thread enters the namespace, creates the socket and exits; the socket is then
 used from anywhere. No subprocess per probe: a 30-probe connection matrix runs in about one timeout.
 """
+
 from __future__ import annotations
 
 import socket
@@ -12,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from vmsentry.act.policy.netns import open_in_netns
+
 
 def in_netns(ns: str, fn, *args):
     """Run fn(*args) in a fresh thread that has entered netns ``ns``; return its result or raise
@@ -29,7 +31,7 @@ class Servers:
     def __init__(self):
         self.socks: list[socket.socket] = []
         self.stop = threading.Event()
-        self.udp_log: list[tuple[str, str, int, bytes]] = []      # (namespace, peer address, port, data)
+        self.udp_log: list[tuple[str, str, int, bytes]] = []  # (namespace, peer address, port, data)
 
     def tcp(self, ns: str, addr: str, port: int, tag: str) -> None:
         s = ns_socket(ns)
@@ -43,7 +45,7 @@ class Servers:
             while not self.stop.is_set():
                 try:
                     c, peer = s.accept()
-                except (socket.timeout, OSError):
+                except (TimeoutError, OSError):
                     continue
                 try:
                     c.sendall(f"{tag}:{port} from {peer[0]}\n".encode())
@@ -51,6 +53,7 @@ class Servers:
                     pass
                 finally:
                     c.close()
+
         threading.Thread(target=loop, daemon=True).start()
 
     def udp(self, ns: str, addr: str, port: int, tag: str) -> None:
@@ -66,8 +69,9 @@ class Servers:
                     data, peer = s.recvfrom(2048)
                     self.udp_log.append((ns, peer[0], port, data))
                     s.sendto(f"{tag}:{port} from {peer[0]}".encode(), peer)
-                except (socket.timeout, OSError):
+                except (TimeoutError, OSError):
                     continue
+
         threading.Thread(target=loop, daemon=True).start()
 
     def close(self) -> None:
@@ -95,7 +99,7 @@ def probe(ns: str, proto: str, dst: str, port: int, timeout: float = 0.8, src: s
                 return "open" if data else "closed"
             except ConnectionRefusedError:
                 return "refused"
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 return "blocked"
             except OSError as exc:
                 return f"error:{exc.strerror}"
@@ -103,7 +107,7 @@ def probe(ns: str, proto: str, dst: str, port: int, timeout: float = 0.8, src: s
         try:
             s.recvfrom(2048)
             return "open"
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return "blocked"
         except ConnectionRefusedError:
             return "refused"

@@ -1,4 +1,5 @@
 """Synthetic inventories and policies for scale tests and the benchmark: N VMs in Z zones, R allow rules."""
+
 from __future__ import annotations
 
 import random
@@ -9,14 +10,30 @@ from vmsentry.model import VM, Inventory, Network, Nic
 def inventory(n_vms: int, n_nets: int = 4, ipv6: bool = False, ports: bool = True) -> Inventory:
     inv = Inventory()
     for k in range(n_nets):
-        inv.networks.append(Network(name=f"net{k}", platform="libvirt", mode="nat", bridge=f"virbr{k}",
-                                    subnets=[f"10.{100 + k}.0.0/16"], host_address=f"10.{100 + k}.0.1", ipv6=ipv6))
+        inv.networks.append(
+            Network(
+                name=f"net{k}",
+                platform="libvirt",
+                mode="nat",
+                bridge=f"virbr{k}",
+                subnets=[f"10.{100 + k}.0.0/16"],
+                host_address=f"10.{100 + k}.0.1",
+                ipv6=ipv6,
+            )
+        )
     for i in range(n_vms):
         k = i % n_nets
         ip = f"10.{100 + k}.{(i // 250) % 250}.{i % 250 + 2}"
         mac = "52:54:00:%02x:%02x:%02x" % ((i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF)
-        nic = Nic(id="net0", mode="nat", mac=mac, ip=ip, target=f"vnet{i}" if ports else None,
-                  network=f"net{k}", bridge=f"virbr{k}")
+        nic = Nic(
+            id="net0",
+            mode="nat",
+            mac=mac,
+            ip=ip,
+            target=f"vnet{i}" if ports else None,
+            network=f"net{k}",
+            bridge=f"virbr{k}",
+        )
         inv.vms.append(VM(name=f"vm{i:05d}", platform="libvirt", nics=[nic]))
     return inv
 
@@ -34,9 +51,12 @@ def policy_text(n_vms: int, n_zones: int = 50, n_rules: int = 200, seed: int = 7
         proto = rnd.choice(["tcp", "tcp", "udp"])
         ports = sorted(rnd.sample([22, 80, 443, 5432, 6379, 8080, 9000, 9090, 3306, 27017], rnd.randint(1, 3)))
         lines.append(f"  - {{from: z{a:02d}, to: z{b:02d}, proto: {proto}, ports: {ports}}}")
-    lines += ["roles:",
-              "  admin: {sources: [10.77.0.5/32], via: jump, to: [host, any-vm], proto: tcp, ports: [22]}",
-              "  developer: {sources: [10.77.0.0/24], hours: \"08:00-20:00\", timezone: \"Asia/Shanghai\", to: [z01, z02], proto: tcp, ports: [22]}",
-              "  tester: {sources: [10.77.0.64/26], to: [z03], proto: tcp, ports: [80, 443]}",
-              "jump_hosts:", "  jump: {vm: vm00000}"]
+    lines += [
+        "roles:",
+        "  admin: {sources: [10.77.0.5/32], via: jump, to: [host, any-vm], proto: tcp, ports: [22]}",
+        '  developer: {sources: [10.77.0.0/24], hours: "08:00-20:00", timezone: "Asia/Shanghai", to: [z01, z02], proto: tcp, ports: [22]}',
+        "  tester: {sources: [10.77.0.64/26], to: [z03], proto: tcp, ports: [80, 443]}",
+        "jump_hosts:",
+        "  jump: {vm: vm00000}",
+    ]
     return "\n".join(lines) + "\n"

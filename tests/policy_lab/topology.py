@@ -15,6 +15,7 @@ host (nft ``input``); VM to VM is bridged (nft ``forward`` through br_netfilter)
 
 The inventory of this lab is tests/fixtures/policy/lab-inventory.json (ports p-vmN are the NICs' targets).
 """
+
 from __future__ import annotations
 
 import os
@@ -68,7 +69,10 @@ def up() -> None:
     sh("ip", "netns", "add", HV)
     hv = ["ip", "-n", HV]
     sh(*hv, "link", "set", "lo", "up")
-    for br, addr, mac in (("br-vsl", f"{HOST_VM_IP}/24", HOST_VM_MAC), ("br-off", f"{HOST_OFFICE_IP}/24", "52:54:00:77:00:01")):
+    for br, addr, mac in (
+        ("br-vsl", f"{HOST_VM_IP}/24", HOST_VM_MAC),
+        ("br-off", f"{HOST_OFFICE_IP}/24", "52:54:00:77:00:01"),
+    ):
         sh(*hv, "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0")
         sh(*hv, "link", "set", br, "address", mac)
         sh(*hv, "addr", "add", addr, "dev", br)

@@ -10,6 +10,7 @@ each attached by a veth pair to br-test, as tests/fixtures/traffic/lab-inventory
 turned off in every namespace, as the inventory says it is. The namespace names carry a per-process
 prefix so that the lab never collides with another one; traffic stays inside the namespaces.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,12 @@ import shutil
 import subprocess
 import time
 
-NODES = {"host": ("10.99.0.1", "52:54:00:99:00:01"), "vm1": ("10.99.0.11", "52:54:00:99:00:11"),
-         "vm2": ("10.99.0.12", "52:54:00:99:00:12"), "vm3": ("10.99.0.13", "52:54:00:99:00:13")}
+NODES = {
+    "host": ("10.99.0.1", "52:54:00:99:00:01"),
+    "vm1": ("10.99.0.11", "52:54:00:99:00:11"),
+    "vm2": ("10.99.0.12", "52:54:00:99:00:12"),
+    "vm3": ("10.99.0.13", "52:54:00:99:00:13"),
+}
 BRIDGE = "br-test"
 TOOLS = ("ip", "arpspoof", "macof", "nmap", "dnsmasq", "dig", "curl", "ping", "trafgen", "tcpdump", "taskset")
 
@@ -42,7 +47,7 @@ class Lab:
     def _ip(self, *args: str) -> None:
         subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
-    def up(self) -> "Lab":
+    def up(self) -> Lab:
         self.down()
         br = self.bridge_ns
         self._ip("netns", "add", br)
@@ -53,8 +58,11 @@ class Lab:
         for node, (ip, mac) in NODES.items():
             ns = self.ns(node)
             self._ip("netns", "add", ns)
-            self.sh(ns, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 "
-                        "net.ipv4.ip_forward=0")
+            self.sh(
+                ns,
+                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 "
+                "net.ipv4.ip_forward=0",
+            )
             self._ip("link", "add", f"p-{node}", "netns", br, "type", "veth", "peer", "name", "eth0", "netns", ns)
             self._ip("-n", ns, "link", "set", "eth0", "address", mac)
             self._ip("-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
@@ -65,16 +73,32 @@ class Lab:
 
     def services(self) -> None:
         """DNS (dnsmasq) and HTTP on the host, HTTP on vm2: what the benign traffic talks to."""
-        self.spawn("host", ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-                            "--listen-address=10.99.0.1", "--bind-interfaces", "--address=/lab.test/10.99.0.12",
-                            "--user=root", "--pid-file="])
+        self.spawn(
+            "host",
+            [
+                "dnsmasq",
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--listen-address=10.99.0.1",
+                "--bind-interfaces",
+                "--address=/lab.test/10.99.0.12",
+                "--user=root",
+                "--pid-file=",
+            ],
+        )
         self.spawn("host", ["python3", "-m", "http.server", "8080", "--bind", "10.99.0.1", "--directory", "/tmp"])
         self.spawn("vm2", ["python3", "-m", "http.server", "8000", "--bind", "10.99.0.12", "--directory", "/tmp"])
         deadline = time.time() + 10
         while time.time() < deadline:
-            ok = self.sh("vm1", "curl -s -o /dev/null --max-time 1 http://10.99.0.12:8000/ && "
-                                "curl -s -o /dev/null --max-time 1 http://10.99.0.1:8080/ && "
-                                "dig +short +time=1 +tries=1 @10.99.0.1 www.lab.test", check=False)
+            ok = self.sh(
+                "vm1",
+                "curl -s -o /dev/null --max-time 1 http://10.99.0.12:8000/ && "
+                "curl -s -o /dev/null --max-time 1 http://10.99.0.1:8080/ && "
+                "dig +short +time=1 +tries=1 @10.99.0.1 www.lab.test",
+                check=False,
+            )
             if ok.returncode == 0 and "10.99.0.12" in ok.stdout:
                 return
             time.sleep(0.2)
@@ -82,8 +106,13 @@ class Lab:
 
     def sh(self, node_or_ns: str, command: str, check: bool = True, timeout: float = 30):
         ns = node_or_ns if node_or_ns.startswith(self.prefix) else self.ns(node_or_ns)
-        return subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", command], capture_output=True, text=True,
-                              check=check, timeout=timeout)
+        return subprocess.run(
+            ["ip", "netns", "exec", ns, "sh", "-c", command],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
 
     def spawn(self, node_or_ns: str, argv: list[str], **kw) -> subprocess.Popen:
         ns = node_or_ns if node_or_ns.startswith(self.prefix) else self.ns(node_or_ns)
@@ -110,7 +139,7 @@ class Lab:
         for name in [self.bridge_ns] + [self.ns(n) for n in NODES]:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         return self.up()
 
     def __exit__(self, *exc) -> None:

@@ -1,5 +1,6 @@
 """Run `vmsentry detect -i br-test --follow` inside the lab's bridge namespace and collect its JSON lines
 with the wall-clock time each one arrived (for the time-to-alert measurements)."""
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,24 @@ INVENTORY = REPO / "tests" / "fixtures" / "traffic" / "lab-inventory.json"
 
 class Watcher:
     def __init__(self, lab, *extra: str, cpu: int | None = None) -> None:
-        argv = [sys.executable, "-m", "vmsentry", "detect", "-i", "br-test", "--follow", "--inventory", str(INVENTORY),
-                *extra]
+        argv = [
+            sys.executable,
+            "-m",
+            "vmsentry",
+            "detect",
+            "-i",
+            "br-test",
+            "--follow",
+            "--inventory",
+            str(INVENTORY),
+            *extra,
+        ]
         if cpu is not None:
             argv = ["taskset", "-c", str(cpu), *argv]
         self.lab = lab
-        self.proc = lab.spawn(lab.bridge_ns, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=str(REPO))
+        self.proc = lab.spawn(
+            lab.bridge_ns, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO)
+        )
         self.lines: list[tuple[float, dict]] = []
         ready = self.proc.stderr.readline()
         assert "watching br-test" in ready, ready + self.proc.stderr.read()

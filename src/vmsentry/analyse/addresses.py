@@ -3,6 +3,7 @@
 ``exposure`` classifies an address a VM definition asks for (it knows ``default`` and ``network:NAME``);
 ``bare_ip``, ``is_wildcard`` and ``is_loopback`` read the addresses a host's sockets and interfaces have
 (``ip addr`` notation with a prefix, ``%device`` suffixes, ``localhost``)."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -26,7 +27,7 @@ def exposure(address: str | None, transport: str = "tcp") -> str:
     try:
         ip = ipaddress.ip_address(address.strip("[]").split("%")[0])
     except ValueError:
-        return "address"          # a host name: resolves to something on the network
+        return "address"  # a host name: resolves to something on the network
     if ip.is_loopback:
         return "loopback"
     if ip.is_unspecified:
@@ -44,7 +45,9 @@ def network_reachable(address: str | None, transport: str = "tcp") -> bool | Non
 
 # Services an attacker wants on a host or guest: remote shells/desktops, file sharing, hypervisor and
 # container management. The audit's rules and the traffic detectors' mgmt_access default both use this list.
-MANAGEMENT_PORT_LIST = (22, 23, 139, 445, 902, 2375, 2376, 3389, 5985, 5986, 8006, 16509, 16514) + tuple(range(5900, 6000))
+MANAGEMENT_PORT_LIST = (22, 23, 139, 445, 902, 2375, 2376, 3389, 5985, 5986, 8006, 16509, 16514) + tuple(
+    range(5900, 6000)
+)
 MANAGEMENT_PORTS = frozenset(MANAGEMENT_PORT_LIST)
 
 

@@ -2,10 +2,12 @@
 what is new rather than on everything already known. A finding is the same across scans when its
 ``Finding.key`` (rule, asset, evidence file and locator) is.
 """
+
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from vmsentry.model.findings import Finding
 
@@ -32,10 +34,14 @@ def load_baseline(path: str) -> list[dict[str, Any]]:
     if not isinstance(findings, list):
         raise BaselineError(f"{path}: no 'findings' list; {EXPECTED}")
     for i, finding in enumerate(findings):
-        if not (isinstance(finding, dict) and isinstance(finding.get("evidence"), dict)
-                and all(isinstance(finding.get(k), str) for k in ("rule_id", "asset", "status"))):
-            raise BaselineError(f"{path}: findings[{i}] is not a finding "
-                                "(needs rule_id, asset, status and an evidence object)")
+        if not (
+            isinstance(finding, dict)
+            and isinstance(finding.get("evidence"), dict)
+            and all(isinstance(finding.get(k), str) for k in ("rule_id", "asset", "status"))
+        ):
+            raise BaselineError(
+                f"{path}: findings[{i}] is not a finding (needs rule_id, asset, status and an evidence object)"
+            )
     return findings
 
 
@@ -53,5 +59,8 @@ def compare(findings: Iterable[Finding], previous: list[dict[str, Any]]) -> dict
     keys_then = {key_of(d) for d in failing_then}
     keys_now = {f.key for f in failing_now}
     new = [f for f in failing_now if f.key not in keys_then]
-    return {"new": new, "fixed": [d for d in failing_then if key_of(d) not in keys_now],
-            "unchanged": len(failing_now) - len(new)}
+    return {
+        "new": new,
+        "fixed": [d for d in failing_then if key_of(d) not in keys_now],
+        "unchanged": len(failing_now) - len(new),
+    }

@@ -1,11 +1,12 @@
 """What a predicate may look up beyond its own asset: the networks, filters and host facts the same
 scan collected. Built once per scan; lookups are dictionary reads."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmsentry.model import Host, Inventory, Network, NwFilter, VM
+from vmsentry.model import VM, Host, Inventory, Network, NwFilter
 
 
 @dataclass
@@ -14,10 +15,10 @@ class ScanContext:
     networks: dict[str, Network] = field(default_factory=dict)
     nwfilters: dict[str, NwFilter] = field(default_factory=dict)
     hosts: dict[str, Host] = field(default_factory=dict)
-    memo: dict[str, Any] = field(default_factory=dict)   # per-scan results predicates share (computed once)
+    memo: dict[str, Any] = field(default_factory=dict)  # per-scan results predicates share (computed once)
 
     @classmethod
-    def of(cls, inventory: Inventory) -> "ScanContext":
+    def of(cls, inventory: Inventory) -> ScanContext:
         ctx = cls(inventory)
         for net in inventory.networks:
             ctx.networks.setdefault(net.name, net)

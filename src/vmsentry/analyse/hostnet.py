@@ -2,6 +2,7 @@
 sockets guests can reach and which are virtualization management, and whether the firewall filters the
 forward path. Host predicates (analyse/checks/host_*.py) and the exposure graph share these answers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,19 +12,21 @@ from vmsentry.analyse.addresses import bare_ip, is_loopback, is_wildcard, parse_
 from vmsentry.analyse.context import ScanContext
 from vmsentry.model import Firewall, Host, ListeningSocket, Ruleset
 
-GATEWAY_MODES = ("nat", "routed", "isolated", "open")   # libvirt networks where the host is the guests' router
+GATEWAY_MODES = ("nat", "routed", "isolated", "open")  # libvirt networks where the host is the guests' router
 _BRIDGE_MODES = GATEWAY_MODES + ("bridged",)
 
 
 # --------------------------------------------------------------------------------------- guest bridges
 
+
 @dataclass
 class GuestBridge:
     """A host bridge that carries guest traffic."""
+
     name: str
-    gateway: bool = False            # host is the guests' router (libvirt nat/routed/isolated/open)
+    gateway: bool = False  # host is the guests' router (libvirt nat/routed/isolated/open)
     addresses: set[str] = field(default_factory=set)
-    physical: bool = False           # has a physical uplink (guests share L2 with the LAN)
+    physical: bool = False  # has a physical uplink (guests share L2 with the LAN)
     why: list[str] = field(default_factory=list)
 
 
@@ -88,6 +91,7 @@ def host_addresses(host: Host) -> set[str]:
 
 # --------------------------------------------------------------------------------------- sockets
 
+
 def _int(value: Any, default: int) -> int:
     try:
         return int(str(value).strip().strip('"'))
@@ -123,7 +127,7 @@ def mgmt_purpose(sock: ListeningSocket, host: Host) -> str | None:
 
 
 # DHCP/DNS that libvirt's dnsmasq serves on its bridges, and client sockets that are not services
-_EXPECTED_UDP_ANY = {67, 547}        # DHCP/DHCPv6 servers bind the wildcard address by design
+_EXPECTED_UDP_ANY = {67, 547}  # DHCP/DHCPv6 servers bind the wildcard address by design
 _CLIENT_UDP = {68, 546}
 
 
@@ -163,12 +167,15 @@ def guest_reach(sock: ListeningSocket, bridges: dict[str, GuestBridge]) -> str |
             return f"bound to {ip}, the host's address on guest bridge {gb.name}"
     obj = parse_ip(ip)
     if gateways and obj is not None and not obj.is_link_local:
-        return (f"bound to host address {ip}; guests routed by the host through {gateways[0].name} reach any "
-                f"local address (Linux weak host model)")
+        return (
+            f"bound to host address {ip}; guests routed by the host through {gateways[0].name} reach any "
+            f"local address (Linux weak host model)"
+        )
     return None
 
 
 # --------------------------------------------------------------------------------------- firewall
+
 
 def leftovers_only(ruleset: Ruleset) -> bool:
     """Every rule of the ruleset is a jump from a base chain into an empty LIBVIRT_* chain: what libvirt
@@ -251,12 +258,15 @@ def forward_state(fw: Firewall, v6: bool = False) -> tuple[str, str]:
         if policy == "accept" and rules == 0:
             return "unfiltered", "FORWARD policy accept and no FORWARD rules in any family"
         if v4_only:
-            return "unknown", ("IPv6 FORWARD state not collected (no ip6/inet nftables table seen; ip6tables "
-                               "policy not in the facts)")
+            return "unknown", (
+                "IPv6 FORWARD state not collected (no ip6/inet nftables table seen; ip6tables policy not in the facts)"
+            )
     chains = fw.libvirt_chains or []
     if policy != "drop" and isinstance(rules, int) and rules > 0 and _only_empty_libvirt_jumps(fw, rules, v6):
-        return "unfiltered", (f"FORWARD policy {policy or 'unknown'}; its {rules} rules only jump into empty "
-                              "LIBVIRT_FW* chains (left behind when libvirt's networks stopped)")
+        return "unfiltered", (
+            f"FORWARD policy {policy or 'unknown'}; its {rules} rules only jump into empty "
+            "LIBVIRT_FW* chains (left behind when libvirt's networks stopped)"
+        )
     if policy == "drop":
         return "filtered", f"FORWARD policy drop ({rules if isinstance(rules, int) else '?'} rules)"
     if isinstance(rules, int) and rules > 0:

@@ -6,6 +6,7 @@ wins, each chain's default last), so what ``policy check`` reports is what the a
 ``policy_violation`` detector feeds it from traffic; ``policy apply`` asks it whether the caller's own SSH
 source would be locked out.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -20,19 +21,19 @@ class Flow:
     src_mac: str | None
     src_ip: str | None
     dst_ip: str | None
-    proto: str                 # tcp | udp | icmp | arp | ip (any other packet: judged for a forged source only)
+    proto: str  # tcp | udp | icmp | arp | ip (any other packet: judged for a forged source only)
     dport: int | None = None
     dst_mac: str | None = None
     arp_op: int | None = None  # for proto arp: 1 request, 2 reply
-    arp_sha: str | None = None # for proto arp: sender MAC in the ARP body (src_mac is the Ethernet source)
+    arp_sha: str | None = None  # for proto arp: sender MAC in the ARP body (src_mac is the Ethernet source)
 
 
 @dataclass(slots=True)
 class Decision:
-    action: str                # accept | drop | ignore (not traffic this policy governs)
+    action: str  # accept | drop | ignore (not traffic this policy governs)
     why: str
     line: int | None = None
-    kind: str = "flow"         # flow | spoof | ipv6 | quarantine
+    kind: str = "flow"  # flow | spoof | ipv6 | quarantine
     src_vm: str | None = None
     dst_vm: str | None = None
     dst_kind: str = "external"
@@ -61,25 +62,47 @@ class Evaluator:
         if f.proto == "arp":
             if src_ep and self.anti:
                 if f.arp_sha and f.arp_sha.lower() != src_ep.mac:
-                    return Decision("drop", f"ARP spoofing: VM {src_ep.vm} (MAC {src_ep.mac}) sends ARP as "
-                                            f"{f.arp_sha} for {f.src_ip}", None, "spoof", src_ep.vm)
+                    return Decision(
+                        "drop",
+                        f"ARP spoofing: VM {src_ep.vm} (MAC {src_ep.mac}) sends ARP as {f.arp_sha} for {f.src_ip}",
+                        None,
+                        "spoof",
+                        src_ep.vm,
+                    )
                 if f.src_ip and f.src_ip != "0.0.0.0" and src_ep.ip4 and f.src_ip not in src_ep.ip4:
-                    return Decision("drop", f"ARP spoofing: VM {src_ep.vm} (MAC {src_ep.mac}) claims {f.src_ip}, "
-                                            f"which is not its address ({', '.join(src_ep.ip4)})", None, "spoof",
-                                    src_ep.vm)
+                    return Decision(
+                        "drop",
+                        f"ARP spoofing: VM {src_ep.vm} (MAC {src_ep.mac}) claims {f.src_ip}, "
+                        f"which is not its address ({', '.join(src_ep.ip4)})",
+                        None,
+                        "spoof",
+                        src_ep.vm,
+                    )
             return Decision("ignore", "ARP")
         if f.src_ip in self.host and src_ep is None:
             return Decision("ignore", "from the host itself (not filtered: the host is trusted)")
         if src_ep is not None:
             own = src_ep.ip4 + src_ep.ip6
             if self.anti and f.src_ip and ":" in f.src_ip and not src_ep.ipv6:
-                return Decision("drop", f"IPv6 from VM {src_ep.vm} ({f.src_ip}): IPv6 is not enabled for it (no IPv6 "
-                                        f"address in the inventory, network without IPv6)", None, "ipv6", src_ep.vm)
+                return Decision(
+                    "drop",
+                    f"IPv6 from VM {src_ep.vm} ({f.src_ip}): IPv6 is not enabled for it (no IPv6 "
+                    f"address in the inventory, network without IPv6)",
+                    None,
+                    "ipv6",
+                    src_ep.vm,
+                )
             if self.anti and f.src_ip and f.src_ip not in ("0.0.0.0", "::") and own and f.src_ip not in own:
-                return Decision("drop", f"IP spoofing: VM {src_ep.vm} (MAC {src_ep.mac}) sends from {f.src_ip}, "
-                                        f"not its address ({', '.join(own)})", None, "spoof", src_ep.vm)
+                return Decision(
+                    "drop",
+                    f"IP spoofing: VM {src_ep.vm} (MAC {src_ep.mac}) sends from {f.src_ip}, "
+                    f"not its address ({', '.join(own)})",
+                    None,
+                    "spoof",
+                    src_ep.vm,
+                )
         elif f.src_ip in self.by_ip and f.src_ip not in self.host:
-            src_ep = self.by_ip[f.src_ip]          # routed from another VM network: source is its address
+            src_ep = self.by_ip[f.src_ip]  # routed from another VM network: source is its address
         if f.proto == "ip":
             return Decision("ignore", "not the start of a connection")
         dst_ep = self.by_ip.get(f.dst_ip or "")

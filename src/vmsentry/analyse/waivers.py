@@ -9,13 +9,15 @@ its waiver has expired it fails again, and the report says so.
         reason: the web tier's VNC is reachable only from the jump host
         expires: 2026-12-31     # last day the waiver applies
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from fnmatch import fnmatchcase
-from typing import Any, Iterable
+from typing import Any
 
 from vmsentry.model.findings import Finding
 from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, load
@@ -36,14 +38,19 @@ class Waiver:
     owner: str
     reason: str
     expires: date
-    line: int = 0            # where the entry starts in its file, for messages
+    line: int = 0  # where the entry starts in its file, for messages
 
     def matches(self, finding: Finding) -> bool:
         return fnmatchcase(finding.rule_id, self.rule) and fnmatchcase(finding.asset, self.asset)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"owner": self.owner, "reason": self.reason, "expires": self.expires.isoformat(),
-                "rule": self.rule, "asset": self.asset}
+        return {
+            "owner": self.owner,
+            "reason": self.reason,
+            "expires": self.expires.isoformat(),
+            "rule": self.rule,
+            "asset": self.asset,
+        }
 
     def describe(self) -> str:
         return f"waiver for {self.rule} on {self.asset} ({self.owner}, line {self.line})"
@@ -116,7 +123,7 @@ def _date(where: str, text: str) -> date:
 def apply_waivers(findings: Iterable[Finding], waivers: list[Waiver], today: date) -> list[str]:
     """Waive the failing and unknown findings an unexpired waiver covers (first matching waiver wins);
     mark those covered only by an expired one. Returns notes for expired and unused waivers."""
-    notes: dict[str, None] = {}          # ordered and de-duplicated
+    notes: dict[str, None] = {}  # ordered and de-duplicated
     used: set[Waiver] = set()
     for finding in findings:
         if finding.status not in WAIVABLE:
@@ -132,8 +139,10 @@ def apply_waivers(findings: Iterable[Finding], waivers: list[Waiver], today: dat
             continue
         expired = matching[0]
         finding.waiver = {**expired.as_dict(), "expired": True}
-        notes[f"waiver for {finding.rule_id} on {finding.asset} ({expired.owner}) expired on "
-              f"{expired.expires.isoformat()}; finding is active again"] = None
+        notes[
+            f"waiver for {finding.rule_id} on {finding.asset} ({expired.owner}) expired on "
+            f"{expired.expires.isoformat()}; finding is active again"
+        ] = None
     for waiver in waivers:
         if waiver not in used:
             notes[f"{waiver.describe()} matched nothing"] = None

@@ -5,11 +5,12 @@ file mine? ``head`` is the first 4 KiB) and ``read(path, data) -> Inventory`` (`
 read once here within the size limit); ``read`` raises ``BadInput``
 for a file it cannot use at all and puts per-element problems into ``Inventory.errors``.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator
 from importlib import import_module
-from typing import Callable, Iterable, Iterator
 
 from vmsentry.collect.source_file import BadInput, read_bytes
 from vmsentry.model import InputError, Inventory
@@ -18,13 +19,13 @@ from vmsentry.model import InputError, Inventory
 FILE_ADAPTERS = (
     "vmsentry.collect.saved_inventory",
     "vmsentry.collect.libvirt_conf",
-    "vmsentry.collect.proxmox",         # cheap claims (file name first): before the QEMU line scan
+    "vmsentry.collect.proxmox",  # cheap claims (file name first): before the QEMU line scan
     "vmsentry.collect.hyperv",
     "vmsentry.collect.vmware_vmx",
     "vmsentry.collect.vmware_host",
     "vmsentry.collect.virtualbox_showvminfo",
     "vmsentry.collect.virtualbox",
-    "vmsentry.collect.qemu_cmdline",    # scans every line of the head: after the adapters that claim by name
+    "vmsentry.collect.qemu_cmdline",  # scans every line of the head: after the adapters that claim by name
     "vmsentry.collect.libvirt_xml",
 )
 
@@ -73,11 +74,16 @@ def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None
         adapter = next((a for a in _adapters() if a.claims(path, head)), None)
         if adapter is None:
             if explicit:
-                inv.errors.append(InputError(path, "not a file vmsentry knows (libvirt XML, qemu.conf, "
-                                                   "libvirtd.conf, QEMU command line, VMware .vmx or "
-                                                   "vmnet host file or ESXi export, VirtualBox .vbox, VirtualBox.xml "
-                                                   "or showvminfo output, Proxmox VE VMID.conf/*.fw/"
-                                                   "network interfaces, Hyper-V export JSON, saved inventory JSON)"))
+                inv.errors.append(
+                    InputError(
+                        path,
+                        "not a file vmsentry knows (libvirt XML, qemu.conf, "
+                        "libvirtd.conf, QEMU command line, VMware .vmx or "
+                        "vmnet host file or ESXi export, VirtualBox .vbox, VirtualBox.xml "
+                        "or showvminfo output, Proxmox VE VMID.conf/*.fw/"
+                        "network interfaces, Hyper-V export JSON, saved inventory JSON)",
+                    )
+                )
             else:
                 skipped += 1
             continue
@@ -90,17 +96,28 @@ def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None
     return inv, skipped
 
 
-def collect(paths: Iterable[str] = (), libvirt_uris: Iterable[str] = (), host: bool = False,
-            progress: Callable[[int, str], None] | None = None) -> tuple[Inventory, int]:
+def collect(
+    paths: Iterable[str] = (),
+    libvirt_uris: Iterable[str] = (),
+    host: bool = False,
+    progress: Callable[[int, str], None] | None = None,
+) -> tuple[Inventory, int]:
     inv, skipped = read_paths(paths, progress)
     for uri in libvirt_uris:
         from vmsentry.collect import libvirt_live
+
         inv.extend(libvirt_live.read_uri(uri))
     if host:
         from vmsentry.collect import linux_host
+
         inv.extend(linux_host.collect_host())
     from vmsentry.collect.libvirt_link import link
+
     link(inv)
-    from vmsentry.collect.vmware_link import link as link_vmware; link_vmware(inv)
-    from vmsentry.collect.proxmox_link import link as link_proxmox; link_proxmox(inv)
+    from vmsentry.collect.vmware_link import link as link_vmware
+
+    link_vmware(inv)
+    from vmsentry.collect.proxmox_link import link as link_proxmox
+
+    link_proxmox(inv)
     return inv, skipped

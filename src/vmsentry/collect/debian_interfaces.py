@@ -5,6 +5,7 @@ A bridge with ``bridge-ports none`` (or no ports) has no uplink: only the host a
 makes the bridge pass VLAN tags (a guest NIC's ``tag=``/``trunks=`` then decide what it sees).
 Each bridge becomes a ``Network`` of platform ``proxmox``.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -33,8 +34,9 @@ def parse(path: str, text: str) -> Inventory:
                 inv.errors.append(InputError(path, f"line {number}: 'iface' without a name; skipped"))
                 current = None
                 continue
-            current = ifaces.setdefault(parts[0], {"line": number, "method": parts[2] if len(parts) > 2 else None,
-                                                   "opts": {}})
+            current = ifaces.setdefault(
+                parts[0], {"line": number, "method": parts[2] if len(parts) > 2 else None, "opts": {}}
+            )
         elif word in _STANZAS:
             current = None
         elif current is not None:
@@ -48,18 +50,27 @@ def parse(path: str, text: str) -> Inventory:
         ports_raw, ports_line = opts.get("bridge-ports", ("none", info["line"]))
         ports = [p for p in ports_raw.split() if p != "none"]
         locator = f"line {info['line']}, iface {name}"
-        net = Network(name=name, platform="proxmox", mode="bridged" if ports else "host-only", bridge=name,
-                      source=Source(file=path), locator=locator)
+        net = Network(
+            name=name,
+            platform="proxmox",
+            mode="bridged" if ports else "host-only",
+            bridge=name,
+            source=Source(file=path),
+            locator=locator,
+        )
         net.forwards = ports
         net.facts["interfaces.bridge-ports"] = {"value": ports_raw, "at": f"line {ports_line}, iface {name}"}
         vlan = opts.get("bridge-vlan-aware")
-        net.facts["interfaces.bridge-vlan-aware"] = {"value": vlan[0] if vlan else "no",
-                                                     "at": f"line {vlan[1]}, iface {name}" if vlan else locator}
+        net.facts["interfaces.bridge-vlan-aware"] = {
+            "value": vlan[0] if vlan else "no",
+            "at": f"line {vlan[1]}, iface {name}" if vlan else locator,
+        }
         address = opts.get("address")
         if address:
             try:
-                iface = ipaddress.ip_interface(address[0] if "/" in address[0] or "netmask" not in opts
-                                               else f"{address[0]}/{opts['netmask'][0]}")
+                iface = ipaddress.ip_interface(
+                    address[0] if "/" in address[0] or "netmask" not in opts else f"{address[0]}/{opts['netmask'][0]}"
+                )
                 net.host_address = str(iface.ip)
                 net.subnets.append(str(iface.network))
             except ValueError:

@@ -28,14 +28,15 @@ PowerShell DSC configurations and Packer templates are not exports: they declare
 variables resolved only when compiled, so each is reported in one line ("not a Hyper-V export") and not
 guessed at.
 """
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from vmsentry.collect.source_file import BadInput, parse_json, read_bytes
-from vmsentry.model import Device, Host, InputError, Inventory, Network, Nic, Share, Snapshot, Source, VM
+from vmsentry.model import VM, Device, Host, InputError, Inventory, Network, Nic, Share, Snapshot, Source
 
 PLATFORM = "hyperv"
 EXPORT_MARK = b"vmsentry.hyperv-export/"
@@ -47,8 +48,11 @@ MIGRATION_AUTH = {0: "CredSSP", 1: "Kerberos"}
 ACL_ACTION = {1: "Allow", 2: "Deny", 3: "Meter"}
 ACL_DIRECTION = {1: "Inbound", 2: "Outbound", 3: "Both"}
 SWITCH_MODE = {"External": "bridged", "Internal": "host-only", "Private": "private"}
-_DSC = re.compile(rb"(?:Import-DscResource[^\n]*(?:Hyper-?V|HyperVDsc)|\bx?VMSwitch\b|\bx?VMHyperV\b|"
-                  rb"\bxVMNetworkAdapter\b|hyperv-iso|--only=hyperv|Get-VMSwitch|New-VMSwitch)", re.IGNORECASE)
+_DSC = re.compile(
+    rb"(?:Import-DscResource[^\n]*(?:Hyper-?V|HyperVDsc)|\bx?VMSwitch\b|\bx?VMHyperV\b|"
+    rb"\bxVMNetworkAdapter\b|hyperv-iso|--only=hyperv|Get-VMSwitch|New-VMSwitch)",
+    re.IGNORECASE,
+)
 
 
 def claims(path: str, head: bytes) -> bool:
@@ -80,11 +84,14 @@ def _not_an_export(path: str, data: bytes) -> str:
         what = "a PowerShell DSC configuration (desired state, variables resolved only when compiled)"
     else:
         what = "a PowerShell script"
-    return (f"not a Hyper-V export: {what}; run scripts/collectors/hyperv-export.ps1 on the host and scan "
-            "the JSON it writes")
+    return (
+        f"not a Hyper-V export: {what}; run scripts/collectors/hyperv-export.ps1 on the host and scan "
+        "the JSON it writes"
+    )
 
 
 # ------------------------------------------------------------------------------------------ export
+
 
 def _enum(value: Any, table: dict[int, str]) -> str | None:
     if value is None:
@@ -93,7 +100,7 @@ def _enum(value: Any, table: dict[int, str]) -> str | None:
         return str(value)
     if isinstance(value, int):
         return table.get(value, str(value))
-    if isinstance(value, dict) and "Value" in value:       # PowerShell 5.1 sometimes wraps enums
+    if isinstance(value, dict) and "Value" in value:  # PowerShell 5.1 sometimes wraps enums
         return _enum(value.get("Value"), table)
     return str(value)
 
@@ -113,12 +120,12 @@ def _date(value: Any) -> str | None:
     text = str(value)
     m = re.match(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$", text)
     if m:
-        return datetime.fromtimestamp(int(m.group(1)) / 1000, timezone.utc).isoformat()
+        return datetime.fromtimestamp(int(m.group(1)) / 1000, UTC).isoformat()
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return text
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).isoformat()
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).isoformat()
 
 
 def read_export(doc: dict[str, Any], source: Source) -> Inventory:
@@ -128,14 +135,20 @@ def read_export(doc: dict[str, Any], source: Source) -> Inventory:
     host_name = str(host_doc.get("ComputerName") or host_doc.get("Name") or doc.get("ComputerName") or "hyperv-host")
     host = Host(name=host_name, platform=PLATFORM)
     host.facts["source_file"] = where
-    for key in ("EnableEnhancedSessionMode", "VirtualMachineMigrationEnabled", "UseAnyNetworkForMigration",
-                "VirtualMachineMigrationPerformanceOption", "MaximumVirtualMachineMigrations"):
+    for key in (
+        "EnableEnhancedSessionMode",
+        "VirtualMachineMigrationEnabled",
+        "UseAnyNetworkForMigration",
+        "VirtualMachineMigrationPerformanceOption",
+        "MaximumVirtualMachineMigrations",
+    ):
         if key in host_doc:
             host.facts[f"hyperv.host.{key}"] = {"value": host_doc[key], "at": f"host.{key}"}
     if "VirtualMachineMigrationAuthenticationType" in host_doc:
         host.facts["hyperv.host.VirtualMachineMigrationAuthenticationType"] = {
             "value": _enum(host_doc["VirtualMachineMigrationAuthenticationType"], MIGRATION_AUTH),
-            "at": "host.VirtualMachineMigrationAuthenticationType"}
+            "at": "host.VirtualMachineMigrationAuthenticationType",
+        }
     inv.hosts.append(host)
     switches: dict[str, Network] = {}
     for index, sw in enumerate(_list(doc.get("switches"))):
@@ -143,19 +156,34 @@ def read_export(doc: dict[str, Any], source: Source) -> Inventory:
             inv.errors.append(InputError(where, f"switches[{index}]: a switch without a Name; skipped"))
             continue
         stype = _enum(sw.get("SwitchType"), SWITCH_TYPE)
-        net = Network(name=str(sw["Name"]), platform=PLATFORM, mode=SWITCH_MODE.get(stype or "", "unknown"),
-                      source=source, host=host_name, locator=f"switches[{index}]")
+        net = Network(
+            name=str(sw["Name"]),
+            platform=PLATFORM,
+            mode=SWITCH_MODE.get(stype or "", "unknown"),
+            source=source,
+            host=host_name,
+            locator=f"switches[{index}]",
+        )
         net.facts["hyperv.switch.SwitchType"] = {"value": stype, "at": f"switches[{index}].SwitchType"}
         if "AllowManagementOS" in sw:
-            net.facts["hyperv.switch.AllowManagementOS"] = {"value": sw["AllowManagementOS"],
-                                                            "at": f"switches[{index}].AllowManagementOS"}
+            net.facts["hyperv.switch.AllowManagementOS"] = {
+                "value": sw["AllowManagementOS"],
+                "at": f"switches[{index}].AllowManagementOS",
+            }
         if sw.get("NetAdapterInterfaceDescription"):
             net.forwards = [str(sw["NetAdapterInterfaceDescription"])]
-        extensions = [{"Name": e.get("Name"), "Enabled": e.get("Enabled"),
-                       "ExtensionType": _enum(e.get("ExtensionType"), {1: "Capture", 2: "Filter", 3: "Forwarding",
-                                                                       4: "Monitoring", 5: "Native"}),
-                       "Vendor": e.get("Vendor")}
-                      for e in _list(sw.get("Extensions")) if isinstance(e, dict)]
+        extensions = [
+            {
+                "Name": e.get("Name"),
+                "Enabled": e.get("Enabled"),
+                "ExtensionType": _enum(
+                    e.get("ExtensionType"), {1: "Capture", 2: "Filter", 3: "Forwarding", 4: "Monitoring", 5: "Native"}
+                ),
+                "Vendor": e.get("Vendor"),
+            }
+            for e in _list(sw.get("Extensions"))
+            if isinstance(e, dict)
+        ]
         if extensions:
             net.facts["hyperv.switch.Extensions"] = {"value": extensions, "at": f"switches[{index}].Extensions"}
         switches[net.name] = net
@@ -168,18 +196,31 @@ def read_export(doc: dict[str, Any], source: Source) -> Inventory:
         try:
             inv.vms.append(_read_vm(vm_doc, index, source, host_name, switches, enhanced, inv.errors))
         except (TypeError, ValueError, AttributeError) as exc:
-            inv.errors.append(InputError(where, f"vms[{index}] ({vm_doc.get('Name')}): unexpected value: {exc}; "
-                                                "VM skipped"))
+            inv.errors.append(
+                InputError(where, f"vms[{index}] ({vm_doc.get('Name')}): unexpected value: {exc}; VM skipped")
+            )
     if not (inv.vms or inv.networks):
         inv.errors.append(InputError(where, "the export holds no VMs and no switches"))
     return inv
 
 
-def _read_vm(d: dict[str, Any], index: int, source: Source, host_name: str, switches: dict[str, Network],
-             enhanced: Any, errors: list[InputError]) -> VM:
+def _read_vm(
+    d: dict[str, Any],
+    index: int,
+    source: Source,
+    host_name: str,
+    switches: dict[str, Network],
+    enhanced: Any,
+    errors: list[InputError],
+) -> VM:
     base = f"vms[{index}]"
-    vm = VM(name=str(d["Name"]), platform=PLATFORM, uuid=str(d["Id"]) if d.get("Id") else None, source=source,
-            host=host_name)
+    vm = VM(
+        name=str(d["Name"]),
+        platform=PLATFORM,
+        uuid=str(d["Id"]) if d.get("Id") else None,
+        source=source,
+        host=host_name,
+    )
     if d.get("State") is not None:
         vm.state = str(d["State"])
     for key in ("Generation", "Version", "AutomaticStopAction", "CheckpointType"):
@@ -210,8 +251,13 @@ def _read_vm(d: dict[str, Any], index: int, source: Source, host_name: str, swit
         vm.facts["hyperv.integration.collected"] = {"value": True, "at": f"{base}.IntegrationServices"}
     for n, dev in enumerate(_list(d.get("AssignableDevices"))):
         if isinstance(dev, dict):
-            vm.devices.append(Device("pci-passthrough", str(dev.get("LocationPath") or dev.get("InstanceID") or ""),
-                                     f"{base}.AssignableDevices[{n}]"))
+            vm.devices.append(
+                Device(
+                    "pci-passthrough",
+                    str(dev.get("LocationPath") or dev.get("InstanceID") or ""),
+                    f"{base}.AssignableDevices[{n}]",
+                )
+            )
     for n, port in enumerate(_list(d.get("ComPorts"))):
         if isinstance(port, dict) and port.get("Path"):
             vm.devices.append(Device("serial-pipe", f"{port.get('Name')}: {port.get('Path')}", f"{base}.ComPorts[{n}]"))
@@ -220,17 +266,27 @@ def _read_vm(d: dict[str, Any], index: int, source: Source, host_name: str, swit
             vm.snapshots.append(Snapshot(str(snap["Name"]), _date(snap.get("CreationTime"))))
             if snap.get("SnapshotType") is not None:
                 vm.facts[f"hyperv.snapshot.{snap['Name']}.SnapshotType"] = {
-                    "value": snap["SnapshotType"], "at": f"{base}.Snapshots[{n}].SnapshotType"}
+                    "value": snap["SnapshotType"],
+                    "at": f"{base}.Snapshots[{n}].SnapshotType",
+                }
     sec = d.get("Security")
     if isinstance(sec, dict):
-        for key in ("EncryptStateAndVmMigrationTraffic", "Shielded", "TpmEnabled", "KsdEnabled",
-                    "VirtualizationBasedSecurityOptOut"):
+        for key in (
+            "EncryptStateAndVmMigrationTraffic",
+            "Shielded",
+            "TpmEnabled",
+            "KsdEnabled",
+            "VirtualizationBasedSecurityOptOut",
+        ):
             if key in sec:
                 vm.facts[f"hyperv.security.{key}"] = {"value": sec[key], "at": f"{base}.Security.{key}"}
     fw = d.get("Firmware")
     if isinstance(fw, dict) and "SecureBoot" in fw:
         vm.security.secure_boot = _enum(fw["SecureBoot"], ON_OFF) == "On"
-        vm.facts["hyperv.firmware.SecureBoot"] = {"value": _enum(fw["SecureBoot"], ON_OFF), "at": f"{base}.Firmware.SecureBoot"}
+        vm.facts["hyperv.firmware.SecureBoot"] = {
+            "value": _enum(fw["SecureBoot"], ON_OFF),
+            "at": f"{base}.Firmware.SecureBoot",
+        }
     elif d.get("Generation") == 1:
         vm.security.secure_boot = False
     return vm
@@ -240,7 +296,7 @@ def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dic
     switch = a.get("SwitchName")
     mac = a.get("MacAddress")
     if mac and re.fullmatch(r"[0-9A-Fa-f]{12}", str(mac)):
-        mac = ":".join(str(mac)[i:i + 2] for i in range(0, 12, 2))
+        mac = ":".join(str(mac)[i : i + 2] for i in range(0, 12, 2))
     nic = Nic(id=nic_id, mac=str(mac).lower() if mac else None, network=switch or None, locator=at, type="vmswitch")
     if not switch:
         nic.mode = "disconnected"
@@ -256,26 +312,60 @@ def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dic
     if spoof is not None:
         nic.filter = f"MacAddressSpoofing={spoof}"
     prefix = f"hyperv.nic.{nic_id}"
-    for key, table in (("MacAddressSpoofing", ON_OFF), ("DhcpGuard", ON_OFF), ("RouterGuard", ON_OFF),
-                       ("PortMirroringMode", MIRROR), ("IeeePriorityTag", ON_OFF), ("AllowTeaming", ON_OFF)):
+    for key, table in (
+        ("MacAddressSpoofing", ON_OFF),
+        ("DhcpGuard", ON_OFF),
+        ("RouterGuard", ON_OFF),
+        ("PortMirroringMode", MIRROR),
+        ("IeeePriorityTag", ON_OFF),
+        ("AllowTeaming", ON_OFF),
+    ):
         if key in a:
             vm.facts[f"{prefix}.{key}"] = {"value": _enum(a[key], table), "at": f"{at}.{key}"}
     vlan = a.get("Vlan")
     if isinstance(vlan, dict):
-        vm.facts[f"{prefix}.Vlan.OperationMode"] = {"value": _enum(vlan.get("OperationMode"), VLAN_MODE),
-                                                    "at": f"{at}.Vlan.OperationMode"}
+        vm.facts[f"{prefix}.Vlan.OperationMode"] = {
+            "value": _enum(vlan.get("OperationMode"), VLAN_MODE),
+            "at": f"{at}.Vlan.OperationMode",
+        }
         for key in ("AccessVlanId", "NativeVlanId", "AllowedVlanIdList"):
             if vlan.get(key) not in (None, ""):
                 vm.facts[f"{prefix}.Vlan.{key}"] = {"value": vlan[key], "at": f"{at}.Vlan.{key}"}
     if "Acls" in a or "ExtendedAcls" in a:
-        acls = [{"Action": _enum(x.get("Action"), ACL_ACTION), "Direction": _enum(x.get("Direction"), ACL_DIRECTION),
-                 "LocalAddress": x.get("LocalAddress"), "RemoteAddress": x.get("RemoteAddress")}
-                for x in _list(a.get("Acls")) if isinstance(x, dict)]
-        ext = [{k: (_enum(x.get(k), ACL_ACTION) if k == "Action" else _enum(x.get(k), ACL_DIRECTION)
-                    if k == "Direction" else x.get(k))
-                for k in ("Action", "Direction", "LocalIPAddress", "RemoteIPAddress", "LocalPort", "RemotePort",
-                          "Protocol", "Weight", "Stateful")}
-               for x in _list(a.get("ExtendedAcls")) if isinstance(x, dict)]
+        acls = [
+            {
+                "Action": _enum(x.get("Action"), ACL_ACTION),
+                "Direction": _enum(x.get("Direction"), ACL_DIRECTION),
+                "LocalAddress": x.get("LocalAddress"),
+                "RemoteAddress": x.get("RemoteAddress"),
+            }
+            for x in _list(a.get("Acls"))
+            if isinstance(x, dict)
+        ]
+        ext = [
+            {
+                k: (
+                    _enum(x.get(k), ACL_ACTION)
+                    if k == "Action"
+                    else _enum(x.get(k), ACL_DIRECTION)
+                    if k == "Direction"
+                    else x.get(k)
+                )
+                for k in (
+                    "Action",
+                    "Direction",
+                    "LocalIPAddress",
+                    "RemoteIPAddress",
+                    "LocalPort",
+                    "RemotePort",
+                    "Protocol",
+                    "Weight",
+                    "Stateful",
+                )
+            }
+            for x in _list(a.get("ExtendedAcls"))
+            if isinstance(x, dict)
+        ]
         vm.facts[f"{prefix}.Acls"] = {"value": acls, "at": f"{at}.Acls"}
         vm.facts[f"{prefix}.ExtendedAcls"] = {"value": ext, "at": f"{at}.ExtendedAcls"}
     vm.nics.append(nic)
@@ -283,4 +373,3 @@ def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dic
 
 def switch_type(value: Any) -> str | None:
     return _enum(value, SWITCH_TYPE)
-

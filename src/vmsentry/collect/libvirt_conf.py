@@ -8,6 +8,7 @@ file are recorded: an absent key means the platform default, which each rule kno
 libvirt refuses to start when a file has a syntax error; we report the line instead and keep reading,
 so one typo does not hide the rest of the file from the audit.
 """
+
 from __future__ import annotations
 
 import os
@@ -186,7 +187,7 @@ class _ConfParser:
             self._advance()
 
     def _shown_token(self) -> str:
-        rest = self.text[self.pos:self.pos + 20].split("\n", 1)[0]
+        rest = self.text[self.pos : self.pos + 20].split("\n", 1)[0]
         return repr(rest) if rest else "end of line"
 
     def _value(self, key: str) -> Any:
@@ -201,15 +202,16 @@ class _ConfParser:
         if match:
             self._advance(len(match.group()))
             return int(match.group())
-        raise self._error(f"expecting a value for {key!r} (a quoted string, a number or a [list]), "
-                          f"found {self._shown_token()}")
+        raise self._error(
+            f"expecting a value for {key!r} (a quoted string, a number or a [list]), found {self._shown_token()}"
+        )
 
     def _string(self, key: str) -> str:
         if self.text.startswith('"""', self.pos):
             end = self.text.find('"""', self.pos + 3)
             if end < 0:
-                raise self._error(f"unterminated \"\"\" string for {key!r}")
-            value = self.text[self.pos + 3:end]
+                raise self._error(f'unterminated """ string for {key!r}')
+            value = self.text[self.pos + 3 : end]
             self._advance(end + 3 - self.pos)
             return value
         quote = self._peek()

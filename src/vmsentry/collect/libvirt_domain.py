@@ -5,22 +5,24 @@ socket NICs), shares, passthrough devices and the confinement/encryption setting
 on a libvirt network, and addresses that fall back to qemu.conf, are resolved later by ``libvirt_link``
 once every file has been read. Secrets (graphics ``passwd``) are recorded only as present.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
-from typing import Iterable
 
 from lxml import etree
 
 from vmsentry.collect.source_file import BadInput, element_locator
-from vmsentry.model import Device, Forward, InputError, Listener, Nic, Share, Source, VM
+from vmsentry.model import VM, Device, Forward, InputError, Listener, Nic, Share, Source
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 PLATFORM = "libvirt"
 
 
-def read_domain(root: etree._Element, index: int = 0, source: Source | None = None,
-                errors: list[InputError] | None = None) -> VM:
+def read_domain(
+    root: etree._Element, index: int = 0, source: Source | None = None, errors: list[InputError] | None = None
+) -> VM:
     # one pass over the top-level children: on fleet-size scans each find() is a walk of its own
     top: dict[str, etree._Element] = {}
     seclabels = []
@@ -35,8 +37,12 @@ def read_domain(root: etree._Element, index: int = 0, source: Source | None = No
     if not name:
         raise BadInput(f"{element_locator(root, index)}: domain has no <name>")
     uuid_el = top.get("uuid")
-    vm = VM(name=name, platform=PLATFORM, uuid=((uuid_el.text or "").strip() or None) if uuid_el is not None else None,
-            source=source or Source())
+    vm = VM(
+        name=name,
+        platform=PLATFORM,
+        uuid=((uuid_el.text or "").strip() or None) if uuid_el is not None else None,
+        source=source or Source(),
+    )
     errors = errors if errors is not None else []
     dom_type = root.get("type")
     if dom_type:
@@ -61,7 +67,7 @@ def read_domain(root: etree._Element, index: int = 0, source: Source | None = No
     _read_seclabels(vm, seclabels, index)
     launch = top.get("launchSecurity")
     if launch is None:
-        launch = top.get("launch-security")   # spelling of libvirt's 2018 development tree
+        launch = top.get("launch-security")  # spelling of libvirt's 2018 development tree
     if launch is not None:
         _read_launch_security(vm, launch, index)
     if top.get("os") is not None:
@@ -74,8 +80,9 @@ def read_domain(root: etree._Element, index: int = 0, source: Source | None = No
 
 
 def _read_redirdev(vm: VM, el: etree._Element, doc: int) -> None:
-    vm.devices.append(Device("usb-redirection", f"{el.get('bus', 'usb')} via {el.get('type')}",
-                             element_locator(el, doc)))
+    vm.devices.append(
+        Device("usb-redirection", f"{el.get('bus', 'usb')} via {el.get('type')}", element_locator(el, doc))
+    )
     _read_chardev(vm, el, "usbredir", doc)
 
 
@@ -115,16 +122,19 @@ def _read_spice_agent(vm: VM, agent: etree._Element | None, graphics: etree._Ele
 
 # libvirt interface type -> (mode before network resolution, how the host sees it)
 _IFACE_MODE = {
-    "network": "unknown",        # resolved from the network definition by libvirt_link
+    "network": "unknown",  # resolved from the network definition by libvirt_link
     "bridge": "bridged",
     "direct": "direct",
     "user": "user",
     "hostdev": "passthrough",
     "vdpa": "passthrough",
-    "server": "internal", "client": "internal", "mcast": "internal", "udp": "internal",
+    "server": "internal",
+    "client": "internal",
+    "mcast": "internal",
+    "udp": "internal",
     "null": "disconnected",
-    "vhostuser": "bridged",     # a user-space switch (OVS-DPDK, ...) on a socket; passt backend: user
-    "ethernet": "unknown",      # a tap the host configures itself; routed when libvirt sets its IP/route
+    "vhostuser": "bridged",  # a user-space switch (OVS-DPDK, ...) on a socket; passt backend: user
+    "ethernet": "unknown",  # a tap the host configures itself; routed when libvirt sets its IP/route
     "vds": "bridged",
 }
 
@@ -148,13 +158,18 @@ def _read_interface(vm: VM, el: etree._Element, nic_index: int, doc: int) -> Non
     nic_id = alias.get("name") if alias is not None and alias.get("name") else f"net{nic_index}"
     mac = get("mac")
     mac_address = mac.get("address") if mac is not None else None
-    nic = Nic(id=nic_id, mode=_IFACE_MODE.get(itype, "unknown"), mac=mac_address.lower() if mac_address else None,
-              type=itype, locator=locator)
+    nic = Nic(
+        id=nic_id,
+        mode=_IFACE_MODE.get(itype, "unknown"),
+        mac=mac_address.lower() if mac_address else None,
+        type=itype,
+        locator=locator,
+    )
     src = get("source")
     src_attr = src.attrib if src is not None else {}
     if itype == "network":
         nic.network = src_attr.get("network")
-        nic.bridge = src_attr.get("bridge")      # live XML names the bridge too
+        nic.bridge = src_attr.get("bridge")  # live XML names the bridge too
         if src_attr.get("portgroup"):
             nic.detail = f"portgroup {src_attr['portgroup']}"
     elif itype == "bridge":
@@ -167,18 +182,34 @@ def _read_interface(vm: VM, el: etree._Element, nic_index: int, doc: int) -> Non
     elif itype in ("server", "client", "mcast", "udp"):
         nic.detail = f"{itype} socket {src_attr.get('address', '')}:{src_attr.get('port', '')}"
         if itype == "server":
-            vm.listeners.append(Listener("net-socket", "tcp", _bind_address(src_attr.get("address")),
-                                         _int(src_attr.get("port")), "none", locator))
+            vm.listeners.append(
+                Listener(
+                    "net-socket",
+                    "tcp",
+                    _bind_address(src_attr.get("address")),
+                    _int(src_attr.get("port")),
+                    "none",
+                    locator,
+                )
+            )
         elif itype == "udp":
             local = el.find("source/local")
             if local is not None:
-                vm.listeners.append(Listener("net-socket", "udp", _bind_address(local.get("address")),
-                                             _int(local.get("port")), "none", locator))
+                vm.listeners.append(
+                    Listener(
+                        "net-socket",
+                        "udp",
+                        _bind_address(local.get("address")),
+                        _int(local.get("port")),
+                        "none",
+                        locator,
+                    )
+                )
     elif itype == "vhostuser":
         nic.detail = f"vhost-user socket {src_attr.get('path')}"
     elif itype == "ethernet":
         if ips or get("route") is not None:
-            nic.mode = "routed"      # libvirt gives the tap a host IP and a route to the guest
+            nic.mode = "routed"  # libvirt gives the tap a host IP and a route to the guest
     backend = get("backend")
     if backend is not None and backend.get("type") == "passt":
         nic.mode = "user"
@@ -196,8 +227,10 @@ def _read_interface(vm: VM, el: etree._Element, nic_index: int, doc: int) -> Non
     if port is not None and port.get("isolated"):
         nic.port_isolated = port.get("isolated") == "yes"
     if el.get("trustGuestRxFilters"):
-        vm.facts[f"libvirt.interface.{nic_id}.trustGuestRxFilters"] = {"value": el.get("trustGuestRxFilters"),
-                                                                        "at": locator}
+        vm.facts[f"libvirt.interface.{nic_id}.trustGuestRxFilters"] = {
+            "value": el.get("trustGuestRxFilters"),
+            "at": locator,
+        }
     vport = get("virtualport")
     if vport is not None and vport.get("type"):
         nic.detail = (nic.detail + "; " if nic.detail else "") + f"virtualport {vport.get('type')}"
@@ -254,7 +287,7 @@ def _subtract(span: tuple[int, int], holes: list[tuple[int, int]]) -> list[tuple
 def _read_graphics(vm: VM, el: etree._Element, doc: int) -> None:
     gtype = el.get("type")
     if gtype not in ("vnc", "spice", "rdp"):
-        return                      # sdl, egl-headless, dbus, desktop: no network listener
+        return  # sdl, egl-headless, dbus, desktop: no network listener
     locator = element_locator(el, doc)
     has_password = el.get("passwd") is not None
     if has_password:
@@ -262,7 +295,7 @@ def _read_graphics(vm: VM, el: etree._Element, doc: int) -> None:
     auth = ("ticket" if gtype == "spice" else "password") if has_password else "unknown"
     address, transport = _graphics_address(el)
     if address is None and transport is None:
-        return                      # <listen type='none'/>: no socket at all
+        return  # <listen type='none'/>: no socket at all
     # autoport='yes' in a stored definition has port='-1'; a running domain's live XML shows the port
     # actually allocated, so a positive port is always the truth.
     port = _port(el.get("port"))
@@ -320,10 +353,17 @@ def _read_chardev(vm: VM, el: etree._Element, kind: str, doc: int) -> None:
         protocol = el.find("protocol")
         tls = src.get("tls")
         auth = "tls" if tls == "yes" else ("none" if tls == "no" else "unknown")
-        listener = Listener(kind, ctype, _bind_address(src.get("host")), _int(src.get("service")), auth, locator,
-                            tls=None if tls is None else tls == "yes")
+        listener = Listener(
+            kind,
+            ctype,
+            _bind_address(src.get("host")),
+            _int(src.get("service")),
+            auth,
+            locator,
+            tls=None if tls is None else tls == "yes",
+        )
         if protocol is not None and protocol.get("type") == "telnet":
-            listener.auth = "none"   # telnet framing: never encrypted (tls='yes' cannot combine with it)
+            listener.auth = "none"  # telnet framing: never encrypted (tls='yes' cannot combine with it)
         vm.listeners.append(listener)
 
 
@@ -337,9 +377,14 @@ def _read_filesystem(vm: VM, el: etree._Element, doc: int) -> None:
     target = el.find("target")
     host_path = src.get("dir") if src is not None else None
     if host_path is None and src is not None and src.get("socket"):
-        host_path = None   # an externally started virtiofsd: the shared path is not in the XML
-    share = Share(kind, host_path, target.get("dir") if target is not None else None,
-                  writable=el.find("readonly") is None, locator=element_locator(el, doc))
+        host_path = None  # an externally started virtiofsd: the shared path is not in the XML
+    share = Share(
+        kind,
+        host_path,
+        target.get("dir") if target is not None else None,
+        writable=el.find("readonly") is None,
+        locator=element_locator(el, doc),
+    )
     vm.shares.append(share)
     accessmode = el.get("accessmode")
     if accessmode:
@@ -353,6 +398,7 @@ def _pci_address(addr: etree._Element) -> str:
             return f"{int(raw, 0):0{width}x}"
         except ValueError:
             return raw
+
     return f"{part('domain', 4)}:{part('bus', 2)}:{part('slot', 2)}.{part('function', 1)}"
 
 
@@ -387,8 +433,10 @@ def _read_disk(vm: VM, el: etree._Element, doc: int) -> None:
     if el.get("type") == "network":
         src = el.find("source")
         if src is not None:
-            vm.facts.setdefault("libvirt.disk.network", {"value": f"{src.get('protocol')}:{src.get('name')}",
-                                                         "at": element_locator(el, doc)})
+            vm.facts.setdefault(
+                "libvirt.disk.network",
+                {"value": f"{src.get('protocol')}:{src.get('name')}", "at": element_locator(el, doc)},
+            )
 
 
 def _disk_name(el: etree._Element) -> str:
@@ -417,21 +465,24 @@ def _read_seclabels(vm: VM, seclabels: list[etree._Element], doc: int) -> None:
 
 def _read_launch_security(vm: VM, launch: etree._Element, doc: int) -> None:
     ltype = launch.get("type")
-    vm.security.memory_encryption = {"sev": "sev", "sev-snp": "sev-snp", "tdx": "tdx",
-                                     "s390-pv": "s390-pv"}.get(ltype, ltype)
+    vm.security.memory_encryption = {"sev": "sev", "sev-snp": "sev-snp", "tdx": "tdx", "s390-pv": "s390-pv"}.get(
+        ltype, ltype
+    )
     vm.facts["libvirt.launchSecurity.type"] = {"value": ltype, "at": element_locator(launch, doc)}
 
 
 def _read_secure_boot(vm: VM, os_el: etree._Element) -> None:
     loader = os_el.find("loader")
     secure = (loader is not None and loader.get("secure") == "yes") or any(
-        f.get("name") == "secure-boot" and f.get("enabled") == "yes" for f in os_el.iterfind("firmware/feature"))
+        f.get("name") == "secure-boot" and f.get("enabled") == "yes" for f in os_el.iterfind("firmware/feature")
+    )
     vm.security.secure_boot = bool(secure)
 
 
 def _read_qemu_commandline(vm: VM, cmd: etree._Element, doc: int, errors: list[InputError]) -> None:
     from vmsentry.collect.qemu_argv import apply_args
     from vmsentry.collect.qemu_redact import redacted
+
     arg_elements = list(cmd.iterfind(f"{{{QEMU_NS}}}arg"))
     args = [arg.get("value", "") for arg in arg_elements]
     locator = element_locator(cmd, doc)
@@ -448,12 +499,15 @@ _DEVICE_READERS = {
     "redirdev": _read_redirdev,
     "smartcard": _read_smartcard,
     "disk": _read_disk,
-    **{tag: partial(lambda kind, vm, el, doc: _read_chardev(vm, el, kind, doc), kind)
-       for tag, kind in _CHARDEV_KIND.items()},
+    **{
+        tag: partial(lambda kind, vm, el, doc: _read_chardev(vm, el, kind, doc), kind)
+        for tag, kind in _CHARDEV_KIND.items()
+    },
 }
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def _int(value: str | None) -> int | None:
     if value is None:

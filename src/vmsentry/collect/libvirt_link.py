@@ -9,9 +9,10 @@
 
 This is platform knowledge (libvirt's defaults), so it lives in *collect*, not in the rules.
 """
+
 from __future__ import annotations
 
-from vmsentry.model import Host, Inventory, Network, NwFilter, VM
+from vmsentry.model import VM, Host, Inventory, Network, NwFilter
 
 # qemu.conf keys and their built-in defaults (libvirt src/qemu/qemu.conf.in)
 _LISTEN_KEY = {"vnc": "vnc_listen", "websocket": "vnc_listen", "spice": "spice_listen", "rdp": "rdp_listen"}
@@ -79,7 +80,7 @@ def _resolve_nics(vm: VM, networks: dict[str, Network], filters: dict[str, NwFil
             continue
         net = networks.get(nic.network)
         if net is None:
-            continue                      # stays "unknown": the network definition was not read
+            continue  # stays "unknown": the network definition was not read
         nic.mode = net.mode
         if nic.bridge is None and net.mode not in ("direct", "passthrough"):
             nic.bridge = net.bridge
@@ -149,9 +150,7 @@ def _resolve_confinement(vm: VM, qemu_conf: dict | None, inv: Inventory) -> None
     if vm.security.confinement != "unknown" or qemu_conf is None:
         return
     driver = qemu_conf.get("security_driver")
-    if driver == "none" or driver == []:
-        vm.security.confinement = "none"
-    elif str(qemu_conf.get("security_default_confined", 1)) == "0":
+    if driver == "none" or driver == [] or str(qemu_conf.get("security_default_confined", 1)) == "0":
         vm.security.confinement = "none"
     elif driver in ("selinux", "apparmor"):
         vm.security.confinement = driver
@@ -163,13 +162,37 @@ def _on(value: object) -> bool:
 
 # libvirt's stock filters (src/nwfilter/xml/*.xml) and what they include, so a domain that names
 # clean-traffic is understood even when /etc/libvirt/nwfilter was not collected.
-_LEAF_FILTERS = ("no-mac-spoofing", "no-ip-spoofing", "no-ipv6-spoofing", "no-arp-mac-spoofing",
-                 "no-arp-ip-spoofing", "allow-incoming-ipv4", "allow-incoming-ipv6", "no-other-l2-traffic",
-                 "qemu-announce-self", "qemu-announce-self-rarp", "allow-arp", "allow-dhcp", "allow-dhcp-server",
-                 "allow-dhcpv6", "allow-dhcpv6-server", "allow-ipv4", "allow-ipv6", "no-ip-multicast",
-                 "no-ipv6-multicast", "no-mac-broadcast", "no-other-rarp-traffic")
-_CLEAN = ["no-mac-spoofing", "no-ip-spoofing", "allow-incoming-ipv4", "no-arp-spoofing", "no-other-l2-traffic",
-          "qemu-announce-self"]
+_LEAF_FILTERS = (
+    "no-mac-spoofing",
+    "no-ip-spoofing",
+    "no-ipv6-spoofing",
+    "no-arp-mac-spoofing",
+    "no-arp-ip-spoofing",
+    "allow-incoming-ipv4",
+    "allow-incoming-ipv6",
+    "no-other-l2-traffic",
+    "qemu-announce-self",
+    "qemu-announce-self-rarp",
+    "allow-arp",
+    "allow-dhcp",
+    "allow-dhcp-server",
+    "allow-dhcpv6",
+    "allow-dhcpv6-server",
+    "allow-ipv4",
+    "allow-ipv6",
+    "no-ip-multicast",
+    "no-ipv6-multicast",
+    "no-mac-broadcast",
+    "no-other-rarp-traffic",
+)
+_CLEAN = [
+    "no-mac-spoofing",
+    "no-ip-spoofing",
+    "allow-incoming-ipv4",
+    "no-arp-spoofing",
+    "no-other-l2-traffic",
+    "qemu-announce-self",
+]
 BUILTIN_FILTERS: dict[str, NwFilter] = {
     **{name: NwFilter(name) for name in _LEAF_FILTERS},
     "clean-traffic": NwFilter("clean-traffic", _CLEAN),

@@ -4,26 +4,36 @@ read through libvirt-python as the XML libvirt itself reports, plus what only a 
 
 Read-only: the connection is opened with ``openReadOnly`` where possible.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from vmsentry.collect import libvirt_xml
 from vmsentry.collect.source_file import BadInput
 from vmsentry.model import InputError, Inventory, Source
 
-_STATES = {0: "no-state", 1: "running", 2: "blocked", 3: "paused", 4: "shutting-down", 5: "shut-off",
-           6: "crashed", 7: "suspended"}
+_STATES = {
+    0: "no-state",
+    1: "running",
+    2: "blocked",
+    3: "paused",
+    4: "shutting-down",
+    5: "shut-off",
+    6: "crashed",
+    7: "suspended",
+}
 
 
 def read_uri(uri: str) -> Inventory:
     inv = Inventory()
     try:
-        import libvirt  # noqa: PLC0415 - optional dependency, imported only for --libvirt
+        import libvirt
     except ImportError:
         inv.errors.append(InputError(uri, "libvirt-python is not installed (pip install 'vmsentry[libvirt]')"))
         return inv
-    libvirt.registerErrorHandler(lambda *_: None, None)   # errors come back as exceptions, not stderr noise
+    libvirt.registerErrorHandler(lambda *_: None, None)  # errors come back as exceptions, not stderr noise
     try:
         conn = libvirt.openReadOnly(uri)
     except libvirt.libvirtError as exc:
@@ -43,8 +53,9 @@ def _message(exc: Exception) -> str:
     return (get() if get else None) or str(exc)
 
 
-def _documents(list_all, kind: str, uri: str, inv: Inventory, libvirt, xml_of=None,
-               listing_may_fail: bool = False) -> Iterator[tuple[Any, Inventory]]:
+def _documents(
+    list_all, kind: str, uri: str, inv: Inventory, libvirt, xml_of=None, listing_may_fail: bool = False
+) -> Iterator[tuple[Any, Inventory]]:
     """(object, what its XML holds) for each object ``list_all()`` returns, its source ``URI#KIND=NAME``.
     A listing that fails is one error (none when ``listing_may_fail``: the driver has no such objects);
     an object whose XML cannot be fetched or read is one error and the others are still read.

@@ -1,4 +1,5 @@
 """libvirt network and nwfilter XML (files, or ``XMLDesc`` of live objects)."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -10,8 +11,17 @@ from vmsentry.collect.source_file import BadInput, element_locator
 from vmsentry.model import Network, NwFilter, Source
 
 # <forward mode=...> -> NIC mode of guests on the network; no <forward> at all means isolated
-_NETWORK_MODE = {None: "isolated", "nat": "nat", "route": "routed", "open": "open", "bridge": "bridged",
-                 "private": "direct", "vepa": "direct", "passthrough": "direct", "hostdev": "passthrough"}
+_NETWORK_MODE = {
+    None: "isolated",
+    "nat": "nat",
+    "route": "routed",
+    "open": "open",
+    "bridge": "bridged",
+    "private": "direct",
+    "vepa": "direct",
+    "passthrough": "direct",
+    "hostdev": "passthrough",
+}
 
 
 def read_network(root: etree._Element, index: int = 0, source: Source | None = None) -> Network:
@@ -36,7 +46,7 @@ def read_network(root: etree._Element, index: int = 0, source: Source | None = N
         devs += [p.get("dev") for p in forward.iterfind("pf") if p.get("dev")]
         net.forwards = list(dict.fromkeys(devs))
         if fmode == "bridge" and net.bridge is None and net.forwards:
-            net.mode = "direct"         # macvtap on the listed devices, no host bridge
+            net.mode = "direct"  # macvtap on the listed devices, no host bridge
     if root.find("virtualport") is not None:
         net.facts["libvirt.virtualport.type"] = {"value": root.find("virtualport").get("type"), "at": locator}
     mac = root.find("mac")
@@ -52,8 +62,10 @@ def read_network(root: etree._Element, index: int = 0, source: Source | None = N
     dns_enabled = dns is None or dns.get("enable", "yes") != "no"
     if dns is not None:
         if dns.get("forwardPlainNames"):
-            net.facts["libvirt.dns.forwardPlainNames"] = {"value": dns.get("forwardPlainNames"),
-                                                          "at": element_locator(dns, index)}
+            net.facts["libvirt.dns.forwardPlainNames"] = {
+                "value": dns.get("forwardPlainNames"),
+                "at": element_locator(dns, index),
+            }
         fwd = [f.get("addr") for f in dns.iterfind("forwarder") if f.get("addr")]
         if fwd:
             net.facts["libvirt.dns.forwarders"] = {"value": fwd, "at": element_locator(dns, index)}
@@ -88,12 +100,15 @@ def _read_network_ip(net: Network, ip: etree._Element, doc: int) -> None:
         net.dhcp = True
         static = {h.get("mac").lower(): h.get("ip") for h in dhcp.iterfind("host") if h.get("mac") and h.get("ip")}
         if static:
-            net.facts.setdefault("libvirt.dhcp.hosts", {"value": {}, "at": element_locator(dhcp, doc)})["value"].update(static)
+            net.facts.setdefault("libvirt.dhcp.hosts", {"value": {}, "at": element_locator(dhcp, doc)})["value"].update(
+                static
+            )
 
 
 def read_nwfilter(root: etree._Element, source: Source | None = None) -> NwFilter:
     name = root.get("name")
     if not name:
         raise BadInput(f"line {root.sourceline}: nwfilter has no name attribute")
-    return NwFilter(name, [ref.get("filter") for ref in root.iterfind("filterref") if ref.get("filter")],
-                    source or Source())
+    return NwFilter(
+        name, [ref.get("filter") for ref in root.iterfind("filterref") if ref.get("filter")], source or Source()
+    )

@@ -3,14 +3,17 @@
 This module splits a file into its documents and hands each to its reader: ``libvirt_domain`` for
 domains, ``libvirt_network`` for networks and nwfilters; snapshots are read here.
 """
+
 from __future__ import annotations
+
+from datetime import UTC
 
 from lxml import etree
 
 from vmsentry.collect.libvirt_domain import PLATFORM, read_domain
 from vmsentry.collect.libvirt_network import read_network, read_nwfilter
 from vmsentry.collect.source_file import BadInput, element_locator, parse_xml_documents, read_bytes
-from vmsentry.model import InputError, Inventory, Snapshot, Source, VM
+from vmsentry.model import VM, InputError, Inventory, Snapshot, Source
 
 ROOT_TAGS = (b"<domain", b"<network", b"<filter", b"<node", b"<domainsnapshot")
 
@@ -49,8 +52,10 @@ def _keep_final_definitions(inv: Inventory) -> None:
     for vm in inv.vms:
         final = last[vm.name]
         if vm is not final:
-            final.facts["libvirt.install_phases"] = {"value": final.facts.get("libvirt.install_phases", {})
-                                                     .get("value", 1) + 1, "at": "earlier documents in the file"}
+            final.facts["libvirt.install_phases"] = {
+                "value": final.facts.get("libvirt.install_phases", {}).get("value", 1) + 1,
+                "at": "earlier documents in the file",
+            }
     inv.vms = list(last.values())
 
 
@@ -66,13 +71,17 @@ def _read_root(root: etree._Element, index: int, source: Source, inv: Inventory)
             inv.nwfilters.append(read_nwfilter(root, source))
         elif tag == "domainsnapshot":
             _read_snapshot(root, index, source, inv)
-        elif tag == "node":      # the test driver's fixture: domains and networks side by side
+        elif tag == "node":  # the test driver's fixture: domains and networks side by side
             for child in root:
                 if isinstance(child.tag, str) and child.tag in ("domain", "network", "filter"):
                     _read_root(child, index, source, inv)
         else:
-            inv.errors.append(InputError(where, f"{element_locator(root, index)}: <{tag}> is not a libvirt "
-                                                "domain, network or nwfilter definition"))
+            inv.errors.append(
+                InputError(
+                    where,
+                    f"{element_locator(root, index)}: <{tag}> is not a libvirt domain, network or nwfilter definition",
+                )
+            )
     except BadInput as exc:
         inv.errors.append(InputError(where, str(exc)))
 
@@ -86,13 +95,16 @@ def _read_snapshot(root: etree._Element, index: int, source: Source, inv: Invent
     created = root.findtext("creationTime")
     iso = None
     if created and created.strip().isdigit():
-        from datetime import datetime, timezone
-        iso = datetime.fromtimestamp(int(created), timezone.utc).isoformat()
+        from datetime import datetime
+
+        iso = datetime.fromtimestamp(int(created), UTC).isoformat()
     vm = VM(name=domain_name, platform=PLATFORM, source=source)
     vm.snapshots.append(Snapshot(name, iso))
     vm.facts["libvirt.snapshot.only"] = {"value": True, "at": element_locator(root, index)}
     memory = root.find("memory")
     if memory is not None and memory.get("snapshot") in ("internal", "external"):
-        vm.facts[f"libvirt.snapshot.{name}.memory"] = {"value": memory.get("snapshot"),
-                                                       "at": element_locator(memory, index)}
+        vm.facts[f"libvirt.snapshot.{name}.memory"] = {
+            "value": memory.get("snapshot"),
+            "at": element_locator(memory, index),
+        }
     inv.vms.append(vm)

@@ -10,6 +10,7 @@ Every source has a small parser that takes text (``parse_ss``, ``parse_nft_json`
 ``linux_host_parsers.py``), so tests can feed them recorded output; this module is the thin layer that
 touches the system. The facts it gathers become the typed groups of ``model.Host``.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,13 +18,28 @@ import re
 import shutil
 import socket
 import subprocess
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vmsentry.collect import libvirt_conf, qemu_cmdline
 from vmsentry.collect.linux_host_parsers import (
-    CollectionError, bridges_from_interfaces, confinement_of_label, is_libvirt_managed, parse_cpuinfo,
-    parse_group_file, parse_iommu_flags, parse_ip_json, parse_iptables_save, parse_libvirt_version, parse_nft_json,
-    parse_os_release, parse_proc_net, parse_qemu_version, parse_ss, public_interface, summarise_firewall,
+    CollectionError,
+    bridges_from_interfaces,
+    confinement_of_label,
+    is_libvirt_managed,
+    parse_cpuinfo,
+    parse_group_file,
+    parse_iommu_flags,
+    parse_ip_json,
+    parse_iptables_save,
+    parse_libvirt_version,
+    parse_nft_json,
+    parse_os_release,
+    parse_proc_net,
+    parse_qemu_version,
+    parse_ss,
+    public_interface,
+    summarise_firewall,
 )
 from vmsentry.collect.source_file import BadInput, decode_text, read_bytes
 from vmsentry.model import VM, Host, Inventory, Source
@@ -51,11 +67,27 @@ SYSCTL_KEYS = (
     "net.bridge.bridge-nf-call-arptables",
 )
 # per bridge: (family, setting) read from /proc/sys/net/<family>/conf/<bridge>/<setting>
-BRIDGE_SYSCTLS = (("ipv4", "rp_filter"), ("ipv4", "forwarding"), ("ipv6", "accept_ra"),
-                  ("ipv6", "forwarding"), ("ipv6", "disable_ipv6"))
+BRIDGE_SYSCTLS = (
+    ("ipv4", "rp_filter"),
+    ("ipv4", "forwarding"),
+    ("ipv6", "accept_ra"),
+    ("ipv6", "forwarding"),
+    ("ipv6", "disable_ipv6"),
+)
 
-LIBVIRT_DAEMONS = ("libvirtd", "virtqemud", "virtproxyd", "virtnetworkd", "virtnwfilterd", "virtstoraged",
-                   "virtsecretd", "virtnodedevd", "virtinterfaced", "virtlogd", "virtlockd")
+LIBVIRT_DAEMONS = (
+    "libvirtd",
+    "virtqemud",
+    "virtproxyd",
+    "virtnetworkd",
+    "virtnwfilterd",
+    "virtstoraged",
+    "virtsecretd",
+    "virtnodedevd",
+    "virtinterfaced",
+    "virtlogd",
+    "virtlockd",
+)
 # the daemons that accept management connections (a running virtlogd alone is not libvirt running)
 MANAGEMENT_DAEMONS = frozenset({"libvirtd", "virtqemud", "virtproxyd"})
 MEMORY_ENCRYPTION_CPU_FLAGS = ("sme", "sev", "sev_es", "sev_snp", "tdx_guest", "tdx_host_platform")
@@ -64,6 +96,7 @@ MEMORY_ENCRYPTION_CPU_FLAGS = ("sme", "sev", "sev_es", "sev_snp", "tdx_guest", "
 # ------------------------------------------------------------------------------------------------
 # Entry point
 # ------------------------------------------------------------------------------------------------
+
 
 def collect_host(root: str = "/") -> Inventory:
     """Facts about the host at ``root`` ("/" = this machine) and its non-libvirt QEMU processes.
@@ -82,7 +115,7 @@ class _HostReader:
         self.facts: dict[str, Any] = {}
         self.errors: list[str] = []
         self.inv = Inventory()
-        self.links: list[dict[str, Any]] = []   # parse_ip_json output, with the details bridges need
+        self.links: list[dict[str, Any]] = []  # parse_ip_json output, with the details bridges need
         self.cpu_flags: set[str] = set()
 
     # -- I/O layer -------------------------------------------------------------------------------
@@ -107,8 +140,14 @@ class _HostReader:
         if not self.live:
             raise CollectionError(f"{argv[0]} not run: it would describe this machine, not {self.root}")
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
-                                  env={**os.environ, "LC_ALL": "C"}, stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT,
+                env={**os.environ, "LC_ALL": "C"},
+                stdin=subprocess.DEVNULL,
+            )
         except FileNotFoundError:
             raise CollectionError(f"{argv[0]} is not installed") from None
         except subprocess.TimeoutExpired:
@@ -127,7 +166,7 @@ class _HostReader:
         except CollectionError as exc:
             self.facts[name] = None
             self.errors.append(f"{name}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a host oddity must not abort the whole scan
+        except Exception as exc:
             self.facts[name] = None
             self.errors.append(f"{name}: unexpected {type(exc).__name__}: {exc}")
 
@@ -136,8 +175,7 @@ class _HostReader:
         hostname = self.hostname()
         self.facts["hostname"] = hostname
         self.group("kernel", self.kernel)
-        self.group("os", lambda: parse_os_release(self.read("etc/os-release") or
-                                                  self.read("usr/lib/os-release") or ""))
+        self.group("os", lambda: parse_os_release(self.read("etc/os-release") or self.read("usr/lib/os-release") or ""))
         self.group("interfaces", self.interfaces)
         self.group("bridges", self.bridges)
         self.group("sysctl", self.sysctl)
@@ -216,8 +254,12 @@ class _HostReader:
         except CollectionError as exc:
             # /proc/net has the same sockets, without the owning process
             sockets = []
-            for proto, ipv6, relative in (("tcp", False, "proc/net/tcp"), ("tcp", True, "proc/net/tcp6"),
-                                          ("udp", False, "proc/net/udp"), ("udp", True, "proc/net/udp6")):
+            for proto, ipv6, relative in (
+                ("tcp", False, "proc/net/tcp"),
+                ("tcp", True, "proc/net/tcp6"),
+                ("udp", False, "proc/net/udp"),
+                ("udp", True, "proc/net/udp6"),
+            ):
                 text = self.read(relative)
                 if text is not None:
                     sockets.extend(parse_proc_net(text, proto, ipv6))
@@ -236,8 +278,10 @@ class _HostReader:
     def iptables_legacy(self) -> dict[str, Any] | None:
         """IPv4 and IPv6 legacy tables in one ruleset (families ip and ip6)."""
         combined: dict[str, Any] = {"tables": [], "ruleset_rules": 0}
-        for family, names_file, command in (("ip", "proc/net/ip_tables_names", "iptables-legacy-save"),
-                                            ("ip6", "proc/net/ip6_tables_names", "ip6tables-legacy-save")):
+        for family, names_file, command in (
+            ("ip", "proc/net/ip_tables_names", "iptables-legacy-save"),
+            ("ip6", "proc/net/ip6_tables_names", "ip6tables-legacy-save"),
+        ):
             # Only ask when legacy tables are loaded: otherwise the command could load the ip_tables
             # kernel module, and the host must not change because we looked at it.
             if not self.read_value(names_file):
@@ -265,8 +309,11 @@ class _HostReader:
             if nested is not None:
                 nested = {"1": "Y", "0": "N"}.get(nested, nested)
                 break
-        return {"dev_kvm": os.path.exists(self.path("dev/kvm")), "nested": nested,
-                "ksm_run": self.read_value("sys/kernel/mm/ksm/run")}
+        return {
+            "dev_kvm": os.path.exists(self.path("dev/kvm")),
+            "nested": nested,
+            "ksm_run": self.read_value("sys/kernel/mm/ksm/run"),
+        }
 
     def iommu(self) -> dict[str, Any]:
         try:
@@ -275,13 +322,17 @@ class _HostReader:
             groups = 0
         except OSError as exc:
             raise CollectionError(f"cannot list /sys/kernel/iommu_groups: {exc.strerror}") from None
-        return {"groups": groups, "cmdline_flags": parse_iommu_flags(self.read("proc/cmdline") or ""),
-                "enabled": groups > 0}
+        return {
+            "groups": groups,
+            "cmdline_flags": parse_iommu_flags(self.read("proc/cmdline") or ""),
+            "enabled": groups > 0,
+        }
 
     def memory_encryption(self) -> dict[str, Any]:
         def parameter(relative: str) -> bool | None:
             value = self.read_value(relative)
             return None if value is None else value.upper() in ("Y", "1")
+
         flags = self.cpu_flags
         return {
             "sev": parameter("sys/module/kvm_amd/parameters/sev"),
@@ -309,10 +360,11 @@ class _HostReader:
         return {"apparmor": apparmor, "selinux": selinux, "active": active}
 
     def versions(self) -> dict[str, Any]:
-        return {"qemu": self.version_of(("qemu-system-x86_64", "qemu-kvm", "/usr/libexec/qemu-kvm"),
-                                        parse_qemu_version),
-                "libvirt": self.version_of(("libvirtd", "virtqemud"), parse_libvirt_version),
-                "kernel": self.facts.get("kernel")}
+        return {
+            "qemu": self.version_of(("qemu-system-x86_64", "qemu-kvm", "/usr/libexec/qemu-kvm"), parse_qemu_version),
+            "libvirt": self.version_of(("libvirtd", "virtqemud"), parse_libvirt_version),
+            "kernel": self.facts.get("kernel"),
+        }
 
     def version_of(self, programs: tuple[str, ...], parse: Callable[[str], str | None]) -> str | None:
         if not self.live:
@@ -328,8 +380,7 @@ class _HostReader:
 
     def libvirt(self, processes: dict[int, str]) -> dict[str, Any]:
         processes.update(self.process_names())
-        running = sorted({name for name in processes.values() if name in LIBVIRT_DAEMONS},
-                         key=LIBVIRT_DAEMONS.index)
+        running = sorted({name for name in processes.values() if name in LIBVIRT_DAEMONS}, key=LIBVIRT_DAEMONS.index)
         return {"daemon_running": any(name in MANAGEMENT_DAEMONS for name in running), "processes": running}
 
     def process_names(self) -> dict[int, str]:
@@ -384,7 +435,7 @@ class _HostReader:
                 continue  # libvirt's own domains are read through libvirt, with their XML
             try:
                 vm, errors = qemu_cmdline.vm_from_argv(argv, f"qemu-{pid}", Source(file=cmdline))
-            except Exception as exc:  # noqa: BLE001 - one odd command line must not abort the scan
+            except Exception as exc:
                 self.errors.append(f"qemu process {pid}: unexpected {type(exc).__name__}: {exc}")
                 continue
             vm.host, vm.state = hostname, "running"

@@ -2,6 +2,7 @@
 that ``model/host.py`` reads into typed groups. ``collect/linux_host.py`` runs the commands and reads the
 files; tests feed these parsers recorded output.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,13 @@ IOMMU_CMDLINE_PREFIXES = ("intel_iommu=", "amd_iommu=", "iommu=", "iommu.")
 HOST_GROUPS = ("libvirt", "kvm", "libvirt-qemu")
 
 # iptables built-in chains: the netfilter hook each is attached to
-_LEGACY_HOOKS = {"PREROUTING": "prerouting", "INPUT": "input", "FORWARD": "forward", "OUTPUT": "output",
-                 "POSTROUTING": "postrouting"}
+_LEGACY_HOOKS = {
+    "PREROUTING": "prerouting",
+    "INPUT": "input",
+    "FORWARD": "forward",
+    "OUTPUT": "output",
+    "POSTROUTING": "postrouting",
+}
 # iptables tables: netfilter priority of their base chains (NF_IP_PRI_*); nat differs per hook
 _LEGACY_PRIORITIES = {"raw": -300, "mangle": -150, "filter": 0, "security": 50}
 _LEGACY_NAT_PRIORITIES = {"prerouting": -100, "output": -100, "input": 100, "postrouting": 100}
@@ -76,20 +82,25 @@ def parse_ip_json(text: str, physical_names: set[str] | frozenset[str] = frozens
             kind = "physical"
         else:
             kind = "other"
-        interfaces.append({
-            "name": link.get("ifname"),
-            "kind": kind,
-            "mac": link.get("address") if link.get("link_type") != "none" else None,
-            "mtu": link.get("mtu"),
-            "state": (link.get("operstate") or "unknown").lower(),
-            "master": link.get("master"),
-            "promiscuity": int(link.get("promiscuity") or 0),
-            "addresses": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info") or []
-                          if "local" in a and "prefixlen" in a],
-            "_parent": link.get("link"),
-            "_bridge": info.get("info_data") if kind == "bridge" else None,
-            "_port": info.get("info_slave_data") if info.get("info_slave_kind") == "bridge" else None,
-        })
+        interfaces.append(
+            {
+                "name": link.get("ifname"),
+                "kind": kind,
+                "mac": link.get("address") if link.get("link_type") != "none" else None,
+                "mtu": link.get("mtu"),
+                "state": (link.get("operstate") or "unknown").lower(),
+                "master": link.get("master"),
+                "promiscuity": int(link.get("promiscuity") or 0),
+                "addresses": [
+                    f"{a['local']}/{a['prefixlen']}"
+                    for a in link.get("addr_info") or []
+                    if "local" in a and "prefixlen" in a
+                ],
+                "_parent": link.get("link"),
+                "_bridge": info.get("info_data") if kind == "bridge" else None,
+                "_port": info.get("info_slave_data") if info.get("info_slave_kind") == "bridge" else None,
+            }
+        )
     return interfaces
 
 
@@ -116,16 +127,18 @@ def bridges_from_interfaces(interfaces: list[dict[str, Any]]) -> list[dict[str, 
             continue
         data = interface["_bridge"] or {}
         ports = [i for i in interfaces if i["master"] == interface["name"]]
-        bridges.append({
-            "name": interface["name"],
-            "addresses": list(interface["addresses"]),
-            "ports": [port["name"] for port in ports],
-            "physical_ports": [port["name"] for port in ports if physical(port["name"])],
-            "stp": bool(data.get("stp_state")),
-            "vlan_filtering": bool(data.get("vlan_filtering")),
-            # extension: ports isolated from each other (bridge_slave isolated on; libvirt <port isolated='yes'/>)
-            "isolated_ports": [port["name"] for port in ports if (port["_port"] or {}).get("isolated")],
-        })
+        bridges.append(
+            {
+                "name": interface["name"],
+                "addresses": list(interface["addresses"]),
+                "ports": [port["name"] for port in ports],
+                "physical_ports": [port["name"] for port in ports if physical(port["name"])],
+                "stp": bool(data.get("stp_state")),
+                "vlan_filtering": bool(data.get("vlan_filtering")),
+                # extension: ports isolated from each other (bridge_slave isolated on; libvirt <port isolated='yes'/>)
+                "isolated_ports": [port["name"] for port in ports if (port["_port"] or {}).get("isolated")],
+            }
+        )
     return bridges
 
 
@@ -146,10 +159,16 @@ def parse_ss(text: str) -> list[dict[str, Any]]:
         if port is None:
             continue
         match = _SS_PROCESS.search(line)
-        sockets.append({"proto": proto, "address": address, "port": port,
-                        "process": match.group(1) if match else None,
-                        "pid": int(match.group(2)) if match else None,
-                        "interface": interface})
+        sockets.append(
+            {
+                "proto": proto,
+                "address": address,
+                "port": port,
+                "process": match.group(1) if match else None,
+                "pid": int(match.group(2)) if match else None,
+                "interface": interface,
+            }
+        )
     return sockets
 
 
@@ -174,15 +193,23 @@ def parse_proc_net(text: str, proto: str, ipv6: bool) -> list[dict[str, Any]]:
         address_hex, _, port_hex = fields[1].partition(":")
         if proto == "udp" and fields[2].split(":")[0].strip("0"):
             continue  # connected to a peer
-        sockets.append({"proto": proto, "address": _proc_net_address(address_hex, ipv6),
-                        "port": int(port_hex, 16), "process": None, "pid": None, "interface": None})
+        sockets.append(
+            {
+                "proto": proto,
+                "address": _proc_net_address(address_hex, ipv6),
+                "port": int(port_hex, 16),
+                "process": None,
+                "pid": None,
+                "interface": None,
+            }
+        )
     return sockets
 
 
 def _proc_net_address(hex_text: str, ipv6: bool) -> str:
     raw = bytes.fromhex(hex_text)
     # the kernel prints each 32-bit word in host (little-endian) byte order
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     return socket.inet_ntop(socket.AF_INET6 if ipv6 else socket.AF_INET, words)
 
 
@@ -199,15 +226,22 @@ def parse_nft_json(text: str) -> dict[str, Any]:
     for item in items:
         if "table" in item:
             table = item["table"]
-            tables[(table["family"], table["name"])] = {"family": table["family"], "name": table["name"],
-                                                        "chains": []}
+            tables[(table["family"], table["name"])] = {"family": table["family"], "name": table["name"], "chains": []}
         elif "chain" in item:
             chain = item["chain"]
-            entry = {"name": chain["name"], "hook": chain.get("hook"), "type": chain.get("type"),
-                     "priority": chain.get("prio"), "policy": chain.get("policy"), "rules": 0, "_jumps": set()}
+            entry = {
+                "name": chain["name"],
+                "hook": chain.get("hook"),
+                "type": chain.get("type"),
+                "priority": chain.get("prio"),
+                "policy": chain.get("policy"),
+                "rules": 0,
+                "_jumps": set(),
+            }
             chains[(chain["family"], chain["table"], chain["name"])] = entry
-            tables.setdefault((chain["family"], chain["table"]),
-                              {"family": chain["family"], "name": chain["table"], "chains": []})["chains"].append(entry)
+            tables.setdefault(
+                (chain["family"], chain["table"]), {"family": chain["family"], "name": chain["table"], "chains": []}
+            )["chains"].append(entry)
         elif "rule" in item:
             rule = item["rule"]
             total += 1
@@ -251,11 +285,20 @@ def parse_iptables_save(text: str, family: str = "ip") -> dict[str, Any]:
             hook = _LEGACY_HOOKS.get(name)
             priority = None
             if hook:
-                priority = (_LEGACY_NAT_PRIORITIES.get(hook) if table["name"] == "nat"
-                            else _LEGACY_PRIORITIES.get(table["name"]))
-            chains[name] = {"name": name, "hook": hook, "type": table["name"] if hook else None,
-                            "priority": priority, "policy": policy.lower() if policy != "-" else None,
-                            "rules": 0, "_jumps": set()}
+                priority = (
+                    _LEGACY_NAT_PRIORITIES.get(hook)
+                    if table["name"] == "nat"
+                    else _LEGACY_PRIORITIES.get(table["name"])
+                )
+            chains[name] = {
+                "name": name,
+                "hook": hook,
+                "type": table["name"] if hook else None,
+                "priority": priority,
+                "policy": policy.lower() if policy != "-" else None,
+                "rules": 0,
+                "_jumps": set(),
+            }
             table["chains"].append(chains[name])
         elif line.startswith("-A ") and table is not None:
             parts = line.split()
@@ -282,8 +325,15 @@ def summarise_firewall(nftables: dict[str, Any] | None, iptables_legacy: dict[st
     summary: dict[str, Any] = {
         "nftables": _public(nftables),
         "iptables_legacy": _public(iptables_legacy),
-        "libvirt_chains": sorted({chain["name"] for ruleset in rulesets for table in ruleset["tables"]
-                                  for chain in table["chains"] if chain["name"].startswith("LIBVIRT_")}),
+        "libvirt_chains": sorted(
+            {
+                chain["name"]
+                for ruleset in rulesets
+                for table in ruleset["tables"]
+                for chain in table["chains"]
+                if chain["name"].startswith("LIBVIRT_")
+            }
+        ),
     }
     for suffix, families in (("", _IPV4_FAMILIES), ("_v6", _IPV6_FAMILIES)):
         summary["forward_policy" + suffix] = _hook_policy(rulesets, "forward", families, complete)
@@ -297,8 +347,14 @@ _IPV6_FAMILIES = ("ip6", "inet")
 
 
 def _hook_policy(rulesets: list[dict[str, Any]], hook: str, families: tuple[str, ...], complete: bool) -> str:
-    policies = [chain["policy"] for ruleset in rulesets for table in ruleset["tables"]
-                if table["family"] in families for chain in table["chains"] if chain["hook"] == hook]
+    policies = [
+        chain["policy"]
+        for ruleset in rulesets
+        for table in ruleset["tables"]
+        if table["family"] in families
+        for chain in table["chains"]
+        if chain["hook"] == hook
+    ]
     if "drop" in policies:
         return "drop"
     return "accept" if complete else "unknown"
@@ -326,10 +382,19 @@ def _public(ruleset: dict[str, Any] | None) -> dict[str, Any] | None:
     """The ruleset without the private jump sets (the fact layout is plain JSON)."""
     if ruleset is None:
         return None
-    return {"tables": [{"family": table["family"], "name": table["name"],
-                        "chains": [{key: value for key, value in chain.items() if not key.startswith("_")}
-                                   for chain in table["chains"]]} for table in ruleset["tables"]],
-            "ruleset_rules": ruleset["ruleset_rules"]}
+    return {
+        "tables": [
+            {
+                "family": table["family"],
+                "name": table["name"],
+                "chains": [
+                    {key: value for key, value in chain.items() if not key.startswith("_")} for chain in table["chains"]
+                ],
+            }
+            for table in ruleset["tables"]
+        ],
+        "ruleset_rules": ruleset["ruleset_rules"],
+    }
 
 
 def parse_cpuinfo(text: str) -> tuple[dict[str, Any], set[str]]:
@@ -344,9 +409,12 @@ def parse_cpuinfo(text: str) -> tuple[dict[str, Any], set[str]]:
         if sep:
             fields.setdefault(key.strip(), value.strip())
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
-    cpu = {"vendor": fields.get("vendor_id") or fields.get("CPU implementer"),
-           "vmx": "vmx" in flags, "svm": "svm" in flags,
-           "model": fields.get("model name") or fields.get("Model") or fields.get("cpu model")}
+    cpu = {
+        "vendor": fields.get("vendor_id") or fields.get("CPU implementer"),
+        "vmx": "vmx" in flags,
+        "svm": "svm" in flags,
+        "model": fields.get("model name") or fields.get("Model") or fields.get("cpu model"),
+    }
     return cpu, flags
 
 

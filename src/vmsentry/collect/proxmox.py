@@ -29,29 +29,46 @@ Mapping to the inventory:
   ``bios: ovmf`` with ``efidisk0 ... pre-enrolled-keys=1`` -> Secure Boot on;
 - ``[snapshot]`` sections with ``snaptime`` -> snapshots; ``vmstate`` -> the memory fact.
 """
+
 from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from vmsentry.collect import debian_interfaces, proxmox_fw
 from vmsentry.collect.source_file import NOT_UTF8, BadInput, decode_text, looks_binary, read_text_file
-from vmsentry.model import Device, Host, InputError, Inventory, Listener, Nic, Share, Snapshot, Source, VM
+from vmsentry.model import VM, Device, Host, InputError, Inventory, Listener, Nic, Share, Snapshot, Source
 
 PLATFORM = "proxmox"
 # keys only a qemu-server VM config has (at least one must appear, with the 'key: value' shape)
-_PVE_KEYS = re.compile(rb"^(?:vmgenid|smbios1|scsihw|ostype|bootdisk|net\d+|hostpci\d+|vga|sockets|cores|"
-                       rb"agent|onboot|numa|machine|meta|boot|args|spice_enhancements|efidisk0|"
-                       rb"scsi\d+|virtio\d+|sata\d+|ide\d+|memory|name|cpu|bios|snaptime|parent|digest):\s",
-                       re.MULTILINE)
+_PVE_KEYS = re.compile(
+    rb"^(?:vmgenid|smbios1|scsihw|ostype|bootdisk|net\d+|hostpci\d+|vga|sockets|cores|"
+    rb"agent|onboot|numa|machine|meta|boot|args|spice_enhancements|efidisk0|"
+    rb"scsi\d+|virtio\d+|sata\d+|ide\d+|memory|name|cpu|bios|snaptime|parent|digest):\s",
+    re.MULTILINE,
+)
 _KEY = re.compile(r"[a-z][a-z0-9_-]*\Z")
 _CONF_LINE = re.compile(rb"^\s*(?:#.*|\[[^\]]+\]|[a-z][a-z0-9_-]*:\s.*|)\s*$")
 _SECTION = re.compile(r"^\[([^\]]+)\]\s*$")
 _FW_SECTION = re.compile(rb"^\s*\[(?:OPTIONS|RULES|ALIASES|IPSET\s|GROUP\s)", re.IGNORECASE | re.MULTILINE)
 _VMID = re.compile(r"(?:^|[^0-9])(\d{3,9})\.(?:conf|fw)$")
-_NIC_MODELS = ("e1000", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e", "i82551", "i82557b",
-               "i82559er", "ne2k_isa", "ne2k_pci", "pcnet", "rtl8139", "virtio", "vmxnet3")
+_NIC_MODELS = (
+    "e1000",
+    "e1000-82540em",
+    "e1000-82544gc",
+    "e1000-82545em",
+    "e1000e",
+    "i82551",
+    "i82557b",
+    "i82559er",
+    "ne2k_isa",
+    "ne2k_pci",
+    "pcnet",
+    "rtl8139",
+    "virtio",
+    "vmxnet3",
+)
 
 
 def claims(path: str, head: bytes) -> bool:
@@ -108,6 +125,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
 
 # ------------------------------------------------------------------------------------------ firewall
 
+
 def _read_fw(path: str, text: str) -> Inventory:
     base = os.path.basename(path)
     kind = "cluster" if base.endswith("cluster.fw") else "host" if base.endswith("host.fw") else "vm"
@@ -129,18 +147,20 @@ def _read_fw(path: str, text: str) -> Inventory:
         node = os.path.basename(os.path.dirname(os.path.abspath(path))) if kind == "host" else None
         name = f"pve-{kind}:{scope}" if kind == "cluster" else f"pve-node:{node}@{scope}"
         host = Host(name=name, platform=PLATFORM)
-        host.facts.update({"source_file": path, "proxmox.kind": kind, "proxmox.scope": scope,
-                           f"proxmox.{kind}_fw": summary})
+        host.facts.update(
+            {"source_file": path, "proxmox.kind": kind, "proxmox.scope": scope, f"proxmox.{kind}_fw": summary}
+        )
         inv.hosts.append(host)
     return inv
 
 
 # ------------------------------------------------------------------------------------------ VM config
 
+
 def parse_property_string(text: str, implied: str | None = None) -> dict[str, str]:
     """``virtio=AA:BB,bridge=vmbr0,firewall=1`` -> dict; a bare first item is the implied key's value."""
     out: dict[str, str] = {}
-    first = True                 # the first non-blank item
+    first = True  # the first non-blank item
     for item in text.split(","):
         key, eq, value = item.partition("=")
         if eq:
@@ -155,10 +175,12 @@ def parse_property_string(text: str, implied: str | None = None) -> dict[str, st
     return out
 
 
-def _sections(path: str, text: str, errors: list[InputError]) -> list[tuple[str | None, int, list[tuple[str, str, int]]]]:
+def _sections(
+    path: str, text: str, errors: list[InputError]
+) -> list[tuple[str | None, int, list[tuple[str, str, int]]]]:
     """[(section name or None for the main config, header line, [(key, value, line)])]."""
     sections: list[tuple[str | None, int, list[tuple[str, str, int]]]] = [(None, 0, [])]
-    settings = sections[0][2]            # of the section being read
+    settings = sections[0][2]  # of the section being read
     valid_key = _KEY.match
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -190,8 +212,7 @@ def _read_vm_conf(path: str, text: str) -> Inventory:
         raise BadInput("empty Proxmox VE VM configuration")
     settings = {k: (v, n) for k, v, n in main}
     vmid = vmid_of(path)
-    name = settings.get("name", (None,))[0] or (f"vmid-{vmid}" if vmid else
-                                                os.path.splitext(os.path.basename(path))[0])
+    name = settings.get("name", (None,))[0] or (f"vmid-{vmid}" if vmid else os.path.splitext(os.path.basename(path))[0])
     vm = VM(name=name, platform=PLATFORM, source=Source(file=path))
     scope = scope_of(path)
     vm.facts["proxmox.scope"] = {"value": scope, "at": path}
@@ -211,22 +232,38 @@ def _read_vm_conf(path: str, text: str) -> Inventory:
         created = None
         if "snaptime" in sect:
             try:
-                created = datetime.fromtimestamp(int(sect["snaptime"][0]), timezone.utc).isoformat()
+                created = datetime.fromtimestamp(int(sect["snaptime"][0]), UTC).isoformat()
             except (ValueError, OverflowError, OSError):
-                inv.errors.append(InputError(path, f"line {sect['snaptime'][1]}: snaptime {sect['snaptime'][0]!r} "
-                                                   "is not a Unix time"))
+                inv.errors.append(
+                    InputError(path, f"line {sect['snaptime'][1]}: snaptime {sect['snaptime'][0]!r} is not a Unix time")
+                )
         vm.snapshots.append(Snapshot(section, created))
         if "vmstate" in sect:
-            vm.facts[f"proxmox.snapshot.{section}.vmstate"] = {"value": sect["vmstate"][0],
-                                                               "at": f"line {sect['vmstate'][1]}, [{section}] vmstate"}
+            vm.facts[f"proxmox.snapshot.{section}.vmstate"] = {
+                "value": sect["vmstate"][0],
+                "at": f"line {sect['vmstate'][1]}, [{section}] vmstate",
+            }
     inv.vms.append(vm)
     return inv
 
 
 # settings _apply_settings reads: numbered devices (by name without the number), then named settings
 _DEVICE_SETTINGS = frozenset(("net", "hostpci", "usb", "serial", "parallel", "virtiofs"))
-_FACT_SETTINGS = frozenset(("agent", "protection", "bios", "machine", "tpmstate0", "hookscript", "lock", "template",
-                            "ostype", "efidisk0", "cpu"))
+_FACT_SETTINGS = frozenset(
+    (
+        "agent",
+        "protection",
+        "bios",
+        "machine",
+        "tpmstate0",
+        "hookscript",
+        "lock",
+        "template",
+        "ostype",
+        "efidisk0",
+        "cpu",
+    )
+)
 _NAMED_SETTINGS = _FACT_SETTINGS | {"spice_enhancements", "ivshmem", "amd-sev", "intel-tdx", "args"}
 
 
@@ -234,16 +271,26 @@ def _apply_settings(vm: VM, items: list[tuple[str, str, int]], vmid: str | None,
     settings = {k: (v, n) for k, v, n in items}
     sock_id = vmid or "VMID"
     # the VNC console qemu-server always starts (reached through pveproxy's authenticated vncproxy)
-    vm.listeners.append(Listener("vnc", "unix", f"/var/run/qemu-server/{sock_id}.vnc", None, "password",
-                                 "qemu-server default (-vnc unix:/var/run/qemu-server/VMID.vnc,password=on)"))
+    vm.listeners.append(
+        Listener(
+            "vnc",
+            "unix",
+            f"/var/run/qemu-server/{sock_id}.vnc",
+            None,
+            "password",
+            "qemu-server default (-vnc unix:/var/run/qemu-server/VMID.vnc,password=on)",
+        )
+    )
     vga_raw, vga_line = settings.get("vga", ("std", None))
     vga = parse_property_string(vga_raw, implied="type")
     vga_type = vga.get("type", "std")
     vga_at = f"line {vga_line}, vga" if vga_line else "vga (absent: std)"
     spice = vga_type.startswith("qxl")
     if spice:
-        vm.facts["proxmox.spice"] = {"value": f"vga {vga_type}: SPICE console through the host's spiceproxy "
-                                              "(port 3128)", "at": vga_at}
+        vm.facts["proxmox.spice"] = {
+            "value": f"vga {vga_type}: SPICE console through the host's spiceproxy (port 3128)",
+            "at": vga_at,
+        }
     if vga.get("clipboard") == "vnc":
         vm.channels.clipboard = "bidirectional"
         vm.facts["proxmox.vga.clipboard"] = {"value": "vnc", "at": vga_at}
@@ -275,15 +322,24 @@ def _apply_settings(vm: VM, items: list[tuple[str, str, int]], vmid: str | None,
                 vm.devices.append(Device("usb-passthrough", host or value, at))
         elif base == "serial":
             if value.strip() == "socket":
-                vm.listeners.append(Listener("serial", "unix", f"/var/run/qemu-server/{sock_id}.{key}", None, "none", at))
+                vm.listeners.append(
+                    Listener("serial", "unix", f"/var/run/qemu-server/{sock_id}.{key}", None, "none", at)
+                )
             else:
                 vm.devices.append(Device("serial-host", value, at))
         elif base == "parallel":
             vm.devices.append(Device("parallel-host", value, at))
         elif base == "virtiofs":
             props = parse_property_string(value, implied="dirid")
-            vm.shares.append(Share("virtiofs", f"directory mapping {props.get('dirid')}", key,
-                                   writable=props.get("ro") not in ("1", "on", "true"), locator=at))
+            vm.shares.append(
+                Share(
+                    "virtiofs",
+                    f"directory mapping {props.get('dirid')}",
+                    key,
+                    writable=props.get("ro") not in ("1", "on", "true"),
+                    locator=at,
+                )
+            )
         elif key == "spice_enhancements":
             props = parse_property_string(value)
             vm.facts["proxmox.spice_enhancements"] = {"value": value, "at": at}
@@ -294,7 +350,9 @@ def _apply_settings(vm: VM, items: list[tuple[str, str, int]], vmid: str | None,
             vm.facts["proxmox.ivshmem"] = {"value": value, "at": at}
         elif key == "amd-sev":
             props = parse_property_string(value, implied="type")
-            vm.security.memory_encryption = {"std": "sev", "es": "sev-es", "snp": "sev-snp"}.get(props.get("type"), "sev")
+            vm.security.memory_encryption = {"std": "sev", "es": "sev-es", "snp": "sev-snp"}.get(
+                props.get("type"), "sev"
+            )
             vm.facts["proxmox.amd-sev"] = {"value": value, "at": at}
         elif key == "intel-tdx":
             vm.security.memory_encryption = "tdx"
@@ -305,8 +363,9 @@ def _apply_settings(vm: VM, items: list[tuple[str, str, int]], vmid: str | None,
             vm.facts[f"proxmox.{key}"] = {"value": value, "at": at}
     bios = settings.get("bios", ("seabios", None))[0]
     efidisk = settings.get("efidisk0")
-    vm.security.secure_boot = bool(bios == "ovmf" and efidisk and
-                                   parse_property_string(efidisk[0], "file").get("pre-enrolled-keys") == "1")
+    vm.security.secure_boot = bool(
+        bios == "ovmf" and efidisk and parse_property_string(efidisk[0], "file").get("pre-enrolled-keys") == "1"
+    )
     vm.facts["proxmox.vga"] = {"value": vga_raw, "at": vga_at}
 
 
@@ -320,8 +379,15 @@ def _read_net(vm: VM, key: str, value: str, at: str) -> None:
     model = model or props.get("model")
     mac = mac or props.get("macaddr")
     bridge = props.get("bridge")
-    nic = Nic(id=key, mode="bridged" if bridge else "user", mac=mac.lower() if mac else None, bridge=bridge,
-              model=model, locator=at, type="bridge" if bridge else "user")
+    nic = Nic(
+        id=key,
+        mode="bridged" if bridge else "user",
+        mac=mac.lower() if mac else None,
+        bridge=bridge,
+        model=model,
+        locator=at,
+        type="bridge" if bridge else "user",
+    )
     nic.connected = props.get("link_down") not in ("1", "on", "true")
     nic.target = f"tap{vm.facts.get('proxmox.vmid', {}).get('value', 'VMID')}i{key[3:]}"
     if not bridge:
@@ -338,6 +404,7 @@ def _read_net(vm: VM, key: str, value: str, at: str) -> None:
 def _read_args(vm: VM, value: str, at: str, errors: list[InputError]) -> None:
     from vmsentry.collect.qemu_argv import apply_args
     from vmsentry.collect.qemu_redact import redacted
+
     try:
         argv = split_args(value)
     except ValueError as exc:
@@ -360,11 +427,20 @@ def split_args(text: str) -> list[str]:
         return text.split()
     words, pos = [], 0
     for m in _ARG.finditer(text):
-        if text[pos:m.start()].strip():
+        if text[pos : m.start()].strip():
             raise ValueError("No closing quotation")
-        words.append("".join(
-            p.group(1) if p.group(1) is not None else _DQ_ESCAPE.sub(r"\1", p.group(2)) if p.group(2) is not None
-            else p.group(3) if p.group(3) is not None else p.group(0) for p in _ARG_PART.finditer(m.group(0))))
+        words.append(
+            "".join(
+                p.group(1)
+                if p.group(1) is not None
+                else _DQ_ESCAPE.sub(r"\1", p.group(2))
+                if p.group(2) is not None
+                else p.group(3)
+                if p.group(3) is not None
+                else p.group(0)
+                for p in _ARG_PART.finditer(m.group(0))
+            )
+        )
         pos = m.end()
     if text[pos:].strip():
         raise ValueError("No closing quotation")

@@ -16,6 +16,7 @@ Defaults when an option is absent (pve-docs ``generated/pve-firewall-*-opts.adoc
 - host ``enable`` 1, ``nosmurfs`` on unless set to 0 (Firewall.pm ``!(defined nosmurfs && nosmurfs == 0)``),
   ``tcpflags`` 0, ``nf_conntrack_allow_invalid`` 0.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,7 +26,6 @@ from typing import Any
 from vmsentry.model import InputError
 from vmsentry.model.proxmox import CLUSTER_DEFAULTS, HOST_DEFAULTS, VM_DEFAULTS
 
-
 _SECTION = re.compile(r"^\[\s*([A-Za-z_]+)(?:\s+([A-Za-z0-9_:.\-]+))?\s*\]\s*(?:#.*)?$")
 _OPTION = re.compile(r"^([a-z][a-z0-9_]*)\s*:\s*(.*?)\s*$")
 _RULE = re.compile(r"^(\|)?\s*(IN|OUT|FORWARD|GROUP)\s+(\S+)(.*)$", re.IGNORECASE)
@@ -33,8 +33,8 @@ _RULE = re.compile(r"^(\|)?\s*(IN|OUT|FORWARD|GROUP)\s+(\S+)(.*)$", re.IGNORECAS
 
 @dataclass(slots=True)
 class FwRule:
-    direction: str              # IN, OUT, FORWARD, GROUP
-    action: str                 # ACCEPT, DROP, REJECT, a macro MACRO(ACTION), or the group name
+    direction: str  # IN, OUT, FORWARD, GROUP
+    action: str  # ACCEPT, DROP, REJECT, a macro MACRO(ACTION), or the group name
     options: dict[str, str]
     enabled: bool
     line: int
@@ -53,8 +53,8 @@ class FwRule:
 
 @dataclass(slots=True)
 class FwFile:
-    kind: str                                        # cluster | host | vm
-    options: dict[str, tuple[str, int]] = field(default_factory=dict)   # key -> (value, line)
+    kind: str  # cluster | host | vm
+    options: dict[str, tuple[str, int]] = field(default_factory=dict)  # key -> (value, line)
     rules: list[FwRule] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)
     ipsets: dict[str, list[str]] = field(default_factory=dict)
@@ -75,13 +75,34 @@ class FwFile:
     def fact_dict(self, path: str) -> dict[str, Any]:
         """A plain summary for inventory facts (JSON-serialisable)."""
         return {
-            "options": {k: {"value": v, "at": f"{path}: line {line}, [OPTIONS] {k}"} for k, (v, line) in self.options.items()},
-            "rules": [{"direction": r.direction, "action": r.action, "options": r.options, "enabled": r.enabled,
-                       "at": f"line {r.line}"} for r in self.rules],
+            "options": {
+                k: {"value": v, "at": f"{path}: line {line}, [OPTIONS] {k}"} for k, (v, line) in self.options.items()
+            },
+            "rules": [
+                {
+                    "direction": r.direction,
+                    "action": r.action,
+                    "options": r.options,
+                    "enabled": r.enabled,
+                    "at": f"line {r.line}",
+                }
+                for r in self.rules
+            ],
             "ipsets": {k: list(v) for k, v in self.ipsets.items()},
             "aliases": dict(self.aliases),
-            "groups": {k: [{"direction": r.direction, "action": r.action, "options": r.options,
-                            "enabled": r.enabled, "at": f"line {r.line}"} for r in v] for k, v in self.groups.items()},
+            "groups": {
+                k: [
+                    {
+                        "direction": r.direction,
+                        "action": r.action,
+                        "options": r.options,
+                        "enabled": r.enabled,
+                        "at": f"line {r.line}",
+                    }
+                    for r in v
+                ]
+                for k, v in self.groups.items()
+            },
         }
 
 
@@ -95,7 +116,7 @@ def _rule_options(rest: str) -> dict[str, str]:
             value = tokens[i + 1] if i + 1 < len(tokens) and not tokens[i + 1].startswith("-") else ""
             opts[tok[1:]] = value
             i += 2 if value else 1
-        else:                       # old positional syntax (IFACE SOURCE DEST ...): keep it whole
+        else:  # old positional syntax (IFACE SOURCE DEST ...): keep it whole
             opts.setdefault("positional", "")
             opts["positional"] = (opts["positional"] + " " + tok).strip()
             i += 1
@@ -139,8 +160,9 @@ def parse(path: str, text: str, kind: str) -> tuple[FwFile, list[InputError]]:
             if not rm:
                 errors.append(InputError(path, f"line {number}: not a firewall rule (IN|OUT|GROUP ...); skipped"))
                 continue
-            rule = FwRule(rm.group(2).upper(), rm.group(3), _rule_options(rm.group(4)), rm.group(1) is None,
-                          number, body)
+            rule = FwRule(
+                rm.group(2).upper(), rm.group(3), _rule_options(rm.group(4)), rm.group(1) is None, number, body
+            )
             (fw.rules if section == "RULES" else fw.groups[name]).append(rule)
         elif section == "ALIASES":
             parts = body.split()

@@ -12,12 +12,13 @@ cluster.fw ``enable: 1`` (default 0), VMID.fw ``enable: 1`` (default 0) and ``ne
 (default 0). ``spoof_protection`` is True only when that holds and the VM firewall blocks both MAC
 spoofing (``macfilter``, default 1) and IP spoofing (``ipfilter: 1`` or an ``[IPSET ipfilter-netN]``).
 """
+
 from __future__ import annotations
 
 import os
 from collections import defaultdict
 
-from vmsentry.model import Inventory, Network, VM
+from vmsentry.model import VM, Inventory, Network
 
 
 def link(inv: Inventory) -> None:
@@ -62,7 +63,10 @@ def link(inv: Inventory) -> None:
             cluster_enable = opt["value"] if opt else "0"
             vm.facts["proxmox.cluster_fw.enable"] = {
                 "value": cluster_enable,
-                "at": opt["at"] if opt else f"{cluster_hosts[0].facts['source_file']}: [OPTIONS] enable absent (default 0)"}
+                "at": opt["at"]
+                if opt
+                else f"{cluster_hosts[0].facts['source_file']}: [OPTIONS] enable absent (default 0)",
+            }
         elif len(cluster_hosts) > 1:
             notes.append(f"{len(cluster_hosts)} cluster.fw files in {scope}: cluster firewall state not linked")
         if notes:
@@ -91,8 +95,7 @@ def _bridges(inv: Inventory) -> dict[str, dict[str, Network]]:
     return out
 
 
-def _resolve_nics(vm: VM, cluster_enable: str | None, vm_fw: dict | None,
-                  bridges: dict[str, Network] | None) -> None:
+def _resolve_nics(vm: VM, cluster_enable: str | None, vm_fw: dict | None, bridges: dict[str, Network] | None) -> None:
     options = (vm_fw or {}).get("options", {})
     vm_enable = options["enable"]["value"] if "enable" in options else ("0" if vm_fw is not None else None)
     macfilter = options["macfilter"]["value"] if "macfilter" in options else "1"
@@ -106,7 +109,7 @@ def _resolve_nics(vm: VM, cluster_enable: str | None, vm_fw: dict | None,
         if nic.type != "bridge" and nic.mode == "user":
             continue
         flag = vm.facts.get(f"proxmox.{nic.id}.firewall")
-        if flag is None:             # a NIC added by args:, outside Proxmox's firewall
+        if flag is None:  # a NIC added by args:, outside Proxmox's firewall
             continue
         at = flag["at"]
         if flag["value"] != "1":
@@ -118,7 +121,9 @@ def _resolve_nics(vm: VM, cluster_enable: str | None, vm_fw: dict | None,
         elif cluster_enable is not None and vm_enable is not None:
             effective, why = True, "cluster, VM and NIC firewall all on"
         else:
-            missing = [name for name, value in (("cluster.fw", cluster_enable), ("VMID.fw", vm_enable)) if value is None]
+            missing = [
+                name for name, value in (("cluster.fw", cluster_enable), ("VMID.fw", vm_enable)) if value is None
+            ]
             effective, why = None, f"{' and '.join(missing)} not read"
         vm.facts[f"proxmox.{nic.id}.firewall_effective"] = {"value": effective, "why": why, "at": at}
         if effective is True:

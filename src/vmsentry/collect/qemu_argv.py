@@ -6,6 +6,7 @@ line; the libvirt reader for ``<qemu:commandline>`` arguments, which libvirt pas
 Proxmox reader for ``args:``. Secrets (VNC/SPICE passwords, ``-object secret,data=``) are never copied
 anywhere.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,17 +14,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmsentry.collect.qemu_chardev import Chardev, chardev_from_opts, chardev_from_spec
-from vmsentry.collect.qemu_options import (OFF_VALUES, ON_VALUES, MalformedOption, QemuOpts, is_qemu_binary,
-                                           iter_options, normalise_host, port_number, split_host_port)
-from vmsentry.model import Device, Forward, InputError, Listener, Nic, Share, VM
+from vmsentry.collect.qemu_options import (
+    OFF_VALUES,
+    ON_VALUES,
+    MalformedOption,
+    QemuOpts,
+    is_qemu_binary,
+    iter_options,
+    normalise_host,
+    port_number,
+    split_host_port,
+)
+from vmsentry.model import VM, Device, Forward, InputError, Listener, Nic, Share
 
 VNC_BASE_PORT = 5900
 VNC_WEBSOCKET_BASE_PORT = 5700
 DEFAULT_BRIDGE = "br0"  # qemu-bridge-helper's default --br
 _CONFIDENTIAL_GUEST_OBJECTS = {"sev-guest": "sev", "sev-snp-guest": "sev-snp", "tdx-guest": "tdx"}
 # chardev consumers by device driver: a console device makes its chardev a "serial" listener
-_SERIAL_DEVICES = frozenset({"isa-serial", "pci-serial", "pci-serial-2x", "pci-serial-4x", "virtconsole",
-                             "spapr-vty", "sclpconsole", "sclplmconsole", "usb-serial"})
+_SERIAL_DEVICES = frozenset(
+    {
+        "isa-serial",
+        "pci-serial",
+        "pci-serial-2x",
+        "pci-serial-4x",
+        "virtconsole",
+        "spapr-vty",
+        "sclpconsole",
+        "sclplmconsole",
+        "usb-serial",
+    }
+)
 # when several consumers share one chardev (mux=on), the most powerful one names the listener
 _LISTENER_KIND_RANK = {"monitor": 3, "serial": 2, "usbredir": 1, "chardev": 0}
 
@@ -55,6 +76,7 @@ def _model(driver: str | None) -> str | None:
 @dataclass
 class _Frontend:
     """A guest NIC device (``-device virtio-net-pci,netdev=`` or ``-net nic``) to join to its backend."""
+
     netdev: str | None
     model: str | None
     mac: str | None
@@ -70,11 +92,11 @@ class _ArgvReader:
         self.errors: list[InputError] = []
         self.nics: dict[str, Nic] = {}
         self.frontends: list[_Frontend] = []
-        self.legacy_backends: list[Nic] = []       # -net user/tap/...: joined to -net nic by order
+        self.legacy_backends: list[Nic] = []  # -net user/tap/...: joined to -net nic by order
         self.legacy_frontends: list[_Frontend] = []
         self.legacy_names: dict[str, int] = {}
         self.nic_options = 0
-        self.network_options_seen = False          # any -net/-nic/-netdev/-nodefaults disables QEMU's default NIC
+        self.network_options_seen = False  # any -net/-nic/-netdev/-nodefaults disables QEMU's default NIC
         self.chardevs: dict[str, Chardev] = {}
         self.chardev_kinds: dict[str, str] = {}
         self.fsdevs: dict[str, tuple[QemuOpts, str]] = {}
@@ -87,17 +109,27 @@ class _ArgvReader:
     # -- helpers ---------------------------------------------------------------------------------
     def locator(self, index: int, option: str) -> str:
         line = f"line {self.arg_lines[index]}" if self.arg_lines and index < len(self.arg_lines) else ""
-        return ", ".join(part for part in (line, self.prefix, f"argv[{index}]") if part) + \
-            (f" -{option}" if option else "")
+        return ", ".join(part for part in (line, self.prefix, f"argv[{index}]") if part) + (
+            f" -{option}" if option else ""
+        )
 
     def error(self, locator: str, message: str) -> None:
         self.errors.append(InputError(self.origin, f"{locator}: {message}"))
 
-    def listen(self, kind: str, transport: str, address: str | None, port: int | None, locator: str,
-               auth: str = "none", tls: bool = False) -> None:
+    def listen(
+        self,
+        kind: str,
+        transport: str,
+        address: str | None,
+        port: int | None,
+        locator: str,
+        auth: str = "none",
+        tls: bool = False,
+    ) -> None:
         """A host socket the VM's QEMU opens (auth "none": QEMU's sockets have none unless said)."""
-        self.vm.listeners.append(Listener(kind=kind, transport=transport, address=address, port=port, auth=auth,
-                                          locator=locator, tls=tls))
+        self.vm.listeners.append(
+            Listener(kind=kind, transport=transport, address=address, port=port, auth=auth, locator=locator, tls=tls)
+        )
 
     def fact(self, key: str, value: Any, locator: str) -> None:
         self.vm.facts[key] = {"value": value, "at": locator}
@@ -159,8 +191,7 @@ class _ArgvReader:
         if net_type == "none":
             return
         if net_type == "nic":
-            self.legacy_frontends.append(_Frontend(opts.get("netdev"), _model(opts.get("model")),
-                                                   opts.get("macaddr")))
+            self.legacy_frontends.append(_Frontend(opts.get("netdev"), _model(opts.get("model")), opts.get("macaddr")))
             return
         # QEMU names legacy backends TYPE.N (user.0, tap.0) unless given id= or name=
         nic_id = opts.get("id") or opts.get("name")
@@ -260,8 +291,13 @@ class _ArgvReader:
     def socket_address_listener(self, opts: QemuOpts, prefix: str, transport: str, locator: str) -> None:
         address_type = opts.get(f"{prefix}.type")
         if address_type == "inet":
-            self.listen("net-socket", transport, normalise_host(opts.get(f"{prefix}.host")),
-                        opts.port(f"{prefix}.port"), locator)
+            self.listen(
+                "net-socket",
+                transport,
+                normalise_host(opts.get(f"{prefix}.host")),
+                opts.port(f"{prefix}.port"),
+                locator,
+            )
         elif address_type == "unix":
             self.listen("net-socket", "unix", opts.get(f"{prefix}.path"), None, locator)
 
@@ -273,8 +309,9 @@ class _ArgvReader:
             return  # no server socket (reverse connects out to a listening viewer)
         sasl = opts.flag("sasl")
         # tls-creds= today; tls / x509=DIR / x509verify=DIR before QEMU 2.x
-        tls = "tls-creds" in opts or any(key in opts and (opts.get(key) or "").lower() not in OFF_VALUES
-                                         for key in ("tls", "x509", "x509verify"))
+        tls = "tls-creds" in opts or any(
+            key in opts and (opts.get(key) or "").lower() not in OFF_VALUES for key in ("tls", "x509", "x509verify")
+        )
         # password=on, a bare "password", or an old password=SECRET: the value itself is never kept
         password = "password-secret" in opts or ("password" in opts and opts.get("password") not in OFF_VALUES)
         auth = "sasl" if sasl else "password" if password else "tls" if tls else "none"
@@ -381,15 +418,21 @@ class _ArgvReader:
         if "netdev" in opts:
             self.frontends.append(_Frontend(opts.get("netdev"), _model(driver), opts.get("mac")))
         if driver.startswith("vfio-pci"):
-            self.vm.devices.append(Device(kind="pci-passthrough",
-                                          detail=opts.get("host") or opts.get("sysfsdev") or "", locator=locator))
+            self.vm.devices.append(
+                Device(kind="pci-passthrough", detail=opts.get("host") or opts.get("sysfsdev") or "", locator=locator)
+            )
         elif driver.startswith("vfio-"):
-            self.vm.devices.append(Device(kind="vfio-passthrough",
-                                          detail=opts.get("sysfsdev") or opts.get("host") or driver, locator=locator))
+            self.vm.devices.append(
+                Device(
+                    kind="vfio-passthrough", detail=opts.get("sysfsdev") or opts.get("host") or driver, locator=locator
+                )
+            )
         elif driver == "usb-host":
-            identity = ",".join(f"{key}={opts.get(key)}" for key in
-                                ("hostbus", "hostaddr", "hostport", "hostdevice", "vendorid", "productid")
-                                if opts.get(key))
+            identity = ",".join(
+                f"{key}={opts.get(key)}"
+                for key in ("hostbus", "hostaddr", "hostport", "hostdevice", "vendorid", "productid")
+                if opts.get(key)
+            )
             self.vm.devices.append(Device(kind="usb-passthrough", detail=identity, locator=locator))
         elif driver == "usb-redir":
             self.usb_redirections.append((opts.get("chardev"), locator))
@@ -424,8 +467,15 @@ class _ArgvReader:
         if driver == "synth":
             return  # QEMU's test backend, no host files
         host_path = opts.get("path") if driver == "local" else None
-        self.vm.shares.append(Share(kind="9p", host_path=host_path, guest_tag=tag or None,
-                                    writable=not opts.flag("readonly"), locator=locator))
+        self.vm.shares.append(
+            Share(
+                kind="9p",
+                host_path=host_path,
+                guest_tag=tag or None,
+                writable=not opts.flag("readonly"),
+                locator=locator,
+            )
+        )
         model = opts.get("security_model")
         if model:
             self.fact(f"qemu.fsdev.{opts.get('id') or tag}.security_model", model, locator)
@@ -477,15 +527,19 @@ class _ArgvReader:
                 self.fill(self.legacy_backends[position], frontend)
         if self.whole_command and not self.network_options_seen:
             # QEMU adds "-net nic -net user" when no network option and no -nodefaults is given
-            self.vm.nics.append(Nic(id="user.0", mode="user", type="user",
-                                    locator=self.locator(0, "") + " (no network option: QEMU's default "
-                                                                  "user-mode network)"))
+            self.vm.nics.append(
+                Nic(
+                    id="user.0",
+                    mode="user",
+                    type="user",
+                    locator=self.locator(0, "") + " (no network option: QEMU's default user-mode network)",
+                )
+            )
         self.vm.nics.extend(self.nics.values())
         for fsdev_id, (opts, locator) in self.fsdevs.items():
             self.add_9p_share(opts, self.fsdev_tags.get(fsdev_id), locator)
         for tag, locator in self.virtiofs:
-            self.vm.shares.append(Share(kind="virtiofs", host_path=None, guest_tag=tag, writable=True,
-                                        locator=locator))
+            self.vm.shares.append(Share(kind="virtiofs", host_path=None, guest_tag=tag, writable=True, locator=locator))
         for chardev_id, locator in self.usb_redirections:
             chardev = self.chardevs.get(chardev_id or "")
             detail = f"chardev={chardev_id}" + (f" ({chardev.detail})" if chardev and chardev.detail else "")
@@ -498,8 +552,7 @@ class _ArgvReader:
             self.vm.security.memory_encryption = self.confidential_objects[self.confidential_support]
 
     def attach(self, frontend: _Frontend) -> None:
-        nic = self.nics.get(frontend.netdev or "") or next(
-            (n for n in self.vm.nics if n.id == frontend.netdev), None)
+        nic = self.nics.get(frontend.netdev or "") or next((n for n in self.vm.nics if n.id == frontend.netdev), None)
         if nic is not None:
             self.fill(nic, frontend)
 
@@ -521,5 +574,11 @@ def _hostfwd(rule: str, nic_id: str, locator: str) -> Forward:
         raise MalformedOption(f"hostfwd {rule!r}: protocol must be tcp or udp")
     host, host_port = split_host_port(host_address, f"hostfwd {rule!r} host side")
     _, guest_port = split_host_port(guest_side, f"hostfwd {rule!r} guest side")
-    return Forward(protocol=protocol, host_ports=[host_port, host_port], guest_ports=[guest_port, guest_port],
-                   host_address=host, nic=nic_id, locator=locator)
+    return Forward(
+        protocol=protocol,
+        host_ports=[host_port, host_port],
+        guest_ports=[guest_port, guest_port],
+        host_address=host,
+        nic=nic_id,
+        locator=locator,
+    )

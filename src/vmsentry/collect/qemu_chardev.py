@@ -1,5 +1,6 @@
 """QEMU character devices: ``-chardev`` backends and the legacy ``tcp:``/``unix:``/``udp:`` specs of
 ``-serial``, ``-monitor``, ``-gdb``... and the host listener each one opens."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,9 +12,10 @@ from vmsentry.model import Listener
 @dataclass
 class Chardev:
     """A character device backend, from ``-chardev`` or a legacy ``tcp:...`` spec."""
+
     backend: str
     locator: str
-    transport: str | None = None      # tcp | udp | unix when it is a socket
+    transport: str | None = None  # tcp | udp | unix when it is a socket
     address: str | None = None
     port: int | None = None
     server: bool = False
@@ -23,8 +25,15 @@ class Chardev:
     def listener(self, kind: str) -> Listener | None:
         if self.transport is None or not self.server:
             return None
-        return Listener(kind=kind, transport=self.transport, address=self.address, port=self.port,
-                        auth="tls" if self.tls else "none", locator=self.locator, tls=self.tls)
+        return Listener(
+            kind=kind,
+            transport=self.transport,
+            address=self.address,
+            port=self.port,
+            auth="tls" if self.tls else "none",
+            locator=self.locator,
+            tls=self.tls,
+        )
 
 
 def chardev_from_opts(opts: QemuOpts, locator: str) -> Chardev:
@@ -65,14 +74,33 @@ def chardev_from_spec(spec: str, locator: str) -> tuple[Chardev | None, str | No
         address, _, options = rest.partition(",")
         host, port = split_host_port(address, scheme)
         opts = QemuOpts.parse(options)
-        chardev = Chardev(backend="socket", locator=locator, transport="tcp", address=host, port=port,
-                           server=opts.flag("server"), tls="tls-creds" in opts, detail=scheme)
+        chardev = Chardev(
+            backend="socket",
+            locator=locator,
+            transport="tcp",
+            address=host,
+            port=port,
+            server=opts.flag("server"),
+            tls="tls-creds" in opts,
+            detail=scheme,
+        )
         return chardev, None, with_monitor
     if scheme == "unix":
         path, _, options = rest.partition(",")
         opts = QemuOpts.parse(options)
-        return (Chardev(backend="socket", locator=locator, transport="unix", address=path,
-                         server=opts.flag("server"), tls="tls-creds" in opts, detail="unix"), None, with_monitor)
+        return (
+            Chardev(
+                backend="socket",
+                locator=locator,
+                transport="unix",
+                address=path,
+                server=opts.flag("server"),
+                tls="tls-creds" in opts,
+                detail="unix",
+            ),
+            None,
+            with_monitor,
+        )
     if scheme == "udp":
         # udp:[remote_host]:remote_port[@[src_ip]:src_port] - the local side is bound when given
         _, at, local = rest.partition("@")

@@ -3,27 +3,47 @@
 This module finds the QEMU command lines in such a file; ``qemu_argv.apply_args`` reads what each one
 makes the host expose, ``qemu_options`` the option syntax.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import shlex
-from typing import Iterator
+from collections.abc import Iterator
 
 from vmsentry.collect.qemu_argv import apply_args
 from vmsentry.collect.qemu_options import QemuOpts, is_qemu_binary, iter_options
 from vmsentry.collect.source_file import NOT_UTF8, decode_text, read_bytes
-from vmsentry.model import InputError, Inventory, Source, VM
+from vmsentry.model import VM, InputError, Inventory, Source
 
 # Programs that run another command; a start script often puts one of these before QEMU.
-_WRAPPERS = frozenset({"exec", "sudo", "doas", "nohup", "env", "nice", "ionice", "taskset", "numactl",
-                       "chrt", "time", "command", "setsid", "stdbuf", "runuser", "setpriv"})
+_WRAPPERS = frozenset(
+    {
+        "exec",
+        "sudo",
+        "doas",
+        "nohup",
+        "env",
+        "nice",
+        "ionice",
+        "taskset",
+        "numactl",
+        "chrt",
+        "time",
+        "command",
+        "setsid",
+        "stdbuf",
+        "runuser",
+        "setpriv",
+    }
+)
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
 # ------------------------------------------------------------------------------------------------
 # File adapter
 # ------------------------------------------------------------------------------------------------
+
 
 def claims(path: str, head: bytes) -> bool:
     base = os.path.basename(path)
@@ -78,15 +98,18 @@ def _qemu_index(tokens: list[str]) -> int | None:
             return index
         # a wrapper, an assignment, a wrapper's option or that option's argument may come before QEMU;
         # anything else is another program ("sudo modprobe kvm" is not a QEMU command)
-        if not (token in _WRAPPERS or _ASSIGNMENT.match(token) or token.startswith("-")
-                or (previous.startswith("-") and "=" not in previous)):
+        if not (
+            token in _WRAPPERS
+            or _ASSIGNMENT.match(token)
+            or token.startswith("-")
+            or (previous.startswith("-") and "=" not in previous)
+        ):
             return None
         previous = token
     return None
 
 
-def _commands_in_text(path: str, text: str,
-                      errors: list[InputError]) -> Iterator[tuple[list[str], list[int]]]:
+def _commands_in_text(path: str, text: str, errors: list[InputError]) -> Iterator[tuple[list[str], list[int]]]:
     """(argv, line of each argument) for each QEMU command of a script or argument file: one per
     logical line (``\\``-continued lines joined). A file without a QEMU binary but with options is one
     argument list (an ``.args`` file)."""
@@ -139,8 +162,9 @@ def _logical_lines(text: str) -> Iterator[list[tuple[int, str]]]:
         yield parts
 
 
-def vm_from_argv(argv: list[str], fallback_name: str, source: Source, locator: str = "",
-                 arg_lines: list[int] | None = None) -> tuple[VM, list[InputError]]:
+def vm_from_argv(
+    argv: list[str], fallback_name: str, source: Source, locator: str = "", arg_lines: list[int] | None = None
+) -> tuple[VM, list[InputError]]:
     """A VM for one QEMU command line; its name comes from ``-name`` (else ``fallback_name``).
     ``locator`` and ``arg_lines`` are as for ``apply_args``."""
     vm = VM(name=fallback_name, platform="qemu", source=source)

@@ -8,28 +8,95 @@ accept JSON, as libvirt writes them.
 Addresses follow the inventory contract: an omitted or empty host means every host address (``null``);
 ``0.0.0.0`` and ``::`` stay as written.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 # QEMU options that take no argument (from ``qemu-system-x86_64 -help``); every other option takes one.
-FLAG_OPTIONS = frozenset({
-    "S", "s", "audio-help", "daemonize", "enable-kvm", "enable-sync-profile", "full-screen",
-    "mem-prealloc", "no-acpi", "no-fd-bootchk", "no-hpet", "no-reboot", "no-shutdown", "no-user-config",
-    "nodefaults", "nographic", "only-migratable", "portrait", "singlestep", "snapshot", "usb", "version",
-    "win2k-hack", "xen-attach", "xen-domid-restrict", "preconfig", "h", "help", "curses", "alt-grab",
-    "ctrl-grab", "no-quit", "sdl", "no-frame", "enable-fips", "semihosting", "perfmap", "jitdump",
-    "nodefconfig", "no-kvm", "no-kvm-irqchip", "no-kvm-pit", "old-param",
-})
+FLAG_OPTIONS = frozenset(
+    {
+        "S",
+        "s",
+        "audio-help",
+        "daemonize",
+        "enable-kvm",
+        "enable-sync-profile",
+        "full-screen",
+        "mem-prealloc",
+        "no-acpi",
+        "no-fd-bootchk",
+        "no-hpet",
+        "no-reboot",
+        "no-shutdown",
+        "no-user-config",
+        "nodefaults",
+        "nographic",
+        "only-migratable",
+        "portrait",
+        "singlestep",
+        "snapshot",
+        "usb",
+        "version",
+        "win2k-hack",
+        "xen-attach",
+        "xen-domid-restrict",
+        "preconfig",
+        "h",
+        "help",
+        "curses",
+        "alt-grab",
+        "ctrl-grab",
+        "no-quit",
+        "sdl",
+        "no-frame",
+        "enable-fips",
+        "semihosting",
+        "perfmap",
+        "jitdump",
+        "nodefconfig",
+        "no-kvm",
+        "no-kvm-irqchip",
+        "no-kvm-pit",
+        "old-param",
+    }
+)
 # Options we read; they always consume the next argument, even one that starts with '-'.
-_VALUE_OPTIONS = frozenset({
-    "netdev", "net", "nic", "device", "vnc", "display", "spice", "monitor", "qmp", "qmp-pretty", "mon",
-    "serial", "parallel", "gdb", "chardev", "incoming", "virtfs", "fsdev", "sandbox", "runas", "run-with",
-    "chroot", "object", "machine", "M", "name", "uuid",
-})
+_VALUE_OPTIONS = frozenset(
+    {
+        "netdev",
+        "net",
+        "nic",
+        "device",
+        "vnc",
+        "display",
+        "spice",
+        "monitor",
+        "qmp",
+        "qmp-pretty",
+        "mon",
+        "serial",
+        "parallel",
+        "gdb",
+        "chardev",
+        "incoming",
+        "virtfs",
+        "fsdev",
+        "sandbox",
+        "runas",
+        "run-with",
+        "chroot",
+        "object",
+        "machine",
+        "M",
+        "name",
+        "uuid",
+    }
+)
 # QEMU's spellings of a boolean option value
 ON_VALUES = frozenset({"on", "yes", "true", "y"})
 OFF_VALUES = frozenset({"off", "no", "false", "n"})
@@ -68,10 +135,11 @@ class MalformedOption(Exception):
 @dataclass
 class QemuOpts:
     """A parsed QEMU option value: ordered (key, value) pairs; keys may repeat (``hostfwd``)."""
+
     pairs: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, text: str, implied: str | None = None) -> "QemuOpts":
+    def parse(cls, text: str, implied: str | None = None) -> QemuOpts:
         if text.lstrip().startswith("{"):
             return cls(_json_pairs(text))
         pairs: list[tuple[str, str]] = []
@@ -190,7 +258,7 @@ def split_host_port(text: str, what: str) -> tuple[str | None, int]:
         close = text.find("]")
         if close < 0 or not text.startswith(":", close + 1):
             raise MalformedOption(f"{what}: {text!r} is not [ADDRESS]:PORT")
-        return normalise_host(text[:close + 1]), port_number(text[close + 2:], what)
+        return normalise_host(text[: close + 1]), port_number(text[close + 2 :], what)
     host, sep, port = text.rpartition(":")
     if not sep:
         raise MalformedOption(f"{what}: {text!r} is not HOST:PORT")

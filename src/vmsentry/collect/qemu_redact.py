@@ -3,6 +3,7 @@
 Every reader that records raw QEMU arguments as evidence (libvirt ``<qemu:commandline>``, Proxmox ``args:``)
 passes them through ``redacted`` first.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """A saved ``vmsentry inventory`` JSON, read back as it is (so a lab or fleet can be described offline)."""
+
 from __future__ import annotations
 
 import json

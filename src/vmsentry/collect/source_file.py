@@ -4,6 +4,7 @@ Every problem becomes a ``BadInput`` with a message naming the place; collectors
 ``errors`` entry and the run carries on. Nothing here ever resolves an entity, loads a DTD or touches
 the network.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:                       # lxml is imported when XML is first parsed: `vmsentry detect`
-    from lxml import etree              # reading a saved inventory never needs it (20 ms of start-up)
+if TYPE_CHECKING:  # lxml is imported when XML is first parsed: `vmsentry detect`
+    from lxml import etree  # reading a saved inventory never needs it (20 ms of start-up)
 
 # A VM or network definition is a few KB; the largest real one in the corpus is under 50 KB.
 # 16 MiB leaves a wide margin and keeps memory bounded when someone points us at a disk image.
@@ -31,10 +32,11 @@ def read_bytes(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     try:
         size = os.fstat(fd).st_size
         if size > max_bytes:
-            raise BadInput(f"file is {size / 1048576:.1f} MiB, larger than the {max_bytes / 1048576:.0f} MiB limit; "
-                           "not read")
+            raise BadInput(
+                f"file is {size / 1048576:.1f} MiB, larger than the {max_bytes / 1048576:.0f} MiB limit; not read"
+            )
         chunks, total = [], 0
-        while True:                      # a special file may report size 0 and still have data
+        while True:  # a special file may report size 0 and still have data
             chunk = os.read(fd, max(size + 1, 65536) if not chunks else 1048576)
             if not chunk:
                 break
@@ -106,8 +108,10 @@ def _parser() -> etree.XMLParser:
     global _PARSER
     if _PARSER is None:
         from lxml import etree
-        _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                                  huge_tree=False)
+
+        _PARSER = etree.XMLParser(
+            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
+        )
     return _PARSER
 
 
@@ -119,12 +123,15 @@ def parse_xml_documents(data: bytes) -> list[etree._Element]:
     entity-expansion ("billion laughs") and external-entity (XXE) attacks arrive.
     """
     from lxml import etree
+
     if looks_binary(data):
         raise BadInput("binary data, not an XML document")
     match = _ENTITY_DECL.search(data)
     if match:
-        raise BadInput(f"line {line_of_offset(data, match.start())}: XML entity declarations are refused "
-                       "(entity expansion / external entity attack surface); nothing was expanded")
+        raise BadInput(
+            f"line {line_of_offset(data, match.start())}: XML entity declarations are refused "
+            "(entity expansion / external entity attack surface); nothing was expanded"
+        )
     stripped = data.lstrip()
     if stripped.startswith(b"\xef\xbb\xbf"):
         stripped = stripped[3:]
@@ -158,7 +165,7 @@ def _blank_preamble(data: bytes) -> bytes:
     match = re.search(rb"^\s*<", data, re.MULTILINE)
     if not match:
         return data
-    return re.sub(rb"[^\n]", b" ", data[:match.start()]) + data[match.start():]
+    return re.sub(rb"[^\n]", b" ", data[: match.start()]) + data[match.start() :]
 
 
 def _xml_error_text(exc: etree.XMLSyntaxError) -> str:
@@ -172,7 +179,7 @@ def _xml_error_text(exc: etree.XMLSyntaxError) -> str:
 def element_locator(elem: etree._Element, doc_index: int = 0) -> str:
     """'line N, /domain/devices/interface[2]' - the line for a person, the XPath for a tool."""
     parent = elem.getparent()
-    if parent is None:                    # a document's root: no tree walk needed
+    if parent is None:  # a document's root: no tree walk needed
         path = f"/{elem.tag}"
     else:
         path = elem.getroottree().getpath(elem)

@@ -30,6 +30,7 @@ one for the file's version:
 
 Secrets (``Teleporter@password``, VRDE ``VNCPassword``) are recorded as present only.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,23 +38,29 @@ import os
 from lxml import etree
 
 from vmsentry.collect.source_file import BadInput, parse_xml_documents, read_bytes
-from vmsentry.model import (Device, Forward, InputError, Inventory, Listener, Network, Nic, Share, Snapshot,
-                            Source, VM)
+from vmsentry.model import VM, Device, Forward, InputError, Inventory, Listener, Network, Nic, Share, Snapshot, Source
 
 PLATFORM = "virtualbox"
 SECRET = "<set>"
 NAMESPACES = ("http://www.virtualbox.org/", "http://www.innotek.de/VirtualBox-settings")
 
 _ATTACHMENT_MODE = {
-    "NAT": "user",               # per-VM NAT engine inside the VM process, like QEMU's slirp
+    "NAT": "user",  # per-VM NAT engine inside the VM process, like QEMU's slirp
     "NATNetwork": "nat",
-    "BridgedInterface": "bridged", "HostInterface": "bridged",
+    "BridgedInterface": "bridged",
+    "HostInterface": "bridged",
     "InternalNetwork": "internal",
-    "HostOnlyInterface": "host-only", "HostOnlyNetwork": "host-only",
-    "GenericInterface": "unknown", "CloudNetwork": "unknown",
+    "HostOnlyInterface": "host-only",
+    "HostOnlyNetwork": "host-only",
+    "GenericInterface": "unknown",
+    "CloudNetwork": "unknown",
 }
-_CLIPBOARD = {"disabled": "disabled", "hosttoguest": "host-to-guest", "guesttohost": "guest-to-host",
-              "bidirectional": "bidirectional"}
+_CLIPBOARD = {
+    "disabled": "disabled",
+    "hosttoguest": "host-to-guest",
+    "guesttohost": "guest-to-host",
+    "bidirectional": "bidirectional",
+}
 _AUTH = {"null": "none", "external": "password", "guest": "password"}
 
 
@@ -120,7 +127,7 @@ def _loc(el: etree._Element, predicate: str = "") -> str:
     node = el
     while node is not None:
         tag = node.tag
-        names.append(tag[tag.rfind("}") + 1:])
+        names.append(tag[tag.rfind("}") + 1 :])
         node = node.getparent()
     names.reverse()
     return f"line {el.sourceline}, /{'/'.join(names)}{predicate}"
@@ -155,7 +162,7 @@ class _Reader:
         if base is None:
             base = self._paths[parent] = _loc(parent).partition(", ")[2]
         tag = el.tag
-        return f"line {el.sourceline}, {base}/{tag[tag.rfind('}') + 1:]}{predicate}"
+        return f"line {el.sourceline}, {base}/{tag[tag.rfind('}') + 1 :]}{predicate}"
 
     def qp(self, path: str) -> str:
         try:
@@ -176,7 +183,9 @@ class _Reader:
         vm.facts["vbox.settings.version"] = {"value": self.version, "at": "line 1, /VirtualBox/@version"}
         hw = m.find(self.q("Hardware"))
         if hw is None:
-            self.inv.errors.append(InputError(self.path, f"{self.loc(m)}: <Machine> has no <Hardware>; only its name read"))
+            self.inv.errors.append(
+                InputError(self.path, f"{self.loc(m)}: <Machine> has no <Hardware>; only its name read")
+            )
             self.inv.vms.append(vm)
             return
         self.network(vm, hw)
@@ -198,7 +207,7 @@ class _Reader:
         for ad in net.iterchildren(self.q("Adapter")):
             enabled = ad.get("enabled")
             if enabled is None or enabled.strip().lower() not in ("true", "1", "yes", "on"):
-                continue                          # XSD default false: most of the eight slots
+                continue  # XSD default false: most of the eight slots
             slot = _int(ad.get("slot"))
             if slot is None:
                 self.inv.errors.append(InputError(self.path, f"{self.loc(ad)}: <Adapter> without a slot; ignored"))
@@ -207,15 +216,20 @@ class _Reader:
             attach = None
             for child in ad:
                 tag = child.tag
-                if type(tag) is str and tag[tag.rfind("}") + 1:] in _ATTACHMENT_MODE:
+                if type(tag) is str and tag[tag.rfind("}") + 1 :] in _ATTACHMENT_MODE:
                     attach = child
                     break
             locator = self.loc(ad, f"[@slot='{slot}']")
             mac = ad.get("MACAddress")
             if mac and len(mac) == 12:
-                mac = ":".join(mac[i:i + 2] for i in range(0, 12, 2)).lower()
-            nic = Nic(id=nic_id, mac=mac or None, model=ad.get("type") or ("Am79C973" if new_defaults else "Am79C970A"),
-                      locator=locator, connected=_bool(ad.get("cable"), new_defaults))
+                mac = ":".join(mac[i : i + 2] for i in range(0, 12, 2)).lower()
+            nic = Nic(
+                id=nic_id,
+                mac=mac or None,
+                model=ad.get("type") or ("Am79C973" if new_defaults else "Am79C970A"),
+                locator=locator,
+                connected=_bool(ad.get("cable"), new_defaults),
+            )
             if attach is None:
                 nic.mode, nic.type = "disconnected", "null"
             else:
@@ -233,12 +247,17 @@ class _Reader:
                     nic.detail = f"generic driver {attach.get('driver')}"
                     props = {p.get("name"): p.get("value") for p in attach.iterchildren(self.q("Property"))}
                     if props:
-                        vm.facts[f"vbox.Adapter{slot}.GenericInterface.properties"] = {"value": props, "at": nic.locator}
+                        vm.facts[f"vbox.Adapter{slot}.GenericInterface.properties"] = {
+                            "value": props,
+                            "at": nic.locator,
+                        }
                 else:
                     nic.network = name
             policy = ad.get("promiscuousModePolicy")
             vm.facts[f"vbox.Adapter{slot}.promiscuousModePolicy"] = {
-                "value": policy or "Deny", "at": locator if policy else f"{locator} (absent: XSD default Deny)"}
+                "value": policy or "Deny",
+                "at": locator if policy else f"{locator} (absent: XSD default Deny)",
+            }
             vm.nics.append(nic)
 
     def nat(self, vm: VM, nic: Nic, nat: etree._Element, slot: int) -> None:
@@ -247,8 +266,10 @@ class _Reader:
         where = self.loc(nat)
         vm.facts[f"vbox.Adapter{slot}.NAT.localhost-reachable"] = {
             "value": _bool(raw, default),
-            "at": where if raw is not None else f"{where} (absent: default {str(default).lower()} for settings "
-                                                   f"version {self.version or '?'})"}
+            "at": where
+            if raw is not None
+            else f"{where} (absent: default {str(default).lower()} for settings version {self.version or '?'})",
+        }
         if nat.get("hostip"):
             vm.facts[f"vbox.Adapter{slot}.NAT.hostip"] = {"value": nat.get("hostip"), "at": where}
         dns = nat.find(self.q("DNS"))
@@ -257,13 +278,22 @@ class _Reader:
         for fw in nat.iterchildren(self.q("Forwarding")):
             host_port, guest_port = _int(fw.get("hostport")), _int(fw.get("guestport"))
             if host_port is None or guest_port is None:
-                self.inv.errors.append(InputError(self.path, f"{self.loc(fw)}: port forward without hostport/guestport; "
-                                                             "ignored"))
+                self.inv.errors.append(
+                    InputError(self.path, f"{self.loc(fw)}: port forward without hostport/guestport; ignored")
+                )
                 continue
             proto = "udp" if fw.get("proto") == "0" else "tcp"
             hostip = (fw.get("hostip") or "").strip() or None
-            vm.forwards.append(Forward(proto, [host_port, host_port], [guest_port, guest_port], hostip, nic.id,
-                                       f"{self.loc(fw)} ({fw.get('name') or 'unnamed'})"))
+            vm.forwards.append(
+                Forward(
+                    proto,
+                    [host_port, host_port],
+                    [guest_port, guest_port],
+                    hostip,
+                    nic.id,
+                    f"{self.loc(fw)} ({fw.get('name') or 'unnamed'})",
+                )
+            )
 
     def vrde(self, vm: VM, hw: etree._Element) -> None:
         rd = hw.find(self.q("RemoteDisplay"))
@@ -273,11 +303,17 @@ class _Reader:
         enabled = _bool(enabled_raw, self.sv < (1, 16))
         auth = rd.get("authType") or "Null"
         where = self.loc(rd)
-        vm.facts["vbox.VRDE.enabled"] = {"value": enabled, "at": where if enabled_raw is not None else
-                                         f"{where} (absent: default {str(self.sv < (1, 16)).lower()} for settings "
-                                         f"version {self.version or '?'})"}
-        vm.facts["vbox.VRDE.authType"] = {"value": auth, "at": where if rd.get("authType") else
-                                          f"{where} (absent: XSD default Null)"}
+        vm.facts["vbox.VRDE.enabled"] = {
+            "value": enabled,
+            "at": where
+            if enabled_raw is not None
+            else f"{where} (absent: default {str(self.sv < (1, 16)).lower()} for settings "
+            f"version {self.version or '?'})",
+        }
+        vm.facts["vbox.VRDE.authType"] = {
+            "value": auth,
+            "at": where if rd.get("authType") else f"{where} (absent: XSD default Null)",
+        }
         multi = rd.get("allowMultiConnection")
         vm.facts["vbox.VRDE.allowMultiConnection"] = {"value": _bool(multi, False), "at": where}
         props = {}
@@ -313,7 +349,9 @@ class _Reader:
             mode = port.get("hostMode") or "Disconnected"
             where = self.loc(port)
             path = port.get("path") or ""
-            vm.devices.append(Device("serial-port", f"COM{(_int(port.get('slot')) or 0) + 1} {mode} {path}".rstrip(), where))
+            vm.devices.append(
+                Device("serial-port", f"COM{(_int(port.get('slot')) or 0) + 1} {mode} {path}".rstrip(), where)
+            )
             if mode == "TCP" and _bool(port.get("server"), False):
                 host, sep, port_s = path.rpartition(":")
                 address = host.strip("[]") if sep and host else None
@@ -328,8 +366,10 @@ class _Reader:
             name = f.get("name")
             vm.shares.append(Share("vboxsf", f.get("hostPath"), name, _bool(f.get("writable"), True), where))
             vm.facts[f"vbox.SharedFolder.{name}.autoMount"] = {"value": _bool(f.get("autoMount"), False), "at": where}
-            vm.facts[f"vbox.SharedFolder.{name}.symlinkPolicy"] = {"value": f.get("symlinkPolicy") or "forbidden",
-                                                                   "at": where}
+            vm.facts[f"vbox.SharedFolder.{name}.symlinkPolicy"] = {
+                "value": f.get("symlinkPolicy") or "forbidden",
+                "at": where,
+            }
 
     def channels(self, vm: VM, hw: etree._Element) -> None:
         clip = hw.find(self.q("Clipboard"))
@@ -342,8 +382,10 @@ class _Reader:
         dnd = hw.find(self.q("DragAndDrop"))
         dmode = (dnd.get("mode") if dnd is not None else None) or "Disabled"
         vm.channels.drag_and_drop = _CLIPBOARD.get(dmode.lower(), "unknown")
-        vm.facts["vbox.DragAndDrop.mode"] = {"value": dmode, "at": self.loc(dnd) if dnd is not None else
-                                             "no <DragAndDrop> (default Disabled)"}
+        vm.facts["vbox.DragAndDrop.mode"] = {
+            "value": dmode,
+            "at": self.loc(dnd) if dnd is not None else "no <DragAndDrop> (default Disabled)",
+        }
 
     def devices(self, vm: VM, hw: etree._Element) -> None:
         for dev in hw.iterfind(self.qp("HostPci/Devices/Device")):
@@ -353,8 +395,9 @@ class _Reader:
         usb = hw.find(self.q("USB"))
         if usb is not None:
             for ctrl in usb.iterfind(self.qp("Controllers/Controller")):
-                vm.devices.append(Device("usb-controller", f"{ctrl.get('type')} {ctrl.get('name') or ''}".rstrip(),
-                                         self.loc(ctrl)))
+                vm.devices.append(
+                    Device("usb-controller", f"{ctrl.get('type')} {ctrl.get('name') or ''}".rstrip(), self.loc(ctrl))
+                )
             filters = usb.iterfind(self.qp("DeviceFilters/DeviceFilter"))
         else:
             legacy = hw.find(self.q("USBController"))
@@ -373,21 +416,26 @@ class _Reader:
         vm.facts["vbox.Teleporter.enabled"] = {"value": True, "at": where}
         vm.facts["vbox.Teleporter.password"] = {"value": SECRET if has_password else "", "at": where}
         address = (tp.get("address") or "").strip() or None
-        vm.listeners.append(Listener("migration", "tcp", address, _int(tp.get("port")),
-                                     "password" if has_password else "none", where))
+        vm.listeners.append(
+            Listener("migration", "tcp", address, _int(tp.get("port")), "password" if has_password else "none", where)
+        )
 
     def snapshots(self, vm: VM, m: etree._Element) -> None:
         for snap in m.iter(self.q("Snapshot")):
             vm.snapshots.append(Snapshot(snap.get("name") or "?", snap.get("timeStamp")))
             if snap.get("stateFile"):
-                vm.facts[f"vbox.snapshot.{snap.get('name')}.stateFile"] = {"value": "saved memory state",
-                                                                           "at": self.loc(snap)}
+                vm.facts[f"vbox.snapshot.{snap.get('name')}.stateFile"] = {
+                    "value": "saved memory state",
+                    "at": self.loc(snap),
+                }
 
     def disks(self, vm: VM, m: etree._Element) -> None:
         disks = list(m.iterfind(self.qp("MediaRegistry/HardDisks/HardDisk")))
         if not disks:
             return
-        plain = [d for d in disks if not any(p.get("name") == "CRYPT/KeyStore" for p in d.iterchildren(self.q("Property")))]
+        plain = [
+            d for d in disks if not any(p.get("name") == "CRYPT/KeyStore" for p in d.iterchildren(self.q("Property")))
+        ]
         vm.security.disk_encryption = not plain
         if plain:
             vm.facts["vbox.disk.unencrypted"] = {"value": plain[0].get("location"), "at": self.loc(plain[0])}
@@ -399,8 +447,9 @@ class _Reader:
         def network(name: str, mode: str, el: etree._Element) -> Network:
             net = nets.get(name)
             if net is None:
-                net = nets[name] = Network(name=name, platform=PLATFORM, mode=mode, source=Source(file=self.path),
-                                           locator=self.loc(el))
+                net = nets[name] = Network(
+                    name=name, platform=PLATFORM, mode=mode, source=Source(file=self.path), locator=self.loc(el)
+                )
                 self.inv.networks.append(net)
             return net
 
@@ -415,8 +464,10 @@ class _Reader:
                     net.subnets = [_cidr(net.host_address, item.get("value") or "")]
         for hon in g.iterfind(self.qp("NetserviceRegistry/HostOnlyNetworks/HostOnlyNetwork")):
             net = network(hon.get("name") or "?", "host-only", hon)
-            net.facts["vbox.HostOnlyNetwork.range"] = {"value": f"{hon.get('ipLower')}-{hon.get('ipUpper')}",
-                                                       "at": self.loc(hon)}
+            net.facts["vbox.HostOnlyNetwork.range"] = {
+                "value": f"{hon.get('ipLower')}-{hon.get('ipUpper')}",
+                "at": self.loc(hon),
+            }
         for nn in g.iterfind(self.qp("NetserviceRegistry/NATNetworks/NATNetwork")):
             net = network(nn.get("networkName") or "?", "nat", nn)
             if nn.get("network"):
@@ -429,17 +480,24 @@ class _Reader:
                 for fw in nn.iterfind(self.qp(f"{fam}/Forwarding")):
                     proto = "udp" if fw.get("proto") == "0" else "tcp"
                     hostip = (fw.get("hostip") or "").strip() or None
-                    rule = {"name": fw.get("name"), "protocol": proto, "host_address": hostip,
-                            "host_port": _int(fw.get("hostport")), "guest_ip": fw.get("guestip"),
-                            "guest_port": _int(fw.get("guestport")), "at": self.loc(fw)}
+                    rule = {
+                        "name": fw.get("name"),
+                        "protocol": proto,
+                        "host_address": hostip,
+                        "host_port": _int(fw.get("hostport")),
+                        "guest_ip": fw.get("guestip"),
+                        "guest_port": _int(fw.get("guestport")),
+                        "at": self.loc(fw),
+                    }
                     rules.append(rule)
-                    net.forwards.append(f"{proto} {hostip or '*'}:{rule['host_port']} -> "
-                                        f"{rule['guest_ip']}:{rule['guest_port']}")
+                    net.forwards.append(
+                        f"{proto} {hostip or '*'}:{rule['host_port']} -> {rule['guest_ip']}:{rule['guest_port']}"
+                    )
             net.facts["vbox.NATNetwork.forwards"] = {"value": rules, "at": self.loc(nn)}
         for dh in g.iterfind(self.qp("NetserviceRegistry/DHCPServers/DHCPServer")):
             name = dh.get("networkName") or "?"
             if name.startswith("HostInterfaceNetworking-"):
-                net = network(name[len("HostInterfaceNetworking-"):], "host-only", dh)
+                net = network(name[len("HostInterfaceNetworking-") :], "host-only", dh)
             else:
                 net = network(name, "nat", dh)
             net.dhcp = _bool(dh.get("enabled"), False)
@@ -447,18 +505,22 @@ class _Reader:
                 net.dhcp_servers = [dh.get("IPAddress")]
                 if not net.subnets and dh.get("networkMask"):
                     net.subnets = [_cidr(dh.get("IPAddress"), dh.get("networkMask"))]
-            net.facts["vbox.DHCPServer.range"] = {"value": f"{dh.get('lowerIP')}-{dh.get('upperIP')}", "at": self.loc(dh)}
+            net.facts["vbox.DHCPServer.range"] = {
+                "value": f"{dh.get('lowerIP')}-{dh.get('upperIP')}",
+                "at": self.loc(dh),
+            }
 
 
 def _pci(addr: int | None) -> str:
     """VirtualBox packs PCI addresses as bus<<8 | device<<3 | function."""
     if addr is None:
         return "?"
-    return f"{addr >> 8:02x}:{(addr >> 3) & 0x1f:02x}.{addr & 7}"
+    return f"{addr >> 8:02x}:{(addr >> 3) & 0x1F:02x}.{addr & 7}"
 
 
 def _cidr(address: str, mask: str) -> str:
     import ipaddress
+
     try:
         return str(ipaddress.ip_network(f"{address}/{mask}", strict=False))
     except ValueError:

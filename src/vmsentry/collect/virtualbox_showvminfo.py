@@ -11,21 +11,35 @@ guestport"`` (after the NAT NIC it belongs to); ``vrde``, ``vrdeport``/``vrdepor
 The output does not show a shared folder's read-only flag or NAT ``localhost-reachable``: those stay
 unknown (shares are assumed writable, the VirtualBox default).
 """
+
 from __future__ import annotations
 
 from vmsentry.collect.source_file import NOT_UTF8, BadInput, decode_text, looks_binary, read_bytes
-from vmsentry.model import Forward, InputError, Inventory, Listener, Nic, Share, Source, VM
+from vmsentry.model import VM, Forward, InputError, Inventory, Listener, Nic, Share, Source
 
 PLATFORM = "virtualbox"
-_MODES = {"nat": "user", "natnetwork": "nat", "bridged": "bridged", "intnet": "internal", "hostonly": "host-only",
-          "hostonlynet": "host-only", "generic": "unknown", "cloud": "unknown", "null": "disconnected"}
+_MODES = {
+    "nat": "user",
+    "natnetwork": "nat",
+    "bridged": "bridged",
+    "intnet": "internal",
+    "hostonly": "host-only",
+    "hostonlynet": "host-only",
+    "generic": "unknown",
+    "cloud": "unknown",
+    "null": "disconnected",
+}
 _PROMISC = {"deny": "Deny", "allow-vms": "AllowNetwork", "allow-all": "AllowAll"}
-_CLIP = {"disabled": "disabled", "hosttoguest": "host-to-guest", "guesttohost": "guest-to-host",
-         "bidirectional": "bidirectional"}
+_CLIP = {
+    "disabled": "disabled",
+    "hosttoguest": "host-to-guest",
+    "guesttohost": "guest-to-host",
+    "bidirectional": "bidirectional",
+}
 _AUTH = {"null": "none", "external": "password", "guest": "password"}
 
 
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")     # Windows PowerShell 5.1 '>' writes UTF-16LE
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Windows PowerShell 5.1 '>' writes UTF-16LE
 
 
 def _utf16(data: bytes) -> str | None:
@@ -33,12 +47,12 @@ def _utf16(data: bytes) -> str | None:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError:
-            return data[:len(data) // 2 * 2].decode("utf-16", "replace")
+            return data[: len(data) // 2 * 2].decode("utf-16", "replace")
     return None
 
 
 def claims(path: str, head: bytes) -> bool:
-    wide = _utf16(head[:len(head) // 2 * 2])
+    wide = _utf16(head[: len(head) // 2 * 2])
     if wide is not None:
         head = wide.encode("utf-8", "replace")
     if head[:1] == b"<" or b"\x00" in head:
@@ -77,9 +91,13 @@ def read(path: str, data: bytes | None = None) -> Inventory:
             continue
         kv[key] = (value, lineno)
     if "name" not in kv:
-        raise BadInput("no name=\"...\" line: not VBoxManage showvminfo --machinereadable output")
-    vm = VM(name=kv["name"][0], platform=PLATFORM, uuid=(kv.get("UUID") or ("",))[0].lower() or None,
-            source=Source(file=path))
+        raise BadInput('no name="..." line: not VBoxManage showvminfo --machinereadable output')
+    vm = VM(
+        name=kv["name"][0],
+        platform=PLATFORM,
+        uuid=(kv.get("UUID") or ("",))[0].lower() or None,
+        source=Source(file=path),
+    )
     get = lambda k: kv.get(k, (None, 0))[0]
     at = lambda k: f"line {kv[k][1]}, {k}" if k in kv else None
     if get("VMState"):
@@ -93,34 +111,56 @@ def read(path: str, data: bytes | None = None) -> Inventory:
         nic = Nic(id=f"nic{n}", mode=_MODES.get(mode, "unknown"), type=mode, locator=at(f"nic{n}"))
         mac = get(f"macaddress{n}")
         if mac and len(mac) == 12:
-            nic.mac = ":".join(mac[i:i + 2] for i in range(0, 12, 2)).lower()
+            nic.mac = ":".join(mac[i : i + 2] for i in range(0, 12, 2)).lower()
         nic.connected = get(f"cableconnected{n}") != "off"
         nic.bridge = get(f"bridgeadapter{n}")
-        nic.network = get(f"hostonlyadapter{n}") or get(f"intnet{n}") or get(f"nat-network{n}") or \
-            get(f"hostonly-network{n}")
+        nic.network = (
+            get(f"hostonlyadapter{n}") or get(f"intnet{n}") or get(f"nat-network{n}") or get(f"hostonly-network{n}")
+        )
         if mode == "generic":
             nic.detail = f"generic driver {get(f'generic{n}') or '?'}"
         promisc = get(f"nicpromisc{n}")
         if promisc:
-            vm.facts[f"vbox.Adapter{n - 1}.promiscuousModePolicy"] = {"value": _PROMISC.get(promisc, promisc),
-                                                                      "at": at(f"nicpromisc{n}")}
+            vm.facts[f"vbox.Adapter{n - 1}.promiscuousModePolicy"] = {
+                "value": _PROMISC.get(promisc, promisc),
+                "at": at(f"nicpromisc{n}"),
+            }
         vm.nics.append(nic)
     for nic_n, value, lineno in forwards:
         parts = value.split(",")
         if len(parts) != 6 or not parts[3].isdigit() or not parts[5].isdigit():
-            inv.errors.append(InputError(path, f"line {lineno}: Forwarding entry is not name,proto,hostip,hostport,"
-                                               "guestip,guestport; ignored"))
+            inv.errors.append(
+                InputError(
+                    path,
+                    f"line {lineno}: Forwarding entry is not name,proto,hostip,hostport,guestip,guestport; ignored",
+                )
+            )
             continue
         name, proto, hostip, hport, _gip, gport = parts
-        vm.forwards.append(Forward(proto.lower() if proto.lower() in ("tcp", "udp") else "tcp",
-                                   [int(hport)] * 2, [int(gport)] * 2, hostip.strip() or None, f"nic{nic_n}",
-                                   f"line {lineno}, Forwarding ({name})"))
+        vm.forwards.append(
+            Forward(
+                proto.lower() if proto.lower() in ("tcp", "udp") else "tcp",
+                [int(hport)] * 2,
+                [int(gport)] * 2,
+                hostip.strip() or None,
+                f"nic{nic_n}",
+                f"line {lineno}, Forwarding ({name})",
+            )
+        )
     if get("vrde") == "on":
         port_s = (get("vrdeports") or get("vrdeport") or "3389").replace("-", ",").split(",")[0]
         address = (get("vrdeaddress") or "").strip()
         auth = (get("vrdeauthtype") or "null").lower()
-        vm.listeners.append(Listener("vrde", "tcp", None if address in ("", "0.0.0.0") else address,
-                                     int(port_s) if port_s.isdigit() else None, _AUTH.get(auth, "unknown"), at("vrde")))
+        vm.listeners.append(
+            Listener(
+                "vrde",
+                "tcp",
+                None if address in ("", "0.0.0.0") else address,
+                int(port_s) if port_s.isdigit() else None,
+                _AUTH.get(auth, "unknown"),
+                at("vrde"),
+            )
+        )
     if get("vrde") is not None:
         vm.facts["vbox.VRDE.enabled"] = {"value": get("vrde") == "on", "at": at("vrde")}
     if get("vrdeauthtype") is not None:
@@ -135,21 +175,37 @@ def read(path: str, data: bytes | None = None) -> Inventory:
         mode = get(f"uartmode{n}")
         if mode and mode.startswith("tcpserver,"):
             port = mode.split(",", 1)[1]
-            vm.listeners.append(Listener("serial", "tcp", None, int(port) if port.isdigit() else None, "none",
-                                         at(f"uartmode{n}")))
+            vm.listeners.append(
+                Listener("serial", "tcp", None, int(port) if port.isdigit() else None, "none", at(f"uartmode{n}"))
+            )
     for n in range(1, 65):
         name = get(f"SharedFolderNameMachineMapping{n}")
         if name is None:
             break
-        vm.shares.append(Share("vboxsf", get(f"SharedFolderPathMachineMapping{n}"), name, True,
-                               at(f"SharedFolderNameMachineMapping{n}")))
+        vm.shares.append(
+            Share(
+                "vboxsf",
+                get(f"SharedFolderPathMachineMapping{n}"),
+                name,
+                True,
+                at(f"SharedFolderNameMachineMapping{n}"),
+            )
+        )
     if get("teleporterenabled") == "on":
         has_pw = bool(get("teleporterpassword"))
         vm.facts["vbox.Teleporter.enabled"] = {"value": True, "at": at("teleporterenabled")}
         vm.facts["vbox.Teleporter.password"] = {"value": "<set>" if has_pw else "", "at": at("teleporterenabled")}
         port = get("teleporterport") or ""
         address = (get("teleporteraddress") or "").strip() or None
-        vm.listeners.append(Listener("migration", "tcp", address, int(port) if port.isdigit() else None,
-                                     "password" if has_pw else "none", at("teleporterenabled")))
+        vm.listeners.append(
+            Listener(
+                "migration",
+                "tcp",
+                address,
+                int(port) if port.isdigit() else None,
+                "password" if has_pw else "none",
+                at("teleporterenabled"),
+            )
+        )
     inv.vms.append(vm)
     return inv

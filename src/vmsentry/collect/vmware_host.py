@@ -25,6 +25,7 @@ become ``Network`` assets with the *effective* policy in facts: a port group's o
 switch's, else the default - standard vSwitch: promiscuous Reject, MAC changes Accept, forged transmits
 Accept; distributed port group: all Reject (VMware SCG 9.1 esx-9.network-standard-reject-*, VCSA-80-000268-270).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -134,12 +135,14 @@ def _read_networking(path: str, text: str, inv: Inventory) -> None:
             answers.setdefault(m.group(2), {})["INTERFACE"] = (m.group(1), lineno)
             continue
         if s.startswith(("answer ", "add_", "remove_")):
-            continue                       # other settings (NAT6, ...) that do not change the mode
+            continue  # other settings (NAT6, ...) that do not change the mode
         inv.errors.append(InputError(path, f"line {lineno}: not an 'answer VNET_N_...' line; ignored"))
     for number, a in sorted(answers.items(), key=lambda kv: int(kv[0])):
         net = _net(inv, f"vmnet{number}", path, cache)
+
         def yes(key: str) -> bool:
             return a.get(key, ("no",))[0].lower() == "yes"
+
         if yes("NAT"):
             net.mode, why = "nat", a["NAT"]
         elif "INTERFACE" in a:
@@ -172,7 +175,7 @@ def _vmnet_from_path(path: str, default: str) -> str:
 
 
 def _read_nat(path: str, text: str, inv: Inventory) -> None:
-    name = _vmnet_from_path(path, "vmnet8")      # Windows vmnetnat.conf serves the NAT network, vmnet8 by default
+    name = _vmnet_from_path(path, "vmnet8")  # Windows vmnetnat.conf serves the NAT network, vmnet8 by default
     net = Network(name=name, platform=PLATFORM, mode="nat", source=Source(file=path))
     section = None
     incoming: list[dict] = []
@@ -194,12 +197,19 @@ def _read_nat(path: str, text: str, inv: Inventory) -> None:
         elif section in ("incomingtcp", "incomingudp"):
             m = _NAT_FWD.match(s)
             if m is None:
-                inv.errors.append(InputError(path, f"line {lineno}: [{section}] entry is not "
-                                                   "'HOSTPORT = GUESTIP:GUESTPORT'; ignored"))
+                inv.errors.append(
+                    InputError(path, f"line {lineno}: [{section}] entry is not 'HOSTPORT = GUESTIP:GUESTPORT'; ignored")
+                )
                 continue
             proto = "tcp" if section == "incomingtcp" else "udp"
-            fwd = {"protocol": proto, "host_port": int(m.group(1)), "guest_ip": m.group(2),
-                   "guest_port": int(m.group(3)), "at": f"line {lineno}, [{section}]", "file": path}
+            fwd = {
+                "protocol": proto,
+                "host_port": int(m.group(1)),
+                "guest_ip": m.group(2),
+                "guest_port": int(m.group(3)),
+                "at": f"line {lineno}, [{section}]",
+                "file": path,
+            }
             incoming.append(fwd)
             net.forwards.append(f"{proto} *:{fwd['host_port']} -> {fwd['guest_ip']}:{fwd['guest_port']}")
     net.facts["vmware.nat.incoming"] = {"value": incoming, "at": "[incomingtcp]/[incomingudp]"}
@@ -294,6 +304,7 @@ def _in(ip: str, block) -> bool:
 
 # ---------------------------------------------------------------- ESXi export (PowerCLI JSON)
 
+
 def _policy(raw: dict | None) -> dict:
     raw = raw or {}
     return {k: raw.get(k) for k in ("AllowPromiscuous", "MacChanges", "ForgedTransmits")}
@@ -319,6 +330,7 @@ def read_esxi_export(path: str, data: bytes) -> Inventory:
     # entries: a lone Host would be taken as the host of every other VM in a mixed scan, and vmsentry's
     # host rules are for Linux hosts.
     from vmsentry.collect.vmware_vmx import build_vm
+
     for i, raw in enumerate(doc.get("vms") or []):
         if not isinstance(raw, dict) or not raw.get("name"):
             inv.errors.append(InputError(path, f"vms[{i}]: no name; ignored"))
@@ -369,16 +381,25 @@ def _portgroup(pg: dict, index: int, switches: dict, path: str) -> Network:
     own, parent = _policy(pg.get("policy")), _policy(sw.get("policy"))
     defaults = DISTRIBUTED_DEFAULTS if distributed else STANDARD_DEFAULTS
     where = f"portgroups[{index}] {pg['name']}"
-    net = Network(name=pg["name"], platform=PLATFORM, mode="bridged", bridge=pg.get("vswitch"),
-                  source=Source(file=path), host=host or None, locator=where)
+    net = Network(
+        name=pg["name"],
+        platform=PLATFORM,
+        mode="bridged",
+        bridge=pg.get("vswitch"),
+        source=Source(file=path),
+        host=host or None,
+        locator=where,
+    )
     for key in ("AllowPromiscuous", "MacChanges", "ForgedTransmits"):
         if own[key] is not None:
             value, origin = own[key], "port group"
         elif parent[key] is not None:
             value, origin = parent[key], f"switch {sw.get('name')}"
         else:
-            value, origin = defaults[key], ("distributed port group default" if distributed
-                                            else "standard vSwitch default")
+            value, origin = (
+                defaults[key],
+                ("distributed port group default" if distributed else "standard vSwitch default"),
+            )
         net.facts[f"esxi.security.{key}"] = {"value": bool(value), "at": f"{where} ({origin})"}
     if pg.get("vlan") is not None:
         net.facts["esxi.vlan"] = {"value": pg.get("vlan"), "at": where}

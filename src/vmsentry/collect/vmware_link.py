@@ -13,6 +13,7 @@
 * Workstation/Fusion virtual switches have no MAC/IP anti-spoofing setting, so their NICs get
   ``spoof_protection = False``.
 """
+
 from __future__ import annotations
 
 from vmsentry.model import Forward, Inventory, Network
@@ -26,8 +27,9 @@ def link(inv: Inventory) -> None:
     if not vms and not nets:
         return
     vmnets = _merge_vmnets(inv, nets)
-    portgroups = {(n.host, n.name): n for n in inv.networks if n.platform == PLATFORM and
-                  "esxi.security.MacChanges" in n.facts}
+    portgroups = {
+        (n.host, n.name): n for n in inv.networks if n.platform == PLATFORM and "esxi.security.MacChanges" in n.facts
+    }
     pg_by_name = {}
     for n in portgroups.values():
         pg_by_name.setdefault(n.name, n)
@@ -40,7 +42,9 @@ def link(inv: Inventory) -> None:
             net = vmnets.get(key)
             if net is not None and net.mode != "unknown" and product != "esxi":
                 if nic.mode != net.mode:
-                    nic.detail = f"{key} is {net.mode} per {net.source.file}" + (f" (was {nic.mode})" if nic.mode else "")
+                    nic.detail = f"{key} is {net.mode} per {net.source.file}" + (
+                        f" (was {nic.mode})" if nic.mode else ""
+                    )
                 nic.mode = net.mode
                 nic.network = key
             if product == "esxi" or (nic.network and (vm.host, nic.network) in portgroups):
@@ -51,7 +55,8 @@ def link(inv: Inventory) -> None:
                     nic.spoof_protection = not (mac or forged)
                     nic.detail = (nic.detail + "; " if nic.detail else "") + (
                         f"port group {pg.name}: MAC changes {'Accept' if mac else 'Reject'}, forged transmits "
-                        f"{'Accept' if forged else 'Reject'}")
+                        f"{'Accept' if forged else 'Reject'}"
+                    )
             elif product == "hosted":
                 nic.spoof_protection = False
     _attach_nat_forwards(vms, vmnets)
@@ -109,7 +114,7 @@ def _dedupe_vms(inv: Inventory) -> None:
             continue
         from_export = "esxi.vmx_path" in vm.facts or "esxi.vmx_path" in other.facts
         if not from_export:
-            keep.append(vm)       # two .vmx files with one BIOS UUID (a copied VM): keep both
+            keep.append(vm)  # two .vmx files with one BIOS UUID (a copied VM): keep both
             continue
         vmx, export = (other, vm) if "esxi.vmx_path" in vm.facts else (vm, other)
         vmx.host = vmx.host or export.host
@@ -139,6 +144,14 @@ def _attach_nat_forwards(vms, vmnets: dict[str, Network]) -> None:
             if hit is None:
                 continue
             vm, nic = hit
-            vm.forwards.append(Forward(fwd["protocol"], [fwd["host_port"]] * 2, [fwd["guest_port"]] * 2, None,
-                                       nic.id, f"{fwd.get('file') or net.source.file}: {fwd['at']}"))
+            vm.forwards.append(
+                Forward(
+                    fwd["protocol"],
+                    [fwd["host_port"]] * 2,
+                    [fwd["guest_port"]] * 2,
+                    None,
+                    nic.id,
+                    f"{fwd.get('file') or net.source.file}: {fwd['at']}",
+                )
+            )
             nic.ip = nic.ip or fwd["guest_ip"]

@@ -26,6 +26,7 @@ Defaults this module applies (each noted where it is used):
 Secrets (``RemoteDisplay.vnc.password``/``.key``, ``encryption.keySafe``/``encryption.data``,
 ``guest.commands.sharedSecretLogin.*``) are recorded as present only, never their value.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -33,15 +34,17 @@ import os
 import re
 
 from vmsentry.collect.source_file import BadInput, read_text_file
-from vmsentry.model import Device, InputError, Inventory, Listener, Nic, Share, Source, VM
+from vmsentry.model import VM, Device, InputError, Inventory, Listener, Nic, Share, Source
 
 PLATFORM = "vmware"
 SECRET = "<set>"
 
-_INDEXED = re.compile(r"(ethernet|serial|parallel|sharedfolder|pcipassthru|floppy|usb\.autoconnect\.device)(\d+)(?:\.|$)")
+_INDEXED = re.compile(
+    r"(ethernet|serial|parallel|sharedfolder|pcipassthru|floppy|usb\.autoconnect\.device)(\d+)(?:\.|$)"
+)
 _DISK_MODE = re.compile(r"((?:scsi|ide|sata|nvme)\d+:\d+)\.mode$")
 _CDROM = re.compile(r"((?:scsi|ide|sata)\d+:\d+)\.devicetype$")
-_UUID_HEX = re.compile(r"[0-9a-f]{32}\Z")      # uuid.bios without its spaces and dashes
+_UUID_HEX = re.compile(r"[0-9a-f]{32}\Z")  # uuid.bios without its spaces and dashes
 _HEX_ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
 _ENCODING = re.compile(rb'^[ \t]*\.encoding[ \t]*=[ \t]*"([^"\r\n]+)"', re.IGNORECASE | re.MULTILINE)
 
@@ -49,24 +52,59 @@ _TRUE = frozenset(("true", "yes", "1", "on"))
 _FALSE = frozenset(("false", "no", "0", "off"))
 
 # keys whose values are secrets: presence only
-_SECRET_KEYS = ("remotedisplay.vnc.password", "remotedisplay.vnc.key", "encryption.keysafe", "encryption.data",
-                "guest.commands.sharedsecretlogin", "dataFileKey".lower(), "vmx.encryptiontype.key")
+_SECRET_KEYS = (
+    "remotedisplay.vnc.password",
+    "remotedisplay.vnc.key",
+    "encryption.keysafe",
+    "encryption.data",
+    "guest.commands.sharedsecretlogin",
+    "dataFileKey".lower(),
+    "vmx.encryptiontype.key",
+)
 
 # Settings whose raw value rules read (DISA vSphere 8 STIG VMCH-80-*, VMware SCG, 6.x hardening guide).
 # Stored in vm.facts as vmx.<key as written in the STIG>.
 FACT_KEYS = (
-    "isolation.tools.copy.disable", "isolation.tools.paste.disable", "isolation.tools.dnd.disable",
-    "isolation.tools.setGUIOptions.enable", "isolation.tools.diskShrink.disable",
-    "isolation.tools.diskWiper.disable", "RemoteDisplay.maxConnections", "tools.setInfo.sizeLimit",
-    "isolation.device.connectable.disable", "isolation.device.edit.disable", "tools.guestlib.enableHostInfo",
-    "sched.mem.pshare.salt", "tools.guest.desktop.autolock", "mks.enable3d", "migrate.encryptionMode",
-    "ftcpt.ftEncryptionMode", "isolation.tools.hgfs.disable", "isolation.tools.hgfsServerSet.disable",
-    "sharedFolder.maxNum", "hgfs.mapRootShare", "hgfs.linkRootShare", "RemoteDisplay.vnc.enabled",
-    "RemoteDisplay.vnc.port", "RemoteDisplay.vnc.ip", "virtualHW.productCompatibility", "virtualHW.version",
-    "log.rotateSize", "log.keepOld", "logging", "isolation.tools.vixMessage.disable",
-    "isolation.tools.autoInstall.disable", "isolation.tools.unity.disable", "isolation.tools.ghi.autologon.disable",
-    "isolation.tools.getCreds.disable", "bios.bootDeviceClasses", "usb.present", "ehci.present", "usb_xhci.present",
-    "vmci0.unrestricted", "ethernet.allowGuestConnectionControl",
+    "isolation.tools.copy.disable",
+    "isolation.tools.paste.disable",
+    "isolation.tools.dnd.disable",
+    "isolation.tools.setGUIOptions.enable",
+    "isolation.tools.diskShrink.disable",
+    "isolation.tools.diskWiper.disable",
+    "RemoteDisplay.maxConnections",
+    "tools.setInfo.sizeLimit",
+    "isolation.device.connectable.disable",
+    "isolation.device.edit.disable",
+    "tools.guestlib.enableHostInfo",
+    "sched.mem.pshare.salt",
+    "tools.guest.desktop.autolock",
+    "mks.enable3d",
+    "migrate.encryptionMode",
+    "ftcpt.ftEncryptionMode",
+    "isolation.tools.hgfs.disable",
+    "isolation.tools.hgfsServerSet.disable",
+    "sharedFolder.maxNum",
+    "hgfs.mapRootShare",
+    "hgfs.linkRootShare",
+    "RemoteDisplay.vnc.enabled",
+    "RemoteDisplay.vnc.port",
+    "RemoteDisplay.vnc.ip",
+    "virtualHW.productCompatibility",
+    "virtualHW.version",
+    "log.rotateSize",
+    "log.keepOld",
+    "logging",
+    "isolation.tools.vixMessage.disable",
+    "isolation.tools.autoInstall.disable",
+    "isolation.tools.unity.disable",
+    "isolation.tools.ghi.autologon.disable",
+    "isolation.tools.getCreds.disable",
+    "bios.bootDeviceClasses",
+    "usb.present",
+    "ehci.present",
+    "usb_xhci.present",
+    "vmci0.unrestricted",
+    "ethernet.allowGuestConnectionControl",
 )
 _FACT_BY_LOWER = {k.lower(): k for k in FACT_KEYS}
 
@@ -87,7 +125,7 @@ def claims(path: str, head: bytes) -> bool:
 
 def _codec(name: str) -> str | None:
     name = name.strip().lower()
-    if name.endswith("-2000"):          # VMware's "windows-949-2000" = Windows code page 949
+    if name.endswith("-2000"):  # VMware's "windows-949-2000" = Windows code page 949
         name = name[:-5]
     if name.startswith("windows-"):
         name = "cp" + name[8:]
@@ -113,8 +151,9 @@ def decode_vmx(data: bytes) -> tuple[str, str | None]:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         where = f"declared {declared!r}" if declared else "no .encoding, so UTF-8"
-        return data.decode(codec or "utf-8", "replace"), (f"line {line}: bytes that are not valid in the file's "
-                                                          f"character set ({where}); replaced, rest read")
+        return data.decode(codec or "utf-8", "replace"), (
+            f"line {line}: bytes that are not valid in the file's character set ({where}); replaced, rest read"
+        )
 
 
 def parse_vmx(text: str) -> tuple[dict[str, tuple[str, int, str]], list[str], dict[str, list[int]]]:
@@ -146,7 +185,7 @@ def parse_vmx(text: str) -> tuple[dict[str, tuple[str, int, str]], list[str], di
                 value = rest[1:]
             else:
                 value = rest[1:close]
-                if close != len(rest) - 1 and rest[close + 1:].lstrip()[:1] != "#":
+                if close != len(rest) - 1 and rest[close + 1 :].lstrip()[:1] != "#":
                     problems.append(f"line {lineno}: text after the closing quote of {key} ignored")
         else:
             value = rest.partition("#")[0].rstrip() if "#" in rest else rest
@@ -214,7 +253,13 @@ def read(path: str, data: bytes | None = None) -> Inventory:
 # few hundred keys: each key is classified once and the role kept (bounded, as a fleet may also carry
 # per-VM keys such as guestinfo.*).
 _PLAIN, _FACT, _INDEXED_KEY, _SECRET_KEY, _DISK_MODE_KEY, _DEVICE_TYPE_KEY = (
-    "plain", "fact", "indexed", "secret", "disk mode", "device type")
+    "plain",
+    "fact",
+    "indexed",
+    "secret",
+    "disk mode",
+    "device type",
+)
 _KEY_ROLES: dict[str, tuple] = {}
 _KEY_ROLES_MAX = 8192
 
@@ -229,8 +274,13 @@ def _key_role(lower: str) -> tuple:
     if canonical is not None:
         role = (_FACT, f"vmx.{canonical}")
     elif m is not None:
-        role = (_INDEXED_KEY, m.group(1), int(m.group(2)), lower[m.end():],
-                first == "s" and lower.endswith(_SECRET_SUFFIXES))
+        role = (
+            _INDEXED_KEY,
+            m.group(1),
+            int(m.group(2)),
+            lower[m.end() :],
+            first == "s" and lower.endswith(_SECRET_SUFFIXES),
+        )
     elif is_secret(lower):
         role = (_SECRET_KEY,)
     elif first in "sin":
@@ -254,8 +304,8 @@ def product_of(entries: dict) -> str:
         if key.startswith("ethernet"):
             if key.endswith(".addresstype") and value.strip().lower() == "vpx":
                 return "esxi"
-            if key.endswith(".networkname") and key[:-len("networkname")] + "connectiontype" not in entries:
-                return "esxi"          # a port group name without a Workstation connection type
+            if key.endswith(".networkname") and key[: -len("networkname")] + "connectiontype" not in entries:
+                return "esxi"  # a port group name without a Workstation connection type
         if "/vmfs/volumes/" in value:
             return "esxi"
     compat = entries.get("virtualhw.productcompatibility")
@@ -281,9 +331,10 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
     product = product_of(entries)
     facts["vmx.product"] = {"value": product, "at": at("virtualhw.productcompatibility") or "inferred from the file"}
     if dups:
-        facts["vmx.duplicate_keys"] = {"value": sorted(f"{entries[k][2]} (lines {', '.join(map(str, v))})"
-                                                       for k, v in dups.items()),
-                                       "at": "whole file; the last value of each is used"}
+        facts["vmx.duplicate_keys"] = {
+            "value": sorted(f"{entries[k][2]} (lines {', '.join(map(str, v))})" for k, v in dups.items()),
+            "at": "whole file; the last value of each is used",
+        }
 
     groups: dict[str, dict[int, dict[str, tuple[str, int, str]]]] = {}
     disk_modes: list[tuple[str, tuple[str, int, str]]] = []
@@ -306,14 +357,15 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
             facts[f"vmx.{entry[2]}"] = {"value": SECRET, "at": _loc(entry)}
         elif kind is _DISK_MODE_KEY:
             disk_modes.append((lower, entry))
-        elif "cdrom" in entry[0].lower():          # a _DEVICE_TYPE_KEY: whether it is a CD-ROM is in its value
-            dev = lower[:-len(".devicetype")]
+        elif "cdrom" in entry[0].lower():  # a _DEVICE_TYPE_KEY: whether it is a CD-ROM is in its value
+            dev = lower[: -len(".devicetype")]
             present = _bool(val(dev + ".present"))
             connected = _bool(val(dev + ".startconnected"))
             if present is not False:
-                facts[f"vmx.{entry[2][:-len('.deviceType')]}.cdrom"] = {
+                facts[f"vmx.{entry[2][: -len('.deviceType')]}.cdrom"] = {
                     "value": "connected" if connected is not False else "not connected at power on",
-                    "at": _loc(entry)}
+                    "at": _loc(entry),
+                }
     for lower, entry in disk_modes:
         if entry[0].strip().lower() == "independent-nonpersistent":
             facts[f"vmx.{entry[2]}"] = {"value": entry[0], "at": _loc(entry)}
@@ -325,8 +377,9 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
     for index, keys in sorted(groups.get("parallel", {}).items()):
         present = keys.get("present")
         if present is not None and _bool(present[0]):
-            vm.devices.append(Device("parallel-port", f"parallel{index} {keys.get('filetype', ('?',))[0]}",
-                                     _loc(present)))
+            vm.devices.append(
+                Device("parallel-port", f"parallel{index} {keys.get('filetype', ('?',))[0]}", _loc(present))
+            )
     for index, keys in sorted(groups.get("floppy", {}).items()):
         present = keys.get("present")
         if present is not None and _bool(present[0]):
@@ -340,8 +393,7 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
             vm.devices.append(Device("pci-passthrough", f"pciPassthru{index} {ident}", _loc(present)))
     for index, keys in sorted(groups.get("usb.autoconnect.device", {}).items()):
         entry = next(iter(keys.values()))
-        vm.devices.append(Device("usb-passthrough", f"usb.autoConnect.device{index} {entry[0]}",
-                                 _loc(entry)))
+        vm.devices.append(Device("usb-passthrough", f"usb.autoConnect.device{index} {entry[0]}", _loc(entry)))
     for ctrl in ("usb.present", "ehci.present", "usb_xhci.present"):
         e = get(ctrl)
         if e is not None and _bool(e[0]):
@@ -365,7 +417,7 @@ def _loc(entry: tuple[str, int | str, str] | None) -> str | None:
 def _read_ethernet(vm: VM, index: int, keys: dict[str, tuple[str, int, str]]) -> None:
     present = keys.get("present")
     if present is None or not _bool(present[0]):
-        return                       # absent or FALSE: no such NIC
+        return  # absent or FALSE: no such NIC
     nic_id = f"ethernet{index}"
     ctype_e = keys.get("connectiontype")
     ctype = ctype_e[0].strip().lower() if ctype_e is not None else None
@@ -380,7 +432,7 @@ def _read_ethernet(vm: VM, index: int, keys: dict[str, tuple[str, int, str]]) ->
             nic.type = "dvs"
             nic.detail = f"distributed switch {keys.get('dvs.switchid', ('?',))[0]} port group {dvs[0]}"
         elif network is not None:
-            nic.network = network[0]      # ESXi port group, or Workstation's VMnet0
+            nic.network = network[0]  # ESXi port group, or Workstation's VMnet0
         else:
             nic.network = "vmnet0"
         if ctype is None and dvs is None and network is not None:
@@ -394,9 +446,11 @@ def _read_ethernet(vm: VM, index: int, keys: dict[str, tuple[str, int, str]]) ->
         nic.network = base or None
         nic.bridge = base or None
         nic.mode = DEFAULT_VMNET_MODE.get(base, "unknown")
-        nic.detail = (f"custom {target}: Workstation default for {base}; host vmnet configuration not read"
-                      if base in DEFAULT_VMNET_MODE else f"custom {target or '(no vnet)'}: depends on the host's "
-                      "vmnet configuration (netmap.conf / networking)")
+        nic.detail = (
+            f"custom {target}: Workstation default for {base}; host vmnet configuration not read"
+            if base in DEFAULT_VMNET_MODE
+            else f"custom {target or '(no vnet)'}: depends on the host's vmnet configuration (netmap.conf / networking)"
+        )
         if vnet is not None:
             nic.locator = _loc(vnet)
     elif ctype == "pvn":
@@ -436,7 +490,7 @@ def _parse_uri(uri: str) -> tuple[str, str | None, int | None]:
     host, port = rest, None
     if rest.startswith("["):
         close = rest.find("]")
-        host, _, port_s = rest[1:close], None, rest[close + 2:]
+        host, _, port_s = rest[1:close], None, rest[close + 2 :]
         port = _int(port_s)
     elif ":" in rest:
         host, _, port_s = rest.rpartition(":")
@@ -458,7 +512,7 @@ def _read_serial(vm: VM, index: int, keys: dict[str, tuple[str, int, str]]) -> N
     scheme, host, port = _parse_uri(fname[0].strip())
     vm.facts[f"vmx.serial{index}.network"] = {"value": f"{fname[0]} endPoint={endpoint}", "at": _loc(fname)}
     if endpoint != "server" or keys.get("vspc") is not None:
-        return                       # the VM connects out (or to a vSPC concentrator): no listener
+        return  # the VM connects out (or to a vSPC concentrator): no listener
     address = None if host in (None, "", "0.0.0.0", "*") else host
     # telnets/ssl encrypt the stream but VMware's network serial port authenticates no client
     tls = scheme in ("telnets", "ssl", "tls", "tcp+ssl", "tcp+tls")
@@ -472,8 +526,16 @@ def _read_vnc(vm: VM, val, at) -> None:
     address = None if ip in (None, "", "0.0.0.0") else ip.strip()
     port = _int(val("remotedisplay.vnc.port"))
     has_secret = val("remotedisplay.vnc.password") is not None or val("remotedisplay.vnc.key") is not None
-    vm.listeners.append(Listener("vnc", "tcp", address, port if port is not None else 5900,
-                                 "password" if has_secret else "none", at("remotedisplay.vnc.enabled")))
+    vm.listeners.append(
+        Listener(
+            "vnc",
+            "tcp",
+            address,
+            port if port is not None else 5900,
+            "password" if has_secret else "none",
+            at("remotedisplay.vnc.enabled"),
+        )
+    )
 
 
 def _read_shares(vm: VM, folders: dict[int, dict], val, at) -> None:
@@ -490,11 +552,18 @@ def _read_shares(vm: VM, folders: dict[int, dict], val, at) -> None:
         host = keys.get("hostpath")
         guest = keys.get("guestname")
         write = keys.get("writeaccess")
-        share = Share("hgfs", host[0] if host else None, guest[0] if guest else None,
-                      writable=bool(write is not None and _bool(write[0])), locator=_loc(host) or _loc(present))
+        share = Share(
+            "hgfs",
+            host[0] if host else None,
+            guest[0] if guest else None,
+            writable=bool(write is not None and _bool(write[0])),
+            locator=_loc(host) or _loc(present),
+        )
         if off:
             vm.facts[f"vmx.sharedFolder{index}.suppressed"] = {
-                "value": f"{share.host_path} (isolation.tools.hgfs.disable = TRUE)", "at": share.locator}
+                "value": f"{share.host_path} (isolation.tools.hgfs.disable = TRUE)",
+                "at": share.locator,
+            }
             continue
         vm.shares.append(share)
         exp = keys.get("expiration")
@@ -506,13 +575,24 @@ def _read_channels(vm: VM, product: str, val, at) -> None:
     def off(key: str) -> bool | None:
         value = _bool(val(key))
         if value is None and product != "unknown":
-            return product == "esxi"         # ESXi: off by default; hosted products: on by default
+            return product == "esxi"  # ESXi: off by default; hosted products: on by default
         return value
-    copy_off, paste_off, dnd_off = (off("isolation.tools.copy.disable"), off("isolation.tools.paste.disable"),
-                                    off("isolation.tools.dnd.disable"))
+
+    copy_off, paste_off, dnd_off = (
+        off("isolation.tools.copy.disable"),
+        off("isolation.tools.paste.disable"),
+        off("isolation.tools.dnd.disable"),
+    )
     if copy_off is None or paste_off is None:
         vm.channels.clipboard = "unknown"
     else:
-        vm.channels.clipboard = ("disabled" if copy_off and paste_off else "host-to-guest" if copy_off else
-                                 "guest-to-host" if paste_off else "bidirectional")
+        vm.channels.clipboard = (
+            "disabled"
+            if copy_off and paste_off
+            else "host-to-guest"
+            if copy_off
+            else "guest-to-host"
+            if paste_off
+            else "bidirectional"
+        )
     vm.channels.drag_and_drop = "unknown" if dnd_off is None else ("disabled" if dnd_off else "bidirectional")

@@ -1,23 +1,32 @@
 """The verbs of ``vmsentry``, one module each. As in pip's ``commands/__init__.py``, a verb's module is
 imported only when that verb runs, so ``vmsentry --help`` and every verb start without importing the
 others (and their stages)."""
+
 from __future__ import annotations
 
-from vmsentry.commands.base import Command, CommandInfo, create_command as _create
+from vmsentry.commands.base import Command, CommandInfo
+from vmsentry.commands.base import create_command as _create
 
 # verb -> (module, class, one-line summary for `vmsentry --help`), in the order --help lists them
 COMMANDS: dict[str, CommandInfo] = {
-    "scan": CommandInfo("vmsentry.commands.scan", "ScanCommand",
-                        "discover and audit VMs, networks and the host"),
-    "inventory": CommandInfo("vmsentry.commands.inventory", "InventoryCommand",
-                             "print the normalised inventory as JSON"),
+    "scan": CommandInfo("vmsentry.commands.scan", "ScanCommand", "discover and audit VMs, networks and the host"),
+    "inventory": CommandInfo(
+        "vmsentry.commands.inventory", "InventoryCommand", "print the normalised inventory as JSON"
+    ),
     "rules": CommandInfo("vmsentry.commands.rules", "RulesCommand", "list the rule catalogue"),
-    "paths": CommandInfo("vmsentry.commands.paths", "PathsCommand",
-                         "attack paths over the exposure graph, and the smallest fix"),
-    "detect": CommandInfo("vmsentry.commands.detect", "DetectCommand",
-                          "find ARP spoofing, floods, rogue DHCP/RA, scans, VM-to-host and VM-to-VM access in traffic"),
-    "policy": CommandInfo("vmsentry.commands.policy", "PolicyCommand",
-                          "segmentation policy: compile to nftables/nwfilter, apply with rollback, check traffic"),
+    "paths": CommandInfo(
+        "vmsentry.commands.paths", "PathsCommand", "attack paths over the exposure graph, and the smallest fix"
+    ),
+    "detect": CommandInfo(
+        "vmsentry.commands.detect",
+        "DetectCommand",
+        "find ARP spoofing, floods, rogue DHCP/RA, scans, VM-to-host and VM-to-VM access in traffic",
+    ),
+    "policy": CommandInfo(
+        "vmsentry.commands.policy",
+        "PolicyCommand",
+        "segmentation policy: compile to nftables/nwfilter, apply with rollback, check traffic",
+    ),
 }
 
 

@@ -1,5 +1,6 @@
 """What every verb shares: the parser that exits 3 on usage errors, the ``Command`` base class, the fatal
 error every verb may raise, and writing its output. Only argparse is imported here: ``--help`` stays fast."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ class FatalError(Exception):
 
 class CommandInfo(NamedTuple):
     """Where a verb lives: its module is imported only when the verb runs (or its --help is asked for)."""
+
     module_path: str
     class_name: str
     summary: str
@@ -36,7 +38,7 @@ class Command:
     works in ``run``."""
 
     def __init__(self, name: str, summary: str) -> None:
-        self.name = name          # as typed after "vmsentry": "scan", "policy compile"
+        self.name = name  # as typed after "vmsentry": "scan", "policy compile"
         self.summary = summary
 
     @property
@@ -61,6 +63,7 @@ class Command:
 
 def create_command(registry: dict[str, CommandInfo], name: str, prefix: str = "") -> Command:
     from importlib import import_module
+
     info = registry[name]
     cls = getattr(import_module(info.module_path), info.class_name)
     return cls(f"{prefix}{name}", info.summary)
@@ -80,7 +83,7 @@ def split_verb(parser: Parser, argv: list[str]) -> tuple[str | None, list[str]]:
     --version) take no value, so the verb is the first argument not starting with '-'. argparse's
     subparsers cannot parse intermixed, so each verb parses its own arguments."""
     at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
-    return parser.parse_args(argv[:at + 1]).verb, argv[at + 1:]
+    return parser.parse_args(argv[: at + 1]).verb, argv[at + 1 :]
 
 
 @contextmanager
@@ -95,6 +98,7 @@ def reraise_as(target: type[Exception], *errors: type[Exception]) -> Iterator[No
 def write(text: str, path: str | None, error: type[Exception] = FatalError) -> None:
     """The output to stdout or, atomically, to ``path``; a failure becomes ``error``."""
     from vmsentry.report.output import OutputError, write_output
+
     with reraise_as(error, OutputError):
         write_output(text, path)
 

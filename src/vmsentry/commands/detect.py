@@ -1,4 +1,5 @@
 """``vmsentry detect``: traffic detectors (collect.traffic -> analyse.detectors -> report.alerts)."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,20 +21,42 @@ class DetectCommand(Command):
     def add_options(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("pcaps", nargs="*", metavar="PCAP", help="pcap or pcapng file, gzip'd or not ('-': stdin)")
         p.add_argument("-i", "--interface", metavar="IF", help="capture live from IF (a bridge such as virbr0; root)")
-        p.add_argument("--zeek", action="append", default=[], metavar="PATH",
-                       help="Zeek conn/dns/dhcp log (TSV or JSON), or a folder of them (repeatable)")
+        p.add_argument(
+            "--zeek",
+            action="append",
+            default=[],
+            metavar="PATH",
+            help="Zeek conn/dns/dhcp log (TSV or JSON), or a folder of them (repeatable)",
+        )
         p.add_argument("--eve", action="append", default=[], metavar="FILE", help="Suricata eve.json (repeatable)")
-        p.add_argument("--inventory", action="append", default=[], metavar="FILE|URI",
-                       help="saved `vmsentry inventory` JSON, VM/network definitions, or a libvirt URI (repeatable): "
-                       "the true MAC/IP of each VM and host, the sanctioned DHCP and DNS servers")
-        p.add_argument("--format", choices=FORMATS, default=None,
-                       help="default: jsonl with --follow, else text on a terminal and json otherwise")
-        p.add_argument("--follow", action="store_true",
-                       help="print each alert as a JSON line when it is raised; SIGINT/SIGTERM stop cleanly")
+        p.add_argument(
+            "--inventory",
+            action="append",
+            default=[],
+            metavar="FILE|URI",
+            help="saved `vmsentry inventory` JSON, VM/network definitions, or a libvirt URI (repeatable): "
+            "the true MAC/IP of each VM and host, the sanctioned DHCP and DNS servers",
+        )
+        p.add_argument(
+            "--format",
+            choices=FORMATS,
+            default=None,
+            help="default: jsonl with --follow, else text on a terminal and json otherwise",
+        )
+        p.add_argument(
+            "--follow",
+            action="store_true",
+            help="print each alert as a JSON line when it is raised; SIGINT/SIGTERM stop cleanly",
+        )
         p.add_argument("--duration", type=float, metavar="SECONDS", help="live: stop after this long")
         p.add_argument("--count", type=int, metavar="N", help="live: stop after N packets")
-        p.add_argument("--tune", action="append", default=[], metavar="DETECTOR.NAME=VALUE",
-                       help="change a tunable (see docs/detection.md; repeatable)")
+        p.add_argument(
+            "--tune",
+            action="append",
+            default=[],
+            metavar="DETECTOR.NAME=VALUE",
+            help="change a tunable (see docs/detection.md; repeatable)",
+        )
         p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -59,20 +82,27 @@ class DetectCommand(Command):
                 unreadable += 1
         stopping: list[int] = []
         if args.interface:
-            gc.enable()                          # a watcher runs for long: let the collector work
-            readers.append(LiveReader(args.interface, stop=lambda: bool(stopping), duration=args.duration,
-                                      max_packets=args.count,
-                                      on_ready=lambda: print(f"vmsentry: watching {args.interface}",
-                                                             file=sys.stderr, flush=True)))
+            gc.enable()  # a watcher runs for long: let the collector work
+            readers.append(
+                LiveReader(
+                    args.interface,
+                    stop=lambda: bool(stopping),
+                    duration=args.duration,
+                    max_packets=args.count,
+                    on_ready=lambda: print(f"vmsentry: watching {args.interface}", file=sys.stderr, flush=True),
+                )
+            )
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda signum, frame: stopping.append(signum))
-        fmt = args.format or ("jsonl" if args.follow else "text" if args.output is None and sys.stdout.isatty()
-                              else "json")
+        fmt = args.format or (
+            "jsonl" if args.follow else "text" if args.output is None and sys.stdout.isatty() else "json"
+        )
 
         def announce(alert) -> None:
             sys.stdout.write(report.alert_line(alert))
             sys.stdout.flush()
             alert.printed_count = alert.count
+
         engine = Engine(truth, tunables, on_raise=announce if fmt == "jsonl" else None)
         stream = TrafficStream()
         with reraise_as(FatalError, LiveError):
@@ -100,9 +130,11 @@ class DetectCommand(Command):
 def _truth(specs: list[str], interface: str | None):
     """What the network should look like (true MACs/IPs, sanctioned servers), from ``--inventory``."""
     from vmsentry.analyse.detectors import Truth
+
     if not specs:
         return Truth()
     from vmsentry.collect import collect
+
     uris = [s for s in specs if "://" in s or s.startswith(("qemu:", "test:", "xen:", "lxc:"))]
     paths = [s for s in specs if s not in uris]
     for path in paths:

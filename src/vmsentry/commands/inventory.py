@@ -1,4 +1,5 @@
 """``vmsentry inventory``: the collected inventory as JSON (the contract's schema)."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,7 @@ class InventoryCommand(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         import json
+
         inv, _ = collect_inputs(args, progress=False)
         write(json.dumps(inv.to_dict(), indent=2, sort_keys=False) + "\n", args.output)
         return 2 if inv.errors else 0

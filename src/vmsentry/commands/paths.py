@@ -1,4 +1,5 @@
 """``vmsentry paths``: collect -> exposure graph -> attack paths and the smallest fix -> report."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,17 +17,27 @@ class PathsCommand(Command):
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         add_inputs(p)
-        p.add_argument("--from", dest="source", default="any-vm", metavar="SPEC",
-                       help="vm:NAME, any-vm (default), external or any")
-        p.add_argument("--to", dest="target", default="host", metavar="SPEC",
-                       help="host (default), vm:NAME, any-vm, lan or any")
-        p.add_argument("--format", choices=FORMATS, default=None,
-                       help="output format (default: text on a terminal, json otherwise)")
+        p.add_argument(
+            "--from", dest="source", default="any-vm", metavar="SPEC", help="vm:NAME, any-vm (default), external or any"
+        )
+        p.add_argument(
+            "--to", dest="target", default="host", metavar="SPEC", help="host (default), vm:NAME, any-vm, lan or any"
+        )
+        p.add_argument(
+            "--format",
+            choices=FORMATS,
+            default=None,
+            help="output format (default: text on a terminal, json otherwise)",
+        )
         p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
         p.add_argument("--vuln-db", metavar="FILE", help="hypervisor vulnerability table (vulns.yaml format)")
-        p.add_argument("--what-if", action="append", default=[], metavar="CHANGE",
-                       help="re-run with this change applied: a change id printed by `vmsentry paths`, or a rule id "
-                       "(repeatable)")
+        p.add_argument(
+            "--what-if",
+            action="append",
+            default=[],
+            metavar="CHANGE",
+            help="re-run with this change applied: a change id printed by `vmsentry paths`, or a rule id (repeatable)",
+        )
         p.add_argument("--limit", type=int, default=20, metavar="N", help="paths shown in text/html (default 20)")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -44,12 +55,15 @@ class PathsCommand(Command):
         fmt = default_format(args)
         if fmt == "json":
             from vmsentry.report.paths import render_json
+
             text = render_json(result)
         elif fmt == "html":
             from vmsentry.report.paths_html import render_html
+
             text = render_html(result, limit=max(args.limit, 50))
         else:
             from vmsentry.report.paths import render_text
+
             text = render_text(result, limit=args.limit)
         write(text, args.output)
         return 2 if inv.errors else 0

@@ -6,6 +6,7 @@ apply was refused or nft failed (the old ruleset stays), confirm/rollback had no
 inventory or traffic input is invalid or unreadable (every problem is printed with its file and line);
 3 usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,14 +23,17 @@ EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_USAGE = 0, 1, 2, 3
 # sub-verb -> (class in this module, one-line summary for `vmsentry policy --help`)
 SUBCOMMANDS: dict[str, CommandInfo] = {
     "compile": CommandInfo(__name__, "CompileCommand", "print the nftables ruleset or nwfilter XML for a policy"),
-    "apply": CommandInfo(__name__, "ApplyCommand",
-                         "apply atomically; with --confirm-within, roll back unless confirmed"),
+    "apply": CommandInfo(
+        __name__, "ApplyCommand", "apply atomically; with --confirm-within, roll back unless confirmed"
+    ),
     "confirm": CommandInfo(__name__, "ConfirmCommand", "keep the ruleset applied with --confirm-within"),
     "rollback": CommandInfo(__name__, "RollbackCommand", "roll a pending (unconfirmed) apply back now"),
-    "check": CommandInfo(__name__, "CheckCommand",
-                         "list flows in a capture or on an interface that the policy forbids"),
-    "suggest": CommandInfo(__name__, "SuggestCommand",
-                           "a default policy from the inventory (DHCP+DNS to the host, zones per network)"),
+    "check": CommandInfo(
+        __name__, "CheckCommand", "list flows in a capture or on an interface that the policy forbids"
+    ),
+    "suggest": CommandInfo(
+        __name__, "SuggestCommand", "a default policy from the inventory (DHCP+DNS to the host, zones per network)"
+    ),
 }
 
 
@@ -84,10 +88,20 @@ def _add_policy(p: argparse.ArgumentParser) -> None:
 
 
 def _add_inventory(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--inventory", action="append", default=[], metavar="INV",
-                   help="saved inventory JSON, or VM/network definition files/folders (repeatable)")
-    p.add_argument("--libvirt", action="append", default=[], metavar="URI",
-                   help="read VMs from a live libvirt (qemu:///system): knows each NIC's host port (vnetN)")
+    p.add_argument(
+        "--inventory",
+        action="append",
+        default=[],
+        metavar="INV",
+        help="saved inventory JSON, or VM/network definition files/folders (repeatable)",
+    )
+    p.add_argument(
+        "--libvirt",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="read VMs from a live libvirt (qemu:///system): knows each NIC's host port (vnetN)",
+    )
 
 
 def _err(msg: str) -> None:
@@ -101,6 +115,7 @@ def _problems(problems) -> None:
 
 def _inventory(args):
     from vmsentry.collect import collect
+
     if not args.inventory and not args.libvirt:
         raise _Usage("give the inventory: --inventory FILE (vmsentry inventory ... -o FILE) or --libvirt URI")
     for path in args.inventory:
@@ -116,6 +131,7 @@ def _load(args, inv=None):
     from vmsentry.act.policy.problems import PolicyError
     from vmsentry.act.policy.resolve import resolve
     from vmsentry.act.policy.schema import load_policy
+
     if not os.path.exists(args.policy):
         raise _Input(f"{args.policy}: no such file")
     inv = inv if inv is not None else _inventory(args)
@@ -136,9 +152,11 @@ def _write_out(text: str, path: str | None) -> None:
 
 def _caps(args):
     from vmsentry.act.policy.nft import Caps
+
     if getattr(args, "no_probe", False):
         return Caps()
     from vmsentry.act.policy import nftexec
+
     try:
         if getattr(args, "netns", None):
             nftexec.check_netns(args.netns)
@@ -156,10 +174,18 @@ class CompileCommand(_PolicyVerb):
     def add_options(self, p: argparse.ArgumentParser) -> None:
         _add_policy(p)
         _add_inventory(p)
-        p.add_argument("--target", choices=("nft", "nwfilter"), default="nft",
-                       help="nft: an nftables ruleset (default); nwfilter: libvirt nwfilter XML")
-        p.add_argument("--format", choices=("text", "json"), default="text",
-                       help="nft: text (nft -f) or json (nft -j -f, what apply loads)")
+        p.add_argument(
+            "--target",
+            choices=("nft", "nwfilter"),
+            default="nft",
+            help="nft: an nftables ruleset (default); nwfilter: libvirt nwfilter XML",
+        )
+        p.add_argument(
+            "--format",
+            choices=("text", "json"),
+            default="text",
+            help="nft: text (nft -f) or json (nft -j -f, what apply loads)",
+        )
         p.add_argument("-o", "--output", metavar="PATH", help="write here (nwfilter: a folder, one XML per filter)")
         p.add_argument("--netns", metavar="NS", help="ask this namespace's kernel what it supports (meta hour)")
         p.add_argument("--no-probe", action="store_true", help="do not ask the kernel; assume meta hour works")
@@ -169,27 +195,35 @@ class CompileCommand(_PolicyVerb):
         _, res = _load(args)
         if args.target == "nwfilter":
             from vmsentry.act.policy.nwfilter import compile_nwfilter
+
             nwf = compile_nwfilter(res)
             _problems(nwf.warnings)
             if args.output:
                 os.makedirs(args.output, exist_ok=True)
                 for name, xml in nwf.filters.items():
                     _write_out(xml, os.path.join(args.output, f"{name}.xml"))
-                _write_out("\n".join(f"{vm}: {s}" for vm, ss in nwf.interfaces.items() for s in ss) + "\n",
-                           os.path.join(args.output, "interfaces.txt"))
-                _err(f"wrote {len(nwf.filters)} filters to {args.output}/ "
-                     "(virsh nwfilter-define each; attach as in interfaces.txt)")
+                _write_out(
+                    "\n".join(f"{vm}: {s}" for vm, ss in nwf.interfaces.items() for s in ss) + "\n",
+                    os.path.join(args.output, "interfaces.txt"),
+                )
+                _err(
+                    f"wrote {len(nwf.filters)} filters to {args.output}/ "
+                    "(virsh nwfilter-define each; attach as in interfaces.txt)"
+                )
             else:
                 _write_out(nwf.text(), None)
             return EXIT_OK
         from vmsentry.act.policy.nft import compile_nft
+
         caps = _caps(args)
         rs = compile_nft(res, caps)
         _problems(rs.warnings)
         _write_out(json.dumps(rs.commands(), indent=1) + "\n" if args.format == "json" else rs.text(), args.output)
         st = rs.stats()
-        _err(f"compiled {st['rules']} rules, {st['sets']} sets ({st['elements']} elements) for "
-             f"{len(res.endpoints)} VM NICs in {(time.perf_counter() - t0) * 1000:.0f} ms")
+        _err(
+            f"compiled {st['rules']} rules, {st['sets']} sets ({st['elements']} elements) for "
+            f"{len(res.endpoints)} VM NICs in {(time.perf_counter() - t0) * 1000:.0f} ms"
+        )
         return EXIT_OK
 
 
@@ -200,13 +234,16 @@ def _lockout(res, netns):
         return None
     client, _, server, port = ssh
     from vmsentry.analyse.policy_decision import Evaluator, Flow
+
     try:
         d = Evaluator(res).decide(Flow(time.time(), None, client, server, "tcp", int(port)))
     except ValueError:
         return None
     if d.action == "drop":
-        return (f"this policy blocks new connections from your SSH source {client} to the host port {port} "
-                f"({d.why}); your current session survives as established traffic")
+        return (
+            f"this policy blocks new connections from your SSH source {client} to the host port {port} "
+            f"({d.why}); your current session survives as established traffic"
+        )
     return None
 
 
@@ -219,20 +256,32 @@ class ApplyCommand(_PolicyVerb):
         _add_policy(p)
         _add_inventory(p)
         p.add_argument("--netns", metavar="NS", help="apply inside this network namespace (ip netns)")
-        p.add_argument("--confirm-within", type=float, metavar="SECONDS",
-                       help="roll back by itself after SECONDS unless `vmsentry policy confirm` comes first")
+        p.add_argument(
+            "--confirm-within",
+            type=float,
+            metavar="SECONDS",
+            help="roll back by itself after SECONDS unless `vmsentry policy confirm` comes first",
+        )
         p.add_argument("--dry-run", action="store_true", help="show the diff, change nothing")
         p.add_argument("--state-dir", metavar="DIR", help="rollback state (default /run/vmsentry/policy/<netns|host>)")
-        p.add_argument("--set-sysctl", action="store_true",
-                       help="set net.bridge.bridge-nf-call-iptables=1 if it is 0 (otherwise apply refuses)")
+        p.add_argument(
+            "--set-sysctl",
+            action="store_true",
+            help="set net.bridge.bridge-nf-call-iptables=1 if it is 0 (otherwise apply refuses)",
+        )
         p.add_argument("--force", action="store_true", help="apply even if it would block your own SSH source")
-        p.add_argument("--format", choices=("text", "json"), default="text",
-                       help="text (default): the diff and a summary on stderr; json: the apply report")
+        p.add_argument(
+            "--format",
+            choices=("text", "json"),
+            default="text",
+            help="text (default): the diff and a summary on stderr; json: the apply report",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.policy import nftexec
         from vmsentry.act.policy.apply import ApplyError, apply
         from vmsentry.act.policy.nft import compile_nft
+
         if args.confirm_within is not None and args.confirm_within <= 0:
             raise _Usage("--confirm-within takes a positive number of seconds")
         inv = _inventory(args)
@@ -246,9 +295,17 @@ class ApplyCommand(_PolicyVerb):
         compile_s = time.perf_counter() - t0
         _problems(rs.warnings)
         with reraise_as(_Refused, ApplyError, nftexec.NftError):
-            rep = apply(rs, netns=args.netns, confirm_within=args.confirm_within, dry_run=args.dry_run,
-                        state_dir=args.state_dir, set_sysctl=args.set_sysctl, ipv6=res.has_ipv6,
-                        lockout_check=lambda: _lockout(res, args.netns), force=args.force)
+            rep = apply(
+                rs,
+                netns=args.netns,
+                confirm_within=args.confirm_within,
+                dry_run=args.dry_run,
+                state_dir=args.state_dir,
+                set_sysctl=args.set_sysctl,
+                ipv6=res.has_ipv6,
+                lockout_check=lambda: _lockout(res, args.netns),
+                force=args.force,
+            )
         if args.format == "json":
             d = rep.to_dict()
             d["stats"] = rs.stats()
@@ -264,15 +321,19 @@ class ApplyCommand(_PolicyVerb):
         if rep.dry_run:
             _err(f"dry run: {'changes above' if rep.changed else 'nothing would change'}; nothing applied to {where}")
         elif rep.applied:
-            _err(f"applied to {where} in one transaction: {st['rules']} rules, {st['sets']} sets, "
-                 f"{st['elements']} elements (compile {compile_s * 1000:.0f} ms, "
-                 f"checks {rep.seconds_check * 1000:.0f} ms, apply {rep.seconds_apply * 1000:.0f} ms)")
+            _err(
+                f"applied to {where} in one transaction: {st['rules']} rules, {st['sets']} sets, "
+                f"{st['elements']} elements (compile {compile_s * 1000:.0f} ms, "
+                f"checks {rep.seconds_check * 1000:.0f} ms, apply {rep.seconds_apply * 1000:.0f} ms)"
+            )
         if rep.deadline is not None:
-            _err(f"rolls back by itself at {time.strftime('%H:%M:%S', time.localtime(rep.deadline))} "
-                 f"(in {args.confirm_within:g} s) unless you run: vmsentry policy confirm"
-                 + (f" --netns {args.netns}" if args.netns else "")
-                 + (f" --state-dir {args.state_dir}" if args.state_dir else "")
-                 + f"   (watchdog pid {rep.watchdog_pid})")
+            _err(
+                f"rolls back by itself at {time.strftime('%H:%M:%S', time.localtime(rep.deadline))} "
+                f"(in {args.confirm_within:g} s) unless you run: vmsentry policy confirm"
+                + (f" --netns {args.netns}" if args.netns else "")
+                + (f" --state-dir {args.state_dir}" if args.state_dir else "")
+                + f"   (watchdog pid {rep.watchdog_pid})"
+            )
         return EXIT_OK
 
 
@@ -281,8 +342,11 @@ class _PendingCommand(_PolicyVerb):
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--netns", metavar="NS", help="the network namespace given to `policy apply --netns`")
-        p.add_argument("--state-dir", metavar="DIR",
-                       help="the --state-dir given to `policy apply` (default /run/vmsentry/policy/<netns|host>)")
+        p.add_argument(
+            "--state-dir",
+            metavar="DIR",
+            help="the --state-dir given to `policy apply` (default /run/vmsentry/policy/<netns|host>)",
+        )
 
 
 class ConfirmCommand(_PendingCommand):
@@ -291,6 +355,7 @@ class ConfirmCommand(_PendingCommand):
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.policy.apply import ConfirmError, confirm
+
         with reraise_as(_Refused, ConfirmError):
             info = confirm(args.netns, args.state_dir)
         _err(f"confirmed with {info['seconds_left']:.1f} s to spare; the rollback is cancelled")
@@ -303,13 +368,16 @@ class RollbackCommand(_PendingCommand):
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.policy.apply import ConfirmError, rollback_now
+
         with reraise_as(_Refused, ConfirmError):
             r = rollback_now(args.netns, args.state_dir)
         if not r.get("ok"):
             _err(f"policy rollback failed: {r.get('error')}")
             return EXIT_FAIL
-        _err(f"rolled back in {r['restore_ms']:.0f} ms; previous ruleset "
-             f"{'restored exactly' if r.get('identical') else 'restored (listing differs!)'}")
+        _err(
+            f"rolled back in {r['restore_ms']:.0f} ms; previous ruleset "
+            f"{'restored exactly' if r.get('identical') else 'restored (listing differs!)'}"
+        )
         return EXIT_OK
 
 
@@ -324,8 +392,12 @@ class CheckCommand(_PolicyVerb):
         p.add_argument("--interface", metavar="IF", help="capture live on this interface (root)")
         p.add_argument("--duration", type=float, default=10.0, metavar="S", help="live capture length (default 10 s)")
         p.add_argument("--netns", metavar="NS", help="the interface is in this network namespace")
-        p.add_argument("--format", choices=("text", "json"), default=None,
-                       help="output format (default: text on a terminal, json otherwise)")
+        p.add_argument(
+            "--format",
+            choices=("text", "json"),
+            default=None,
+            help="output format (default: text on a terminal, json otherwise)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """The ``policy_violation`` detector over the traffic, read as ``detect`` reads it (every packet)."""
@@ -334,6 +406,7 @@ class CheckCommand(_PolicyVerb):
         from vmsentry.collect.traffic import BadTrafficInput, TrafficStream, open_inputs
         from vmsentry.collect.traffic.live import LiveError
         from vmsentry.report.alerts import damage_lines
+
         if not args.pcaps and not args.interface:
             raise _Usage("give a PCAP file or --interface IF")
         for p in args.pcaps:
@@ -348,7 +421,7 @@ class CheckCommand(_PolicyVerb):
         if args.interface:
             readers.append(_live_reader(args.interface, args.duration, args.netns))
         engine = Engine(only=["policy_violation"], policy=res)
-        stream = TrafficStream(all_packets=True)       # every packet: a forged source mid-flow counts
+        stream = TrafficStream(all_packets=True)  # every packet: a forged source mid-flow counts
         with reraise_as(_Input, LiveError):
             for batch in stream.batches(readers):
                 engine.feed(batch)
@@ -364,8 +437,7 @@ class CheckCommand(_PolicyVerb):
             _write_out(json.dumps({"alerts": alerts, "stats": st}, indent=2) + "\n", None)
         else:
             lines = [f"{a['severity']:<6} {a['count']:>5}x  {a['summary']}" for a in alerts]
-            lines.append(f"{len(alerts)} policy violation(s) in {st['flows_judged']} flows "
-                         f"({st['packets']} packets)")
+            lines.append(f"{len(alerts)} policy violation(s) in {st['flows_judged']} flows ({st['packets']} packets)")
             _write_out("\n".join(lines) + "\n", None)
         damage = damage_lines(st)
         for line in damage:
@@ -375,6 +447,7 @@ class CheckCommand(_PolicyVerb):
 
 def _live_reader(interface: str, duration: float | None, netns: str | None):
     from vmsentry.collect.traffic.live import LiveReader
+
     if not netns:
         return LiveReader(interface, duration=duration)
 
@@ -383,6 +456,7 @@ def _live_reader(interface: str, duration: float | None, netns: str | None):
 
         def open(self):
             from vmsentry.act.policy.netns import open_in_netns
+
             return open_in_netns(netns, super().open)
 
     reader = NetnsLiveReader(interface, duration=duration)
@@ -400,6 +474,7 @@ class SuggestCommand(_PolicyVerb):
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.policy.suggest import suggest
+
         inv = _inventory(args)
         _write_out(suggest(inv, ", ".join(args.inventory + args.libvirt)), args.output)
         return EXIT_OK

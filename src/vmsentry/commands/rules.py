@@ -1,4 +1,5 @@
 """``vmsentry rules``: the rule catalogue, or the platform comparison table built from it."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,20 +14,26 @@ class RulesCommand(Command):
     (--matrix) how each platform sets each control. Exit 0; 3: usage error."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--platform", choices=PLATFORMS, metavar="P",
-                       help=f"only rules for this platform: {', '.join(PLATFORMS)}")
+        p.add_argument(
+            "--platform", choices=PLATFORMS, metavar="P", help=f"only rules for this platform: {', '.join(PLATFORMS)}"
+        )
         p.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
-        p.add_argument("--matrix", action="store_true",
-                       help="platform comparison table: each control on KVM/libvirt, VMware, Hyper-V, VirtualBox "
-                       "and Proxmox (--format md|html|json; text = md)")
+        p.add_argument(
+            "--matrix",
+            action="store_true",
+            help="platform comparison table: each control on KVM/libvirt, VMware, Hyper-V, VirtualBox "
+            "and Proxmox (--format md|html|json; text = md)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.analyse.rules import load_catalogue
-        rules = [r for r in load_catalogue()
-                 if not args.platform or args.platform in r.platforms or "all" in r.platforms]
+
+        rules = [
+            r for r in load_catalogue() if not args.platform or args.platform in r.platforms or "all" in r.platforms
+        ]
         if args.matrix:
             from vmsentry.report.matrix import render
         else:
-            from vmsentry.report.rules import render   # type: ignore[no-redef]
+            from vmsentry.report.rules import render  # type: ignore[no-redef]
         write(render(args.format, rules), None)
         return 0

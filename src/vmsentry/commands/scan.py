@@ -1,4 +1,5 @@
 """``vmsentry scan``: collect -> analyse (rules, waivers, baseline) -> report."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,15 +20,29 @@ class ScanCommand(Command):
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         add_inputs(p)
-        p.add_argument("--format", choices=FORMATS, default=None,
-                       help="output format (default: text on a terminal, json otherwise)")
+        p.add_argument(
+            "--format",
+            choices=FORMATS,
+            default=None,
+            help="output format (default: text on a terminal, json otherwise)",
+        )
         p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
-        p.add_argument("--fail-on", choices=FAIL_ON, default="high",
-                       help="lowest severity of a failing finding that makes the exit code 1 (default high)")
+        p.add_argument(
+            "--fail-on",
+            choices=FAIL_ON,
+            default="high",
+            help="lowest severity of a failing finding that makes the exit code 1 (default high)",
+        )
         p.add_argument("--waivers", metavar="FILE", help="YAML waiver file (rule, asset, owner, reason, expires)")
         p.add_argument("--baseline", metavar="FILE", help="previous `scan --format json`: report only new and fixed")
-        p.add_argument("--platform", action="append", default=[], choices=PLATFORMS, metavar="P",
-                       help=f"only rules for this platform (repeatable): {', '.join(PLATFORMS)}")
+        p.add_argument(
+            "--platform",
+            action="append",
+            default=[],
+            choices=PLATFORMS,
+            metavar="P",
+            help=f"only rules for this platform (repeatable): {', '.join(PLATFORMS)}",
+        )
         p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -43,11 +58,13 @@ class ScanCommand(Command):
         waivers = None
         if args.waivers:
             from vmsentry.analyse.waivers import WaiverError, load_waivers
+
             with reraise_as(FatalError, WaiverError):
                 waivers = load_waivers(args.waivers)
         previous = None
         if args.baseline:
             from vmsentry.analyse.baseline import BaselineError, load_baseline
+
             with reraise_as(FatalError, BaselineError):
                 previous = load_baseline(args.baseline)
         inv, skipped = collect_inputs(args, progress=not args.no_progress)
@@ -55,21 +72,31 @@ class ScanCommand(Command):
         if args.platform:
             rules = tuple(r for r in rules if "all" in r.platforms or set(r.platforms) & set(args.platform))
         not_applicable: dict[str, int] = {}
-        findings = evaluate(inv, rules, not_applicable_counts=not_applicable)   # each report sorts for itself
+        findings = evaluate(inv, rules, not_applicable_counts=not_applicable)  # each report sorts for itself
         if waivers is not None:
             from vmsentry.analyse.waivers import apply_waivers
+
             notes += apply_waivers(findings, waivers, date.today())
         baseline = None
         if previous is not None:
             from vmsentry.analyse.baseline import compare
+
             baseline = compare(findings, previous)
             baseline["file"] = args.baseline
         for note in notes:
             print(f"vmsentry: {note}", file=sys.stderr)
         fmt = default_format(args)
-        result = ScanResult(findings=findings, inventory=inv, rules=rules, skipped_files=skipped,
-                            seconds=time.perf_counter() - started, tool_version=__version__, fail_on=args.fail_on,
-                            baseline=baseline, notes=notes, not_applicable=sum(not_applicable.values()))
-        write(render(fmt, result, color=(fmt == "text" and args.output is None and sys.stdout.isatty())),
-              args.output)
+        result = ScanResult(
+            findings=findings,
+            inventory=inv,
+            rules=rules,
+            skipped_files=skipped,
+            seconds=time.perf_counter() - started,
+            tool_version=__version__,
+            fail_on=args.fail_on,
+            baseline=baseline,
+            notes=notes,
+            not_applicable=sum(not_applicable.values()),
+        )
+        write(render(fmt, result, color=(fmt == "text" and args.output is None and sys.stdout.isatty())), args.output)
         return exit_code(result)

@@ -5,11 +5,42 @@
 statuses, the one severity order), ``rule`` (a rule's metadata), ``scan`` (a scan's result), ``text``
 (the one sanitiser for names from hostile input). This package imports nothing else of vmsentry.
 """
+
 from vmsentry.model.host import (  # noqa: F401
-    SS_LOCATOR, Bridge, Chain, Cpu, Firewall, Interface, Iommu, Kvm, ListeningSocket, Lsm, MemoryEncryption,
-    Ruleset, RulesetTable, Versions, sysctl_path,
+    SS_LOCATOR,
+    Bridge,
+    Chain,
+    Cpu,
+    Firewall,
+    Interface,
+    Iommu,
+    Kvm,
+    ListeningSocket,
+    Lsm,
+    MemoryEncryption,
+    Ruleset,
+    RulesetTable,
+    Versions,
+    sysctl_path,
 )
 from vmsentry.model.inventory import (  # noqa: F401
-    SCHEMA, AUTH_KINDS, LISTENER_KINDS, NIC_MODES, Channels, Device, Forward, Host, InputError,
-    Inventory, Listener, Network, Nic, NwFilter, Security, Share, Snapshot, Source, VM,
+    AUTH_KINDS,
+    LISTENER_KINDS,
+    NIC_MODES,
+    SCHEMA,
+    VM,
+    Channels,
+    Device,
+    Forward,
+    Host,
+    InputError,
+    Inventory,
+    Listener,
+    Network,
+    Nic,
+    NwFilter,
+    Security,
+    Share,
+    Snapshot,
+    Source,
 )

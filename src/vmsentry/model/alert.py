@@ -1,7 +1,8 @@
 """The alert record (CONTRACTS.md "Alert"): one per incident, grown in place while the incident goes on."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from vmsentry.model.findings import SEVERITY_RANK
 
@@ -10,11 +11,34 @@ MAX_PORTS = 100
 
 
 class Alert:
-    __slots__ = ("type", "severity", "first_seen", "last_seen", "count", "attacker", "victims", "ports",
-                 "confidence", "evidence", "describe", "victims_total", "ports_total", "printed_count", "_raw")
+    __slots__ = (
+        "type",
+        "severity",
+        "first_seen",
+        "last_seen",
+        "count",
+        "attacker",
+        "victims",
+        "ports",
+        "confidence",
+        "evidence",
+        "describe",
+        "victims_total",
+        "ports_total",
+        "printed_count",
+        "_raw",
+    )
 
-    def __init__(self, type: str, severity: str, ts: float, attacker: dict, confidence: float,
-                 describe: Callable[["Alert"], str], evidence: dict | None = None) -> None:
+    def __init__(
+        self,
+        type: str,
+        severity: str,
+        ts: float,
+        attacker: dict,
+        confidence: float,
+        describe: Callable[[Alert], str],
+        evidence: dict | None = None,
+    ) -> None:
         self.type = type
         self.severity = severity
         self.first_seen = ts
@@ -68,7 +92,7 @@ class Alert:
 
     def raise_to(self, severity: str, confidence: float | None = None) -> None:
         """Make the alert worse (never better) as evidence accumulates."""
-        if SEVERITY_RANK[severity] < SEVERITY_RANK[self.severity]:          # 0 = worst
+        if SEVERITY_RANK[severity] < SEVERITY_RANK[self.severity]:  # 0 = worst
             self.severity = severity
         if confidence is not None and confidence > self.confidence:
             self.confidence = confidence

@@ -4,13 +4,14 @@ Every stage that ranks, counts or prints findings or alerts uses the order here:
 the worst first, and ``SEVERITY_RANK`` maps a severity to its place in that list (0 = worst), so "at or
 above high" is ``SEVERITY_RANK[s] <= SEVERITY_RANK["high"]``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
-SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}           # 0 = worst
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # 0 = worst
 # GitHub code scanning ranks SARIF results by this number (>=9 critical, 7-8.9 high, 4-6.9 medium).
 SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "info": "1.0"}
 
@@ -36,9 +37,16 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         out = {
-            "rule_id": self.rule_id, "title": self.title, "severity": self.severity, "status": self.status,
-            "category": self.category, "platform": self.platform, "asset": self.asset,
-            "evidence": self.evidence, "remediation": self.remediation, "references": self.references,
+            "rule_id": self.rule_id,
+            "title": self.title,
+            "severity": self.severity,
+            "status": self.status,
+            "category": self.category,
+            "platform": self.platform,
+            "asset": self.asset,
+            "evidence": self.evidence,
+            "remediation": self.remediation,
+            "references": self.references,
         }
         if self.waiver is not None:
             out["waiver"] = self.waiver
@@ -52,4 +60,6 @@ class Finding:
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:
     """Worst first: failures by severity, then errors, unknowns, waivers, passes."""
-    return sorted(findings, key=lambda f: (STATUS_ORDER.get(f.status, 9), SEVERITY_RANK[f.severity], f.asset, f.rule_id))
+    return sorted(
+        findings, key=lambda f: (STATUS_ORDER.get(f.status, 9), SEVERITY_RANK[f.severity], f.asset, f.rule_id)
+    )

@@ -11,25 +11,26 @@ host state (``qemu_conf``, ``libvirtd_conf``, ``hyperv.host.*``, ``proxmox.*``, 
 ``collection_errors``, ``hostname`` ...). Values inside a group are kept as read; keys a group does not
 know are dropped.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-SS_LOCATOR = "ss -ltnup"   # evidence locator of every finding about a listening socket
+SS_LOCATOR = "ss -ltnup"  # evidence locator of every finding about a listening socket
 
 
 @dataclass(slots=True)
 class Interface:
     name: str | None = None
-    kind: str | None = None          # physical|bridge|veth|tun|macvtap|macvlan|vlan|bond|dummy|loopback|other
+    kind: str | None = None  # physical|bridge|veth|tun|macvtap|macvlan|vlan|bond|dummy|loopback|other
     mac: str | None = None
     mtu: int | None = None
     state: str | None = None
-    master: str | None = None        # the bridge or bond it is a port of
+    master: str | None = None  # the bridge or bond it is a port of
     promiscuity: int | None = None
-    addresses: list[str] = field(default_factory=list)   # "address/prefix", as ``ip addr`` shows them
+    addresses: list[str] = field(default_factory=list)  # "address/prefix", as ``ip addr`` shows them
 
 
 @dataclass(slots=True)
@@ -37,7 +38,7 @@ class Bridge:
     name: str | None = None
     addresses: list[str] = field(default_factory=list)
     ports: list[str] = field(default_factory=list)
-    physical_ports: list[str] = field(default_factory=list)   # NICs (or bonds/VLANs over one): the LAN uplinks
+    physical_ports: list[str] = field(default_factory=list)  # NICs (or bonds/VLANs over one): the LAN uplinks
     stp: bool | None = None
     vlan_filtering: bool | None = None
     isolated_ports: list[str] = field(default_factory=list)
@@ -50,7 +51,7 @@ class ListeningSocket:
     port: int | None = None
     process: str | None = None
     pid: int | None = None
-    interface: str | None = None     # bound to one device (``addr%dev``)
+    interface: str | None = None  # bound to one device (``addr%dev``)
 
     @property
     def label(self) -> str:
@@ -63,7 +64,7 @@ class ListeningSocket:
 @dataclass(slots=True)
 class Chain:
     name: str | None = None
-    hook: str | None = None          # netfilter hook of a base chain; None for a chain only jumped to
+    hook: str | None = None  # netfilter hook of a base chain; None for a chain only jumped to
     type: str | None = None
     priority: int | None = None
     policy: str | None = None
@@ -72,7 +73,7 @@ class Chain:
 
 @dataclass(slots=True)
 class RulesetTable:
-    family: str | None = None        # ip|ip6|inet|bridge|arp|netdev
+    family: str | None = None  # ip|ip6|inet|bridge|arp|netdev
     name: str | None = None
     chains: list[Chain] = field(default_factory=list)
 
@@ -93,6 +94,7 @@ class Ruleset:
 class Firewall:
     """Both rulesets (None = could not be read) and the effective policy of the forward and input hooks
     ("drop", "accept" or "unknown"); the ``_v6`` fields are the same for IPv6."""
+
     nftables: Ruleset | None = None
     iptables_legacy: Ruleset | None = None
     libvirt_chains: list[str] | None = None
@@ -115,7 +117,7 @@ class Cpu:
 @dataclass(slots=True)
 class Kvm:
     dev_kvm: bool | None = None
-    nested: str | None = None        # kvm_intel/kvm_amd "nested" parameter: Y|N
+    nested: str | None = None  # kvm_intel/kvm_amd "nested" parameter: Y|N
     ksm_run: str | None = None
 
 
@@ -137,8 +139,8 @@ class MemoryEncryption:
 
 @dataclass(slots=True)
 class Lsm:
-    apparmor: str | None = None      # enabled|disabled|absent
-    selinux: str | None = None       # enforcing|permissive|disabled|absent
+    apparmor: str | None = None  # enabled|disabled|absent
+    selinux: str | None = None  # enforcing|permissive|disabled|absent
     active: list[str] | None = None
 
 
@@ -163,6 +165,7 @@ _CONF_RE = re.compile(r"^(net\.ipv[46]\.conf)\.(.+)\.([a-z0-9_]+)$")
 
 
 # ---------------------------------------------------------------------------- the old facts layout
+
 
 def _record(cls: type, data: Any) -> Any:
     """One group from its facts layout; None when it is not an object (not collected, or malformed)."""
@@ -200,8 +203,11 @@ def _layout(value: Any) -> Any:
     if isinstance(value, list):
         return [_layout(item) for item in value]
     if hasattr(value, "__dataclass_fields__"):
-        return {f.name: _layout(getattr(value, f.name)) for f in fields(value)
-                if not (f.metadata.get("omit_unset") and getattr(value, f.name) is None)}
+        return {
+            f.name: _layout(getattr(value, f.name))
+            for f in fields(value)
+            if not (f.metadata.get("omit_unset") and getattr(value, f.name) is None)
+        }
     if isinstance(value, dict):
         return dict(value)
     return value
@@ -226,18 +232,27 @@ _GROUPS: dict[str, tuple[str, Any]] = {
     "versions": ("versions", lambda data: _record(Versions, data)),
 }
 # where the typed groups go among the other facts when written (the collector's order)
-_FACT_ORDER = ("hostname", "kernel", "os", *_GROUPS, "libvirt", "qemu_conf", "libvirtd_conf", "groups",
-               "collection_errors")
+_FACT_ORDER = (
+    "hostname",
+    "kernel",
+    "os",
+    *_GROUPS,
+    "libvirt",
+    "qemu_conf",
+    "libvirtd_conf",
+    "groups",
+    "collection_errors",
+)
 
 
 @dataclass(slots=True)
 class Host:
     name: str
     platform: str = "linux"
-    facts: dict[str, Any] = field(default_factory=dict)   # platform settings, keyed as the platform names them
+    facts: dict[str, Any] = field(default_factory=dict)  # platform settings, keyed as the platform names them
     interfaces: list[Interface] | None = None
     bridges: list[Bridge] | None = None
-    sysctls: dict[str, str] | None = None               # name -> value as read from /proc/sys
+    sysctls: dict[str, str] | None = None  # name -> value as read from /proc/sys
     listeners: list[ListeningSocket] | None = None
     firewall: Firewall | None = None
     cpu: Cpu | None = None
@@ -326,11 +341,16 @@ class Host:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "platform": self.platform, "facts": self.all_facts(),
-                "addresses": self.addresses, "version": self.version}
+        return {
+            "name": self.name,
+            "platform": self.platform,
+            "facts": self.all_facts(),
+            "addresses": self.addresses,
+            "version": self.version,
+        }
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Host":
+    def from_dict(cls, data: Any) -> Host:
         """``addresses`` and ``version`` are derived from the facts, so only these are read."""
         if not isinstance(data, dict):
             raise ValueError(f"expected an object for Host, got {type(data).__name__}")

@@ -10,6 +10,7 @@ key (``libvirt.seclabel.type``, ``qemu.conf.vnc_listen``) so a reader can find i
 that is absent from ``facts`` means the platform default applies; each rule's metadata says what that
 default is.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -20,12 +21,32 @@ from vmsentry.model.host import Host
 SCHEMA = "vmsentry.inventory/1"
 
 NIC_MODES = (
-    "nat", "bridged", "host-only", "isolated", "routed", "open", "user", "direct", "internal",
-    "private", "passthrough", "disconnected", "unknown",
+    "nat",
+    "bridged",
+    "host-only",
+    "isolated",
+    "routed",
+    "open",
+    "user",
+    "direct",
+    "internal",
+    "private",
+    "passthrough",
+    "disconnected",
+    "unknown",
 )
 LISTENER_KINDS = (
-    "vnc", "spice", "rdp", "vrde", "websocket", "serial", "monitor", "net-socket", "chardev",
-    "usbredir", "migration",
+    "vnc",
+    "spice",
+    "rdp",
+    "vrde",
+    "websocket",
+    "serial",
+    "monitor",
+    "net-socket",
+    "chardev",
+    "usbredir",
+    "migration",
 )
 AUTH_KINDS = ("none", "password", "tls", "sasl", "ticket", "unknown")
 
@@ -53,8 +74,8 @@ class Nic:
     connected: bool = True
     filter_params: dict[str, str] = field(default_factory=dict)
     port_isolated: bool | None = None
-    type: str | None = None          # the platform's own attachment type (libvirt interface type=...)
-    detail: str | None = None        # e.g. macvtap source device, vhost-user socket
+    type: str | None = None  # the platform's own attachment type (libvirt interface type=...)
+    detail: str | None = None  # e.g. macvtap source device, vhost-user socket
 
 
 @dataclass(slots=True)
@@ -129,8 +150,8 @@ class VM:
     security: Security = field(default_factory=Security)
     snapshots: list[Snapshot] = field(default_factory=list)
     # extensions
-    host: str | None = None          # name of the host entry this VM runs on, when known
-    state: str | None = None         # running|shut-off|... from a live collector
+    host: str | None = None  # name of the host entry this VM runs on, when known
+    state: str | None = None  # running|shut-off|... from a live collector
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -177,6 +198,7 @@ class InputError:
 class NwFilter:
     """A libvirt nwfilter definition: which other filters it includes, so rules can tell whether a
     NIC's filter really blocks spoofing (a custom filter that includes clean-traffic does)."""
+
     name: str
     includes: list[str] = field(default_factory=list)
     source: Source = field(default_factory=Source)
@@ -190,7 +212,7 @@ class Inventory:
     errors: list[InputError] = field(default_factory=list)
     nwfilters: list[NwFilter] = field(default_factory=list)
 
-    def extend(self, other: "Inventory") -> None:
+    def extend(self, other: Inventory) -> None:
         self.hosts.extend(other.hosts)
         self.networks.extend(other.networks)
         self.vms.extend(other.vms)
@@ -208,7 +230,7 @@ class Inventory:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Inventory":
+    def from_dict(cls, data: dict[str, Any]) -> Inventory:
         """Read a saved inventory back. Unknown fields are ignored so that a newer file still loads."""
         return cls(
             hosts=[Host.from_dict(h) for h in data.get("hosts") or []],
@@ -220,9 +242,17 @@ class Inventory:
 
 
 _NESTED: dict[type, dict[str, tuple[type, bool]]] = {
-    VM: {"source": (Source, False), "nics": (Nic, True), "forwards": (Forward, True),
-         "listeners": (Listener, True), "shares": (Share, True), "channels": (Channels, False),
-         "devices": (Device, True), "security": (Security, False), "snapshots": (Snapshot, True)},
+    VM: {
+        "source": (Source, False),
+        "nics": (Nic, True),
+        "forwards": (Forward, True),
+        "listeners": (Listener, True),
+        "shares": (Share, True),
+        "channels": (Channels, False),
+        "devices": (Device, True),
+        "security": (Security, False),
+        "snapshots": (Snapshot, True),
+    },
     Network: {"source": (Source, False)},
     NwFilter: {"source": (Source, False)},
 }
@@ -240,7 +270,8 @@ def _plain(obj: Any) -> dict[str, Any]:
     if layout is None:
         nested = _NESTED.get(type(obj), {})
         layout = _LAYOUT[type(obj)] = tuple(
-            (f.name, (_MANY if nested[f.name][1] else _ONE) if f.name in nested else _LEAF) for f in fields(obj))
+            (f.name, (_MANY if nested[f.name][1] else _ONE) if f.name in nested else _LEAF) for f in fields(obj)
+        )
     out = {}
     for name, how in layout:
         value = getattr(obj, name)

@@ -11,6 +11,7 @@ ordered list of ``Rule`` per decision point ("chain"):
 
 First match wins; every chain ends with the default from ``defaults``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,8 +24,8 @@ CHAINS = ("vm_to_host", "ext_to_host", "vm_fwd", "ext_to_vm")
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    proto: str                                  # tcp | udp | icmp | any
-    ports: tuple[tuple[int, int], ...] = ()     # inclusive ranges; () = every port
+    proto: str  # tcp | udp | icmp | any
+    ports: tuple[tuple[int, int], ...] = ()  # inclusive ranges; () = every port
 
     def matches(self, proto: str, dport: int | None) -> bool:
         if self.proto == "any":
@@ -44,9 +45,10 @@ class Service:
 @dataclass(frozen=True, slots=True)
 class Window:
     """[start, end) in minutes after local midnight; end < start means the window crosses midnight."""
+
     start: int
     end: int
-    days: frozenset[int] | None      # Python weekdays (0 = Monday) on which the window *starts*; None = every day
+    days: frozenset[int] | None  # Python weekdays (0 = Monday) on which the window *starts*; None = every day
     tz: str
     text: str
 
@@ -68,13 +70,14 @@ class Window:
 @dataclass(slots=True)
 class Endpoint:
     """One VM NIC."""
+
     vm: str
     nic: str
     mac: str | None
-    port: str | None               # host-side bridge port (tap / veth) if known
+    port: str | None  # host-side bridge port (tap / veth) if known
     ip4: list[str]
-    ip6: list[str]                 # includes the EUI-64 link-local address when IPv6 is on
-    ipv6: bool                     # IPv6 allowed from this port
+    ip6: list[str]  # includes the EUI-64 link-local address when IPv6 is on
+    ipv6: bool  # IPv6 allowed from this port
     network: str | None
     bridge: str | None
     mark: int = 0
@@ -87,6 +90,7 @@ class Endpoint:
 @dataclass(frozen=True, slots=True)
 class Sel:
     """A source or destination selector. kind: zone | jump | role | any-vm | any-ext | host | external."""
+
     kind: str
     name: str | None = None
 
@@ -99,26 +103,26 @@ class Rule:
     chain: str
     src: Sel
     dst: Sel
-    service: Service | None        # None: everything
-    action: str                    # accept | drop
-    why: str                       # one human line: where the rule comes from
+    service: Service | None  # None: everything
+    action: str  # accept | drop
+    why: str  # one human line: where the rule comes from
     line: int | None = None
-    role: str | None = None        # role whose time window applies
+    role: str | None = None  # role whose time window applies
     window: Window | None = None
 
 
 @dataclass(slots=True)
 class Resolved:
-    policy: Any                                      # the parsed policy (act.policy.schema.Policy)
+    policy: Any  # the parsed policy (act.policy.schema.Policy)
     endpoints: list[Endpoint]
-    zones: dict[str, list[str]]                      # zone -> VM names
-    jumps: dict[str, str]                            # jump host -> VM name
+    zones: dict[str, list[str]]  # zone -> VM names
+    jumps: dict[str, str]  # jump host -> VM name
     quarantined: list[str]
     host_addresses: list[str]
     rules: list[Rule]
-    role_sources: dict[str, list[str]]               # role -> CIDRs (text)
-    windows: dict[str, list]                         # role -> UTC pieces (act.policy.timewin.UtcPiece)
-    warnings: list = field(default_factory=list)     # act.policy.problems.Problem, severity warning
+    role_sources: dict[str, list[str]]  # role -> CIDRs (text)
+    windows: dict[str, list]  # role -> UTC pieces (act.policy.timewin.UtcPiece)
+    warnings: list = field(default_factory=list)  # act.policy.problems.Problem, severity warning
     has_ipv6: bool = False
     compiled_at: datetime | None = None
 

@@ -3,6 +3,7 @@
 VM, network and file names come from inputs anyone may have written. Every text output (reports, alerts,
 error lines, policy comments) passes them through ``printable``, the one sanitiser of the project.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,9 @@ _PLAIN_ASCII = re.compile(r"[ -~]*\Z")
 
 def _escape(char: str) -> str:
     code = ord(char)
-    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
-                                else f"\\U{code:08x}")
+    return _NAMED.get(char) or (
+        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    )
 
 
 def printable(value: Any) -> str:

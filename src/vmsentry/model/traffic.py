@@ -23,6 +23,7 @@ What the packet decoders pass up (``FlowTable`` in ``flows.py`` decides, the sam
   and is complete when the batch is handed on. With ``all_packets=True`` there are no Probes: every
   packet is a ``Packet``.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -36,6 +37,7 @@ TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
 class Packet(NamedTuple):
     """An IP packet passed up by the flow table (see the module text). For ICMP, ``sport`` is the
     message type and ``dport`` the code; ``payload`` holds the first bytes after the L4 header."""
+
     ts: float
     src_mac: bytes | None
     dst_mac: bytes | None
@@ -53,9 +55,9 @@ class Arp(NamedTuple):
     ts: float
     eth_src: bytes | None
     eth_dst: bytes | None
-    op: int                 # 1 request, 2 reply
-    sha: bytes              # sender hardware address
-    spa: bytes              # sender protocol (IPv4) address
+    op: int  # 1 request, 2 reply
+    sha: bytes  # sender hardware address
+    spa: bytes  # sender protocol (IPv4) address
     tha: bytes
     tpa: bytes
 
@@ -65,14 +67,14 @@ class Dhcp(NamedTuple):
     src_mac: bytes | None
     src_ip: bytes | None
     dst_ip: bytes | None
-    op: int                 # BOOTP op: 1 request (client), 2 reply (server)
-    msg_type: int           # option 53: 1 DISCOVER, 2 OFFER, 3 REQUEST, 4 DECLINE, 5 ACK, 6 NAK, 7 RELEASE, 8 INFORM
+    op: int  # BOOTP op: 1 request (client), 2 reply (server)
+    msg_type: int  # option 53: 1 DISCOVER, 2 OFFER, 3 REQUEST, 4 DECLINE, 5 ACK, 6 NAK, 7 RELEASE, 8 INFORM
     xid: int
-    chaddr: bytes | None    # client hardware address
-    yiaddr: bytes | None    # address offered/assigned
+    chaddr: bytes | None  # client hardware address
+    yiaddr: bytes | None  # address offered/assigned
     server_id: bytes | None  # option 54
-    routers: tuple = ()     # option 3
-    dns: tuple = ()         # option 6
+    routers: tuple = ()  # option 3
+    dns: tuple = ()  # option 6
 
 
 class RouterAdvert(NamedTuple):
@@ -80,9 +82,9 @@ class RouterAdvert(NamedTuple):
     src_mac: bytes | None
     src_ip: bytes
     dst_ip: bytes
-    lifetime: int           # router lifetime in seconds; 0 = "I am not a default router" (kill router)
-    source_lladdr: bytes | None   # source link-layer address option
-    prefixes: tuple = ()    # ("2001:db8::/64", ...)
+    lifetime: int  # router lifetime in seconds; 0 = "I am not a default router" (kill router)
+    source_lladdr: bytes | None  # source link-layer address option
+    prefixes: tuple = ()  # ("2001:db8::/64", ...)
 
 
 class Frame(NamedTuple):
@@ -92,26 +94,30 @@ class Frame(NamedTuple):
     ethertype: int
 
 
-PROBE_SPAN = 5.0            # seconds: a Probes record covers one such slot of the clock (windows are 10-60 s)
-PROBE_PAYLOADS = 8                           # payloads kept per record
+PROBE_SPAN = 5.0  # seconds: a Probes record covers one such slot of the clock (windows are 10-60 s)
+PROBE_PAYLOADS = 8  # payloads kept per record
 
 
 class Probes:
     """Connection attempts from one source to one destination in one batch (see the module text)."""
+
     __slots__ = ("ts", "last", "src_mac", "dst_mac", "src_ip", "dst_ip", "proto", "ports", "payloads", "macs")
 
-    def __init__(self, ts: float, src_mac, dst_mac, src_ip: bytes, dst_ip: bytes, proto: int, port: int,
-                 payload: bytes = b"") -> None:
+    def __init__(
+        self, ts: float, src_mac, dst_mac, src_ip: bytes, dst_ip: bytes, proto: int, port: int, payload: bytes = b""
+    ) -> None:
         self.ts = self.last = ts
         self.src_mac, self.dst_mac, self.src_ip, self.dst_ip = src_mac, dst_mac, src_ip, dst_ip
         self.proto = proto
         self.ports = [port]
-        self.payloads = [payload] if payload else []   # the first attempts' payloads (UDP: a DNS query...)
-        self.macs: set | None = None         # other source MACs the attempts came from, if any
+        self.payloads = [payload] if payload else []  # the first attempts' payloads (UDP: a DNS query...)
+        self.macs: set | None = None  # other source MACs the attempts came from, if any
 
     def __repr__(self) -> str:
-        return (f"Probes(ts={self.ts}, src_ip={self.src_ip!r}, dst_ip={self.dst_ip!r}, proto={self.proto}, "
-                f"ports={self.ports[:10]}{'...' if len(self.ports) > 10 else ''})")
+        return (
+            f"Probes(ts={self.ts}, src_ip={self.src_ip!r}, dst_ip={self.dst_ip!r}, proto={self.proto}, "
+            f"ports={self.ports[:10]}{'...' if len(self.ports) > 10 else ''})"
+        )
 
 
 EVENT_TYPES = (Packet, Arp, Dhcp, RouterAdvert, Frame, Probes)
@@ -120,8 +126,7 @@ EVENT_TYPES = (Packet, Arp, Dhcp, RouterAdvert, Frame, Probes)
 # skips the argument handling of ``Packet(...)`` and costs about half as much.
 new = tuple.__new__
 
-DHCP_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE",
-              8: "INFORM"}
+DHCP_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE", 8: "INFORM"}
 
 
 def mac_text(mac: bytes | None) -> str | None:
@@ -169,7 +174,7 @@ def dns_qname(payload: bytes) -> str | None:
             return ".".join(labels) if labels else "."
         if n > 63 or i + 1 + n > len(payload):
             return None
-        labels.append(payload[i + 1:i + 1 + n].decode("ascii", "replace"))
+        labels.append(payload[i + 1 : i + 1 + n].decode("ascii", "replace"))
         i += 1 + n
     return None
 
@@ -178,5 +183,10 @@ def dns_query_payload(qname: str, qtype: int = 1, ident: int = 0) -> bytes:
     """A DNS query message for ``qname`` (used where a log gives the name instead of the packet)."""
     labels = [p.encode("ascii", "replace")[:63] for p in qname.strip(".").split(".") if p]
     body = b"".join(bytes([len(p)]) + p for p in labels) + b"\x00"
-    return (ident & 0xFFFF).to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + body + \
-        qtype.to_bytes(2, "big") + b"\x00\x01"
+    return (
+        (ident & 0xFFFF).to_bytes(2, "big")
+        + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        + body
+        + qtype.to_bytes(2, "big")
+        + b"\x00\x01"
+    )

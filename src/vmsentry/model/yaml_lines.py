@@ -1,12 +1,12 @@
 """YAML with line numbers, the one loader for the files people write (segmentation policy, waivers): every
 mapping, list and scalar remembers the line it starts on, so errors can name it. Duplicate keys are reported
 instead of silently overwritten (PyYAML's default): the first value stays, the repeat's line is kept."""
+
 from __future__ import annotations
 
 from typing import Any
 
 import yaml
-
 
 # libyaml's parser when PyYAML was built with it (about 10x faster on big policies); same nodes and marks
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

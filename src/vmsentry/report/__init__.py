@@ -3,11 +3,12 @@
 This module stays import-light (the CLI imports it for every verb, ``--help`` included): each format
 lives in its own module, imported only when that format is rendered.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
 
-from vmsentry.model.scan import ScanResult  # noqa: F401  (the record every format renders)
+from vmsentry.model.scan import ScanResult
 
 # format name -> module under vmsentry.report
 FORMATS = {"text": "text", "json": "json_report", "sarif": "sarif", "junit": "junit"}

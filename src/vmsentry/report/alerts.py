@@ -1,6 +1,7 @@
 """Alerts from the traffic detectors as text, JSON (``{"alerts": [...], "stats": {...}}``) or JSON lines
 (``--follow``: one alert per line as it is raised, and at the end the alerts that grew since, then the
 stats)."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import time
 
 from vmsentry.model.alert import Alert
 from vmsentry.model.text import printable
-
 
 _compact = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
@@ -35,8 +35,10 @@ def render_text(alerts: list[Alert], stats: dict) -> str:
     for a in alerts:
         d = a.to_dict()
         span = d["last_seen"] - d["first_seen"]
-        lines.append(f"{d['severity'].upper():<8} {d['type']:<17} {printable(d['summary'])}  "
-                     f"[{d['count']}x, {_when(d['first_seen'])} +{span:.2f}s, confidence {d['confidence']:.2f}]")
+        lines.append(
+            f"{d['severity'].upper():<8} {d['type']:<17} {printable(d['summary'])}  "
+            f"[{d['count']}x, {_when(d['first_seen'])} +{span:.2f}s, confidence {d['confidence']:.2f}]"
+        )
     problems = stats.get("problems") or {}
     if problems:
         lines.append("input problems: " + ", ".join(f"{k} {v}" for k, v in problems.items()))
@@ -46,18 +48,21 @@ def render_text(alerts: list[Alert], stats: dict) -> str:
     if evicted:
         lines.append("state evicted (bounded tables): " + ", ".join(f"{k} {v}" for k, v in evicted.items()))
     if "kernel_drops" in stats:
-        lines.append(f"live capture: kernel saw {stats.get('kernel_packets', 0)} packets, dropped "
-                     f"{stats['kernel_drops']}")
+        lines.append(
+            f"live capture: kernel saw {stats.get('kernel_packets', 0)} packets, dropped {stats['kernel_drops']}"
+        )
     return "\n".join(lines) + "\n"
 
 
 def _headline(alerts: list[Alert], stats: dict) -> str:
     inputs = len(stats.get("inputs", []))
-    return (f"vmsentry detect: {len(alerts)} alert{'s' if len(alerts) != 1 else ''} from {inputs} "
-            f"input{'s' if inputs != 1 else ''}: {stats['packets']:,} packets, {stats['bytes']:,} bytes, "
-            f"{stats['seconds']:.2f} s of traffic ({stats['packets_per_second']:,.0f} packets/s); processed in "
-            f"{stats.get('processing_seconds', 0):.2f} s "
-            f"({stats.get('processed_packets_per_second', 0):,} packets/s)")
+    return (
+        f"vmsentry detect: {len(alerts)} alert{'s' if len(alerts) != 1 else ''} from {inputs} "
+        f"input{'s' if inputs != 1 else ''}: {stats['packets']:,} packets, {stats['bytes']:,} bytes, "
+        f"{stats['seconds']:.2f} s of traffic ({stats['packets_per_second']:,.0f} packets/s); processed in "
+        f"{stats.get('processing_seconds', 0):.2f} s "
+        f"({stats.get('processed_packets_per_second', 0):,} packets/s)"
+    )
 
 
 def _when(ts: float) -> str:
@@ -67,11 +72,18 @@ def _when(ts: float) -> str:
         return str(ts)
 
 
-
-
 # problem kinds that mean an input could not be read whole (exit code 2), as opposed to odd packets
-DAMAGE = ("corrupt-record", "corrupt-block", "truncated-record", "truncated-block", "truncated-file", "read-error",
-          "unknown-linktype", "malformed-zeek", "malformed-eve")
+DAMAGE = (
+    "corrupt-record",
+    "corrupt-block",
+    "truncated-record",
+    "truncated-block",
+    "truncated-file",
+    "read-error",
+    "unknown-linktype",
+    "malformed-zeek",
+    "malformed-eve",
+)
 
 
 def damage_lines(stats: dict) -> list[str]:

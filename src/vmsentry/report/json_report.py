@@ -10,12 +10,14 @@ rule (title, severity, category, platform, remediation, references) are encoded 
 names once per asset, and evidence through one reusable C encoder. Non-ASCII is escaped (``\\uXXXX``)
 so that a name holding a lone surrogate (an undecodable file name) cannot make writing the report fail.
 """
+
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from json.encoder import encode_basestring_ascii as quote  # the C string encoder json.dumps uses
-from typing import Any, Iterable
+from typing import Any
 
 from vmsentry.model.findings import SEVERITIES, STATUSES, Finding, sort_findings
 from vmsentry.report import ScanResult
@@ -30,12 +32,16 @@ def summarise(result: ScanResult) -> dict[str, Any]:
     by_status["not_applicable"] += result.not_applicable
     failing = Counter(f.severity for f in result.findings if f.status == "fail")
     summary = {
-        "vms": len(inventory.vms), "networks": len(inventory.networks), "hosts": len(inventory.hosts),
+        "vms": len(inventory.vms),
+        "networks": len(inventory.networks),
+        "hosts": len(inventory.hosts),
         "findings": len(result.findings) + result.not_applicable,
         "by_status": {s: by_status[s] for s in STATUSES},
         "failing_by_severity": {s: failing[s] for s in SEVERITIES},
-        "errors": len(inventory.errors), "skipped_files": result.skipped_files,
-        "seconds": round(result.seconds, 3), "fail_on": result.fail_on,
+        "errors": len(inventory.errors),
+        "skipped_files": result.skipped_files,
+        "seconds": round(result.seconds, 3),
+        "fail_on": result.fail_on,
     }
     if result.baseline is not None:
         summary["new"] = len(result.baseline["new"])
@@ -49,18 +55,33 @@ def render(result: ScanResult) -> str:
     inventory = result.inventory
     errors = [{"file": e.file, "message": e.message} for e in inventory.errors]
     # One final join: the findings can be 100+ MB, and every intermediate join would copy them again.
-    pieces = ['{\n"tool":', compact({"name": "vmsentry", "version": result.tool_version}),
-              ',\n"summary":', compact(summarise(result)),
-              ',\n"findings":', *writer.array(listed),
-              ',\n"notes":', compact(result.notes),
-              ',\n"inventory":', compact(inventory.to_dict()),
-              ',\n"errors":', compact(errors)]
+    pieces = [
+        '{\n"tool":',
+        compact({"name": "vmsentry", "version": result.tool_version}),
+        ',\n"summary":',
+        compact(summarise(result)),
+        ',\n"findings":',
+        *writer.array(listed),
+        ',\n"notes":',
+        compact(result.notes),
+        ',\n"inventory":',
+        compact(inventory.to_dict()),
+        ',\n"errors":',
+        compact(errors),
+    ]
     if result.baseline is not None:
         base = result.baseline
-        pieces += [',\n"baseline":{"file":', compact(base.get("file")),
-                   ',"unchanged":', compact(base.get("unchanged", 0)),
-                   ',"fixed":', compact(base["fixed"]),
-                   ',"new":', *writer.array(sort_findings(list(base["new"]))), "}"]
+        pieces += [
+            ',\n"baseline":{"file":',
+            compact(base.get("file")),
+            ',"unchanged":',
+            compact(base.get("unchanged", 0)),
+            ',"fixed":',
+            compact(base["fixed"]),
+            ',"new":',
+            *writer.array(sort_findings(list(base["new"]))),
+            "}",
+        ]
     pieces.append("\n}\n")
     return "".join(pieces)
 
@@ -89,8 +110,7 @@ class _FindingWriter:
         if parts is None or parts[0] != f.references:
             parts = self._rule_parts[key] = (
                 f.references,
-                f'{{"rule_id":{quote(f.rule_id)},"title":{quote(f.title)},'
-                f'"severity":{quote(f.severity)},"status":',
+                f'{{"rule_id":{quote(f.rule_id)},"title":{quote(f.title)},"severity":{quote(f.severity)},"status":',
                 f',"category":{quote(f.category)},"platform":{quote(f.platform)},"asset":',
                 f',"remediation":{quote(f.remediation)},"references":{compact(f.references)}',
             )
@@ -109,6 +129,7 @@ def _small_value_encoder():
     probe = {"k": [1.5, None, True, "\u00e9\n"]}
     try:
         from json.encoder import c_make_encoder  # private; hence the probe and the fallback
+
         encoder = c_make_encoder(None, str, quote, None, ":", ",", False, False, True)
         if "".join(encoder(probe, 0)) != compact(probe):
             return compact

@@ -5,18 +5,24 @@ One ``testsuite`` per asset (worst first), one ``testcase`` per finding: fail ->
 which escapes markup; control characters (which XML 1.0 cannot carry at all, escaped or not) are shown
 as escapes by ``printable``.
 """
+
 from __future__ import annotations
 
 from lxml import etree
 
 from vmsentry.model.findings import Finding
-from vmsentry.report import ScanResult
 from vmsentry.model.text import printable
+from vmsentry.report import ScanResult
 from vmsentry.report.text import evidence_text, group_by_asset, waiver_text
 
-OUTCOME_ELEMENT = {"fail": "failure", "error": "error", "unknown": "skipped", "not_applicable": "skipped",
-                   "waived": "skipped"}
-XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'   # the CLI writes reports as UTF-8
+OUTCOME_ELEMENT = {
+    "fail": "failure",
+    "error": "error",
+    "unknown": "skipped",
+    "not_applicable": "skipped",
+    "waived": "skipped",
+}
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'  # the CLI writes reports as UTF-8
 COUNTED = {"failure": "failures", "error": "errors", "skipped": "skipped"}
 
 
@@ -41,16 +47,22 @@ def render(result: ScanResult) -> str:
 
 def _testcase(suite: etree._Element, finding: Finding) -> str | None:
     """Adds the testcase; returns the outcome element's tag, or None for a pass."""
-    case = etree.SubElement(suite, "testcase", classname=printable(finding.asset),
-                            name=f"{printable(finding.rule_id)} {printable(finding.title)}", time="0")
+    case = etree.SubElement(
+        suite,
+        "testcase",
+        classname=printable(finding.asset),
+        name=f"{printable(finding.rule_id)} {printable(finding.title)}",
+        time="0",
+    )
     tag = OUTCOME_ELEMENT.get(finding.status)
     if tag is None:
         return None
     evidence = evidence_text(finding.evidence)
     if tag == "failure":
         outcome = etree.SubElement(case, tag, message=printable(finding.title), type=finding.severity)
-        outcome.text = "\n".join(p for p in (f"evidence: {evidence}" if evidence else "",
-                                             f"fix: {printable(finding.remediation)}") if p)
+        outcome.text = "\n".join(
+            p for p in (f"evidence: {evidence}" if evidence else "", f"fix: {printable(finding.remediation)}") if p
+        )
     elif tag == "error":
         etree.SubElement(case, tag, message=evidence or "predicate error", type="error")
     else:

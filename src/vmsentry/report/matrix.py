@@ -5,12 +5,14 @@ Built only from the rule catalogue (each rule's ``control``, ``setting``, ``reco
 so it cannot drift from what vmsentry checks. A cell without a rule says "no rule yet" instead of
 inventing a value.
 """
+
 from __future__ import annotations
 
 import html
 import json
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from vmsentry.model.rule import CONTROLS, Rule
 
@@ -24,11 +26,21 @@ COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 NO_RULE = "no rule yet"
 _VMWARE = ("VMware", "ESXi", "Workstation", "Fusion", "Workstation/Fusion")
-_LABELS = {"libvirt": ("libvirt",), "qemu": ("QEMU",), "linux": ("libvirt",), "hyperv": ("Hyper-V",),
-           "proxmox": ("Proxmox",), "vmware": _VMWARE, "esxi": _VMWARE, "vmware-workstation": _VMWARE,
-           "virtualbox": ("VirtualBox",)}
-_LABEL_RE = re.compile(r"(?:(?<=^)|(?<=[.;] ))(libvirt|QEMU|Hyper-V|Proxmox|VMware|ESXi|Workstation/Fusion|Workstation|"
-                       r"Fusion|VirtualBox)\b[^:.;]{0,40}?:")
+_LABELS = {
+    "libvirt": ("libvirt",),
+    "qemu": ("QEMU",),
+    "linux": ("libvirt",),
+    "hyperv": ("Hyper-V",),
+    "proxmox": ("Proxmox",),
+    "vmware": _VMWARE,
+    "esxi": _VMWARE,
+    "vmware-workstation": _VMWARE,
+    "virtualbox": ("VirtualBox",),
+}
+_LABEL_RE = re.compile(
+    r"(?:(?<=^)|(?<=[.;] ))(libvirt|QEMU|Hyper-V|Proxmox|VMware|ESXi|Workstation/Fusion|Workstation|"
+    r"Fusion|VirtualBox)\b[^:.;]{0,40}?:"
+)
 
 
 def default_for(rule: Rule, platform: str) -> str:
@@ -42,13 +54,13 @@ def default_for(rule: Rule, platform: str) -> str:
     for index, m in enumerate(marks):
         if m.group(1) in labels:
             end = marks[index + 1].start() if index + 1 < len(marks) else len(text)
-            body = text[m.end():end].strip()
+            body = text[m.end() : end].strip()
             parts.append(body if len(labels) == 1 else f"{m.group(0)} {body}")
     if parts:
         return " ".join(parts)
     # an unlabelled lead ("No <filterref> = ...; Hyper-V: ...") speaks for the KVM/libvirt platforms the
     # shared rules were first written for; other platforms without their own label get no borrowed text
-    lead = text[:marks[0].start()].strip()
+    lead = text[: marks[0].start()].strip()
     if platform in ("libvirt", "qemu", "linux"):
         return lead or text
     return "not stated in the rule"
@@ -75,10 +87,16 @@ def build(rules: Iterable[Rule]) -> dict[str, Any]:
                 if not hit:
                     continue
                 order = [p for p in platforms if p in hit]
-                entries.append({"rule_id": rule.id, "severity": rule.severity, "title": rule.title,
-                                "setting": _per_platform(rule.setting, order) or "",
-                                "default": default_for(rule, order[0]),
-                                "recommended": _per_platform(rule.recommended, order) or ""})
+                entries.append(
+                    {
+                        "rule_id": rule.id,
+                        "severity": rule.severity,
+                        "title": rule.title,
+                        "setting": _per_platform(rule.setting, order) or "",
+                        "default": default_for(rule, order[0]),
+                        "recommended": _per_platform(rule.recommended, order) or "",
+                    }
+                )
             cells[key] = entries
         rows.append({"control": control, "cells": cells})
     return {"columns": [{"key": k, "title": t, "platforms": list(p)} for k, t, p in COLUMNS], "rows": rows}
@@ -87,8 +105,11 @@ def build(rules: Iterable[Rule]) -> dict[str, Any]:
 def _cell_text(entries: list[dict[str, Any]]) -> list[str]:
     if not entries:
         return [NO_RULE]
-    return [f"{e['setting'] or '(see rule)'} - default: {e['default']} - recommended: {e['recommended'] or '(see rule)'} "
-            f"[{e['rule_id']}]" for e in entries]
+    return [
+        f"{e['setting'] or '(see rule)'} - default: {e['default']} - recommended: {e['recommended'] or '(see rule)'} "
+        f"[{e['rule_id']}]"
+        for e in entries
+    ]
 
 
 def render_json(rules: Iterable[Rule]) -> str:
@@ -98,9 +119,14 @@ def render_json(rules: Iterable[Rule]) -> str:
 def render_md(rules: Iterable[Rule]) -> str:
     data = build(rules)
     head = "| control | " + " | ".join(c["title"] for c in data["columns"]) + " |"
-    lines = ["# Platform comparison (generated from the rule catalogue)", "",
-             "Each cell: setting - platform default - recommended value [rule].", "", head,
-             "|" + "---|" * (len(data["columns"]) + 1)]
+    lines = [
+        "# Platform comparison (generated from the rule catalogue)",
+        "",
+        "Each cell: setting - platform default - recommended value [rule].",
+        "",
+        head,
+        "|" + "---|" * (len(data["columns"]) + 1),
+    ]
     for row in data["rows"]:
         cells = [" <br> ".join(_md_escape(t) for t in _cell_text(row["cells"][c["key"]])) for c in data["columns"]]
         lines.append(f"| {row['control']} | " + " | ".join(cells) + " |")
@@ -114,13 +140,17 @@ def _md_escape(text: str) -> str:
 def render_html(rules: Iterable[Rule]) -> str:
     data = build(rules)
     esc = html.escape
-    out = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
-           "<title>vmsentry platform comparison</title>",
-           "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;"
-           "padding:4px;vertical-align:top;font-size:90%}td.none{color:#888;font-style:italic}"
-           "span.id{font-family:monospace;color:#555}</style></head><body>",
-           "<h1>Platform comparison</h1><p>Generated from the vmsentry rule catalogue: setting, platform default "
-           "and recommended value of each control.</p>", "<table><thead><tr><th>control</th>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>vmsentry platform comparison</title>",
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;"
+        "padding:4px;vertical-align:top;font-size:90%}td.none{color:#888;font-style:italic}"
+        "span.id{font-family:monospace;color:#555}</style></head><body>",
+        "<h1>Platform comparison</h1><p>Generated from the vmsentry rule catalogue: setting, platform default "
+        "and recommended value of each control.</p>",
+        "<table><thead><tr><th>control</th>",
+    ]
     out += [f"<th>{esc(c['title'])}</th>" for c in data["columns"]]
     out.append("</tr></thead><tbody>")
     for row in data["rows"]:
@@ -128,11 +158,14 @@ def render_html(rules: Iterable[Rule]) -> str:
         for c in data["columns"]:
             entries = row["cells"][c["key"]]
             if not entries:
-                out.append(f"<td class=\"none\">{NO_RULE}</td>")
+                out.append(f'<td class="none">{NO_RULE}</td>')
                 continue
-            parts = [f"<div><b>{esc(e['setting'] or '(see rule)')}</b><br>default: {esc(e['default'])}<br>"
-                     f"recommended: {esc(e['recommended'] or '(see rule)')}<br>"
-                     f"<span class=\"id\">{esc(e['rule_id'])} ({esc(e['severity'])})</span></div>" for e in entries]
+            parts = [
+                f"<div><b>{esc(e['setting'] or '(see rule)')}</b><br>default: {esc(e['default'])}<br>"
+                f"recommended: {esc(e['recommended'] or '(see rule)')}<br>"
+                f'<span class="id">{esc(e["rule_id"])} ({esc(e["severity"])})</span></div>'
+                for e in entries
+            ]
             out.append("<td>" + "<hr>".join(parts) + "</td>")
         out.append("</tr>")
     out.append("</tbody></table></body></html>")

@@ -1,4 +1,5 @@
 """Writing a report or ruleset where the user asked: stdout, or a file replaced only once complete."""
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ most common complaint about scanners' SARIF. Results are the failing findings, u
 them as dismissed with the waiver's reason instead of dropping them). Unreadable inputs and predicate
 errors go to the run's ``invocations`` as notifications.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,7 @@ from pathlib import PurePath
 from typing import Any
 from urllib.parse import quote
 
-from vmsentry.model.findings import Finding, sort_findings
-from vmsentry.model.findings import SECURITY_SEVERITY
+from vmsentry.model.findings import SECURITY_SEVERITY, Finding, sort_findings
 from vmsentry.model.rule import Rule
 from vmsentry.report import ScanResult
 from vmsentry.report.json_report import compact
@@ -34,8 +34,13 @@ def render(result: ScanResult) -> str:
     reported = sort_findings([f for f in result.findings if f.status in REPORTED])
     results = [_result(f, rule_index) for f in reported]
     run = {
-        "tool": {"driver": {"name": "vmsentry", "version": result.tool_version,
-                            "rules": [_descriptor(rule) for rule in result.rules]}},
+        "tool": {
+            "driver": {
+                "name": "vmsentry",
+                "version": result.tool_version,
+                "rules": [_descriptor(rule) for rule in result.rules],
+            }
+        },
         "invocations": [_invocation(result)],
         "results": results,
     }
@@ -51,8 +56,11 @@ def _descriptor(rule: Rule) -> dict[str, Any]:
         "fullDescription": {"text": rule.rationale},
         "help": {"text": _remediation_text(rule.remediation)},
         "defaultConfiguration": {"level": LEVELS[rule.severity]},
-        "properties": {"security-severity": SECURITY_SEVERITY[rule.severity],
-                       "tags": ["security", rule.category], "precision": "high"},
+        "properties": {
+            "security-severity": SECURITY_SEVERITY[rule.severity],
+            "tags": ["security", rule.category],
+            "precision": "high",
+        },
     }
 
 
@@ -72,8 +80,12 @@ def _result(finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
     out["partialFingerprints"] = {"vmsentry/v1": fingerprint(finding)}
     if finding.status == "waived" and finding.waiver:
         out["suppressions"] = [{"kind": "external", "justification": str(finding.waiver.get("reason", ""))}]
-    out["properties"] = {"status": finding.status, "severity": finding.severity, "asset": finding.asset,
-                         "evidence": finding.evidence}
+    out["properties"] = {
+        "status": finding.status,
+        "severity": finding.severity,
+        "asset": finding.asset,
+        "evidence": finding.evidence,
+    }
     if finding.waiver:
         out["properties"]["waiver"] = finding.waiver
     return out
@@ -127,9 +139,14 @@ def fingerprint(finding: Finding) -> str:
 
 
 def _invocation(result: ScanResult) -> dict[str, Any]:
-    notes = [{"level": "error", "message": {"text": f"{e.file}: {e.message}"},
-              "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact_uri(e.file)}}}]}
-             for e in result.inventory.errors]
+    notes = [
+        {
+            "level": "error",
+            "message": {"text": f"{e.file}: {e.message}"},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact_uri(e.file)}}}],
+        }
+        for e in result.inventory.errors
+    ]
     for f in sort_findings([f for f in result.findings if f.status == "error"]):
         text = f"{f.rule_id} on {f.asset}: {f.evidence.get('message') or 'predicate error'}"
         notes.append({"level": "error", "associatedRule": {"id": f.rule_id}, "message": {"text": text}})

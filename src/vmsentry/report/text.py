@@ -4,17 +4,28 @@ Names and values come from VM definitions, which anyone able to define a VM cont
 passed through ``printable`` so that an escape sequence or a newline in a VM name cannot repaint the
 terminal or forge report lines.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from vmsentry.model.findings import Finding, sort_findings
 from vmsentry.model.text import printable
 from vmsentry.report import ScanResult
 from vmsentry.report.json_report import summarise
 
-_ANSI = {"critical": "1;31", "high": "31", "medium": "33", "low": "36", "info": "2",
-         "unknown": "34", "error": "35", "waived": "2", "heading": "1"}
+_ANSI = {
+    "critical": "1;31",
+    "high": "31",
+    "medium": "33",
+    "low": "36",
+    "info": "2",
+    "unknown": "34",
+    "error": "35",
+    "waived": "2",
+    "heading": "1",
+}
 _TAG_WIDTH = len("[CRITICAL]")
 _INDENT = " " * (2 + _TAG_WIDTH + 1)
 
@@ -78,8 +89,7 @@ def _summary_line(result: ScanResult, paint) -> str:
     if result.baseline is not None:
         parts.append(f"{s['new']} new, {s['fixed']} fixed since baseline")
     if s["errors"] or s["skipped_files"]:
-        parts.append(f"{_count(s['errors'], 'unreadable input')}, "
-                     f"{_count(s['skipped_files'], 'skipped file')}")
+        parts.append(f"{_count(s['errors'], 'unreadable input')}, {_count(s['skipped_files'], 'skipped file')}")
     parts.append(f"{s['seconds']:.1f} s")
     return " | ".join(parts)
 
@@ -89,8 +99,10 @@ def _count(n: int, noun: str) -> str:
 
 
 def waiver_text(waiver: dict[str, Any]) -> str:
-    return (f"waived by {printable(waiver.get('owner'))} until {printable(waiver.get('expires'))}: "
-            f"{printable(waiver.get('reason'))}")
+    return (
+        f"waived by {printable(waiver.get('owner'))} until {printable(waiver.get('expires'))}: "
+        f"{printable(waiver.get('reason'))}"
+    )
 
 
 def _tag(paint, label: str) -> str:
@@ -107,7 +119,7 @@ def _finding_lines(finding: Finding, paint, *, show_asset: bool = False) -> list
     waiver = finding.waiver or {}
     if finding.status == "waived":
         return [f"{head} ({waiver_text(waiver)})"]
-    if finding.status != "fail":            # unknown, error: compact, with the reason
+    if finding.status != "fail":  # unknown, error: compact, with the reason
         return [f"{head}: {evidence}" if evidence else head]
     lines = [head]
     if evidence:
@@ -115,8 +127,9 @@ def _finding_lines(finding: Finding, paint, *, show_asset: bool = False) -> list
     if finding.remediation:
         lines.append(f"{_INDENT}fix: {printable(finding.remediation)}")
     if waiver.get("expired"):
-        lines.append(f"{_INDENT}waiver by {printable(waiver.get('owner'))} expired on "
-                     f"{printable(waiver.get('expires'))}")
+        lines.append(
+            f"{_INDENT}waiver by {printable(waiver.get('owner'))} expired on {printable(waiver.get('expires'))}"
+        )
     return lines
 
 
@@ -127,6 +140,8 @@ def _baseline_lines(baseline: dict[str, Any], paint) -> list[str]:
         lines += _finding_lines(finding, paint, show_asset=True)
     lines += ["", paint("heading", f"fixed since baseline ({len(fixed)})")]
     for old in fixed:
-        lines.append(f"  {_tag(paint, str(old.get('severity', 'info')))} {printable(old.get('rule_id'))} "
-                     f"{printable(old.get('title', ''))} on {printable(old.get('asset'))}")
+        lines.append(
+            f"  {_tag(paint, str(old.get('severity', 'info')))} {printable(old.get('rule_id'))} "
+            f"{printable(old.get('title', ''))} on {printable(old.get('asset'))}"
+        )
     return lines

@@ -20,6 +20,7 @@ State directory (default ``/run/vmsentry/policy/<netns or host>/``): ``lock`` (f
 ``pending.json``, ``applied.nft``, ``rollback.json`` (what the last rollback did and how long it took),
 ``confirmed.json``, ``watchdog.log``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -109,21 +110,40 @@ class ApplyReport:
     canonical: str | None = None
 
     def to_dict(self) -> dict:
-        return {"changed": self.changed, "applied": self.applied, "dry_run": self.dry_run, "netns": self.netns,
-                "state_dir": self.state_dir, "seconds_check": round(self.seconds_check, 4),
-                "seconds_apply": round(self.seconds_apply, 4), "deadline": self.deadline,
-                "watchdog_pid": self.watchdog_pid, "notes": self.notes, "diff": self.diff}
+        return {
+            "changed": self.changed,
+            "applied": self.applied,
+            "dry_run": self.dry_run,
+            "netns": self.netns,
+            "state_dir": self.state_dir,
+            "seconds_check": round(self.seconds_check, 4),
+            "seconds_apply": round(self.seconds_apply, 4),
+            "deadline": self.deadline,
+            "watchdog_pid": self.watchdog_pid,
+            "notes": self.notes,
+            "diff": self.diff,
+        }
 
 
 def unified(current: str, desired: str, netns: str | None) -> str:
     where = f"netns {netns}" if netns else "host"
-    return "".join(difflib.unified_diff(current.splitlines(True), desired.splitlines(True),
-                                        f"loaded ({where})", "policy"))
+    return "".join(
+        difflib.unified_diff(current.splitlines(True), desired.splitlines(True), f"loaded ({where})", "policy")
+    )
 
 
-def apply(ruleset: NftRuleset, *, netns: str | None = None, confirm_within: float | None = None,
-          dry_run: bool = False, state_dir: str | None = None, set_sysctl: bool = False, ipv6: bool = False,
-          lockout_check=None, force: bool = False) -> ApplyReport:
+def apply(
+    ruleset: NftRuleset,
+    *,
+    netns: str | None = None,
+    confirm_within: float | None = None,
+    dry_run: bool = False,
+    state_dir: str | None = None,
+    set_sysctl: bool = False,
+    ipv6: bool = False,
+    lockout_check=None,
+    force: bool = False,
+) -> ApplyReport:
     """Apply (see module doc). ``lockout_check()`` -> message or None: whether the new policy would block
     the caller's own SSH session's source from opening new connections to the host."""
     nftexec.check_netns(netns)
@@ -153,8 +173,8 @@ def apply(ruleset: NftRuleset, *, netns: str | None = None, confirm_within: floa
             loaded = f_loaded.result()
         except nftexec.NftError as exc:
             raise ApplyError(str(exc)) from None
-    current_full = nftexec.our_tables(loaded)          # with counter values: what a rollback restores
-    current = nftexec.stateless(current_full)           # what nft -s lists: what is compared
+    current_full = nftexec.our_tables(loaded)  # with counter values: what a rollback restores
+    current = nftexec.stateless(current_full)  # what nft -s lists: what is compared
     check_s = time.perf_counter() - t0
     if desired is None:
         notes.append("no private network namespace for a dry load: the diff is against vmsentry's own rendering")
@@ -168,8 +188,10 @@ def apply(ruleset: NftRuleset, *, netns: str | None = None, confirm_within: floa
         msg = lockout_check()
         if msg:
             if confirm_within is None and not force and not dry_run:
-                raise ApplyError(msg + "; use --confirm-within SECONDS (it rolls back unless you confirm from a new "
-                                       "session) or --force")
+                raise ApplyError(
+                    msg + "; use --confirm-within SECONDS (it rolls back unless you confirm from a new "
+                    "session) or --force"
+                )
             notes.append("warning: " + msg)
 
     report = ApplyReport(changed, False, dry_run, diff, netns, str(sd), check_s, canonical=desired, notes=notes)
@@ -202,14 +224,20 @@ def apply(ruleset: NftRuleset, *, netns: str | None = None, confirm_within: floa
         report.applied = changed
         # the transaction loaded exactly what the dry load listed (same JSON, same kernel); reading it back
         # again would cost as much as the apply itself on a big ruleset
-        _write(sd / "applied.nft", desired if desired is not None else
-               nftexec.our_tables(nftexec.list_ruleset(netns)))
-        (sd / "rollback.json").unlink(missing_ok=True)     # about an earlier apply; its line stays in watchdog.log
+        _write(sd / "applied.nft", desired if desired is not None else nftexec.our_tables(nftexec.list_ruleset(netns)))
+        (sd / "rollback.json").unlink(missing_ok=True)  # about an earlier apply; its line stays in watchdog.log
         if confirm_within is not None:
             token = uuid.uuid4().hex
             deadline = time.time() + confirm_within
-            info = {"token": token, "deadline": deadline, "netns": netns, "netns_id": netns_id(netns),
-                    "applied_at": time.time(), "confirm_within": confirm_within, "pid_apply": os.getpid()}
+            info = {
+                "token": token,
+                "deadline": deadline,
+                "netns": netns,
+                "netns_id": netns_id(netns),
+                "applied_at": time.time(),
+                "confirm_within": confirm_within,
+                "pid_apply": os.getpid(),
+            }
             _write(sd / "pending.json", json.dumps(info))
             pid = spawn_watchdog(sd, token)
             info["watchdog_pid"] = pid
@@ -219,7 +247,7 @@ def apply(ruleset: NftRuleset, *, netns: str | None = None, confirm_within: floa
             (sd / "pending.json").unlink(missing_ok=True)
             _write(sd / "confirmed.json", json.dumps({"at": time.time(), "how": "apply without --confirm-within"}))
         if pending:
-            _stop_watchdog(pending)     # only now: had the apply failed, the old rollback would still be armed
+            _stop_watchdog(pending)  # only now: had the apply failed, the old rollback would still be armed
     return report
 
 
@@ -237,16 +265,23 @@ def confirm(netns: str | None = None, state_dir: str | None = None) -> dict:
         if not pending:
             rb = _read_json(sd / "rollback.json")
             if rb:
-                raise ConfirmError(f"too late: the ruleset was rolled back at {time.strftime('%H:%M:%S', time.localtime(rb.get('restored_at', 0)))} "
-                                   f"(deadline was {time.strftime('%H:%M:%S', time.localtime(rb.get('deadline', 0)))}); apply it again")
+                raise ConfirmError(
+                    f"too late: the ruleset was rolled back at {time.strftime('%H:%M:%S', time.localtime(rb.get('restored_at', 0)))} "
+                    f"(deadline was {time.strftime('%H:%M:%S', time.localtime(rb.get('deadline', 0)))}); apply it again"
+                )
             raise ConfirmError("nothing to confirm: no apply with --confirm-within is pending")
         return _confirm_locked(sd, pending)
 
 
 def _confirm_locked(sd: Path, pending: dict, note: str = "vmsentry policy confirm") -> dict:
     (sd / "pending.json").unlink(missing_ok=True)
-    info = {"at": time.time(), "token": pending.get("token"), "deadline": pending.get("deadline"),
-            "seconds_left": round(pending.get("deadline", 0) - time.time(), 3), "how": note}
+    info = {
+        "at": time.time(),
+        "token": pending.get("token"),
+        "deadline": pending.get("deadline"),
+        "seconds_left": round(pending.get("deadline", 0) - time.time(), 3),
+        "how": note,
+    }
     _write(sd / "confirmed.json", json.dumps(info))
     _stop_watchdog(pending)
     return info
@@ -261,7 +296,7 @@ def _stop_watchdog(pending: dict) -> None:
             cmdline = fh.read()
     except OSError:
         return
-    if token.encode() in cmdline:        # it really is our watchdog, not a recycled pid
+    if token.encode() in cmdline:  # it really is our watchdog, not a recycled pid
         try:
             os.kill(int(pid), signal.SIGTERM)
         except OSError:
@@ -280,16 +315,26 @@ def rollback(sd: Path, token: str | None, reason: str) -> dict:
             # the namespace was deleted (and maybe re-created under the same name): the saved tables
             # belong to a namespace that no longer exists; restoring them elsewhere would be wrong
             (sd / "pending.json").unlink(missing_ok=True)
-            result = {"token": pending.get("token"), "ok": False, "skipped": True, "restored_at": time.time(),
-                      "deadline": pending.get("deadline"),
-                      "error": f"network namespace {netns} is gone or was re-created; nothing restored"}
+            result = {
+                "token": pending.get("token"),
+                "ok": False,
+                "skipped": True,
+                "restored_at": time.time(),
+                "deadline": pending.get("deadline"),
+                "error": f"network namespace {netns} is gone or was re-created; nothing restored",
+            }
             _write(sd / "rollback.json", json.dumps(result))
             return result
         started = time.time()
         t = time.perf_counter()
-        result = {"token": pending.get("token"), "deadline": pending.get("deadline"), "started": started,
-                  "late_ms": round((started - pending.get("deadline", started)) * 1000, 1), "reason": reason,
-                  "netns": netns}
+        result = {
+            "token": pending.get("token"),
+            "deadline": pending.get("deadline"),
+            "started": started,
+            "late_ms": round((started - pending.get("deadline", started)) * 1000, 1),
+            "reason": reason,
+            "netns": netns,
+        }
         try:
             saved = (sd / "previous.nft").read_text(encoding="utf-8")
             nftexec.restore(saved, netns)
@@ -320,6 +365,7 @@ def spawn_watchdog(sd: Path, token: str) -> int:
     """Start ``python -m vmsentry.act.policy.watchdog`` fully detached (double fork + setsid: it is
     re-parented to init, has no controlling terminal and survives the shell/SSH session that ran apply)."""
     import vmsentry
+
     pkg_parent = str(Path(vmsentry.__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -327,7 +373,7 @@ def spawn_watchdog(sd: Path, token: str) -> int:
     log = str(sd / "watchdog.log")
     r, w = os.pipe()
     pid = os.fork()
-    if pid == 0:                                  # child: new session, fork again, exit
+    if pid == 0:  # child: new session, fork again, exit
         try:
             os.close(r)
             os.setsid()
@@ -344,7 +390,7 @@ def spawn_watchdog(sd: Path, token: str) -> int:
             os.dup2(fd_log, 2)
             os.closerange(3, 1024)
             os.execve(sys.executable, argv, env)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             os._exit(127)
     os.close(w)
     data = b""

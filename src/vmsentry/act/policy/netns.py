@@ -1,5 +1,6 @@
 """Create a socket inside a named network namespace from this process (setns on a helper thread: the
 namespace applies to that thread only, and the socket keeps the namespace it was created in)."""
+
 from __future__ import annotations
 
 import ctypes
@@ -23,7 +24,7 @@ def open_in_netns(netns: str, factory):
             finally:
                 os.close(fd)
             box["r"] = factory()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             box["e"] = exc
 
     t = threading.Thread(target=body, daemon=True)

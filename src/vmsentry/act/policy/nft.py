@@ -20,6 +20,7 @@ The ruleset grows with zones, roles and allow rules, not with VMs: every per-VM 
 named set or map (the one exception: IPv6 neighbour-advertisement target checks, one rule per IPv6-enabled
 port, because nft 1.0.6's JSON input cannot type a raw-payload set key).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from vmsentry.act.policy.problems import Problem
-from vmsentry.act.policy.resolve import (MARK_BASE, MARK_PREFIX_MASK, QUARANTINE_BIT, Resolved, Rule, Sel)
+from vmsentry.act.policy.resolve import MARK_BASE, MARK_PREFIX_MASK, QUARANTINE_BIT, Resolved, Rule, Sel
 from vmsentry.act.policy.schema import Service
 
 TABLE = "vmsentry"
@@ -39,7 +40,8 @@ TABLE = "vmsentry"
 @dataclass(frozen=True, slots=True)
 class Caps:
     """What the target kernel supports (see ``nftexec.probe_caps``)."""
-    meta_time: bool = True          # meta hour / meta day
+
+    meta_time: bool = True  # meta hour / meta day
 
 
 class Q(str):
@@ -102,12 +104,13 @@ class NSet:
     type: str | list[str]
     elements: list = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
-    map: str | None = None          # data type for a map
+    map: str | None = None  # data type for a map
     comment: str | None = None
 
 
 class NChain(NamedTuple):
     """A chain as built, never changed afterwards (a base chain has a hook)."""
+
     name: str
     hook: str | None = None
     prio: int = 0
@@ -195,9 +198,13 @@ class NftRuleset:
         return sum(len(s.elements) for t in self.tables for s in t.sets)
 
     def stats(self) -> dict:
-        return {"tables": [f"{t.family} {t.name}" for t in self.tables], "rules": self.rule_count(),
-                "sets": sum(len(t.sets) for t in self.tables), "elements": self.element_count(),
-                "chains": sum(len(t.chains) for t in self.tables)}
+        return {
+            "tables": [f"{t.family} {t.name}" for t in self.tables],
+            "rules": self.rule_count(),
+            "sets": sum(len(t.sets) for t in self.tables),
+            "elements": self.element_count(),
+            "chains": sum(len(t.chains) for t in self.tables),
+        }
 
 
 def _comment(text: str | None) -> str | None:
@@ -229,28 +236,62 @@ def _bridge_table(res: Resolved, table: str) -> NTable:
     ported = [e for e in eps if e.port]
     portless = [e for e in eps if not e.port and e.mac]
     t.add_set(NSet("vm_ports", "ifname", sorted({Q(e.port) for e in ported}), comment="host ports of VM NICs"))
-    t.add_set(NSet("port_mark", "ifname", [[Q(e.port), e.mark] for e in sorted(ported, key=lambda e: e.port)],
-                   map="mark", comment="VM port -> packet mark"))
+    t.add_set(
+        NSet(
+            "port_mark",
+            "ifname",
+            [[Q(e.port), e.mark] for e in sorted(ported, key=lambda e: e.port)],
+            map="mark",
+            comment="VM port -> packet mark",
+        )
+    )
     if portless:
-        t.add_set(NSet("mac_mark", "ether_addr", [[e.mac, e.mark] for e in sorted(portless, key=lambda e: e.mac)],
-                       map="mark", comment="VM MAC -> packet mark (host port unknown)"))
+        t.add_set(
+            NSet(
+                "mac_mark",
+                "ether_addr",
+                [[e.mac, e.mark] for e in sorted(portless, key=lambda e: e.mac)],
+                map="mark",
+                comment="VM MAC -> packet mark (host port unknown)",
+            )
+        )
     qmacs = sorted({e.mac for e in eps if e.vm in res.quarantined and e.mac})
     t.add_set(NSet("quarantine_macs", "ether_addr", qmacs, comment="quarantined VMs"))
 
     t.chains.append(NChain("prerouting", "prerouting", -300))
     t.chains.append(NChain("forward", "forward", -200))
-    t.rule("prerouting", {"mangle": {"key": meta("mark"), "value": {"map": {"key": meta("iifname"),
-                                                                           "data": "@port_mark"}}}},
-           comment="mark frames with the VM port they entered on")
+    t.rule(
+        "prerouting",
+        {"mangle": {"key": meta("mark"), "value": {"map": {"key": meta("iifname"), "data": "@port_mark"}}}},
+        comment="mark frames with the VM port they entered on",
+    )
     if portless:
-        t.rule("prerouting", match(meta("iifname"), "@vm_ports", "!="),
-               {"mangle": {"key": meta("mark"), "value": {"map": {"key": pl("ether", "saddr"), "data": "@mac_mark"}}}},
-               comment="VMs whose host port is unknown: mark by source MAC")
-    t.rule("prerouting", match(pl("ether", "saddr"), "@quarantine_macs"),
-           {"mangle": {"key": meta("mark"), "value": {"|": [meta("mark"), QUARANTINE_BIT]}}},
-           comment="quarantine bit")
-    t.rule("forward", match(pl("ether", "saddr"), "@quarantine_macs"), COUNTER, DROP, comment="quarantined VM: no bridged traffic out")
-    t.rule("forward", match(pl("ether", "daddr"), "@quarantine_macs"), COUNTER, DROP, comment="quarantined VM: no bridged traffic in")
+        t.rule(
+            "prerouting",
+            match(meta("iifname"), "@vm_ports", "!="),
+            {"mangle": {"key": meta("mark"), "value": {"map": {"key": pl("ether", "saddr"), "data": "@mac_mark"}}}},
+            comment="VMs whose host port is unknown: mark by source MAC",
+        )
+    t.rule(
+        "prerouting",
+        match(pl("ether", "saddr"), "@quarantine_macs"),
+        {"mangle": {"key": meta("mark"), "value": {"|": [meta("mark"), QUARANTINE_BIT]}}},
+        comment="quarantine bit",
+    )
+    t.rule(
+        "forward",
+        match(pl("ether", "saddr"), "@quarantine_macs"),
+        COUNTER,
+        DROP,
+        comment="quarantined VM: no bridged traffic out",
+    )
+    t.rule(
+        "forward",
+        match(pl("ether", "daddr"), "@quarantine_macs"),
+        COUNTER,
+        DROP,
+        comment="quarantined VM: no bridged traffic in",
+    )
     if not anti:
         return t
 
@@ -266,39 +307,105 @@ def _bridge_table(res: Resolved, table: str) -> NTable:
         t.add_set(NSet("ip6_ports", "ifname", [Q(e.port) for e in v6]))
         t.add_set(NSet("port_ip6", ["ifname", "ipv6_addr"], [cat(Q(e.port), ip) for e in v6 for ip in e.ip6]))
     t.chains.append(NChain("antispoof"))
-    t.rule("prerouting", match(meta("iifname"), "@guarded_ports"), jump("antispoof"),
-           comment="anti-spoofing on VM ports")
+    t.rule(
+        "prerouting", match(meta("iifname"), "@guarded_ports"), jump("antispoof"), comment="anti-spoofing on VM ports"
+    )
     a = "antispoof"
-    t.rule(a, match(meta("iifname"), "@mac_ports"), match(cat(meta("iifname"), pl("ether", "saddr")), "@port_mac", "!="),
-           COUNTER, DROP, comment="MAC spoofing: source MAC is not the port's")
-    t.rule(a, match(meta("iifname"), "@mac_ports"), match(cat(meta("iifname"), pl("arp", "saddr ether")), "@port_mac", "!="),
-           COUNTER, DROP, comment="ARP spoofing: sender MAC is not the port's")
-    t.rule(a, match(meta("iifname"), "@ip4_ports"), match(pl("arp", "saddr ip"), "0.0.0.0", "!="),
-           match(cat(meta("iifname"), pl("arp", "saddr ip")), "@port_ip4", "!="),
-           COUNTER, DROP, comment="ARP spoofing: sender IP is not the port's")
-    t.rule(a, match(pl("ip", "saddr"), "0.0.0.0"), match(pl("udp", "sport"), 68), match(pl("udp", "dport"), 67),
-           RETURN, comment="DHCP client without an address yet")
-    t.rule(a, match(meta("iifname"), "@ip4_ports"), match(cat(meta("iifname"), pl("ip", "saddr")), "@port_ip4", "!="),
-           COUNTER, DROP, comment="IPv4 source spoofing")
+    t.rule(
+        a,
+        match(meta("iifname"), "@mac_ports"),
+        match(cat(meta("iifname"), pl("ether", "saddr")), "@port_mac", "!="),
+        COUNTER,
+        DROP,
+        comment="MAC spoofing: source MAC is not the port's",
+    )
+    t.rule(
+        a,
+        match(meta("iifname"), "@mac_ports"),
+        match(cat(meta("iifname"), pl("arp", "saddr ether")), "@port_mac", "!="),
+        COUNTER,
+        DROP,
+        comment="ARP spoofing: sender MAC is not the port's",
+    )
+    t.rule(
+        a,
+        match(meta("iifname"), "@ip4_ports"),
+        match(pl("arp", "saddr ip"), "0.0.0.0", "!="),
+        match(cat(meta("iifname"), pl("arp", "saddr ip")), "@port_ip4", "!="),
+        COUNTER,
+        DROP,
+        comment="ARP spoofing: sender IP is not the port's",
+    )
+    t.rule(
+        a,
+        match(pl("ip", "saddr"), "0.0.0.0"),
+        match(pl("udp", "sport"), 68),
+        match(pl("udp", "dport"), 67),
+        RETURN,
+        comment="DHCP client without an address yet",
+    )
+    t.rule(
+        a,
+        match(meta("iifname"), "@ip4_ports"),
+        match(cat(meta("iifname"), pl("ip", "saddr")), "@port_ip4", "!="),
+        COUNTER,
+        DROP,
+        comment="IPv4 source spoofing",
+    )
     t.rule(a, match(pl("udp", "sport"), aset([67, 547])), COUNTER, DROP, comment="DHCP server answers from a VM")
-    t.rule(a, match(meta("iifname"), "@noip6_ports"), match(pl("ether", "type"), "ip6"), COUNTER, DROP,
-           comment="IPv6 is not enabled for this VM")
+    t.rule(
+        a,
+        match(meta("iifname"), "@noip6_ports"),
+        match(pl("ether", "type"), "ip6"),
+        COUNTER,
+        DROP,
+        comment="IPv6 is not enabled for this VM",
+    )
     if v6:
-        t.rule(a, match(pl("ip6", "saddr"), "::"),
-               match(pl("icmpv6", "type"), aset(["nd-neighbor-solicit", "mld-listener-report", "mld2-listener-report"]), "!="),
-               COUNTER, DROP, comment="unspecified source only for DAD and MLD")
-        t.rule(a, match(meta("iifname"), "@ip6_ports"), match(pl("ip6", "saddr"), "::", "!="),
-               match(cat(meta("iifname"), pl("ip6", "saddr")), "@port_ip6", "!="), COUNTER, DROP,
-               comment="IPv6 source spoofing")
+        t.rule(
+            a,
+            match(pl("ip6", "saddr"), "::"),
+            match(
+                pl("icmpv6", "type"), aset(["nd-neighbor-solicit", "mld-listener-report", "mld2-listener-report"]), "!="
+            ),
+            COUNTER,
+            DROP,
+            comment="unspecified source only for DAD and MLD",
+        )
+        t.rule(
+            a,
+            match(meta("iifname"), "@ip6_ports"),
+            match(pl("ip6", "saddr"), "::", "!="),
+            match(cat(meta("iifname"), pl("ip6", "saddr")), "@port_ip6", "!="),
+            COUNTER,
+            DROP,
+            comment="IPv6 source spoofing",
+        )
         for e in v6:
             targets = sorted(hex(int(ipaddress.IPv6Address(x))) for x in e.ip6)
-            t.rule(a, match(meta("iifname"), Q(e.port)), match(pl("icmpv6", "type"), "nd-neighbor-advert"),
-                   match(raw("th", 64, 128), aset(targets), "!="), COUNTER, DROP,
-                   comment=f"ND spoofing: {e.label} advertises an address that is not its own")
-    t.rule(a, match(pl("icmpv6", "type"), aset(["nd-router-advert", "nd-redirect"])), COUNTER, DROP,
-           comment="router advertisements and redirects from a VM")
-    t.rule(a, match(pl("ether", "type"), aset(["ip", "arp", "ip6"]), "!="), COUNTER, DROP,
-           comment="other layer-2 protocols and VLAN tags from a VM")
+            t.rule(
+                a,
+                match(meta("iifname"), Q(e.port)),
+                match(pl("icmpv6", "type"), "nd-neighbor-advert"),
+                match(raw("th", 64, 128), aset(targets), "!="),
+                COUNTER,
+                DROP,
+                comment=f"ND spoofing: {e.label} advertises an address that is not its own",
+            )
+    t.rule(
+        a,
+        match(pl("icmpv6", "type"), aset(["nd-router-advert", "nd-redirect"])),
+        COUNTER,
+        DROP,
+        comment="router advertisements and redirects from a VM",
+    )
+    t.rule(
+        a,
+        match(pl("ether", "type"), aset(["ip", "arp", "ip6"]), "!="),
+        COUNTER,
+        DROP,
+        comment="other layer-2 protocols and VLAN tags from a VM",
+    )
 
     if portless:
         t.add_set(NSet("guarded_macs", "ether_addr", sorted({e.mac for e in portless})))
@@ -307,21 +414,53 @@ def _bridge_table(res: Resolved, table: str) -> NTable:
         t.add_set(NSet("noip6_macs", "ether_addr", sorted({e.mac for e in portless if not e.ipv6})))
         t.chains.append(NChain("antispoof_mac"))
         m = "antispoof_mac"
-        t.rule("prerouting", match(meta("iifname"), "@vm_ports", "!="), match(pl("ether", "saddr"), "@guarded_macs"),
-               jump(m), comment="anti-spoofing by MAC for VMs whose host port is unknown")
-        t.rule(m, match(pl("ether", "saddr"), "@ip4_macs"), match(pl("arp", "saddr ip"), "0.0.0.0", "!="),
-               match(cat(pl("ether", "saddr"), pl("arp", "saddr ip")), "@mac_ip4", "!="), COUNTER, DROP,
-               comment="ARP spoofing: sender IP is not this MAC's")
-        t.rule(m, match(pl("ip", "saddr"), "0.0.0.0"), match(pl("udp", "dport"), 67), RETURN,
-               comment="DHCP client without an address yet")
-        t.rule(m, match(pl("ether", "saddr"), "@ip4_macs"),
-               match(cat(pl("ether", "saddr"), pl("ip", "saddr")), "@mac_ip4", "!="), COUNTER, DROP,
-               comment="IPv4 source spoofing")
-        t.rule(m, match(pl("ether", "saddr"), "@noip6_macs"), match(pl("ether", "type"), "ip6"), COUNTER, DROP,
-               comment="IPv6 is not enabled for this VM")
+        t.rule(
+            "prerouting",
+            match(meta("iifname"), "@vm_ports", "!="),
+            match(pl("ether", "saddr"), "@guarded_macs"),
+            jump(m),
+            comment="anti-spoofing by MAC for VMs whose host port is unknown",
+        )
+        t.rule(
+            m,
+            match(pl("ether", "saddr"), "@ip4_macs"),
+            match(pl("arp", "saddr ip"), "0.0.0.0", "!="),
+            match(cat(pl("ether", "saddr"), pl("arp", "saddr ip")), "@mac_ip4", "!="),
+            COUNTER,
+            DROP,
+            comment="ARP spoofing: sender IP is not this MAC's",
+        )
+        t.rule(
+            m,
+            match(pl("ip", "saddr"), "0.0.0.0"),
+            match(pl("udp", "dport"), 67),
+            RETURN,
+            comment="DHCP client without an address yet",
+        )
+        t.rule(
+            m,
+            match(pl("ether", "saddr"), "@ip4_macs"),
+            match(cat(pl("ether", "saddr"), pl("ip", "saddr")), "@mac_ip4", "!="),
+            COUNTER,
+            DROP,
+            comment="IPv4 source spoofing",
+        )
+        t.rule(
+            m,
+            match(pl("ether", "saddr"), "@noip6_macs"),
+            match(pl("ether", "type"), "ip6"),
+            COUNTER,
+            DROP,
+            comment="IPv6 is not enabled for this VM",
+        )
         t.rule(m, match(pl("udp", "sport"), aset([67, 547])), COUNTER, DROP, comment="DHCP server answers from a VM")
-        t.rule(m, match(pl("icmpv6", "type"), aset(["nd-router-advert", "nd-redirect"])), COUNTER, DROP,
-               comment="router advertisements and redirects from a VM")
+        t.rule(
+            m,
+            match(pl("icmpv6", "type"), aset(["nd-router-advert", "nd-redirect"])),
+            COUNTER,
+            DROP,
+            comment="router advertisements and redirects from a VM",
+        )
     return t
 
 
@@ -358,8 +497,9 @@ def _inet_table(res: Resolved, caps: Caps, table: str, warnings: list[Problem]) 
         key = ("marks", sel.kind, sel.name)
         if key not in made:
             name = _setname("z" if sel.kind == "zone" else "j", sel.name, "marks")
-            made[key] = t.add_set(NSet(name, "mark", sorted({e.mark for e in res.sel_endpoints(sel)}),
-                                       comment=f"marks of {sel.text()}"))
+            made[key] = t.add_set(
+                NSet(name, "mark", sorted({e.mark for e in res.sel_endpoints(sel)}), comment=f"marks of {sel.text()}")
+            )
         return made[key]
 
     def dst_set(sel: Sel, fam: str) -> str:
@@ -369,8 +509,14 @@ def _inet_table(res: Resolved, caps: Caps, table: str, warnings: list[Problem]) 
         if key not in made:
             name = _setname("z" if sel.kind == "zone" else "j", sel.name, "ip4" if fam == "ip" else "ip6")
             eps = res.sel_endpoints(sel)
-            made[key] = t.add_set(NSet(name, "ipv4_addr" if fam == "ip" else "ipv6_addr",
-                                       ip4(eps) if fam == "ip" else ip6(eps), comment=f"addresses of {sel.text()}"))
+            made[key] = t.add_set(
+                NSet(
+                    name,
+                    "ipv4_addr" if fam == "ip" else "ipv6_addr",
+                    ip4(eps) if fam == "ip" else ip6(eps),
+                    comment=f"addresses of {sel.text()}",
+                )
+            )
         return made[key]
 
     def role_set(role: str, fam: str) -> str | None:
@@ -380,9 +526,15 @@ def _inet_table(res: Resolved, caps: Caps, table: str, warnings: list[Problem]) 
             if not cidrs:
                 made[key] = None
             else:
-                made[key] = t.add_set(NSet(_setname("r", role, "src4" if fam == "ip" else "src6"),
-                                           "ipv4_addr" if fam == "ip" else "ipv6_addr", _prefix_elems(cidrs),
-                                           flags=["interval"], comment=f"sources of role {role}"))
+                made[key] = t.add_set(
+                    NSet(
+                        _setname("r", role, "src4" if fam == "ip" else "src6"),
+                        "ipv4_addr" if fam == "ip" else "ipv6_addr",
+                        _prefix_elems(cidrs),
+                        flags=["interval"],
+                        comment=f"sources of role {role}",
+                    )
+                )
         return made[key]
 
     for name in ("input", "forward"):
@@ -412,13 +564,32 @@ def _inet_table(res: Resolved, caps: Caps, table: str, warnings: list[Problem]) 
     # quarantined VMs: replies to what the host started, and the forensics service
     t.rule("quarantined", match(ct("direction"), "reply"), ACCEPT, comment="replies to connections the host opened")
     if res.policy.defaults.forensics:
-        t.rule("quarantined", *_service(res.policy.defaults.forensics), COUNTER, ACCEPT, comment="forensics service on the host")
+        t.rule(
+            "quarantined",
+            *_service(res.policy.defaults.forensics),
+            COUNTER,
+            ACCEPT,
+            comment="forensics service on the host",
+        )
     t.rule("quarantined", COUNTER, DROP, comment="quarantine")
     if v6:
-        t.rule("vm_to_host", match(pl("icmpv6", "type"), aset(["nd-neighbor-solicit", "nd-neighbor-advert",
-                                                                "nd-router-solicit", "mld-listener-report",
-                                                                "mld2-listener-report"])), ACCEPT,
-               comment="IPv6 neighbour discovery")
+        t.rule(
+            "vm_to_host",
+            match(
+                pl("icmpv6", "type"),
+                aset(
+                    [
+                        "nd-neighbor-solicit",
+                        "nd-neighbor-advert",
+                        "nd-router-solicit",
+                        "mld-listener-report",
+                        "mld2-listener-report",
+                    ]
+                ),
+            ),
+            ACCEPT,
+            comment="IPv6 neighbour discovery",
+        )
 
     for chain in ("vm_to_host", "ext_to_host", "vm_fwd", "ext_to_vm"):
         rules = res.chain(chain)
@@ -441,8 +612,18 @@ def _service(svc: Service | None) -> list:
     return [match(pl(svc.proto, "dport"), aset(a if a == b else rng(a, b) for a, b in svc.ports))]
 
 
-def _expand(r: Rule, chain: str, last: bool, fams, src_set, dst_set, role_set, res: Resolved, caps: Caps,
-            warnings: list[Problem]) -> list[list]:
+def _expand(
+    r: Rule,
+    chain: str,
+    last: bool,
+    fams,
+    src_set,
+    dst_set,
+    role_set,
+    res: Resolved,
+    caps: Caps,
+    warnings: list[Problem],
+) -> list[list]:
     verdict = [COUNTER, ACCEPT if r.action == "accept" else DROP]
     svc = _service(r.service)
     # the last rule of a chain is its default: unconditional
@@ -454,8 +635,15 @@ def _expand(r: Rule, chain: str, last: bool, fams, src_set, dst_set, role_set, r
     pieces: list[list] = [[]]
     if r.window is not None:
         if not caps.meta_time:
-            warnings.append(Problem("warning", f"{r.why}: this kernel cannot match time of day (meta hour): the "
-                                    f"rule is left out, so the role is denied at all times", res.policy.file, r.line))
+            warnings.append(
+                Problem(
+                    "warning",
+                    f"{r.why}: this kernel cannot match time of day (meta hour): the "
+                    f"rule is left out, so the role is denied at all times",
+                    res.policy.file,
+                    r.line,
+                )
+            )
             return []
         pieces = []
         for p in res.windows[r.role]:
@@ -466,10 +654,13 @@ def _expand(r: Rule, chain: str, last: bool, fams, src_set, dst_set, role_set, r
             if days:
                 ms.append(match(meta("day"), aset(days) if len(days) > 1 else days[0]))
             pieces.append(ms)
-    fam_specific = r.src.kind == "role" or r.dst.kind in ("zone", "jump", "external") or (
-        r.dst.kind == "any-vm" and chain == "vm_fwd")
+    fam_specific = (
+        r.src.kind == "role"
+        or r.dst.kind in ("zone", "jump", "external")
+        or (r.dst.kind == "any-vm" and chain == "vm_fwd")
+    )
     out = []
-    for fam in (fams if fam_specific else [None]):
+    for fam in fams if fam_specific else [None]:
         fm: list = []
         if r.src.kind == "role":
             s = role_set(r.src.name, fam)
@@ -490,7 +681,7 @@ def render_table(t: NTable) -> str:
     lines = [f"table {t.family} {t.name} {{"]
     for s in t.sets:
         kind = "map" if s.map else "set"
-        if s.comment:      # nft 1.0.6 drops set comments given in JSON: keep them out of the ruleset
+        if s.comment:  # nft 1.0.6 drops set comments given in JSON: keep them out of the ruleset
             lines.append(f"\t# {_comment(s.comment)}")
         lines.append(f"\t{kind} {s.name} {{")
         typ = " . ".join(s.type) if isinstance(s.type, list) else s.type

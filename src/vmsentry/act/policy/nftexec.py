@@ -4,6 +4,7 @@ Everything goes through the ``nft`` command (``nft -j -f -`` with JSON on stdin 
 portable, no binding needed, errors come back on stderr. Every call runs with ``TZ=UTC`` because nft
 converts ``meta hour`` literals with the local timezone of its own process (``timewin``).
 """
+
 from __future__ import annotations
 
 import os
@@ -36,12 +37,20 @@ def nft_binary() -> str:
     return path
 
 
-def run_nft(args: list[str], netns: str | None = None, stdin: str | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess:
+def run_nft(
+    args: list[str], netns: str | None = None, stdin: str | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess:
     cmd = _prefix(netns) + [nft_binary(), *args]
     try:
-        return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, env=_env(),
-                              stdin=None if stdin is not None else subprocess.DEVNULL)
+        return subprocess.run(
+            cmd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_env(),
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+        )
     except FileNotFoundError as exc:
         raise NftError(f"cannot run {cmd[0]}: {exc.strerror}") from None
     except subprocess.TimeoutExpired:
@@ -141,15 +150,23 @@ def canonical(payload: str) -> str | None:
     if not unshare or os.geteuid() != 0:
         return None
     nft = nft_binary()
-    script = f'{nft} -j -f - || exit 97; {nft} -s list ruleset'
+    script = f"{nft} -j -f - || exit 97; {nft} -s list ruleset"
     try:
-        p = subprocess.run([unshare, "--net", "sh", "-c", script], input=payload, capture_output=True,
-                           text=True, timeout=60, env=_env())
+        p = subprocess.run(
+            [unshare, "--net", "sh", "-c", script],
+            input=payload,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if p.returncode == 97:
-        raise NftError("the kernel refuses this ruleset (checked in a private namespace; nothing was changed): "
-                       + _first_errors(p.stderr))
+        raise NftError(
+            "the kernel refuses this ruleset (checked in a private namespace; nothing was changed): "
+            + _first_errors(p.stderr)
+        )
     if p.returncode != 0:
         return None
     return our_tables(p.stdout)
@@ -157,11 +174,13 @@ def canonical(payload: str) -> str | None:
 
 def probe_caps(netns: str | None = None) -> Caps:
     """Ask the kernel (``nft -c``: checked, never committed) whether meta hour/day work."""
-    probe = ('{"nftables":[{"add":{"table":{"family":"inet","name":"vmsentry_probe"}}},'
-             '{"add":{"chain":{"family":"inet","table":"vmsentry_probe","name":"c"}}},'
-             '{"add":{"rule":{"family":"inet","table":"vmsentry_probe","chain":"c","expr":['
-             '{"match":{"op":"==","left":{"meta":{"key":"hour"}},"right":{"range":["01:00","02:00"]}}},'
-             '{"match":{"op":"==","left":{"meta":{"key":"day"}},"right":"Monday"}},{"accept":null}]}}}]}')
+    probe = (
+        '{"nftables":[{"add":{"table":{"family":"inet","name":"vmsentry_probe"}}},'
+        '{"add":{"chain":{"family":"inet","table":"vmsentry_probe","name":"c"}}},'
+        '{"add":{"rule":{"family":"inet","table":"vmsentry_probe","chain":"c","expr":['
+        '{"match":{"op":"==","left":{"meta":{"key":"hour"}},"right":{"range":["01:00","02:00"]}}},'
+        '{"match":{"op":"==","left":{"meta":{"key":"day"}},"right":"Monday"}},{"accept":null}]}}}]}'
+    )
     try:
         p = run_nft(["-c", "-j", "-f", "-"], netns, stdin=probe)
     except NftError:
@@ -181,8 +200,9 @@ def read_sysctl(name: str, netns: str | None = None) -> str | None:
                 return fh.read().strip()
         except OSError:
             return None
-    p = subprocess.run(_prefix(netns) + ["cat", path], capture_output=True, text=True, timeout=10,
-                       stdin=subprocess.DEVNULL)
+    p = subprocess.run(
+        _prefix(netns) + ["cat", path], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+    )
     return p.stdout.strip() if p.returncode == 0 else None
 
 
@@ -192,8 +212,13 @@ def write_sysctl(name: str, value: str, netns: str | None = None) -> None:
         with open(path, "w") as fh:
             fh.write(value + "\n")
         return
-    p = subprocess.run(_prefix(netns) + ["sh", "-c", f"echo {value} > {path}"], capture_output=True, text=True,
-                       timeout=10, stdin=subprocess.DEVNULL)
+    p = subprocess.run(
+        _prefix(netns) + ["sh", "-c", f"echo {value} > {path}"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        stdin=subprocess.DEVNULL,
+    )
     if p.returncode != 0:
         raise NftError(f"cannot set net.bridge.{name}: {p.stderr.strip()}")
 
@@ -214,15 +239,23 @@ def ensure_bridge_nf(netns: str | None, ipv6: bool, set_it: bool) -> BrnfStatus:
     for name in names:
         value = read_sysctl(name, netns)
         if value is None:
-            return BrnfStatus(False, f"net.bridge.{name} does not exist in {where}: br_netfilter is not loaded, so "
-                                     f"VM-to-VM traffic on a bridge never reaches the inet rules; run "
-                                     f"`modprobe br_netfilter` (and make it permanent) first", changed)
+            return BrnfStatus(
+                False,
+                f"net.bridge.{name} does not exist in {where}: br_netfilter is not loaded, so "
+                f"VM-to-VM traffic on a bridge never reaches the inet rules; run "
+                f"`modprobe br_netfilter` (and make it permanent) first",
+                changed,
+            )
         if value != "1":
             if not set_it:
-                return BrnfStatus(False, f"net.bridge.{name} is {value} in {where}: the stateful VM-to-VM rules "
-                                         f"(inet family) would be bypassed for bridged traffic. Refusing; re-run "
-                                         f"with --set-sysctl to set it to 1 (per network namespace; make it "
-                                         f"permanent in /etc/sysctl.d), or set it yourself", changed)
+                return BrnfStatus(
+                    False,
+                    f"net.bridge.{name} is {value} in {where}: the stateful VM-to-VM rules "
+                    f"(inet family) would be bypassed for bridged traffic. Refusing; re-run "
+                    f"with --set-sysctl to set it to 1 (per network namespace; make it "
+                    f"permanent in /etc/sysctl.d), or set it yourself",
+                    changed,
+                )
             write_sysctl(name, "1", netns)
             if read_sysctl(name, netns) != "1":
                 return BrnfStatus(False, f"could not set net.bridge.{name}=1 in {where}", changed)

@@ -17,6 +17,7 @@ nftables ruleset's does). Attach with::
 
     <interface ...><filterref filter='vmsentry-web'><parameter name='IP' value='192.168.122.10'/></filterref>
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -34,8 +35,8 @@ NS_UUID = uuid.UUID("0b7a4c57-6d0e-4c1e-9f1e-766d73656e74")
 
 @dataclass
 class NwfilterSet:
-    filters: dict[str, str] = field(default_factory=dict)            # filter name -> XML
-    interfaces: dict[str, list[str]] = field(default_factory=dict)   # vm -> <filterref> snippets, one per NIC
+    filters: dict[str, str] = field(default_factory=dict)  # filter name -> XML
+    interfaces: dict[str, list[str]] = field(default_factory=dict)  # vm -> <filterref> snippets, one per NIC
     warnings: list[Problem] = field(default_factory=list)
 
     def text(self) -> str:
@@ -67,14 +68,18 @@ class _Builder:
         a = " ".join(f"{k}={quoteattr(str(v))}" for k, v in attrs.items())
         if comment:
             a += f" comment={quoteattr(_clean(comment))}"
-        self.lines.append(f"  <rule action='{action}' direction='{direction}' priority='{self.prio}'>"
-                          f"<{proto}{' ' + a if a else ''}/></rule>")
+        self.lines.append(
+            f"  <rule action='{action}' direction='{direction}' priority='{self.prio}'>"
+            f"<{proto}{' ' + a if a else ''}/></rule>"
+        )
         self.prio = min(self.prio + 1, 1000)
 
     def xml(self) -> str:
         u = uuid.uuid5(NS_UUID, self.name)
-        return (f"<filter name='{self.name}' chain='root'>\n  <uuid>{u}</uuid>\n"
-                f"  <!-- {_clean(self.comment).rstrip('-')} -->\n" + "\n".join(self.lines) + "\n</filter>\n")
+        return (
+            f"<filter name='{self.name}' chain='root'>\n  <uuid>{u}</uuid>\n"
+            f"  <!-- {_clean(self.comment).rstrip('-')} -->\n" + "\n".join(self.lines) + "\n</filter>\n"
+        )
 
 
 def _clean(text: str) -> str:
@@ -82,8 +87,9 @@ def _clean(text: str) -> str:
     return "".join(ch if 32 <= ord(ch) < 127 else "_" for ch in text).replace("--", "_")[:200]
 
 
-def _svc_rules(b: _Builder, action: str, direction: str, svc: Service | None, base: dict, comment: str,
-               state: str | None = "NEW") -> None:
+def _svc_rules(
+    b: _Builder, action: str, direction: str, svc: Service | None, base: dict, comment: str, state: str | None = "NEW"
+) -> None:
     attrs = dict(base)
     if state:
         attrs["state"] = state
@@ -122,8 +128,14 @@ def compile_nwfilter(res: Resolved) -> NwfilterSet:
     host = [h for h in res.host_addresses if ipaddress.ip_address(h).version == 4]
     all_vm_ips = sorted({a for e in res.endpoints for a in e.ip4}, key=ipaddress.ip_address)
     if res.has_ipv6:
-        out.warnings.append(Problem("warning", "nwfilter: clean-traffic drops IPv6; the IPv6 parts of this policy "
-                                               "apply to the nftables target only", pol.file, None))
+        out.warnings.append(
+            Problem(
+                "warning",
+                "nwfilter: clean-traffic drops IPv6; the IPv6 parts of this policy apply to the nftables target only",
+                pol.file,
+                None,
+            )
+        )
     vms = sorted({e.vm for e in res.endpoints})
     warned_roles: set[str] = set()
 
@@ -143,8 +155,10 @@ def compile_nwfilter(res: Resolved) -> NwfilterSet:
         eps = res.endpoints_of([vm])
         own = {a for e in eps for a in e.ip4}
         name = filter_name(vm)
-        b = _Builder(name, f"vmsentry policy {pol.file or ''} for VM {vm}; zones: "
-                           f"{', '.join(sorted(ev_zones.get(vm, ()))) or 'none'}")
+        b = _Builder(
+            name,
+            f"vmsentry policy {pol.file or ''} for VM {vm}; zones: {', '.join(sorted(ev_zones.get(vm, ()))) or 'none'}",
+        )
         if pol.defaults.anti_spoofing:
             b.ref("clean-traffic")
         if vm in res.quarantined:
@@ -153,7 +167,9 @@ def compile_nwfilter(res: Resolved) -> NwfilterSet:
                 if fx is not None:
                     _svc_rules(b, "accept", "out", fx, {"dstipaddr": h}, "quarantine: forensics service", state=None)
                 b.rule("accept", "in", "all", {"srcipaddr": h}, "quarantine: the host may connect")
-                b.rule("accept", "out", "all", {"dstipaddr": h, "state": "ESTABLISHED"}, "quarantine: replies to the host")
+                b.rule(
+                    "accept", "out", "all", {"dstipaddr": h, "state": "ESTABLISHED"}, "quarantine: replies to the host"
+                )
             b.rule("drop", "inout", "all", {}, "quarantine")
             out.filters[name] = b.xml()
             out.interfaces[vm] = [_snippet(name, e.ip4) for e in eps]
@@ -181,8 +197,13 @@ def compile_nwfilter(res: Resolved) -> NwfilterSet:
             for ip in all_vm_ips:
                 if ip not in own:
                     b.rule("drop", "out", "all", {"dstipaddr": ip}, "defaults.vm_to_vm: deny")
-        b.rule("accept" if d.vm_to_external == "allow" else "drop", "out", "all", {"state": "NEW"},
-               f"defaults.vm_to_external: {d.vm_to_external}")
+        b.rule(
+            "accept" if d.vm_to_external == "allow" else "drop",
+            "out",
+            "all",
+            {"state": "NEW"},
+            f"defaults.vm_to_external: {d.vm_to_external}",
+        )
         # ---- in: who may open connections to this VM
         for h in host:
             b.rule("accept", "in", "all", {"srcipaddr": h, "state": "NEW"}, "the host")
@@ -204,9 +225,16 @@ def compile_nwfilter(res: Resolved) -> NwfilterSet:
             if r.window is not None:
                 if r.role not in warned_roles:
                     warned_roles.add(r.role)
-                    out.warnings.append(Problem("warning", f"nwfilter cannot match time of day: {r.why} "
-                                                           f"({r.window.text}) is left out, so this role is denied "
-                                                           f"at all times on libvirt nwfilter", pol.file, r.line))
+                    out.warnings.append(
+                        Problem(
+                            "warning",
+                            f"nwfilter cannot match time of day: {r.why} "
+                            f"({r.window.text}) is left out, so this role is denied "
+                            f"at all times on libvirt nwfilter",
+                            pol.file,
+                            r.line,
+                        )
+                    )
                 continue
             if r.src.kind == "role":
                 for cidr in res.role_sources[r.role or r.src.name]:
@@ -214,8 +242,13 @@ def compile_nwfilter(res: Resolved) -> NwfilterSet:
                         _svc_rules(b, "accept", "in", r.service, _addr_attrs("src", cidr), r.why)
             else:
                 _svc_rules(b, "accept", "in", r.service, {}, r.why)
-        b.rule("accept" if d.external_to_vm == "allow" else "drop", "in", "all", {"state": "NEW"},
-               f"defaults.external_to_vm: {d.external_to_vm}")
+        b.rule(
+            "accept" if d.external_to_vm == "allow" else "drop",
+            "in",
+            "all",
+            {"state": "NEW"},
+            f"defaults.external_to_vm: {d.external_to_vm}",
+        )
         out.filters[name] = b.xml()
         out.interfaces[vm] = [_snippet(name, e.ip4) for e in eps]
     return out

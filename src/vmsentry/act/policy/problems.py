@@ -1,4 +1,5 @@
 """Errors and warnings about a policy, each naming the file and line it is about."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    severity: str            # "error" | "warning"
+    severity: str  # "error" | "warning"
     message: str
     file: str | None = None
     line: int | None = None  # 1-based

@@ -6,19 +6,20 @@ allow rules, roles, jump hosts and defaults become one ordered list of ``Rule`` 
 The nftables compiler turns each rule into nft rules, and the ``policy_violation`` detector
 (``vmsentry.analyse.policy_decision``) evaluates the same list in Python, so the two cannot drift.
 """
+
 from __future__ import annotations
 
 import fnmatch
 import hashlib
 import ipaddress
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problem
 from vmsentry.act.policy.schema import Named, Policy, Service
 from vmsentry.model.policy import Endpoint, Resolved, Rule, Sel
 
-MARK_BASE = 0x76000000          # 'v' in the top byte: a frame that entered through a VM port
+MARK_BASE = 0x76000000  # 'v' in the top byte: a frame that entered through a VM port
 MARK_PREFIX_MASK = 0xFF000000
 QUARANTINE_BIT = 0x00800000
 MARK_INDEX_MASK = 0x007FFFFF
@@ -27,7 +28,7 @@ MARK_INDEX_MASK = 0x007FFFFF
 # --------------------------------------------------------------------------------------------- resolve
 def resolve(policy: Policy, inventory, now: datetime | None = None) -> Resolved:
     """Check the policy against the inventory and build the resolved model. Raises PolicyError."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     problems: list[Problem] = list(policy.warnings)
     file = policy.file
 
@@ -44,10 +45,17 @@ def resolve(policy: Policy, inventory, now: datetime | None = None) -> Resolved:
         if n.name in vms:
             return True
         import difflib
+
         close = difflib.get_close_matches(n.name, list(vms), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else (
-            f" (inventory has: {', '.join(sorted(vms)[:8])}{', ...' if len(vms) > 8 else ''})" if vms else
-            " (the inventory has no VMs)")
+        hint = (
+            f"; did you mean {close[0]!r}?"
+            if close
+            else (
+                f" (inventory has: {', '.join(sorted(vms)[:8])}{', ...' if len(vms) > 8 else ''})"
+                if vms
+                else " (the inventory has no VMs)"
+            )
+        )
         err(n.line, f"{where}: unknown VM {n.name!r}{hint}")
         return False
 
@@ -61,8 +69,11 @@ def resolve(policy: Policy, inventory, now: datetime | None = None) -> Resolved:
                 members.append(n.name)
         for n in z.networks:
             if n.name not in nets and not any(nic.network == n.name for vm in vms.values() for nic in vm.nics):
-                err(n.line, f"zones.{z.name}.networks: unknown network {n.name!r} "
-                            f"(inventory has: {', '.join(sorted(nets)) or 'none'})")
+                err(
+                    n.line,
+                    f"zones.{z.name}.networks: unknown network {n.name!r} "
+                    f"(inventory has: {', '.join(sorted(nets)) or 'none'})",
+                )
                 continue
             members += [vm.name for vm in vms.values() if any(nic.network == n.name for nic in vm.nics)]
         for n in z.match:
@@ -93,13 +104,16 @@ def resolve(policy: Policy, inventory, now: datetime | None = None) -> Resolved:
     for vm in sorted(vms.values(), key=lambda v: v.name):
         for nic in vm.nics:
             if nic.mode in ("user", "passthrough", "disconnected") or not nic.connected:
-                continue      # not on a host bridge: nothing on the host sees its frames
+                continue  # not on a host bridge: nothing on the host sees its frames
             ep = _endpoint(vm.name, nic, nets.get(nic.network or ""))
             label = ep.label
             for ip in ep.ip4 + [a for a in ep.ip6 if not a.startswith("fe80:")]:
                 if ip in ip_owner and ip_owner[ip].split("/")[0] != vm.name:
-                    err(None, f"inventory: VMs {ip_owner[ip]} and {label} both have address {ip}; "
-                              f"anti-spoofing and zones need unique addresses")
+                    err(
+                        None,
+                        f"inventory: VMs {ip_owner[ip]} and {label} both have address {ip}; "
+                        f"anti-spoofing and zones need unique addresses",
+                    )
                 ip_owner.setdefault(ip, label)
             if ep.mac:
                 if ep.mac in mac_owner:
@@ -116,19 +130,28 @@ def resolve(policy: Policy, inventory, now: datetime | None = None) -> Resolved:
         if ep.vm not in used and not anti:
             continue
         if not ep.port:
-            warn(None, f"VM {ep.label}: the inventory does not name its host port (target dev): it is "
-                       f"identified by MAC {ep.mac or '?'}, which a guest can forge; run with a live "
-                       f"inventory (vmsentry inventory --libvirt ...) or give the NIC a fixed <target dev=...>")
+            warn(
+                None,
+                f"VM {ep.label}: the inventory does not name its host port (target dev): it is "
+                f"identified by MAC {ep.mac or '?'}, which a guest can forge; run with a live "
+                f"inventory (vmsentry inventory --libvirt ...) or give the NIC a fixed <target dev=...>",
+            )
         if not ep.ip4 and not [a for a in ep.ip6 if not a.startswith("fe80:")]:
-            warn(None, f"VM {ep.label}: no IP address in the inventory: zone rules cannot name it as a "
-                       f"destination{' and its source address is not checked' if anti else ''}")
+            warn(
+                None,
+                f"VM {ep.label}: no IP address in the inventory: zone rules cannot name it as a "
+                f"destination{' and its source address is not checked' if anti else ''}",
+            )
         if anti and not ep.mac:
             warn(None, f"VM {ep.label}: no MAC address in the inventory: MAC anti-spoofing is off for it")
     vm_endpoints = {ep.vm for ep in endpoints}
     for name in sorted(used):
         if name in vms and name not in vm_endpoints:
-            warn(None, f"VM {name}: has no NIC on a host bridge (user-mode, passthrough or none): "
-                       f"this policy cannot filter it")
+            warn(
+                None,
+                f"VM {name}: has no NIC on a host bridge (user-mode, passthrough or none): "
+                f"this policy cannot filter it",
+            )
 
     # --- roles, windows, jump hosts ------------------------------------------------------------------------
     windows: dict[str, list[timewin.UtcPiece]] = {}
@@ -139,30 +162,53 @@ def resolve(policy: Policy, inventory, now: datetime | None = None) -> Resolved:
             windows[role.name] = timewin.to_utc(role.window, now)
             change = timewin.next_offset_change(role.window.tz, now)
             if change is not None:
-                warn(role.line, f"roles.{role.name}: timezone {role.window.tz} changes its UTC offset on "
-                                f"{change.date()}: nftables matches UTC hours, so apply the policy again after "
-                                f"that date or the window shifts")
+                warn(
+                    role.line,
+                    f"roles.{role.name}: timezone {role.window.tz} changes its UTC offset on "
+                    f"{change.date()}: nftables matches UTC hours, so apply the policy again after "
+                    f"that date or the window shifts",
+                )
         if role.via is not None:
             jvm = jumps.get(role.via.name)
             if jvm is not None:
                 if jvm in quarantined:
-                    err(role.via.line, f"roles.{role.name}.via: jump host {role.via.name} (VM {jvm}) is "
-                                       f"quarantined: nobody in this role could get in")
+                    err(
+                        role.via.line,
+                        f"roles.{role.name}.via: jump host {role.via.name} (VM {jvm}) is "
+                        f"quarantined: nobody in this role could get in",
+                    )
                 if not any(ep.ip4 or ep.ip6 for ep in endpoints if ep.vm == jvm):
-                    err(role.via.line, f"roles.{role.name}.via: jump host {role.via.name} (VM {jvm}) has no "
-                                       f"address in the inventory, so nobody could be let through to it")
+                    err(
+                        role.via.line,
+                        f"roles.{role.name}.via: jump host {role.via.name} (VM {jvm}) has no "
+                        f"address in the inventory, so nobody could be let through to it",
+                    )
 
-    host_addresses = sorted({n.host_address for n in inventory.networks if n.host_address}
-                            | {str(a) for a in policy.host_addresses})
+    host_addresses = sorted(
+        {n.host_address for n in inventory.networks if n.host_address} | {str(a) for a in policy.host_addresses}
+    )
     rules = _build_rules(policy, zones, err)
     _lockout_check(policy, jumps, quarantined, err, warn)
 
     if any(p.severity == "error" for p in problems):
         raise PolicyError(problems)
     has_ipv6 = any(ep.ipv6 for ep in endpoints) or any(
-        ipaddress.ip_network(s).version == 6 for srcs in role_sources.values() for s in srcs)
-    return Resolved(policy, endpoints, zones, jumps, quarantined, host_addresses, rules, role_sources,
-                    windows, [p for p in problems if p.severity == "warning"], has_ipv6, now)
+        ipaddress.ip_network(s).version == 6 for srcs in role_sources.values() for s in srcs
+    )
+    return Resolved(
+        policy,
+        endpoints,
+        zones,
+        jumps,
+        quarantined,
+        host_addresses,
+        rules,
+        role_sources,
+        windows,
+        [p for p in problems if p.severity == "warning"],
+        has_ipv6,
+        now,
+    )
 
 
 def _endpoint(vm: str, nic, net) -> Endpoint:
@@ -227,27 +273,86 @@ def _build_rules(policy: Policy, zones: dict[str, list[str]], err) -> list[Rule]
         who = f"role {role.name}"
         if role.via is None:
             if to_host:
-                ext_to_host.append(Rule("ext_to_host", Sel("role", role.name), Sel("host"), role.service, "accept",
-                                        f"{who} -> host {role.service.text()}", role.line, role.name, role.window))
+                ext_to_host.append(
+                    Rule(
+                        "ext_to_host",
+                        Sel("role", role.name),
+                        Sel("host"),
+                        role.service,
+                        "accept",
+                        f"{who} -> host {role.service.text()}",
+                        role.line,
+                        role.name,
+                        role.window,
+                    )
+                )
             for n in targets:
-                ext_to_vm.append(Rule("ext_to_vm", Sel("role", role.name), _sel(n, zones), role.service, "accept",
-                                      f"{who} -> {n.name} {role.service.text()}", n.line, role.name, role.window))
+                ext_to_vm.append(
+                    Rule(
+                        "ext_to_vm",
+                        Sel("role", role.name),
+                        _sel(n, zones),
+                        role.service,
+                        "accept",
+                        f"{who} -> {n.name} {role.service.text()}",
+                        n.line,
+                        role.name,
+                        role.window,
+                    )
+                )
         else:
             jump = policy.jump_hosts[role.via.name]
             first_hop = jump.service or role.service
-            ext_to_vm.append(Rule("ext_to_vm", Sel("role", role.name), Sel("jump", jump.name), first_hop, "accept",
-                                  f"{who} -> jump host {jump.name} {first_hop.text()}", role.via.line, role.name,
-                                  role.window))
+            ext_to_vm.append(
+                Rule(
+                    "ext_to_vm",
+                    Sel("role", role.name),
+                    Sel("jump", jump.name),
+                    first_hop,
+                    "accept",
+                    f"{who} -> jump host {jump.name} {first_hop.text()}",
+                    role.via.line,
+                    role.name,
+                    role.window,
+                )
+            )
             if to_host:
-                vm_to_host.append(Rule("vm_to_host", Sel("jump", jump.name), Sel("host"), role.service, "accept",
-                                       f"{who} via jump host {jump.name} -> host {role.service.text()}", role.line))
+                vm_to_host.append(
+                    Rule(
+                        "vm_to_host",
+                        Sel("jump", jump.name),
+                        Sel("host"),
+                        role.service,
+                        "accept",
+                        f"{who} via jump host {jump.name} -> host {role.service.text()}",
+                        role.line,
+                    )
+                )
             for n in targets:
-                vm_fwd.append(Rule("vm_fwd", Sel("jump", jump.name), _sel(n, zones), role.service, "accept",
-                                   f"{who} via jump host {jump.name} -> {n.name} {role.service.text()}", n.line))
+                vm_fwd.append(
+                    Rule(
+                        "vm_fwd",
+                        Sel("jump", jump.name),
+                        _sel(n, zones),
+                        role.service,
+                        "accept",
+                        f"{who} via jump host {jump.name} -> {n.name} {role.service.text()}",
+                        n.line,
+                    )
+                )
         if to_host:
-            managed.append(Rule("ext_to_host", Sel("any-ext"), Sel("host"), role.service, "drop",
-                                f"host {role.service.text()} is reserved for role {role.name}"
-                                + (f" (through jump host {role.via.name})" if role.via else ""), role.line))
+            managed.append(
+                Rule(
+                    "ext_to_host",
+                    Sel("any-ext"),
+                    Sel("host"),
+                    role.service,
+                    "drop",
+                    f"host {role.service.text()} is reserved for role {role.name}"
+                    + (f" (through jump host {role.via.name})" if role.via else ""),
+                    role.line,
+                )
+            )
 
     # allow rules
     for a in policy.allow:
@@ -257,9 +362,13 @@ def _build_rules(policy: Policy, zones: dict[str, list[str]], err) -> list[Rule]
                 why = f"{label} {s.name} -> {t.name} {a.service.text()}" + (f" ({a.comment})" if a.comment else "")
                 if s.name == "external":
                     if t.name == "host":
-                        ext_to_host.append(Rule("ext_to_host", Sel("any-ext"), Sel("host"), a.service, "accept", why, a.line))
+                        ext_to_host.append(
+                            Rule("ext_to_host", Sel("any-ext"), Sel("host"), a.service, "accept", why, a.line)
+                        )
                     else:
-                        ext_to_vm.append(Rule("ext_to_vm", Sel("any-ext"), _sel(t, zones), a.service, "accept", why, a.line))
+                        ext_to_vm.append(
+                            Rule("ext_to_vm", Sel("any-ext"), _sel(t, zones), a.service, "accept", why, a.line)
+                        )
                     continue
                 src = _sel(s, zones)
                 if t.name == "host":
@@ -271,23 +380,76 @@ def _build_rules(policy: Policy, zones: dict[str, list[str]], err) -> list[Rule]
     if d.same_zone == "allow":
         for z, members in zones.items():
             if len(members) > 1:
-                vm_fwd.append(Rule("vm_fwd", Sel("zone", z), Sel("zone", z), None, "accept",
-                                   f"zone {z}: members reach each other (defaults.same_zone: allow)",
-                                   policy.zones[z].line))
+                vm_fwd.append(
+                    Rule(
+                        "vm_fwd",
+                        Sel("zone", z),
+                        Sel("zone", z),
+                        None,
+                        "accept",
+                        f"zone {z}: members reach each other (defaults.same_zone: allow)",
+                        policy.zones[z].line,
+                    )
+                )
 
     # defaults
     dl = d.lines
-    vm_to_host.append(Rule("vm_to_host", Sel("any-vm"), Sel("host"), None, _act(d.vm_to_host),
-                           f"defaults.vm_to_host: {d.vm_to_host}", dl.get("vm_to_host")))
+    vm_to_host.append(
+        Rule(
+            "vm_to_host",
+            Sel("any-vm"),
+            Sel("host"),
+            None,
+            _act(d.vm_to_host),
+            f"defaults.vm_to_host: {d.vm_to_host}",
+            dl.get("vm_to_host"),
+        )
+    )
     ext_to_host += managed
-    ext_to_host.append(Rule("ext_to_host", Sel("any-ext"), Sel("host"), None, _act(d.external_to_host),
-                            f"defaults.external_to_host: {d.external_to_host}", dl.get("external_to_host")))
-    vm_fwd.append(Rule("vm_fwd", Sel("any-vm"), Sel("any-vm"), None, _act(d.vm_to_vm),
-                       f"defaults.vm_to_vm: {d.vm_to_vm}", dl.get("vm_to_vm")))
-    vm_fwd.append(Rule("vm_fwd", Sel("any-vm"), Sel("external"), None, _act(d.vm_to_external),
-                       f"defaults.vm_to_external: {d.vm_to_external}", dl.get("vm_to_external")))
-    ext_to_vm.append(Rule("ext_to_vm", Sel("any-ext"), Sel("any-vm"), None, _act(d.external_to_vm),
-                          f"defaults.external_to_vm: {d.external_to_vm}", dl.get("external_to_vm")))
+    ext_to_host.append(
+        Rule(
+            "ext_to_host",
+            Sel("any-ext"),
+            Sel("host"),
+            None,
+            _act(d.external_to_host),
+            f"defaults.external_to_host: {d.external_to_host}",
+            dl.get("external_to_host"),
+        )
+    )
+    vm_fwd.append(
+        Rule(
+            "vm_fwd",
+            Sel("any-vm"),
+            Sel("any-vm"),
+            None,
+            _act(d.vm_to_vm),
+            f"defaults.vm_to_vm: {d.vm_to_vm}",
+            dl.get("vm_to_vm"),
+        )
+    )
+    vm_fwd.append(
+        Rule(
+            "vm_fwd",
+            Sel("any-vm"),
+            Sel("external"),
+            None,
+            _act(d.vm_to_external),
+            f"defaults.vm_to_external: {d.vm_to_external}",
+            dl.get("vm_to_external"),
+        )
+    )
+    ext_to_vm.append(
+        Rule(
+            "ext_to_vm",
+            Sel("any-ext"),
+            Sel("any-vm"),
+            None,
+            _act(d.external_to_vm),
+            f"defaults.external_to_vm: {d.external_to_vm}",
+            dl.get("external_to_vm"),
+        )
+    )
     return vm_to_host + ext_to_host + vm_fwd + ext_to_vm
 
 
@@ -311,22 +473,28 @@ def _lockout_check(policy: Policy, jumps: dict[str, str], quarantined: list[str]
 
     always = [r for r in host_roles if usable(r)]
     if d.external_to_host == "deny":
-        external_in = any(s.name == "external" and any(t.name == "host" for t in a.dests)
-                          for a in policy.allow for s in a.sources)
+        external_in = any(
+            s.name == "external" and any(t.name == "host" for t in a.dests) for a in policy.allow for s in a.sources
+        )
         if not always and not external_in:
-            err(d.lines.get("external_to_host"),
+            err(
+                d.lines.get("external_to_host"),
                 "defaults.external_to_host is deny, but no role reaches the host at all hours, directly or "
                 "through a usable jump host: applying this would cut the administrators' own access to the host; "
-                "add a role such as admin: {sources: [...], via: JUMP, to: [host], proto: tcp, ports: [22]}")
+                "add a role such as admin: {sources: [...], via: JUMP, to: [host], proto: tcp, ports: [22]}",
+            )
     for r in host_roles:
         if usable(r):
             continue
         if any(_covers(o.service, r.service) for o in always):
             continue
         why = "only in its time window" if r.window is not None else "through a jump host that cannot be used"
-        warn(r.line, f"roles.{r.name}: host {r.service.text()} becomes reachable {why}; at other times nobody, "
-                     f"administrators included, can open a new connection to it: add an always-on admin role "
-                     f"(via a jump host) for the same port")
+        warn(
+            r.line,
+            f"roles.{r.name}: host {r.service.text()} becomes reachable {why}; at other times nobody, "
+            f"administrators included, can open a new connection to it: add an always-on admin role "
+            f"(via a jump host) for the same port",
+        )
 
 
 def _covers(a: Service, b: Service) -> bool:

@@ -9,13 +9,14 @@ still reach on the host), zone selectors ``networks`` and ``match`` besides ``vm
 ``ports`` on jump hosts, ``comment`` on allow rules, ``host_addresses`` (extra host addresses for
 ``policy check``).
 """
+
 from __future__ import annotations
 
 import difflib
 import ipaddress
 import re
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from vmsentry.act.policy import timewin
@@ -30,12 +31,23 @@ PROTOS = ("tcp", "udp", "icmp", "any")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,47}$")
 
 DEFAULT_KEYS = {
-    "vm_to_host": ("allow", "deny"), "vm_to_vm": ("allow", "deny"), "same_zone": ("allow", "deny"),
-    "vm_to_external": ("allow", "deny"), "external_to_vm": ("allow", "deny"),
-    "external_to_host": ("allow", "deny"), "anti_spoofing": None, "forensics": None,
+    "vm_to_host": ("allow", "deny"),
+    "vm_to_vm": ("allow", "deny"),
+    "same_zone": ("allow", "deny"),
+    "vm_to_external": ("allow", "deny"),
+    "external_to_vm": ("allow", "deny"),
+    "external_to_host": ("allow", "deny"),
+    "anti_spoofing": None,
+    "forensics": None,
 }
-DEFAULT_VALUES = {"vm_to_host": "deny", "vm_to_vm": "deny", "same_zone": "allow", "vm_to_external": "allow",
-                  "external_to_vm": "deny", "external_to_host": "allow"}
+DEFAULT_VALUES = {
+    "vm_to_host": "deny",
+    "vm_to_vm": "deny",
+    "same_zone": "allow",
+    "vm_to_external": "allow",
+    "external_to_vm": "deny",
+    "external_to_host": "allow",
+}
 TOP_KEYS = ("version", "defaults", "zones", "allow", "roles", "jump_hosts", "quarantine", "host_addresses")
 ZONE_KEYS = ("vms", "networks", "match", "comment")
 ALLOW_KEYS = ("from", "to", "proto", "ports", "comment")
@@ -84,7 +96,7 @@ class JumpHost:
     name: str
     line: int
     vm: Named
-    service: Service | None = None      # what people reach on the jump host (default: each role's service)
+    service: Service | None = None  # what people reach on the jump host (default: each role's service)
 
 
 @dataclass(slots=True)
@@ -241,7 +253,9 @@ def _check_name(pr: Problems, name: str, line: int, what: str) -> bool:
         pr.error(line, f"{what} name {name!r} is reserved ({', '.join(sorted(RESERVED))})")
         return False
     if not NAME_RE.match(name):
-        pr.error(line, f"{what} name {name!r}: use letters, digits, '_', '-', '.' (at most 48, not starting with - or .)")
+        pr.error(
+            line, f"{what} name {name!r}: use letters, digits, '_', '-', '.' (at most 48, not starting with - or .)"
+        )
         return False
     return True
 
@@ -324,7 +338,7 @@ def _defaults(pr: Problems, loc: Loc | None) -> Defaults:
                 d.forensics = _service(pr, fm, "defaults.forensics")
         else:
             value = item.value
-            if isinstance(value, bool):          # YAML 1.1: deny/allow are strings, but yes/no are booleans
+            if isinstance(value, bool):  # YAML 1.1: deny/allow are strings, but yes/no are booleans
                 value = "allow" if value else "deny"
             if value not in choices:
                 pr.error(item.line, f"defaults.{key} must be one of {', '.join(choices)}, not {item.value!r}")
@@ -350,8 +364,9 @@ def _zones(pr: Problems, loc: Loc | None) -> dict[str, Zone]:
     return zones
 
 
-def _endpoints(pr: Problems, loc: Loc | None, where: str, allowed_kw: tuple[str, ...],
-               zones: dict[str, Zone]) -> list[Named]:
+def _endpoints(
+    pr: Problems, loc: Loc | None, where: str, allowed_kw: tuple[str, ...], zones: dict[str, Zone]
+) -> list[Named]:
     out = []
     if loc is None:
         pr.error(None, f"{where}: missing")
@@ -436,7 +451,9 @@ def _roles(pr: Problems, loc: Loc | None, zones: dict[str, Zone], jumps: dict[st
             v = rm["via"]
             if not isinstance(v.value, str) or v.value not in jumps:
                 close = difflib.get_close_matches(str(v.value), list(jumps), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f" (jump_hosts: {', '.join(jumps) or 'none defined'})"
+                hint = (
+                    f"; did you mean {close[0]!r}?" if close else f" (jump_hosts: {', '.join(jumps) or 'none defined'})"
+                )
                 pr.error(v.line, f"{where}.via: unknown jump host {v.value!r}{hint}")
             else:
                 via = Named(v.value, v.line)

@@ -5,6 +5,7 @@
 * guests reach the host only for DHCP (udp/67) and DNS (udp+tcp/53): ``vm_to_host: deny`` + allow rules;
 * anti-spoofing everywhere; outside-to-VM traffic denied; an example admin role (commented out).
 """
+
 from __future__ import annotations
 
 import re
@@ -32,15 +33,24 @@ def suggest(inventory, source: str = "") -> str:
             if vm.name not in zones.setdefault(z, []):
                 zones[z].append(vm.name)
             if not nic.ip:
-                notes.append(f"VM {vm.name} NIC {nic.id}: no IP address in the inventory: its source address "
-                             f"cannot be checked and zones cannot name it as a destination")
+                notes.append(
+                    f"VM {vm.name} NIC {nic.id}: no IP address in the inventory: its source address "
+                    f"cannot be checked and zones cannot name it as a destination"
+                )
             if not nic.target:
-                notes.append(f"VM {vm.name} NIC {nic.id}: host port unknown (offline inventory): it is identified "
-                             f"by MAC; apply with a live inventory (vmsentry inventory --libvirt ...)")
+                notes.append(
+                    f"VM {vm.name} NIC {nic.id}: host port unknown (offline inventory): it is identified "
+                    f"by MAC; apply with a live inventory (vmsentry inventory --libvirt ...)"
+                )
     doc = {
         "version": 1,
-        "defaults": {"vm_to_host": "deny", "vm_to_vm": "deny", "same_zone": "allow", "anti_spoofing": True,
-                     "external_to_vm": "deny"},
+        "defaults": {
+            "vm_to_host": "deny",
+            "vm_to_vm": "deny",
+            "same_zone": "allow",
+            "anti_spoofing": True,
+            "external_to_vm": "deny",
+        },
         "zones": {z: {"vms": vms} for z, vms in sorted(zones.items())},
         "allow": [
             {"from": "any-vm", "to": "host", "proto": "udp", "ports": [53, 67]},
@@ -60,7 +70,7 @@ def suggest(inventory, source: str = "") -> str:
         "# People (roles) reach VMs or the host from given source ranges, e.g.:",
         "# roles:",
         "#   admin:     {sources: [10.77.0.5/32], via: jump, to: [host, any-vm], proto: tcp, ports: [22]}",
-        "#   developer: {sources: [10.77.0.0/24], hours: \"08:00-20:00\", timezone: \"Asia/Shanghai\", to: [ZONE], proto: tcp, ports: [22]}",
+        '#   developer: {sources: [10.77.0.0/24], hours: "08:00-20:00", timezone: "Asia/Shanghai", to: [ZONE], proto: tcp, ports: [22]}',
         "# jump_hosts:",
         "#   jump: {vm: SOME-VM}",
     ]

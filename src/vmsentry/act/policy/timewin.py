@@ -8,16 +8,17 @@ converts the policy's window to UTC itself, splitting a window that crosses midn
 pieces. The conversion uses the zone's UTC offset at compile time: for zones with daylight saving time the
 window shifts by the DST difference until the policy is applied again (a warning names the next change).
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vmsentry.model.policy import Window
 
-DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")   # Python weekday order
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")  # Python weekday order
 _DAY_ALIASES = {n[:3]: i for i, n in enumerate(DAY_NAMES)} | {n: i for i, n in enumerate(DAY_NAMES)}
 NFT_DAY = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _HHMM = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -42,8 +43,9 @@ def parse_hours(text: str) -> tuple[int, int]:
     if end == 1440:
         end = 0 if start > 0 else 1440
     if start == end % 1440 and not (start == 0 and end == 1440):
-        raise WindowError(f"hours {text!r}: start and end are the same, so the window is empty "
-                          f"(write 00:00-24:00 for the whole day)")
+        raise WindowError(
+            f"hours {text!r}: start and end are the same, so the window is empty (write 00:00-24:00 for the whole day)"
+        )
     return start, end
 
 
@@ -67,14 +69,14 @@ def check_timezone(name: str) -> ZoneInfo:
 
 
 def utc_offset_minutes(tz: str, at: datetime | None = None) -> int:
-    at = at or datetime.now(timezone.utc)
+    at = at or datetime.now(UTC)
     off = at.astimezone(ZoneInfo(tz)).utcoffset() or timedelta(0)
     return int(off.total_seconds() // 60)
 
 
 def next_offset_change(tz: str, at: datetime | None = None, horizon_days: int = 366) -> datetime | None:
     """The first day within the horizon on which the zone's UTC offset differs from today's (DST)."""
-    at = at or datetime.now(timezone.utc)
+    at = at or datetime.now(UTC)
     zone = ZoneInfo(tz)
     base = at.astimezone(zone).utcoffset()
     for d in range(1, horizon_days + 1):
@@ -88,6 +90,7 @@ def next_offset_change(tz: str, at: datetime | None = None, horizon_days: int = 
 class UtcPiece:
     """What one nft rule matches: UTC weekdays (None = all) and hour ranges [start, end] in seconds,
     end inclusive (``meta hour`` ranges are inclusive)."""
+
     days: frozenset[int] | None
     hours: tuple[tuple[int, int], ...]
 

@@ -5,6 +5,7 @@ that file still carries its token then (nobody confirmed, nobody applied again),
 tables (``apply.rollback``) and writes ``D/rollback.json``. ``policy confirm`` removes ``pending.json`` and
 sends SIGTERM, and the watchdog exits without touching anything.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--token", required=True)
     args = ap.parse_args(argv)
     from vmsentry.act.policy.apply import read_pending, rollback
+
     sd = Path(args.state_dir)
     stop = {"flag": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))

@@ -5,21 +5,31 @@ one ``Outcome`` or a list of them (one per offending element, so each gets its o
 Results follow VSAT: fail / pass / unknown / not_applicable / error. Unknown is never reported as pass:
 when the fact a rule needs was not collected, the predicate says ``unknown`` and why.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from vmsentry.model.findings import STATUSES  # noqa: F401
 
-_MODULES = ("vmsentry.analyse.checks.vm_network", "vmsentry.analyse.checks.vm_exposure",
-            "vmsentry.analyse.checks.vm_isolation", "vmsentry.analyse.checks.networks",
-            "vmsentry.analyse.checks.host_libvirt", "vmsentry.analyse.checks.host_kernel",
-            "vmsentry.analyse.checks.host_firewall", "vmsentry.analyse.checks.host_services",
-            "vmsentry.analyse.checks.host_hardware",
-            "vmsentry.analyse.checks.hyperv", "vmsentry.analyse.checks.proxmox",
-            "vmsentry.analyse.checks.vmware", "vmsentry.analyse.checks.virtualbox")
+_MODULES = (
+    "vmsentry.analyse.checks.vm_network",
+    "vmsentry.analyse.checks.vm_exposure",
+    "vmsentry.analyse.checks.vm_isolation",
+    "vmsentry.analyse.checks.networks",
+    "vmsentry.analyse.checks.host_libvirt",
+    "vmsentry.analyse.checks.host_kernel",
+    "vmsentry.analyse.checks.host_firewall",
+    "vmsentry.analyse.checks.host_services",
+    "vmsentry.analyse.checks.host_hardware",
+    "vmsentry.analyse.checks.hyperv",
+    "vmsentry.analyse.checks.proxmox",
+    "vmsentry.analyse.checks.vmware",
+    "vmsentry.analyse.checks.virtualbox",
+)
 
 CHECKS: dict[str, Callable[..., Any]] = {}
 
@@ -31,7 +41,7 @@ class Outcome:
     locator: str | None = None
     key: str | None = None
     value: Any = None
-    message: str | None = None   # why: shown for unknown/not_applicable, and beside a failure's evidence
+    message: str | None = None  # why: shown for unknown/not_applicable, and beside a failure's evidence
 
     def evidence(self) -> dict[str, Any]:
         ev = {"file": self.file, "locator": self.locator, "key": self.key, "value": self.value}
@@ -40,23 +50,35 @@ class Outcome:
         return ev
 
 
-def fail(key: str | None = None, value: Any = None, *, file: str | None = None, locator: str | None = None,
-         message: str | None = None) -> Outcome:
+def fail(
+    key: str | None = None,
+    value: Any = None,
+    *,
+    file: str | None = None,
+    locator: str | None = None,
+    message: str | None = None,
+) -> Outcome:
     return Outcome("fail", file, locator, key, value, message)
 
 
 _PASSED: dict[tuple[str | None, str], Outcome] = {}
 
 
-def passed(key: str | None = None, value: Any = None, *, file: str | None = None, locator: str | None = None,
-           message: str | None = None) -> Outcome:
+def passed(
+    key: str | None = None,
+    value: Any = None,
+    *,
+    file: str | None = None,
+    locator: str | None = None,
+    message: str | None = None,
+) -> Outcome:
     # A pass with no place of its own ("absent: the default applies") is the same for every VM: share it,
     # as not_applicable does (the engine never changes an outcome).
     if file is None and locator is None and message is None and type(value) is str:
         shared = _PASSED.get((key, value))
         if shared is None:
             shared = Outcome("pass", None, None, key, value, None)
-            if len(_PASSED) < 4096:          # per-VM values ("vnc 127.0.0.1:5901") must not pile up
+            if len(_PASSED) < 4096:  # per-VM values ("vnc 127.0.0.1:5901") must not pile up
                 _PASSED[(key, value)] = shared
         return shared
     return Outcome("pass", file, locator, key, value, message)
@@ -88,8 +110,11 @@ def snapshot_memory(vm, prefix: str, suffix: str, key: str, none: str, clean: st
     """One failure per snapshot that saved the guest's RAM (facts ``<prefix><snapshot name><suffix>``)."""
     if not vm.snapshots:
         return not_applicable(none)
-    found = [fail(key, f"{k[len(prefix):-len(suffix)]}: {v['value']}", locator=v["at"]) for k, v in vm.facts.items()
-             if k.startswith(prefix) and k.endswith(suffix)]
+    found = [
+        fail(key, f"{k[len(prefix) : -len(suffix)]}: {v['value']}", locator=v["at"])
+        for k, v in vm.facts.items()
+        if k.startswith(prefix) and k.endswith(suffix)
+    ]
     return found or passed(key, clean)
 
 
@@ -99,6 +124,7 @@ def check(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             raise RuntimeError(f"check {name} registered twice")
         CHECKS[name] = fn
         return fn
+
     return register
 
 

@@ -44,9 +44,11 @@ A second shape judges the VM's devices of some kinds (one failure per device, wi
 What needs more than one fact compared with a constant (loops over NICs or devices, derived values,
 context from other assets) stays a Python predicate in the platform's module.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vmsentry.analyse.checks import Outcome, fail, not_applicable, passed, unknown
 
@@ -100,10 +102,11 @@ def _holds(op: str, value: Any, expected: Any) -> bool:
         return value is True or (value is not None and value is not False and _text(value) in TRUE_WORDS)
     if op == "falsy":
         return value is None or value is False or (value is not True and _text(value) in FALSE_WORDS)
-    return False                                # unset: a value that is there never passes
+    return False  # unset: a value that is there never passes
 
 
 # ------------------------------------------------------------------------------------------ validation
+
 
 def _check_compare(block: dict[str, Any], where: str) -> None:
     op = block.get("op")
@@ -180,6 +183,7 @@ def validate(test: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ evaluation
 
+
 def _shown(template: Any, asset: Any, **extra: Any) -> Any:
     return template.format(name=asset.name, **extra) if isinstance(template, str) and "{" in template else template
 
@@ -199,8 +203,11 @@ def _device_predicate(test: dict[str, Any]) -> Callable[[Any, Any], Outcome | li
     kinds, key, shown, absent = frozenset(test["devices"]), test["key"], test["shown"], test["absent"]
 
     def evaluate(vm: Any, ctx: Any) -> Outcome | list[Outcome]:
-        found = [fail(key, shown.format(kind=d.kind, detail=d.detail), locator=d.locator)
-                 for d in vm.devices if d.kind in kinds]
+        found = [
+            fail(key, shown.format(kind=d.kind, detail=d.detail), locator=d.locator)
+            for d in vm.devices
+            if d.kind in kinds
+        ]
         return found or _when_absent(absent, key, vm)
 
     return evaluate
@@ -227,8 +234,9 @@ def predicate(test: dict[str, Any]) -> Callable[[Any, Any], Outcome | list[Outco
             return _when_absent(absent, key, asset)
         value = fact["value"]
         if _holds(op, value, expected):
-            return passed(key, on_pass.get("value", value), locator=fact["at"],
-                          message=_shown(on_pass.get("message"), asset))
+            return passed(
+                key, on_pass.get("value", value), locator=fact["at"], message=_shown(on_pass.get("message"), asset)
+            )
         return fail(key, on_fail.get("value", value), locator=fact["at"], message=_shown(on_fail.get("message"), asset))
 
     return evaluate

@@ -1,9 +1,11 @@
 """What the host predicates (host_*.py) share: the answer for a fact group that was not collected, and
 how a config file spells "on"."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from vmsentry.analyse.checks import Outcome, unknown
 from vmsentry.model import Host
@@ -27,11 +29,14 @@ def on(value: Any) -> bool:
 def needs(attribute: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A host predicate that looks first at one typed group of ``Host``: ``missing`` when it was not
     collected, so the predicate itself only sees a group that is there."""
+
     def wrap(predicate: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(predicate)
         def guarded(host: Host, ctx: Any) -> Any:
             if getattr(host, attribute) is None:
                 return missing(what, host)
             return predicate(host, ctx)
+
         return guarded
+
     return wrap

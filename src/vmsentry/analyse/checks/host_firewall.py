@@ -3,6 +3,7 @@ interfaces sniff outside a bridge, and does the host's own address share a bridg
 They read ``Host.firewall``, ``Host.interfaces`` and ``Host.bridges``; a group not collected gives
 ``unknown``, never ``pass``.
 """
+
 from __future__ import annotations
 
 from vmsentry.analyse.addresses import parse_ip
@@ -21,18 +22,35 @@ def firewall_absent(host: Host, ctx: ScanContext) -> Outcome:
     leftovers = [n for n, v in backends if v is not None and leftovers_only(v)]
     which = [n for n, v in backends if ruleset_present(v)]
     if which:
-        return passed("firewall", ", ".join(which), file="nft list ruleset",
-                      message=f"ruleset loaded ({', '.join(which)}); INPUT {_or(fw.input_policy, 'unknown')}, "
-                              f"FORWARD {_or(fw.forward_policy, 'unknown')} with {_or(fw.forward_rules, '?')} rules")
+        return passed(
+            "firewall",
+            ", ".join(which),
+            file="nft list ruleset",
+            message=f"ruleset loaded ({', '.join(which)}); INPUT {_or(fw.input_policy, 'unknown')}, "
+            f"FORWARD {_or(fw.forward_policy, 'unknown')} with {_or(fw.forward_rules, '?')} rules",
+        )
     unread = [n for n, v in backends if v is None]
     if unread:
-        return unknown(f"no rules in what was read, but the {' and '.join(unread)} ruleset could not be read",
-                       "firewall", file="nft list ruleset")
-    extra = (f" ({', '.join(leftovers)} holds only jumps into libvirt's empty LIBVIRT_* chains, left behind "
-             "when its networks stopped)") if leftovers else ""
-    return fail("firewall", "no filtering rule", file="nft list ruleset",
-                message="neither nftables nor legacy iptables holds a filtering rule or a drop policy: nothing "
-                        f"filters guest-to-host or guest-to-LAN traffic{extra}")
+        return unknown(
+            f"no rules in what was read, but the {' and '.join(unread)} ruleset could not be read",
+            "firewall",
+            file="nft list ruleset",
+        )
+    extra = (
+        (
+            f" ({', '.join(leftovers)} holds only jumps into libvirt's empty LIBVIRT_* chains, left behind "
+            "when its networks stopped)"
+        )
+        if leftovers
+        else ""
+    )
+    return fail(
+        "firewall",
+        "no filtering rule",
+        file="nft list ruleset",
+        message="neither nftables nor legacy iptables holds a filtering rule or a drop policy: nothing "
+        f"filters guest-to-host or guest-to-LAN traffic{extra}",
+    )
 
 
 def _or(value: object, default: str) -> object:
@@ -66,9 +84,16 @@ def promiscuous_interfaces(host: Host, ctx: ScanContext) -> Outcome | list[Outco
         if anc:
             expected.append(f"{name} (port of {anc})")
             continue
-        out.append(fail(f"interfaces[{name}].promiscuity", promisc, file="ip -d link show", locator=name,
-                        message=f"{_or(iface.kind, 'interface')} {name} is promiscuous and not a bridge port: a "
-                                "capture tool or sniffer sees all traffic on it"))
+        out.append(
+            fail(
+                f"interfaces[{name}].promiscuity",
+                promisc,
+                file="ip -d link show",
+                locator=name,
+                message=f"{_or(iface.kind, 'interface')} {name} is promiscuous and not a bridge port: a "
+                "capture tool or sniffer sees all traffic on it",
+            )
+        )
     if out:
         return out
     msg = "no promiscuous interface outside a bridge"
@@ -91,11 +116,22 @@ def mgmt_on_guest_bridge(host: Host, ctx: ScanContext) -> Outcome | list[Outcome
         addrs = [a for a in br.addresses or [] if parse_ip(a) and not parse_ip(a).is_link_local]
         if not addrs:
             continue
-        out.append(fail(f"bridges[{name}].addresses", ", ".join(addrs), file="ip -d link show", locator=name,
-                        message=f"the host's own address sits on {name}, which bridges physical port(s) "
-                                f"{', '.join(br.physical_ports or [])} with guests ({'; '.join(gb.why[:3])}): "
-                                "guests share the L2 segment of the host's management traffic"))
+        out.append(
+            fail(
+                f"bridges[{name}].addresses",
+                ", ".join(addrs),
+                file="ip -d link show",
+                locator=name,
+                message=f"the host's own address sits on {name}, which bridges physical port(s) "
+                f"{', '.join(br.physical_ports or [])} with guests ({'; '.join(gb.why[:3])}): "
+                "guests share the L2 segment of the host's management traffic",
+            )
+        )
     if out:
         return out
-    return passed("bridges", len(brs), file="ip -d link show",
-                  message="no host address on a bridge that joins guests to a physical network")
+    return passed(
+        "bridges",
+        len(brs),
+        file="ip -d link show",
+        message="no host address on a bridge that joins guests to a physical network",
+    )

@@ -4,6 +4,7 @@ hypervisor versions recorded for vulnerability matching. They read the typed har
 (``cpu``, ``kvm``, ``iommu``, ``memory_encryption``, ``lsm``, ``versions``); a group not collected gives
 ``unknown``, never ``pass``.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,15 +29,24 @@ def lsm_enforcing(host: Host, ctx: ScanContext) -> Outcome:
         return passed("lsm.apparmor", apparmor, file="/sys/module/apparmor/parameters/enabled")
     if selinux is None or apparmor is None:
         return unknown(f"SELinux {selinux!r}, AppArmor {apparmor!r}: one of them was not collected", "lsm")
-    return fail("lsm", f"selinux={selinux}, apparmor={apparmor}", file="/sys/kernel/security/lsm",
-                message="no mandatory access control enforces sVirt: a QEMU process compromised from a guest can "
-                        "open every file its user can, including other guests' disks")
+    return fail(
+        "lsm",
+        f"selinux={selinux}, apparmor={apparmor}",
+        file="/sys/kernel/security/lsm",
+        message="no mandatory access control enforces sVirt: a QEMU process compromised from a guest can "
+        "open every file its user can, including other guests' disks",
+    )
 
 
 @check("host_iommu_for_passthrough")
 def iommu_for_passthrough(host: Host, ctx: ScanContext) -> Outcome:
-    devices = [(vm.name, d) for vm in ctx.inventory.vms if on_host(ctx, host, vm)
-               for d in vm.devices if d.kind == "pci-passthrough"]
+    devices = [
+        (vm.name, d)
+        for vm in ctx.inventory.vms
+        if on_host(ctx, host, vm)
+        for d in vm.devices
+        if d.kind == "pci-passthrough"
+    ]
     if not devices:
         return not_applicable("no VM of this host has a PCI passthrough device")
     iommu = host.iommu
@@ -45,9 +55,14 @@ def iommu_for_passthrough(host: Host, ctx: ScanContext) -> Outcome:
         return unknown(f"PCI passthrough in use ({names}) but IOMMU state not collected", "iommu.enabled")
     if iommu.enabled:
         return passed("iommu.groups", iommu.groups, file="/sys/kernel/iommu_groups")
-    return fail("iommu.enabled", False, file="/proc/cmdline", locator="/sys/kernel/iommu_groups",
-                message=f"PCI devices are passed to guests ({names}) while the IOMMU is off: a guest-driven DMA "
-                        f"device can read and write host memory; cmdline flags {iommu.cmdline_flags or []}")
+    return fail(
+        "iommu.enabled",
+        False,
+        file="/proc/cmdline",
+        locator="/sys/kernel/iommu_groups",
+        message=f"PCI devices are passed to guests ({names}) while the IOMMU is off: a guest-driven DMA "
+        f"device can read and write host memory; cmdline flags {iommu.cmdline_flags or []}",
+    )
 
 
 @check("host_nested_virt")
@@ -67,8 +82,13 @@ def nested_virt(host: Host, ctx: ScanContext) -> Outcome:
     if "amd" in str(cpu.vendor or "").lower() or cpu.svm:
         path = "/sys/module/kvm_amd/parameters/nested"
     if str(nested).strip().upper() in ("Y", "1"):
-        return fail("nested", nested, file=path, message="guests can run their own hypervisors: larger KVM attack "
-                                                         "surface and VMs hidden from the host's inventory")
+        return fail(
+            "nested",
+            nested,
+            file=path,
+            message="guests can run their own hypervisors: larger KVM attack "
+            "surface and VMs hidden from the host's inventory",
+        )
     return passed("nested", nested, file=path)
 
 
@@ -80,8 +100,12 @@ def ksm(host: Host, ctx: ScanContext) -> Outcome:
     if run is None:
         return unknown("/sys/kernel/mm/ksm/run not collected", "ksm_run")
     if str(run).strip() == "1":
-        return fail("ksm_run", run, file="/sys/kernel/mm/ksm/run",
-                    message="KSM merges identical pages across guests: a cross-VM timing side channel")
+        return fail(
+            "ksm_run",
+            run,
+            file="/sys/kernel/mm/ksm/run",
+            message="KSM merges identical pages across guests: a cross-VM timing side channel",
+        )
     return passed("ksm_run", run, file="/sys/kernel/mm/ksm/run")
 
 
@@ -101,12 +125,24 @@ def hw_virtualization(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
             if vendor and not re.search(r"intel|amd|hygon", vendor, re.I):
                 return not_applicable(f"CPU vendor {vendor}: VT-x/AMD-V flags do not apply")
             extra = " (/dev/kvm exists: a software or paravirtual KVM, not VT-x/AMD-V)" if dev_kvm else ""
-            out.append(fail("cpu.flags", "no vmx/svm", file="/proc/cpuinfo",
-                            message=f"the CPU offers no hardware-assisted virtualization{extra}"))
+            out.append(
+                fail(
+                    "cpu.flags",
+                    "no vmx/svm",
+                    file="/proc/cpuinfo",
+                    message=f"the CPU offers no hardware-assisted virtualization{extra}",
+                )
+            )
     if dev_kvm is False:
-        out.append(fail("kvm.dev_kvm", False, file="/dev/kvm",
-                        message="no /dev/kvm: guests run under QEMU TCG emulation, which QEMU does not treat as a "
-                                "security boundary"))
+        out.append(
+            fail(
+                "kvm.dev_kvm",
+                False,
+                file="/dev/kvm",
+                message="no /dev/kvm: guests run under QEMU TCG emulation, which QEMU does not treat as a "
+                "security boundary",
+            )
+        )
     elif dev_kvm is None and kvm is not None:
         out.append(unknown("/dev/kvm presence not collected", "kvm.dev_kvm"))
     if any(o.status == "fail" for o in out):
@@ -115,8 +151,12 @@ def hw_virtualization(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
         return out
     if cpu is None:
         return unknown("CPU virtualization flags not collected", "cpu.vmx")
-    return passed("cpu.flags", "vmx" if cpu.vmx else "svm", file="/proc/cpuinfo",
-                  message=f"/dev/kvm {'present' if dev_kvm else 'state unknown'}")
+    return passed(
+        "cpu.flags",
+        "vmx" if cpu.vmx else "svm",
+        file="/proc/cpuinfo",
+        message=f"/dev/kvm {'present' if dev_kvm else 'state unknown'}",
+    )
 
 
 @check("host_memory_encryption_unused")
@@ -128,20 +168,31 @@ def memory_encryption_unused(host: Host, ctx: ScanContext) -> Outcome | list[Out
         flags = mem.cpu_flags
         if isinstance(flags, list) and not {"sev", "sev_es", "sev_snp", "tdx_host_platform"} & set(flags):
             return not_applicable("no SEV/TDX parameter in kvm_amd/kvm_intel and no SEV/TDX host CPU flag")
-        return unknown("SEV/SEV-ES/SEV-SNP/TDX capability not collected (kvm_amd/kvm_intel parameters absent)",
-                       "memory_encryption")
+        return unknown(
+            "SEV/SEV-ES/SEV-SNP/TDX capability not collected (kvm_amd/kvm_intel parameters absent)", "memory_encryption"
+        )
     available = [k for k, v in caps.items() if v]
     if not available:
         return not_applicable("the host offers no SEV, SEV-SNP or TDX")
     vms = [vm for vm in ctx.inventory.vms if on_host(ctx, host, vm)]
     if not vms:
         return not_applicable(f"host offers {', '.join(available)} but no VM of this host was collected")
-    param = "/sys/module/kvm_intel/parameters/tdx" if available == ["tdx"] else \
-        f"/sys/module/kvm_amd/parameters/{next(a for a in available if a != 'tdx')}"
-    out = [fail(f"vm:{vm.name}.memory_encryption", None, file=param,
-                locator=f"vm:{vm.name}",
-                message=f"host offers {', '.join(available)}; VM {vm.name} runs without memory encryption")
-           for vm in vms if not vm.security.memory_encryption]
+    param = (
+        "/sys/module/kvm_intel/parameters/tdx"
+        if available == ["tdx"]
+        else f"/sys/module/kvm_amd/parameters/{next(a for a in available if a != 'tdx')}"
+    )
+    out = [
+        fail(
+            f"vm:{vm.name}.memory_encryption",
+            None,
+            file=param,
+            locator=f"vm:{vm.name}",
+            message=f"host offers {', '.join(available)}; VM {vm.name} runs without memory encryption",
+        )
+        for vm in vms
+        if not vm.security.memory_encryption
+    ]
     return out or passed("memory_encryption", ", ".join(available), message="every VM uses memory encryption")
 
 
@@ -152,5 +203,9 @@ def hypervisor_versions(host: Host, ctx: ScanContext) -> Outcome:
     known = {k: getattr(versions, k) for k in ("qemu", "libvirt", "kernel") if getattr(versions, k)}
     if not versions.qemu and not versions.libvirt:
         return unknown("neither the QEMU nor the libvirt version was collected", "versions.qemu")
-    return passed("versions", ", ".join(f"{k} {v}" for k, v in known.items()), file="virsh version",
-                  message="hypervisor versions recorded for vulnerability matching")
+    return passed(
+        "versions",
+        ", ".join(f"{k} {v}" for k, v in known.items()),
+        file="virsh version",
+        message="hypervisor versions recorded for vulnerability matching",
+    )

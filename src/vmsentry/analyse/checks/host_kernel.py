@@ -7,6 +7,7 @@ expose something.
 Every group of facts may be ``None`` (not collected): a predicate then answers ``unknown`` and says which
 fact is missing. It never answers ``pass`` for something it could not see.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,8 +28,6 @@ def sysctl_pass(name: str, value: Any, message: str | None = None) -> Outcome:
     return passed(name, value, file=sysctl_path(name), locator=name, message=message)
 
 
-
-
 @check("host_ipv4_forward_unfiltered")
 @needs("sysctls", "sysctl values")
 def ipv4_forward_unfiltered(host: Host, ctx: ScanContext) -> Outcome:
@@ -42,17 +41,25 @@ def ipv4_forward_unfiltered(host: Host, ctx: ScanContext) -> Outcome:
     key = on_keys[0]
     fw = host.firewall
     if fw is None:
-        return unknown("IPv4 forwarding is on; whether FORWARD is filtered is unknown: firewall facts not collected",
-                       key, file=sysctl_path(key))
+        return unknown(
+            "IPv4 forwarding is on; whether FORWARD is filtered is unknown: firewall facts not collected",
+            key,
+            file=sysctl_path(key),
+        )
     state, why = forward_state(fw)
     routed = [n.name for n in ctx.inventory.networks if n.mode == "routed" and on_host(ctx, host, n)]
     note = f"; routed networks {', '.join(routed)} admit LAN-initiated traffic by design" if routed else ""
     if state == "filtered":
-        return sysctl_pass(key, sysctl[key],
-                           f"forwarding on (required for NAT/routed guests) and filtered: {why}{note}")
+        return sysctl_pass(
+            key, sysctl[key], f"forwarding on (required for NAT/routed guests) and filtered: {why}{note}"
+        )
     if state == "unfiltered":
-        return sysctl_fail(key, sysctl[key], f"forwarding on and nothing filters it: {why}; the host routes "
-                                             f"any guest traffic to any network it reaches{note}")
+        return sysctl_fail(
+            key,
+            sysctl[key],
+            f"forwarding on and nothing filters it: {why}; the host routes "
+            f"any guest traffic to any network it reaches{note}",
+        )
     return unknown(f"IPv4 forwarding is on; FORWARD filtering undetermined: {why}", key, file=sysctl_path(key))
 
 
@@ -76,8 +83,11 @@ def ipv6_forward_unfiltered(host: Host, ctx: ScanContext) -> Outcome:
     return unknown(f"IPv6 forwarding is on; {why}", key, file=sysctl_path(key))
 
 
-_BRNF = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
-         "net.bridge.bridge-nf-call-arptables")
+_BRNF = (
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.bridge.bridge-nf-call-arptables",
+)
 
 
 @check("host_bridge_nf_call")
@@ -89,29 +99,49 @@ def bridge_nf_call(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
     if not bridges:
         return not_applicable("no bridge carries guests")
     if not host_bridged:
-        return not_applicable("guests are only on libvirt NAT/isolated/routed bridges "
-                              f"({', '.join(sorted(bridges))}), where libvirt's own FORWARD rules already accept "
-                              "traffic between guests of one network")
+        return not_applicable(
+            "guests are only on libvirt NAT/isolated/routed bridges "
+            f"({', '.join(sorted(bridges))}), where libvirt's own FORWARD rules already accept "
+            "traffic between guests of one network"
+        )
     fw = host.firewall
     if fw is not None:
         if bridge_filtering(fw):
-            return passed("firewall.nftables", "bridge family table",
-                          message="an nftables bridge-family table filters bridged frames regardless of bridge-nf-call")
+            return passed(
+                "firewall.nftables",
+                "bridge family table",
+                message="an nftables bridge-family table filters bridged frames regardless of bridge-nf-call",
+            )
         state, why = forward_state(fw)
         if state == "unfiltered":
-            return not_applicable(f"FORWARD has no rules ({why}): bridge-nf-call would change nothing; "
-                                  "see the forwarding and firewall rules")
+            return not_applicable(
+                f"FORWARD has no rules ({why}): bridge-nf-call would change nothing; "
+                "see the forwarding and firewall rules"
+            )
     out: list[Outcome] = []
     names = ", ".join(sorted(host_bridged))
     for key in _BRNF:
         value = sysctl.get(key)
         if value is None:
-            out.append(fail(key, None, file=sysctl_path(key), locator=key,
-                            message=f"{key} absent: br_netfilter not loaded, so frames bridged on {names} never "
-                                    "reach the host's iptables/ip6tables/arptables rules"))
+            out.append(
+                fail(
+                    key,
+                    None,
+                    file=sysctl_path(key),
+                    locator=key,
+                    message=f"{key} absent: br_netfilter not loaded, so frames bridged on {names} never "
+                    "reach the host's iptables/ip6tables/arptables rules",
+                )
+            )
         elif host.sysctl_int(key) == 0:
-            out.append(sysctl_fail(key, value, f"frames bridged between guests/LAN on {names} bypass the host's "
-                                               f"{key.rsplit('-', 1)[1]} FORWARD rules"))
+            out.append(
+                sysctl_fail(
+                    key,
+                    value,
+                    f"frames bridged between guests/LAN on {names} bypass the host's "
+                    f"{key.rsplit('-', 1)[1]} FORWARD rules",
+                )
+            )
     if not out:
         return sysctl_pass(_BRNF[0], sysctl.get(_BRNF[0]), f"bridged frames on {names} traverse the host firewall")
     return out
@@ -135,24 +165,37 @@ def rp_filter(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
         checked = True
         eff = max(all_v, own)
         if eff == 0:
-            out.append(sysctl_fail(key, sysctl[key], f"effective rp_filter on guest bridge {name} is 0 "
-                                                     "(max of all and the bridge): spoofed guest sources accepted"))
+            out.append(
+                sysctl_fail(
+                    key,
+                    sysctl[key],
+                    f"effective rp_filter on guest bridge {name} is 0 "
+                    "(max of all and the bridge): spoofed guest sources accepted",
+                )
+            )
     if not checked:
         dkey = "net.ipv4.conf.default.rp_filter"
         dflt = host.sysctl_int(dkey)
         if dflt is None:
             if all_v == 0:
-                return sysctl_fail("net.ipv4.conf.all.rp_filter", sysctl["net.ipv4.conf.all.rp_filter"],
-                                   "rp_filter off for all interfaces (per-interface values not collected)")
+                return sysctl_fail(
+                    "net.ipv4.conf.all.rp_filter",
+                    sysctl["net.ipv4.conf.all.rp_filter"],
+                    "rp_filter off for all interfaces (per-interface values not collected)",
+                )
             return sysctl_pass("net.ipv4.conf.all.rp_filter", sysctl["net.ipv4.conf.all.rp_filter"])
         if max(all_v, dflt) == 0:
-            return sysctl_fail(dkey, sysctl[dkey], "rp_filter is 0 in all and default: new (guest) bridges do no "
-                                                   "source validation")
+            return sysctl_fail(
+                dkey, sysctl[dkey], "rp_filter is 0 in all and default: new (guest) bridges do no source validation"
+            )
         return sysctl_pass(dkey, sysctl[dkey], f"effective rp_filter {max(all_v, dflt)}")
     if out:
         return out
-    return sysctl_pass("net.ipv4.conf.all.rp_filter", sysctl["net.ipv4.conf.all.rp_filter"],
-                       f"source validation on guest bridges {', '.join(sorted(bridges))}")
+    return sysctl_pass(
+        "net.ipv4.conf.all.rp_filter",
+        sysctl["net.ipv4.conf.all.rp_filter"],
+        f"source validation on guest bridges {', '.join(sorted(bridges))}",
+    )
 
 
 @check("host_arp_flux")
@@ -168,18 +211,23 @@ def arp_flux(host: Host, ctx: ScanContext) -> Outcome:
     if ign is None and flt is None:
         return unknown("arp_ignore/arp_filter not collected", ign_key)
     if (ign or 0) >= 1 or any((v or 0) >= 1 for v in per_bridge):
-        return sysctl_pass(ign_key, sysctl.get(ign_key),
-                           "the host answers ARP only for addresses on the asking interface")
+        return sysctl_pass(
+            ign_key, sysctl.get(ign_key), "the host answers ARP only for addresses on the asking interface"
+        )
     if (flt or 0) == 1:
         return sysctl_pass(flt_key, sysctl.get(flt_key))
     own = set().union(*(gb.addresses for gb in bridges.values()))
-    others = sorted(a for a in host_addresses(host) - own
-                    if not is_loopback(a) and parse_ip(a) and parse_ip(a).version == 4)
+    others = sorted(
+        a for a in host_addresses(host) - own if not is_loopback(a) and parse_ip(a) and parse_ip(a).version == 4
+    )
     if not others:
         return not_applicable("the host has no IPv4 address besides those on the guest bridges")
-    return sysctl_fail(ign_key, sysctl.get(ign_key),
-                       f"arp_ignore=0 and arp_filter=0: guests on {', '.join(sorted(bridges))} get ARP replies for "
-                       f"the host's other addresses ({', '.join(others[:4])})")
+    return sysctl_fail(
+        ign_key,
+        sysctl.get(ign_key),
+        f"arp_ignore=0 and arp_filter=0: guests on {', '.join(sorted(bridges))} get ARP replies for "
+        f"the host's other addresses ({', '.join(others[:4])})",
+    )
 
 
 @check("host_bridge_accept_ra")
@@ -213,11 +261,20 @@ def bridge_accept_ra(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
             fwd = host.sysctl_int("net.ipv6.conf.all.forwarding") or 0
         accepts = ra == 2 or (ra == 1 and fwd == 0)
         if accepts:
-            lan = " (bridge also has a physical uplink: the host may rely on LAN RAs; filter RAs from guest ports)" \
-                if gb.physical else ""
-            out.append(sysctl_fail(key, sysctl[key], f"the host accepts IPv6 Router Advertisements on guest bridge "
-                                                     f"{name} (accept_ra={ra}, forwarding={fwd}): a guest can set "
-                                                     f"the host's IPv6 routes and addresses{lan}"))
+            lan = (
+                " (bridge also has a physical uplink: the host may rely on LAN RAs; filter RAs from guest ports)"
+                if gb.physical
+                else ""
+            )
+            out.append(
+                sysctl_fail(
+                    key,
+                    sysctl[key],
+                    f"the host accepts IPv6 Router Advertisements on guest bridge "
+                    f"{name} (accept_ra={ra}, forwarding={fwd}): a guest can set "
+                    f"the host's IPv6 routes and addresses{lan}",
+                )
+            )
         else:
             seen.append(f"{name}: accept_ra={ra}, forwarding={fwd}")
     if out:
@@ -241,8 +298,13 @@ def accept_redirects(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
         effective = (bool(va) and (vd is None or bool(vd))) if fwd4 else (bool(va) or bool(vd))
         if effective:
             key = a4 if va else d4
-            out.append(sysctl_fail(key, sysctl[key], "the host accepts ICMP redirects; a guest can rewrite the host's "
-                                                     "routes toward itself"))
+            out.append(
+                sysctl_fail(
+                    key,
+                    sysctl[key],
+                    "the host accepts ICMP redirects; a guest can rewrite the host's routes toward itself",
+                )
+            )
     fwd6 = host.sysctl_int("net.ipv6.conf.all.forwarding") == 1
     v6 = host.sysctl_int(a6)
     if v6 and not fwd6:
@@ -264,16 +326,22 @@ def _must_be_off(host: Host, key: str, on_message: str, off_message: str) -> Out
 @check("host_send_redirects")
 @needs("sysctls", "sysctl values")
 def send_redirects(host: Host, ctx: ScanContext) -> Outcome:
-    return _must_be_off(host, "net.ipv4.conf.all.send_redirects",
-                        "the host sends ICMP redirects to guests, disclosing routes and letting guests bypass the "
-                        "host on the shared bridge",
-                        "per-interface send_redirects (default 1) is not in the facts; ComplianceAsCode also requires "
-                        "the default key to be 0")
+    return _must_be_off(
+        host,
+        "net.ipv4.conf.all.send_redirects",
+        "the host sends ICMP redirects to guests, disclosing routes and letting guests bypass the "
+        "host on the shared bridge",
+        "per-interface send_redirects (default 1) is not in the facts; ComplianceAsCode also requires "
+        "the default key to be 0",
+    )
 
 
 @check("host_accept_source_route")
 @needs("sysctls", "sysctl values")
 def accept_source_route(host: Host, ctx: ScanContext) -> Outcome:
-    return _must_be_off(host, "net.ipv4.conf.all.accept_source_route",
-                        "source-routed packets from guests are accepted on every interface",
-                        "all=0 disables source routing on every interface")
+    return _must_be_off(
+        host,
+        "net.ipv4.conf.all.accept_source_route",
+        "source-routed packets from guests are accepted on every interface",
+        "all=0 disables source routing on every interface",
+    )

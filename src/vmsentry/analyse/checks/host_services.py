@@ -3,6 +3,7 @@ reach over their bridges, virtualization management sockets off loopback, and me
 control VMs. They read ``Host.listeners`` (``ss -ltnup``) and the ``groups`` fact; a group not collected
 gives ``unknown``, never ``pass``.
 """
+
 from __future__ import annotations
 
 from vmsentry.analyse.addresses import is_loopback
@@ -31,17 +32,34 @@ def services_reachable(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
             continue
         label = sock.label
         if input_policy == "drop":
-            out.append(unknown(f"{label} is {why}, but INPUT policy is drop; which ports the rules open to guest "
-                               "bridges was not collected", f"{sock.proto}/{sock.port}", file=SS_LOCATOR,
-                               locator=label))
+            out.append(
+                unknown(
+                    f"{label} is {why}, but INPUT policy is drop; which ports the rules open to guest "
+                    "bridges was not collected",
+                    f"{sock.proto}/{sock.port}",
+                    file=SS_LOCATOR,
+                    locator=label,
+                )
+            )
         else:
-            out.append(fail(f"{sock.proto}/{sock.port}", label, file=SS_LOCATOR, locator=label,
-                            message=f"guests can connect: {why}; INPUT policy {input_policy or 'unknown'}"))
+            out.append(
+                fail(
+                    f"{sock.proto}/{sock.port}",
+                    label,
+                    file=SS_LOCATOR,
+                    locator=label,
+                    message=f"guests can connect: {why}; INPUT policy {input_policy or 'unknown'}",
+                )
+            )
     if out:
         return out
-    return passed("listening", len(socks), file=SS_LOCATOR,
-                  message=f"no host service other than libvirt's DNS/DHCP is reachable from guest bridges "
-                          f"{', '.join(sorted(bridges))}")
+    return passed(
+        "listening",
+        len(socks),
+        file=SS_LOCATOR,
+        message=f"no host service other than libvirt's DNS/DHCP is reachable from guest bridges "
+        f"{', '.join(sorted(bridges))}",
+    )
 
 
 @check("host_virt_mgmt_sockets_exposed")
@@ -61,13 +79,25 @@ def virt_mgmt_exposed(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
         label = sock.label
         guest = guest_reach(sock, bridges)
         where = f"reachable from guests ({guest})" if guest else "reachable from the networks the host is on"
-        out.append(fail(f"tcp/{sock.port}", label, file=SS_LOCATOR, locator=label,
-                        message=f"{purpose} on a non-loopback address, {where}"))
+        out.append(
+            fail(
+                f"tcp/{sock.port}",
+                label,
+                file=SS_LOCATOR,
+                locator=label,
+                message=f"{purpose} on a non-loopback address, {where}",
+            )
+        )
     if out:
         return out
-    return passed("listening", seen, file=SS_LOCATOR,
-                  message=f"{seen} virtualization management/console sockets, all on loopback" if seen
-                  else "no virtualization management, console or migration socket is listening")
+    return passed(
+        "listening",
+        seen,
+        file=SS_LOCATOR,
+        message=f"{seen} virtualization management/console sockets, all on loopback"
+        if seen
+        else "no virtualization management, console or migration socket is listening",
+    )
 
 
 @check("host_libvirt_groups")
@@ -78,18 +108,28 @@ def libvirt_groups(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
     daemon = host.config_values("libvirtd_conf")
     sock_group = str(daemon.get("unix_sock_group") or "libvirt").strip('"')
     out: list[Outcome] = []
-    for name, why in ((sock_group, "root-equivalent control of every VM through the libvirt socket"),
-                      ("libvirt-qemu", "access to guest disk images and QEMU sockets")):
+    for name, why in (
+        (sock_group, "root-equivalent control of every VM through the libvirt socket"),
+        ("libvirt-qemu", "access to guest disk images and QEMU sockets"),
+    ):
         if name not in groups:
             out.append(unknown(f"membership of group '{name}' not collected", f"groups.{name}", file="/etc/group"))
             continue
         members = [m for m in groups.get(name) or [] if m not in ("root", "libvirt-qemu")]
         if members:
-            out.append(fail(f"groups.{name}", ", ".join(members), file="/etc/group", locator=name,
-                            message=f"{len(members)} account(s) in '{name}' have {why}"))
+            out.append(
+                fail(
+                    f"groups.{name}",
+                    ", ".join(members),
+                    file="/etc/group",
+                    locator=name,
+                    message=f"{len(members)} account(s) in '{name}' have {why}",
+                )
+            )
     if any(o.status == "fail" for o in out):
         return [o for o in out if o.status == "fail"]
     if out:
         return out
-    return passed(f"groups.{sock_group}", "", file="/etc/group",
-                  message=f"no non-root member in '{sock_group}' or 'libvirt-qemu'")
+    return passed(
+        f"groups.{sock_group}", "", file="/etc/group", message=f"no non-root member in '{sock_group}' or 'libvirt-qemu'"
+    )

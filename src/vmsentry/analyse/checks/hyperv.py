@@ -3,13 +3,18 @@ ACLs), switch extensions, and VM integration, firmware and device settings. They
 ``collect.hyperv`` records under the cmdlets' own property names. One-setting rules (host enhanced session
 and live migration, switch type and management-OS sharing, VM security, checkpoint type) are ``test:``
 blocks in catalogue/hyperv.yaml (``checks.declarative``)."""
+
 from __future__ import annotations
 
 from vmsentry.analyse.checks import check, fail, not_applicable, passed, unknown
 from vmsentry.model import VM, Network
 
 SWITCHED = ("bridged", "host-only", "private", "internal")
-_MS_EXTENSIONS = ("Microsoft Windows Filtering Platform", "Microsoft NDIS Capture", "Microsoft Azure VFP Switch Extension")
+_MS_EXTENSIONS = (
+    "Microsoft Windows Filtering Platform",
+    "Microsoft NDIS Capture",
+    "Microsoft Azure VFP Switch Extension",
+)
 
 
 def _nics(vm: VM):
@@ -27,8 +32,14 @@ def _nic_setting(vm: VM, key: str, bad: tuple[str, ...], what: str, absent_means
         if value is None:
             out.append(unknown(f"{n.id}: {key} not in the export", key, locator=n.locator))
         elif str(value) in bad:
-            out.append(fail(key, f"{n.id} on {n.network}: {key}={value}", locator=fact["at"] if fact else n.locator,
-                            message=what))
+            out.append(
+                fail(
+                    key,
+                    f"{n.id} on {n.network}: {key}={value}",
+                    locator=fact["at"] if fact else n.locator,
+                    message=what,
+                )
+            )
         else:
             seen.append(f"{n.id}={value}")
     return out or passed(key, ", ".join(seen))
@@ -46,7 +57,9 @@ def hv_router_guard_off(vm: VM, ctx):
 
 @check("hv_port_mirroring")
 def hv_port_mirroring(vm: VM, ctx):
-    return _nic_setting(vm, "PortMirroringMode", ("Source", "Destination"), "switch traffic is copied to or from this port")
+    return _nic_setting(
+        vm, "PortMirroringMode", ("Source", "Destination"), "switch traffic is copied to or from this port"
+    )
 
 
 @check("hv_vlan_trunk")
@@ -67,7 +80,9 @@ def hv_no_port_acl(vm: VM, ctx):
         elif not (acl or {}).get("value") and not (ext or {}).get("value"):
             out.append(fail("Acls", f"{n.id} on {n.network}: no port ACL or extended ACL", locator=n.locator))
         else:
-            seen.append(f"{n.id}: {len(acl['value'] if acl else [])} ACL(s), {len(ext['value'] if ext else [])} extended")
+            seen.append(
+                f"{n.id}: {len(acl['value'] if acl else [])} ACL(s), {len(ext['value'] if ext else [])} extended"
+            )
     return out or passed("Acls", "; ".join(seen))
 
 
@@ -101,21 +116,33 @@ def _pipe_risk(path: str) -> str:
 
 @check("hv_com_pipe")
 def hv_com_pipe(vm: VM, ctx):
-    return ([fail("ComPort.Path", d.detail, locator=d.locator, message=_pipe_risk(d.detail))
-             for d in vm.devices if d.kind == "serial-pipe"]
-            or not_applicable("no COM port connected to a named pipe"))
+    return [
+        fail("ComPort.Path", d.detail, locator=d.locator, message=_pipe_risk(d.detail))
+        for d in vm.devices
+        if d.kind == "serial-pipe"
+    ] or not_applicable("no COM port connected to a named pipe")
 
 
 # ---------------------------------------------------------------- switches
+
 
 @check("hv_switch_extensions")
 def hv_switch_extensions(net: Network, ctx):
     fact = net.facts.get("hyperv.switch.Extensions")
     if fact is None:
         return not_applicable("no switch extensions in the export")
-    risky = [e for e in fact["value"] if e.get("Enabled") and e.get("ExtensionType") in ("Capture", "Filter", "Forwarding")
-             and e.get("Name") not in _MS_EXTENSIONS]
+    risky = [
+        e
+        for e in fact["value"]
+        if e.get("Enabled")
+        and e.get("ExtensionType") in ("Capture", "Filter", "Forwarding")
+        and e.get("Name") not in _MS_EXTENSIONS
+    ]
     if risky:
-        return [fail("Extensions", f"{e.get('Name')} ({e.get('ExtensionType')}, {e.get('Vendor')})", locator=fact["at"])
-                for e in risky]
-    return passed("Extensions", ", ".join(f"{e.get('Name')}={'on' if e.get('Enabled') else 'off'}" for e in fact["value"]))
+        return [
+            fail("Extensions", f"{e.get('Name')} ({e.get('ExtensionType')}, {e.get('Vendor')})", locator=fact["at"])
+            for e in risky
+        ]
+    return passed(
+        "Extensions", ", ".join(f"{e.get('Name')}={'on' if e.get('Enabled') else 'off'}" for e in fact["value"])
+    )

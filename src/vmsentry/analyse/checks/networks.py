@@ -1,4 +1,5 @@
 """Virtual networks as a whole: forwarding mode, isolation between members, DNS and IPv6."""
+
 from __future__ import annotations
 
 from vmsentry.analyse.checks import check, fail, not_applicable, passed

@@ -1,6 +1,7 @@
 """Proxmox VE predicates: the pve-firewall at cluster, node and VM level, per-NIC firewall, VLAN and
 anti-spoofing settings, and what ``qm.conf`` hands the guest (passthrough, raw args, shares, ivshmem,
 guest agent, memory snapshots). They read the facts ``collect.proxmox`` and ``proxmox_link`` record."""
+
 from __future__ import annotations
 
 from vmsentry.analyse.addresses import ports_in
@@ -8,8 +9,17 @@ from vmsentry.analyse.checks import check, fail, not_applicable, passed, snapsho
 from vmsentry.model import VM, Host
 from vmsentry.model.proxmox import CLUSTER_DEFAULTS, HOST_DEFAULTS, VM_DEFAULTS
 
-_ADMIN_MACROS = {"SSH": 22, "RDP": 3389, "VNC": 5900, "Telnet": 23, "SMB": 445, "MySQL": 3306, "PostgreSQL": 5432,
-                 "WinRM": 5985, "Webmin": 10000}
+_ADMIN_MACROS = {
+    "SSH": 22,
+    "RDP": 3389,
+    "VNC": 5900,
+    "Telnet": 23,
+    "SMB": 445,
+    "MySQL": 3306,
+    "PostgreSQL": 5432,
+    "WinRM": 5985,
+    "Webmin": 10000,
+}
 
 
 def _bridged_nics(vm: VM):
@@ -110,8 +120,14 @@ def pve_vm_radv_dhcp(vm: VM, ctx):
     for key in ("radv", "dhcp"):
         value, at, _ = _vm_option(vm, key)
         if value == "1":
-            out.append(fail(key, value, locator=at, message="the VM may send " +
-                            ("router advertisements" if key == "radv" else "DHCP server replies")))
+            out.append(
+                fail(
+                    key,
+                    value,
+                    locator=at,
+                    message="the VM may send " + ("router advertisements" if key == "radv" else "DHCP server replies"),
+                )
+            )
     return out or passed("radv/dhcp", "0")
 
 
@@ -141,8 +157,13 @@ def pve_vm_inbound_admin_any_source(vm: VM, ctx):
         elif macro is None and not rule["options"].get("p"):
             ports = ["any"]
         if ports:
-            out.append(fail("RULES", f"IN {action} {' '.join(f'-{k} {v}' for k, v in rule['options'].items())}".strip(),
-                            locator=f"{path}: {rule['at']}"))
+            out.append(
+                fail(
+                    "RULES",
+                    f"IN {action} {' '.join(f'-{k} {v}' for k, v in rule['options'].items())}".strip(),
+                    locator=f"{path}: {rule['at']}",
+                )
+            )
     return out or passed("RULES", "no inbound ACCEPT of an administration port from any source")
 
 
@@ -151,8 +172,9 @@ def pve_nic_trunks(vm: VM, ctx):
     if not _bridged_nics(vm):
         return _NO_BRIDGED_NIC
     trunks = [(n.id, vm.facts.get(f"proxmox.{n.id}.trunks")) for n in _bridged_nics(vm)]
-    return ([fail("trunks", f"{nic}: trunks={fact['value']}", locator=fact["at"]) for nic, fact in trunks if fact]
-            or passed("trunks", "none"))
+    return [
+        fail("trunks", f"{nic}: trunks={fact['value']}", locator=fact["at"]) for nic, fact in trunks if fact
+    ] or passed("trunks", "none")
 
 
 @check("pve_nic_untagged_vlan_aware")
@@ -164,14 +186,18 @@ def pve_nic_untagged_vlan_aware(vm: VM, ctx):
     for n in nics:
         net = ctx.networks.get(n.network) if n.network else None
         if net is None or net.platform != "proxmox":
-            out.append(unknown(f"{n.id}: bridge {n.bridge} not read (add /etc/network/interfaces)", "tag", locator=n.locator))
+            out.append(
+                unknown(f"{n.id}: bridge {n.bridge} not read (add /etc/network/interfaces)", "tag", locator=n.locator)
+            )
             continue
         aware = str(net.facts.get("interfaces.bridge-vlan-aware", {}).get("value", "no")).lower() in ("yes", "1", "on")
         if aware and f"proxmox.{n.id}.tag" not in vm.facts:
             out.append(fail("tag", f"{n.id} on VLAN-aware {n.bridge} without tag=", locator=n.locator))
         else:
-            seen.append(f"{n.id}: tag={vm.facts.get(f'proxmox.{n.id}.tag', {}).get('value', 'none')} "
-                        f"({'VLAN-aware' if aware else 'not VLAN-aware'} {n.bridge})")
+            seen.append(
+                f"{n.id}: tag={vm.facts.get(f'proxmox.{n.id}.tag', {}).get('value', 'none')} "
+                f"({'VLAN-aware' if aware else 'not VLAN-aware'} {n.bridge})"
+            )
     return out or passed("tag", "; ".join(seen))
 
 
@@ -188,8 +214,14 @@ def pve_shares(vm: VM, ctx):
     shares = [s for s in vm.shares if s.kind in ("virtiofs", "spice-folder")]
     if not shares:
         return not_applicable("no virtiofs share or SPICE folder sharing")
-    return [fail(s.guest_tag or s.kind, f"{s.kind} {s.host_path or 'SPICE client folder'} ({'rw' if s.writable else 'ro'})",
-                 locator=s.locator) for s in shares]
+    return [
+        fail(
+            s.guest_tag or s.kind,
+            f"{s.kind} {s.host_path or 'SPICE client folder'} ({'rw' if s.writable else 'ro'})",
+            locator=s.locator,
+        )
+        for s in shares
+    ]
 
 
 @check("pve_memory_encryption")
@@ -203,8 +235,9 @@ def pve_memory_encryption(vm: VM, ctx):
 
 @check("pve_snapshot_vmstate")
 def pve_snapshot_vmstate(vm: VM, ctx):
-    return snapshot_memory(vm, "proxmox.snapshot.", ".vmstate", "vmstate", "no snapshots",
-                           f"{len(vm.snapshots)} snapshot(s) without RAM")
+    return snapshot_memory(
+        vm, "proxmox.snapshot.", ".vmstate", "vmstate", "no snapshots", f"{len(vm.snapshots)} snapshot(s) without RAM"
+    )
 
 
 @check("pve_spice_console")
@@ -212,7 +245,11 @@ def pve_spice_console(vm: VM, ctx):
     fact = vm.facts.get("proxmox.spice")
     if "proxmox.fw_only" in vm.facts:
         return not_applicable("only the firewall file was read")
-    return fail("vga", fact["value"], locator=fact["at"]) if fact else passed("vga", vm.facts.get("proxmox.vga", {}).get("value", "std"))
+    return (
+        fail("vga", fact["value"], locator=fact["at"])
+        if fact
+        else passed("vga", vm.facts.get("proxmox.vga", {}).get("value", "std"))
+    )
 
 
 @check("pve_guest_agent")
@@ -228,6 +265,7 @@ def pve_guest_agent(vm: VM, ctx):
 
 
 # ---------------------------------------------------------------- cluster and node firewall
+
 
 def _host_option(host: Host, kind: str, key: str):
     fw = host.facts.get(f"proxmox.{kind}_fw")

@@ -1,6 +1,7 @@
 """VirtualBox predicates: settings only VirtualBox has, read from ``vm.facts['vbox.*']`` and network facts
 (filled by ``collect.virtualbox`` / ``collect.virtualbox_showvminfo``; defaults applied there, from
 VirtualBox-settings.xsd and Settings.cpp). Also one rule shared with VMware: host-only NICs."""
+
 from __future__ import annotations
 
 from vmsentry.analyse.addresses import exposure
@@ -19,11 +20,20 @@ def vbox_nat_localhost_reachable(vm: VM, ctx):
         return not_applicable("no NIC on VirtualBox NAT")
     facts = _adapter_facts(vm, ".NAT.localhost-reachable")
     if not facts:
-        return unknown("NAT localhost-reachable is not in this input (showvminfo does not print it); "
-                       "read the .vbox file", "NAT/@localhost-reachable")
-    out = [fail("NAT/@localhost-reachable", "true", locator=v["at"],
-                message="the guest reaches services bound to the host's 127.0.0.1 through 10.0.2.2")
-           for k, v in facts if v["value"] is True]
+        return unknown(
+            "NAT localhost-reachable is not in this input (showvminfo does not print it); read the .vbox file",
+            "NAT/@localhost-reachable",
+        )
+    out = [
+        fail(
+            "NAT/@localhost-reachable",
+            "true",
+            locator=v["at"],
+            message="the guest reaches services bound to the host's 127.0.0.1 through 10.0.2.2",
+        )
+        for k, v in facts
+        if v["value"] is True
+    ]
     return out or passed("NAT/@localhost-reachable", "false")
 
 
@@ -34,8 +44,11 @@ def vbox_promiscuous(vm: VM, ctx):
     facts = _adapter_facts(vm, ".promiscuousModePolicy")
     if not facts:
         return passed("Adapter/@promiscuousModePolicy", "Deny (default)")
-    out = [fail("Adapter/@promiscuousModePolicy", v["value"], locator=v["at"]) for k, v in facts
-           if str(v["value"]) in ("AllowNetwork", "AllowAll")]
+    out = [
+        fail("Adapter/@promiscuousModePolicy", v["value"], locator=v["at"])
+        for k, v in facts
+        if str(v["value"]) in ("AllowNetwork", "AllowAll")
+    ]
     return out or passed("Adapter/@promiscuousModePolicy", "Deny")
 
 
@@ -46,8 +59,7 @@ def nic_host_only(vm: VM, ctx):
         return not_applicable("no NICs")
     if not nics:
         return passed("interface", ", ".join(f"{n.id} {n.mode}" for n in vm.nics))
-    return [fail("interface", f"{n.id} host-only via {n.network or n.bridge or '?'}", locator=n.locator)
-            for n in nics]
+    return [fail("interface", f"{n.id} host-only via {n.network or n.bridge or '?'}", locator=n.locator) for n in nics]
 
 
 @check("vbox_symlink_policy")
@@ -55,8 +67,11 @@ def vbox_symlink_policy(vm: VM, ctx):
     facts = [(k, v) for k, v in vm.facts.items() if k.startswith("vbox.SharedFolder.") and k.endswith(".symlinkPolicy")]
     if not facts:
         return not_applicable("no shared folders")
-    out = [fail("SharedFolder/@symlinkPolicy", f"{k.split('.')[2]}: {v['value']}", locator=v["at"])
-           for k, v in facts if v["value"] in ("any", "relative")]
+    out = [
+        fail("SharedFolder/@symlinkPolicy", f"{k.split('.')[2]}: {v['value']}", locator=v["at"])
+        for k, v in facts
+        if v["value"] in ("any", "relative")
+    ]
     return out or passed("SharedFolder/@symlinkPolicy", ", ".join(str(v["value"]) for _, v in facts))
 
 
@@ -66,8 +81,11 @@ def vbox_share_automount(vm: VM, ctx):
     if not facts:
         return not_applicable("no shared folders")
     writable = {s.guest_tag for s in vm.shares if s.writable}
-    out = [fail("SharedFolder/@autoMount", f"{k.split('.')[2]} (writable)", locator=v["at"])
-           for k, v in facts if v["value"] is True and k.split(".")[2] in writable]
+    out = [
+        fail("SharedFolder/@autoMount", f"{k.split('.')[2]} (writable)", locator=v["at"])
+        for k, v in facts
+        if v["value"] is True and k.split(".")[2] in writable
+    ]
     return out or passed("SharedFolder/@autoMount", "no writable share mounted automatically")
 
 
@@ -126,7 +144,14 @@ def vbox_natnetwork_forwards(net: Network, ctx):
     rules = fact["value"]
     if not rules:
         return passed("PortForwarding4/Forwarding", "none")
-    out = [fail("Forwarding/@hostip", f"{r['name']}: {r['protocol']} {r['host_address'] or '*'}:{r['host_port']} -> "
-                f"{r['guest_ip']}:{r['guest_port']}", locator=r["at"])
-           for r in rules if exposure(r["host_address"]) == "all"]
+    out = [
+        fail(
+            "Forwarding/@hostip",
+            f"{r['name']}: {r['protocol']} {r['host_address'] or '*'}:{r['host_port']} -> "
+            f"{r['guest_ip']}:{r['guest_port']}",
+            locator=r["at"],
+        )
+        for r in rules
+        if exposure(r["host_address"]) == "all"
+    ]
     return out or passed("Forwarding/@hostip", "every rule bound to a specific host address")

@@ -1,5 +1,6 @@
 """What a VM's definition makes the host listen on: consoles, character devices, monitors, socket
 NICs, migration, and port forwards into the guest."""
+
 from __future__ import annotations
 
 from vmsentry.analyse.addresses import exposure, network_reachable, ports_in
@@ -13,8 +14,11 @@ CHARDEV_KINDS = ("serial", "chardev", "usbredir")
 def _where(listener: Listener) -> str:
     addr = listener.address if listener.address is not None else "every address"
     port = listener.port if listener.port is not None else "auto"
-    return f"{listener.kind} {listener.transport} {addr}:{port}" if listener.transport != "unix" else \
-        f"{listener.kind} unix {listener.address}"
+    return (
+        f"{listener.kind} {listener.transport} {addr}:{port}"
+        if listener.transport != "unix"
+        else f"{listener.kind} unix {listener.address}"
+    )
 
 
 def _listener_rule(vm: VM, kinds: tuple[str, ...], what: str):
@@ -25,8 +29,13 @@ def _listener_rule(vm: VM, kinds: tuple[str, ...], what: str):
     for l in listeners:
         reachable = network_reachable(l.address, l.transport)
         if reachable is None:
-            out.append(unknown(f"{_where(l)} listens on the host default address; read qemu.conf to resolve it",
-                               "listen", locator=l.locator))
+            out.append(
+                unknown(
+                    f"{_where(l)} listens on the host default address; read qemu.conf to resolve it",
+                    "listen",
+                    locator=l.locator,
+                )
+            )
         elif reachable:
             out.append(fail("listen", _where(l), locator=l.locator))
     return out or passed("listen", ", ".join(_where(l) for l in listeners))
@@ -51,11 +60,23 @@ def console_without_auth(vm: VM, ctx):
             if reachable:
                 out.append(fail("auth", f"{_where(l)} auth=none", locator=l.locator))
             else:
-                out.append(unknown(f"{_where(l)} has no authentication; its address falls back to a host "
-                                   "default that was not read", "auth", locator=l.locator))
+                out.append(
+                    unknown(
+                        f"{_where(l)} has no authentication; its address falls back to a host "
+                        "default that was not read",
+                        "auth",
+                        locator=l.locator,
+                    )
+                )
         elif l.auth == "unknown":
-            out.append(unknown(f"{_where(l)}: authentication depends on host settings that were not read "
-                               "(qemu.conf vnc_password/vnc_tls/vnc_sasl)", "auth", locator=l.locator))
+            out.append(
+                unknown(
+                    f"{_where(l)}: authentication depends on host settings that were not read "
+                    "(qemu.conf vnc_password/vnc_tls/vnc_sasl)",
+                    "auth",
+                    locator=l.locator,
+                )
+            )
     return out or passed("auth", ", ".join(f"{_where(l)} auth={l.auth}" for l in listeners))
 
 
@@ -75,41 +96,84 @@ def _with_auth(listener: Listener) -> str:
 
 @check("vnc_password_only")
 def vnc_password_only(vm: VM, ctx):
-    return _each_listener(vm, ("vnc", "websocket"), "no VNC listener", "auth", lambda l: fail(
-        "auth", f"{_where(l)} auth=password (no TLS)", locator=l.locator)
-        if l.auth == "password" and network_reachable(l.address, l.transport) else None, shown=_with_auth)
+    return _each_listener(
+        vm,
+        ("vnc", "websocket"),
+        "no VNC listener",
+        "auth",
+        lambda l: (
+            fail("auth", f"{_where(l)} auth=password (no TLS)", locator=l.locator)
+            if l.auth == "password" and network_reachable(l.address, l.transport)
+            else None
+        ),
+        shown=_with_auth,
+    )
 
 
 @check("chardev_network_listen")
 def chardev_network_listen(vm: VM, ctx):
-    return _each_listener(vm, CHARDEV_KINDS, "no serial, channel or USB-redirection socket", "source", lambda l: fail(
-        "source", _with_auth(l), locator=l.locator)
-        if l.transport != "unix" and network_reachable(l.address, l.transport) and l.auth != "tls" else None)
+    return _each_listener(
+        vm,
+        CHARDEV_KINDS,
+        "no serial, channel or USB-redirection socket",
+        "source",
+        lambda l: (
+            fail("source", _with_auth(l), locator=l.locator)
+            if l.transport != "unix" and network_reachable(l.address, l.transport) and l.auth != "tls"
+            else None
+        ),
+    )
 
 
-_LOOPBACK_MONITOR = ("loopback-only, but any local user and any user-mode (slirp) guest reaching host loopback gets "
-                     "hypervisor control")
+_LOOPBACK_MONITOR = (
+    "loopback-only, but any local user and any user-mode (slirp) guest reaching host loopback gets hypervisor control"
+)
 
 
 @check("monitor_on_network_socket")
 def monitor_on_network_socket(vm: VM, ctx):
-    return _each_listener(vm, ("monitor",), "no QEMU monitor/QMP socket", "monitor", lambda l: fail(
-        "monitor", _where(l), locator=l.locator,
-        message=_LOOPBACK_MONITOR if exposure(l.address, l.transport) == "loopback" else None)
-        if l.transport != "unix" else None)
+    return _each_listener(
+        vm,
+        ("monitor",),
+        "no QEMU monitor/QMP socket",
+        "monitor",
+        lambda l: (
+            fail(
+                "monitor",
+                _where(l),
+                locator=l.locator,
+                message=_LOOPBACK_MONITOR if exposure(l.address, l.transport) == "loopback" else None,
+            )
+            if l.transport != "unix"
+            else None
+        ),
+    )
 
 
 @check("socket_nic_listen")
 def socket_nic_listen(vm: VM, ctx):
-    return _each_listener(vm, ("net-socket",), "no socket-backed NIC listening", "source", lambda l: fail(
-        "source", _where(l), locator=l.locator) if network_reachable(l.address, l.transport) else None)
+    return _each_listener(
+        vm,
+        ("net-socket",),
+        "no socket-backed NIC listening",
+        "source",
+        lambda l: fail("source", _where(l), locator=l.locator) if network_reachable(l.address, l.transport) else None,
+    )
 
 
 @check("migration_listen")
 def migration_listen(vm: VM, ctx):
-    return _each_listener(vm, ("migration",), "no incoming-migration listener", "incoming", lambda l: fail(
-        "incoming", _where(l), locator=l.locator)
-        if network_reachable(l.address, l.transport) and l.auth != "tls" else None)
+    return _each_listener(
+        vm,
+        ("migration",),
+        "no incoming-migration listener",
+        "incoming",
+        lambda l: (
+            fail("incoming", _where(l), locator=l.locator)
+            if network_reachable(l.address, l.transport) and l.auth != "tls"
+            else None
+        ),
+    )
 
 
 def _fwd_text(f) -> str:
@@ -130,8 +194,9 @@ def _each_forward(vm: VM, failure):
 
 @check("forward_all_addresses")
 def forward_all_addresses(vm: VM, ctx):
-    return _each_forward(vm, lambda f: fail("hostfwd", _fwd_text(f), locator=f.locator)
-                         if exposure(f.host_address) == "all" else None)
+    return _each_forward(
+        vm, lambda f: fail("hostfwd", _fwd_text(f), locator=f.locator) if exposure(f.host_address) == "all" else None
+    )
 
 
 def _management_forward(f):
@@ -151,9 +216,14 @@ WIDE_RANGE = 100
 
 @check("forward_wide_range")
 def forward_wide_range(vm: VM, ctx):
-    return _each_forward(vm, lambda f: fail(
-        "hostfwd", f"{_fwd_text(f)} ({f.host_ports[1] - f.host_ports[0] + 1} ports)", locator=f.locator)
-        if f.host_ports[1] - f.host_ports[0] + 1 > WIDE_RANGE else None)
+    return _each_forward(
+        vm,
+        lambda f: (
+            fail("hostfwd", f"{_fwd_text(f)} ({f.host_ports[1] - f.host_ports[0] + 1} ports)", locator=f.locator)
+            if f.host_ports[1] - f.host_ports[0] + 1 > WIDE_RANGE
+            else None
+        ),
+    )
 
 
 @check("user_mode_unrestricted")
@@ -162,5 +232,8 @@ def user_mode_unrestricted(vm: VM, ctx):
     if not nics:
         return not_applicable("no user-mode (slirp/passt) NIC")
     restricts = [(n, vm.facts.get(f"qemu.netdev.{n.id}.restrict", {}).get("value")) for n in nics]
-    return ([fail("restrict", value or "off (default)", locator=n.locator) for n, value in restricts
-             if str(value).lower() not in ("on", "yes", "true", "1")] or passed("restrict", "on"))
+    return [
+        fail("restrict", value or "off (default)", locator=n.locator)
+        for n, value in restricts
+        if str(value).lower() not in ("on", "yes", "true", "1")
+    ] or passed("restrict", "on")

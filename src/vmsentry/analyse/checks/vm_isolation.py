@@ -1,15 +1,31 @@
 """What else joins a guest to its host: shared folders, passthrough devices, console channels,
 confinement of the emulator, memory and disk encryption, snapshots."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from vmsentry.analyse.checks import check, fail, not_applicable, passed, snapshot_memory, unknown
 from vmsentry.model import VM
 
 # Host paths whose exposure hands the guest the host itself.
-SENSITIVE_PATHS = ("/", "/etc", "/root", "/home", "/boot", "/dev", "/proc", "/sys", "/var/lib/libvirt",
-                   "/var/run", "/run", "/usr", "/var/lib/docker", "/var/run/docker.sock", "/run/docker.sock")
+SENSITIVE_PATHS = (
+    "/",
+    "/etc",
+    "/root",
+    "/home",
+    "/boot",
+    "/dev",
+    "/proc",
+    "/sys",
+    "/var/lib/libvirt",
+    "/var/run",
+    "/run",
+    "/usr",
+    "/var/lib/docker",
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+)
 
 
 def _share_text(s) -> str:
@@ -33,21 +49,24 @@ _MACOS_SENSITIVE = ("/users", "/library", "/system", "/applications", "/private/
 def _is_sensitive(path: str | None) -> bool:
     if not path:
         return False
-    if len(path) >= 2 and path[1] == ":" and path[0].isalpha():          # C:\..., D:/...
+    if len(path) >= 2 and path[1] == ":" and path[0].isalpha():  # C:\..., D:/...
         rest = path[2:].replace("\\", "/").strip("/").lower()
         return rest == "" or rest in _WINDOWS_SENSITIVE or rest.startswith("windows/")
     if path.rstrip("/").lower() in _MACOS_SENSITIVE:
         return True
     norm = "/" + path.strip("/") if path != "/" else "/"
-    return norm in SENSITIVE_PATHS or any(norm.startswith(p + "/") for p in SENSITIVE_PATHS[1:]
-                                          if p not in ("/home", "/var/lib/libvirt", "/usr"))
+    return norm in SENSITIVE_PATHS or any(
+        norm.startswith(p + "/") for p in SENSITIVE_PATHS[1:] if p not in ("/home", "/var/lib/libvirt", "/usr")
+    )
 
 
 @check("share_sensitive_path")
 def share_sensitive_path(vm: VM, ctx):
     if not vm.shares:
         return not_applicable("no shared folders")
-    out = [fail("filesystem/source", _share_text(s), locator=s.locator) for s in vm.shares if _is_sensitive(s.host_path)]
+    out = [
+        fail("filesystem/source", _share_text(s), locator=s.locator) for s in vm.shares if _is_sensitive(s.host_path)
+    ]
     return out or passed("filesystem/source", "; ".join(_share_text(s) for s in vm.shares))
 
 
@@ -72,8 +91,14 @@ def pci_passthrough_iommu(vm: VM, ctx):
     iommu = ctx.host_fact(vm, "iommu")
     detail = ", ".join(d.detail for d in devices)
     if iommu is None:
-        return [unknown(f"PCI device {d.detail} assigned; host IOMMU state not collected (scan with --host)",
-                        "hostdev", locator=d.locator) for d in devices]
+        return [
+            unknown(
+                f"PCI device {d.detail} assigned; host IOMMU state not collected (scan with --host)",
+                "hostdev",
+                locator=d.locator,
+            )
+            for d in devices
+        ]
     if iommu.enabled:
         return passed("hostdev", f"{detail}; host IOMMU groups: {iommu.groups}")
     return [fail("hostdev", f"{d.detail} with host IOMMU off", locator=d.locator) for d in devices]
@@ -83,14 +108,27 @@ def pci_passthrough_iommu(vm: VM, ctx):
 def seclabel_none(vm: VM, ctx):
     conf = vm.security.confinement
     if conf == "none":
-        at = next((v["at"] for k, v in vm.facts.items() if k.startswith("libvirt.seclabel.") and k.endswith(".type")
-                   and v["value"] == "none"), None)
-        return fail("seclabel", "none", locator=at,
-                    message=None if at else "confinement disabled host-wide (qemu.conf security_driver or "
-                    "security_default_confined)")
+        at = next(
+            (
+                v["at"]
+                for k, v in vm.facts.items()
+                if k.startswith("libvirt.seclabel.") and k.endswith(".type") and v["value"] == "none"
+            ),
+            None,
+        )
+        return fail(
+            "seclabel",
+            "none",
+            locator=at,
+            message=None
+            if at
+            else "confinement disabled host-wide (qemu.conf security_driver or security_default_confined)",
+        )
     if conf == "unknown":
-        return unknown("no per-VM seclabel; confinement follows qemu.conf security_driver and the host LSM, "
-                       "which were not read", "seclabel")
+        return unknown(
+            "no per-VM seclabel; confinement follows qemu.conf security_driver and the host LSM, which were not read",
+            "seclabel",
+        )
     return passed("seclabel", conf)
 
 
@@ -140,8 +178,11 @@ def memory_encryption_unused(vm: VM, ctx):
 @check("memory_encryption_plain_sev")
 def memory_encryption_plain_sev(vm: VM, ctx):
     if vm.security.memory_encryption != "sev":
-        return not_applicable("not using plain SEV") if vm.security.memory_encryption is None else \
-            passed("launchSecurity", vm.security.memory_encryption)
+        return (
+            not_applicable("not using plain SEV")
+            if vm.security.memory_encryption is None
+            else passed("launchSecurity", vm.security.memory_encryption)
+        )
     at = vm.facts.get("libvirt.launchSecurity.type", {}).get("at")
     return fail("launchSecurity/@type", "sev", locator=at)
 
@@ -168,8 +209,9 @@ def network_disk_unencrypted(vm: VM, ctx):
 
 @check("snapshot_with_memory")
 def snapshot_with_memory(vm: VM, ctx):
-    return snapshot_memory(vm, "libvirt.snapshot.", ".memory", "domainsnapshot/memory", "no snapshots collected",
-                           "disk-only")
+    return snapshot_memory(
+        vm, "libvirt.snapshot.", ".memory", "domainsnapshot/memory", "no snapshots collected", "disk-only"
+    )
 
 
 SNAPSHOT_MAX_AGE_DAYS = 90
@@ -182,7 +224,7 @@ def snapshot_stale(vm: VM, ctx):
         return not_applicable("no snapshots collected")
     if not dated:
         return unknown("snapshot creation times unknown", "snapshot")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out = []
     for s in dated:
         try:
@@ -191,7 +233,7 @@ def snapshot_stale(vm: VM, ctx):
             out.append(unknown(f"snapshot {s.name}: unreadable creation time {s.created!r}", "snapshot"))
             continue
         if created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
+            created = created.replace(tzinfo=UTC)
         age = (now - created).days
         if age > SNAPSHOT_MAX_AGE_DAYS:
             out.append(fail("snapshot", f"{s.name}: {age} days old"))
@@ -208,14 +250,29 @@ def _channel(vm: VM, mode: str, key: str, what: str, *fact_keys: str):
 
 @check("clipboard_shared")
 def clipboard_shared(vm: VM, ctx):
-    return _channel(vm, vm.channels.clipboard, "clipboard", "clipboard setting", "libvirt.spice.agent_channel",
-                    "vbox.Clipboard.mode", "vmx.isolation.tools.copy.disable", "vmx.isolation.tools.paste.disable")
+    return _channel(
+        vm,
+        vm.channels.clipboard,
+        "clipboard",
+        "clipboard setting",
+        "libvirt.spice.agent_channel",
+        "vbox.Clipboard.mode",
+        "vmx.isolation.tools.copy.disable",
+        "vmx.isolation.tools.paste.disable",
+    )
 
 
 @check("drag_and_drop_shared")
 def drag_and_drop_shared(vm: VM, ctx):
-    return _channel(vm, vm.channels.drag_and_drop, "drag_and_drop", "drag-and-drop / file-transfer setting",
-                    "libvirt.spice.agent_channel", "vbox.DragAndDrop.mode", "vmx.isolation.tools.dnd.disable")
+    return _channel(
+        vm,
+        vm.channels.drag_and_drop,
+        "drag_and_drop",
+        "drag-and-drop / file-transfer setting",
+        "libvirt.spice.agent_channel",
+        "vbox.DragAndDrop.mode",
+        "vmx.isolation.tools.dnd.disable",
+    )
 
 
 def _first_at(vm: VM, *keys: str) -> str | None:

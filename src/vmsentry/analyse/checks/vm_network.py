@@ -1,4 +1,5 @@
 """How each NIC is attached, and whether a guest can lie on the layer-2 segment it shares."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -22,8 +23,11 @@ def nic_mode_resolved(vm: VM, ctx):
     out = []
     for nic in vm.nics:
         if nic.mode == "unknown":
-            why = (f"network {nic.network!r} was not read: add its definition (virsh net-dumpxml) or --libvirt"
-                   if nic.network else f"attachment type {nic.type!r} depends on host-side set-up")
+            why = (
+                f"network {nic.network!r} was not read: add its definition (virsh net-dumpxml) or --libvirt"
+                if nic.network
+                else f"attachment type {nic.type!r} depends on host-side set-up"
+            )
             out.append(unknown(why, "interface", locator=nic.locator))
     return out or passed("interface", ", ".join(_nic_text(n) for n in vm.nics))
 
@@ -69,12 +73,22 @@ def nic_without_spoof_filter(vm: VM, ctx):
     out = []
     for n in nics:
         if n.spoof_protection is False:
-            out.append(fail("filterref", f"{_nic_text(n)}: no anti-spoofing filter"
-                            + (f" (filter {n.filter} does not block MAC and IP spoofing)" if n.filter else ""),
-                            locator=n.locator))
+            out.append(
+                fail(
+                    "filterref",
+                    f"{_nic_text(n)}: no anti-spoofing filter"
+                    + (f" (filter {n.filter} does not block MAC and IP spoofing)" if n.filter else ""),
+                    locator=n.locator,
+                )
+            )
         elif n.spoof_protection is None:
-            out.append(unknown(f"{_nic_text(n)}: filter {n.filter!r} was not read; cannot tell whether it "
-                               "blocks spoofing", "filterref", locator=n.locator))
+            out.append(
+                unknown(
+                    f"{_nic_text(n)}: filter {n.filter!r} was not read; cannot tell whether it blocks spoofing",
+                    "filterref",
+                    locator=n.locator,
+                )
+            )
     return out or passed("filterref", ", ".join(f"{n.id}={n.filter}" for n in nics))
 
 
@@ -88,8 +102,9 @@ def nic_filter_ip_learning(vm: VM, ctx):
         params = n.filter_params
         if "IP" in params or str(params.get("CTRL_IP_LEARNING", "")).lower() == "none":
             continue
-        out.append(fail("filterref/parameter[@name='IP']", f"{n.id}: {n.filter} without IP (learning mode)",
-                        locator=n.locator))
+        out.append(
+            fail("filterref/parameter[@name='IP']", f"{n.id}: {n.filter} without IP (learning mode)", locator=n.locator)
+        )
     return out or passed("filterref/parameter", ", ".join(f"{n.id}: IP={n.filter_params.get('IP')}" for n in nics))
 
 
@@ -98,8 +113,11 @@ def nic_trust_guest_rx_filters(vm: VM, ctx):
     keys = [k for k in vm.facts if k.startswith("libvirt.interface.") and k.endswith(".trustGuestRxFilters")]
     if not keys:
         return passed("trustGuestRxFilters", "absent (no)")
-    out = [fail("trustGuestRxFilters", vm.facts[k]["value"], locator=vm.facts[k]["at"]) for k in keys
-           if vm.facts[k]["value"] == "yes"]
+    out = [
+        fail("trustGuestRxFilters", vm.facts[k]["value"], locator=vm.facts[k]["at"])
+        for k in keys
+        if vm.facts[k]["value"] == "yes"
+    ]
     return out or passed("trustGuestRxFilters", "no")
 
 
@@ -114,8 +132,9 @@ def nic_shared_segment_not_isolated(vm: VM, ctx):
         seg = _segment(n, vm)
         others = neighbours.get(seg, 0) - 1
         if others > 0 and n.port_isolated is not True:
-            out.append(fail("port/@isolated", f"{_nic_text(n)} shares it with {others} other VM NIC(s)",
-                            locator=n.locator))
+            out.append(
+                fail("port/@isolated", f"{_nic_text(n)} shares it with {others} other VM NIC(s)", locator=n.locator)
+            )
     return out or passed("port/@isolated", ", ".join(f"{n.id}: isolated={n.port_isolated}" for n in nics))
 
 
@@ -126,6 +145,10 @@ def _segment(nic, vm: VM) -> tuple[str | None, str]:
 def _segment_members(ctx) -> Counter:
     """How many VM NICs sit on each (host, network or bridge): computed once per scan."""
     if "segment_members" not in ctx.memo:
-        ctx.memo["segment_members"] = Counter(_segment(n, vm) for vm in ctx.inventory.vms for n in vm.nics
-                                              if n.mode in SHARED_SEGMENT_MODES and (n.network or n.bridge))
+        ctx.memo["segment_members"] = Counter(
+            _segment(n, vm)
+            for vm in ctx.inventory.vms
+            for n in vm.nics
+            if n.mode in SHARED_SEGMENT_MODES and (n.network or n.bridge)
+        )
     return ctx.memo["segment_members"]

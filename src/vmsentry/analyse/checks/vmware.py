@@ -4,6 +4,7 @@ one-key STIG/SCG settings and the ESXi port-group security policy (``network.fac
 ``collect.vmware_host``) are ``test:`` blocks in catalogue/vmware.yaml (``checks.declarative``). Absent keys
 follow the DISA vSphere 8 STIG check text: most say "If the setting does not exist, this is not a finding";
 ``RemoteDisplay.maxConnections`` must exist."""
+
 from __future__ import annotations
 
 from vmsentry.analyse.checks import check, fail, not_applicable, passed, unknown
@@ -23,19 +24,31 @@ def _product(vm: VM) -> str:
 
 @check("vmx_dvfilter")
 def vmx_dvfilter(vm: VM, ctx):
-    hits = [(k, v) for k, v in vm.facts.items() if k.startswith("vmx.ethernet") and ".filter" in k.lower()
-            and k.lower().endswith(".name")]
+    hits = [
+        (k, v)
+        for k, v in vm.facts.items()
+        if k.startswith("vmx.ethernet") and ".filter" in k.lower() and k.lower().endswith(".name")
+    ]
     if not hits:
         return passed("ethernet*.filter*.name", "absent")
-    return [fail(k[4:], v["value"], locator=v["at"],
-                 message="a dvFilter is bound to this NIC: a finding unless a documented security appliance uses it")
-            for k, v in hits]
+    return [
+        fail(
+            k[4:],
+            v["value"],
+            locator=v["at"],
+            message="a dvFilter is bound to this NIC: a finding unless a documented security appliance uses it",
+        )
+        for k, v in hits
+    ]
 
 
 @check("vmx_nonpersistent_disk")
 def vmx_nonpersistent_disk(vm: VM, ctx):
-    hits = [(k, v) for k, v in vm.facts.items() if k.startswith("vmx.") and k.lower().endswith(".mode")
-            and _norm(v["value"]) == "independent-nonpersistent"]
+    hits = [
+        (k, v)
+        for k, v in vm.facts.items()
+        if k.startswith("vmx.") and k.lower().endswith(".mode") and _norm(v["value"]) == "independent-nonpersistent"
+    ]
     if not hits:
         return passed("scsiX:Y.mode", "no independent-nonpersistent disk")
     return [fail(k[4:], v["value"], locator=v["at"]) for k, v in hits]
@@ -43,8 +56,11 @@ def vmx_nonpersistent_disk(vm: VM, ctx):
 
 @check("vmx_floppy")
 def vmx_floppy(vm: VM, ctx):
-    drives = [d for d in vm.devices if d.kind == "floppy" and d.detail.endswith(" connected")
-              and not d.detail.endswith(" not connected")]
+    drives = [
+        d
+        for d in vm.devices
+        if d.kind == "floppy" and d.detail.endswith(" connected") and not d.detail.endswith(" not connected")
+    ]
     if not drives:
         return passed("device", "no connected floppy drive")
     return [fail("device", f"{d.kind} {d.detail}", locator=d.locator) for d in drives]
@@ -70,8 +86,11 @@ def vmx_hgfs_server(vm: VM, ctx):
     if product == "esxi":
         return passed("isolation.tools.hgfsServerSet.disable", "absent (ESXi offers no shared folders)")
     if product == "unknown":
-        return unknown("absent; whether the HGFS server runs depends on the product (ESXi or Workstation/Fusion), "
-                       "which this file does not say", "isolation.tools.hgfsServerSet.disable")
+        return unknown(
+            "absent; whether the HGFS server runs depends on the product (ESXi or Workstation/Fusion), "
+            "which this file does not say",
+            "isolation.tools.hgfsServerSet.disable",
+        )
     return fail("isolation.tools.hgfsServerSet.disable", "absent (Workstation/Fusion: HGFS server on)")
 
 
@@ -85,6 +104,7 @@ def vmx_vnc_enabled(vm: VM, ctx):
 
 
 # ---------------------------------------------------------------- ESXi port groups (network assets)
+
 
 def _pg(net: Network, key: str, bad: bool, what: str):
     fact = net.facts.get(f"esxi.security.{key}")
@@ -102,8 +122,15 @@ def vmnet_nat_forwards(net: Network, ctx):
         return not_applicable("no VMware NAT configuration (nat.conf) read for this network")
     if not fact["value"]:
         return passed("[incomingtcp]/[incomingudp]", "no port forwards")
-    return [fail(f"[incoming{f['protocol']}]", f"{f['protocol']} *:{f['host_port']} -> {f['guest_ip']}:{f['guest_port']}",
-                 file=f.get("file"), locator=f["at"]) for f in fact["value"]]
+    return [
+        fail(
+            f"[incoming{f['protocol']}]",
+            f"{f['protocol']} *:{f['host_port']} -> {f['guest_ip']}:{f['guest_port']}",
+            file=f.get("file"),
+            locator=f["at"],
+        )
+        for f in fact["value"]
+    ]
 
 
 @check("vmnet_host_adapter")
@@ -116,5 +143,8 @@ def vmnet_host_adapter(net: Network, ctx):
         return not_applicable("no host networking file read for this vmnet")
     if str(fact["value"]).strip().lower() != "yes":
         return passed(f"VNET_{number}_VIRTUAL_ADAPTER", fact["value"], locator=fact["at"])
-    return fail(f"VNET_{number}_VIRTUAL_ADAPTER", f"yes ({net.mode} network {net.name}"
-                + (f", subnet {net.subnets[0]}" if net.subnets else "") + ")", locator=fact["at"])
+    return fail(
+        f"VNET_{number}_VIRTUAL_ADAPTER",
+        f"yes ({net.mode} network {net.name}" + (f", subnet {net.subnets[0]}" if net.subnets else "") + ")",
+        locator=fact["at"],
+    )

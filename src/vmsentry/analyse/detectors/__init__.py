@@ -10,12 +10,12 @@ watcher can pass ``on_raise`` to hear about each new alert right after the batch
 resolved segmentation policy (``policy=``, a ``model.policy.Resolved``), ``policy_violation`` judges traffic
 against it (``vmsentry policy check``: ``only=["policy_violation"]`` on a stream of every packet).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from vmsentry.analyse.detectors.access import Access
-from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.arp_spoof import ArpSpoof
 from vmsentry.analyse.detectors.base import Sink
 from vmsentry.analyse.detectors.dhcp import Dhcp
@@ -27,30 +27,50 @@ from vmsentry.analyse.detectors.rogue_ra import RogueRa
 from vmsentry.analyse.detectors.scan import Scan
 from vmsentry.analyse.detectors.truth import Truth
 from vmsentry.analyse.detectors.tunables import DEFAULTS
+from vmsentry.model.alert import Alert
 from vmsentry.model.policy import Resolved
 from vmsentry.model.traffic import EVENT_TYPES
 
-REGISTRY = {"arp_spoof": ArpSpoof, "mac_flood": MacFlood, "dhcp": Dhcp, "rogue_ra": RogueRa, "scan": Scan,
-            "access": Access, "dns_unsanctioned": DnsUnsanctioned, "ipv6": Ipv6,
-            "policy_violation": PolicyViolation}
+REGISTRY = {
+    "arp_spoof": ArpSpoof,
+    "mac_flood": MacFlood,
+    "dhcp": Dhcp,
+    "rogue_ra": RogueRa,
+    "scan": Scan,
+    "access": Access,
+    "dns_unsanctioned": DnsUnsanctioned,
+    "ipv6": Ipv6,
+    "policy_violation": PolicyViolation,
+}
 TICK_SECONDS = 5.0
 
 __all__ = ["Engine", "Alert", "Truth", "REGISTRY"]
 
 
 class Engine:
-    def __init__(self, truth: Truth | None = None, tunables: dict | None = None,
-                 on_raise: Callable[[Alert], None] | None = None, only: list[str] | None = None,
-                 policy: Resolved | None = None) -> None:
+    def __init__(
+        self,
+        truth: Truth | None = None,
+        tunables: dict | None = None,
+        on_raise: Callable[[Alert], None] | None = None,
+        only: list[str] | None = None,
+        policy: Resolved | None = None,
+    ) -> None:
         self.truth = truth or Truth()
         tunables = tunables or DEFAULTS
         self.sink = Sink(on_raise)
-        self.detectors = [cls(self.truth, tunables[name], self.sink, policy) if cls is PolicyViolation
-                          else cls(self.truth, tunables[name], self.sink)
-                          for name, cls in REGISTRY.items() if not only or name in only]
+        self.detectors = [
+            cls(self.truth, tunables[name], self.sink, policy)
+            if cls is PolicyViolation
+            else cls(self.truth, tunables[name], self.sink)
+            for name, cls in REGISTRY.items()
+            if not only or name in only
+        ]
         # event type -> the handlers that consume it, looked up once per event
-        self.table = {etype: tuple(h for h in (d.handler(etype) for d in self.detectors) if h is not None)
-                      for etype in EVENT_TYPES}
+        self.table = {
+            etype: tuple(h for h in (d.handler(etype) for d in self.detectors) if h is not None)
+            for etype in EVENT_TYPES
+        }
         self.batch_ends = [d.end_batch for d in self.detectors if hasattr(d, "end_batch")]
         self.next_tick: float | None = None
         self.now = 0.0

@@ -12,13 +12,14 @@
 
 One alert per (client, server, service); count = connections.
 """
+
 from __future__ import annotations
 
 import re
 import uuid
 
-from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Detector
+from vmsentry.model.alert import Alert
 from vmsentry.model.traffic import ACK, RST, SYN, TCP
 
 # DCE/RPC interfaces used for remote execution, as their UUIDs appear on the wire (uuid.bytes_le)
@@ -28,8 +29,11 @@ RPC_INTERFACES = {
     uuid.UUID("86d35949-83c9-4044-b424-db363231fd0c").bytes_le: "ITaskSchedulerService (remote scheduled task)",
     uuid.UUID("f309ad18-d86a-11d0-a075-00c04fb68820").bytes_le: "IWbemLevel1Login (remote WMI)",
 }
-ADMIN_SHARE = re.compile(rb"\\\x00(?:[a-z]\x00|a\x00d\x00m\x00i\x00n\x00)\$\x00(?:\x00\x00|$)"   # UTF-16
-                         rb"|\\(?:[a-z]|admin)\$\x00", re.IGNORECASE)                                  # ASCII
+ADMIN_SHARE = re.compile(
+    rb"\\\x00(?:[a-z]\x00|a\x00d\x00m\x00i\x00n\x00)\$\x00(?:\x00\x00|$)"  # UTF-16
+    rb"|\\(?:[a-z]|admin)\$\x00",
+    re.IGNORECASE,
+)  # ASCII
 SMB_MAGIC = (b"\xfeSMB", b"\xffSMB")
 ESTABLISHED_FORBIDS = SYN | RST
 
@@ -59,20 +63,24 @@ class Access(Detector):
         if dport in self.mgmt and truth.is_host(ev.dst_ip) and truth.is_vm(ev.src_ip, ev.src_mac):
             critical = dport in (16509, 16514, 2375, 2376, 902, 8006)
             self._alert("mgmt_access", ev, "critical" if critical else "high", 0.95, _service(dport))
-        elif dport in self.lateral and truth.is_vm(ev.src_ip, ev.src_mac) and truth.is_vm(ev.dst_ip, ev.dst_mac) \
-                and truth.vm_name(ev.src_ip, ev.src_mac) != truth.vm_name(ev.dst_ip, ev.dst_mac):
+        elif (
+            dport in self.lateral
+            and truth.is_vm(ev.src_ip, ev.src_mac)
+            and truth.is_vm(ev.dst_ip, ev.dst_mac)
+            and truth.vm_name(ev.src_ip, ev.src_mac) != truth.vm_name(ev.dst_ip, ev.dst_mac)
+        ):
             self._alert("lateral_movement", ev, "high", 0.9, self.lateral[dport])
 
     def _signatures(self, ev, payload: bytes) -> None:
         found = None
-        if payload[:1] == b"\x05" and len(payload) >= 24 and payload[2] in (11, 14):   # DCE/RPC bind / alter
+        if payload[:1] == b"\x05" and len(payload) >= 24 and payload[2] in (11, 14):  # DCE/RPC bind / alter
             for iface, what in RPC_INTERFACES.items():
                 if iface in payload:
                     found = ("rpc", what)
                     break
         elif b"SMB" in payload[:12] and any(m in payload[:12] for m in SMB_MAGIC):
             for iface, what in RPC_INTERFACES.items():
-                if iface in payload:                  # RPC bind inside an SMB write to a named pipe
+                if iface in payload:  # RPC bind inside an SMB write to a named pipe
                     found = ("rpc", what)
                     break
             else:
@@ -90,8 +98,16 @@ class Access(Detector):
         key = (kind, ev.src_ip, ev.dst_ip, service)
 
         def make() -> Alert:
-            return Alert(kind, severity, ev.ts, truth.endpoint(ev.src_ip, ev.src_mac), confidence,
-                         _describe, {"service": service, "signatures": set(), "connections": set()})
+            return Alert(
+                kind,
+                severity,
+                ev.ts,
+                truth.endpoint(ev.src_ip, ev.src_mac),
+                confidence,
+                _describe,
+                {"service": service, "signatures": set(), "connections": set()},
+            )
+
         alert = self.incident(key, ev.ts, make)
         conn = (ev.sport, ev.dport)
         connections = alert.evidence["connections"]
@@ -107,8 +123,20 @@ class Access(Detector):
 
 
 def _service(port: int) -> str:
-    names = {22: "ssh", 139: "smb", 445: "smb", 902: "vmware-authd", 2375: "docker", 2376: "docker-tls",
-             3389: "rdp", 5985: "winrm", 5986: "winrm", 8006: "proxmox", 16509: "libvirtd", 16514: "libvirtd-tls"}
+    names = {
+        22: "ssh",
+        139: "smb",
+        445: "smb",
+        902: "vmware-authd",
+        2375: "docker",
+        2376: "docker-tls",
+        3389: "rdp",
+        5985: "winrm",
+        5986: "winrm",
+        8006: "proxmox",
+        16509: "libvirtd",
+        16514: "libvirtd-tls",
+    }
     return names.get(port, "vnc" if 5900 <= port <= 5999 else str(port))
 
 

@@ -14,18 +14,18 @@ Signals, strongest first (one alert per lying MAC, reasons counted in ``evidence
 Unsolicited replies and unicast requests alone are normal (Linux refreshes its cache with unicast
 requests) and raise nothing.
 """
+
 from __future__ import annotations
 
 from collections import deque
 
-from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Bounded, Detector
+from vmsentry.model.alert import Alert
 from vmsentry.model.traffic import ip_text, mac_text
 
 ZERO_IP = b"\x00\x00\x00\x00"
 ZERO_MAC = b"\x00" * 6
-CONFIDENCE = {"contradicts_inventory": 0.97, "eth_arp_mismatch": 0.9, "contradicts_dhcp": 0.9,
-              "gratuitous_flood": 0.8}
+CONFIDENCE = {"contradicts_inventory": 0.97, "eth_arp_mismatch": 0.9, "contradicts_dhcp": 0.9, "gratuitous_flood": 0.8}
 
 
 class ArpSpoof(Detector):
@@ -33,12 +33,12 @@ class ArpSpoof(Detector):
 
     def __init__(self, truth, tun, sink) -> None:
         super().__init__(truth, tun, sink)
-        self.bindings = Bounded(tun.max_state, "arp_spoof.bindings", sink)   # ip -> [mac, source]
-        self.claims = Bounded(tun.max_state, "arp_spoof.claims", sink)       # mac -> set of IPs claimed
-        self.own_ip = Bounded(tun.max_state, "arp_spoof.own_ip", sink)       # mac -> IP it sends from
-        self.requests = Bounded(tun.max_state, "arp_spoof.requests", sink)   # (asker ip, asked ip) -> ts
+        self.bindings = Bounded(tun.max_state, "arp_spoof.bindings", sink)  # ip -> [mac, source]
+        self.claims = Bounded(tun.max_state, "arp_spoof.claims", sink)  # mac -> set of IPs claimed
+        self.own_ip = Bounded(tun.max_state, "arp_spoof.own_ip", sink)  # mac -> IP it sends from
+        self.requests = Bounded(tun.max_state, "arp_spoof.requests", sink)  # (asker ip, asked ip) -> ts
         self.unsolicited = Bounded(tun.max_state, "arp_spoof.unsolicited", sink)  # (mac, ip) -> count
-        self.garps = Bounded(tun.max_state, "arp_spoof.garps", sink)         # mac -> deque of ts
+        self.garps = Bounded(tun.max_state, "arp_spoof.garps", sink)  # mac -> deque of ts
 
     # --- learning from other traffic ----------------------------------------------------------------
     def on_packet(self, ev) -> None:
@@ -53,7 +53,7 @@ class ArpSpoof(Detector):
         if sip not in self.bindings and sip not in self.truth.mac_of_ip:
             self.bindings.put(sip, [mac, "ip"])
 
-    on_probes = on_packet                               # same fields: src_mac, src_ip, dst_ip
+    on_probes = on_packet  # same fields: src_mac, src_ip, dst_ip
 
     def on_dhcp(self, ev) -> None:
         if ev.op == 2 and ev.msg_type == 5 and ev.yiaddr and ev.chaddr:
@@ -61,10 +61,10 @@ class ArpSpoof(Detector):
 
     # --- ARP ----------------------------------------------------------------------------------------
     def on_arp(self, ev) -> None:
-        ts, eth_src, eth_dst, op, sha, spa, _, tpa = ev        # (one unpacking: this runs for every ARP)
+        ts, eth_src, eth_dst, op, sha, spa, _, tpa = ev  # (one unpacking: this runs for every ARP)
         if op == 1:
             self.requests.put((spa, tpa), ts)
-        if spa == ZERO_IP:                                  # an ARP probe claims nothing
+        if spa == ZERO_IP:  # an ARP probe claims nothing
             return
         sender = eth_src or sha
         reasons = []
@@ -97,7 +97,7 @@ class ArpSpoof(Detector):
                     reasons.append("contradicts_dhcp")
                 else:
                     liar, confidence = self._liar(sha, bound[0], spa)
-                    if liar == bound[0]:                    # the old binding was the lie: sha restores it
+                    if liar == bound[0]:  # the old binding was the lie: sha restores it
                         bound[0] = sha
                         sender, victim_mac = liar, sha
                     reasons.append("binding_change")
@@ -109,6 +109,7 @@ class ArpSpoof(Detector):
 
     def _liar(self, new: bytes, old: bytes, ip: bytes) -> tuple[bytes, float]:
         """Which of two MACs claiming ``ip`` lies, and how sure we are, without an inventory."""
+
         def marks(mac: bytes) -> int:
             n = 1 if self.unsolicited.get((mac, ip), 0) else 0
             own = self.own_ip.get(mac)
@@ -116,6 +117,7 @@ class ArpSpoof(Detector):
             if (own is not None and own != ip) or others:
                 n += 1
             return n
+
         new_marks, old_marks = marks(new), marks(old)
         if new_marks > old_marks:
             return new, 0.6 + 0.1 * new_marks
@@ -136,7 +138,7 @@ class ArpSpoof(Detector):
         own = truth.ips_of_mac.get(sender)
         own_ip = next(iter(own)) if own else self.own_ip.get(sender)
         if own_ip == ev.spa and "eth_arp_mismatch" not in reasons:
-            own_ip = None                                    # the claimed IP is not the liar's own
+            own_ip = None  # the claimed IP is not the liar's own
         conf = max([CONFIDENCE.get(r, 0.5) for r in reasons] + [confidence or 0.0])
         severity = "high"
         if truth.is_host(ev.spa) or ev.spa in truth.dhcp_servers or ev.spa in truth.dns_servers:
@@ -145,8 +147,16 @@ class ArpSpoof(Detector):
             severity = "medium"
 
         def make() -> Alert:
-            return Alert("arp_spoof", severity, ev.ts, truth.endpoint(own_ip, sender), conf, _describe(truth),
-                         {"reasons": {}, "impersonated": [], "unsolicited_replies": 0})
+            return Alert(
+                "arp_spoof",
+                severity,
+                ev.ts,
+                truth.endpoint(own_ip, sender),
+                conf,
+                _describe(truth),
+                {"reasons": {}, "impersonated": [], "unsolicited_replies": 0},
+            )
+
         alert = self.incident(sender, ev.ts, make)
         alert.seen(ev.ts)
         if alert.attacker["ip"] is None and own_ip is not None:
@@ -157,8 +167,11 @@ class ArpSpoof(Detector):
         if not solicited:
             alert.evidence["unsolicited_replies"] += 1
         impersonated = ip_text(ev.spa)
-        if impersonated not in alert.evidence["impersonated"] and len(alert.evidence["impersonated"]) < 20 \
-                and "gratuitous_flood" != reasons[0]:
+        if (
+            impersonated not in alert.evidence["impersonated"]
+            and len(alert.evidence["impersonated"]) < 20
+            and reasons[0] != "gratuitous_flood"
+        ):
             alert.evidence["impersonated"].append(impersonated)
         alert.raise_to(severity, conf)
         if reasons != ["gratuitous_flood"]:
@@ -167,28 +180,36 @@ class ArpSpoof(Detector):
             target = ev.tha if ev.tha != ZERO_MAC else ev.eth_dst
             alert.victim(dict(truth.endpoint(ev.tpa, target), poisoned=True))
         if "example" not in alert.evidence:
-            alert.evidence["example"] = (f"{'reply' if ev.op == 2 else 'request'}: {ip_text(ev.spa)} is-at "
-                                         f"{mac_text(ev.sha)} (Ethernet source {mac_text(ev.eth_src)}) "
-                                         f"to {ip_text(ev.tpa)}")
+            alert.evidence["example"] = (
+                f"{'reply' if ev.op == 2 else 'request'}: {ip_text(ev.spa)} is-at "
+                f"{mac_text(ev.sha)} (Ethernet source {mac_text(ev.eth_src)}) "
+                f"to {ip_text(ev.tpa)}"
+            )
 
 
 def _describe(truth):
     def describe(a: Alert) -> str:
-        who = truth.label(_ip(a.attacker), _mac(a.attacker)) if a.attacker.get("vm") or a.attacker.get("ip") \
+        who = (
+            truth.label(_ip(a.attacker), _mac(a.attacker))
+            if a.attacker.get("vm") or a.attacker.get("ip")
             else a.attacker.get("mac")
+        )
         claimed = ", ".join(a.evidence.get("impersonated", [])[:3]) or "addresses"
         poisoned = [v for v in a.victims.values() if v.get("poisoned")]
         where = f", poisoning {len(poisoned)} cache(s)" if poisoned else ""
         reasons = ", ".join(sorted(a.evidence.get("reasons", {})))
         return f"{who} claims {claimed} with forged ARP ({a.count} packets{where}; {reasons})"
+
     return describe
 
 
 def _ip(endpoint: dict):
     from vmsentry.model.traffic import ip_bytes
+
     return ip_bytes(endpoint.get("ip"))
 
 
 def _mac(endpoint: dict):
     from vmsentry.model.traffic import mac_bytes
+
     return mac_bytes(endpoint.get("mac"))

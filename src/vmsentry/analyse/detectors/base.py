@@ -1,12 +1,13 @@
 """What every detector shares: the ground truth, its tunables, a sink for alerts, open incidents and
 bounded state tables. Detectors never read files, sockets or clocks: only the events they are fed."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
-from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.truth import Truth
+from vmsentry.model.alert import Alert
 
 
 class Sink:
@@ -66,6 +67,7 @@ class Bounded(OrderedDict):
 
 class Detector:
     """Subclasses set ``name`` and implement ``on_<event type in lower case>`` for what they consume."""
+
     name = "detector"
 
     def __init__(self, truth: Truth, tun, sink: Sink) -> None:

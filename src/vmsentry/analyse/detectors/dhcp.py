@@ -7,12 +7,13 @@
 * ``dhcp_flood`` (an extension of the contract's types): more than ``flood_messages`` client messages from
   one MAC, or ``flood_clients`` distinct client addresses, within ``flood_window`` (starvation or DoS).
 """
+
 from __future__ import annotations
 
 from collections import deque
 
-from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Bounded, Detector
+from vmsentry.model.alert import Alert
 from vmsentry.model.traffic import DHCP_TYPES, ip_text
 
 SERVER_TYPES = (2, 5, 6)
@@ -23,9 +24,9 @@ class Dhcp(Detector):
 
     def __init__(self, truth, tun, sink) -> None:
         super().__init__(truth, tun, sink)
-        self.servers = Bounded(64, "dhcp.servers", sink)             # server key -> first ts
-        self.per_client = Bounded(tun.max_state, "dhcp.clients", sink)   # mac -> deque of ts
-        self.clients: deque = deque()                                # (ts, chaddr) of client messages
+        self.servers = Bounded(64, "dhcp.servers", sink)  # server key -> first ts
+        self.per_client = Bounded(tun.max_state, "dhcp.clients", sink)  # mac -> deque of ts
+        self.clients: deque = deque()  # (ts, chaddr) of client messages
         self.sanctioned_macs = {truth.mac_of_ip[ip] for ip in truth.dhcp_servers if ip in truth.mac_of_ip}
 
     def on_dhcp(self, ev) -> None:
@@ -52,9 +53,16 @@ class Dhcp(Detector):
         attacker = truth.endpoint(server_ip, ev.src_mac)
 
         def make() -> Alert:
-            return Alert("rogue_dhcp", "high", ev.ts, attacker, confidence, _describe_rogue,
-                         {"why": why, "messages": {}, "offered_routers": set(), "offered_dns": set(),
-                          "servers_seen": []})
+            return Alert(
+                "rogue_dhcp",
+                "high",
+                ev.ts,
+                attacker,
+                confidence,
+                _describe_rogue,
+                {"why": why, "messages": {}, "offered_routers": set(), "offered_dns": set(), "servers_seen": []},
+            )
+
         alert = self.incident(("rogue", key), ev.ts, make)
         alert.seen(ev.ts)
         msgs = alert.evidence["messages"]
@@ -68,8 +76,11 @@ class Dhcp(Detector):
             victim = truth.endpoint(ev.yiaddr, ev.chaddr)
             victim["ip"] = ip_text(ev.yiaddr)
             alert.victim(victim)
-        bad = [r for r in ev.routers + ev.dns if truth.known and r not in truth.dhcp_servers
-               and r not in truth.dns_servers and not truth.is_host(r)]
+        bad = [
+            r
+            for r in ev.routers + ev.dns
+            if truth.known and r not in truth.dhcp_servers and r not in truth.dns_servers and not truth.is_host(r)
+        ]
         if bad or server_ip in ev.routers or server_ip in ev.dns:
             alert.raise_to("critical")
 
@@ -98,10 +109,10 @@ class Dhcp(Detector):
         attacker["ip"] = ip_text(ev.src_ip) if ev.src_ip and any(ev.src_ip) else None
 
         def make() -> Alert:
-            return Alert("dhcp_flood", "medium", ev.ts, attacker, 0.8, _describe_flood,
-                         {"why": why, "messages": {}})
+            return Alert("dhcp_flood", "medium", ev.ts, attacker, 0.8, _describe_flood, {"why": why, "messages": {}})
+
         alert = self.incident(("flood", mac), ev.ts, make)
-        first = alert.count == 0                    # new: it also covers the messages that led up to it
+        first = alert.count == 0  # new: it also covers the messages that led up to it
         alert.seen(ev.ts, seen if first else 1)
         if first:
             alert.first_seen = since

@@ -6,12 +6,13 @@ this detector stays silent. One alert per (client, resolver); count = queries (n
 ``max_names`` query names are kept as evidence. High when the resolver is outside private address space
 (a VM talking to the Internet's DNS directly can tunnel data out), medium otherwise.
 """
+
 from __future__ import annotations
 
 import ipaddress
 
-from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Detector
+from vmsentry.model.alert import Alert
 from vmsentry.model.traffic import TCP, UDP, dns_qname, ip_text
 
 
@@ -31,7 +32,7 @@ class DnsUnsanctioned(Detector):
             return
         proto = ev.proto
         if proto == TCP and (ev.flags & 0x02 or not ev.payload):
-            return                                      # count TCP queries once established
+            return  # count TCP queries once established
         if proto == UDP or proto == TCP:
             self._query(ev, ev.ts, 1, [ev.payload[2:] if proto == TCP else ev.payload])
 
@@ -45,22 +46,33 @@ class DnsUnsanctioned(Detector):
     def _query(self, ev, ts: float, count: int, messages: list) -> None:
         truth = self.truth
         if truth.is_host(ev.src_ip) or ev.src_ip in truth.dns_servers:
-            return                                      # the sanctioned resolver forwarding upstream
+            return  # the sanctioned resolver forwarding upstream
 
         def make() -> Alert:
             public = _public(ev.dst_ip)
-            return Alert("dns_unsanctioned", "high" if public else "medium", ev.ts,
-                         truth.endpoint(ev.src_ip, ev.src_mac), 0.95, _describe,
-                         {"resolver": ip_text(ev.dst_ip), "public_resolver": public, "names": [],
-                          "sanctioned": sorted(ip_text(s) for s in truth.dns_servers)})
+            return Alert(
+                "dns_unsanctioned",
+                "high" if public else "medium",
+                ev.ts,
+                truth.endpoint(ev.src_ip, ev.src_mac),
+                0.95,
+                _describe,
+                {
+                    "resolver": ip_text(ev.dst_ip),
+                    "public_resolver": public,
+                    "names": [],
+                    "sanctioned": sorted(ip_text(s) for s in truth.dns_servers),
+                },
+            )
+
         alert = self.incident((ev.src_ip, ev.dst_ip), ts, make)
         alert.seen(ts, count)
         if alert.count == count:
             alert.victim(truth.endpoint(ev.dst_ip, None))
             alert.port(53 if 53 in self.ports else next(iter(self.ports)))
         names = alert.evidence["names"]
-        for message in messages[:2]:            # samples: the first two of a batch are enough, and a flood
-            if len(names) >= self.tun.max_names:   # of junk "queries" is not parsed a thousand times
+        for message in messages[:2]:  # samples: the first two of a batch are enough, and a flood
+            if len(names) >= self.tun.max_names:  # of junk "queries" is not parsed a thousand times
                 break
             name = dns_qname(message)
             if name and name not in names:

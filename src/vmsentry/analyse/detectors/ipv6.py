@@ -6,14 +6,23 @@ housekeeping (neighbour discovery, MLD: the kernel does that by itself when IPv6
 guest), medium once it uses a global address or runs TCP/UDP over IPv6. Router advertisements are the
 rogue_ra detector's.
 """
+
 from __future__ import annotations
 
-from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Detector
+from vmsentry.model.alert import Alert
 from vmsentry.model.traffic import ICMP6, TCP, UDP, ip_text
 
-KINDS = {133: "router-solicitation", 135: "neighbour-solicitation", 136: "neighbour-advertisement",
-         130: "mld-query", 131: "mld-report", 143: "mldv2-report", 128: "echo-request", 129: "echo-reply"}
+KINDS = {
+    133: "router-solicitation",
+    135: "neighbour-solicitation",
+    136: "neighbour-advertisement",
+    130: "mld-query",
+    131: "mld-report",
+    143: "mldv2-report",
+    128: "echo-request",
+    129: "echo-reply",
+}
 
 
 class Ipv6(Detector):
@@ -46,8 +55,16 @@ class Ipv6(Detector):
         key = ev.src_mac or ev.src_ip
 
         def make() -> Alert:
-            return Alert("ipv6_unexpected", "low", ev.ts, truth.endpoint(ev.src_ip, ev.src_mac), 0.9, _describe,
-                         {"kinds": {}, "addresses": set()})
+            return Alert(
+                "ipv6_unexpected",
+                "low",
+                ev.ts,
+                truth.endpoint(ev.src_ip, ev.src_mac),
+                0.9,
+                _describe,
+                {"kinds": {}, "addresses": set()},
+            )
+
         alert = self.incident(key, ev.ts, make)
         alert.seen(ev.ts)
         alert.attacker["vm"] = alert.attacker["vm"] or truth.vm_name(None, ev.src_mac)

@@ -5,12 +5,13 @@ The flooder's MACs are random, so the frame content rarely names the attacker; w
 share one source IP or come from one known VM's address it is named, otherwise the alert says so.
 State is bounded: the MAC table keeps ``max_state`` entries and evicts the oldest (counted).
 """
+
 from __future__ import annotations
 
 from collections import Counter, deque
 
-from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Bounded, Detector
+from vmsentry.model.alert import Alert
 from vmsentry.model.traffic import mac_text
 
 
@@ -20,8 +21,8 @@ class MacFlood(Detector):
     def __init__(self, truth, tun, sink) -> None:
         super().__init__(truth, tun, sink)
         self.seen = Bounded(tun.max_state, "mac_flood.macs", sink)
-        self.recent: deque = deque()                  # (ts, mac) of new MACs within the window
-        self.sources: Counter = Counter()             # source IPs of frames with a new MAC (bounded below)
+        self.recent: deque = deque()  # (ts, mac) of new MACs within the window
+        self.sources: Counter = Counter()  # source IPs of frames with a new MAC (bounded below)
         for mac in list(truth.vm_of_mac) + list(truth.host_macs):
             self.seen.put(mac, 0.0)
 
@@ -48,7 +49,7 @@ class MacFlood(Detector):
                 self._mac(mac, ev.last, ev.src_ip)
 
     def on_arp(self, ev) -> None:
-        mac = ev[1]                                     # eth_src (known MACs return at once: every ARP)
+        mac = ev[1]  # eth_src (known MACs return at once: every ARP)
         if mac not in self.seen:
             self._mac(mac, ev[0], None)
 
@@ -68,15 +69,25 @@ class MacFlood(Detector):
         top = self.sources.most_common(1)
         if top and top[0][1] * 2 > sum(self.sources.values()):
             attacker = truth.endpoint(top[0][0], None)
-        alert = self.incident("flood", ts, lambda: Alert(
-            "mac_flood", "high", first, attacker, 0.9, _describe,
-            {"new_macs": 0, "examples": [mac_text(m) for _, m in list(self.recent)[:5]]}))
+        alert = self.incident(
+            "flood",
+            ts,
+            lambda: Alert(
+                "mac_flood",
+                "high",
+                first,
+                attacker,
+                0.9,
+                _describe,
+                {"new_macs": 0, "examples": [mac_text(m) for _, m in list(self.recent)[:5]]},
+            ),
+        )
         added = len(self.recent)
         alert.seen(ts, added)
         alert.first_seen = min(alert.first_seen, first)
         alert.evidence["new_macs"] += added
         alert.evidence["window_seconds"] = self.tun.window
-        self.recent.clear()                           # the next alert-worthy burst starts from zero
+        self.recent.clear()  # the next alert-worthy burst starts from zero
         self.sources.clear()
 
 
@@ -84,4 +95,3 @@ def _describe(a: Alert) -> str:
     who = a.attacker.get("vm") or a.attacker.get("ip") or "an unknown sender (random source MACs)"
     span = a.last_seen - a.first_seen
     return f"MAC flood: {a.evidence.get('new_macs', a.count)} new source MACs in {span:.1f} s from {who}"
-

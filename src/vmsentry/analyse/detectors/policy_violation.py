@@ -17,6 +17,7 @@ One alert per (kind, source VM, source, destination, protocol, reason), counting
 *every* port (the ports are the finding, so they are not capped like other alerts') and the policy line in
 ``evidence``. The default ``suppress`` is infinite: one alert per such flow for the whole input.
 """
+
 from __future__ import annotations
 
 from vmsentry.analyse.detectors.base import Detector
@@ -60,8 +61,19 @@ class PolicyViolation(Detector):
         self.judge(Flow(e.ts, smac, sip, dip, "ip", None, mac_text(e.dst_mac)))
 
     def on_arp(self, e) -> None:
-        self.judge(Flow(e.ts, mac_text(e.eth_src) or mac_text(e.sha), ip_text(e.spa), ip_text(e.tpa), "arp", None,
-                        mac_text(e.eth_dst), e.op, mac_text(e.sha)))
+        self.judge(
+            Flow(
+                e.ts,
+                mac_text(e.eth_src) or mac_text(e.sha),
+                ip_text(e.spa),
+                ip_text(e.tpa),
+                "arp",
+                None,
+                mac_text(e.eth_dst),
+                e.op,
+                mac_text(e.sha),
+            )
+        )
 
     def _first_datagram(self, e) -> bool:
         seen = self.udp_seen
@@ -86,12 +98,19 @@ class PolicyViolation(Detector):
             self.allowed += 1
             return
         self.forbidden += 1
-        key = (d.kind, d.src_vm, f.src_mac if d.kind in ("spoof", "ipv6") else None, f.src_ip,
-               None if d.kind == "ipv6" else f.dst_ip, None if d.kind == "ipv6" else f.proto, d.why)
+        key = (
+            d.kind,
+            d.src_vm,
+            f.src_mac if d.kind in ("spoof", "ipv6") else None,
+            f.src_ip,
+            None if d.kind == "ipv6" else f.dst_ip,
+            None if d.kind == "ipv6" else f.proto,
+            d.why,
+        )
         alert = self.incident(key, f.ts, lambda: self._alert(f, d))
         alert.seen(f.ts)
         if f.dport is not None:
-            alert.ports.add(f.dport)       # every port, past the usual cap: which ports were tried is the finding
+            alert.ports.add(f.dport)  # every port, past the usual cap: which ports were tried is the finding
 
     def _alert(self, f: Flow, d: Decision) -> Alert:
         if d.kind == "ipv6":
@@ -100,10 +119,22 @@ class PolicyViolation(Detector):
             severity = "high"
         else:
             severity = "high" if d.dst_kind == "host" and d.src_vm else "medium"
-        alert = Alert("policy_violation", severity, f.ts, {"mac": f.src_mac, "ip": f.src_ip, "vm": d.src_vm},
-                      0.95 if d.kind in ("flow", "quarantine") else 0.99, _describer(f, d),
-                      {"rule": d.why, "policy_file": self.policy.file, "policy_line": d.line, "proto": f.proto,
-                       "kind": d.kind, "destination": d.dst_kind})
+        alert = Alert(
+            "policy_violation",
+            severity,
+            f.ts,
+            {"mac": f.src_mac, "ip": f.src_ip, "vm": d.src_vm},
+            0.95 if d.kind in ("flow", "quarantine") else 0.99,
+            _describer(f, d),
+            {
+                "rule": d.why,
+                "policy_file": self.policy.file,
+                "policy_line": d.line,
+                "proto": f.proto,
+                "kind": d.kind,
+                "destination": d.dst_kind,
+            },
+        )
         if f.dst_ip is not None:
             dst_ep = self.evaluator.by_ip.get(f.dst_ip)
             alert.victim({"ip": f.dst_ip, "mac": dst_ep.mac if dst_ep else f.dst_mac, "vm": d.dst_vm})
@@ -126,6 +157,7 @@ def _describer(f: Flow, d: Decision):
             return f"{who} -> {f.dst_ip} {service} while quarantined: {d.why}"
         dst_desc = {"host": "the host", "vm": f"VM {d.dst_vm}", "external": "outside"}.get(d.dst_kind, "")
         return f"{who} -> {dst_desc} ({f.dst_ip}) {service}: forbidden by {d.why}"
+
     return describe
 
 

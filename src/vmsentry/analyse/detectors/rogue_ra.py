@@ -10,10 +10,11 @@ Reasons (counted in ``evidence.reasons``; one alert per sending MAC):
 * ``kill_router``: router lifetime 0 (hosts drop that router as default gateway); added to the others,
   and on its own when it speaks for a router it is not.
 """
+
 from __future__ import annotations
 
-from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Detector
+from vmsentry.model.alert import Alert
 from vmsentry.model.traffic import ip_text, mac_text
 
 CONFIDENCE = {"not_a_router": 0.95, "spoofed_source": 0.9, "lladdr_mismatch": 0.9, "second_router": 0.6}
@@ -31,7 +32,7 @@ class RogueRa(Detector):
 
     def __init__(self, truth, tun, sink) -> None:
         super().__init__(truth, tun, sink)
-        self.routers: set[bytes] = set()         # learned (no inventory): MACs that advertised cleanly
+        self.routers: set[bytes] = set()  # learned (no inventory): MACs that advertised cleanly
 
     def on_routeradvert(self, ev) -> None:
         truth, mac = self.truth, ev.src_mac
@@ -58,8 +59,16 @@ class RogueRa(Detector):
         attacker["ip"] = None if spoofed else ip_text(ev.src_ip)
 
         def make() -> Alert:
-            return Alert("rogue_ra", "high", ev.ts, attacker, 0.5, _describe,
-                         {"reasons": {}, "lifetimes": set(), "prefixes": set()})
+            return Alert(
+                "rogue_ra",
+                "high",
+                ev.ts,
+                attacker,
+                0.5,
+                _describe,
+                {"reasons": {}, "lifetimes": set(), "prefixes": set()},
+            )
+
         alert = self.incident(mac, ev.ts, make)
         alert.seen(ev.ts)
         counts = alert.evidence["reasons"]
@@ -69,8 +78,14 @@ class RogueRa(Detector):
         alert.evidence["prefixes"].update(ev.prefixes)
         alert.raise_to("high", max(CONFIDENCE.get(r, 0.5) for r in reasons))
         if spoofed:
-            alert.victim({"ip": ip_text(ev.src_ip), "mac": mac_text(origin), "vm": truth.vm_name(None, origin),
-                          "impersonated": True})
+            alert.victim(
+                {
+                    "ip": ip_text(ev.src_ip),
+                    "mac": mac_text(origin),
+                    "vm": truth.vm_name(None, origin),
+                    "impersonated": True,
+                }
+            )
         if "kill_router" in reasons and ev.dst_ip[:1] == b"\xff":
             alert.victim({"ip": ip_text(ev.dst_ip), "mac": None, "vm": None, "note": "every host on the link"})
 

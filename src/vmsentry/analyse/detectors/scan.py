@@ -13,12 +13,13 @@ port, ICMP/ICMPv6 echo requests, and ARP requests (an ARP sweep; a reply makes t
 One alert per scanner and kind; its victims are the hosts probed. Each scanner keeps at most
 ``max_targets`` hosts and ports (beyond that it is only counted), and at most ``max_state`` scanners.
 """
+
 from __future__ import annotations
 
 from collections import deque
 
-from vmsentry.model.alert import Alert
 from vmsentry.analyse.detectors.base import Bounded, Detector
+from vmsentry.model.alert import Alert
 from vmsentry.model.traffic import ACK, ICMP, ICMP6, SYN, TCP, UDP
 
 ZERO_IP = b"\x00\x00\x00\x00"
@@ -27,6 +28,7 @@ ZERO_IP = b"\x00\x00\x00\x00"
 class Window:
     """How many things were new within a sliding time window, kept as (time, how many) pairs: a record
     with a hundred new ports is one entry, not a hundred."""
+
     __slots__ = ("entries", "total")
 
     def __init__(self) -> None:
@@ -50,22 +52,34 @@ class Window:
 
 
 class Scanner:
-    __slots__ = ("mac", "ports", "recent_ports", "opened", "hosts", "recent_hosts", "answered", "size",
-                 "methods", "overflow", "tries", "lost")
+    __slots__ = (
+        "mac",
+        "ports",
+        "recent_ports",
+        "opened",
+        "hosts",
+        "recent_hosts",
+        "answered",
+        "size",
+        "methods",
+        "overflow",
+        "tries",
+        "lost",
+    )
 
     def __init__(self, mac) -> None:
         self.mac = mac
-        self.ports: dict = {}            # dst -> {port: first ts}
-        self.recent_ports: dict = {}     # dst -> Window of new ports by first-seen time (fast window)
-        self.opened: dict = {}           # dst -> set of ports that answered SYN-ACK
-        self.hosts: dict = {}            # dst -> first ts (probes that count for sweeps)
+        self.ports: dict = {}  # dst -> {port: first ts}
+        self.recent_ports: dict = {}  # dst -> Window of new ports by first-seen time (fast window)
+        self.opened: dict = {}  # dst -> set of ports that answered SYN-ACK
+        self.hosts: dict = {}  # dst -> first ts (probes that count for sweeps)
         self.recent_hosts: deque = deque()
         self.answered: set = set()
         self.size = 0
         self.methods: dict = {}
-        self.overflow = 0                # hosts not remembered (beyond max_targets)
-        self.tries: dict = {}            # dst -> attempts on its ports
-        self.lost: dict = {}             # dst -> distinct ports not remembered (beyond max_targets)
+        self.overflow = 0  # hosts not remembered (beyond max_targets)
+        self.tries: dict = {}  # dst -> attempts on its ports
+        self.lost: dict = {}  # dst -> distinct ports not remembered (beyond max_targets)
 
 
 class Scan(Detector):
@@ -75,7 +89,7 @@ class Scan(Detector):
         super().__init__(truth, tun, sink)
         self.scanners = Bounded(tun.max_state, "scan.scanners", sink)
         self.pruned = float("-inf")
-        self.dirty: dict = {}        # (kind, src, dst) -> (ts, method): thresholds to check at the batch's end
+        self.dirty: dict = {}  # (kind, src, dst) -> (ts, method): thresholds to check at the batch's end
 
     def end_batch(self) -> None:
         """Thresholds are checked once the whole batch is in, so that answers later in the batch (a
@@ -119,7 +133,7 @@ class Scan(Detector):
             if flags & SYN:
                 if flags & ACK:
                     self._answer(ev.dst_ip, ev.src_ip, ev.sport, opened=True)
-                else:                                  # SYNs come as Probes, except from logs / all_packets
+                else:  # SYNs come as Probes, except from logs / all_packets
                     self._probe(ev.ts, ev.src_ip, ev.src_mac, ev.dst_ip, (ev.dport,), "tcp", True)
         elif proto == UDP:
             if not _multicast(ev.dst_ip):
@@ -132,7 +146,7 @@ class Scan(Detector):
                 self._answer(ev.dst_ip, ev.src_ip, None, opened=False)
 
     def on_arp(self, ev) -> None:
-        ts, _, _, op, sha, spa, _, tpa = ev                 # (one unpacking: this runs for every ARP)
+        ts, _, _, op, sha, spa, _, tpa = ev  # (one unpacking: this runs for every ARP)
         if op == 1:
             if spa != tpa and tpa != ZERO_IP:
                 self._probe(ts, spa if spa != ZERO_IP else sha, sha, tpa, (), "arp", True)
@@ -176,7 +190,7 @@ class Scan(Detector):
             recent.add(ts, len(new))
         recent.expire(ts, tun.window)
         alert = self.open.get(("ports", src))
-        if alert is not None and ts - alert.last_seen <= tun.suppress:      # an open incident: grow it
+        if alert is not None and ts - alert.last_seen <= tun.suppress:  # an open incident: grow it
             alert.seen(ts, count)
             if new:
                 alert.ports_seen(new)
@@ -203,7 +217,7 @@ class Scan(Detector):
         else:
             sc.overflow += 1
         sc.recent_hosts.append(ts)
-        if alert is not None:                           # an open incident: grow it
+        if alert is not None:  # an open incident: grow it
             alert.seen(ts, count)
             alert.victim_once(dst, lambda: self.truth.endpoint(dst, None))
             alert.evidence["distinct_hosts"] = alert.victims_total
@@ -249,7 +263,7 @@ class Scan(Detector):
 
     # --- alerts -------------------------------------------------------------------------------------
     def _attacker(self, src, sc) -> dict:
-        if len(src) == 6:                           # an ARP prober without an address: only its MAC
+        if len(src) == 6:  # an ARP prober without an address: only its MAC
             return self.truth.endpoint(None, src)
         return self.truth.endpoint(src, sc.mac)
 
@@ -259,9 +273,20 @@ class Scan(Detector):
         first = recent.first() if fast and len(recent) else min(known.values())
 
         def make() -> Alert:
-            return Alert("port_scan", "medium", first, self._attacker(src, sc), 0.9 if fast else 0.7,
-                         _describe_ports, {"window_seconds": self.tun.window if fast else self.tun.slow_window,
-                                           "open_ports": set(), "methods": sc.methods})
+            return Alert(
+                "port_scan",
+                "medium",
+                first,
+                self._attacker(src, sc),
+                0.9 if fast else 0.7,
+                _describe_ports,
+                {
+                    "window_seconds": self.tun.window if fast else self.tun.slow_window,
+                    "open_ports": set(),
+                    "methods": sc.methods,
+                },
+            )
+
         alert = self.incident(("ports", src), ts, make)
         # count: every attempt of this scanner, whatever batch the threshold was crossed in (the ones
         # before the alert from its tries, the ones after as they come)
@@ -278,9 +303,16 @@ class Scan(Detector):
 
     def _sweep(self, ts, src, sc, dst, method, fast: bool) -> None:
         def make() -> Alert:
-            return Alert("host_sweep", "medium", min(sc.hosts.values(), default=ts), self._attacker(src, sc),
-                         0.9 if fast else 0.7, _describe_sweep,
-                         {"window_seconds": self.tun.window if fast else self.tun.slow_window, "methods": {}})
+            return Alert(
+                "host_sweep",
+                "medium",
+                min(sc.hosts.values(), default=ts),
+                self._attacker(src, sc),
+                0.9 if fast else 0.7,
+                _describe_sweep,
+                {"window_seconds": self.tun.window if fast else self.tun.slow_window, "methods": {}},
+            )
+
         alert = self.incident(("sweep", src), ts, make)
         new = alert.count == 0
         if new:
@@ -291,7 +323,7 @@ class Scan(Detector):
         else:
             alert.seen(ts)
             alert.victim_once(dst, lambda: self.truth.endpoint(dst, None))
-        alert.evidence["methods"] = sc.methods                # live: grows with the scanner
+        alert.evidence["methods"] = sc.methods  # live: grows with the scanner
         alert.evidence["distinct_hosts"] = alert.victims_total
 
 
@@ -315,4 +347,3 @@ def _describe_sweep(a: Alert) -> str:
     methods = ", ".join(f"{m} {n}" for m, n in sorted(a.evidence.get("methods", {}).items()))
     span = a.last_seen - a.first_seen
     return f"{who} swept {a.victims_total} hosts without answer in {span:.1f} s ({methods})"
-

@@ -5,12 +5,13 @@ Built from an ``Inventory`` (a saved ``vmsentry inventory`` JSON or a live libvi
 ``Truth()`` is empty and ``known`` is False: the detectors then learn bindings as arpwatch does and say
 so through a lower confidence.
 """
+
 from __future__ import annotations
 
 import ipaddress
 
-from vmsentry.model.traffic import ip_bytes, ip_text, mac_bytes, mac_text
 from vmsentry.model import Inventory
+from vmsentry.model.traffic import ip_bytes, ip_text, mac_bytes, mac_text
 
 
 class Truth:
@@ -30,7 +31,7 @@ class Truth:
         self.dns_known = False
 
     @classmethod
-    def from_inventory(cls, inv: Inventory, bridge: str | None = None) -> "Truth":
+    def from_inventory(cls, inv: Inventory, bridge: str | None = None) -> Truth:
         """``bridge``: when watching one bridge, only the networks on it decide the sanctioned servers."""
         t = cls()
         t.known = True
@@ -71,8 +72,9 @@ class Truth:
 
     # --- questions the detectors ask --------------------------------------------------------------
     def is_vm(self, ip: bytes | None = None, mac: bytes | None = None) -> bool:
-        return (ip is not None and ip in self.vm_of_ip) or (mac is not None and mac in self.vm_of_mac
-                                                            and (ip is None or ip not in self.host_of_ip))
+        return (ip is not None and ip in self.vm_of_ip) or (
+            mac is not None and mac in self.vm_of_mac and (ip is None or ip not in self.host_of_ip)
+        )
 
     def vm_name(self, ip: bytes | None = None, mac: bytes | None = None) -> str | None:
         if mac is not None and mac in self.vm_of_mac:

@@ -3,6 +3,7 @@
 Change one with ``vmsentry detect --tune DETECTOR.NAME=VALUE`` (repeatable). ``docs/detection.md`` lists
 them; ``table()`` renders the same list.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
@@ -11,8 +12,17 @@ from vmsentry.analyse.addresses import MANAGEMENT_PORT_LIST
 
 # the audit's list of management services (analyse/addresses.py): one list, so the audit and the detectors agree
 MGMT_PORTS = MANAGEMENT_PORT_LIST
-LATERAL_PORTS = {22: "ssh", 135: "rpc", 139: "smb", 445: "smb", 593: "rpc", 3389: "rdp", 5985: "winrm",
-                 5986: "winrm", **{p: "vnc" for p in range(5900, 5910)}}
+LATERAL_PORTS = {
+    22: "ssh",
+    135: "rpc",
+    139: "smb",
+    445: "smb",
+    593: "rpc",
+    3389: "rdp",
+    5985: "winrm",
+    5986: "winrm",
+    **dict.fromkeys(range(5900, 5910), "vnc"),
+}
 
 
 def _doc(default, text: str):
@@ -25,10 +35,16 @@ def _doc_factory(factory, text: str):
 
 @dataclass(frozen=True)
 class Common:
-    suppress: float = _doc(300.0, "seconds: an incident quiet for longer than this is closed; a repeat after "
-                                  "it is a new alert (repeats within it only grow the open alert)")
-    max_state: int = _doc(65536, "entries per state table (bindings, MACs, scanners...); the oldest are "
-                                 "evicted beyond it and counted in stats.evicted")
+    suppress: float = _doc(
+        300.0,
+        "seconds: an incident quiet for longer than this is closed; a repeat after "
+        "it is a new alert (repeats within it only grow the open alert)",
+    )
+    max_state: int = _doc(
+        65536,
+        "entries per state table (bindings, MACs, scanners...); the oldest are "
+        "evicted beyond it and counted in stats.evicted",
+    )
 
 
 @dataclass(frozen=True)
@@ -47,8 +63,9 @@ class MacFlood(Common):
 
 @dataclass(frozen=True)
 class Dhcp(Common):
-    flood_messages: int = _doc(100, "client messages (DISCOVER/REQUEST/INFORM...) from one MAC within "
-                                    "flood_window that make a DHCP flood")
+    flood_messages: int = _doc(
+        100, "client messages (DISCOVER/REQUEST/INFORM...) from one MAC within flood_window that make a DHCP flood"
+    )
     flood_clients: int = _doc(100, "distinct client hardware addresses within flood_window (starvation)")
     flood_window: float = _doc(10.0, "seconds")
 
@@ -73,10 +90,12 @@ class Scan(Common):
 @dataclass(frozen=True)
 class Access(Common):
     mgmt_ports: tuple = _doc(MGMT_PORTS, "host management ports a VM must not open (TCP)")
-    lateral_ports: dict = _doc_factory(lambda: dict(LATERAL_PORTS), "VM-to-VM ports that mean lateral movement, "
-                                                                     "and the service name reported")
-    signatures: bool = _doc(True, "look into SMB/RPC payloads for admin-share and service-control use "
-                                  "(works without an inventory)")
+    lateral_ports: dict = _doc_factory(
+        lambda: dict(LATERAL_PORTS), "VM-to-VM ports that mean lateral movement, and the service name reported"
+    )
+    signatures: bool = _doc(
+        True, "look into SMB/RPC payloads for admin-share and service-control use (works without an inventory)"
+    )
     suppress: float = _doc(3600.0, "seconds (see Common)")
 
 
@@ -94,15 +113,25 @@ class Ipv6(Common):
 
 @dataclass(frozen=True)
 class PolicyViolation(Common):
-    suppress: float = _doc(float("inf"), "seconds (see Common); by default one alert per forbidden flow for "
-                                         "the whole input")
-    udp_flows: int = _doc(1 << 20, "UDP exchanges remembered to tell a first datagram from an answer; "
-                                   "forgotten all at once beyond it")
+    suppress: float = _doc(
+        float("inf"), "seconds (see Common); by default one alert per forbidden flow for the whole input"
+    )
+    udp_flows: int = _doc(
+        1 << 20, "UDP exchanges remembered to tell a first datagram from an answer; forgotten all at once beyond it"
+    )
 
 
-DEFAULTS = {"arp_spoof": ArpSpoof(), "mac_flood": MacFlood(), "dhcp": Dhcp(), "rogue_ra": RogueRa(),
-            "scan": Scan(), "access": Access(), "dns_unsanctioned": DnsUnsanctioned(), "ipv6": Ipv6(),
-            "policy_violation": PolicyViolation()}
+DEFAULTS = {
+    "arp_spoof": ArpSpoof(),
+    "mac_flood": MacFlood(),
+    "dhcp": Dhcp(),
+    "rogue_ra": RogueRa(),
+    "scan": Scan(),
+    "access": Access(),
+    "dns_unsanctioned": DnsUnsanctioned(),
+    "ipv6": Ipv6(),
+    "policy_violation": PolicyViolation(),
+}
 
 
 class TunableError(ValueError):
@@ -116,8 +145,9 @@ def with_overrides(overrides: list[str]) -> dict:
         name, sep, value = item.partition("=")
         det, dot, key = name.strip().partition(".")
         if not sep or not dot or det not in out:
-            raise TunableError(f"--tune {item!r}: expected DETECTOR.NAME=VALUE with DETECTOR one of "
-                               f"{', '.join(sorted(out))}")
+            raise TunableError(
+                f"--tune {item!r}: expected DETECTOR.NAME=VALUE with DETECTOR one of {', '.join(sorted(out))}"
+            )
         current = out[det]
         kinds = {f.name: f for f in fields(current)}
         if key not in kinds:
@@ -141,7 +171,7 @@ def _convert(old, text: str, item: str):
         if isinstance(old, tuple):
             return tuple(_ports(text))
         if isinstance(old, dict):
-            return {p: "custom" for p in _ports(text)}
+            return dict.fromkeys(_ports(text), "custom")
     except ValueError:
         raise TunableError(f"--tune {item!r}: {text!r} is not a valid {type(old).__name__}") from None
     return text

@@ -7,16 +7,38 @@ open which edges), paths.py (path search), mincut.py (fix), analysis.py (the run
 The names below load on first use: the rule catalogue reads ``techniques`` to check ``exposes:``, and a
 scan must not pay for networkx.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
 from typing import Any
 
-_WHERE = {"analyse": "analysis", "PathsResult": "analysis", "PathsAnalysis": "analysis",
-          "resolve_changes": "analysis", "build_graph": "build", "ExposureGraph": "build", "Change": "build",
-          "cut_effect": "mincut", "SpecError": "paths", "VulnDBError": "vulns", "load_vulns": "vulns"}
-__all__ = ["Change", "ExposureGraph", "PathsAnalysis", "PathsResult", "SpecError", "VulnDBError", "analyse",
-           "build_graph", "cut_effect", "load_vulns", "resolve_changes"]
+_WHERE = {
+    "analyse": "analysis",
+    "PathsResult": "analysis",
+    "PathsAnalysis": "analysis",
+    "resolve_changes": "analysis",
+    "build_graph": "build",
+    "ExposureGraph": "build",
+    "Change": "build",
+    "cut_effect": "mincut",
+    "SpecError": "paths",
+    "VulnDBError": "vulns",
+    "load_vulns": "vulns",
+}
+__all__ = [
+    "Change",
+    "ExposureGraph",
+    "PathsAnalysis",
+    "PathsResult",
+    "SpecError",
+    "VulnDBError",
+    "analyse",
+    "build_graph",
+    "cut_effect",
+    "load_vulns",
+    "resolve_changes",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -21,6 +21,7 @@ whole host (firewall, forwarding), or several edges at once (reach and authentic
 an edge also depends on host facts the rule does not read (a bridge's physical ports). Their changes
 still name the rule whose remediation they are.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -54,10 +55,10 @@ class _Builder(VMEdges):
             self.hosts.setdefault(h.name, h)
         self.segments: dict[str, dict[str, Any]] = {}
         self.seg_members: dict[str, list[tuple[VM, Any]]] = {}
-        self.user_nat: dict[str, list[tuple[VM, Any]]] = {}     # host node -> VMs with unrestricted user NICs
+        self.user_nat: dict[str, list[tuple[VM, Any]]] = {}  # host node -> VMs with unrestricted user NICs
         self.vm_disks: list[tuple[VM, str, str]] = []
         self._vuln_cache: dict[tuple, list] = {}
-        self.deferred: list[tuple] = []      # listener/forward reach: needs every segment's addresses first
+        self.deferred: list[tuple] = []  # listener/forward reach: needs every segment's addresses first
 
     # --- helpers ---------------------------------------------------------------------------------
     def host_for(self, vm: VM | Network) -> tuple[str, Host | None]:
@@ -84,11 +85,21 @@ class _Builder(VMEdges):
             self.node(f"host:{h.name}", "host", f"host {h.name}", asset=f"host:{h.name}")
         if not self.hosts:
             self.node("host:host", "host", "the host (no host facts collected)", asset="host:host")
-            self.eg.notes.append("no host facts: host services are modelled as one 'not collected' node and "
-                                 "vulnerability versions are unknown (edges marked possible)")
-        self.g.add_edge(EXTERNAL, LAN, technique="bridged-to-lan", likelihood=1.0, w=0.0,
-                        evidence={"file": None, "locator": None}, detail="the LAN is part of the outside world",
-                        change=None, possible=False)
+            self.eg.notes.append(
+                "no host facts: host services are modelled as one 'not collected' node and "
+                "vulnerability versions are unknown (edges marked possible)"
+            )
+        self.g.add_edge(
+            EXTERNAL,
+            LAN,
+            technique="bridged-to-lan",
+            likelihood=1.0,
+            w=0.0,
+            evidence={"file": None, "locator": None},
+            detail="the LAN is part of the outside world",
+            change=None,
+            possible=False,
+        )
         for vm in self.inv.vms:
             self.vm(vm)
         for seg_id, seg in self.segments.items():
@@ -126,93 +137,234 @@ class _Builder(VMEdges):
             if physical is None:
                 physical = True
             if physical:
-                lc = self.change(f"lan-off:{seg_id}", f"Take {seg_id} off the physical LAN (guests on an isolated or "
-                                 "NAT network, or a VLAN of their own)", asset, "VMS-NET-003", 8, "network")
-                self.edge(seg_id, LAN, "bridged-to-lan", f, loc, f"{seg_id} bridges guests onto the physical LAN",
-                          change=lc)
+                lc = self.change(
+                    f"lan-off:{seg_id}",
+                    f"Take {seg_id} off the physical LAN (guests on an isolated or "
+                    "NAT network, or a VLAN of their own)",
+                    asset,
+                    "VMS-NET-003",
+                    8,
+                    "network",
+                )
+                self.edge(
+                    seg_id, LAN, "bridged-to-lan", f, loc, f"{seg_id} bridges guests onto the physical LAN", change=lc
+                )
                 for vm, nic in members:
-                    self.edge(LAN, f"vm:{vm.name}", "lan-to-guest", vm.source.file, nic.locator,
-                              f"LAN machines reach {vm.name} on bridge {bridge}")
+                    self.edge(
+                        LAN,
+                        f"vm:{vm.name}",
+                        "lan-to-guest",
+                        vm.source.file,
+                        nic.locator,
+                        f"LAN machines reach {vm.name} on bridge {bridge}",
+                    )
         elif mode in ("routed", "open") and self._decided("routed-to-lan", net):
             # a network's mode is judged by its rule (VMS-NET-001/002); a bare bridge has no rule, only its NICs' mode
-            rule = self.results.for_asset("routed-to-lan", asset).rule_id if net else \
-                "VMS-NET-002" if mode == "routed" else "VMS-NET-001"
-            lc = self.change(f"lan-off:{seg_id}", f"Make {seg_id} a NAT or isolated network, or filter its forwarding "
-                             "to the LAN (nftables forward chain)", asset, rule, 5, "network")
-            self.edge(seg_id, LAN, "routed-to-lan", f, loc, f"{seg_id} is {mode}: guests and the LAN reach each other",
-                      change=lc)
+            rule = (
+                self.results.for_asset("routed-to-lan", asset).rule_id
+                if net
+                else "VMS-NET-002"
+                if mode == "routed"
+                else "VMS-NET-001"
+            )
+            lc = self.change(
+                f"lan-off:{seg_id}",
+                f"Make {seg_id} a NAT or isolated network, or filter its forwarding "
+                "to the LAN (nftables forward chain)",
+                asset,
+                rule,
+                5,
+                "network",
+            )
+            self.edge(
+                seg_id,
+                LAN,
+                "routed-to-lan",
+                f,
+                loc,
+                f"{seg_id} is {mode}: guests and the LAN reach each other",
+                change=lc,
+            )
             for vm, nic in members:
-                self.edge(LAN, f"vm:{vm.name}", "lan-to-guest", vm.source.file, nic.locator,
-                          f"the LAN routes to {vm.name} on {mode} network {seg_id}", likelihood=0.25)
-        elif mode == "nat":       # structural: VMS-HOST-001 judges the host's forwarding, not each network
-            lc = self.change(f"lan-off:{seg_id}", f"Drop forwarding from {seg_id} to the LAN's private ranges "
-                             "(nftables forward chain), or make it isolated", asset, "VMS-HOST-001", 4, "network")
+                self.edge(
+                    LAN,
+                    f"vm:{vm.name}",
+                    "lan-to-guest",
+                    vm.source.file,
+                    nic.locator,
+                    f"the LAN routes to {vm.name} on {mode} network {seg_id}",
+                    likelihood=0.25,
+                )
+        elif mode == "nat":  # structural: VMS-HOST-001 judges the host's forwarding, not each network
+            lc = self.change(
+                f"lan-off:{seg_id}",
+                f"Drop forwarding from {seg_id} to the LAN's private ranges "
+                "(nftables forward chain), or make it isolated",
+                asset,
+                "VMS-HOST-001",
+                4,
+                "network",
+            )
             self.edge(seg_id, LAN, "nat-outbound", f, loc, f"{seg_id} NATs guest connections to the LAN", change=lc)
         # guests reach the host's addresses (libvirt's firewall rules do not stop guest-to-host traffic);
         # structural: VMS-HOST-012 judges the host as a whole
         if addrs or not known:
             fw = host.firewall if host is not None else None
             drop = fw is not None and fw.input_policy == "drop"
-            c = self.change(f"fw-seg:{seg_id}", f"Drop guest traffic to the host on {bridge or seg_id} except "
-                            "DHCP/DNS (nftables input chain on the bridge)", seg_id if not net else f"network:{net.name}",
-                            "VMS-HOST-012", 3, "host")
+            c = self.change(
+                f"fw-seg:{seg_id}",
+                f"Drop guest traffic to the host on {bridge or seg_id} except "
+                "DHCP/DNS (nftables input chain on the bridge)",
+                seg_id if not net else f"network:{net.name}",
+                "VMS-HOST-012",
+                3,
+                "host",
+            )
             hub = self.node(f"addr:{hid}", "hub", f"{hid} addresses, as guests see them")
-            why = (f"the host has {', '.join(sorted(addrs))} on {bridge or seg_id}" if addrs else
-                   f"whether the host has an address on {bridge or seg_id} was not collected")
+            why = (
+                f"the host has {', '.join(sorted(addrs))} on {bridge or seg_id}"
+                if addrs
+                else f"whether the host has an address on {bridge or seg_id} was not collected"
+            )
             if drop:
                 why += "; INPUT policy is drop (which ports the rules open to guests was not collected)"
-            self.edge(seg_id, hub, "guest-to-host-service", f, loc, why, change=c, possible=(not known) or drop,
-                      likelihood=0.4 if drop else None, seg_addrs=sorted(addrs))
+            self.edge(
+                seg_id,
+                hub,
+                "guest-to-host-service",
+                f,
+                loc,
+                why,
+                change=c,
+                possible=(not known) or drop,
+                likelihood=0.4 if drop else None,
+                seg_addrs=sorted(addrs),
+            )
         # shared L2 segment: ARP/NDP man-in-the-middle and peer attacks
         others = len(members) + (1 if addrs else 0)
         if others >= 2:
             mitm = self.node(f"mitm:{seg_id}", "hub", f"man-in-the-middle position on {seg_id}")
             for vm, nic in members:
                 vid = f"vm:{vm.name}"
-                found = self.results.for_item("arp-mitm", vid, nic.locator)     # VMS-VM-030; unknown: possible
+                found = self.results.for_item("arp-mitm", vid, nic.locator)  # VMS-VM-030; unknown: possible
                 if found is not None:
-                    c = self.change(f"spoof:{vm.name}:{nic.id}", f"Add the clean-traffic nwfilter (MAC/IP/ARP "
-                                    f"anti-spoofing) to NIC {nic.id} of VM {vm.name}", vid, found.rule_id, 1, "vm")
-                    self.edge(vid, mitm, "arp-mitm", vm.source.file, nic.locator,
-                              f"NIC {nic.id} of {vm.name} has no anti-spoofing filter on shared segment {seg_id}",
-                              change=c, possible=found.status == "unknown")
-                self.edge(mitm, vid, "mitm-session-hijack", vm.source.file, nic.locator,
-                          f"{vm.name}'s traffic on {seg_id} can be intercepted and altered")
-            if addrs and mode == "bridged":      # structural, like VMS-HOST-014's own test: host address on a bridge
-                mc = self.change(f"mgmt-off:{seg_id}", f"Move the host's own address off {bridge} (management on a "
-                                 "separate NIC or VLAN), so guests cannot intercept the host's traffic", hid,
-                                 "VMS-HOST-014", 4, "host")
-                self.edge(mitm, hid, "mitm-session-hijack", f, loc,
-                          f"the host's own traffic on {bridge} ({', '.join(sorted(addrs))}) can be intercepted",
-                          likelihood=0.2, change=mc)
+                    c = self.change(
+                        f"spoof:{vm.name}:{nic.id}",
+                        f"Add the clean-traffic nwfilter (MAC/IP/ARP anti-spoofing) to NIC {nic.id} of VM {vm.name}",
+                        vid,
+                        found.rule_id,
+                        1,
+                        "vm",
+                    )
+                    self.edge(
+                        vid,
+                        mitm,
+                        "arp-mitm",
+                        vm.source.file,
+                        nic.locator,
+                        f"NIC {nic.id} of {vm.name} has no anti-spoofing filter on shared segment {seg_id}",
+                        change=c,
+                        possible=found.status == "unknown",
+                    )
+                self.edge(
+                    mitm,
+                    vid,
+                    "mitm-session-hijack",
+                    vm.source.file,
+                    nic.locator,
+                    f"{vm.name}'s traffic on {seg_id} can be intercepted and altered",
+                )
+            if addrs and mode == "bridged":  # structural, like VMS-HOST-014's own test: host address on a bridge
+                mc = self.change(
+                    f"mgmt-off:{seg_id}",
+                    f"Move the host's own address off {bridge} (management on a "
+                    "separate NIC or VLAN), so guests cannot intercept the host's traffic",
+                    hid,
+                    "VMS-HOST-014",
+                    4,
+                    "host",
+                )
+                self.edge(
+                    mitm,
+                    hid,
+                    "mitm-session-hijack",
+                    f,
+                    loc,
+                    f"the host's own traffic on {bridge} ({', '.join(sorted(addrs))}) can be intercepted",
+                    likelihood=0.2,
+                    change=mc,
+                )
         # a network's isolation is judged by its rule (VMS-NET-005); a bare bridge has none, so count its NICs
         if net is not None and self._decided("segment-peer", net) or net is None and len(members) >= 2:
             rule = self.results.for_asset("segment-peer", asset).rule_id if net else "VMS-NET-005"
-            c = self.change(f"isolate:{seg_id}", f"Turn on port isolation on {seg_id} (<port isolated='yes'/>) or "
-                            "split its guests", asset, rule, 2, "network")
+            c = self.change(
+                f"isolate:{seg_id}",
+                f"Turn on port isolation on {seg_id} (<port isolated='yes'/>) or split its guests",
+                asset,
+                rule,
+                2,
+                "network",
+            )
             peers = self.node(f"peers:{seg_id}", "hub", f"guest-to-guest traffic on {seg_id}")
-            self.edge(seg_id, peers, "segment-peer", f, loc, f"{seg_id} lets its guests talk to each other",
-                      likelihood=1.0, change=c)
+            self.edge(
+                seg_id,
+                peers,
+                "segment-peer",
+                f,
+                loc,
+                f"{seg_id} lets its guests talk to each other",
+                likelihood=1.0,
+                change=c,
+            )
             for vm, nic in members:
-                self.edge(peers, f"vm:{vm.name}", "segment-peer", vm.source.file, nic.locator,
-                          f"another guest on {seg_id} attacks {vm.name}'s network services")
+                self.edge(
+                    peers,
+                    f"vm:{vm.name}",
+                    "segment-peer",
+                    vm.source.file,
+                    nic.locator,
+                    f"another guest on {seg_id} attacks {vm.name}'s network services",
+                )
 
     def host_services(self, hid: str) -> None:
         host = self.hosts.get(hid.split(":", 1)[1])
         hub, lo = f"addr:{hid}", f"loop:{hid}"
         if lo in self.g:
             self.node(hub, "hub", f"{hid} addresses, as guests see them")
-            self.edge(lo, hub, "user-nat-host-loopback", None, None,
-                      "user-mode NAT also reaches the host's non-loopback addresses", likelihood=1.0)
+            self.edge(
+                lo,
+                hub,
+                "user-nat-host-loopback",
+                None,
+                None,
+                "user-mode NAT also reaches the host's non-loopback addresses",
+                likelihood=1.0,
+            )
         socks = host.listeners if host is not None else None
         ffile = (host.facts.get("source_file") if host is not None else None) or SS_LOCATOR
         if socks is None:
             if hub in self.g:
                 svc = self.node(f"svc:{hid}:unknown", "service", "host services (not collected)", asset=hid)
-                self.edge(hub, svc, "guest-to-host-service", None, None, "which services the host runs was not "
-                          "collected; a host usually runs some", possible=True, likelihood=0.6)
-                self.edge(svc, hid, "host-service-exploit", None, None, "exploit or abuse an unknown host service",
-                          possible=True, likelihood=0.3)
+                self.edge(
+                    hub,
+                    svc,
+                    "guest-to-host-service",
+                    None,
+                    None,
+                    "which services the host runs was not collected; a host usually runs some",
+                    possible=True,
+                    likelihood=0.6,
+                )
+                self.edge(
+                    svc,
+                    hid,
+                    "host-service-exploit",
+                    None,
+                    None,
+                    "exploit or abuse an unknown host service",
+                    possible=True,
+                    likelihood=0.3,
+                )
             return
         libvirtd = host.config_values("libvirtd_conf")
         seen = set()
@@ -220,9 +372,9 @@ class _Builder(VMEdges):
             proc = str(s.process or "")
             port, proto, addr = s.port, s.proto or "tcp", s.address
             if proc.startswith("qemu") or proc in ("VBoxHeadless", "vmware-vmx"):
-                continue       # modelled as the VM's own listeners and forwards
+                continue  # modelled as the VM's own listeners and forwards
             if proc == "dnsmasq" and port in (53, 67, 547):
-                continue       # libvirt's own DNS/DHCP for its networks: expected guest service
+                continue  # libvirt's own DNS/DHCP for its networks: expected guest service
             key = (proto, addr, port)
             if key in seen:
                 continue
@@ -230,8 +382,14 @@ class _Builder(VMEdges):
             exp = exposure(addr, "unix" if proto == "unix" else "tcp")
             if exp == "local":
                 continue
-            sid = self.node(f"svc:{hid}:{proto}/{addr}:{port}", "service", f"{proc or '?'} {proto}/{port} on {addr}",
-                            asset=hid, port=port, process=proc)
+            sid = self.node(
+                f"svc:{hid}:{proto}/{addr}:{port}",
+                "service",
+                f"{proc or '?'} {proto}/{port} on {addr}",
+                asset=hid,
+                port=port,
+                process=proc,
+            )
             locator = f"listening[{i}] {proto} {addr}:{port} ({proc or 'unknown process'})"
             # how a holder of the service gets the host (structural: one edge per listening socket; the host
             # rules VMS-HOST-012/013 and VMS-LVD-019 judge the host's sockets together)
@@ -248,40 +406,100 @@ class _Builder(VMEdges):
                 text = "Set listen_tcp = 0 in libvirtd.conf (use TLS with client certificates, auth_tcp = sasl)"
             cost = 5 if port == 22 else 3
             c = self.change(f"svc:{hid}:{proto}/{port}", text, hid, rule, cost, "host")
-            self.edge(sid, hid, tech, ffile, locator, f"{proc or 'a service'} on {proto}/{port}: "
-                      f"{TECHNIQUES[tech].summary}", likelihood=p, change=c)
-            fc = self.change(f"fw-port:{hid}:{proto}/{port}", f"Block {proto}/{port} from guest bridges to the host "
-                             f"(nftables input rule), keep it for the management network only", hid, "VMS-HOST-012", 2, "host")
+            self.edge(
+                sid,
+                hid,
+                tech,
+                ffile,
+                locator,
+                f"{proc or 'a service'} on {proto}/{port}: {TECHNIQUES[tech].summary}",
+                likelihood=p,
+                change=c,
+            )
+            fc = self.change(
+                f"fw-port:{hid}:{proto}/{port}",
+                f"Block {proto}/{port} from guest bridges to the host "
+                f"(nftables input rule), keep it for the management network only",
+                hid,
+                "VMS-HOST-012",
+                2,
+                "host",
+            )
             if exp == "loopback":
                 if lo in self.g:
-                    self.edge(lo, sid, "user-nat-host-loopback", ffile, locator,
-                              f"{proc} is bound to loopback, which user-mode NAT guests reach")
+                    self.edge(
+                        lo,
+                        sid,
+                        "user-nat-host-loopback",
+                        ffile,
+                        locator,
+                        f"{proc} is bound to loopback, which user-mode NAT guests reach",
+                    )
                 continue
             if exp == "all" or exp == "unknown":
                 if hub in self.g:
-                    self.edge(hub, sid, "guest-to-host-service", ffile, locator,
-                              f"{proc} listens on every address ({addr}), so guests reach it on the bridge address",
-                              change=fc)
-                self.edge(EXTERNAL, sid, "lan-to-host-service", ffile, locator,
-                          f"{proc} listens on every address ({addr}): the LAN reaches it")
+                    self.edge(
+                        hub,
+                        sid,
+                        "guest-to-host-service",
+                        ffile,
+                        locator,
+                        f"{proc} listens on every address ({addr}), so guests reach it on the bridge address",
+                        change=fc,
+                    )
+                self.edge(
+                    EXTERNAL,
+                    sid,
+                    "lan-to-host-service",
+                    ffile,
+                    locator,
+                    f"{proc} listens on every address ({addr}): the LAN reaches it",
+                )
             else:
                 iface = s.get("interface")
                 for seg_id, seg in self.segments.items():
                     if seg["host"] != hid:
                         continue
                     if addr in seg.get("addrs", ()) or (iface and iface == seg["bridge"]):
-                        self.edge(seg_id, sid, "guest-to-host-service", ffile, locator,
-                                  f"{proc} is bound to {addr}, the host's address on {seg_id}", change=fc)
-                if not any(addr in seg.get("addrs", ()) for seg in self.segments.values()
-                           if seg["mode"] != "bridged"):
-                    self.edge(EXTERNAL, sid, "lan-to-host-service", ffile, locator, f"{proc} on {addr} is reachable "
-                              "from the network that address is on")
+                        self.edge(
+                            seg_id,
+                            sid,
+                            "guest-to-host-service",
+                            ffile,
+                            locator,
+                            f"{proc} is bound to {addr}, the host's address on {seg_id}",
+                            change=fc,
+                        )
+                if not any(addr in seg.get("addrs", ()) for seg in self.segments.values() if seg["mode"] != "bridged"):
+                    self.edge(
+                        EXTERNAL,
+                        sid,
+                        "lan-to-host-service",
+                        ffile,
+                        locator,
+                        f"{proc} on {addr} is reachable from the network that address is on",
+                    )
             if lo in self.g:
-                self.edge(lo, sid, "user-nat-host-loopback", ffile, locator,
-                          f"user-mode NAT guests reach {proc} through the host's own stack")
+                self.edge(
+                    lo,
+                    sid,
+                    "user-nat-host-loopback",
+                    ffile,
+                    locator,
+                    f"user-mode NAT guests reach {proc} through the host's own stack",
+                )
 
-    def _reach(self, hid: str, address: str | None, transport: str, target: str, file: str | None, locator: str | None,
-               what: str, host: Host | None) -> None:
+    def _reach(
+        self,
+        hid: str,
+        address: str | None,
+        transport: str,
+        target: str,
+        file: str | None,
+        locator: str | None,
+        what: str,
+        host: Host | None,
+    ) -> None:
         """Edges into a VM's listener or forward from whoever reaches the address it is bound to."""
         tech = "reach-forward" if target.startswith("fwd:") else "reach-listener"
         exp = exposure(address, transport)
@@ -293,14 +511,21 @@ class _Builder(VMEdges):
                 exp = exposure(str(default), transport)
                 what += f" (qemu.conf default {default})"
         if exp == "unknown":
-            exp, possible = "loopback", True        # libvirt's built-in default is 127.0.0.1
+            exp, possible = "loopback", True  # libvirt's built-in default is 127.0.0.1
         if exp == "local":
             return
         if exp == "loopback":
             lo = f"loop:{hid}"
             if lo in self.g:
-                self.edge(lo, target, tech, file, locator, f"{what} is on loopback, which user-mode NAT "
-                          "guests reach", possible=possible)
+                self.edge(
+                    lo,
+                    target,
+                    tech,
+                    file,
+                    locator,
+                    f"{what} is on loopback, which user-mode NAT guests reach",
+                    possible=possible,
+                )
             return
         if exp == "all":
             hub = self.node(f"addr:{hid}", "hub", f"{hid} addresses, as guests see them")
@@ -315,8 +540,9 @@ class _Builder(VMEdges):
             return
         for seg_id, seg in self.segments.items():
             if seg["host"] == hid and address in seg.get("addrs", ()):
-                self.edge(seg_id, target, tech, file, locator, f"{what} listens on {address}, the "
-                          f"host's address on {seg_id}")
+                self.edge(
+                    seg_id, target, tech, file, locator, f"{what} listens on {address}, the host's address on {seg_id}"
+                )
                 if seg["mode"] != "bridged":
                     return
         self.edge(EXTERNAL, target, tech, file, locator, f"{what} listens on {address}")
@@ -327,22 +553,43 @@ class _Builder(VMEdges):
         # structural: VMS-VM-040 sees vm.devices only, not the passed-through NICs modelled here as devices
         f = vm.source.file
         did = self.node(f"dev:{vm.name}:{i}", "device", f"PCI {dev.detail} in {vm.name}", asset=vid)
-        c = self.change(f"dev:{vm.name}:{i}", f"Remove PCI device {dev.detail} from VM {vm.name}", vid, "VMS-VM-040",
-                        5, "vm")
+        c = self.change(
+            f"dev:{vm.name}:{i}", f"Remove PCI device {dev.detail} from VM {vm.name}", vid, "VMS-VM-040", 5, "vm"
+        )
         self.edge(vid, did, "passthrough-device", f, dev.locator, f"{vm.name} drives PCI device {dev.detail}", change=c)
         iommu = host.iommu if host is not None else None
         enabled = iommu.enabled if iommu is not None else None
         if enabled is True:
             return
         gate = self.node(f"iommu:{hid}", "hub", f"{hid} without IOMMU protection")
-        self.edge(did, gate, "dma-attack", f, dev.locator, f"device {dev.detail} can DMA into host memory "
-                  + ("(IOMMU off)" if enabled is False else "(IOMMU state not collected)"), possible=enabled is None,
-                  likelihood=1.0)
-        hc = self.change(f"iommu:{hid}", "Enable the IOMMU on the host (intel_iommu=on / amd_iommu=on, iommu=pt) and "
-                         "reboot", hid, "VMS-HOST-016", 4, "host")
-        self.edge(gate, hid, "dma-attack", (host.facts.get("source_file") if host else None), "iommu.enabled",
-                  "passthrough without IOMMU = DMA into host memory", change=hc)
-
+        self.edge(
+            did,
+            gate,
+            "dma-attack",
+            f,
+            dev.locator,
+            f"device {dev.detail} can DMA into host memory "
+            + ("(IOMMU off)" if enabled is False else "(IOMMU state not collected)"),
+            possible=enabled is None,
+            likelihood=1.0,
+        )
+        hc = self.change(
+            f"iommu:{hid}",
+            "Enable the IOMMU on the host (intel_iommu=on / amd_iommu=on, iommu=pt) and reboot",
+            hid,
+            "VMS-HOST-016",
+            4,
+            "host",
+        )
+        self.edge(
+            gate,
+            hid,
+            "dma-attack",
+            (host.facts.get("source_file") if host else None),
+            "iommu.enabled",
+            "passthrough without IOMMU = DMA into host memory",
+            change=hc,
+        )
 
 
 def build_graph(inv: Inventory, vuln_db: str | None = None, vulns: list[Vuln] | None = None) -> ExposureGraph:

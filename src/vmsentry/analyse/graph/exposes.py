@@ -10,6 +10,7 @@ The rules are evaluated with the scan's own engine and predicates. A rule that c
 the graph models (clipboard on plain QEMU, a writable share on Hyper-V...) is evaluated here on every
 platform: the same predicate, so the same meaning; the scan reports only the platforms the rule names.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict, deque
@@ -21,7 +22,7 @@ from vmsentry.analyse.rules import Rule, load_catalogue
 from vmsentry.model import Inventory
 from vmsentry.model.findings import Finding
 
-DECIDING = ("fail", "unknown")      # results that open an edge (unknown: a 'possible' one, where asked for)
+DECIDING = ("fail", "unknown")  # results that open an edge (unknown: a 'possible' one, where asked for)
 
 
 @lru_cache(maxsize=1)

@@ -13,10 +13,12 @@ verified by a reachability check on the graph with the changes applied.
 ``cut_effect`` (what a set of changes does to the reachability of sources) is kept separate so that the
 cost-benefit model (ROADMAP item 4) can score isolation options by how much of the graph they cut.
 """
+
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import networkx as nx
 from networkx.algorithms.flow import boykov_kolmogorov
@@ -28,8 +30,9 @@ _S, _T = "__source__", "__sink__"
 PRUNE_LIMIT = 200
 
 
-def reaching_sources(eg: ExposureGraph, sources: Iterable[str], targets: Iterable[str],
-                     removed: set[str] | frozenset[str] = frozenset()) -> set[str]:
+def reaching_sources(
+    eg: ExposureGraph, sources: Iterable[str], targets: Iterable[str], removed: set[str] | frozenset[str] = frozenset()
+) -> set[str]:
     """Sources that still reach a target when the edges of the ``removed`` changes are gone (reverse BFS)."""
     g = eg.g
     targets = list(targets)
@@ -44,7 +47,7 @@ def _reaches_other(g: nx.DiGraph, s: str, targets: set[str], removed: set[str] |
     seen, queue = {s}, deque([s])
     while queue:
         u = queue.popleft()
-        for v, d in g._succ[u].items():       # private adjacency: see _spread
+        for v, d in g._succ[u].items():  # private adjacency: see _spread
             if d.get("change") in removed or v in seen:
                 continue
             if v in targets:
@@ -54,21 +57,31 @@ def _reaches_other(g: nx.DiGraph, s: str, targets: set[str], removed: set[str] |
     return False
 
 
-def cut_effect(eg: ExposureGraph, change_ids: Iterable[str], sources: Iterable[str],
-               targets: Iterable[str]) -> dict[str, Any]:
+def cut_effect(
+    eg: ExposureGraph, change_ids: Iterable[str], sources: Iterable[str], targets: Iterable[str]
+) -> dict[str, Any]:
     """How many sources reach a target before and after applying the changes, and how many edges go."""
     ids = set(change_ids)
     sources, targets = list(sources), list(targets)
     before = reaching_sources(eg, sources, targets)
     after = reaching_sources(eg, sources, targets, ids)
     edges = sum(1 for _, _, c in eg.g.edges(data="change") if c in ids)
-    return {"sources": len(sources), "reaching_before": len(before), "reaching_after": len(after),
-            "cut_sources": sorted(before - after), "edges_removed": edges}
+    return {
+        "sources": len(sources),
+        "reaching_before": len(before),
+        "reaching_after": len(after),
+        "cut_sources": sorted(before - after),
+        "edges_removed": edges,
+    }
 
 
-def _spread(adj: dict[str, dict[str, dict[str, Any]]], start: Iterable[str],
-            removed: set[str] | frozenset[str] = frozenset(), inside: set[str] | None = None,
-            outside: set[str] | frozenset[str] = frozenset()) -> set[str]:
+def _spread(
+    adj: dict[str, dict[str, dict[str, Any]]],
+    start: Iterable[str],
+    removed: set[str] | frozenset[str] = frozenset(),
+    inside: set[str] | None = None,
+    outside: set[str] | frozenset[str] = frozenset(),
+) -> set[str]:
     """The nodes reached from ``start`` (included) over ``adj``: ``g._succ`` forward, ``g._pred`` backward;
     not over edges of the ``removed`` changes, only into nodes ``inside`` (when given), never into ``outside``.
 
@@ -106,9 +119,9 @@ def smallest_fix(eg: ExposureGraph, sources: list[str], targets: list[str]) -> F
     sset = set(srcs)
     for u in nodes:
         if u in tset:
-            continue                    # paths end at the first target
-        for v, d in g._succ[u].items():       # private adjacency: see _spread
-            if v in nodes and v not in sset:      # edges into a source never matter (see below)
+            continue  # paths end at the first target
+        for v, d in g._succ[u].items():  # private adjacency: see _spread
+            if v in nodes and v not in sset:  # edges into a source never matter (see below)
                 edges.append((u, v, d.get("change")))
                 if d.get("change"):
                     in_play[d["change"]] += 1
@@ -119,7 +132,7 @@ def smallest_fix(eg: ExposureGraph, sources: list[str], targets: list[str]) -> F
     from_s: dict[str, list[str | None]] = {}
     for u, v, c in edges:
         if u in tset or v in sset:
-            continue                    # paths end at the first target; edges into a source never matter
+            continue  # paths end at the first target; edges into a source never matter
         if u in sset:
             from_s.setdefault(v, []).append(c)
             continue
@@ -175,6 +188,7 @@ def cover_paths(eg: ExposureGraph, paths: list[Any], chosen: set[str]) -> set[st
     """Greedy weighted set cover: add changes until every listed path has one, each time the change that
     breaks the most still-open paths per unit of cost (a heap with lazy gain updates: O(P log C))."""
     import heapq
+
     chosen = set(chosen)
     per_path = [{st.get("change") for st in p.steps if st.get("change")} for p in paths]
     index: dict[str, list[int]] = {}
@@ -191,7 +205,7 @@ def cover_paths(eg: ExposureGraph, paths: list[Any], chosen: set[str]) -> set[st
         neg, cost, c = heapq.heappop(heap)
         if c in chosen or gain[c] == 0:
             continue
-        if -neg != gain[c] / cost:                 # stale entry: push back with the current gain
+        if -neg != gain[c] / cost:  # stale entry: push back with the current gain
             heapq.heappush(heap, (-gain[c] / cost, cost, c))
             continue
         chosen.add(c)
@@ -206,8 +220,9 @@ def cover_paths(eg: ExposureGraph, paths: list[Any], chosen: set[str]) -> set[st
 THROUGH_LIMIT = 40
 
 
-def sources_through(eg: ExposureGraph, change_ids: list[str], sources: Iterable[str],
-                    targets: Iterable[str]) -> dict[str, int]:
+def sources_through(
+    eg: ExposureGraph, change_ids: list[str], sources: Iterable[str], targets: Iterable[str]
+) -> dict[str, int]:
     """For each change: how many sources have at least one path to a target through one of its edges
     (the 'cuts' figure of the remediation list). Skipped above THROUGH_LIMIT changes."""
     if len(change_ids) > THROUGH_LIMIT:

@@ -7,6 +7,7 @@ per target, which gives every source's best path at once (O(E log V)). With many
 sources (``any-vm`` to ``any``) VM-to-VM pairs are computed per source only up to ``MAX_PAIR_SOURCES``
 sources; above that the host and the LAN are the targets and a note says so.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ from vmsentry.model.paths import Path
 
 IMPACT = {"host": 1.0, "vm": 0.8, "lan": 0.7}
 MAX_PAIR_SOURCES = 300
-ALTERNATIVES_PAIRS = 200      # up to this many (source, target) pairs, list k alternative paths per pair
+ALTERNATIVES_PAIRS = 200  # up to this many (source, target) pairs, list k alternative paths per pair
 
 
 class SpecError(ValueError):
@@ -62,9 +63,17 @@ def _asset(g: nx.DiGraph, node: str) -> str:
 def step_dict(g: nx.DiGraph, u: str, v: str) -> dict[str, Any]:
     d = g.edges[u, v]
     t = TECHNIQUES[d["technique"]]
-    out = {"from": u, "to": v, "technique": d["technique"], "attack_id": t.attack_id,
-           "evidence": d["evidence"], "likelihood": round(d["likelihood"], 3), "explanation": d["detail"],
-           "possible": d.get("possible", False), "change": d.get("change")}
+    out = {
+        "from": u,
+        "to": v,
+        "technique": d["technique"],
+        "attack_id": t.attack_id,
+        "evidence": d["evidence"],
+        "likelihood": round(d["likelihood"], 3),
+        "explanation": d["detail"],
+        "possible": d.get("possible", False),
+        "change": d.get("change"),
+    }
     if d.get("cve"):
         out["cve"] = d["cve"]
     return out
@@ -87,8 +96,10 @@ def best_paths(eg: ExposureGraph, sources: list[str], targets: list[str], k: int
     vm_targets = [t for t in targets if _kind(g, t) == "vm"]
     few_targets = [t for t in targets if _kind(g, t) != "vm"]
     if vm_targets and len(srcset) > MAX_PAIR_SOURCES and len(vm_targets) > MAX_PAIR_SOURCES:
-        notes.append(f"{len(srcset)} sources x {len(vm_targets)} VM targets: VM-to-VM paths were not enumerated; "
-                     "ask for one VM with --from vm:NAME or --to vm:NAME")
+        notes.append(
+            f"{len(srcset)} sources x {len(vm_targets)} VM targets: VM-to-VM paths were not enumerated; "
+            "ask for one VM with --from vm:NAME or --to vm:NAME"
+        )
         vm_targets = []
     per_target = few_targets + (vm_targets if len(vm_targets) <= len(srcset) else [])
     per_source = vm_targets if len(vm_targets) > len(srcset) else []
@@ -113,7 +124,7 @@ def best_paths(eg: ExposureGraph, sources: list[str], targets: list[str], k: int
     return out, notes
 
 
-ALTERNATIVES_BUDGET = 2_000_000     # sources x edges: one Dijkstra per source within this budget
+ALTERNATIVES_BUDGET = 2_000_000  # sources x edges: one Dijkstra per source within this budget
 
 
 def _alternatives(eg: ExposureGraph, best: list[Path], targets: set[str], k: int) -> list[Path]:

@@ -1,6 +1,7 @@
 """Edges a VM's own definition adds: its NICs, consoles and other listeners, port forwards, shared folders,
 console channels, and the hypervisor flaws it can drive. Segments, host services and passthrough
 devices (which need the host's facts) are in build.py."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,19 +9,15 @@ from typing import Any
 from vmsentry.analyse.addresses import MANAGEMENT_PORTS
 from vmsentry.analyse.graph.base import EXTERNAL, LAN, GraphWriter
 from vmsentry.analyse.graph.exposes import RuleResults
-from vmsentry.analyse.graph.vulns import (
-    Vuln,
-    component_version,
-    components_for,
-    reachable,
-    version_status,
-)
+from vmsentry.analyse.graph.vulns import Vuln, component_version, components_for, reachable, version_status
 from vmsentry.model import VM, Device, Host, Network
 
 SEGMENT_MODES = ("nat", "isolated", "routed", "open", "host-only", "internal", "private", "bridged")
 # console channels a rule opens: technique, id part, VM.channels field, name, change text, state
-CHANNELS = (("clipboard-channel", "clipboard", "clipboard", "clipboard", "clipboard sharing", "shared"),
-            ("drag-and-drop-channel", "dnd", "drag_and_drop", "drag-and-drop", "drag-and-drop", "enabled"))
+CHANNELS = (
+    ("clipboard-channel", "clipboard", "clipboard", "clipboard", "clipboard sharing", "shared"),
+    ("drag-and-drop-channel", "dnd", "drag_and_drop", "drag-and-drop", "drag-and-drop", "enabled"),
+)
 SENSITIVE_PATHS = ("/", "/etc", "/root", "/home", "/boot", "/usr", "/var", "/var/lib/libvirt", "/run", "/srv")
 
 
@@ -33,7 +30,7 @@ class VMEdges(GraphWriter):
     seg_members: dict[str, list[tuple[VM, Any]]]
     user_nat: dict[str, list[tuple[VM, Any]]]
     vm_disks: list[tuple[VM, str, str]]
-    hosts: dict[str, Host]                  # and host_for(), device(): the host side, in build.py
+    hosts: dict[str, Host]  # and host_for(), device(): the host side, in build.py
     vulns: list[Vuln]
     vuln_db: str
     _vuln_cache: dict[tuple, list]
@@ -62,13 +59,28 @@ class VMEdges(GraphWriter):
             if found is None or found.status != "fail":
                 continue
             mode = getattr(vm.channels, setting)
-            c = self.change(f"{short}:{vm.name}", f"Disable {change_text} for VM {vm.name}", vid, found.rule_id, 1,
-                            "vm")
+            c = self.change(
+                f"{short}:{vm.name}", f"Disable {change_text} for VM {vm.name}", vid, found.rule_id, 1, "vm"
+            )
             cid = self.node(f"chan:{vm.name}:{short}", "channel", f"{name} of {vm.name}", asset=vid)
-            self.edge(vid, cid, tech, f, f"channels.{setting}",
-                      f"{name} {state} ({mode}) between {vm.name} and the console user's host", change=c)
-            self.edge(cid, hid, tech, f, f"channels.{setting}",
-                      "the console client runs on the host (or the admin's workstation)", likelihood=1.0)
+            self.edge(
+                vid,
+                cid,
+                tech,
+                f,
+                f"channels.{setting}",
+                f"{name} {state} ({mode}) between {vm.name} and the console user's host",
+                change=c,
+            )
+            self.edge(
+                cid,
+                hid,
+                tech,
+                f,
+                f"channels.{setting}",
+                "the console client runs on the host (or the admin's workstation)",
+                likelihood=1.0,
+            )
         for key, fact in vm.facts.items():
             value = fact.get("value") if isinstance(fact, dict) else None
             if ".disk" in key and isinstance(value, str) and value.startswith("/"):
@@ -86,21 +98,47 @@ class VMEdges(GraphWriter):
         # The NIC's 'move it' change names the rule whose remediation it is; the edges it removes are
         # structural (every connected NIC is attached somewhere), so no rule result decides them.
         rule = {"bridged": "VMS-VM-020", "open": "VMS-VM-023", "routed": "VMS-VM-023"}.get(mode)
-        move = self.change(f"nic:{vm.name}:{nic.id}", f"Move NIC {nic.id} of VM {vm.name} to an isolated network "
-                           "(or disconnect it)", vid, rule, 8, "vm")
+        move = self.change(
+            f"nic:{vm.name}:{nic.id}",
+            f"Move NIC {nic.id} of VM {vm.name} to an isolated network (or disconnect it)",
+            vid,
+            rule,
+            8,
+            "vm",
+        )
         if mode == "user":
-            self.edge(vid, LAN, "nat-outbound", f, loc, f"user-mode NAT NIC {nic.id} opens connections to the LAN "
-                      "from the host's address", change=move)
+            self.edge(
+                vid,
+                LAN,
+                "nat-outbound",
+                f,
+                loc,
+                f"user-mode NAT NIC {nic.id} opens connections to the LAN from the host's address",
+                change=move,
+            )
             found = self.results.for_item("user-nat-host-loopback", vid, loc)
             if found is None or found.status != "fail":
                 return
-            c = self.change(f"restrict:{vm.name}:{nic.id}", f"Set restrict=on on user-mode NIC {nic.id} of VM "
-                            f"{vm.name} (or replace it with a tap NIC on an isolated network)", vid, found.rule_id, 1,
-                            "vm")
+            c = self.change(
+                f"restrict:{vm.name}:{nic.id}",
+                f"Set restrict=on on user-mode NIC {nic.id} of VM "
+                f"{vm.name} (or replace it with a tap NIC on an isolated network)",
+                vid,
+                found.rule_id,
+                1,
+                "vm",
+            )
             lo = self.node(f"loop:{hid}", "hub", f"{hid} loopback and addresses, as user-mode NAT sees them")
-            self.edge(vid, lo, "user-nat-host-loopback", f, loc,
-                      f"user-mode NIC {nic.id} of {vm.name} is not restricted: the guest connects to the host's own "
-                      "services through QEMU, loopback-bound ones included", change=c)
+            self.edge(
+                vid,
+                lo,
+                "user-nat-host-loopback",
+                f,
+                loc,
+                f"user-mode NIC {nic.id} of {vm.name} is not restricted: the guest connects to the host's own "
+                "services through QEMU, loopback-bound ones included",
+                change=c,
+            )
             self.user_nat.setdefault(hid, []).append((vm, nic))
             return
         if mode not in SEGMENT_MODES:
@@ -118,45 +156,96 @@ class VMEdges(GraphWriter):
             return
         seg = self.segments.get(seg_id)
         if seg is None:
-            seg = self.segments[seg_id] = {"mode": net.mode if net else mode, "net": net, "host": hid, "hostobj": host,
-                                           "bridge": nic.bridge or (net.bridge if net else None)}
+            seg = self.segments[seg_id] = {
+                "mode": net.mode if net else mode,
+                "net": net,
+                "host": hid,
+                "hostobj": host,
+                "bridge": nic.bridge or (net.bridge if net else None),
+            }
             label = seg_id.split(":", 1)[1]
-            self.node(seg_id, "network", f"{'network' if seg_id.startswith('net:') else 'bridge'} {label} "
-                      f"({seg['mode']})", asset=f"network:{net.name}" if net else seg_id, mode=seg["mode"])
+            self.node(
+                seg_id,
+                "network",
+                f"{'network' if seg_id.startswith('net:') else 'bridge'} {label} ({seg['mode']})",
+                asset=f"network:{net.name}" if net else seg_id,
+                mode=seg["mode"],
+            )
         self.seg_members.setdefault(seg_id, []).append((vm, nic))
-        self.edge(vid, seg_id, "nic-attach", f, loc, f"NIC {nic.id} of {vm.name} is on {seg_id} ({seg['mode']})",
-                  change=move)
+        self.edge(
+            vid, seg_id, "nic-attach", f, loc, f"NIC {nic.id} of {vm.name} is on {seg_id} ({seg['mode']})", change=move
+        )
 
     def nic_on_lan(self, vm: VM, vid: str, hid: str, host: Host | None, nic: Any) -> None:
         """A macvtap or passed-through NIC: on the physical LAN when its rule fails (VMS-VM-021/022)."""
         f, loc, mode = vm.source.file, nic.locator, nic.mode
         found = self.results.for_item("bridged-to-lan", vid, loc)
         if found is not None and found.status == "fail":
-            move = self.change(f"nic:{vm.name}:{nic.id}", f"Move NIC {nic.id} of VM {vm.name} to an isolated network "
-                               "(or disconnect it)", vid, found.rule_id, 8, "vm")
+            move = self.change(
+                f"nic:{vm.name}:{nic.id}",
+                f"Move NIC {nic.id} of VM {vm.name} to an isolated network (or disconnect it)",
+                vid,
+                found.rule_id,
+                8,
+                "vm",
+            )
             what = "macvtap (direct) NIC" if mode == "direct" else "passed-through NIC"
-            extra = ("; macvtap cannot talk to its own host, so this NIC gives no path to the host"
-                     if mode == "direct" else "")
-            self.edge(vid, LAN, "bridged-to-lan", f, loc, f"{what} {nic.id} puts {vm.name} on the physical LAN{extra}",
-                      change=move)
+            extra = (
+                "; macvtap cannot talk to its own host, so this NIC gives no path to the host"
+                if mode == "direct"
+                else ""
+            )
+            self.edge(
+                vid,
+                LAN,
+                "bridged-to-lan",
+                f,
+                loc,
+                f"{what} {nic.id} puts {vm.name} on the physical LAN{extra}",
+                change=move,
+            )
             # the same attachment seen from the LAN: whoever is there reaches the guest
             self.edge(LAN, vid, "lan-to-guest", f, loc, f"LAN machines reach {vm.name} through its {what}")
         if mode == "passthrough" and nic.type == "hostdev":
-            self.device(vm, vid, hid, host, f"nic-{nic.id}", Device("pci-passthrough", nic.detail or f"NIC {nic.id}",
-                                                                     nic.locator))
+            self.device(
+                vm,
+                vid,
+                hid,
+                host,
+                f"nic-{nic.id}",
+                Device("pci-passthrough", nic.detail or f"NIC {nic.id}", nic.locator),
+            )
 
     def listener(self, vm: VM, vid: str, hid: str, host: Host | None, i: int, lst: Any) -> None:
         f = vm.source.file
-        lid = self.node(f"listener:{vm.name}:{i}", "listener", f"{lst.kind} of {vm.name} "
-                        f"({lst.address or '*'}:{lst.port if lst.port is not None else 'auto'})", asset=vid)
+        lid = self.node(
+            f"listener:{vm.name}:{i}",
+            "listener",
+            f"{lst.kind} of {vm.name} ({lst.address or '*'}:{lst.port if lst.port is not None else 'auto'})",
+            asset=vid,
+        )
         what = f"{lst.kind} listener of {vm.name}"
         # structural: a console rule (VMS-VM-001/002/003) judges reach and authentication together; here they
         # are two edges (who reaches the listener: _reach; what holding it gives: below)
-        rule = {"vnc": "VMS-VM-002", "spice": "VMS-VM-002", "rdp": "VMS-VM-002", "vrde": "VMS-VM-002",
-                "websocket": "VMS-VM-002", "monitor": "VMS-VM-005", "net-socket": "VMS-VM-006",
-                "migration": "VMS-VM-007"}.get(lst.kind, "VMS-VM-004")
-        c = self.change(f"listener:{vm.name}:{i}", f"Bind the {lst.kind} listener of VM {vm.name} to 127.0.0.1 or a "
-                        "UNIX socket, and require authentication (TLS/SASL)", vid, rule, 1, "vm")
+        rule = {
+            "vnc": "VMS-VM-002",
+            "spice": "VMS-VM-002",
+            "rdp": "VMS-VM-002",
+            "vrde": "VMS-VM-002",
+            "websocket": "VMS-VM-002",
+            "monitor": "VMS-VM-005",
+            "net-socket": "VMS-VM-006",
+            "migration": "VMS-VM-007",
+        }.get(lst.kind, "VMS-VM-004")
+        c = self.change(
+            f"listener:{vm.name}:{i}",
+            f"Bind the {lst.kind} listener of VM {vm.name} to 127.0.0.1 or a "
+            "UNIX socket, and require authentication (TLS/SASL)",
+            vid,
+            rule,
+            1,
+            "vm",
+        )
         auth = lst.auth
         if lst.kind == "monitor":
             if auth in ("none", "unknown"):
@@ -164,12 +253,20 @@ class VMEdges(GraphWriter):
                 self.edge(lid, vid, "console-takeover", f, lst.locator, f"{what} controls the VM", change=c)
         elif lst.kind == "migration":
             if not lst.tls:
-                self.edge(lid, hid, "migration-inject", f, lst.locator, f"{what} accepts a stream without TLS", change=c)
+                self.edge(
+                    lid, hid, "migration-inject", f, lst.locator, f"{what} accepts a stream without TLS", change=c
+                )
         elif lst.kind == "net-socket":
             self.edge(lid, vid, "segment-peer", f, lst.locator, f"{what} joins the VM's L2 segment", change=c)
         else:
-            tech = {"none": "console-takeover", "password": "console-password", "unknown": "console-password",
-                    "tls": "console-tls", "sasl": "console-tls", "ticket": "console-password"}.get(auth, "console-password")
+            tech = {
+                "none": "console-takeover",
+                "password": "console-password",
+                "unknown": "console-password",
+                "tls": "console-tls",
+                "sasl": "console-tls",
+                "ticket": "console-password",
+            }.get(auth, "console-password")
             if lst.tls and tech != "console-tls" and auth != "none":
                 tech = "console-tls"
             if lst.kind in ("serial", "chardev", "usbredir") and auth == "none":
@@ -182,17 +279,46 @@ class VMEdges(GraphWriter):
     def forward(self, vm: VM, vid: str, hid: str, i: int, fwd: Any) -> None:
         f = vm.source.file
         hp, gp = fwd.host_ports, fwd.guest_ports
-        fid = self.node(f"fwd:{vm.name}:{i}", "forward", f"forward {fwd.host_address or '*'}:{hp[0]}"
-                        f"{'-' + str(hp[1]) if hp[1] != hp[0] else ''} -> {vm.name}:{gp[0]}", asset=vid)
+        fid = self.node(
+            f"fwd:{vm.name}:{i}",
+            "forward",
+            f"forward {fwd.host_address or '*'}:{hp[0]}"
+            f"{'-' + str(hp[1]) if hp[1] != hp[0] else ''} -> {vm.name}:{gp[0]}",
+            asset=vid,
+        )
         # structural: every forward hands connections to the guest; VMS-VM-010/011 weigh where and what
         mgmt = any(gp[0] <= p <= gp[1] for p in MANAGEMENT_PORTS) if gp[1] - gp[0] < 70000 else True
-        c = self.change(f"fwd:{vm.name}:{i}", f"Bind port forward {fwd.protocol}/{hp[0]} of VM {vm.name} to 127.0.0.1 "
-                        "(or remove it)", vid, "VMS-VM-011" if mgmt else "VMS-VM-010", 1, "vm")
-        self.edge(fid, vid, "port-forward-into-guest", f, fwd.locator,
-                  f"host {fwd.protocol}/{hp[0]} is forwarded to guest port {gp[0]}"
-                  + (" (a remote-administration port)" if mgmt else ""), likelihood=0.6 if mgmt else 0.4, change=c)
-        self.deferred.append((hid, fwd.host_address, "tcp", fid, f, fwd.locator, f"port forward {hp[0]} of {vm.name}",
-                              self.hosts.get(hid.split(":", 1)[1])))
+        c = self.change(
+            f"fwd:{vm.name}:{i}",
+            f"Bind port forward {fwd.protocol}/{hp[0]} of VM {vm.name} to 127.0.0.1 (or remove it)",
+            vid,
+            "VMS-VM-011" if mgmt else "VMS-VM-010",
+            1,
+            "vm",
+        )
+        self.edge(
+            fid,
+            vid,
+            "port-forward-into-guest",
+            f,
+            fwd.locator,
+            f"host {fwd.protocol}/{hp[0]} is forwarded to guest port {gp[0]}"
+            + (" (a remote-administration port)" if mgmt else ""),
+            likelihood=0.6 if mgmt else 0.4,
+            change=c,
+        )
+        self.deferred.append(
+            (
+                hid,
+                fwd.host_address,
+                "tcp",
+                fid,
+                f,
+                fwd.locator,
+                f"port forward {hp[0]} of {vm.name}",
+                self.hosts.get(hid.split(":", 1)[1]),
+            )
+        )
 
     def share(self, vm: VM, vid: str, hid: str, i: int, share: Any) -> None:
         f = vm.source.file
@@ -200,47 +326,110 @@ class VMEdges(GraphWriter):
         sid = self.node(f"share:{hid}:{path}", "share", f"host path {path}", asset=hid, path=path)
         found = self.results.for_item("shared-folder-write", vid, share.locator)
         if found is not None and found.status == "fail":
-            c = self.change(f"share:{vm.name}:{i}", f"Make share {share.guest_tag or path} of VM {vm.name} read-only "
-                            "(or remove it)", vid, found.rule_id, 2, "vm")
-            self.edge(vid, sid, "shared-folder-write", f, share.locator,
-                      f"{vm.name} can write {path} through {share.kind} share {share.guest_tag or ''}".strip(), change=c)
+            c = self.change(
+                f"share:{vm.name}:{i}",
+                f"Make share {share.guest_tag or path} of VM {vm.name} read-only (or remove it)",
+                vid,
+                found.rule_id,
+                2,
+                "vm",
+            )
+            self.edge(
+                vid,
+                sid,
+                "shared-folder-write",
+                f,
+                share.locator,
+                f"{vm.name} can write {path} through {share.kind} share {share.guest_tag or ''}".strip(),
+                change=c,
+            )
         # every VM that mounts it reads what others planted there (structural: any share, read-only too);
         # the change names the writable-share rule, whose remediation removing a share is
-        rc = self.change(f"share-off:{vm.name}:{i}", f"Remove share {share.guest_tag or path} from VM {vm.name}",
-                         vid, "VMS-VM-060", 3, "vm")
-        self.edge(sid, vid, "taint-shared-content", f, share.locator, f"{vm.name} mounts {path} ({share.kind}) and "
-                  "opens what is planted there", change=rc)
+        rc = self.change(
+            f"share-off:{vm.name}:{i}",
+            f"Remove share {share.guest_tag or path} from VM {vm.name}",
+            vid,
+            "VMS-VM-060",
+            3,
+            "vm",
+        )
+        self.edge(
+            sid,
+            vid,
+            "taint-shared-content",
+            f,
+            share.locator,
+            f"{vm.name} mounts {path} ({share.kind}) and opens what is planted there",
+            change=rc,
+        )
         # the path's sensitivity only weighs the step (VMS-VM-061 judges it with its own, wider, list)
-        sensitive = path in SENSITIVE_PATHS or any(path == p or path.startswith(p + "/") for p in
-                                                   ("/etc", "/root", "/boot", "/var/lib/libvirt", "/usr"))
-        hc = self.change(f"sharepath:{hid}:{path}", f"Share a dedicated directory instead of {path}, owned by an "
-                         "unprivileged account, and mount it nosuid,nodev,noexec on the host", hid,
-                         "VMS-VM-061" if sensitive else "VMS-VM-060", 4, "host")
-        self.edge(sid, hid, "host-path-write", f, share.locator,
-                  f"write access to host path {path}" + (" (a sensitive system path)" if sensitive else
-                                                         " and its owner's files"),
-                  likelihood=0.9 if sensitive else None, change=hc)
+        sensitive = path in SENSITIVE_PATHS or any(
+            path == p or path.startswith(p + "/") for p in ("/etc", "/root", "/boot", "/var/lib/libvirt", "/usr")
+        )
+        hc = self.change(
+            f"sharepath:{hid}:{path}",
+            f"Share a dedicated directory instead of {path}, owned by an "
+            "unprivileged account, and mount it nosuid,nodev,noexec on the host",
+            hid,
+            "VMS-VM-061" if sensitive else "VMS-VM-060",
+            4,
+            "host",
+        )
+        self.edge(
+            sid,
+            hid,
+            "host-path-write",
+            f,
+            share.locator,
+            f"write access to host path {path}"
+            + (" (a sensitive system path)" if sensitive else " and its owner's files"),
+            likelihood=0.9 if sensitive else None,
+            change=hc,
+        )
 
     def shares_to_disks(self) -> None:
         shares = [(n, d["path"]) for n, d in self.g.nodes(data=True) if d.get("kind") == "share"]
         if not shares:
             return
-        for a, pa in shares:          # a share inside another share's tree is the same files
+        for a, pa in shares:  # a share inside another share's tree is the same files
             for b, pb in shares:
-                if a != b and self.g.nodes[a]["asset"] == self.g.nodes[b]["asset"] and \
-                        (pa.startswith(pb.rstrip("/") + "/") or pb.startswith(pa.rstrip("/") + "/")):
-                    self.edge(a, b, "shared-folder-write", None, None, f"{pa} and {pb} overlap: files written in "
-                              "one appear in the other", likelihood=1.0)
+                if (
+                    a != b
+                    and self.g.nodes[a]["asset"] == self.g.nodes[b]["asset"]
+                    and (pa.startswith(pb.rstrip("/") + "/") or pb.startswith(pa.rstrip("/") + "/"))
+                ):
+                    self.edge(
+                        a,
+                        b,
+                        "shared-folder-write",
+                        None,
+                        None,
+                        f"{pa} and {pb} overlap: files written in one appear in the other",
+                        likelihood=1.0,
+                    )
         for vm, disk, at in self.vm_disks:
             for sid, path in shares:
                 prefix = path if path.endswith("/") else path + "/"
                 if disk.startswith(prefix) or path == "/":
                     snaps = f" and {len(vm.snapshots)} snapshot(s)" if vm.snapshots else ""
-                    c = self.change(f"disk:{vm.name}", f"Move the disk images{snaps} of VM {vm.name} off shared "
-                                    f"path {path} (no VM images or snapshots on storage that guests can write)",
-                                    f"vm:{vm.name}", "VMS-VM-090" if vm.snapshots else None, 4, "vm")
-                    self.edge(sid, f"vm:{vm.name}", "disk-image-tamper", vm.source.file, at,
-                              f"the disk image {disk}{snaps} of {vm.name} lies under shared path {path}", change=c)
+                    c = self.change(
+                        f"disk:{vm.name}",
+                        f"Move the disk images{snaps} of VM {vm.name} off shared "
+                        f"path {path} (no VM images or snapshots on storage that guests can write)",
+                        f"vm:{vm.name}",
+                        "VMS-VM-090" if vm.snapshots else None,
+                        4,
+                        "vm",
+                    )
+                    self.edge(
+                        sid,
+                        f"vm:{vm.name}",
+                        "disk-image-tamper",
+                        vm.source.file,
+                        at,
+                        f"the disk image {disk}{snaps} of {vm.name} lies under shared path {path}",
+                        change=c,
+                    )
 
     def _candidates(self, vm: VM, hid: str, host: Host | None) -> list[tuple[Vuln, str, str, str | None]]:
         """(vuln, component, status, version) whose version range matches; the same for every VM of a host
@@ -272,35 +461,91 @@ class VMEdges(GraphWriter):
                 continue
             node = f"vuln:{hid}:{v.id}"
             new = node not in self.g
-            self.node(node, "vuln", f"{v.id} ({comp} {version or 'version unknown'})", asset=hid, cve=v.id,
-                      component=comp, status=status)
+            self.node(
+                node,
+                "vuln",
+                f"{v.id} ({comp} {version or 'version unknown'})",
+                asset=hid,
+                cve=v.id,
+                component=comp,
+                status=status,
+            )
             loc = f"{v.id}; {comp} {version or '(version not collected)'}; reachable_when {v.reachable_when}"
             if new:
-                self.eg.vulns_matched.append({"id": v.id, "host": hid, "component": comp, "version": version, "status": status,
-                                              "summary": v.summary, "advisories": v.advisories, "fixed": v.fixed})
-                up = self.change(f"upgrade:{hid}:{comp}", f"Upgrade {comp} on {hid} to a fixed version "
-                                 f"({v.fixed} for {v.id})", hid, "VMS-HOST-022", 3, "host")
+                self.eg.vulns_matched.append(
+                    {
+                        "id": v.id,
+                        "host": hid,
+                        "component": comp,
+                        "version": version,
+                        "status": status,
+                        "summary": v.summary,
+                        "advisories": v.advisories,
+                        "fixed": v.fixed,
+                    }
+                )
+                up = self.change(
+                    f"upgrade:{hid}:{comp}",
+                    f"Upgrade {comp} on {hid} to a fixed version ({v.fixed} for {v.id})",
+                    hid,
+                    "VMS-HOST-022",
+                    3,
+                    "host",
+                )
                 if up in self.eg.changes and v.id not in self.eg.changes[up].text:
                     self.eg.changes[up].text = self.eg.changes[up].text.rstrip(")") + f"; {v.fixed} for {v.id})"
                 p = 0.6 if status == "affected" else 0.1
                 tech = "hypervisor-escape"
-                self.edge(node, hid, tech, self.vuln_db, loc,
-                          f"{v.id}: {v.summary}" + ("" if status == "affected" else
-                                                    " (POSSIBLE: version not known to be affected)"),
-                          likelihood=p if v.impact == "escape" else p / 3, change=up,
-                          possible=False, cve=v.id)
+                self.edge(
+                    node,
+                    hid,
+                    tech,
+                    self.vuln_db,
+                    loc,
+                    f"{v.id}: {v.summary}"
+                    + ("" if status == "affected" else " (POSSIBLE: version not known to be affected)"),
+                    likelihood=p if v.impact == "escape" else p / 3,
+                    change=up,
+                    possible=False,
+                    cve=v.id,
+                )
                 if v.vector == "network":
-                    self.edge(EXTERNAL, node, "reach-vulnerable-component", self.vuln_db, loc,
-                              f"{v.id} is reachable over the network the host is on")
+                    self.edge(
+                        EXTERNAL,
+                        node,
+                        "reach-vulnerable-component",
+                        self.vuln_db,
+                        loc,
+                        f"{v.id} is reachable over the network the host is on",
+                    )
             if v.vector == "guest":
                 cfg = None
                 if v.reachable_when == "user_mode_nic":
-                    cfg = self.change(f"nousernic:{vm.name}", f"Replace the user-mode NIC of VM {vm.name} with a tap "
-                                      "NIC on an isolated network", vid, "VMS-VM-013", 2, "vm")
+                    cfg = self.change(
+                        f"nousernic:{vm.name}",
+                        f"Replace the user-mode NIC of VM {vm.name} with a tap NIC on an isolated network",
+                        vid,
+                        "VMS-VM-013",
+                        2,
+                        "vm",
+                    )
                 elif v.reachable_when.startswith("nic_model:"):
-                    cfg = self.change(f"nicmodel:{vm.name}:{v.reachable_when}", f"Switch VM {vm.name}'s "
-                                      f"{v.reachable_when.split(':')[1]} NIC to virtio", vid, None, 2, "vm")
-                self.edge(vid, node, "reach-vulnerable-component", vm.source.file, loc,
-                          f"{vm.name} can drive the vulnerable component ({v.reachable_when}"
-                          + (")" if reach else ": not collected, assumed present)"), possible=reach is None,
-                          change=cfg)
+                    cfg = self.change(
+                        f"nicmodel:{vm.name}:{v.reachable_when}",
+                        f"Switch VM {vm.name}'s {v.reachable_when.split(':')[1]} NIC to virtio",
+                        vid,
+                        None,
+                        2,
+                        "vm",
+                    )
+                self.edge(
+                    vid,
+                    node,
+                    "reach-vulnerable-component",
+                    vm.source.file,
+                    loc,
+                    f"{vm.name} can drive the vulnerable component ({v.reachable_when}"
+                    + (")" if reach else ": not collected, assumed present)"),
+                    possible=reach is None,
+                    change=cfg,
+                )

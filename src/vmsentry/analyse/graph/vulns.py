@@ -1,17 +1,18 @@
 """The hypervisor vulnerability table (``vulns.yaml``, or a newer feed in the same format) and the
 matching of an entry against a VM and its host: is the component's version in an affected range, and
 does the VM's configuration make the flaw reachable?"""
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from vmsentry.model import VM, Host
 
-COMPONENTS = ("qemu", "libvirt", "linux-kernel", "vmware-workstation", "vmware-fusion", "esxi", "hyperv",
-              "virtualbox")
+COMPONENTS = ("qemu", "libvirt", "linux-kernel", "vmware-workstation", "vmware-fusion", "esxi", "hyperv", "virtualbox")
 VECTORS = ("guest", "network")
 IMPACTS = ("escape", "info-leak", "dos")
 DEFAULT_DB = os.path.join(os.path.dirname(__file__), "vulns.yaml")
@@ -49,6 +50,7 @@ class Vuln:
 
 def load_vulns(path: str | None = None) -> list[Vuln]:
     import yaml
+
     path = path or DEFAULT_DB
     try:
         with open(path, encoding="utf-8") as fh:
@@ -86,11 +88,33 @@ def load_vulns(path: str | None = None) -> list[Vuln]:
         advisories = item.get("advisories") or []
         if not advisories:
             raise VulnDBError(f"{where} ({item['id']}): every entry must cite an advisory")
-        known = {"id", "component", "affected", "fixed", "reachable_when", "vector", "impact", "summary",
-                 "advisories", "verified"}
-        out.append(Vuln(item["id"], item["component"], affected, str(item.get("fixed", "")), item["reachable_when"],
-                        vector, impact, item["summary"], [str(a) for a in advisories], str(item.get("verified", "")),
-                        {k: v for k, v in item.items() if k not in known}))
+        known = {
+            "id",
+            "component",
+            "affected",
+            "fixed",
+            "reachable_when",
+            "vector",
+            "impact",
+            "summary",
+            "advisories",
+            "verified",
+        }
+        out.append(
+            Vuln(
+                item["id"],
+                item["component"],
+                affected,
+                str(item.get("fixed", "")),
+                item["reachable_when"],
+                vector,
+                impact,
+                item["summary"],
+                [str(a) for a in advisories],
+                str(item.get("verified", "")),
+                {k: v for k, v in item.items() if k not in known},
+            )
+        )
     return out
 
 
@@ -134,6 +158,7 @@ def version_status(vuln: Vuln, component: str, version: str | None) -> str:
 
 # --- reachability predicates on the model: True, False or None (cannot tell from what was collected) ---
 
+
 def _facts_mention(vm: VM, token: str) -> bool:
     token = token.lower()
     return any(token in k.lower() or token in str(v.get("value", "")).lower() for k, v in vm.facts.items())
@@ -165,24 +190,32 @@ PREDICATES: dict[str, Callable[[VM, Host | None], bool | None]] = {
     "usb_controller": _usb,
     "fdc_present": _fdc,
     "vga_device": lambda vm, host: True if any(l.kind in ("vnc", "spice") for l in vm.listeners) else None,
-    "vhost_net": lambda vm, host: any((n.model or "").startswith("virtio") and n.mode not in ("user", "disconnected")
-                                      for n in vm.nics),
+    "vhost_net": lambda vm, host: any(
+        (n.model or "").startswith("virtio") and n.mode not in ("user", "disconnected") for n in vm.nics
+    ),
     # devices that must be named in the definition: absent from the model means absent
     "vhost_user_gpu": lambda vm, host: _facts_mention(vm, "vhost-user-gpu"),
     "sdhci_device": lambda vm, host: _facts_mention(vm, "sdhci"),
-    "nested_virt": lambda vm, host: (None if host is None or host.kvm is None else bool(host.kvm.nested)),
-    "drag_and_drop_enabled": lambda vm, host: (None if vm.channels.drag_and_drop == "unknown"
-                                               else vm.channels.drag_and_drop != "disabled"),
-    "clipboard_enabled": lambda vm, host: (None if vm.channels.clipboard == "unknown"
-                                           else vm.channels.clipboard != "disabled"),
-    "bluetooth_shared": lambda vm, host: (True if _facts_mention(vm, "bluetooth.present") and
-                                          not _facts_mention(vm, "bluetooth.present\": false") else
-                                          (None if vm.platform == "vmware" else False)),
-    "vmware_dhcp_network": lambda vm, host: vm.platform == "vmware" and any(n.mode in ("nat", "host-only") for n in vm.nics),
+    "nested_virt": lambda vm, host: None if host is None or host.kvm is None else bool(host.kvm.nested),
+    "drag_and_drop_enabled": lambda vm, host: (
+        None if vm.channels.drag_and_drop == "unknown" else vm.channels.drag_and_drop != "disabled"
+    ),
+    "clipboard_enabled": lambda vm, host: (
+        None if vm.channels.clipboard == "unknown" else vm.channels.clipboard != "disabled"
+    ),
+    "bluetooth_shared": lambda vm, host: (
+        True
+        if _facts_mention(vm, "bluetooth.present") and not _facts_mention(vm, 'bluetooth.present": false')
+        else (None if vm.platform == "vmware" else False)
+    ),
+    "vmware_dhcp_network": lambda vm, host: (
+        vm.platform == "vmware" and any(n.mode in ("nat", "host-only") for n in vm.nics)
+    ),
     "hyperv_vmswitch_nic": lambda vm, host: vm.platform == "hyperv" and any(n.mode != "disconnected" for n in vm.nics),
     "vrde_listener": lambda vm, host: any(l.kind in ("vrde", "rdp") for l in vm.listeners),
-    "slp_listening": lambda vm, host: (None if host is None or host.listeners is None else
-                                       any(s.port == 427 for s in host.listeners)),
+    "slp_listening": lambda vm, host: (
+        None if host is None or host.listeners is None else any(s.port == 427 for s in host.listeners)
+    ),
 }
 
 
@@ -194,7 +227,9 @@ def predicate_known(name: str) -> bool:
 def reachable(name: str, vm: VM, host: Host | None) -> bool | None:
     base, _, arg = name.partition(":")
     if base == "nic_model":
-        return any((n.model or "") == arg or (arg == "virtio" and (n.model or "").startswith("virtio")) for n in vm.nics)
+        return any(
+            (n.model or "") == arg or (arg == "virtio" and (n.model or "").startswith("virtio")) for n in vm.nics
+        )
     if base == "video_model":
         video = {k: v for k, v in vm.facts.items() if "video" in k.lower()}
         if not video:

@@ -4,6 +4,7 @@ setting, ``vmsentry.analyse.checks.declarative``; validated here, when the catal
 follow Prowler/VSAT: id, title, severity, category, platforms, asset type, rationale, remediation per
 platform, references, and ``default`` - what an absent key means on each platform.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -14,10 +15,20 @@ import yaml
 
 from vmsentry.analyse.checks.declarative import InvalidTest, validate
 from vmsentry.model.findings import SECURITY_SEVERITY, SEVERITIES, SEVERITY_RANK  # noqa: F401
-from vmsentry.model.rule import ASSET_TYPES, CATEGORIES, CONTROLS, Rule  # noqa: F401
+from vmsentry.model.rule import ASSET_TYPES, CATEGORIES, CONTROLS, Rule
 
-REQUIRED = ("id", "title", "severity", "category", "platforms", "asset", "rationale", "remediation",
-            "references", "default")
+REQUIRED = (
+    "id",
+    "title",
+    "severity",
+    "category",
+    "platforms",
+    "asset",
+    "rationale",
+    "remediation",
+    "references",
+    "default",
+)
 
 
 class CatalogueError(Exception):
@@ -48,21 +59,34 @@ def _rule_from(entry: dict[str, Any], where: str) -> Rule:
     if exposes:
         # graph/__init__ is lazy: reading the technique names does not load networkx into a scan
         from vmsentry.analyse.graph.techniques import TECHNIQUES
+
         if not isinstance(exposes, list) or any(t not in TECHNIQUES for t in exposes):
-            raise CatalogueError(f"{where}: rule {entry['id']} exposes {exposes!r}: expected a list of graph "
-                                 "techniques (analyse/graph/techniques.py)")
+            raise CatalogueError(
+                f"{where}: rule {entry['id']} exposes {exposes!r}: expected a list of graph "
+                "techniques (analyse/graph/techniques.py)"
+            )
     remediation = entry["remediation"]
     if isinstance(remediation, str):
         remediation = {"all": remediation}
     return Rule(
-        id=entry["id"], title=entry["title"], severity=entry["severity"], category=entry["category"],
-        platforms=tuple(entry["platforms"]), asset=entry["asset"], rationale=" ".join(entry["rationale"].split()),
+        id=entry["id"],
+        title=entry["title"],
+        severity=entry["severity"],
+        category=entry["category"],
+        platforms=tuple(entry["platforms"]),
+        asset=entry["asset"],
+        rationale=" ".join(entry["rationale"].split()),
         remediation={k: " ".join(str(v).split()) for k, v in remediation.items()},
-        references=tuple(entry["references"]), default=" ".join(str(entry["default"]).split()),
-        check=entry.get("check"), test=test, verified=str(entry.get("verified", "yes")),
+        references=tuple(entry["references"]),
+        default=" ".join(str(entry["default"]).split()),
+        check=entry.get("check"),
+        test=test,
+        verified=str(entry.get("verified", "yes")),
         compliance=dict(entry.get("compliance") or {}),
-        control=entry.get("control"), setting=_per_platform(entry.get("setting")),
-        recommended=_per_platform(entry.get("recommended")), exposes=tuple(exposes),
+        control=entry.get("control"),
+        setting=_per_platform(entry.get("setting")),
+        recommended=_per_platform(entry.get("recommended")),
+        exposes=tuple(exposes),
     )
 
 

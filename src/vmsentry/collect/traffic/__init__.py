@@ -9,9 +9,10 @@ all decoded into one stream of events (``events.py``).
 A reader is anything with ``name``, ``format`` and ``run(decoder)``, a generator that decodes into
 ``decoder`` and yields whenever it has a batch ready (see ``pcap.py``, ``live.py``, ``zeek.py``).
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from vmsentry.collect.traffic.decode import FrameDecoder
 from vmsentry.collect.traffic.flows import DEEP_PACKETS, DEEP_PORTS, FlowTable
@@ -22,15 +23,28 @@ __all__ = ["TrafficStream", "Stats", "BadTrafficInput", "open_inputs", "open_fil
 
 
 class TrafficStream:
-    def __init__(self, *, all_packets: bool = False, flow_limit: int = 131072,
-                 deep_ports=DEEP_PORTS, deep_packets: int = DEEP_PACKETS, stats: Stats | None = None,
-                 bulk: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        all_packets: bool = False,
+        flow_limit: int = 131072,
+        deep_ports=DEEP_PORTS,
+        deep_packets: int = DEEP_PACKETS,
+        stats: Stats | None = None,
+        bulk: bool = True,
+    ) -> None:
         """``bulk=False`` decodes capture files one packet at a time (the reference the fast path is
         tested against)."""
         self.stats = stats or Stats()
         self.out: list = []
-        self.flows = FlowTable(self.out, self.stats, limit=flow_limit, all_packets=all_packets,
-                               deep_ports=deep_ports, deep_packets=deep_packets)
+        self.flows = FlowTable(
+            self.out,
+            self.stats,
+            limit=flow_limit,
+            all_packets=all_packets,
+            deep_ports=deep_ports,
+            deep_packets=deep_packets,
+        )
         self.decoder = FrameDecoder(self.flows, self.stats, bulk)
 
     def batches(self, readers: Iterable) -> Iterator[list]:
@@ -49,8 +63,12 @@ class TrafficStream:
                 stats.events += len(out)
                 yield out
                 out.clear()
-            entry = {"name": reader.name, "format": reader.format, "packets": stats.packets - before_packets,
-                     "problems": sum(stats.problems.values()) - before_problems}
+            entry = {
+                "name": reader.name,
+                "format": reader.format,
+                "packets": stats.packets - before_packets,
+                "problems": sum(stats.problems.values()) - before_problems,
+            }
             error = getattr(getattr(reader, "stream", None), "error", None)
             if error:
                 stats.problem("read-error", f"{reader.name}: {error}")

@@ -4,22 +4,32 @@ This is the general path. The classic-pcap reader has a fast path in front of it
 (IPv4 TCP/UDP without options on a flow already known) and sends everything else here.
 Nothing here raises on bad input: problems are counted in ``Stats`` by kind.
 """
+
 from __future__ import annotations
 
 import struct
 
 from vmsentry.collect.traffic import protocols
-from vmsentry.model.traffic import ICMP, ICMP6, TCP, UDP, Frame
 from vmsentry.collect.traffic.flows import FlowTable
 from vmsentry.collect.traffic.stats import Stats
+from vmsentry.model.traffic import ICMP, ICMP6, TCP, UDP, Frame
 
 # pcap LINKTYPE_* values read here
 LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LINUX_SLL = 0, 1, 101, 113
 LINK_IPV4, LINK_IPV6, LINK_LINUX_SLL2 = 228, 229, 276
-LINKTYPES = {LINK_NULL: "null", LINK_ETHERNET: "ethernet", LINK_RAW: "raw", 12: "raw", 14: "raw",
-             LINK_LINUX_SLL: "linux-sll", LINK_IPV4: "ipv4", LINK_IPV6: "ipv6", LINK_LINUX_SLL2: "linux-sll2"}
+LINKTYPES = {
+    LINK_NULL: "null",
+    LINK_ETHERNET: "ethernet",
+    LINK_RAW: "raw",
+    12: "raw",
+    14: "raw",
+    LINK_LINUX_SLL: "linux-sll",
+    LINK_IPV4: "ipv4",
+    LINK_IPV6: "ipv6",
+    LINK_LINUX_SLL2: "linux-sll2",
+}
 VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
-IPV6_EXT = (0, 43, 60)          # hop-by-hop, routing, destination options: skipped over
+IPV6_EXT = (0, 43, 60)  # hop-by-hop, routing, destination options: skipped over
 DHCP_PORTS = (67, 68)
 
 
@@ -36,7 +46,7 @@ class FrameDecoder:
         self.flows = flows
         self.stats = stats
         self.out = flows.out
-        self.bulk = bulk            # capture files may decode whole buffers at once (pcap_bulk.py)
+        self.bulk = bulk  # capture files may decode whole buffers at once (pcap_bulk.py)
 
     def ethernet_frame(self, ts: float, frame: bytes) -> None:
         """A whole Ethernet frame (live capture): packets of known flows are only counted, as in the
@@ -79,8 +89,8 @@ class FrameDecoder:
     def ethernet(self, ts, buf, b, end, orig) -> None:
         if end - b < 14:
             return self._problem("truncated-ethernet")
-        dst = bytes(buf[b:b + 6])
-        src = bytes(buf[b + 6:b + 12])
+        dst = bytes(buf[b : b + 6])
+        src = bytes(buf[b + 6 : b + 12])
         etype = buf[b + 12] << 8 | buf[b + 13]
         l3 = b + 14
         while etype in VLAN_TYPES:
@@ -123,17 +133,17 @@ class FrameDecoder:
         if total >= ihl:
             end = min(end, n + total)
         if buf[n + 6] & 0x1F or buf[n + 7]:
-            self.stats.problems["ip-fragment"] += 1   # not the first fragment: no transport header
+            self.stats.problems["ip-fragment"] += 1  # not the first fragment: no transport header
             return
-        src = bytes(buf[n + 12:n + 16])
-        dst = bytes(buf[n + 16:n + 20])
+        src = bytes(buf[n + 12 : n + 16])
+        dst = bytes(buf[n + 16 : n + 20])
         self.transport(ts, buf, n + ihl, end, orig, buf[n + 9], src, dst, smac, dmac)
 
     def ipv6(self, ts, buf, n, end, orig, smac, dmac) -> None:
         if end - n < 40:
             return self._bad(ts, smac, dmac, 0x86DD, "truncated-ipv6")
-        src = bytes(buf[n + 8:n + 24])
-        dst = bytes(buf[n + 24:n + 40])
+        src = bytes(buf[n + 8 : n + 24])
+        dst = bytes(buf[n + 24 : n + 40])
         end = min(end, n + 40 + (buf[n + 4] << 8 | buf[n + 5]))
         nxt, p = buf[n + 6], n + 40
         while nxt in IPV6_EXT or nxt == 44:
@@ -154,8 +164,18 @@ class FrameDecoder:
             if end - t < 20:
                 return self._bad(ts, smac, dmac, 0x0800 if len(src) == 4 else 0x86DD, "truncated-tcp")
             data = t + (buf[t + 12] >> 4) * 4
-            flows.tcp_packet(ts, smac, dmac, src, dst, buf[t] << 8 | buf[t + 1], buf[t + 2] << 8 | buf[t + 3],
-                             buf[t + 13], bytes(buf[data:end]) if data < end else b"", orig)
+            flows.tcp_packet(
+                ts,
+                smac,
+                dmac,
+                src,
+                dst,
+                buf[t] << 8 | buf[t + 1],
+                buf[t + 2] << 8 | buf[t + 3],
+                buf[t + 13],
+                bytes(buf[data:end]) if data < end else b"",
+                orig,
+            )
         elif proto == UDP:
             if end - t < 8:
                 return self._bad(ts, smac, dmac, 0x0800 if len(src) == 4 else 0x86DD, "truncated-udp")
@@ -166,7 +186,7 @@ class FrameDecoder:
                     return self._problem(ev, f"DHCP from {smac.hex(':') if smac else '?'}")
                 self.out.append(ev)
                 return
-            flows.udp_packet(ts, smac, dmac, src, dst, sport, dport, bytes(buf[t + 8:min(end, t + 520)]), orig)
+            flows.udp_packet(ts, smac, dmac, src, dst, sport, dport, bytes(buf[t + 8 : min(end, t + 520)]), orig)
         elif proto == ICMP or proto == ICMP6:
             if end - t < 4:
                 return self._bad(ts, smac, dmac, 0x0800 if len(src) == 4 else 0x86DD, "truncated-icmp")
@@ -177,8 +197,9 @@ class FrameDecoder:
                     return self._problem(ev)
                 self.out.append(ev)
                 return
-            flows.icmp_packet(ts, smac, dmac, src, dst, proto, itype, buf[t + 1],
-                              bytes(buf[t + 8:min(end, t + 520)]), orig)
+            flows.icmp_packet(
+                ts, smac, dmac, src, dst, proto, itype, buf[t + 1], bytes(buf[t + 8 : min(end, t + 520)]), orig
+            )
         else:
             flows.icmp_packet(ts, smac, dmac, src, dst, proto, 0, 0, b"", orig)
 

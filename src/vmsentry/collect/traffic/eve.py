@@ -11,16 +11,30 @@ the same events the packet decoders produce. Other event types are counted and s
 * arp (Suricata 8): ``src_mac``/``src_ip``/``dest_mac``/``dest_ip``/``opcode``; the Ethernet addresses
   from ``ether`` when present, otherwise the ARP ones.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Iterator
 
 from vmsentry.collect.traffic.decode import FrameDecoder
 from vmsentry.collect.traffic.reader import FileReader
-from vmsentry.model.traffic import (ACK, RST, SYN, TCP, UDP, ICMP, ICMP6, Arp, Dhcp, Packet,
-                                              dns_query_payload, ip_bytes, mac_bytes)
+from vmsentry.model.traffic import (
+    ACK,
+    ICMP,
+    ICMP6,
+    RST,
+    SYN,
+    TCP,
+    UDP,
+    Arp,
+    Dhcp,
+    Packet,
+    dns_query_payload,
+    ip_bytes,
+    mac_bytes,
+)
 
 BATCH = 4096
 PROTOS = {"TCP": TCP, "UDP": UDP, "ICMP": ICMP, "IPV6-ICMP": ICMP6, "ICMPV6": ICMP6}
@@ -113,9 +127,17 @@ class EveReader(FileReader):
             out.append(Packet(ts, dmac, smac, dst, src, TCP, dport, sport, SYN | ACK, 0, b""))
         elif to_client & RST:
             out.append(Packet(ts, dmac, smac, dst, src, TCP, dport, sport, RST | ACK, 0, b""))
-        established = tcp.get("state") in ("established", "closed", "fin_wait1", "fin_wait2", "close_wait",
-                                           "time_wait", "last_ack", "closing")
-        handshake = bool(to_client & SYN) or not tcp.get("syn")     # completed, or seen mid-stream
+        established = tcp.get("state") in (
+            "established",
+            "closed",
+            "fin_wait1",
+            "fin_wait2",
+            "close_wait",
+            "time_wait",
+            "last_ack",
+            "closing",
+        )
+        handshake = bool(to_client & SYN) or not tcp.get("syn")  # completed, or seen mid-stream
         if established and handshake and flow.get("pkts_toserver", 0) >= 2 and flow.get("pkts_toclient", 0) >= 1:
             out.append(Packet(ts, smac, dmac, src, dst, TCP, sport, dport, ACK, 0, b""))
 
@@ -143,8 +165,22 @@ class EveReader(FileReader):
             assigned = None
         routers = tuple(filter(None, map(ip_bytes, dhcp.get("routers") or [])))
         dns = tuple(filter(None, map(ip_bytes, dhcp.get("dns_servers") or [])))
-        out.append(Dhcp(ts, smac or (None if reply else chaddr), src, dst, 2 if reply else 1, code,
-                        int(dhcp.get("id") or 0), chaddr, assigned, src if reply else None, routers, dns))
+        out.append(
+            Dhcp(
+                ts,
+                smac or (None if reply else chaddr),
+                src,
+                dst,
+                2 if reply else 1,
+                code,
+                int(dhcp.get("id") or 0),
+                chaddr,
+                assigned,
+                src if reply else None,
+                routers,
+                dns,
+            )
+        )
 
     def _arp(self, r: dict, out: list, ts: float) -> None:
         arp = r.get("arp") or {}

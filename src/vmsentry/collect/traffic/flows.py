@@ -20,14 +20,14 @@ State is bounded: each table holds at most ``limit`` keys in two generations; wh
 full it becomes the old one and the old one is dropped (counted in ``stats.evicted["flows"]``). A key
 found in the old generation moves back, so live flows survive and idle ones age out.
 """
+
 from __future__ import annotations
 
 import struct
 from itertools import count, islice
 
-from vmsentry.model.traffic import (ACK, ICMP, PROBE_PAYLOADS, PROBE_SPAN, SYN, TCP, UDP, Packet, Probes,
-                                              new)
 from vmsentry.collect.traffic.stats import Stats
+from vmsentry.model.traffic import ACK, ICMP, PROBE_PAYLOADS, PROBE_SPAN, SYN, TCP, UDP, Packet, Probes, new
 
 PORTS = struct.Struct("!HH")
 DEEP_PORTS = frozenset({135, 139, 445, 593})
@@ -39,8 +39,16 @@ EMPTY, ANSWERED, REPORTED = 0xFF, 0x100, 0x200
 
 
 class FlowTable:
-    def __init__(self, out: list, stats: Stats, *, limit: int = 131072, all_packets: bool = False,
-                 deep_ports=DEEP_PORTS, deep_packets: int = DEEP_PACKETS) -> None:
+    def __init__(
+        self,
+        out: list,
+        stats: Stats,
+        *,
+        limit: int = 131072,
+        all_packets: bool = False,
+        deep_ports=DEEP_PORTS,
+        deep_packets: int = DEEP_PACKETS,
+    ) -> None:
         self.out = out
         self.stats = stats
         self.limit = limit
@@ -54,7 +62,7 @@ class FlowTable:
         self.icmp: set[bytes] = set()
         self.pending: dict[bytes, int] = {}
         self.deep: dict[bytes, int] = {}
-        self.probes = {TCP: {}, UDP: {}}    # this batch's attempts by protocol, then source+destination
+        self.probes = {TCP: {}, UDP: {}}  # this batch's attempts by protocol, then source+destination
 
     def end_batch(self) -> None:
         """The batch is handed on: attempts after this start new Probes records."""
@@ -75,10 +83,10 @@ class FlowTable:
         """Distinct UDP flows (canonical keys, see ``udp_packet``): the positions of those not known
         before, which the packet that brought them opens; all of them are known afterwards."""
         fresh = set(flows).difference(self.udp)
-        back = fresh.intersection(self.udp_old)         # known in the old generation: moves back
+        back = fresh.intersection(self.udp_old)  # known in the old generation: moves back
         opened = fresh - back if back else fresh
         self._add_udp_many(fresh)
-        if len(opened) == len(flows):                   # all new (a flood, a scan): no need to look
+        if len(opened) == len(flows):  # all new (a flood, a scan): no need to look
             return list(range(len(flows)))
         if len(opened) * 2 < len(flows):
             return [i for i, key in enumerate(flows) if key in opened]
@@ -96,7 +104,7 @@ class FlowTable:
         pair = sip + dip
         table = self.probes[proto]
         rec = table.get(pair)
-        if rec is None or ts // PROBE_SPAN != rec.ts // PROBE_SPAN:       # one record per slot of time
+        if rec is None or ts // PROBE_SPAN != rec.ts // PROBE_SPAN:  # one record per slot of time
             table[pair] = rec = Probes(ts, smac, dmac, sip, dip, proto, dport, payload[:PAYLOAD_KEPT])
             self.out.append(rec)
             return
@@ -120,24 +128,25 @@ class FlowTable:
         if key is None:
             key = sip + dip + PORTS.pack(sport, dport)
         if self._tcp_passes(key, sip, dip, sport, dport, flags, payload) or self.all_packets:
-            if flags & 0x17 == SYN and not self.all_packets:     # a bare SYN: an attempt, batched
+            if flags & 0x17 == SYN and not self.all_packets:  # a bare SYN: an attempt, batched
                 self._probe(ts, smac, dmac, sip, dip, TCP, dport, payload)
                 return
-            self.out.append(new(Packet, (ts, smac, dmac, sip, dip, TCP, sport, dport, flags, length,
-                                         payload[:PAYLOAD_KEPT])))
+            self.out.append(
+                new(Packet, (ts, smac, dmac, sip, dip, TCP, sport, dport, flags, length, payload[:PAYLOAD_KEPT]))
+            )
 
     def _tcp_passes(self, key, sip, dip, sport, dport, flags, payload) -> bool:
         """Update the TCP state for one packet; True if it is passed up."""
-        if flags & 7:                                   # SYN, FIN or RST: always passed up
+        if flags & 7:  # SYN, FIN or RST: always passed up
             if flags & SYN:
-                if flags & ACK:                         # SYN-ACK: the server side is known from now, and
-                    self._add_tcp(key)                  # the opener's next packet completes the handshake
+                if flags & ACK:  # SYN-ACK: the server side is known from now, and
+                    self._add_tcp(key)  # the opener's next packet completes the handshake
                     rkey = dip + sip + PORTS.pack(dport, sport)
                     if rkey not in self.tcp:
                         self._pend(rkey, self.pending.get(rkey, 0) | ANSWERED)
-                else:                                   # SYN: (re)opened from this side; it is pending
-                    self.tcp.discard(key)               # once answered (a scan's unanswered SYNs then
-                    self.tcp_old.discard(key)           # cost no state)
+                else:  # SYN: (re)opened from this side; it is pending
+                    self.tcp.discard(key)  # once answered (a scan's unanswered SYNs then
+                    self.tcp_old.discard(key)  # cost no state)
                     self.pending.pop(key, None)
             return True
         if key in self.tcp:
@@ -146,14 +155,14 @@ class FlowTable:
             self._add_tcp(key)
             return False
         state = self.pending.get(key)
-        if state is not None:                           # the opener's side, before its first payload
+        if state is not None:  # the opener's side, before its first payload
             if payload or state & EMPTY >= PENDING_EMPTY:
                 del self.pending[key]
                 self._established(key, sport, dport)
                 return bool(payload) or not state & REPORTED
             if state & ANSWERED and not state & REPORTED:
-                self.pending[key] = state | REPORTED    # handshake completed: passed up once, and the
-                return True                             # first payload will be passed up too
+                self.pending[key] = state | REPORTED  # handshake completed: passed up once, and the
+                return True  # first payload will be passed up too
             self.pending[key] = state + 1
             return False
         left = self.deep.get(key)
@@ -168,7 +177,7 @@ class FlowTable:
             return True
         rkey = dip + sip + PORTS.pack(dport, sport)
         if rkey in self.pending or rkey in self.tcp or rkey in self.tcp_old or rkey in self.deep:
-            self._add_tcp(key)                          # a reply
+            self._add_tcp(key)  # a reply
             return False
         # mid-stream: the side on the lower, well-known port is the server
         if sport < 1024 <= dport or (sport < dport and sport in self.deep_ports):
@@ -235,8 +244,9 @@ class FlowTable:
                 return
         self._add_udp(flow)
         if self.all_packets:
-            self.out.append(new(Packet, (ts, smac, dmac, sip, dip, UDP, sport, dport, 0, length,
-                                         payload[:PAYLOAD_KEPT])))
+            self.out.append(
+                new(Packet, (ts, smac, dmac, sip, dip, UDP, sport, dport, 0, length, payload[:PAYLOAD_KEPT]))
+            )
             return
         self._probe(ts, smac, dmac, sip, dip, UDP, dport, payload)
 
@@ -262,4 +272,3 @@ class FlowTable:
                 self.icmp = set()
             self.icmp.add(key)
         self.out.append(new(Packet, (ts, smac, dmac, sip, dip, proto, itype, code, 0, length, payload[:PAYLOAD_KEPT])))
-

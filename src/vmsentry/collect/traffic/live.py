@@ -13,13 +13,14 @@ SIGINT/SIGTERM), after ``duration`` seconds, or after ``max_packets`` packets.
 ``stats.capture_busy_seconds`` is the CPU time spent reading, decoding and detecting (not waiting for
 packets); ``stats.capture_capacity_pps`` = packets / that time is the rate this process could sustain.
 """
+
 from __future__ import annotations
 
 import select
 import socket
 import struct
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from vmsentry.collect.traffic.decode import FrameDecoder
 
@@ -39,9 +40,17 @@ class LiveError(Exception):
 class LiveReader:
     format = "live"
 
-    def __init__(self, interface: str, *, stop: Callable[[], bool] = lambda: False, duration: float | None = None,
-                 max_packets: int | None = None, rcvbuf: int = 64 << 20, poll: float = 0.1,
-                 on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        interface: str,
+        *,
+        stop: Callable[[], bool] = lambda: False,
+        duration: float | None = None,
+        max_packets: int | None = None,
+        rcvbuf: int = 64 << 20,
+        poll: float = 0.1,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
         self.name = f"live:{interface}"
         self.interface = interface
         self.stop = stop
@@ -72,7 +81,7 @@ class LiveReader:
         except OSError as exc:
             sock.close()
             raise LiveError(f"{self.interface}: {exc.strerror or exc}") from None
-        self._counters(sock)                              # start the kernel's counters from zero
+        self._counters(sock)  # start the kernel's counters from zero
         self.kernel_packets = self.kernel_drops = 0
         return sock
 

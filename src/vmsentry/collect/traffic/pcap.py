@@ -9,19 +9,24 @@ A record whose length is impossible (bigger than the snap length allows) is corr
 the next plausible record header (sane lengths, a time stamp close to the last one, and a plausible record
 after it), counts the bytes skipped and carries on. A record cut by the end of the file is counted too.
 """
+
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from vmsentry.collect.traffic.decode import LINK_ETHERNET, FrameDecoder, linktype_supported
 from vmsentry.collect.traffic.pcap_bulk import PcapBuffers
 from vmsentry.collect.traffic.reader import FileReader
 
-MAGICS = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-          b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
-CHUNK = 4 << 20      # bytes read and decoded at a time
-BATCH = 16 << 20     # bytes of capture per batch of events handed on (fewer, fuller Probes records)
+MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+CHUNK = 4 << 20  # bytes read and decoded at a time
+BATCH = 16 << 20  # bytes of capture per batch of events handed on (fewer, fuller Probes records)
 RESYNC_WINDOW = 1 << 20
 HEADER = 24
 
@@ -93,7 +98,7 @@ class PcapReader(FileReader):
             self.bulk = PcapBuffers(self.order, self.scale, self.maxcap, dec)
         start = off
         off = self.bulk.walk(buf, off, end)
-        if off > start:             # (the bulk decoder saw the time span; the resync wants the last second)
+        if off > start:  # (the bulk decoder saw the time span; the resync wants the last second)
             self.last_sec = struct.unpack_from(self.order + "I", buf, self.bulk.last_record)[0]
         return off
 
@@ -138,8 +143,12 @@ class PcapReader(FileReader):
 
         def plausible(p: int) -> bool:
             sec, frac, incl, orig = hdr(buf, p)
-            return (incl <= self.maxcap and incl <= orig <= 262144 and frac < fracmax
-                    and (self.last_sec is None or abs(sec - self.last_sec) <= 86400))
+            return (
+                incl <= self.maxcap
+                and incl <= orig <= 262144
+                and frac < fracmax
+                and (self.last_sec is None or abs(sec - self.last_sec) <= 86400)
+            )
 
         for p in range(start, stop + 1):
             if not plausible(p):
@@ -164,11 +173,11 @@ class Chunks:
 
     def after(self, left) -> bytearray | None:
         """``left`` followed by as much of the stream as fits, or None at its end."""
-        if len(left) + 65536 > len(self.space):           # a record longer than a chunk (big snap length)
+        if len(left) + 65536 > len(self.space):  # a record longer than a chunk (big snap length)
             self.space = bytearray(len(left) + CHUNK)
         space = self.space
         view = memoryview(space)
-        view[:len(left)] = left
+        view[: len(left)] = left
         got = len(left)
         while got < len(space):
             n = self.stream.readinto(view[got:])

@@ -24,22 +24,23 @@ the SYN-ACK with the same time stamp). One difference from the one-at-a-time pat
 started, so a flow reopened by a SYN in the middle of a buffer has its later packets counted, not
 re-examined.
 """
+
 from __future__ import annotations
 
 from operator import attrgetter
 
 import numpy as np
 
-from vmsentry.model.traffic import PROBE_PAYLOADS, PROBE_SPAN, TCP, UDP, Arp, Probes, new
 from vmsentry.collect.traffic.flows import PAYLOAD_KEPT, PENDING_EMPTY, FlowTable
 from vmsentry.collect.traffic.pcap_walk import RecordWalker
+from vmsentry.model.traffic import PROBE_PAYLOADS, PROBE_SPAN, TCP, UDP, Arp, Probes, new
 
-KEY = np.dtype([("ips", ">u8"), ("ports", ">u4")])     # the flow key: src ip, dst ip, src port, dst port
-ARP_HEAD = 0x000108000604               # ARP: hardware 1, protocol 0x0800, address lengths 6 and 4
+KEY = np.dtype([("ips", ">u8"), ("ports", ">u4")])  # the flow key: src ip, dst ip, src port, dst port
+ARP_HEAD = 0x000108000604  # ARP: hardware 1, protocol 0x0800, address lengths 6 and 4
 BY_TIME = attrgetter("ts")
-SLOT = int(PROBE_SPAN)      # (whole seconds, so that a slot can be taken from the integer time stamp)
+SLOT = int(PROBE_SPAN)  # (whole seconds, so that a slot can be taken from the integer time stamp)
 assert SLOT == PROBE_SPAN
-FIRST_LOOK = PENDING_EMPTY + 1     # packets of a new TCP flow looked at before it is known (see flows.py)
+FIRST_LOOK = PENDING_EMPTY + 1  # packets of a new TCP flow looked at before it is known (see flows.py)
 U = np.uint64
 
 
@@ -48,32 +49,47 @@ class Columns:
     each (six words) instead of a pass over the buffer per field. The fields every frame is sorted by are
     computed for all; the others (addresses, lengths) for the frames that need them. Fields past a short
     frame's end hold the next record's bytes: callers check ``incl``."""
-    __slots__ = ("words", "frame", "ts", "slot", "incl", "orig", "ethertype", "version_ihl", "fragment", "proto",
-                 "pair", "ports", "flags")
 
-    def __init__(self, buf, frame: np.ndarray, ts: np.ndarray, slot: np.ndarray, incl: np.ndarray,
-                 orig: np.ndarray) -> None:
+    __slots__ = (
+        "words",
+        "frame",
+        "ts",
+        "slot",
+        "incl",
+        "orig",
+        "ethertype",
+        "version_ihl",
+        "fragment",
+        "proto",
+        "pair",
+        "ports",
+        "flags",
+    )
+
+    def __init__(
+        self, buf, frame: np.ndarray, ts: np.ndarray, slot: np.ndarray, incl: np.ndarray, orig: np.ndarray
+    ) -> None:
         self.frame, self.ts, self.slot, self.incl, self.orig = frame, ts, slot, incl, orig
         # the frame as six native words per record, word by word: w[0] holds bytes 0-7 of every frame...
         self.words = w = _rows(buf, frame, 48).view(">u8").T.astype(np.uint64, order="C")
-        self.ethertype = (w[1] >> U(16)) & U(0xFFFF)                        # frame bytes 12-13
-        self.version_ihl = (w[1] >> U(8)) & U(0xFF)                         # 14
-        self.fragment = (w[2] >> U(16)) & U(0xFFFF)                         # 20-21
-        self.proto = w[2] & U(0xFF)                                         # 23
-        self.pair = (w[3] << U(16)) | (w[4] >> U(48))                       # 26-33: source and destination IP
-        self.ports = ((w[4] >> U(16)) & U(0xFFFFFFFF)).astype(np.uint32)    # 34-37: source and destination port
-        self.flags = w[5] & U(0xFF)                                         # 47: TCP flags
+        self.ethertype = (w[1] >> U(16)) & U(0xFFFF)  # frame bytes 12-13
+        self.version_ihl = (w[1] >> U(8)) & U(0xFF)  # 14
+        self.fragment = (w[2] >> U(16)) & U(0xFFFF)  # 20-21
+        self.proto = w[2] & U(0xFF)  # 23
+        self.pair = (w[3] << U(16)) | (w[4] >> U(48))  # 26-33: source and destination IP
+        self.ports = ((w[4] >> U(16)) & U(0xFFFFFFFF)).astype(np.uint32)  # 34-37: source and destination port
+        self.flags = w[5] & U(0xFF)  # 47: TCP flags
 
-    def dst_mac(self, idx: np.ndarray) -> np.ndarray:                       # bytes 0-5
+    def dst_mac(self, idx: np.ndarray) -> np.ndarray:  # bytes 0-5
         return self.words[0][idx] >> U(16)
 
-    def src_mac(self, idx: np.ndarray) -> np.ndarray:                       # 6-11
+    def src_mac(self, idx: np.ndarray) -> np.ndarray:  # 6-11
         return ((self.words[0][idx] & U(0xFFFF)) << U(32)) | (self.words[1][idx] >> U(32))
 
-    def total(self, idx: np.ndarray) -> np.ndarray:                         # 16-17: IP total length
+    def total(self, idx: np.ndarray) -> np.ndarray:  # 16-17: IP total length
         return self.words[2][idx] >> U(48)
 
-    def arp(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:         # 14-19 and 20-21 of ARP
+    def arp(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # 14-19 and 20-21 of ARP
         w1, w2 = self.words[1][idx], self.words[2][idx]
         return ((w1 & U(0xFFFF)) << U(32)) | (w2 >> U(32)), (w2 >> U(16)) & U(0xFFFF)
 
@@ -81,8 +97,9 @@ class Columns:
 def _rows(buf, at: np.ndarray, width: int) -> np.ndarray:
     """The ``width`` bytes at each offset in ``at``, one row each. Every ``width``-byte window of the
     buffer is a row of a strided view (no copy); taking rows copies contiguous bytes, at memcpy speed."""
-    windows = np.lib.stride_tricks.as_strided(np.frombuffer(buf, np.uint8), shape=(len(buf) - width + 1, width),
-                                              strides=(1, 1), writeable=False)
+    windows = np.lib.stride_tricks.as_strided(
+        np.frombuffer(buf, np.uint8), shape=(len(buf) - width + 1, width), strides=(1, 1), writeable=False
+    )
     return windows[at]
 
 
@@ -94,7 +111,7 @@ class PcapBuffers:
         self.order, self.scale = order, scale
         self.walker = RecordWalker(order, scale, maxcap)
         self.bulk = BulkDecoder(dec)
-        self.last_record = 0                            # offset of the last record decoded by ``walk``
+        self.last_record = 0  # offset of the last record decoded by ``walk``
 
     def walk(self, buf, off: int, end: int) -> int:
         """Decode the records from ``off`` that lie wholly in ``buf[:end]`` and start far enough before its
@@ -105,14 +122,15 @@ class PcapBuffers:
             self.last_record = int(rec[-1])
             header = _rows(buf, rec, 16).view(self.order + "u8")
             low, half = U(0xFFFFFFFF), U(32)
-            if self.order == ">":                       # seconds, fraction / captured, wire length
+            if self.order == ">":  # seconds, fraction / captured, wire length
                 sec, frac = header[:, 0] >> half, header[:, 0] & low
                 incl, orig = header[:, 1] >> half, header[:, 1] & low
             else:
                 sec, frac = header[:, 0] & low, header[:, 0] >> half
                 incl, orig = header[:, 1] & low, header[:, 1] >> half
-            self.bulk.frames(buf, rec + 16, sec.astype(np.float64) + frac * self.scale,
-                             sec // U(SLOT), incl.astype(np.int64), orig)       # slot = ts // PROBE_SPAN
+            self.bulk.frames(
+                buf, rec + 16, sec.astype(np.float64) + frac * self.scale, sec // U(SLOT), incl.astype(np.int64), orig
+            )  # slot = ts // PROBE_SPAN
         return off
 
 
@@ -124,8 +142,9 @@ class BulkDecoder:
         self.dec = dec
         _keep_freed_memory()
 
-    def frames(self, buf, frame: np.ndarray, ts: np.ndarray, slot: np.ndarray, incl: np.ndarray,
-               orig: np.ndarray) -> None:
+    def frames(
+        self, buf, frame: np.ndarray, ts: np.ndarray, slot: np.ndarray, incl: np.ndarray, orig: np.ndarray
+    ) -> None:
         """The Ethernet frames at offsets ``frame`` of ``buf`` (``incl`` bytes captured of ``orig``, time
         stamps ``ts``, ``slot`` = ts // PROBE_SPAN), in capture order; every frame must have 48 bytes of
         the buffer from its start."""
@@ -144,7 +163,7 @@ class BulkDecoder:
         syn = tcp & ((col.flags & U(0x17)) == 2)
         udp = ipv4 & (col.proto == UDP)
         sport, dport = ports >> np.uint32(16), ports & np.uint32(0xFFFF)
-        udp &= ~(((sport == 67) | (sport == 68)) & ((dport == 67) | (dport == 68)))     # DHCP: decoded in full
+        udp &= ~(((sport == 67) | (sport == 68)) & ((dport == 67) | (dport == 68)))  # DHCP: decoded in full
         arp = np.flatnonzero((col.ethertype == 0x0806) & (incl >= 42))
         arp_head, arp_op = col.arp(arp)
         is_arp = (arp_head == ARP_HEAD) & ((arp_op == 1) | (arp_op == 2))
@@ -176,7 +195,7 @@ class BulkDecoder:
         # bare SYNs
         idx = np.flatnonzero(syn)
         if len(idx):
-            if flows.tcp or flows.tcp_old or flows.pending:     # else there is nothing to forget
+            if flows.tcp or flows.tcp_old or flows.pending:  # else there is nothing to forget
                 flows.reopened(set(_keys(col.pair[idx], ports[idx])))
             self._probes(buf, col, idx, TCP, payloads=False)
             _count_cut(stats, cut[idx])
@@ -196,16 +215,23 @@ class BulkDecoder:
         if len(idx):
             u8 = np.frombuffer(buf, np.uint8)
             f = frame[idx]
-            columns = [ts[idx].tolist(), _as_bytes(col.src_mac(idx), 6), _as_bytes(col.dst_mac(idx), 6),
-                       arp_op.tolist(), _take(u8, f + 22, 6), _take(u8, f + 28, 4), _take(u8, f + 32, 6),
-                       _take(u8, f + 38, 4)]
+            columns = [
+                ts[idx].tolist(),
+                _as_bytes(col.src_mac(idx), 6),
+                _as_bytes(col.dst_mac(idx), 6),
+                arp_op.tolist(),
+                _take(u8, f + 22, 6),
+                _take(u8, f + 28, 4),
+                _take(u8, f + 32, 6),
+                _take(u8, f + 38, 4),
+            ]
             out.extend([new(Arp, row) for row in zip(*columns)])
 
         # the rest, one at a time and in order
         self._one_by_one(buf, np.flatnonzero(rest), ts, frame, incl, orig, tcp, watch)
         if late is not None and len(late):
             known = flows.tcp
-            flows_left = np.flatnonzero(np.bincount(late_flow))         # (np.unique sorts; these are small ints)
+            flows_left = np.flatnonzero(np.bincount(late_flow))  # (np.unique sorts; these are small ints)
             still = np.zeros(len(flow_keys), bool)
             still[flows_left] = [flow_keys[f] not in known for f in flows_left.tolist()]
             self._one_by_one(buf, late[still[late_flow]], ts, frame, incl, orig, tcp, {})
@@ -219,28 +245,44 @@ class BulkDecoder:
         flow became known meanwhile."""
         flows, stats, decode = self.dec.flows, self.dec.stats, self.dec.frame
         tcp_packet = flows.tcp_packet
-        for i, t, b, n, o, plain in zip(idx.tolist(), ts[idx].tolist(), frame[idx].tolist(), incl[idx].tolist(),
-                                        orig[idx].tolist(), tcp[idx].tolist()):
+        for i, t, b, n, o, plain in zip(
+            idx.tolist(),
+            ts[idx].tolist(),
+            frame[idx].tolist(),
+            incl[idx].tolist(),
+            orig[idx].tolist(),
+            tcp[idx].tolist(),
+        ):
             key = watch.get(i)
-            if key is not None and key in flows.tcp:                # became known earlier in this buffer
+            if key is not None and key in flows.tcp:  # became known earlier in this buffer
                 continue
             if not plain:
                 decode(t, buf, b, n, o)
                 continue
             total = buf[b + 16] << 8 | buf[b + 17]
-            end = b + 14 + total if 20 <= total and total < n - 14 else b + n
+            end = b + 14 + total if total >= 20 and total < n - 14 else b + n
             data = b + 34 + (buf[b + 46] >> 4) * 4
-            head = bytes(buf[b:b + 34])                             # copied out of the reused buffer
-            tcp_packet(t, head[6:12], head[:6], head[26:30], head[30:34],
-                       buf[b + 34] << 8 | buf[b + 35], buf[b + 36] << 8 | buf[b + 37], buf[b + 47],
-                       bytes(buf[data:end]) if data < end else b"", o, key)
+            head = bytes(buf[b : b + 34])  # copied out of the reused buffer
+            tcp_packet(
+                t,
+                head[6:12],
+                head[:6],
+                head[26:30],
+                head[30:34],
+                buf[b + 34] << 8 | buf[b + 35],
+                buf[b + 36] << 8 | buf[b + 37],
+                buf[b + 47],
+                bytes(buf[data:end]) if data < end else b"",
+                o,
+                key,
+            )
             if n < o:
                 stats.problems["snaplen-cut"] += 1
 
     def _probes(self, buf, col: Columns, idx: np.ndarray, proto: int, payloads: bool) -> None:
         """``Probes`` for the attempts ``idx``: one per source, destination and ``PROBE_SPAN`` slot of time."""
         pair, second, src_mac = col.pair[idx], col.slot[idx], col.src_mac(idx)
-        order = _together(pair, second)                     # slots on the same grid as FlowTable._probe
+        order = _together(pair, second)  # slots on the same grid as FlowTable._probe
         idx, pair, second, src_mac = idx[order], pair[order], second[order], src_mac[order]
         ports = (col.ports[idx] & np.uint32(0xFFFF)).tolist()
         t = col.ts[idx]
@@ -256,7 +298,7 @@ class BulkDecoder:
         firsts, lasts = starts.tolist(), stops.tolist()
         t0s, t1s = t[starts].tolist(), t[stops - 1].tolist()
         pair_keys = _as_bytes(pair[starts], 8)
-        if payloads:            # the first PROBE_PAYLOADS of each record: copied for the groups that need them
+        if payloads:  # the first PROBE_PAYLOADS of each record: copied for the groups that need them
             kept = np.minimum(sizes, PROBE_PAYLOADS)
             for g, (key, t0) in enumerate(zip(pair_keys, t0s)):
                 rec = table.get(key)
@@ -266,27 +308,29 @@ class BulkDecoder:
             texts = _udp_payloads(buf, col.frame[at], col.incl[at], col.total(at))
             bounds = np.r_[0, np.cumsum(kept)].tolist()
         smacs, dmacs = _as_bytes(src_mac[starts], 6), _as_bytes(col.dst_mac(heads), 6)
-        for g in np.argsort(heads).tolist():                # groups in the order of their first attempt
+        for g in np.argsort(heads).tolist():  # groups in the order of their first attempt
             s, e, t0, t1, pair_key, smac = firsts[g], lasts[g], t0s[g], t1s[g], pair_keys[g], smacs[g]
             rec = table.get(pair_key)
             if rec is not None and rec.ts // PROBE_SPAN == t0 // PROBE_SPAN:
                 rec.last = t1
                 rec.ports += ports[s:e]
                 if payloads and len(rec.payloads) < PROBE_PAYLOADS:
-                    rec.payloads += [p for p in texts[bounds[g]:bounds[g + 1]] if p][:PROBE_PAYLOADS - len(rec.payloads)]
+                    rec.payloads += [p for p in texts[bounds[g] : bounds[g + 1]] if p][
+                        : PROBE_PAYLOADS - len(rec.payloads)
+                    ]
             else:
                 table[pair_key] = rec = Probes(t0, smac, dmacs[g], pair_key[:4], pair_key[4:], proto, 0)
                 rec.last = t1
                 rec.ports = ports[s:e]
                 if payloads:
-                    rec.payloads = [p for p in texts[bounds[g]:bounds[g + 1]] if p]
+                    rec.payloads = [p for p in texts[bounds[g] : bounds[g + 1]] if p]
                 self.dec.out.append(rec)
             records[g] = rec
             if smac != rec.src_mac:
                 FlowTable.other_mac(rec, smac)
-        for g in mixed.tolist():                            # attempts from more than one MAC (rare)
+        for g in mixed.tolist():  # attempts from more than one MAC (rare)
             rec = records[g]
-            for mac in set(_as_bytes(src_mac[starts[g]:stops[g]], 6)):
+            for mac in set(_as_bytes(src_mac[starts[g] : stops[g]], 6)):
                 if mac != rec.src_mac:
                     FlowTable.other_mac(rec, mac)
 
@@ -305,9 +349,10 @@ def _keep_freed_memory() -> None:
     _MALLOC_TUNED = True
     try:
         import ctypes
+
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
-    except (OSError, AttributeError):                   # not glibc: nothing to tune
+    except (OSError, AttributeError):  # not glibc: nothing to tune
         return
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     mallopt(M_MMAP_THRESHOLD, 32 << 20)
@@ -328,7 +373,7 @@ def _keys(ips: np.ndarray, ports: np.ndarray) -> list[bytes]:
     return k.view("V12").tolist()
 
 
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)     # Fibonacci hashing multiplier (odd; products wrap around)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (odd; products wrap around)
 
 
 def _together(*columns: np.ndarray) -> np.ndarray:
@@ -354,7 +399,7 @@ def _group(ips: np.ndarray, ports: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     """Packets grouped by flow key (``ips`` = src|dst, ``ports`` = sport|dport): the position of each
     flow's first packet, each packet's flow number (an index into the first array) and its rank within
     its flow (0 for the first packet)."""
-    order = _together(ips, ports)                       # stable: each run starts with its first packet
+    order = _together(ips, ports)  # stable: each run starts with its first packet
     ips_sorted, ports_sorted = ips[order], ports[order]
     runs = np.r_[True, (ips_sorted[1:] != ips_sorted[:-1]) | (ports_sorted[1:] != ports_sorted[:-1])]
     run_of = np.cumsum(runs) - 1
@@ -379,7 +424,7 @@ def _udp_flows(ips: np.ndarray, ports: np.ndarray) -> tuple[np.ndarray, list[byt
 
 def _as_bytes(values: np.ndarray, width: int) -> list[bytes]:
     """Unsigned integers as their last ``width`` bytes, big-endian (a MAC, a pair of IPv4 addresses)."""
-    raw = values.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - width:]
+    raw = values.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - width :]
     return np.ascontiguousarray(raw).view(f"V{width}").ravel().tolist()
 
 

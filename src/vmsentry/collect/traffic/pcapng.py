@@ -7,18 +7,19 @@ block whose length fields are inconsistent is corrupt: the reader
 looks for the next block whose leading and trailing lengths agree, counts the bytes skipped and carries
 on. Packets of an interface with a link type we do not read are counted and skipped.
 """
+
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
 from vmsentry.collect.traffic.decode import LINK_ETHERNET, FrameDecoder, linktype_supported
-from vmsentry.model.traffic import PROBE_SPAN
 from vmsentry.collect.traffic.pcap import Chunks
 from vmsentry.collect.traffic.pcap_bulk import BulkDecoder
 from vmsentry.collect.traffic.reader import FileReader
+from vmsentry.model.traffic import PROBE_SPAN
 
 SHB, IDB, PB_OBSOLETE, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 KNOWN_BLOCKS = {SHB, IDB, PB_OBSOLETE, SPB, 4, 5, EPB, 7, 8, 9, 10, 0x0BAD, 0x40000BAD}
@@ -45,7 +46,7 @@ class PcapngReader(FileReader):
         self.ifaces: list[Interface] = []
         self.resyncing = False
         self.bulk: BulkDecoder | None = None
-        self.pending: tuple = ([], [], [], [])          # frame offsets, time stamps, captured, wire lengths
+        self.pending: tuple = ([], [], [], [])  # frame offsets, time stamps, captured, wire lengths
 
     def run(self, dec: FrameDecoder) -> Iterator[None]:
         buf = self.head
@@ -67,7 +68,7 @@ class PcapngReader(FileReader):
         try:
             return self._blocks(buf, dec, eof)
         finally:
-            self._flush(buf)                            # the gathered packets, before the buffer is refilled
+            self._flush(buf)  # the gathered packets, before the buffer is refilled
 
     def _blocks(self, buf, dec: FrameDecoder, eof: bool) -> int:
         stats = dec.stats
@@ -83,9 +84,9 @@ class PcapngReader(FileReader):
                 off = fast(buf, off, end)
                 if off + 12 > end:
                     break
-            btype = int.from_bytes(buf[off:off + 4], "little")
+            btype = int.from_bytes(buf[off : off + 4], "little")
             if btype == SHB:
-                bom = buf[off + 8:off + 12]
+                bom = buf[off + 8 : off + 12]
                 if len(bom) < 4:
                     break
                 if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
@@ -109,7 +110,7 @@ class PcapngReader(FileReader):
                     return end if eof else max(off, end - 65536)
                 off = found
                 continue
-            self._flush(buf)                            # (in capture order with what follows)
+            self._flush(buf)  # (in capture order with what follows)
             self._block(btype, buf, off, blen, dec)
             off += blen
         if eof and off < end:
@@ -122,7 +123,7 @@ class PcapngReader(FileReader):
         packet's start, are gathered for ``BulkDecoder`` (one unpacking each); returns the offset of the
         first block that is anything else, for the general loop."""
         order = self.order
-        head = struct.Struct(order + "7I").unpack_from          # type, length, interface, time, lengths
+        head = struct.Struct(order + "7I").unpack_from  # type, length, interface, time, lengths
         tail = struct.Struct(order + "I").unpack_from
         ifaces = self.ifaces
         ethernet = [i.linktype == LINK_ETHERNET for i in ifaces]
@@ -134,8 +135,16 @@ class PcapngReader(FileReader):
         limit = end - 76
         while off <= limit:
             btype, blen, ifid, hi, lo, cap, orig = head(buf, off)
-            if btype != EPB or blen < 32 or blen > MAX_BLOCK or blen % 4 or off + blen > end \
-                    or ifid >= count or not ethernet[ifid] or tail(buf, off + blen - 4)[0] != blen:
+            if (
+                btype != EPB
+                or blen < 32
+                or blen > MAX_BLOCK
+                or blen % 4
+                or off + blen > end
+                or ifid >= count
+                or not ethernet[ifid]
+                or tail(buf, off + blen - 4)[0] != blen
+            ):
                 return off
             add_frame(off + 28)
             add_stamp(((hi << 32) | lo) * scales[ifid] + offsets[ifid])
@@ -149,8 +158,14 @@ class PcapngReader(FileReader):
         frames, stamps, caps, origs = self.pending
         if frames:
             ts = np.array(stamps)
-            self.bulk.frames(buf, np.array(frames, np.int64), ts, (ts // PROBE_SPAN).astype(np.int64),
-                             np.array(caps, np.int64), np.array(origs, np.int64))
+            self.bulk.frames(
+                buf,
+                np.array(frames, np.int64),
+                ts,
+                (ts // PROBE_SPAN).astype(np.int64),
+                np.array(caps, np.int64),
+                np.array(origs, np.int64),
+            )
             self.pending = ([], [], [], [])
 
     def _block(self, btype: int, buf: bytes, off: int, blen: int, dec: FrameDecoder) -> None:
@@ -197,7 +212,7 @@ class PcapngReader(FileReader):
             value = i + 4
             if code == 9 and length >= 1:
                 res = buf[value]
-                iface.scale = 2.0 ** -(res & 0x7F) if res & 0x80 else 10.0 ** -res
+                iface.scale = 2.0 ** -(res & 0x7F) if res & 0x80 else 10.0**-res
             elif code == 14 and length == 8:
                 iface.offset = struct.unpack_from(order + "q", buf, value)[0]
             i = value + (length + 3) // 4 * 4
@@ -214,8 +229,13 @@ class PcapngReader(FileReader):
         order, end = self.order, len(buf)
         for p in range(start, min(end - 12, start + RESYNC_WINDOW)):
             btype, blen = struct.unpack_from(order + "II", buf, p)
-            if btype in KNOWN_BLOCKS and 12 <= blen <= MAX_BLOCK and blen % 4 == 0 and p + blen <= end \
-                    and struct.unpack_from(order + "I", buf, p + blen - 4)[0] == blen:
+            if (
+                btype in KNOWN_BLOCKS
+                and 12 <= blen <= MAX_BLOCK
+                and blen % 4 == 0
+                and p + blen <= end
+                and struct.unpack_from(order + "I", buf, p + blen - 4)[0] == blen
+            ):
                 self.resyncing = False
                 return p
         self.resyncing = True

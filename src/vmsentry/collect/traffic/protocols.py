@@ -4,6 +4,7 @@ advertisements, and the ARP header checks Zeek applies (``bad_arp`` explanations
 Each parser takes a buffer and offsets into it (no copies of whole frames) and returns an event or a
 problem string; none raises on bad input.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -29,20 +30,31 @@ def arp(ts: float, buf, a: int, end: int, eth_src, eth_dst) -> Arp | str:
         return "truncated-arp"
     if op not in (1, 2):
         return "unimplemented-arp-opcode" if op in (3, 4, 8, 9) else "invalid-arp-opcode"
-    return new(Arp, (ts, eth_src, eth_dst, op, bytes(buf[a + 8:a + 14]), bytes(buf[a + 14:a + 18]),
-                     bytes(buf[a + 18:a + 24]), bytes(buf[a + 24:a + 28])))
+    return new(
+        Arp,
+        (
+            ts,
+            eth_src,
+            eth_dst,
+            op,
+            bytes(buf[a + 8 : a + 14]),
+            bytes(buf[a + 14 : a + 18]),
+            bytes(buf[a + 18 : a + 24]),
+            bytes(buf[a + 24 : a + 28]),
+        ),
+    )
 
 
 def dhcp(ts: float, buf, d: int, end: int, src_mac, src_ip, dst_ip) -> Dhcp | str:
     """A BOOTP/DHCP message starting at ``d`` (the UDP payload)."""
     if end - d < 240:
         return "truncated-dhcp"
-    if bytes(buf[d + 236:d + 240]) != DHCP_MAGIC:
+    if bytes(buf[d + 236 : d + 240]) != DHCP_MAGIC:
         return "malformed-dhcp (no magic cookie)"
     op = buf[d]
-    xid = int.from_bytes(buf[d + 4:d + 8], "big")
-    yiaddr = bytes(buf[d + 16:d + 20])
-    chaddr = bytes(buf[d + 28:d + 34]) if buf[d + 1] == 1 and buf[d + 2] == 6 else None
+    xid = int.from_bytes(buf[d + 4 : d + 8], "big")
+    yiaddr = bytes(buf[d + 16 : d + 20])
+    chaddr = bytes(buf[d + 28 : d + 34]) if buf[d + 1] == 1 and buf[d + 2] == 6 else None
     msg_type, server_id, routers, dns = 0, None, (), ()
     i = d + 240
     while i < end:
@@ -61,16 +73,28 @@ def dhcp(ts: float, buf, d: int, end: int, src_mac, src_ip, dst_ip) -> Dhcp | st
         if code == 53 and n >= 1:
             msg_type = buf[v]
         elif code == 54 and n == 4:
-            server_id = bytes(buf[v:v + 4])
+            server_id = bytes(buf[v : v + 4])
         elif code == 3 and n >= 4:
-            routers = tuple(bytes(buf[j:j + 4]) for j in range(v, v + n - 3, 4))
+            routers = tuple(bytes(buf[j : j + 4]) for j in range(v, v + n - 3, 4))
         elif code == 6 and n >= 4:
-            dns = tuple(bytes(buf[j:j + 4]) for j in range(v, v + n - 3, 4))
+            dns = tuple(bytes(buf[j : j + 4]) for j in range(v, v + n - 3, 4))
         i = v + n
     if not msg_type:
         return "malformed-dhcp (no message type)"
-    return Dhcp(ts, src_mac, src_ip, dst_ip, op, msg_type, xid, chaddr,
-                yiaddr if yiaddr != b"\x00\x00\x00\x00" else None, server_id, routers, dns)
+    return Dhcp(
+        ts,
+        src_mac,
+        src_ip,
+        dst_ip,
+        op,
+        msg_type,
+        xid,
+        chaddr,
+        yiaddr if yiaddr != b"\x00\x00\x00\x00" else None,
+        server_id,
+        routers,
+        dns,
+    )
 
 
 def router_advert(ts: float, buf, c: int, end: int, src_mac, src_ip, dst_ip) -> RouterAdvert | str:
@@ -88,11 +112,11 @@ def router_advert(ts: float, buf, c: int, end: int, src_mac, src_ip, dst_ip) -> 
         if i + n > end:
             break
         if kind == 1 and n >= 8:
-            lladdr = bytes(buf[i + 2:i + 8])
+            lladdr = bytes(buf[i + 2 : i + 8])
         elif kind == 3 and n == 32:
             plen = buf[i + 2]
             try:
-                net = ipaddress.IPv6Network((bytes(buf[i + 16:i + 32]), min(plen, 128)), strict=False)
+                net = ipaddress.IPv6Network((bytes(buf[i + 16 : i + 32]), min(plen, 128)), strict=False)
                 prefixes.append(str(net))
             except ValueError:
                 pass

@@ -1,11 +1,13 @@
 """What every traffic file reader starts from (pcap, pcapng, Zeek logs, eve.json): ``source.open_file``
 has read the first bytes to tell the format, and hands them over with the rest of the stream."""
+
 from __future__ import annotations
 
 
 class FileReader:
     """A traffic file being read. Subclasses set ``format`` and implement ``run(decoder)``, the generator
     described in ``traffic/__init__.py``."""
+
     format = "file"
 
     def __init__(self, name: str, stream, head: bytes) -> None:

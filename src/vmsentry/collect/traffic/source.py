@@ -1,5 +1,6 @@
 """Open a traffic input by what it contains, not by its name: pcap, pcapng (either gzip'd), a Zeek log
 (TSV or JSON lines; conn, dns, dhcp), a Suricata eve.json, or a folder of Zeek logs / eve files."""
+
 from __future__ import annotations
 
 import gzip
@@ -52,9 +53,11 @@ def open_file(path: str):
     text_kind = sniff_text(head)
     if text_kind == "eve":
         from vmsentry.collect.traffic.eve import EveReader
+
         return EveReader(name, _Guarded(stream, name), head)
     if text_kind:
         from vmsentry.collect.traffic.zeek import ZeekReader
+
         return ZeekReader(name, _Guarded(stream, name), head, os.path.basename(path))
     if not head:
         raise BadTrafficInput(f"{name}: empty file")
@@ -65,7 +68,7 @@ def sniff_text(head: bytes) -> str | None:
     """'zeek-tsv', 'zeek-json', 'eve' or None, from the first bytes."""
     text = head.lstrip()
     if text.startswith(b"#") and (b"#separator" in text or b"\n#fields" in text):
-        return "zeek-tsv"                                 # (btest baselines put a comment line first)
+        return "zeek-tsv"  # (btest baselines put a comment line first)
     if text.startswith(b"{"):
         first = text.split(b"\n", 1)[0]
         if b'"event_type"' in first:
@@ -119,7 +122,7 @@ class _Guarded:
             return b""
         try:
             return self.stream.read(n)
-        except (OSError, EOFError, ValueError) as exc:      # gzip.BadGzipFile is an OSError
+        except (OSError, EOFError, ValueError) as exc:  # gzip.BadGzipFile is an OSError
             self.error = str(exc) or type(exc).__name__
             return b""
 
@@ -139,5 +142,5 @@ def _readinto(stream, view) -> int:
     if readinto is not None:
         return readinto(view) or 0
     data = stream.read(len(view))
-    view[:len(data)] = data
+    view[: len(data)] = data
     return len(data)

@@ -3,6 +3,7 @@
 Problems are counted by kind (``problems["truncated-record"]``) with the first few examples kept for the
 report, so a hostile or damaged input shows up in the output instead of as a traceback.
 """
+
 from __future__ import annotations
 
 import time

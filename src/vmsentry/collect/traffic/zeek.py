@@ -12,15 +12,28 @@ packet decoders produce, so the same detectors run on a Zeek sensor's output.
 Other log types are skipped and counted. A line that does not parse is counted with its line number and
 skipped; the rest of the file is read.
 """
+
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 from vmsentry.collect.traffic.decode import FrameDecoder
 from vmsentry.collect.traffic.reader import FileReader
-from vmsentry.model.traffic import (ACK, RST, SYN, TCP, UDP, ICMP, ICMP6, Dhcp, Packet,
-                                              dns_query_payload, ip_bytes, mac_bytes)
+from vmsentry.model.traffic import (
+    ACK,
+    ICMP,
+    ICMP6,
+    RST,
+    SYN,
+    TCP,
+    UDP,
+    Dhcp,
+    Packet,
+    dns_query_payload,
+    ip_bytes,
+    mac_bytes,
+)
 
 BATCH = 4096
 PROTOS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmp6": ICMP6}
@@ -31,7 +44,7 @@ SERVER_CODES = (2, 5, 6)
 class ZeekReader(FileReader):
     def __init__(self, name: str, stream, head: bytes, basename: str) -> None:
         super().__init__(name, stream, head)
-        self.path = basename.split(".")[0]           # conn.log -> conn, until #path says otherwise
+        self.path = basename.split(".")[0]  # conn.log -> conn, until #path says otherwise
         self.format = "zeek"
         self.fields: list[str] | None = None
         self.sep = "\t"
@@ -150,8 +163,21 @@ class ZeekReader(FileReader):
         query = r.get("query") or ""
         payload = dns_query_payload(query, int(r.get("qtype", 1) or 1)) if query else b""
         flags = ACK if proto == TCP else 0
-        out.append(Packet(ts, None, None, src, dst, proto, int(r.get("id.orig_p", 0)), int(r.get("id.resp_p", 53)),
-                          flags, 0, (len(payload).to_bytes(2, "big") + payload) if proto == TCP else payload))
+        out.append(
+            Packet(
+                ts,
+                None,
+                None,
+                src,
+                dst,
+                proto,
+                int(r.get("id.orig_p", 0)),
+                int(r.get("id.resp_p", 53)),
+                flags,
+                0,
+                (len(payload).to_bytes(2, "big") + payload) if proto == TCP else payload,
+            )
+        )
 
     def _dhcp(self, r: dict, out: list, ts: float) -> None:
         mac = mac_bytes(r.get("mac"))
@@ -160,7 +186,7 @@ class ZeekReader(FileReader):
             server = ip_bytes(r.get("server_addr"))
             client = ip_bytes(r.get("client_addr"))
             assigned = ip_bytes(r.get("assigned_addr"))
-        else:                                        # Zeek < 2.6: one record per ACK
+        else:  # Zeek < 2.6: one record per ACK
             types = ["ACK"]
             server, client = ip_bytes(r.get("id.resp_h")), ip_bytes(r.get("id.orig_h"))
             assigned = ip_bytes(r.get("assigned_ip"))
@@ -188,6 +214,7 @@ def _iso(value) -> float | None:
     if not isinstance(value, str):
         return None
     from datetime import datetime
+
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
