@@ -1,8 +1,25 @@
-"""Writing a report or ruleset where the user asked: stdout, or a file replaced only once complete."""
+"""Writing a report or ruleset where the user asked: stdout, or a file replaced only once complete.
+
+vmsentry runs as root, often in folders other users can write to (``/tmp``, a shared report folder), so
+the file is written the way that cannot be turned against it:
+
+* the temporary file is made by ``mkstemp`` (a random name, ``O_CREAT|O_EXCL``, mode 0600): a link or
+  file planted under a predictable name cannot redirect the write;
+* it is renamed over the target (``rename`` replaces a symbolic link itself, it never writes through
+  it), so a link planted at the target path is replaced, not followed;
+* an existing report keeps its mode (a 0600 report stays 0600); a new one gets 0666 less the umask, as
+  the shell's ``>`` would;
+* the temporary file is removed when anything goes wrong, an interrupt (Ctrl-C) included: nothing is left
+  half-written.
+
+A character device or a FIFO (``/dev/null``, ``/dev/stdout``, a named pipe a user set up) is written
+into instead: renaming over it would replace the device. A block device or a folder is refused.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 
@@ -10,29 +27,90 @@ class OutputError(Exception):
     """The output could not be written; ``str(exc)`` names the path and the reason."""
 
 
-def write_output(text: str, path: str | None) -> None:
-    """All or nothing: a file is written beside its target and renamed over it. A device or FIFO
-    (/dev/null, /dev/stdout) is written into instead: renaming over it would replace the device."""
-    if path is None:
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def write_stdout(text: str) -> None:
+    """``text`` to standard output; a full device or a closed pipe is an ``OutputError``, not a traceback."""
+    try:
         sys.stdout.write(text)
         sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (| head): what it wanted it has; say nothing more, as cat does
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+    except OSError as exc:
+        raise OutputError(f"standard output: cannot write: {_reason(exc)}") from None
+    except UnicodeEncodeError:
+        # a terminal whose encoding cannot show a name: show it escaped rather than fail
+        sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "utf-8", "backslashreplace"))
+        sys.stdout.flush()
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_output(text: str, path: str | None) -> None:
+    """All or nothing: ``text`` to ``path`` (see the module text), or to stdout when ``path`` is None."""
+    if path is None:
+        write_stdout(text)
         return
+    data = text.encode("utf-8", "backslashreplace")
     try:
-        if os.path.exists(path) and not os.path.isfile(path):
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            return
+        target = os.stat(path)  # follows links: /dev/stdout is one
+    except FileNotFoundError:
+        target = None
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
+        raise OutputError(f"{path}: cannot write: {_reason(exc)}") from None
+    if target is not None and (stat.S_ISCHR(target.st_mode) or stat.S_ISFIFO(target.st_mode)):
+        _write_into(path, data)
+        return
+    if target is not None and not stat.S_ISREG(target.st_mode):
+        kind = "a folder" if stat.S_ISDIR(target.st_mode) else "not a regular file"
+        raise OutputError(f"{path}: cannot write: {kind}")
+    _replace(path, data)
+
+
+def _write_into(path: str, data: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {_reason(exc)}") from None
+
+
+def _replace(path: str, data: bytes) -> None:
+    try:
+        current = os.lstat(path)
+    except OSError:
+        current = None
+    # the mode of the file being replaced (not of what a link points to: the link itself is replaced)
+    mode = stat.S_IMODE(current.st_mode) if current is not None and stat.S_ISREG(current.st_mode) else None
+    import tempfile  # here: the CLI imports this module at start-up, most runs write to stdout
+
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {_reason(exc)}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            os.fchmod(fh.fileno(), mode if mode is not None else _new_file_mode())
+        os.replace(tmp, path)
+    except BaseException as exc:  # an interrupt too: never leave the temporary file behind
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write: {_reason(exc)}") from None
+        raise
