@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(exc: Exception) -> str:
-    from vmsentry.model.text import printable  # here: importing model costs start-up time of --help
+    from vmsentry.model.text import printable, redact_credentials  # here: model costs --help start-up time
 
-    return printable(str(exc))
+    return printable(redact_credentials(str(exc)))
 
 
 def _flush_stdout() -> None:

@@ -164,7 +164,7 @@ class _ConfParser:
         line = self.statement_line = self.line
         match = _NAME.match(self.text, self.pos)
         if not match:
-            raise self._error(f"expecting a setting name, found {self._shown_token()}")
+            raise self._error(f"expecting a setting name, found {self._shown_token('')}")
         key = match.group()
         self._advance(len(key))
         self._skip_blanks()
@@ -179,15 +179,18 @@ class _ConfParser:
         elif self._peek() == ";":
             self._advance()
         elif self._peek() and self._peek() not in _EOL:
-            raise self._error(f"unexpected {self._shown_token()} after the value of {key!r}")
+            raise self._error(f"unexpected {self._shown_token(key)} after the value of {key!r}")
         return key, value, line
 
     def _skip_comment(self) -> None:
         while self._peek() and self._peek() not in _EOL:
             self._advance()
 
-    def _shown_token(self) -> str:
+    def _shown_token(self, key: str) -> str:
+        """What stands where the parser stopped, for the error line; never text of a secret's line."""
         rest = self.text[self.pos : self.pos + 20].split("\n", 1)[0]
+        if rest and is_secret_key(key):
+            return "text (not shown: the setting holds a secret)"
         return repr(rest) if rest else "end of line"
 
     def _value(self, key: str) -> Any:
@@ -203,7 +206,7 @@ class _ConfParser:
             self._advance(len(match.group()))
             return int(match.group())
         raise self._error(
-            f"expecting a value for {key!r} (a quoted string, a number or a [list]), found {self._shown_token()}"
+            f"expecting a value for {key!r} (a quoted string, a number or a [list]), found {self._shown_token(key)}"
         )
 
     def _string(self, key: str) -> str:
@@ -237,7 +240,7 @@ class _ConfParser:
                 raise self._error(f"list for {key!r} is not closed with ]")
             if items:
                 if char != ",":
-                    raise self._error(f"expecting ',' or ']' in the list for {key!r}, found {self._shown_token()}")
+                    raise self._error(f"expecting ',' or ']' in the list for {key!r}, found {self._shown_token(key)}")
                 self._advance()
                 self._skip_blanks_and_eol()
                 if self._peek() == "]":  # a trailing comma is allowed

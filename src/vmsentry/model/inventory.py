@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from vmsentry.model.host import Host
+from vmsentry.model.text import redact_credentials
 
 SCHEMA = "vmsentry.inventory/1"
 
@@ -189,6 +190,10 @@ class Network:
 class InputError:
     file: str
     message: str
+
+    def __post_init__(self) -> None:
+        # an error may quote the line it is about, and that line may hold a secret
+        self.message = redact_credentials(self.message)
 
     def line(self) -> str:
         return f"{self.file}: {self.message}"
