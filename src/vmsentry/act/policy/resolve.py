@@ -125,7 +125,7 @@ def resolve(policy: Policy, inventory, now: datetime | None = None) -> Resolved:
                 port_owner.setdefault(ep.port, label)
             endpoints.append(ep)
     _assign_marks(endpoints)
-    used = set(vm for members in zones.values() for vm in members) | set(jumps.values())
+    used = {vm for members in zones.values() for vm in members} | set(jumps.values())
     for ep in endpoints:
         if ep.vm not in used and not anti:
             continue
