@@ -52,8 +52,8 @@ from vmsentry.act.policy.nftruleset import (
     rng,
 )
 from vmsentry.act.policy.problems import Problem
-from vmsentry.act.policy.resolve import MARK_BASE, MARK_PREFIX_MASK, QUARANTINE_BIT, Resolved, Rule, Sel
-from vmsentry.act.policy.schema import Service
+from vmsentry.act.policy.resolve import MARK_BASE, MARK_PREFIX_MASK, QUARANTINE_BIT
+from vmsentry.model.policy import Endpoint, Resolved, Rule, Sel, Service
 
 TABLE = "vmsentry"
 
@@ -82,7 +82,6 @@ def _setname(prefix: str, name: str, suffix: str) -> str:
 
 def _bridge_table(res: Resolved, table: str) -> NTable:
     t = NTable("bridge", table)
-    anti = res.policy.defaults.anti_spoofing
     eps = res.endpoints
     ported = [e for e in eps if e.port]
     portless = [e for e in eps if not e.port and e.mac]
@@ -129,24 +128,18 @@ def _bridge_table(res: Resolved, table: str) -> NTable:
         {"mangle": {"key": meta("mark"), "value": {"|": [meta("mark"), QUARANTINE_BIT]}}},
         comment="quarantine bit",
     )
-    t.rule(
-        "forward",
-        match(pl("ether", "saddr"), "@quarantine_macs"),
-        COUNTER,
-        DROP,
-        comment="quarantined VM: no bridged traffic out",
-    )
-    t.rule(
-        "forward",
-        match(pl("ether", "daddr"), "@quarantine_macs"),
-        COUNTER,
-        DROP,
-        comment="quarantined VM: no bridged traffic in",
-    )
-    if not anti:
-        return t
+    t.drop("forward", match(pl("ether", "saddr"), "@quarantine_macs"), comment="quarantined VM: no bridged traffic out")
+    t.drop("forward", match(pl("ether", "daddr"), "@quarantine_macs"), comment="quarantined VM: no bridged traffic in")
+    if res.policy.defaults.anti_spoofing:
+        _antispoof_by_port(t, sorted(ported, key=lambda e: e.port))
+        if portless:
+            _antispoof_by_mac(t, portless)
+    return t
 
-    guarded = sorted(ported, key=lambda e: e.port)
+
+def _antispoof_by_port(t: NTable, guarded: list[Endpoint]) -> None:
+    """Chain ``antispoof``: a frame from a VM port may carry only the port's own MAC and addresses, and no
+    DHCP server answer, router advertisement or other layer-2 protocol."""
     t.add_set(NSet("guarded_ports", "ifname", [Q(e.port) for e in guarded]))
     t.add_set(NSet("mac_ports", "ifname", [Q(e.port) for e in guarded if e.mac]))
     t.add_set(NSet("port_mac", ["ifname", "ether_addr"], [cat(Q(e.port), e.mac) for e in guarded if e.mac]))
@@ -157,162 +150,134 @@ def _bridge_table(res: Resolved, table: str) -> NTable:
     if v6:
         t.add_set(NSet("ip6_ports", "ifname", [Q(e.port) for e in v6]))
         t.add_set(NSet("port_ip6", ["ifname", "ipv6_addr"], [cat(Q(e.port), ip) for e in v6 for ip in e.ip6]))
-    t.chains.append(NChain("antispoof"))
-    t.rule(
-        "prerouting", match(meta("iifname"), "@guarded_ports"), jump("antispoof"), comment="anti-spoofing on VM ports"
-    )
-    a = "antispoof"
-    t.rule(
-        a,
+    chain = "antispoof"
+    t.chains.append(NChain(chain))
+    t.rule("prerouting", match(meta("iifname"), "@guarded_ports"), jump(chain), comment="anti-spoofing on VM ports")
+    t.drop(
+        chain,
         match(meta("iifname"), "@mac_ports"),
         match(cat(meta("iifname"), pl("ether", "saddr")), "@port_mac", "!="),
-        COUNTER,
-        DROP,
         comment="MAC spoofing: source MAC is not the port's",
     )
-    t.rule(
-        a,
+    t.drop(
+        chain,
         match(meta("iifname"), "@mac_ports"),
         match(cat(meta("iifname"), pl("arp", "saddr ether")), "@port_mac", "!="),
-        COUNTER,
-        DROP,
         comment="ARP spoofing: sender MAC is not the port's",
     )
-    t.rule(
-        a,
+    t.drop(
+        chain,
         match(meta("iifname"), "@ip4_ports"),
         match(pl("arp", "saddr ip"), "0.0.0.0", "!="),
         match(cat(meta("iifname"), pl("arp", "saddr ip")), "@port_ip4", "!="),
-        COUNTER,
-        DROP,
         comment="ARP spoofing: sender IP is not the port's",
     )
     t.rule(
-        a,
+        chain,
         match(pl("ip", "saddr"), "0.0.0.0"),
         match(pl("udp", "sport"), 68),
         match(pl("udp", "dport"), 67),
         RETURN,
         comment="DHCP client without an address yet",
     )
-    t.rule(
-        a,
+    t.drop(
+        chain,
         match(meta("iifname"), "@ip4_ports"),
         match(cat(meta("iifname"), pl("ip", "saddr")), "@port_ip4", "!="),
-        COUNTER,
-        DROP,
         comment="IPv4 source spoofing",
     )
-    t.rule(a, match(pl("udp", "sport"), aset([67, 547])), COUNTER, DROP, comment="DHCP server answers from a VM")
-    t.rule(
-        a,
+    t.drop(chain, match(pl("udp", "sport"), aset([67, 547])), comment="DHCP server answers from a VM")
+    t.drop(
+        chain,
         match(meta("iifname"), "@noip6_ports"),
         match(pl("ether", "type"), "ip6"),
-        COUNTER,
-        DROP,
         comment="IPv6 is not enabled for this VM",
     )
     if v6:
-        t.rule(
-            a,
+        t.drop(
+            chain,
             match(pl("ip6", "saddr"), "::"),
             match(
                 pl("icmpv6", "type"), aset(["nd-neighbor-solicit", "mld-listener-report", "mld2-listener-report"]), "!="
             ),
-            COUNTER,
-            DROP,
             comment="unspecified source only for DAD and MLD",
         )
-        t.rule(
-            a,
+        t.drop(
+            chain,
             match(meta("iifname"), "@ip6_ports"),
             match(pl("ip6", "saddr"), "::", "!="),
             match(cat(meta("iifname"), pl("ip6", "saddr")), "@port_ip6", "!="),
-            COUNTER,
-            DROP,
             comment="IPv6 source spoofing",
         )
         for e in v6:
             targets = sorted(hex(int(ipaddress.IPv6Address(x))) for x in e.ip6)
-            t.rule(
-                a,
+            t.drop(
+                chain,
                 match(meta("iifname"), Q(e.port)),
                 match(pl("icmpv6", "type"), "nd-neighbor-advert"),
                 match(raw("th", 64, 128), aset(targets), "!="),
-                COUNTER,
-                DROP,
                 comment=f"ND spoofing: {e.label} advertises an address that is not its own",
             )
-    t.rule(
-        a,
+    t.drop(
+        chain,
         match(pl("icmpv6", "type"), aset(["nd-router-advert", "nd-redirect"])),
-        COUNTER,
-        DROP,
         comment="router advertisements and redirects from a VM",
     )
-    t.rule(
-        a,
+    t.drop(
+        chain,
         match(pl("ether", "type"), aset(["ip", "arp", "ip6"]), "!="),
-        COUNTER,
-        DROP,
         comment="other layer-2 protocols and VLAN tags from a VM",
     )
 
-    if portless:
-        t.add_set(NSet("guarded_macs", "ether_addr", sorted({e.mac for e in portless})))
-        t.add_set(NSet("ip4_macs", "ether_addr", sorted({e.mac for e in portless if e.ip4})))
-        t.add_set(NSet("mac_ip4", ["ether_addr", "ipv4_addr"], [cat(e.mac, ip) for e in portless for ip in e.ip4]))
-        t.add_set(NSet("noip6_macs", "ether_addr", sorted({e.mac for e in portless if not e.ipv6})))
-        t.chains.append(NChain("antispoof_mac"))
-        m = "antispoof_mac"
-        t.rule(
-            "prerouting",
-            match(meta("iifname"), "@vm_ports", "!="),
-            match(pl("ether", "saddr"), "@guarded_macs"),
-            jump(m),
-            comment="anti-spoofing by MAC for VMs whose host port is unknown",
-        )
-        t.rule(
-            m,
-            match(pl("ether", "saddr"), "@ip4_macs"),
-            match(pl("arp", "saddr ip"), "0.0.0.0", "!="),
-            match(cat(pl("ether", "saddr"), pl("arp", "saddr ip")), "@mac_ip4", "!="),
-            COUNTER,
-            DROP,
-            comment="ARP spoofing: sender IP is not this MAC's",
-        )
-        t.rule(
-            m,
-            match(pl("ip", "saddr"), "0.0.0.0"),
-            match(pl("udp", "dport"), 67),
-            RETURN,
-            comment="DHCP client without an address yet",
-        )
-        t.rule(
-            m,
-            match(pl("ether", "saddr"), "@ip4_macs"),
-            match(cat(pl("ether", "saddr"), pl("ip", "saddr")), "@mac_ip4", "!="),
-            COUNTER,
-            DROP,
-            comment="IPv4 source spoofing",
-        )
-        t.rule(
-            m,
-            match(pl("ether", "saddr"), "@noip6_macs"),
-            match(pl("ether", "type"), "ip6"),
-            COUNTER,
-            DROP,
-            comment="IPv6 is not enabled for this VM",
-        )
-        t.rule(m, match(pl("udp", "sport"), aset([67, 547])), COUNTER, DROP, comment="DHCP server answers from a VM")
-        t.rule(
-            m,
-            match(pl("icmpv6", "type"), aset(["nd-router-advert", "nd-redirect"])),
-            COUNTER,
-            DROP,
-            comment="router advertisements and redirects from a VM",
-        )
-    return t
+
+def _antispoof_by_mac(t: NTable, portless: list[Endpoint]) -> None:
+    """Chain ``antispoof_mac``: VMs whose host port is unknown, guarded by their source MAC instead (so
+    MAC spoofing itself cannot be caught for them)."""
+    t.add_set(NSet("guarded_macs", "ether_addr", sorted({e.mac for e in portless})))
+    t.add_set(NSet("ip4_macs", "ether_addr", sorted({e.mac for e in portless if e.ip4})))
+    t.add_set(NSet("mac_ip4", ["ether_addr", "ipv4_addr"], [cat(e.mac, ip) for e in portless for ip in e.ip4]))
+    t.add_set(NSet("noip6_macs", "ether_addr", sorted({e.mac for e in portless if not e.ipv6})))
+    chain = "antispoof_mac"
+    t.chains.append(NChain(chain))
+    t.rule(
+        "prerouting",
+        match(meta("iifname"), "@vm_ports", "!="),
+        match(pl("ether", "saddr"), "@guarded_macs"),
+        jump(chain),
+        comment="anti-spoofing by MAC for VMs whose host port is unknown",
+    )
+    t.drop(
+        chain,
+        match(pl("ether", "saddr"), "@ip4_macs"),
+        match(pl("arp", "saddr ip"), "0.0.0.0", "!="),
+        match(cat(pl("ether", "saddr"), pl("arp", "saddr ip")), "@mac_ip4", "!="),
+        comment="ARP spoofing: sender IP is not this MAC's",
+    )
+    t.rule(
+        chain,
+        match(pl("ip", "saddr"), "0.0.0.0"),
+        match(pl("udp", "dport"), 67),
+        RETURN,
+        comment="DHCP client without an address yet",
+    )
+    t.drop(
+        chain,
+        match(pl("ether", "saddr"), "@ip4_macs"),
+        match(cat(pl("ether", "saddr"), pl("ip", "saddr")), "@mac_ip4", "!="),
+        comment="IPv4 source spoofing",
+    )
+    t.drop(
+        chain,
+        match(pl("ether", "saddr"), "@noip6_macs"),
+        match(pl("ether", "type"), "ip6"),
+        comment="IPv6 is not enabled for this VM",
+    )
+    t.drop(chain, match(pl("udp", "sport"), aset([67, 547])), comment="DHCP server answers from a VM")
+    t.drop(
+        chain,
+        match(pl("icmpv6", "type"), aset(["nd-router-advert", "nd-redirect"])),
+        comment="router advertisements and redirects from a VM",
+    )
 
 
 def _prefix_elems(cidrs: list[str]) -> list:
@@ -403,10 +368,10 @@ def _inet_table(res: Resolved, caps: Caps, table: str, warnings: list[Problem]) 
     t.rule("input", vm_mark, jump("vm_to_host"), comment="from a VM port")
     t.rule("input", jump("ext_to_host"), comment="from anything else")
     # forward
-    t.rule("forward", match(pl("ip", "daddr"), "@quarantine_ip4"), COUNTER, DROP, comment="to a quarantined VM")
+    t.drop("forward", match(pl("ip", "daddr"), "@quarantine_ip4"), comment="to a quarantined VM")
     if v6:
-        t.rule("forward", match(pl("ip6", "daddr"), "@quarantine_ip6"), COUNTER, DROP, comment="to a quarantined VM")
-    t.rule("forward", q_mark, COUNTER, DROP, comment="from a quarantined VM")
+        t.drop("forward", match(pl("ip6", "daddr"), "@quarantine_ip6"), comment="to a quarantined VM")
+    t.drop("forward", q_mark, comment="from a quarantined VM")
     t.rule("forward", est, ACCEPT)
     t.rule("forward", vm_mark, jump("vm_fwd"), comment="from a VM port")
     t.rule("forward", match(pl("ip", "daddr"), "@vm_ip4"), jump("ext_to_vm"), comment="from outside to a VM")
@@ -422,7 +387,7 @@ def _inet_table(res: Resolved, caps: Caps, table: str, warnings: list[Problem]) 
             ACCEPT,
             comment="forensics service on the host",
         )
-    t.rule("quarantined", COUNTER, DROP, comment="quarantine")
+    t.drop("quarantined", comment="quarantine")
     if v6:
         t.rule(
             "vm_to_host",

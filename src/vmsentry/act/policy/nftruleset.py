@@ -106,6 +106,10 @@ class NTable:
     def rule(self, chain: str, *expr, comment: str | None = None) -> None:
         self.rules.append(NRule(chain, list(expr), _comment(comment)))
 
+    def drop(self, chain: str, *matches, comment: str | None = None) -> None:
+        """A rule that counts and drops what ``matches`` select."""
+        self.rule(chain, *matches, COUNTER, DROP, comment=comment)
+
 
 @dataclass(slots=True)
 class NftRuleset:
