@@ -103,6 +103,14 @@ def write(text: str, path: str | None, error: type[Exception] = FatalError) -> N
         write_output(text, path)
 
 
+def add_report_output(p: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+    """``--format`` (read it with ``default_format``) and ``-o/--output`` (write with ``write``)."""
+    p.add_argument(
+        "--format", choices=formats, default=None, help="output format (default: text on a terminal, json otherwise)"
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
+
+
 def default_format(args: argparse.Namespace) -> str:
     """text on a terminal, json into a pipe or a file."""
     return args.format or ("text" if (args.output is None and sys.stdout.isatty()) else "json")

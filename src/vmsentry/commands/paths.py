@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vmsentry.commands.base import Command, FatalError, default_format, reraise_as, write
+from vmsentry.commands.base import Command, FatalError, add_report_output, default_format, reraise_as, write
 from vmsentry.commands.inputs import add_inputs, collect_inputs
 
 FORMATS = ("text", "json", "html")
@@ -23,13 +23,7 @@ class PathsCommand(Command):
         p.add_argument(
             "--to", dest="target", default="host", metavar="SPEC", help="host (default), vm:NAME, any-vm, lan or any"
         )
-        p.add_argument(
-            "--format",
-            choices=FORMATS,
-            default=None,
-            help="output format (default: text on a terminal, json otherwise)",
-        )
-        p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
+        add_report_output(p, FORMATS)
         p.add_argument("--vuln-db", metavar="FILE", help="hypervisor vulnerability table (vulns.yaml format)")
         p.add_argument(
             "--what-if",

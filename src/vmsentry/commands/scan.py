@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from vmsentry.commands.base import Command, FatalError, default_format, reraise_as, write
+from vmsentry.commands.base import Command, FatalError, add_report_output, default_format, reraise_as, write
 from vmsentry.commands.inputs import add_inputs, collect_inputs
 from vmsentry.model.rule import PLATFORMS
 
@@ -20,13 +20,7 @@ class ScanCommand(Command):
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         add_inputs(p)
-        p.add_argument(
-            "--format",
-            choices=FORMATS,
-            default=None,
-            help="output format (default: text on a terminal, json otherwise)",
-        )
-        p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
+        add_report_output(p, FORMATS)
         p.add_argument(
             "--fail-on",
             choices=FAIL_ON,

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmsentry.act.policy import nftexec
-from vmsentry.act.policy.nft import NftRuleset
+from vmsentry.act.policy.nftruleset import NftRuleset
 
 DEFAULT_STATE_ROOT = "/run/vmsentry/policy"
 

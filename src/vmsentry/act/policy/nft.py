@@ -19,20 +19,41 @@ inet vmsentry (layer 3, stateful):
 The ruleset grows with zones, roles and allow rules, not with VMs: every per-VM fact is an element of a
 named set or map (the one exception: IPv6 neighbour-advertisement target checks, one rule per IPv6-enabled
 port, because nft 1.0.6's JSON input cannot type a raw-payload set key).
+
+The nft objects, the expression builders and the JSON/text renderings are in ``nftruleset``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import re
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass
 
+from vmsentry.act.policy.nftruleset import (
+    ACCEPT,
+    COUNTER,
+    DROP,
+    RETURN,
+    NChain,
+    NftRuleset,
+    NSet,
+    NTable,
+    Q,
+    aset,
+    cat,
+    ct,
+    jump,
+    mark_prefix,
+    match,
+    meta,
+    pl,
+    raw,
+    rng,
+)
 from vmsentry.act.policy.problems import Problem
-from vmsentry.act.policy.resolve import MARK_BASE, MARK_PREFIX_MASK, QUARANTINE_BIT, Resolved, Rule, Sel
-from vmsentry.act.policy.schema import Service
+from vmsentry.act.policy.resolve import MARK_BASE, MARK_PREFIX_MASK, QUARANTINE_BIT
+from vmsentry.model.policy import Endpoint, Resolved, Rule, Sel, Service
 
 TABLE = "vmsentry"
 
@@ -42,176 +63,6 @@ class Caps:
     """What the target kernel supports (see ``nftexec.probe_caps``)."""
 
     meta_time: bool = True  # meta hour / meta day
-
-
-class Q(str):
-    """A string nft's text syntax wants in double quotes (interface names, times, comments)."""
-
-
-# --------------------------------------------------------------------------------------------- expressions
-def meta(key):
-    return {"meta": {"key": key}}
-
-
-def pl(proto, fld):
-    return {"payload": {"protocol": proto, "field": fld}}
-
-
-def raw(base, offset, length):
-    return {"payload": {"base": base, "offset": offset, "len": length}}
-
-
-def cat(*parts):
-    return {"concat": list(parts)}
-
-
-def ct(key):
-    return {"ct": {"key": key}}
-
-
-def match(left, right, op="=="):
-    return {"match": {"op": op, "left": left, "right": right}}
-
-
-def aset(items):
-    return {"set": list(items)}
-
-
-def rng(a, b):
-    return {"range": [a, b]}
-
-
-def mark_prefix(value, mask):
-    # nft prints "meta mark & 0xff000000 == 0x76000000" as a prefix match: write it that way
-    length = bin(mask).count("1")
-    return match(meta("mark"), {"prefix": {"addr": value, "len": length}})
-
-
-ACCEPT = {"accept": None}
-DROP = {"drop": None}
-RETURN = {"return": None}
-COUNTER = {"counter": None}
-
-
-def jump(target):
-    return {"jump": {"target": target}}
-
-
-# ------------------------------------------------------------------------------------------------- objects
-@dataclass(slots=True)
-class NSet:
-    name: str
-    type: str | list[str]
-    elements: list = field(default_factory=list)
-    flags: list[str] = field(default_factory=list)
-    map: str | None = None  # data type for a map
-    comment: str | None = None
-
-
-class NChain(NamedTuple):
-    """A chain as built, never changed afterwards (a base chain has a hook)."""
-
-    name: str
-    hook: str | None = None
-    prio: int = 0
-    policy: str = "accept"
-
-
-class NRule(NamedTuple):
-    chain: str
-    expr: list
-    comment: str | None = None
-
-
-@dataclass(slots=True)
-class NTable:
-    family: str
-    name: str
-    sets: list[NSet] = field(default_factory=list)
-    chains: list[NChain] = field(default_factory=list)
-    rules: list[NRule] = field(default_factory=list)
-
-    def add_set(self, s: NSet) -> str:
-        self.sets.append(s)
-        return "@" + s.name
-
-    def rule(self, chain: str, *expr, comment: str | None = None) -> None:
-        self.rules.append(NRule(chain, list(expr), _comment(comment)))
-
-
-@dataclass(slots=True)
-class NftRuleset:
-    tables: list[NTable]
-    warnings: list[Problem] = field(default_factory=list)
-
-    def commands(self, replace: bool = True) -> dict:
-        """One nft JSON transaction. With ``replace`` the tables are deleted and re-created inside the same
-        transaction (``add`` first so the delete never fails), so the switch is atomic and idempotent."""
-        cmds: list[dict] = []
-        for t in self.tables:
-            tid = {"family": t.family, "name": t.name}
-            cmds.append({"add": {"table": dict(tid)}})
-            if replace:
-                cmds.append({"delete": {"table": dict(tid)}})
-                cmds.append({"add": {"table": dict(tid)}})
-            for s in t.sets:
-                obj = {"family": t.family, "table": t.name, "name": s.name, "type": s.type}
-                if s.flags:
-                    obj["flags"] = list(s.flags)
-                if s.map:
-                    obj["map"] = s.map
-                if s.elements:
-                    obj["elem"] = list(s.elements)
-                cmds.append({"add": {"map" if s.map else "set": obj}})
-            for c in t.chains:
-                obj = {"family": t.family, "table": t.name, "name": c.name}
-                if c.hook:
-                    obj.update({"type": "filter", "hook": c.hook, "prio": c.prio, "policy": c.policy})
-                cmds.append({"add": {"chain": obj}})
-            for r in t.rules:
-                obj = {"family": t.family, "table": t.name, "chain": r.chain, "expr": r.expr}
-                if r.comment:
-                    obj["comment"] = r.comment
-                cmds.append({"add": {"rule": obj}})
-        return {"nftables": cmds}
-
-    def json(self, replace: bool = True) -> str:
-        return json.dumps(self.commands(replace), separators=(",", ":"))
-
-    def text(self, header: bool = True) -> str:
-        out = []
-        if header:
-            out.append("#!/usr/sbin/nft -f")
-            out.append("# generated by vmsentry policy compile; load with: TZ=UTC nft -f FILE")
-            out.append("# (replaces only vmsentry's own tables; meta hour/day are UTC)")
-        for t in self.tables:
-            out.append(f"table {t.family} {t.name}")
-            out.append(f"delete table {t.family} {t.name}")
-        for t in self.tables:
-            out.append(render_table(t))
-        return "\n".join(out) + "\n"
-
-    def rule_count(self) -> int:
-        return sum(len(t.rules) for t in self.tables)
-
-    def element_count(self) -> int:
-        return sum(len(s.elements) for t in self.tables for s in t.sets)
-
-    def stats(self) -> dict:
-        return {
-            "tables": [f"{t.family} {t.name}" for t in self.tables],
-            "rules": self.rule_count(),
-            "sets": sum(len(t.sets) for t in self.tables),
-            "elements": self.element_count(),
-            "chains": sum(len(t.chains) for t in self.tables),
-        }
-
-
-def _comment(text: str | None) -> str | None:
-    if not text:
-        return None
-    clean = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in text)
-    return clean[:120]
 
 
 # ------------------------------------------------------------------------------------------------ compile
@@ -231,7 +82,6 @@ def _setname(prefix: str, name: str, suffix: str) -> str:
 
 def _bridge_table(res: Resolved, table: str) -> NTable:
     t = NTable("bridge", table)
-    anti = res.policy.defaults.anti_spoofing
     eps = res.endpoints
     ported = [e for e in eps if e.port]
     portless = [e for e in eps if not e.port and e.mac]
@@ -278,24 +128,18 @@ def _bridge_table(res: Resolved, table: str) -> NTable:
         {"mangle": {"key": meta("mark"), "value": {"|": [meta("mark"), QUARANTINE_BIT]}}},
         comment="quarantine bit",
     )
-    t.rule(
-        "forward",
-        match(pl("ether", "saddr"), "@quarantine_macs"),
-        COUNTER,
-        DROP,
-        comment="quarantined VM: no bridged traffic out",
-    )
-    t.rule(
-        "forward",
-        match(pl("ether", "daddr"), "@quarantine_macs"),
-        COUNTER,
-        DROP,
-        comment="quarantined VM: no bridged traffic in",
-    )
-    if not anti:
-        return t
+    t.drop("forward", match(pl("ether", "saddr"), "@quarantine_macs"), comment="quarantined VM: no bridged traffic out")
+    t.drop("forward", match(pl("ether", "daddr"), "@quarantine_macs"), comment="quarantined VM: no bridged traffic in")
+    if res.policy.defaults.anti_spoofing:
+        _antispoof_by_port(t, sorted(ported, key=lambda e: e.port))
+        if portless:
+            _antispoof_by_mac(t, portless)
+    return t
 
-    guarded = sorted(ported, key=lambda e: e.port)
+
+def _antispoof_by_port(t: NTable, guarded: list[Endpoint]) -> None:
+    """Chain ``antispoof``: a frame from a VM port may carry only the port's own MAC and addresses, and no
+    DHCP server answer, router advertisement or other layer-2 protocol."""
     t.add_set(NSet("guarded_ports", "ifname", [Q(e.port) for e in guarded]))
     t.add_set(NSet("mac_ports", "ifname", [Q(e.port) for e in guarded if e.mac]))
     t.add_set(NSet("port_mac", ["ifname", "ether_addr"], [cat(Q(e.port), e.mac) for e in guarded if e.mac]))
@@ -306,162 +150,134 @@ def _bridge_table(res: Resolved, table: str) -> NTable:
     if v6:
         t.add_set(NSet("ip6_ports", "ifname", [Q(e.port) for e in v6]))
         t.add_set(NSet("port_ip6", ["ifname", "ipv6_addr"], [cat(Q(e.port), ip) for e in v6 for ip in e.ip6]))
-    t.chains.append(NChain("antispoof"))
-    t.rule(
-        "prerouting", match(meta("iifname"), "@guarded_ports"), jump("antispoof"), comment="anti-spoofing on VM ports"
-    )
-    a = "antispoof"
-    t.rule(
-        a,
+    chain = "antispoof"
+    t.chains.append(NChain(chain))
+    t.rule("prerouting", match(meta("iifname"), "@guarded_ports"), jump(chain), comment="anti-spoofing on VM ports")
+    t.drop(
+        chain,
         match(meta("iifname"), "@mac_ports"),
         match(cat(meta("iifname"), pl("ether", "saddr")), "@port_mac", "!="),
-        COUNTER,
-        DROP,
         comment="MAC spoofing: source MAC is not the port's",
     )
-    t.rule(
-        a,
+    t.drop(
+        chain,
         match(meta("iifname"), "@mac_ports"),
         match(cat(meta("iifname"), pl("arp", "saddr ether")), "@port_mac", "!="),
-        COUNTER,
-        DROP,
         comment="ARP spoofing: sender MAC is not the port's",
     )
-    t.rule(
-        a,
+    t.drop(
+        chain,
         match(meta("iifname"), "@ip4_ports"),
         match(pl("arp", "saddr ip"), "0.0.0.0", "!="),
         match(cat(meta("iifname"), pl("arp", "saddr ip")), "@port_ip4", "!="),
-        COUNTER,
-        DROP,
         comment="ARP spoofing: sender IP is not the port's",
     )
     t.rule(
-        a,
+        chain,
         match(pl("ip", "saddr"), "0.0.0.0"),
         match(pl("udp", "sport"), 68),
         match(pl("udp", "dport"), 67),
         RETURN,
         comment="DHCP client without an address yet",
     )
-    t.rule(
-        a,
+    t.drop(
+        chain,
         match(meta("iifname"), "@ip4_ports"),
         match(cat(meta("iifname"), pl("ip", "saddr")), "@port_ip4", "!="),
-        COUNTER,
-        DROP,
         comment="IPv4 source spoofing",
     )
-    t.rule(a, match(pl("udp", "sport"), aset([67, 547])), COUNTER, DROP, comment="DHCP server answers from a VM")
-    t.rule(
-        a,
+    t.drop(chain, match(pl("udp", "sport"), aset([67, 547])), comment="DHCP server answers from a VM")
+    t.drop(
+        chain,
         match(meta("iifname"), "@noip6_ports"),
         match(pl("ether", "type"), "ip6"),
-        COUNTER,
-        DROP,
         comment="IPv6 is not enabled for this VM",
     )
     if v6:
-        t.rule(
-            a,
+        t.drop(
+            chain,
             match(pl("ip6", "saddr"), "::"),
             match(
                 pl("icmpv6", "type"), aset(["nd-neighbor-solicit", "mld-listener-report", "mld2-listener-report"]), "!="
             ),
-            COUNTER,
-            DROP,
             comment="unspecified source only for DAD and MLD",
         )
-        t.rule(
-            a,
+        t.drop(
+            chain,
             match(meta("iifname"), "@ip6_ports"),
             match(pl("ip6", "saddr"), "::", "!="),
             match(cat(meta("iifname"), pl("ip6", "saddr")), "@port_ip6", "!="),
-            COUNTER,
-            DROP,
             comment="IPv6 source spoofing",
         )
         for e in v6:
             targets = sorted(hex(int(ipaddress.IPv6Address(x))) for x in e.ip6)
-            t.rule(
-                a,
+            t.drop(
+                chain,
                 match(meta("iifname"), Q(e.port)),
                 match(pl("icmpv6", "type"), "nd-neighbor-advert"),
                 match(raw("th", 64, 128), aset(targets), "!="),
-                COUNTER,
-                DROP,
                 comment=f"ND spoofing: {e.label} advertises an address that is not its own",
             )
-    t.rule(
-        a,
+    t.drop(
+        chain,
         match(pl("icmpv6", "type"), aset(["nd-router-advert", "nd-redirect"])),
-        COUNTER,
-        DROP,
         comment="router advertisements and redirects from a VM",
     )
-    t.rule(
-        a,
+    t.drop(
+        chain,
         match(pl("ether", "type"), aset(["ip", "arp", "ip6"]), "!="),
-        COUNTER,
-        DROP,
         comment="other layer-2 protocols and VLAN tags from a VM",
     )
 
-    if portless:
-        t.add_set(NSet("guarded_macs", "ether_addr", sorted({e.mac for e in portless})))
-        t.add_set(NSet("ip4_macs", "ether_addr", sorted({e.mac for e in portless if e.ip4})))
-        t.add_set(NSet("mac_ip4", ["ether_addr", "ipv4_addr"], [cat(e.mac, ip) for e in portless for ip in e.ip4]))
-        t.add_set(NSet("noip6_macs", "ether_addr", sorted({e.mac for e in portless if not e.ipv6})))
-        t.chains.append(NChain("antispoof_mac"))
-        m = "antispoof_mac"
-        t.rule(
-            "prerouting",
-            match(meta("iifname"), "@vm_ports", "!="),
-            match(pl("ether", "saddr"), "@guarded_macs"),
-            jump(m),
-            comment="anti-spoofing by MAC for VMs whose host port is unknown",
-        )
-        t.rule(
-            m,
-            match(pl("ether", "saddr"), "@ip4_macs"),
-            match(pl("arp", "saddr ip"), "0.0.0.0", "!="),
-            match(cat(pl("ether", "saddr"), pl("arp", "saddr ip")), "@mac_ip4", "!="),
-            COUNTER,
-            DROP,
-            comment="ARP spoofing: sender IP is not this MAC's",
-        )
-        t.rule(
-            m,
-            match(pl("ip", "saddr"), "0.0.0.0"),
-            match(pl("udp", "dport"), 67),
-            RETURN,
-            comment="DHCP client without an address yet",
-        )
-        t.rule(
-            m,
-            match(pl("ether", "saddr"), "@ip4_macs"),
-            match(cat(pl("ether", "saddr"), pl("ip", "saddr")), "@mac_ip4", "!="),
-            COUNTER,
-            DROP,
-            comment="IPv4 source spoofing",
-        )
-        t.rule(
-            m,
-            match(pl("ether", "saddr"), "@noip6_macs"),
-            match(pl("ether", "type"), "ip6"),
-            COUNTER,
-            DROP,
-            comment="IPv6 is not enabled for this VM",
-        )
-        t.rule(m, match(pl("udp", "sport"), aset([67, 547])), COUNTER, DROP, comment="DHCP server answers from a VM")
-        t.rule(
-            m,
-            match(pl("icmpv6", "type"), aset(["nd-router-advert", "nd-redirect"])),
-            COUNTER,
-            DROP,
-            comment="router advertisements and redirects from a VM",
-        )
-    return t
+
+def _antispoof_by_mac(t: NTable, portless: list[Endpoint]) -> None:
+    """Chain ``antispoof_mac``: VMs whose host port is unknown, guarded by their source MAC instead (so
+    MAC spoofing itself cannot be caught for them)."""
+    t.add_set(NSet("guarded_macs", "ether_addr", sorted({e.mac for e in portless})))
+    t.add_set(NSet("ip4_macs", "ether_addr", sorted({e.mac for e in portless if e.ip4})))
+    t.add_set(NSet("mac_ip4", ["ether_addr", "ipv4_addr"], [cat(e.mac, ip) for e in portless for ip in e.ip4]))
+    t.add_set(NSet("noip6_macs", "ether_addr", sorted({e.mac for e in portless if not e.ipv6})))
+    chain = "antispoof_mac"
+    t.chains.append(NChain(chain))
+    t.rule(
+        "prerouting",
+        match(meta("iifname"), "@vm_ports", "!="),
+        match(pl("ether", "saddr"), "@guarded_macs"),
+        jump(chain),
+        comment="anti-spoofing by MAC for VMs whose host port is unknown",
+    )
+    t.drop(
+        chain,
+        match(pl("ether", "saddr"), "@ip4_macs"),
+        match(pl("arp", "saddr ip"), "0.0.0.0", "!="),
+        match(cat(pl("ether", "saddr"), pl("arp", "saddr ip")), "@mac_ip4", "!="),
+        comment="ARP spoofing: sender IP is not this MAC's",
+    )
+    t.rule(
+        chain,
+        match(pl("ip", "saddr"), "0.0.0.0"),
+        match(pl("udp", "dport"), 67),
+        RETURN,
+        comment="DHCP client without an address yet",
+    )
+    t.drop(
+        chain,
+        match(pl("ether", "saddr"), "@ip4_macs"),
+        match(cat(pl("ether", "saddr"), pl("ip", "saddr")), "@mac_ip4", "!="),
+        comment="IPv4 source spoofing",
+    )
+    t.drop(
+        chain,
+        match(pl("ether", "saddr"), "@noip6_macs"),
+        match(pl("ether", "type"), "ip6"),
+        comment="IPv6 is not enabled for this VM",
+    )
+    t.drop(chain, match(pl("udp", "sport"), aset([67, 547])), comment="DHCP server answers from a VM")
+    t.drop(
+        chain,
+        match(pl("icmpv6", "type"), aset(["nd-router-advert", "nd-redirect"])),
+        comment="router advertisements and redirects from a VM",
+    )
 
 
 def _prefix_elems(cidrs: list[str]) -> list:
@@ -552,10 +368,10 @@ def _inet_table(res: Resolved, caps: Caps, table: str, warnings: list[Problem]) 
     t.rule("input", vm_mark, jump("vm_to_host"), comment="from a VM port")
     t.rule("input", jump("ext_to_host"), comment="from anything else")
     # forward
-    t.rule("forward", match(pl("ip", "daddr"), "@quarantine_ip4"), COUNTER, DROP, comment="to a quarantined VM")
+    t.drop("forward", match(pl("ip", "daddr"), "@quarantine_ip4"), comment="to a quarantined VM")
     if v6:
-        t.rule("forward", match(pl("ip6", "daddr"), "@quarantine_ip6"), COUNTER, DROP, comment="to a quarantined VM")
-    t.rule("forward", q_mark, COUNTER, DROP, comment="from a quarantined VM")
+        t.drop("forward", match(pl("ip6", "daddr"), "@quarantine_ip6"), comment="to a quarantined VM")
+    t.drop("forward", q_mark, comment="from a quarantined VM")
     t.rule("forward", est, ACCEPT)
     t.rule("forward", vm_mark, jump("vm_fwd"), comment="from a VM port")
     t.rule("forward", match(pl("ip", "daddr"), "@vm_ip4"), jump("ext_to_vm"), comment="from outside to a VM")
@@ -571,7 +387,7 @@ def _inet_table(res: Resolved, caps: Caps, table: str, warnings: list[Problem]) 
             ACCEPT,
             comment="forensics service on the host",
         )
-    t.rule("quarantined", COUNTER, DROP, comment="quarantine")
+    t.drop("quarantined", comment="quarantine")
     if v6:
         t.rule(
             "vm_to_host",
@@ -674,103 +490,3 @@ def _expand(
         for win in pieces:
             out.append(src_common + fm + svc + win + verdict)
     return out
-
-
-# --------------------------------------------------------------------------------------------- text form
-def render_table(t: NTable) -> str:
-    lines = [f"table {t.family} {t.name} {{"]
-    for s in t.sets:
-        kind = "map" if s.map else "set"
-        if s.comment:  # nft 1.0.6 drops set comments given in JSON: keep them out of the ruleset
-            lines.append(f"\t# {_comment(s.comment)}")
-        lines.append(f"\t{kind} {s.name} {{")
-        typ = " . ".join(s.type) if isinstance(s.type, list) else s.type
-        lines.append(f"\t\ttype {typ}" + (f" : {s.map}" if s.map else ""))
-        if s.flags:
-            lines.append(f"\t\tflags {','.join(s.flags)}")
-        if s.elements:
-            if s.map:
-                items = [f"{_val(k)} : {_val(v, mark=True)}" for k, v in s.elements]
-            else:
-                items = [_val(e) for e in s.elements]
-            lines.append("\t\telements = { " + ",\n\t\t\t     ".join(items) + " }")
-        lines.append("\t}")
-    for c in t.chains:
-        lines.append(f"\tchain {c.name} {{")
-        if c.hook:
-            lines.append(f"\t\ttype filter hook {c.hook} priority {c.prio}; policy {c.policy};")
-        for r in t.rules:
-            if r.chain == c.name:
-                text = " ".join(_stmt(x) for x in r.expr)
-                if r.comment:
-                    text += f' comment "{r.comment}"'
-                lines.append("\t\t" + text)
-        lines.append("\t}")
-    lines.append("}")
-    return "\n".join(lines)
-
-
-def _val(v, mark: bool = False) -> str:
-    if isinstance(v, Q):
-        return f'"{v}"'
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, int):
-        return f"0x{v:08x}" if mark or v > 0xFFFF else str(v)
-    if isinstance(v, str):
-        return v
-    if isinstance(v, list):
-        return ",".join(_val(x) for x in v)
-    if "concat" in v:
-        return " . ".join(_val(x) for x in v["concat"])
-    if "set" in v:
-        return "{ " + ", ".join(_val(x, mark) for x in v["set"]) + " }"
-    if "range" in v:
-        return f"{_val(v['range'][0])}-{_val(v['range'][1])}"
-    if "prefix" in v:
-        addr = v["prefix"]["addr"]
-        return f"{_val(addr, mark=isinstance(addr, int))}/{v['prefix']['len']}"
-    return _expr(v)
-
-
-def _expr(e) -> str:
-    if "meta" in e:
-        k = e["meta"]["key"]
-        return k if k in ("iifname", "oifname") else f"meta {k}"
-    if "payload" in e:
-        p = e["payload"]
-        if "base" in p:
-            return f"@{p['base']},{p['offset']},{p['len']}"
-        return f"{p['protocol']} {p['field']}"
-    if "concat" in e:
-        return " . ".join(_expr(x) for x in e["concat"])
-    if "ct" in e:
-        return f"ct {e['ct']['key']}"
-    if "map" in e:
-        return f"{_expr(e['map']['key'])} map {e['map']['data']}"
-    if "|" in e:
-        a, b = e["|"]
-        return f"{_expr(a)} | {_val(b, mark=True)}"
-    raise ValueError(f"cannot render {e!r}")
-
-
-def _stmt(s) -> str:
-    if "match" in s:
-        m = s["match"]
-        left = _expr(m["left"])
-        mark = left == "meta mark"
-        right = _val(m["right"], mark=mark)
-        op = "" if m["op"] in ("==", "in") else m["op"] + " "
-        return f"{left} {op}{right}"
-    if "mangle" in s:
-        k = _expr(s["mangle"]["key"])
-        v = s["mangle"]["value"]
-        return f"{k} set {_val(v, mark=True) if not isinstance(v, dict) else _expr(v)}"
-    if "jump" in s:
-        return f"jump {s['jump']['target']}"
-    if "counter" in s:
-        return "counter"
-    for verdict in ("accept", "drop", "return"):
-        if verdict in s:
-            return verdict
-    raise ValueError(f"cannot render {s!r}")

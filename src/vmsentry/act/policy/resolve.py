@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problem
-from vmsentry.act.policy.schema import Named, Policy, Service
+from vmsentry.act.policy.schema import Defaults, Named, Policy, Role, Service
 from vmsentry.model.policy import Endpoint, Resolved, Rule, Sel
 
 MARK_BASE = 0x76000000  # 'v' in the top byte: a frame that entered through a VM port
@@ -125,7 +125,7 @@ def resolve(policy: Policy, inventory, now: datetime | None = None) -> Resolved:
                 port_owner.setdefault(ep.port, label)
             endpoints.append(ep)
     _assign_marks(endpoints)
-    used = set(vm for members in zones.values() for vm in members) | set(jumps.values())
+    used = {vm for members in zones.values() for vm in members} | set(jumps.values())
     for ep in endpoints:
         if ep.vm not in used and not anti:
             continue
@@ -274,46 +274,25 @@ def _build_rules(policy: Policy, zones: dict[str, list[str]], err) -> list[Rule]
         if role.via is None:
             if to_host:
                 ext_to_host.append(
-                    Rule(
-                        "ext_to_host",
-                        Sel("role", role.name),
-                        Sel("host"),
-                        role.service,
-                        "accept",
-                        f"{who} -> host {role.service.text()}",
-                        role.line,
-                        role.name,
-                        role.window,
-                    )
+                    _role_rule(role, "ext_to_host", Sel("host"), role.service, f"host {role.service.text()}", role.line)
                 )
             for n in targets:
                 ext_to_vm.append(
-                    Rule(
-                        "ext_to_vm",
-                        Sel("role", role.name),
-                        _sel(n, zones),
-                        role.service,
-                        "accept",
-                        f"{who} -> {n.name} {role.service.text()}",
-                        n.line,
-                        role.name,
-                        role.window,
+                    _role_rule(
+                        role, "ext_to_vm", _sel(n, zones), role.service, f"{n.name} {role.service.text()}", n.line
                     )
                 )
         else:
             jump = policy.jump_hosts[role.via.name]
             first_hop = jump.service or role.service
             ext_to_vm.append(
-                Rule(
+                _role_rule(
+                    role,
                     "ext_to_vm",
-                    Sel("role", role.name),
                     Sel("jump", jump.name),
                     first_hop,
-                    "accept",
-                    f"{who} -> jump host {jump.name} {first_hop.text()}",
+                    f"jump host {jump.name} {first_hop.text()}",
                     role.via.line,
-                    role.name,
-                    role.window,
                 )
             )
             if to_host:
@@ -392,65 +371,35 @@ def _build_rules(policy: Policy, zones: dict[str, list[str]], err) -> list[Rule]
                     )
                 )
 
-    # defaults
-    dl = d.lines
-    vm_to_host.append(
-        Rule(
-            "vm_to_host",
-            Sel("any-vm"),
-            Sel("host"),
-            None,
-            _act(d.vm_to_host),
-            f"defaults.vm_to_host: {d.vm_to_host}",
-            dl.get("vm_to_host"),
-        )
-    )
+    # defaults, after every more specific rule
+    vm_to_host.append(_default_rule("vm_to_host", d, "vm_to_host", Sel("any-vm"), Sel("host")))
     ext_to_host += managed
-    ext_to_host.append(
-        Rule(
-            "ext_to_host",
-            Sel("any-ext"),
-            Sel("host"),
-            None,
-            _act(d.external_to_host),
-            f"defaults.external_to_host: {d.external_to_host}",
-            dl.get("external_to_host"),
-        )
-    )
-    vm_fwd.append(
-        Rule(
-            "vm_fwd",
-            Sel("any-vm"),
-            Sel("any-vm"),
-            None,
-            _act(d.vm_to_vm),
-            f"defaults.vm_to_vm: {d.vm_to_vm}",
-            dl.get("vm_to_vm"),
-        )
-    )
-    vm_fwd.append(
-        Rule(
-            "vm_fwd",
-            Sel("any-vm"),
-            Sel("external"),
-            None,
-            _act(d.vm_to_external),
-            f"defaults.vm_to_external: {d.vm_to_external}",
-            dl.get("vm_to_external"),
-        )
-    )
-    ext_to_vm.append(
-        Rule(
-            "ext_to_vm",
-            Sel("any-ext"),
-            Sel("any-vm"),
-            None,
-            _act(d.external_to_vm),
-            f"defaults.external_to_vm: {d.external_to_vm}",
-            dl.get("external_to_vm"),
-        )
-    )
+    ext_to_host.append(_default_rule("ext_to_host", d, "external_to_host", Sel("any-ext"), Sel("host")))
+    vm_fwd.append(_default_rule("vm_fwd", d, "vm_to_vm", Sel("any-vm"), Sel("any-vm")))
+    vm_fwd.append(_default_rule("vm_fwd", d, "vm_to_external", Sel("any-vm"), Sel("external")))
+    ext_to_vm.append(_default_rule("ext_to_vm", d, "external_to_vm", Sel("any-ext"), Sel("any-vm")))
     return vm_to_host + ext_to_host + vm_fwd + ext_to_vm
+
+
+def _role_rule(role: Role, chain: str, dst: Sel, service: Service, what: str, line: int | None) -> Rule:
+    """A rule that lets the role's people in: from its source addresses, only within its time window."""
+    return Rule(
+        chain,
+        Sel("role", role.name),
+        dst,
+        service,
+        "accept",
+        f"role {role.name} -> {what}",
+        line,
+        role.name,
+        role.window,
+    )
+
+
+def _default_rule(chain: str, defaults: Defaults, key: str, src: Sel, dst: Sel) -> Rule:
+    """``defaults.<key>``: what happens to the rest of the traffic from ``src`` to ``dst``."""
+    value = getattr(defaults, key)
+    return Rule(chain, src, dst, None, _act(value), f"defaults.{key}: {value}", defaults.lines.get(key))
 
 
 def _act(v: str) -> str:
