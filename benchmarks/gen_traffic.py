@@ -45,7 +45,8 @@ def ip4(text: str) -> bytes:
 
 class Writer:
     def __init__(self, path: str, snap: int) -> None:
-        self.fh = open(path, "wb", buffering=1 << 22)
+        # no with-block: the writer owns the file until close(), after the last frame
+        self.fh = open(path, "wb", buffering=1 << 22)  # noqa: SIM115
         self.fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snap, 1))
         self.snap = snap
         self.count = 0
@@ -206,7 +207,7 @@ def attack(w: Writer, kind: str, host, vms, rnd) -> None:
     by_ip = {v[1][3]: v for v in vms}
     if kind == "arp":  # vm13 tells vm12 and vm20 that the host's IP is at vm13's MAC, every 2 s
         a = by_ip[13]
-        for i in range(10):
+        for _ in range(10):
             for victim in (by_ip[12], by_ip[20]):
                 w.put(arp_frame(2, a[2], host[1], victim[2], victim[1]))
             w.ts += 0.02

@@ -86,9 +86,9 @@ def test_each_bad_file_gives_one_line_and_the_scan_goes_on(run_cli, bad_folder):
     assert "200.0 MiB" in errors["huge.xml"] and "limit" in errors["huge.xml"]
     assert "No such file" in errors["dangling.xml"]
     # one stderr line per bad file, each naming it
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("vmsentry: ")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("vmsentry: ")]
     for name in errors:
-        assert sum(name in l for l in lines) == 1, (name, lines)
+        assert sum(name in line for line in lines) == 1, (name, lines)
     # the good file is still there and audited
     assert [v["name"] for v in report["inventory"]["vms"]] == ["good-vm"]
     assert any(f["asset"] == "vm:good-vm" and f["status"] == "fail" for f in report["findings"])

@@ -147,8 +147,8 @@ def test_zeek_bad_arp_baseline(shared_dir):
 def test_zeek_rfb_baseline_connection_is_the_mgmt_alert(shared_dir, tmp_path):
     """The connection in Zeek's rfb.log baseline is the one mgmt_access reports."""
     rfb = (shared_dir / "pcaps" / "expected" / "vnc_scanner_zeek" / "rfb.log").read_text().splitlines()
-    fields = next(l for l in rfb if l.startswith("#fields")).split("\t")[1:]
-    row = dict(zip(fields, next(l for l in rfb if not l.startswith("#")).split("\t")))
+    fields = next(line for line in rfb if line.startswith("#fields")).split("\t")[1:]
+    row = dict(zip(fields, next(line for line in rfb if not line.startswith("#")).split("\t")))
     inv = inventory_from_roles({"vms": {"scanner-vm": row["id.orig_h"]}, "host": row["id.resp_h"]}, tmp_path)
     (alert,) = detect(_pcap(shared_dir, "vnc_scanner_zeek.pcap"), inventory=inv)[0]
     assert alert["attacker"]["ip"] == row["id.orig_h"] and alert["victims"][0]["ip"] == row["id.resp_h"]

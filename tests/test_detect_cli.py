@@ -62,10 +62,10 @@ def test_no_alert_exit_0_and_output_file(shared_dir, run_cli, tmp_path):
 
 def test_follow_on_a_file_prints_json_lines(shared_dir, run_cli):
     proc = run_cli("detect", *_lab(shared_dir)[:2], "--follow")
-    lines = [json.loads(l) for l in proc.stdout.splitlines()]
-    assert [l.get("event") for l in lines[:2]] == ["raised", "raised"]
-    assert "stats" in lines[-1] and lines[-1]["stats"]["packets"] == 2080
-    finals = [l for l in lines if l.get("event") == "final"]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [record.get("event") for record in records[:2]] == ["raised", "raised"]
+    assert "stats" in records[-1] and records[-1]["stats"]["packets"] == 2080
+    finals = [record for record in records if record.get("event") == "final"]
     assert {f["type"] for f in finals} <= {"arp_spoof", "port_scan"}
 
 

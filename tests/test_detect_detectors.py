@@ -200,7 +200,7 @@ def test_scan_of_every_port_keeps_state_bounded():
 def test_mac_flood_from_pcap(tmp_path):
     rnd = random.Random(5)
     pkts = [
-        Ether(src="02:%02x:%02x:%02x:%02x:%02x" % tuple(rnd.randrange(256) for _ in range(5)), dst=BCAST)
+        Ether(src="02:" + ":".join(f"{rnd.randrange(256):02x}" for _ in range(5)), dst=BCAST)
         / IP(src=VM3_IP, dst="10.99.0.250")
         / TCP(dport=80, sport=rnd.randrange(1024, 65535), flags="S")
         for _ in range(300)

@@ -160,7 +160,7 @@ def test_no_host_facts_gives_possible_edges():
 
 def test_every_vulnerable_edge_names_its_cve():
     eg = graph(FIN)
-    for u, v, d in edges(eg, "hypervisor-escape"):
+    for u, _v, d in edges(eg, "hypervisor-escape"):
         assert d["cve"] in u
         assert d["change"] == "upgrade:host:fin-kvm-01:qemu" or d["change"].startswith("upgrade:")
 

@@ -103,7 +103,7 @@ def test_unknown_version_gives_possible_lower_likelihood_edge(tmp_path):
     eg = build_graph(inv)
     esc = [(u, d) for u, v, d in eg.g.edges(data=True) if d["technique"] == "hypervisor-escape"]
     assert esc
-    for u, d in esc:
+    for _u, d in esc:
         assert d["likelihood"] <= 0.1 + 1e-9
         assert "POSSIBLE" in d["detail"]
     assert all(m["status"] == "unknown" for m in eg.vulns_matched)

@@ -328,7 +328,9 @@ def test_collect_from_a_copied_host_tree(host_tree):
     assert vm.host == "hv1" and vm.state == "running"
     assert vm.security.confinement == "none"
     assert vm.facts["qemu.process.uid"] == {"value": 0, "at": "/proc/200/status"}
-    assert [(l.kind, l.address, l.port, l.auth) for l in vm.listeners] == [("vnc", None, 5903, "none")]
+    assert [(listener.kind, listener.address, listener.port, listener.auth) for listener in vm.listeners] == [
+        ("vnc", None, 5903, "none")
+    ]
     assert [(f.host_address, f.host_ports, f.nic) for f in vm.forwards] == [(None, [2222, 2222], "u0")]
     assert vm.nics[0].model == "e1000"
 

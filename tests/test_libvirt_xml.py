@@ -89,7 +89,9 @@ def test_passt_port_forwards_expand_ranges_and_excludes(corpus_dir):
 )
 def test_listeners(corpus_dir, rel, expected):
     vm = _one(corpus_dir, rel)
-    assert [(l.kind, l.transport, l.address, l.port) for l in vm.listeners] == expected
+    assert [
+        (listener.kind, listener.transport, listener.address, listener.port) for listener in vm.listeners
+    ] == expected
 
 
 def test_graphics_password_is_recorded_as_present_only(corpus_dir):
@@ -191,5 +193,5 @@ def test_live_default_test_driver_through_the_cli(run_cli):
 def test_unreachable_libvirt_uri_is_one_error_line(run_cli):
     proc = run_cli("inventory", "--libvirt", "test:///nonexistent/node.xml")
     assert proc.returncode == 2
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("vmsentry:")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("vmsentry:")]
     assert len(lines) == 1 and "test:///nonexistent/node.xml" in lines[0] and "Traceback" not in proc.stderr

@@ -60,7 +60,8 @@ def render(tmp_path, *inputs) -> str:
 
 
 def test_escaping_without_a_browser(tmp_path):
-    html = open(render(tmp_path, evil_inventory(tmp_path))).read()
+    with open(render(tmp_path, evil_inventory(tmp_path))) as fh:
+        html = fh.read()
     assert EVIL not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<img src=x" not in html and "<svg onload" not in html

@@ -54,7 +54,9 @@ def test_corpus_homelab_vm(pve_corpus: Path):
     assert vm.facts["proxmox.net0.firewall"] == {"value": "1", "at": "line 8, net0"}
     assert vm.facts["proxmox.agent"]["value"] == "1"
     # the built-in console is qemu-server's UNIX socket, not a network listener
-    assert [(l.kind, l.transport, l.address) for l in vm.listeners] == [("vnc", "unix", "/var/run/qemu-server/100.vnc")]
+    assert [(listener.kind, listener.transport, listener.address) for listener in vm.listeners] == [
+        ("vnc", "unix", "/var/run/qemu-server/100.vnc")
+    ]
     assert vm.channels.clipboard == "disabled"
 
 
@@ -96,7 +98,7 @@ def test_corpus_passthrough_args_and_spice(pve_corpus: Path):
     vnc = proxmox.read(str(pve_corpus / "qemuserver__cfg2cmd_vnc-clipboard-std.conf")).vms[0]
     assert vnc.channels.clipboard == "bidirectional" and vnc.facts["proxmox.vga.clipboard"]["value"] == "vnc"
     serial = proxmox.read(str(pve_corpus / "qemuserver__cfg2cmd_seabios_serial.conf")).vms[0]
-    assert ("serial", "unix") in [(l.kind, l.transport) for l in serial.listeners]
+    assert ("serial", "unix") in [(listener.kind, listener.transport) for listener in serial.listeners]
 
 
 def test_corpus_firewall_files(pve_corpus: Path):
@@ -139,8 +141,9 @@ def test_lab_tree_links_firewall_and_bridges():
     assert [(f.protocol, f.host_ports, f.guest_ports, f.host_address) for f in risky.forwards] == [
         ("tcp", [2222, 2222], [22, 22], None)
     ]
-    assert ("vnc", "tcp", "0.0.0.0", 5977) in [(l.kind, l.transport, l.address, l.port) for l in risky.listeners]
-    assert ("monitor", "tcp", "0.0.0.0", 4444) in [(l.kind, l.transport, l.address, l.port) for l in risky.listeners]
+    endpoints = [(listener.kind, listener.transport, listener.address, listener.port) for listener in risky.listeners]
+    assert ("vnc", "tcp", "0.0.0.0", 5977) in endpoints
+    assert ("monitor", "tcp", "0.0.0.0", 4444) in endpoints
     assert [s.name for s in risky.snapshots] == ["before-update"]  # [PENDING] is not a snapshot
     assert risky.facts["proxmox.snapshot.before-update.vmstate"]["value"] == "local-lvm:vm-102-state-before-update"
     assert risky.facts["proxmox.pending"]["value"] == ["memory"]

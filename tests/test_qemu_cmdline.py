@@ -21,7 +21,10 @@ SECRETS = ("S3cr3tVNC", "SpiceSecret", "secretpw")
 
 
 def listeners(vm):
-    return [(l.kind, l.transport, l.address, l.port, l.auth, l.tls) for l in vm.listeners]
+    return [
+        (listener.kind, listener.transport, listener.address, listener.port, listener.auth, listener.tls)
+        for listener in vm.listeners
+    ]
 
 
 def argv_vm(*args: str) -> VM:

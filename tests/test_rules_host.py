@@ -449,7 +449,7 @@ def test_missing_group_is_unknown_for_its_rules():
         "libvirtd_conf": ["VMS-LVD-018", "VMS-LVD-020"],
     }
     for name, rule_ids in expect.items():
-        inv = build(lambda i, f: f.pop(name))
+        inv = build(lambda i, f, group=name: f.pop(group))
         for rid in rule_ids:
             assert statuses(rid, inv) == ["unknown"], (name, rid)
 

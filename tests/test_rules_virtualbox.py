@@ -89,7 +89,7 @@ def test_localhost_reachable_default_depends_on_settings_version(corpus_dir):
 
 def test_vrde_null_auth_on_every_address_is_critical(corpus_dir):
     inv, _ = collect([str(corpus_dir / "virtualbox/libvirt__2disks-nosnap.vbox")])
-    [f] = [f for f in evaluate(inv, [RULES["VMS-VM-002"]])]
+    [f] = list(evaluate(inv, [RULES["VMS-VM-002"]]))
     assert (f.status, f.severity, f.evidence["value"]) == ("fail", "critical", "vrde tcp every address:5900 auth=none")
 
 

@@ -87,7 +87,7 @@ def test_risky_machine_every_attachment_and_default():
         ("tcp", "127.0.0.1", [8080, 8080], [80, 80]),
         ("udp", "0.0.0.0", [5353, 5353], [53, 53]),
     ]
-    assert [(l.kind, l.address, l.port, l.auth) for l in vm.listeners] == [
+    assert [(listener.kind, listener.address, listener.port, listener.auth) for listener in vm.listeners] == [
         ("vrde", None, 5000, "none"),
         ("serial", None, 7002, "none"),
         ("migration", None, 6000, "none"),
@@ -159,7 +159,7 @@ def test_showvminfo_machinereadable():
         (None, [2222, 2222], [22, 22], "nic1"),
         ("127.0.0.1", [8080, 8080], [80, 80], "nic1"),
     ]
-    assert [(l.kind, l.address, l.port, l.auth) for l in vm.listeners] == [
+    assert [(listener.kind, listener.address, listener.port, listener.auth) for listener in vm.listeners] == [
         ("vrde", None, 3389, "none"),
         ("serial", None, 7010, "none"),
     ]

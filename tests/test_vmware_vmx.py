@@ -130,7 +130,7 @@ def test_workstation_fixture_model():
     assert (nics["ethernet1"].mode, nics["ethernet1"].mac) == ("nat", "00:50:56:3f:00:10")
     assert nics["ethernet3"].connected is False and nics["ethernet3"].mode == "host-only"
     assert nics["ethernet4"].mode == "private"
-    assert [(l.kind, l.address, l.port, l.auth) for l in vm.listeners] == [
+    assert [(listener.kind, listener.address, listener.port, listener.auth) for listener in vm.listeners] == [
         ("serial", None, 7001, "none"),
         ("vnc", None, 5901, "none"),
     ]

@@ -24,7 +24,7 @@ def inventory(n_vms: int, n_nets: int = 4, ipv6: bool = False, ports: bool = Tru
     for i in range(n_vms):
         k = i % n_nets
         ip = f"10.{100 + k}.{(i // 250) % 250}.{i % 250 + 2}"
-        mac = "52:54:00:%02x:%02x:%02x" % ((i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF)
+        mac = f"52:54:00:{(i >> 16) & 0xFF:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}"
         nic = Nic(
             id="net0",
             mode="nat",

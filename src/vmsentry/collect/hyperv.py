@@ -93,6 +93,31 @@ def _not_an_export(path: str, data: bytes) -> str:
 # ------------------------------------------------------------------------------------------ export
 
 
+# properties copied as they are into facts, for the rules that read them
+HOST_FACTS = (
+    "EnableEnhancedSessionMode",
+    "VirtualMachineMigrationEnabled",
+    "UseAnyNetworkForMigration",
+    "VirtualMachineMigrationPerformanceOption",
+    "MaximumVirtualMachineMigrations",
+)
+VM_FACTS = ("Generation", "Version", "AutomaticStopAction", "CheckpointType")
+SECURITY_FACTS = (
+    "EncryptStateAndVmMigrationTraffic",
+    "Shielded",
+    "TpmEnabled",
+    "KsdEnabled",
+    "VirtualizationBasedSecurityOptOut",
+)
+
+
+def _copy_facts(facts: dict, prefix: str, obj: dict[str, Any], at: str, keys: tuple[str, ...]) -> None:
+    """Each of ``keys`` that ``obj`` has becomes the fact ``prefix.key``, found at ``at.key`` in the export."""
+    for key in keys:
+        if key in obj:
+            facts[f"{prefix}.{key}"] = {"value": obj[key], "at": f"{at}.{key}"}
+
+
 def _enum(value: Any, table: dict[int, str]) -> str | None:
     if value is None:
         return None
@@ -135,15 +160,7 @@ def read_export(doc: dict[str, Any], source: Source) -> Inventory:
     host_name = str(host_doc.get("ComputerName") or host_doc.get("Name") or doc.get("ComputerName") or "hyperv-host")
     host = Host(name=host_name, platform=PLATFORM)
     host.facts["source_file"] = where
-    for key in (
-        "EnableEnhancedSessionMode",
-        "VirtualMachineMigrationEnabled",
-        "UseAnyNetworkForMigration",
-        "VirtualMachineMigrationPerformanceOption",
-        "MaximumVirtualMachineMigrations",
-    ):
-        if key in host_doc:
-            host.facts[f"hyperv.host.{key}"] = {"value": host_doc[key], "at": f"host.{key}"}
+    _copy_facts(host.facts, "hyperv.host", host_doc, "host", HOST_FACTS)
     if "VirtualMachineMigrationAuthenticationType" in host_doc:
         host.facts["hyperv.host.VirtualMachineMigrationAuthenticationType"] = {
             "value": _enum(host_doc["VirtualMachineMigrationAuthenticationType"], MIGRATION_AUTH),
@@ -223,9 +240,7 @@ def _read_vm(
     )
     if d.get("State") is not None:
         vm.state = str(d["State"])
-    for key in ("Generation", "Version", "AutomaticStopAction", "CheckpointType"):
-        if key in d:
-            vm.facts[f"hyperv.vm.{key}"] = {"value": d[key], "at": f"{base}.{key}"}
+    _copy_facts(vm.facts, "hyperv.vm", d, base, VM_FACTS)
     adapters = [a for a in _list(d.get("NetworkAdapters")) if isinstance(a, dict)]
     names = [str(a.get("Name") or "Network Adapter") for a in adapters]
     for n, a in enumerate(adapters):
@@ -271,15 +286,7 @@ def _read_vm(
                 }
     sec = d.get("Security")
     if isinstance(sec, dict):
-        for key in (
-            "EncryptStateAndVmMigrationTraffic",
-            "Shielded",
-            "TpmEnabled",
-            "KsdEnabled",
-            "VirtualizationBasedSecurityOptOut",
-        ):
-            if key in sec:
-                vm.facts[f"hyperv.security.{key}"] = {"value": sec[key], "at": f"{base}.Security.{key}"}
+        _copy_facts(vm.facts, "hyperv.security", sec, f"{base}.Security", SECURITY_FACTS)
     fw = d.get("Firmware")
     if isinstance(fw, dict) and "SecureBoot" in fw:
         vm.security.secure_boot = _enum(fw["SecureBoot"], ON_OFF) == "On"

@@ -8,7 +8,7 @@ once every file has been read. Secrets (graphics ``passwd``) are recorded only a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 
 from lxml import etree
@@ -182,34 +182,15 @@ def _read_interface(vm: VM, el: etree._Element, nic_index: int, doc: int) -> Non
     elif itype in ("server", "client", "mcast", "udp"):
         nic.detail = f"{itype} socket {src_attr.get('address', '')}:{src_attr.get('port', '')}"
         if itype == "server":
-            vm.listeners.append(
-                Listener(
-                    "net-socket",
-                    "tcp",
-                    _bind_address(src_attr.get("address")),
-                    _int(src_attr.get("port")),
-                    "none",
-                    locator,
-                )
-            )
+            vm.listeners.append(_socket_listener("tcp", src_attr, locator))
         elif itype == "udp":
-            local = el.find("source/local")
+            local = el.find("source/local")  # the host end the UDP tunnel receives on
             if local is not None:
-                vm.listeners.append(
-                    Listener(
-                        "net-socket",
-                        "udp",
-                        _bind_address(local.get("address")),
-                        _int(local.get("port")),
-                        "none",
-                        locator,
-                    )
-                )
+                vm.listeners.append(_socket_listener("udp", local.attrib, locator))
     elif itype == "vhostuser":
         nic.detail = f"vhost-user socket {src_attr.get('path')}"
-    elif itype == "ethernet":
-        if ips or get("route") is not None:
-            nic.mode = "routed"  # libvirt gives the tap a host IP and a route to the guest
+    elif itype == "ethernet" and (ips or get("route") is not None):
+        nic.mode = "routed"  # libvirt gives the tap a host IP and a route to the guest
     backend = get("backend")
     if backend is not None and backend.get("type") == "passt":
         nic.mode = "user"
@@ -244,6 +225,13 @@ def _read_interface(vm: VM, el: etree._Element, nic_index: int, doc: int) -> Non
     vm.nics.append(nic)
     for pf in forwards:
         vm.forwards.extend(_port_forwards(pf, nic_id, doc))
+
+
+def _socket_listener(protocol: str, attrs: Mapping[str, str], locator: str) -> Listener:
+    """A socket-backed NIC's host end that listens (``address``/``port`` attributes); no auth on it."""
+    return Listener(
+        "net-socket", protocol, _bind_address(attrs.get("address")), _int(attrs.get("port")), "none", locator
+    )
 
 
 def _port_forwards(pf: etree._Element, nic_id: str, doc: int) -> Iterable[Forward]:
@@ -426,7 +414,7 @@ def _read_disk(vm: VM, el: etree._Element, doc: int) -> None:
         return
     encrypted = el.find("encryption") is not None or el.find("source/encryption") is not None
     if encrypted:
-        vm.security.disk_encryption = True if vm.security.disk_encryption is not False else False
+        vm.security.disk_encryption = vm.security.disk_encryption is not False
     elif vm.security.disk_encryption is None or vm.security.disk_encryption is True:
         vm.security.disk_encryption = False
         vm.facts.setdefault("libvirt.disk.unencrypted", {"value": _disk_name(el), "at": element_locator(el, doc)})

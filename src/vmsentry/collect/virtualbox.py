@@ -55,13 +55,15 @@ _ATTACHMENT_MODE = {
     "GenericInterface": "unknown",
     "CloudNetwork": "unknown",
 }
-_CLIPBOARD = {
+# VirtualBox's own values in lower case, the same in .vbox files and in VBoxManage output
+# (virtualbox_showvminfo.py): clipboard and drag-and-drop modes, VRDE auth types
+CLIPBOARD_MODES = {
     "disabled": "disabled",
     "hosttoguest": "host-to-guest",
     "guesttohost": "guest-to-host",
     "bidirectional": "bidirectional",
 }
-_AUTH = {"null": "none", "external": "password", "guest": "password"}
+VRDE_AUTH = {"null": "none", "external": "password", "guest": "password"}
 
 
 def claims(path: str, head: bytes) -> bool:
@@ -335,7 +337,7 @@ class _Reader:
         ports = props.get("TCP/Ports") or "3389"
         first = _int(ports.replace("-", ",").split(",")[0])
         address = (props.get("TCP/Address") or "").strip() or None
-        vm.listeners.append(Listener("vrde", "tcp", address, first, _AUTH.get(auth.lower(), "unknown"), where))
+        vm.listeners.append(Listener("vrde", "tcp", address, first, VRDE_AUTH.get(auth.lower(), "unknown"), where))
 
     def uart(self, vm: VM, hw: etree._Element) -> None:
         uart = hw.find(self.q("UART"))
@@ -374,14 +376,14 @@ class _Reader:
     def channels(self, vm: VM, hw: etree._Element) -> None:
         clip = hw.find(self.q("Clipboard"))
         mode = (clip.get("mode") if clip is not None else None) or "Disabled"
-        vm.channels.clipboard = _CLIPBOARD.get(mode.lower(), "unknown")
+        vm.channels.clipboard = CLIPBOARD_MODES.get(mode.lower(), "unknown")
         where = self.loc(clip) if clip is not None else "no <Clipboard> (default Disabled)"
         vm.facts["vbox.Clipboard.mode"] = {"value": mode, "at": where}
         ft = clip.get("fileTransfersEnabled") if clip is not None else None
         vm.facts["vbox.Clipboard.fileTransfersEnabled"] = {"value": _bool(ft, False), "at": where}
         dnd = hw.find(self.q("DragAndDrop"))
         dmode = (dnd.get("mode") if dnd is not None else None) or "Disabled"
-        vm.channels.drag_and_drop = _CLIPBOARD.get(dmode.lower(), "unknown")
+        vm.channels.drag_and_drop = CLIPBOARD_MODES.get(dmode.lower(), "unknown")
         vm.facts["vbox.DragAndDrop.mode"] = {
             "value": dmode,
             "at": self.loc(dnd) if dnd is not None else "no <DragAndDrop> (default Disabled)",

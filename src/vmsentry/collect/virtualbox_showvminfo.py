@@ -15,9 +15,9 @@ unknown (shares are assumed writable, the VirtualBox default).
 from __future__ import annotations
 
 from vmsentry.collect.source_file import NOT_UTF8, BadInput, decode_text, looks_binary, read_bytes
+from vmsentry.collect.virtualbox import CLIPBOARD_MODES, PLATFORM, VRDE_AUTH
 from vmsentry.model import VM, Forward, InputError, Inventory, Listener, Nic, Share, Source
 
-PLATFORM = "virtualbox"
 _MODES = {
     "nat": "user",
     "natnetwork": "nat",
@@ -30,15 +30,6 @@ _MODES = {
     "null": "disconnected",
 }
 _PROMISC = {"deny": "Deny", "allow-vms": "AllowNetwork", "allow-all": "AllowAll"}
-_CLIP = {
-    "disabled": "disabled",
-    "hosttoguest": "host-to-guest",
-    "guesttohost": "guest-to-host",
-    "bidirectional": "bidirectional",
-}
-_AUTH = {"null": "none", "external": "password", "guest": "password"}
-
-
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Windows PowerShell 5.1 '>' writes UTF-16LE
 
 
@@ -157,7 +148,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
                 "tcp",
                 None if address in ("", "0.0.0.0") else address,
                 int(port_s) if port_s.isdigit() else None,
-                _AUTH.get(auth, "unknown"),
+                VRDE_AUTH.get(auth, "unknown"),
                 at("vrde"),
             )
         )
@@ -168,9 +159,9 @@ def read(path: str, data: bytes | None = None) -> Inventory:
     if get("vrdemulticon") is not None:
         vm.facts["vbox.VRDE.allowMultiConnection"] = {"value": get("vrdemulticon") == "on", "at": at("vrdemulticon")}
     clip = get("clipboard") or get("clipboard-mode")
-    vm.channels.clipboard = _CLIP.get((clip or "").lower(), "unknown")
+    vm.channels.clipboard = CLIPBOARD_MODES.get((clip or "").lower(), "unknown")
     dnd = get("draganddrop") or get("drag-and-drop")
-    vm.channels.drag_and_drop = _CLIP.get((dnd or "").lower(), "unknown")
+    vm.channels.drag_and_drop = CLIPBOARD_MODES.get((dnd or "").lower(), "unknown")
     for n in range(1, 5):
         mode = get(f"uartmode{n}")
         if mode and mode.startswith("tcpserver,"):

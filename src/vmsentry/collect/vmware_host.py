@@ -137,28 +137,29 @@ def _read_networking(path: str, text: str, inv: Inventory) -> None:
         if s.startswith(("answer ", "add_", "remove_")):
             continue  # other settings (NAT6, ...) that do not change the mode
         inv.errors.append(InputError(path, f"line {lineno}: not an 'answer VNET_N_...' line; ignored"))
-    for number, a in sorted(answers.items(), key=lambda kv: int(kv[0])):
+    for number, settings in sorted(answers.items(), key=lambda kv: int(kv[0])):
         net = _net(inv, f"vmnet{number}", path, cache)
-
-        def yes(key: str) -> bool:
-            return a.get(key, ("no",))[0].lower() == "yes"
-
-        if yes("NAT"):
-            net.mode, why = "nat", a["NAT"]
-        elif "INTERFACE" in a:
-            net.mode, why = "bridged", a["INTERFACE"]
-            net.bridge = a["INTERFACE"][0]
-        elif "HOSTONLY_SUBNET" in a:
-            net.mode, why = "host-only", a["HOSTONLY_SUBNET"]
+        if _is_yes(settings, "NAT"):
+            net.mode, why = "nat", settings["NAT"]
+        elif "INTERFACE" in settings:
+            net.mode, why = "bridged", settings["INTERFACE"]
+            net.bridge = settings["INTERFACE"][0]
+        elif "HOSTONLY_SUBNET" in settings:
+            net.mode, why = "host-only", settings["HOSTONLY_SUBNET"]
         else:
             why = None
         net.locator = f"line {why[1]}" if why else None
-        subnet, mask = a.get("HOSTONLY_SUBNET"), a.get("HOSTONLY_NETMASK")
+        subnet, mask = settings.get("HOSTONLY_SUBNET"), settings.get("HOSTONLY_NETMASK")
         if subnet and mask:
             net.subnets.append(_cidr(subnet[0], mask[0]))
-        net.dhcp = yes("DHCP")
-        for key, (value, lineno) in a.items():
+        net.dhcp = _is_yes(settings, "DHCP")
+        for key, (value, lineno) in settings.items():
             net.facts[f"vmware.networking.VNET_{number}_{key}"] = {"value": value, "at": f"line {lineno}"}
+
+
+def _is_yes(settings: dict[str, tuple[str, int]], key: str) -> bool:
+    """An 'answer VNET_N_KEY yes' line; an absent key is no."""
+    return settings.get(key, ("no",))[0].lower() == "yes"
 
 
 def _cidr(subnet: str, mask: str) -> str:

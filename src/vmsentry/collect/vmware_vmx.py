@@ -337,7 +337,7 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
         }
 
     groups: dict[str, dict[int, dict[str, tuple[str, int, str]]]] = {}
-    disk_modes: list[tuple[str, tuple[str, int, str]]] = []
+    disk_modes: list[tuple[str, int, str]] = []  # the (value, line, key) entries of disk modes
     role_of = _KEY_ROLES.get
     for lower, entry in entries.items():
         role = role_of(lower)
@@ -356,7 +356,7 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
         elif kind is _SECRET_KEY:
             facts[f"vmx.{entry[2]}"] = {"value": SECRET, "at": _loc(entry)}
         elif kind is _DISK_MODE_KEY:
-            disk_modes.append((lower, entry))
+            disk_modes.append(entry)
         elif "cdrom" in entry[0].lower():  # a _DEVICE_TYPE_KEY: whether it is a CD-ROM is in its value
             dev = lower[: -len(".devicetype")]
             present = _bool(val(dev + ".present"))
@@ -366,7 +366,7 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
                     "value": "connected" if connected is not False else "not connected at power on",
                     "at": _loc(entry),
                 }
-    for lower, entry in disk_modes:
+    for entry in disk_modes:
         if entry[0].strip().lower() == "independent-nonpersistent":
             facts[f"vmx.{entry[2]}"] = {"value": entry[0], "at": _loc(entry)}
 

@@ -31,6 +31,7 @@ LINKTYPES = {
 VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
 IPV6_EXT = (0, 43, 60)  # hop-by-hop, routing, destination options: skipped over
 DHCP_PORTS = (67, 68)
+ICMP_PROTOS = (ICMP, ICMP6)  # a constant tuple: faster per packet than two comparisons or a tuple built inline
 
 
 def linktype_supported(linktype: int) -> bool:
@@ -187,7 +188,7 @@ class FrameDecoder:
                 self.out.append(ev)
                 return
             flows.udp_packet(ts, smac, dmac, src, dst, sport, dport, bytes(buf[t + 8 : min(end, t + 520)]), orig)
-        elif proto == ICMP or proto == ICMP6:
+        elif proto in ICMP_PROTOS:
             if end - t < 4:
                 return self._bad(ts, smac, dmac, 0x0800 if len(src) == 4 else 0x86DD, "truncated-icmp")
             itype = buf[t]

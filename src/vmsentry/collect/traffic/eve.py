@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from vmsentry.collect.traffic.decode import FrameDecoder
-from vmsentry.collect.traffic.reader import FileReader
+from vmsentry.collect.traffic.flow_log import tcp_opening
+from vmsentry.collect.traffic.reader import LOG_BATCH, FileReader
 from vmsentry.model.traffic import (
     ACK,
     ICMP,
@@ -36,7 +37,6 @@ from vmsentry.model.traffic import (
     mac_bytes,
 )
 
-BATCH = 4096
 PROTOS = {"TCP": TCP, "UDP": UDP, "ICMP": ICMP, "IPV6-ICMP": ICMP6, "ICMPV6": ICMP6}
 DHCP_CODES = {"discover": 1, "offer": 2, "request": 3, "decline": 4, "ack": 5, "nak": 6, "release": 7, "inform": 8}
 ZERO_MAC = b"\x00" * 6
@@ -51,13 +51,8 @@ class EveReader(FileReader):
 
     def run(self, dec: FrameDecoder) -> Iterator[None]:
         stats, out = dec.stats, dec.out
-        pending, number = self.head, 0
-        while True:
-            chunk = self.stream.read(1 << 20)
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop() if chunk else b""
-            for raw in lines:
-                number += 1
+        for lines in self.numbered_lines():
+            for number, raw in lines:
                 if not raw.strip():
                     continue
                 try:
@@ -77,11 +72,9 @@ class EveReader(FileReader):
                     handler(record, out, self._ts(record, stats))
                 except (TypeError, ValueError, KeyError, AttributeError):
                     stats.problem("malformed-eve-record", f"{self.name}: line {number} ({kind})")
-                if len(out) >= BATCH:
+                if len(out) >= LOG_BATCH:
                     yield
             yield
-            if not chunk:
-                break
 
     def _ts(self, r: dict, stats) -> float:
         value = (r.get("flow") or {}).get("start") if r.get("event_type") == "flow" else None
@@ -121,12 +114,9 @@ class EveReader(FileReader):
             return
         tcp = r.get("tcp") or {}
         to_server, to_client = _flags(tcp.get("tcp_flags_ts")), _flags(tcp.get("tcp_flags_tc"))
-        if tcp.get("syn") or to_server & SYN:
-            out.append(Packet(ts, smac, dmac, src, dst, TCP, sport, dport, SYN, 0, b""))
-        if to_client & SYN and to_client & ACK:
-            out.append(Packet(ts, dmac, smac, dst, src, TCP, dport, sport, SYN | ACK, 0, b""))
-        elif to_client & RST:
-            out.append(Packet(ts, dmac, smac, dst, src, TCP, dport, sport, RST | ACK, 0, b""))
+        client_syn = bool(tcp.get("syn") or to_server & SYN)
+        accepted, reset = bool(to_client & SYN and to_client & ACK), bool(to_client & RST)
+        tcp_opening(out, ts, smac, dmac, src, dst, sport, dport, client_syn, accepted, reset)
         established = tcp.get("state") in (
             "established",
             "closed",

@@ -34,7 +34,8 @@ def open_inputs(path: str) -> list:
 
 def open_file(path: str):
     try:
-        raw = sys.stdin.buffer if path == "-" else open(path, "rb")
+        # no with-block: the reader returned goes on reading the file after this function returns
+        raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise BadTrafficInput(f"{path}: cannot open: {exc.strerror}") from None
     stream = raw

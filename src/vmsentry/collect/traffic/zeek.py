@@ -19,23 +19,10 @@ import json
 from collections.abc import Iterator
 
 from vmsentry.collect.traffic.decode import FrameDecoder
-from vmsentry.collect.traffic.reader import FileReader
-from vmsentry.model.traffic import (
-    ACK,
-    ICMP,
-    ICMP6,
-    RST,
-    SYN,
-    TCP,
-    UDP,
-    Dhcp,
-    Packet,
-    dns_query_payload,
-    ip_bytes,
-    mac_bytes,
-)
+from vmsentry.collect.traffic.flow_log import tcp_opening
+from vmsentry.collect.traffic.reader import LOG_BATCH, FileReader
+from vmsentry.model.traffic import ACK, ICMP, ICMP6, TCP, UDP, Dhcp, Packet, dns_query_payload, ip_bytes, mac_bytes
 
-BATCH = 4096
 PROTOS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmp6": ICMP6}
 DHCP_CODES = {"DISCOVER": 1, "OFFER": 2, "REQUEST": 3, "DECLINE": 4, "ACK": 5, "NAK": 6, "RELEASE": 7, "INFORM": 8}
 SERVER_CODES = (2, 5, 6)
@@ -53,15 +40,8 @@ class ZeekReader(FileReader):
 
     def run(self, dec: FrameDecoder) -> Iterator[None]:
         stats, out = dec.stats, dec.out
-        pending = self.head
-        number = 0
-        while True:
-            chunk = self.stream.read(1 << 20)
-            data = pending + chunk
-            lines = data.split(b"\n")
-            pending = lines.pop() if chunk else b""
-            for raw in lines:
-                number += 1
+        for lines in self.numbered_lines():
+            for number, raw in lines:
                 line = raw.decode("utf-8", "replace").rstrip("\r")
                 if not line:
                     continue
@@ -74,11 +54,9 @@ class ZeekReader(FileReader):
                     continue
                 stats.packets += 1
                 self._events(record, out, stats)
-                if len(out) >= BATCH:
+                if len(out) >= LOG_BATCH:
                     yield
             yield
-            if not chunk:
-                break
         self.format = f"zeek-{self.path}"
 
     def _header(self, line: str) -> None:
@@ -146,12 +124,10 @@ class ZeekReader(FileReader):
         if proto != TCP:
             out.append(Packet(ts, smac, dmac, src, dst, proto, sport, dport, 0, 0, b""))
             return
-        if "S" in history or state in ("S0", "REJ", "RSTOS0", "SH"):
-            out.append(Packet(ts, smac, dmac, src, dst, TCP, sport, dport, SYN, 0, b""))
-        if "h" in history or state in ("S1", "SF", "S2", "S3", "RSTO", "RSTR"):
-            out.append(Packet(ts, dmac, smac, dst, src, TCP, dport, sport, SYN | ACK, 0, b""))
-        elif "r" in history or state == "REJ":
-            out.append(Packet(ts, dmac, smac, dst, src, TCP, dport, sport, RST | ACK, 0, b""))
+        client_syn = "S" in history or state in ("S0", "REJ", "RSTOS0", "SH")
+        accepted = "h" in history or state in ("S1", "SF", "S2", "S3", "RSTO", "RSTR")
+        reset = "r" in history or state == "REJ"
+        tcp_opening(out, ts, smac, dmac, src, dst, sport, dport, client_syn, accepted, reset)
         if "D" in history or ("h" in history and "A" in history) or (not history and state in ("SF", "S1", "OTH")):
             out.append(Packet(ts, smac, dmac, src, dst, TCP, sport, dport, ACK, 0, b""))
 
