@@ -19,7 +19,6 @@ rbd's ``key=``.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from vmsentry.model.text import REDACTED, is_secret_key, redact_credentials
@@ -65,9 +64,6 @@ def _redact_json(value: Any) -> Any:
     return value
 
 
-_JSON_SECRET = re.compile(r'("(?:[^"\\]|\\.)*"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}\]\s]+)')
-
-
 def redact_arg(arg: str) -> str:
     """One argument with every secret value replaced by ``<redacted>``."""
     stripped = arg.lstrip()
@@ -75,12 +71,9 @@ def redact_arg(arg: str) -> str:
         try:
             return json.dumps(_redact_json(json.loads(stripped)), separators=(",", ":"))
         except (ValueError, RecursionError):
-            # not valid JSON: still hide the value of every secret-named member
-            def member(match: re.Match[str]) -> str:
-                name = match.group(1).split(":")[0].strip().strip('"')
-                return match.group(1) + (f'"{REDACTED}"' if is_secret_key(name) else redact_credentials(match.group(2)))
-
-            return _JSON_SECRET.sub(member, arg)
+            # not valid JSON (or quotes lost to a shell's word splitting): every secret-named member
+            # is still hidden by the generic redactor
+            return redact_credentials(arg)
     return _redact_options(arg)
 
 
