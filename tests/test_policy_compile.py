@@ -298,3 +298,22 @@ def test_example_policy_for_example_lab(run_cli, tmp_path):
     )
     assert n.returncode == 0, n.stderr
     assert {f.name for f in (tmp_path / "nwf").iterdir()} >= {"vmsentry-web.xml", "vmsentry-db.xml", "interfaces.txt"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("target", 'vnet0" accept; #'), ("target", "a" * 16), ("target", "tap/../x"), ("mac", "52:54:00:aa:bb:cc; drop")],
+)
+def test_hostile_names_in_the_inventory_never_reach_the_ruleset(run_cli, tmp_path, field, value):
+    """Interface names and MACs go into nft text and nwfilter XML: one that is not real is refused with the
+    VM and NIC named, never quoted around (issue 11, nft text injection)."""
+    inventory = json.loads((FIX / "lab-inventory.json").read_text())
+    inventory["vms"][0]["nics"][0][field] = value
+    (tmp_path / "inv.json").write_text(json.dumps(inventory))
+    for target in ("nft", "nwfilter"):
+        proc = run_cli(
+            "policy", "compile", FIX / "lab-policy.yaml", "--inventory", tmp_path / "inv.json", "--target", target,
+            "--no-probe",
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout == "" and "is not" in proc.stderr and "Traceback" not in proc.stderr

@@ -12,12 +12,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import ipaddress
+import re
 from datetime import UTC, datetime
 
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problem
 from vmsentry.act.policy.schema import Defaults, Named, Policy, Role, Service
 from vmsentry.model.policy import Endpoint, Resolved, Rule, Sel
+from vmsentry.model.text import printable
 
 MARK_BASE = 0x76000000  # 'v' in the top byte: a frame that entered through a VM port
 MARK_PREFIX_MASK = 0xFF000000
@@ -105,6 +107,12 @@ def resolve(policy: Policy, inventory, now: datetime | None = None) -> Resolved:
         for nic in vm.nics:
             if nic.mode in ("user", "passthrough", "disconnected") or not nic.connected:
                 continue  # not on a host bridge: nothing on the host sees its frames
+            bad = _untrusted_names(nic)
+            if bad:
+                # these names go into nft text and nwfilter XML: one that is not a real interface name or
+                # MAC is refused, never quoted around (a crafted name could otherwise add rules)
+                err(None, f"inventory: VM {printable(vm.name)} NIC {printable(nic.id)}: {bad}")
+                continue
             ep = _endpoint(vm.name, nic, nets.get(nic.network or ""))
             label = ep.label
             for ip in ep.ip4 + [a for a in ep.ip6 if not a.startswith("fe80:")]:
@@ -209,6 +217,22 @@ def resolve(policy: Policy, inventory, now: datetime | None = None) -> Resolved:
         has_ipv6,
         now,
     )
+
+
+# Linux interface names (dev_valid_name): 1 to IFNAMSIZ-1 = 15 bytes, not "." or "..", no "/", ":" or white
+# space. We accept the characters real tools create (libvirt vnetN, Proxmox tapNiM/fwpr, OVS, VLAN "eth0.100").
+IFNAME_RE = re.compile(r"[A-Za-z0-9_.@+-]{1,15}")
+MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
+
+
+def _untrusted_names(nic) -> str | None:
+    """Why the NIC's host port or MAC cannot go into a ruleset, or None."""
+    target = nic.target
+    if target and target != "-" and (not IFNAME_RE.fullmatch(target) or target in (".", "..")):
+        return f"host port {printable(target)!r} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . @ + -)"
+    if nic.mac and not MAC_RE.fullmatch(nic.mac):
+        return f"MAC {printable(nic.mac)!r} is not six hexadecimal bytes"
+    return None
 
 
 def _endpoint(vm: str, nic, net) -> Endpoint:
