@@ -69,22 +69,17 @@ def test_each_bad_file_gives_one_line_and_the_scan_goes_on(run_cli, bad_folder):
     proc, report = _scan(run_cli, str(bad_folder))
     assert proc.returncode == 2
     errors = {Path(e["file"]).name: e["message"] for e in report["inventory"]["errors"]}
-    assert set(errors) == {
-        "billion-laughs.xml",
-        "xxe.xml",
-        "latin1.xml",
-        "truncated.xml",
-        "junk.xml",
-        "huge.xml",
-        "dangling.xml",
-    }
+    assert set(errors) == {"billion-laughs.xml", "xxe.xml", "latin1.xml", "truncated.xml", "junk.xml", "huge.xml"}
     assert "entity" in errors["billion-laughs.xml"] and "line 3" in errors["billion-laughs.xml"]
     assert "entity" in errors["xxe.xml"]
     assert "line 1" in errors["latin1.xml"]
     assert "malformed XML" in errors["truncated.xml"]
     assert "binary" in errors["junk.xml"]
     assert "200.0 MiB" in errors["huge.xml"] and "limit" in errors["huge.xml"]
-    assert "No such file" in errors["dangling.xml"]
+    # a link inside a folder is not followed (it may point anywhere); the report says it was passed over
+    assert any("1 file(s) inside folders passed over" in note for note in report["notes"])
+    named, named_report = _scan(run_cli, str(bad_folder / "dangling.xml"))
+    assert named.returncode == 2 and "No such file" in named_report["inventory"]["errors"][0]["message"]
     # one stderr line per bad file, each naming it
     lines = [line for line in proc.stderr.splitlines() if line.startswith("vmsentry: ")]
     for name in errors:
@@ -146,6 +141,21 @@ def test_unreadable_file_as_an_unprivileged_user(tmp_path: Path):
     inv = json.loads(proc.stdout)
     assert [v["name"] for v in inv["vms"]] == ["good-vm"]
     assert len(inv["errors"]) == 1 and "Permission denied" in inv["errors"][0]["message"]
+    # a folder that cannot be read is an error too, never a clean "nothing found" (exit 0)
+    locked_folder = folder / "locked-folder"
+    locked_folder.mkdir(mode=0o000)
+    locked.unlink()
+    for target in (folder, locked_folder):
+        proc = subprocess.run(
+            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable, "-m", "vmsentry"]
+            + ["scan", str(target), "--format", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd="/",
+        )
+        assert proc.returncode == 2, (target, proc.stderr)
+        assert "locked-folder: cannot read folder: Permission denied" in proc.stderr
     shutil.rmtree(folder)
 
 
@@ -184,9 +194,13 @@ def test_output_to_a_device_writes_into_it_instead_of_replacing_it(run_cli, tmp_
 
 def test_usage_errors_exit_3(run_cli, tmp_path: Path):
     assert run_cli("scan", "--format", "nope", str(tmp_path)).returncode == 3
-    proc = run_cli("scan", str(tmp_path / "missing"))
-    assert proc.returncode == 3 and "no such file" in proc.stderr
     assert run_cli("scan").returncode == 3
+
+
+def test_a_missing_path_is_an_input_error_and_the_rest_is_reported(run_cli, tmp_path: Path):
+    proc, report = _scan(run_cli, str(tmp_path / "missing"), str(Path(__file__).parents[1] / "examples" / "lab"))
+    assert proc.returncode == 2 and "No such file" in proc.stderr
+    assert report["summary"]["vms"] == 5 and report["inventory"]["errors"][0]["file"].endswith("missing")
 
 
 def test_progress_bar_on_a_terminal_for_long_scans(tmp_path: Path):

@@ -82,7 +82,6 @@ def test_html_written_to_file(capsys, tmp_path):
         (["paths", LAB, "--to", "moon"], "expected vm:NAME"),
         (["paths", LAB, "--what-if", "nope"], "--what-if"),
         (["paths", LAB, "--vuln-db", "/nonexistent.yaml"], "cannot read"),
-        (["paths", "/nonexistent-dir"], "no such file"),
         (["paths"], "nothing to read"),
     ],
 )
@@ -90,6 +89,12 @@ def test_usage_errors_exit_3_without_traceback(capsys, args, msg):
     code, _, err = run(capsys, *args)
     assert code == 3
     assert msg in err and "Traceback" not in err
+
+
+def test_a_missing_path_exits_2_and_the_rest_is_analysed(capsys):
+    code, out, err = run(capsys, "paths", "/nonexistent-dir", LAB, "--format", "json")
+    assert code == 2 and "No such file" in err and "Traceback" not in err
+    assert json.loads(out)["paths"]
 
 
 def test_bad_format_exits_3(capsys):

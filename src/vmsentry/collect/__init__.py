@@ -9,6 +9,7 @@ for a file it cannot use at all and puts per-element problems into ``Inventory.e
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from importlib import import_module
 
@@ -43,17 +44,41 @@ def _adapters() -> Iterator:
         yield module
 
 
-def iter_files(paths: Iterable[str]) -> Iterator[tuple[str, bool]]:
-    """(path, explicit): files given by name, and files found below folders (sorted, hidden skipped)."""
+def iter_files(paths: Iterable[str], inv: Inventory | None = None) -> Iterator[tuple[str, bool]]:
+    """(path, explicit): files given by name, and regular files found below folders (sorted, hidden
+    skipped). Inside a folder, symbolic links, FIFOs, devices and sockets are passed over (a FIFO would
+    block the scan, a link may point anywhere: /etc/libvirt's autostart/ links repeat definitions read
+    anyway); with ``inv`` given they are counted in its notes, and a folder that cannot be read is an
+    error there (never a silent "nothing found")."""
+    passed_over = 0
     for path in paths:
-        if os.path.isdir(path):
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith("."):
-                        yield os.path.join(root, name), False
-        else:
+        if not os.path.isdir(path):
             yield path, True
+            continue
+
+        def unreadable(exc: OSError, top: str = path) -> None:
+            if inv is not None:
+                inv.errors.append(InputError(exc.filename or top, f"cannot read folder: {exc.strerror}"))
+
+        for root, dirs, files in os.walk(path, onerror=unreadable):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                full = os.path.join(root, name)
+                try:
+                    regular = stat.S_ISREG(os.lstat(full).st_mode)
+                except OSError:
+                    regular = False
+                if regular:
+                    yield full, False
+                else:
+                    passed_over += 1
+    if passed_over and inv is not None:
+        inv.notes.append(
+            f"{passed_over} file(s) inside folders passed over: symbolic links, FIFOs, devices or sockets "
+            "are not read there (name one on the command line to read it)"
+        )
 
 
 def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None = None) -> tuple[Inventory, int]:
@@ -62,7 +87,7 @@ def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None
     claims is an error)."""
     inv = Inventory()
     skipped = 0
-    for count, (path, explicit) in enumerate(iter_files(paths), 1):
+    for count, (path, explicit) in enumerate(iter_files(paths, inv), 1):
         if progress:
             progress(count, path)
         try:

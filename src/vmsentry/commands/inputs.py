@@ -36,9 +36,6 @@ def collect_inputs(args: argparse.Namespace, progress: bool):
 
     if not (args.paths or args.libvirt or args.host):
         raise FatalError("nothing to read: give a PATH, --libvirt URI or --host")
-    for path in args.paths:
-        if not os.path.exists(path) and not os.path.islink(path):
-            raise FatalError(f"{path}: no such file or folder")
     bar = None
     if progress and sys.stderr.isatty():
         from vmsentry.collect import iter_files

@@ -62,6 +62,7 @@ class ScanCommand(Command):
             with reraise_as(FatalError, BaselineError):
                 previous = load_baseline(args.baseline)
         inv, skipped = collect_inputs(args, progress=not args.no_progress)
+        notes += inv.notes
         rules = load_catalogue()
         if args.platform:
             rules = tuple(r for r in rules if "all" in r.platforms or set(r.platforms) & set(args.platform))

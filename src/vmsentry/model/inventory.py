@@ -216,6 +216,8 @@ class Inventory:
     vms: list[VM] = field(default_factory=list)
     errors: list[InputError] = field(default_factory=list)
     nwfilters: list[NwFilter] = field(default_factory=list)
+    # what a reader should know that is not an error (files passed over on purpose); not serialised
+    notes: list[str] = field(default_factory=list)
 
     def extend(self, other: Inventory) -> None:
         self.hosts.extend(other.hosts)
@@ -223,6 +225,7 @@ class Inventory:
         self.vms.extend(other.vms)
         self.errors.extend(other.errors)
         self.nwfilters.extend(other.nwfilters)
+        self.notes.extend(other.notes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
