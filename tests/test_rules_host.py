@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 import vmsentry.analyse.checks.host_kernel
-import vmsentry.analyse.checks.host_libvirt  # noqa: F401
+import vmsentry.analyse.checks.host_libvirtd_conf
+import vmsentry.analyse.checks.host_qemu_conf  # noqa: F401
 from vmsentry.analyse.checks import CHECKS
 from vmsentry.analyse.engine import evaluate
 from vmsentry.analyse.rules import CATEGORIES, REQUIRED, SEVERITIES, _rule_from
@@ -449,7 +450,7 @@ def test_missing_group_is_unknown_for_its_rules():
         "libvirtd_conf": ["VMS-LVD-018", "VMS-LVD-020"],
     }
     for name, rule_ids in expect.items():
-        inv = build(lambda i, f: f.pop(name))
+        inv = build(lambda i, f, name=name: f.pop(name))
         for rid in rule_ids:
             assert statuses(rid, inv) == ["unknown"], (name, rid)
 
