@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 import vmsentry.analyse.checks.host_kernel
-import vmsentry.analyse.checks.host_libvirt  # noqa: F401
+import vmsentry.analyse.checks.host_libvirtd_conf
+import vmsentry.analyse.checks.host_qemu_conf  # noqa: F401
 from vmsentry.analyse.checks import CHECKS
 from vmsentry.analyse.engine import evaluate
 from vmsentry.analyse.rules import CATEGORIES, REQUIRED, SEVERITIES, _rule_from

@@ -171,6 +171,4 @@ class Evaluator:
             return False
         if d.kind == "host" and dst_kind != "host":
             return False
-        if r.service is not None and not r.service.matches(f.proto, f.dport):
-            return False
-        return True
+        return r.service is None or r.service.matches(f.proto, f.dport)

@@ -9,7 +9,8 @@ when the fact a rule needs was not collected, the predicate says ``unknown`` and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
+from functools import partial
 from importlib import import_module
 from typing import Any
 
@@ -20,7 +21,8 @@ _MODULES = (
     "vmsentry.analyse.checks.vm_exposure",
     "vmsentry.analyse.checks.vm_isolation",
     "vmsentry.analyse.checks.networks",
-    "vmsentry.analyse.checks.host_libvirt",
+    "vmsentry.analyse.checks.host_qemu_conf",
+    "vmsentry.analyse.checks.host_libvirtd_conf",
     "vmsentry.analyse.checks.host_kernel",
     "vmsentry.analyse.checks.host_firewall",
     "vmsentry.analyse.checks.host_services",
@@ -37,10 +39,11 @@ CHECKS: dict[str, Callable[..., Any]] = {}
 @dataclass(slots=True)
 class Outcome:
     status: str
-    file: str | None = None
-    locator: str | None = None
     key: str | None = None
     value: Any = None
+    _: KW_ONLY
+    file: str | None = None
+    locator: str | None = None
     message: str | None = None  # why: shown for unknown/not_applicable, and beside a failure's evidence
 
     def evidence(self) -> dict[str, Any]:
@@ -50,18 +53,23 @@ class Outcome:
         return ev
 
 
-def fail(
-    key: str | None = None,
-    value: Any = None,
-    *,
-    file: str | None = None,
-    locator: str | None = None,
-    message: str | None = None,
-) -> Outcome:
-    return Outcome("fail", file, locator, key, value, message)
+# fail(key, value, *, file=, locator=, message=): a failure, with its evidence
+fail = partial(Outcome, "fail")
 
 
-_PASSED: dict[tuple[str | None, str], Outcome] = {}
+_SHARED: dict[tuple[str, str | None, Any, str | None], Outcome] = {}
+
+
+def _shared(status: str, key: str | None, value: Any, message: str | None) -> Outcome:
+    """One Outcome for every asset that gets the same answer with no place of its own ("absent: the
+    default applies", "no VNC listener"): the engine never changes an outcome, and a fleet scan makes
+    hundreds of thousands of these."""
+    found = _SHARED.get((status, key, value, message))
+    if found is None:
+        found = Outcome(status, key, value, message=message)
+        if len(_SHARED) < 8192:  # per-VM values ("vnc 127.0.0.1:5901") must not pile up
+            _SHARED[(status, key, value, message)] = found
+    return found
 
 
 def passed(
@@ -72,32 +80,17 @@ def passed(
     locator: str | None = None,
     message: str | None = None,
 ) -> Outcome:
-    # A pass with no place of its own ("absent: the default applies") is the same for every VM: share it,
-    # as not_applicable does (the engine never changes an outcome).
     if file is None and locator is None and message is None and type(value) is str:
-        shared = _PASSED.get((key, value))
-        if shared is None:
-            shared = Outcome("pass", None, None, key, value, None)
-            if len(_PASSED) < 4096:  # per-VM values ("vnc 127.0.0.1:5901") must not pile up
-                _PASSED[(key, value)] = shared
-        return shared
-    return Outcome("pass", file, locator, key, value, message)
+        return _shared("pass", key, value, None)
+    return Outcome("pass", key, value, file=file, locator=locator, message=message)
 
 
 def unknown(message: str, key: str | None = None, *, file: str | None = None, locator: str | None = None) -> Outcome:
-    return Outcome("unknown", file, locator, key, None, message)
-
-
-_NOT_APPLICABLE: dict[str, Outcome] = {}
+    return Outcome("unknown", key, file=file, locator=locator, message=message)
 
 
 def not_applicable(message: str) -> Outcome:
-    """Shared per message: the engine never changes an outcome, and a fleet scan makes hundreds of
-    thousands of these."""
-    outcome = _NOT_APPLICABLE.get(message)
-    if outcome is None:
-        outcome = _NOT_APPLICABLE[message] = Outcome("not_applicable", message=message)
-    return outcome
+    return _shared("not_applicable", None, None, message)
 
 
 def fail_each_device(vm, kind: str, key: str, when_none: Outcome) -> Outcome | list[Outcome]:

@@ -127,9 +127,7 @@ def mgmt_on_guest_bridge(host: Host, ctx: ScanContext) -> Outcome | list[Outcome
                 "guests share the L2 segment of the host's management traffic",
             )
         )
-    if out:
-        return out
-    return passed(
+    return out or passed(
         "bridges",
         len(brs),
         file="ip -d link show",

@@ -189,9 +189,7 @@ def rp_filter(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
                 dkey, sysctl[dkey], "rp_filter is 0 in all and default: new (guest) bridges do no source validation"
             )
         return sysctl_pass(dkey, sysctl[dkey], f"effective rp_filter {max(all_v, dflt)}")
-    if out:
-        return out
-    return sysctl_pass(
+    return out or sysctl_pass(
         "net.ipv4.conf.all.rp_filter",
         sysctl["net.ipv4.conf.all.rp_filter"],
         f"source validation on guest bridges {', '.join(sorted(bridges))}",
@@ -277,9 +275,7 @@ def bridge_accept_ra(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
             )
         else:
             seen.append(f"{name}: accept_ra={ra}, forwarding={fwd}")
-    if out:
-        return out
-    return passed("accept_ra", "; ".join(seen), message="no guest bridge accepts Router Advertisements")
+    return out or passed("accept_ra", "; ".join(seen), message="no guest bridge accepts Router Advertisements")
 
 
 @check("host_accept_redirects")

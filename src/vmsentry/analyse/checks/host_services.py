@@ -51,9 +51,7 @@ def services_reachable(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
                     message=f"guests can connect: {why}; INPUT policy {input_policy or 'unknown'}",
                 )
             )
-    if out:
-        return out
-    return passed(
+    return out or passed(
         "listening",
         len(socks),
         file=SS_LOCATOR,
@@ -88,9 +86,7 @@ def virt_mgmt_exposed(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
                 message=f"{purpose} on a non-loopback address, {where}",
             )
         )
-    if out:
-        return out
-    return passed(
+    return out or passed(
         "listening",
         seen,
         file=SS_LOCATOR,
@@ -128,8 +124,6 @@ def libvirt_groups(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
             )
     if any(o.status == "fail" for o in out):
         return [o for o in out if o.status == "fail"]
-    if out:
-        return out
-    return passed(
+    return out or passed(
         f"groups.{sock_group}", "", file="/etc/group", message=f"no non-root member in '{sock_group}' or 'libvirt-qemu'"
     )

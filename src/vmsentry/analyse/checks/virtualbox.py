@@ -116,8 +116,8 @@ def vbox_teleporter(vm: VM, ctx):
     if not fact:
         return passed("Teleporter/@enabled", "false (default)")
     pw = vm.facts.get("vbox.Teleporter.password", {}).get("value")
-    listener = next((l for l in vm.listeners if l.kind == "migration"), None)
-    where = f"{listener.address or '*'}:{listener.port}" if listener else "?"
+    incoming = next((listener for listener in vm.listeners if listener.kind == "migration"), None)
+    where = f"{incoming.address or '*'}:{incoming.port}" if incoming else "?"
     return fail("Teleporter/@enabled", f"true on {where}, password {'set' if pw else 'NOT set'}", locator=fact["at"])
 
 

@@ -101,9 +101,8 @@ class ArpSpoof(Detector):
                         bound[0] = sha
                         sender, victim_mac = liar, sha
                     reasons.append("binding_change")
-        if spa == tpa or eth_dst == b"\xff" * 6 and op == 2:
-            if self._garp_flood(sender, ts):
-                reasons.append("gratuitous_flood")
+        if (spa == tpa or eth_dst == b"\xff" * 6 and op == 2) and self._garp_flood(sender, ts):
+            reasons.append("gratuitous_flood")
         if reasons:
             self._alert(ev, sender, victim_mac, reasons, confidence, solicited)
 

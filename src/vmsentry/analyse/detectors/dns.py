@@ -33,7 +33,7 @@ class DnsUnsanctioned(Detector):
         proto = ev.proto
         if proto == TCP and (ev.flags & 0x02 or not ev.payload):
             return  # count TCP queries once established
-        if proto == UDP or proto == TCP:
+        if proto in (UDP, TCP):
             self._query(ev, ev.ts, 1, [ev.payload[2:] if proto == TCP else ev.payload])
 
     def on_probes(self, ev) -> None:

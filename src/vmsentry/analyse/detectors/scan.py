@@ -138,7 +138,7 @@ class Scan(Detector):
         elif proto == UDP:
             if not _multicast(ev.dst_ip):
                 self._probe(ev.ts, ev.src_ip, ev.src_mac, ev.dst_ip, (ev.dport,), "udp", False)
-        elif proto == ICMP or proto == ICMP6:
+        elif proto in (ICMP, ICMP6):
             itype = ev.sport
             if itype in (8, 128) and not _multicast(ev.dst_ip):
                 self._probe(ev.ts, ev.src_ip, ev.src_mac, ev.dst_ip, (), "icmp", True)
@@ -318,7 +318,7 @@ class Scan(Detector):
         if new:
             alert.seen(ts, len(sc.hosts) + sc.overflow)
             for host in sc.hosts:
-                alert.victim_once(host, lambda: self.truth.endpoint(host, None))
+                alert.victim_once(host, lambda host=host: self.truth.endpoint(host, None))
             alert.victims_total += sc.overflow
         else:
             alert.seen(ts)

@@ -77,6 +77,21 @@ class _Builder(VMEdges):
         found = self.results.for_asset(technique, f"network:{net.name}")
         return found is not None and found.status == "fail"
 
+    def _lan_reaches_guests(
+        self, members: list[tuple[VM, Any]], reach: str, where: str, likelihood: float | None = None
+    ) -> None:
+        """One edge from the LAN to each guest NIC on a segment the LAN reaches: "<reach> VM <where>"."""
+        for vm, nic in members:
+            self.edge(
+                LAN,
+                f"vm:{vm.name}",
+                "lan-to-guest",
+                vm.source.file,
+                nic.locator,
+                f"{reach} {vm.name} {where}",
+                likelihood=likelihood,
+            )
+
     # --- build -----------------------------------------------------------------------------------
     def build(self) -> ExposureGraph:
         self.node(EXTERNAL, "external", "outside world (whoever reaches the host's addresses)", asset="external")
@@ -149,15 +164,7 @@ class _Builder(VMEdges):
                 self.edge(
                     seg_id, LAN, "bridged-to-lan", f, loc, f"{seg_id} bridges guests onto the physical LAN", change=lc
                 )
-                for vm, nic in members:
-                    self.edge(
-                        LAN,
-                        f"vm:{vm.name}",
-                        "lan-to-guest",
-                        vm.source.file,
-                        nic.locator,
-                        f"LAN machines reach {vm.name} on bridge {bridge}",
-                    )
+                self._lan_reaches_guests(members, "LAN machines reach", f"on bridge {bridge}")
         elif mode in ("routed", "open") and self._decided("routed-to-lan", net):
             # a network's mode is judged by its rule (VMS-NET-001/002); a bare bridge has no rule, only its NICs' mode
             rule = (
@@ -185,16 +192,7 @@ class _Builder(VMEdges):
                 f"{seg_id} is {mode}: guests and the LAN reach each other",
                 change=lc,
             )
-            for vm, nic in members:
-                self.edge(
-                    LAN,
-                    f"vm:{vm.name}",
-                    "lan-to-guest",
-                    vm.source.file,
-                    nic.locator,
-                    f"the LAN routes to {vm.name} on {mode} network {seg_id}",
-                    likelihood=0.25,
-                )
+            self._lan_reaches_guests(members, "the LAN routes to", f"on {mode} network {seg_id}", likelihood=0.25)
         elif mode == "nat":  # structural: VMS-HOST-001 judges the host's forwarding, not each network
             lc = self.change(
                 f"lan-off:{seg_id}",
@@ -425,17 +423,7 @@ class _Builder(VMEdges):
                 2,
                 "host",
             )
-            if exp == "loopback":
-                if lo in self.g:
-                    self.edge(
-                        lo,
-                        sid,
-                        "user-nat-host-loopback",
-                        ffile,
-                        locator,
-                        f"{proc} is bound to loopback, which user-mode NAT guests reach",
-                    )
-                continue
+            lan_reach = None  # why the LAN reaches the service, when it does
             if exp == "all" or exp == "unknown":
                 if hub in self.g:
                     self.edge(
@@ -447,15 +435,8 @@ class _Builder(VMEdges):
                         f"{proc} listens on every address ({addr}), so guests reach it on the bridge address",
                         change=fc,
                     )
-                self.edge(
-                    EXTERNAL,
-                    sid,
-                    "lan-to-host-service",
-                    ffile,
-                    locator,
-                    f"{proc} listens on every address ({addr}): the LAN reaches it",
-                )
-            else:
+                lan_reach = f"{proc} listens on every address ({addr}): the LAN reaches it"
+            elif exp != "loopback":
                 iface = s.get("interface")
                 for seg_id, seg in self.segments.items():
                     if seg["host"] != hid:
@@ -471,23 +452,16 @@ class _Builder(VMEdges):
                             change=fc,
                         )
                 if not any(addr in seg.get("addrs", ()) for seg in self.segments.values() if seg["mode"] != "bridged"):
-                    self.edge(
-                        EXTERNAL,
-                        sid,
-                        "lan-to-host-service",
-                        ffile,
-                        locator,
-                        f"{proc} on {addr} is reachable from the network that address is on",
-                    )
-            if lo in self.g:
-                self.edge(
-                    lo,
-                    sid,
-                    "user-nat-host-loopback",
-                    ffile,
-                    locator,
-                    f"user-mode NAT guests reach {proc} through the host's own stack",
+                    lan_reach = f"{proc} on {addr} is reachable from the network that address is on"
+            if lan_reach:
+                self.edge(EXTERNAL, sid, "lan-to-host-service", ffile, locator, lan_reach)
+            if lo in self.g:  # user-mode NAT guests reach the host's loopback (and so every address)
+                how = (
+                    f"{proc} is bound to loopback, which user-mode NAT guests reach"
+                    if exp == "loopback"
+                    else f"user-mode NAT guests reach {proc} through the host's own stack"
                 )
+                self.edge(lo, sid, "user-nat-host-loopback", ffile, locator, how)
 
     def _reach(
         self,

@@ -11,6 +11,7 @@ from vmsentry.analyse.graph.base import EXTERNAL, LAN, GraphWriter
 from vmsentry.analyse.graph.exposes import RuleResults
 from vmsentry.analyse.graph.vulns import Vuln, component_version, components_for, reachable, version_status
 from vmsentry.model import VM, Device, Host, Network
+from vmsentry.model.findings import Finding
 
 SEGMENT_MODES = ("nat", "isolated", "routed", "open", "host-only", "internal", "private", "bridged")
 # console channels a rule opens: technique, id part, VM.channels field, name, change text, state
@@ -36,6 +37,13 @@ class VMEdges(GraphWriter):
     _vuln_cache: dict[tuple, list]
     deferred: list[tuple]
 
+    def change_if_failed(self, found: Finding | None, cid: str, text: str, vid: str, cost: float) -> str | None:
+        """The change that removes an edge a rule of VM ``vid`` opens by failing, named after that rule;
+        None when the rule did not fail (an unknown result opens no such edge)."""
+        if found is None or found.status != "fail":
+            return None
+        return self.change(cid, text, vid, found.rule_id, cost, "vm")
+
     def vm(self, vm: VM) -> None:
         vid = self.node(f"vm:{vm.name}", "vm", vm.name, asset=f"vm:{vm.name}", platform=vm.platform)
         self.eg.vms.append(vid)
@@ -55,13 +63,16 @@ class VMEdges(GraphWriter):
         for i, dev in enumerate(vm.devices):
             self.device(vm, vid, hid, host, i, dev)
         for tech, short, setting, name, change_text, state in CHANNELS:
-            found = self.results.for_asset(tech, vid)
-            if found is None or found.status != "fail":
+            c = self.change_if_failed(
+                self.results.for_asset(tech, vid),
+                f"{short}:{vm.name}",
+                f"Disable {change_text} for VM {vm.name}",
+                vid,
+                1,
+            )
+            if c is None:
                 continue
             mode = getattr(vm.channels, setting)
-            c = self.change(
-                f"{short}:{vm.name}", f"Disable {change_text} for VM {vm.name}", vid, found.rule_id, 1, "vm"
-            )
             cid = self.node(f"chan:{vm.name}:{short}", "channel", f"{name} of {vm.name}", asset=vid)
             self.edge(
                 vid,
@@ -116,18 +127,16 @@ class VMEdges(GraphWriter):
                 f"user-mode NAT NIC {nic.id} opens connections to the LAN from the host's address",
                 change=move,
             )
-            found = self.results.for_item("user-nat-host-loopback", vid, loc)
-            if found is None or found.status != "fail":
-                return
-            c = self.change(
+            c = self.change_if_failed(
+                self.results.for_item("user-nat-host-loopback", vid, loc),
                 f"restrict:{vm.name}:{nic.id}",
                 f"Set restrict=on on user-mode NIC {nic.id} of VM "
                 f"{vm.name} (or replace it with a tap NIC on an isolated network)",
                 vid,
-                found.rule_id,
                 1,
-                "vm",
             )
+            if c is None:
+                return
             lo = self.node(f"loop:{hid}", "hub", f"{hid} loopback and addresses, as user-mode NAT sees them")
             self.edge(
                 vid,
@@ -179,16 +188,14 @@ class VMEdges(GraphWriter):
     def nic_on_lan(self, vm: VM, vid: str, hid: str, host: Host | None, nic: Any) -> None:
         """A macvtap or passed-through NIC: on the physical LAN when its rule fails (VMS-VM-021/022)."""
         f, loc, mode = vm.source.file, nic.locator, nic.mode
-        found = self.results.for_item("bridged-to-lan", vid, loc)
-        if found is not None and found.status == "fail":
-            move = self.change(
-                f"nic:{vm.name}:{nic.id}",
-                f"Move NIC {nic.id} of VM {vm.name} to an isolated network (or disconnect it)",
-                vid,
-                found.rule_id,
-                8,
-                "vm",
-            )
+        move = self.change_if_failed(
+            self.results.for_item("bridged-to-lan", vid, loc),
+            f"nic:{vm.name}:{nic.id}",
+            f"Move NIC {nic.id} of VM {vm.name} to an isolated network (or disconnect it)",
+            vid,
+            8,
+        )
+        if move is not None:
             what = "macvtap (direct) NIC" if mode == "direct" else "passed-through NIC"
             extra = (
                 "; macvtap cannot talk to its own host, so this NIC gives no path to the host"
@@ -324,16 +331,14 @@ class VMEdges(GraphWriter):
         f = vm.source.file
         path = (share.host_path or "?").rstrip("/") or "/"
         sid = self.node(f"share:{hid}:{path}", "share", f"host path {path}", asset=hid, path=path)
-        found = self.results.for_item("shared-folder-write", vid, share.locator)
-        if found is not None and found.status == "fail":
-            c = self.change(
-                f"share:{vm.name}:{i}",
-                f"Make share {share.guest_tag or path} of VM {vm.name} read-only (or remove it)",
-                vid,
-                found.rule_id,
-                2,
-                "vm",
-            )
+        c = self.change_if_failed(
+            self.results.for_item("shared-folder-write", vid, share.locator),
+            f"share:{vm.name}:{i}",
+            f"Make share {share.guest_tag or path} of VM {vm.name} read-only (or remove it)",
+            vid,
+            2,
+        )
+        if c is not None:
             self.edge(
                 vid,
                 sid,

@@ -165,7 +165,9 @@ def _facts_mention(vm: VM, token: str) -> bool:
 
 
 def _usb(vm: VM, host: Host | None) -> bool | None:
-    if any(d.kind.startswith("usb") for d in vm.devices) or any(l.kind == "usbredir" for l in vm.listeners):
+    if any(d.kind.startswith("usb") for d in vm.devices) or any(
+        listener.kind == "usbredir" for listener in vm.listeners
+    ):
         return True
     for k, v in vm.facts.items():
         if "controller.usb" in k.lower() or k.lower().endswith("usb.present") or "usb.model" in k.lower():
@@ -189,7 +191,9 @@ PREDICATES: dict[str, Callable[[VM, Host | None], bool | None]] = {
     "user_mode_nic": lambda vm, host: any(n.mode == "user" for n in vm.nics),
     "usb_controller": _usb,
     "fdc_present": _fdc,
-    "vga_device": lambda vm, host: True if any(l.kind in ("vnc", "spice") for l in vm.listeners) else None,
+    "vga_device": lambda vm, host: (
+        True if any(listener.kind in ("vnc", "spice") for listener in vm.listeners) else None
+    ),
     "vhost_net": lambda vm, host: any(
         (n.model or "").startswith("virtio") and n.mode not in ("user", "disconnected") for n in vm.nics
     ),
@@ -212,7 +216,7 @@ PREDICATES: dict[str, Callable[[VM, Host | None], bool | None]] = {
         vm.platform == "vmware" and any(n.mode in ("nat", "host-only") for n in vm.nics)
     ),
     "hyperv_vmswitch_nic": lambda vm, host: vm.platform == "hyperv" and any(n.mode != "disconnected" for n in vm.nics),
-    "vrde_listener": lambda vm, host: any(l.kind in ("vrde", "rdp") for l in vm.listeners),
+    "vrde_listener": lambda vm, host: any(listener.kind in ("vrde", "rdp") for listener in vm.listeners),
     "slp_listening": lambda vm, host: (
         None if host is None or host.listeners is None else any(s.port == 427 for s in host.listeners)
     ),
