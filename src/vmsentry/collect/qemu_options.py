@@ -143,7 +143,7 @@ class QemuOpts:
         if text.lstrip().startswith("{"):
             return cls(_json_pairs(text))
         pairs: list[tuple[str, str]] = []
-        for position, item in enumerate(_split_commas(text)):
+        for position, item in enumerate(split_commas(text)):
             key, sep, value = item.partition("=")
             if sep:
                 pairs.append((key, value))
@@ -184,13 +184,15 @@ class QemuOpts:
         return None if value is None or value == "" else port_number(value, key)
 
 
-def _split_commas(text: str) -> list[str]:
+def split_commas(text: str, unescape: bool = True) -> list[str]:
+    """QEMU's option list ``a=1,b=x,,y`` -> ``["a=1", "b=x,y"]``: commas split, a doubled comma is a comma
+    of the value (kept doubled with ``unescape=False``, so that the list can be joined back as it was)."""
     items, current, index = [], [], 0
     while index < len(text):
         char = text[index]
         if char == ",":
             if text.startswith(",,", index):
-                current.append(",")
+                current.append("," if unescape else ",,")
                 index += 2
                 continue
             items.append("".join(current))

@@ -21,31 +21,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from vmsentry.collect.qemu_options import split_commas
 from vmsentry.model.text import REDACTED, is_secret_key, redact_credentials
-
-
-def _split_options(arg: str) -> list[str]:
-    """``a=1,b=x,,y`` -> ``["a=1", "b=x,,y"]``: commas split, a doubled comma is part of the value."""
-    parts, current, i = [], [], 0
-    while i < len(arg):
-        char = arg[i]
-        if char == ",":
-            if arg[i + 1 : i + 2] == ",":
-                current.append(",,")
-                i += 2
-                continue
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    parts.append("".join(current))
-    return parts
 
 
 def _redact_options(arg: str) -> str:
     out = []
-    for part in _split_options(arg):
+    for part in split_commas(arg, unescape=False):
         key, eq, value = part.partition("=")
         if eq and is_secret_key(key):
             out.append(f"{key}={REDACTED}")

@@ -41,6 +41,18 @@ A second shape judges the VM's devices of some kinds (one failure per device, wi
       shown: "{detail}"                        # the failure's value: "{detail}" or "{kind} {detail}"
       absent: {status: not_applicable, message: "no hostpci device"}   # no such device
 
+A third shape judges one kernel setting of a Linux host (``Host.sysctls``), compared as an integer; the
+outcome names the sysctl and its ``/proc/sys`` path, as the hand-written host predicates do::
+
+    test:
+      sysctl: net.ipv4.conf.all.send_redirects
+      op: eq                                   # eq ne in not_in gte lte, on the integer value
+      value: 0
+      pass: {message: "..."}                   # optional messages beside the value shown
+      fail: {message: "..."}
+
+Sysctls not collected for the host: unknown, with what the collector said; this one sysctl absent: unknown.
+
 What needs more than one fact compared with a constant (loops over NICs or devices, derived values,
 context from other assets) stays a Python predicate in the platform's module.
 """
@@ -59,6 +71,8 @@ _NEEDS_VALUE = ("eq", "ne", "in", "not_in", "gte", "lte")
 ABSENT_STATUSES = ("pass", "fail", "unknown", "not_applicable")
 _TEST_FIELDS = {"fact", "key", "op", "value", "absent", "not_applicable_when", "pass", "fail"}
 _DEVICE_FIELDS = {"devices", "key", "shown", "absent"}
+_SYSCTL_FIELDS = {"sysctl", "op", "value", "pass", "fail"}
+_SYSCTL_OPS = ("eq", "ne", "in", "not_in", "gte", "lte")
 _DEVICE_SHOWN = ("{detail}", "{kind} {detail}")
 
 
@@ -149,12 +163,30 @@ def _validate_devices(test: dict[str, Any]) -> dict[str, Any]:
     return test
 
 
+def _validate_sysctl(test: dict[str, Any]) -> dict[str, Any]:
+    extra = set(test) - _SYSCTL_FIELDS
+    if extra:
+        raise InvalidTest(f"a sysctl test has unknown field(s) {', '.join(sorted(extra))}")
+    if not isinstance(test["sysctl"], str) or not test["sysctl"]:
+        raise InvalidTest("test sysctl must name a kernel setting")
+    if test.get("op") not in _SYSCTL_OPS:
+        raise InvalidTest(f"a sysctl test's op must be one of {', '.join(_SYSCTL_OPS)}")
+    _check_compare({**test, "fact": test["sysctl"]}, "test")
+    for status in ("pass", "fail"):
+        shown = test.get(status)
+        if shown is not None and (not isinstance(shown, dict) or set(shown) - {"message"}):
+            raise InvalidTest(f"a sysctl test's {status} may give only a message")
+    return test
+
+
 def validate(test: Any) -> dict[str, Any]:
     """The ``test:`` block checked field by field; raises ``InvalidTest`` saying what is wrong."""
     if not isinstance(test, dict):
         raise InvalidTest("test must be a mapping")
     if "devices" in test:
         return _validate_devices(test)
+    if "sysctl" in test:
+        return _validate_sysctl(test)
     unknown_fields = set(test) - _TEST_FIELDS
     if unknown_fields:
         raise InvalidTest(f"test has unknown field(s) {', '.join(sorted(unknown_fields))}")
@@ -213,10 +245,34 @@ def _device_predicate(test: dict[str, Any]) -> Callable[[Any, Any], Outcome | li
     return evaluate
 
 
+def _sysctl_predicate(test: dict[str, Any]) -> Callable[[Any, Any], Outcome]:
+    from vmsentry.analyse.checks.host_facts import missing
+    from vmsentry.model import sysctl_path
+
+    name, op, expected = test["sysctl"], test["op"], test.get("value")
+    on_pass, on_fail = (test.get("pass") or {}).get("message"), (test.get("fail") or {}).get("message")
+    where = sysctl_path(name)
+
+    def evaluate(host: Any, ctx: Any) -> Outcome:
+        if host.sysctls is None:
+            return missing("sysctl values", host)
+        number = host.sysctl_int(name)
+        if number is None:
+            return unknown(f"{name} not collected", name)
+        shown = host.sysctls[name]
+        if _holds(op, number, expected):
+            return passed(name, shown, file=where, locator=name, message=on_pass)
+        return fail(name, shown, file=where, locator=name, message=on_fail)
+
+    return evaluate
+
+
 def predicate(test: dict[str, Any]) -> Callable[[Any, Any], Outcome | list[Outcome]]:
     """The predicate a validated ``test:`` block stands for: ``predicate(asset, ctx) -> Outcome(s)``."""
     if "devices" in test:
         return _device_predicate(test)
+    if "sysctl" in test:
+        return _sysctl_predicate(test)
     fact_key, key, op, expected = test["fact"], test["key"], test["op"], test.get("value")
     preconditions = [(p["fact"], p["op"], p.get("value"), p["message"]) for p in test.get("not_applicable_when") or ()]
     absent = test["absent"]

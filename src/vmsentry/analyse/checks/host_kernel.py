@@ -309,35 +309,3 @@ def accept_redirects(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
         return out
     shown = a4 if a4 in sysctl else a6
     return sysctl_pass(shown, sysctl.get(shown))
-
-
-def _must_be_off(host: Host, key: str, on_message: str, off_message: str) -> Outcome:
-    """A sysctl that must be 0 (its ``all`` key switches the feature off on every interface)."""
-    value = host.sysctl_int(key)
-    if value is None:
-        return unknown(f"{key} not collected", key)
-    return (sysctl_fail if value else sysctl_pass)(key, host.sysctls[key], on_message if value else off_message)
-
-
-@check("host_send_redirects")
-@needs("sysctls", "sysctl values")
-def send_redirects(host: Host, ctx: ScanContext) -> Outcome:
-    return _must_be_off(
-        host,
-        "net.ipv4.conf.all.send_redirects",
-        "the host sends ICMP redirects to guests, disclosing routes and letting guests bypass the "
-        "host on the shared bridge",
-        "per-interface send_redirects (default 1) is not in the facts; ComplianceAsCode also requires "
-        "the default key to be 0",
-    )
-
-
-@check("host_accept_source_route")
-@needs("sysctls", "sysctl values")
-def accept_source_route(host: Host, ctx: ScanContext) -> Outcome:
-    return _must_be_off(
-        host,
-        "net.ipv4.conf.all.accept_source_route",
-        "source-routed packets from guests are accepted on every interface",
-        "all=0 disables source routing on every interface",
-    )

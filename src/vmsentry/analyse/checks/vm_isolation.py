@@ -248,31 +248,34 @@ def _channel(vm: VM, mode: str, key: str, what: str, *fact_keys: str):
     return fail(key, mode, locator=_first_at(vm, *fact_keys))
 
 
-@check("clipboard_shared")
-def clipboard_shared(vm: VM, ctx):
-    return _channel(
-        vm,
-        vm.channels.clipboard,
+# The two console channels are judged alike: (rule, Channels attribute, what, the facts that set it).
+_CHANNEL_RULES = (
+    (
+        "clipboard_shared",
         "clipboard",
         "clipboard setting",
-        "libvirt.spice.agent_channel",
-        "vbox.Clipboard.mode",
-        "vmx.isolation.tools.copy.disable",
-        "vmx.isolation.tools.paste.disable",
-    )
-
-
-@check("drag_and_drop_shared")
-def drag_and_drop_shared(vm: VM, ctx):
-    return _channel(
-        vm,
-        vm.channels.drag_and_drop,
+        ("libvirt.spice.agent_channel", "vbox.Clipboard.mode", "vmx.isolation.tools.copy.disable",
+         "vmx.isolation.tools.paste.disable"),
+    ),
+    (
+        "drag_and_drop_shared",
         "drag_and_drop",
         "drag-and-drop / file-transfer setting",
-        "libvirt.spice.agent_channel",
-        "vbox.DragAndDrop.mode",
-        "vmx.isolation.tools.dnd.disable",
-    )
+        ("libvirt.spice.agent_channel", "vbox.DragAndDrop.mode", "vmx.isolation.tools.dnd.disable"),
+    ),
+)  # fmt: skip
+
+
+def _channel_rule(attribute: str, what: str, fact_keys: tuple[str, ...]):
+    def predicate(vm: VM, ctx):
+        return _channel(vm, getattr(vm.channels, attribute), attribute, what, *fact_keys)
+
+    predicate.__name__ = predicate.__qualname__ = f"{attribute}_shared"
+    return predicate
+
+
+for _rule, _attribute, _what, _facts in _CHANNEL_RULES:
+    check(_rule)(_channel_rule(_attribute, _what, _facts))
 
 
 def _first_at(vm: VM, *keys: str) -> str | None:
