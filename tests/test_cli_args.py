@@ -175,3 +175,20 @@ def test_help_imports_only_what_it_shows(argv, absent):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     loaded = proc.stdout.splitlines()[-1].split()
     assert not [m for m in loaded if any(m == a or m.startswith(a + ".") for a in absent)], loaded
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-5", "ten"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["policy", "apply", "P.yaml", "--inventory", "I.json", "--confirm-within"],
+        ["policy", "check", "P.yaml", "--inventory", "I.json", "--interface", "lo", "--duration"],
+        ["detect", "--interface", "lo", "--duration"],
+    ],
+    ids=["apply-confirm-within", "check-duration", "detect-duration"],
+)
+def test_durations_are_finite_and_positive_before_anything_is_done(run_cli, argv, value):
+    """issue 11: `policy apply --confirm-within nan` applied the ruleset and then crashed, rollback unarmed."""
+    proc = run_cli(*argv[:-1], f"{argv[-1]}={value}")  # "--duration=-5": argparse reads "-5" alone as an option
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert "seconds" in proc.stderr.splitlines()[-1]

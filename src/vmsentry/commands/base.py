@@ -4,6 +4,7 @@ error every verb may raise, and writing its output. Only argparse is imported he
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,6 +85,18 @@ def split_verb(parser: Parser, argv: list[str]) -> tuple[str | None, list[str]]:
     subparsers cannot parse intermixed, so each verb parses its own arguments."""
     at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
     return parser.parse_args(argv[: at + 1]).verb, argv[at + 1 :]
+
+
+def seconds(text: str) -> float:
+    """An argparse type for a duration: a finite number of seconds above 0 ("nan", "inf", 0 and negative
+    numbers are usage errors, refused before anything is done)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number of seconds above 0")
+    return value
 
 
 @contextmanager

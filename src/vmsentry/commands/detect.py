@@ -7,7 +7,7 @@ import gc
 import os
 import sys
 
-from vmsentry.commands.base import Command, FatalError, reraise_as, write
+from vmsentry.commands.base import Command, FatalError, reraise_as, seconds, write
 from vmsentry.model.text import printable
 
 FORMATS = ("text", "json", "jsonl")
@@ -48,7 +48,7 @@ class DetectCommand(Command):
             action="store_true",
             help="print each alert as a JSON line when it is raised; SIGINT/SIGTERM stop cleanly",
         )
-        p.add_argument("--duration", type=float, metavar="SECONDS", help="live: stop after this long")
+        p.add_argument("--duration", type=seconds, metavar="SECONDS", help="live: stop after this long")
         p.add_argument("--count", type=int, metavar="N", help="live: stop after N packets")
         p.add_argument(
             "--tune",

@@ -15,7 +15,16 @@ import os
 import sys
 import time
 
-from vmsentry.commands.base import Command, CommandInfo, create_command, reraise_as, split_verb, verb_parser, write
+from vmsentry.commands.base import (
+    Command,
+    CommandInfo,
+    create_command,
+    reraise_as,
+    seconds,
+    split_verb,
+    verb_parser,
+    write,
+)
 from vmsentry.model.text import printable
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_USAGE = 0, 1, 2, 3
@@ -258,7 +267,7 @@ class ApplyCommand(_PolicyVerb):
         p.add_argument("--netns", metavar="NS", help="apply inside this network namespace (ip netns)")
         p.add_argument(
             "--confirm-within",
-            type=float,
+            type=seconds,
             metavar="SECONDS",
             help="roll back by itself after SECONDS unless `vmsentry policy confirm` comes first",
         )
@@ -390,7 +399,7 @@ class CheckCommand(_PolicyVerb):
         p.add_argument("pcaps", nargs="*", metavar="PCAP", help="pcap or pcapng file, gzip'd or not ('-': stdin)")
         _add_inventory(p)
         p.add_argument("--interface", metavar="IF", help="capture live on this interface (root)")
-        p.add_argument("--duration", type=float, default=10.0, metavar="S", help="live capture length (default 10 s)")
+        p.add_argument("--duration", type=seconds, default=10.0, metavar="S", help="live capture length (default 10 s)")
         p.add_argument("--netns", metavar="NS", help="the interface is in this network namespace")
         p.add_argument(
             "--format",

@@ -8,6 +8,7 @@ from functools import wraps
 from typing import Any
 
 from vmsentry.analyse.checks import Outcome, unknown
+from vmsentry.analyse.hostnet import guest_bridges
 from vmsentry.model import Host
 
 
@@ -36,6 +37,24 @@ def needs(attribute: str, what: str) -> Callable[[Callable[..., Any]], Callable[
             if getattr(host, attribute) is None:
                 return missing(what, host)
             return predicate(host, ctx)
+
+        return guarded
+
+    return wrap
+
+
+def with_guest_bridges(attribute: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``needs(attribute, what)`` for a predicate about what guests reach: it is called as
+    ``predicate(host, ctx, group, bridges)`` with the collected group and the host's guest bridges
+    (``analyse.hostnet.guest_bridges``)."""
+
+    def wrap(predicate: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(predicate)
+        def guarded(host: Host, ctx: Any) -> Any:
+            group = getattr(host, attribute)
+            if group is None:
+                return missing(what, host)
+            return predicate(host, ctx, group, guest_bridges(host, ctx))
 
         return guarded
 

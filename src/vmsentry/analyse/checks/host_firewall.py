@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from vmsentry.analyse.addresses import parse_ip
 from vmsentry.analyse.checks import Outcome, check, fail, passed, unknown
-from vmsentry.analyse.checks.host_facts import needs
+from vmsentry.analyse.checks.host_facts import needs, with_guest_bridges
 from vmsentry.analyse.context import ScanContext
-from vmsentry.analyse.hostnet import guest_bridges, leftovers_only, ruleset_present
+from vmsentry.analyse.hostnet import leftovers_only, ruleset_present
 from vmsentry.model import Host, Interface
 
 
@@ -103,10 +103,8 @@ def promiscuous_interfaces(host: Host, ctx: ScanContext) -> Outcome | list[Outco
 
 
 @check("host_mgmt_address_on_guest_bridge")
-@needs("bridges", "bridges")
-def mgmt_on_guest_bridge(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
-    brs = host.bridges
-    bridges = guest_bridges(host, ctx)
+@with_guest_bridges("bridges", "bridges")
+def mgmt_on_guest_bridge(host: Host, ctx: ScanContext, brs, bridges) -> Outcome | list[Outcome]:
     out: list[Outcome] = []
     for br in brs:
         name = br.name

@@ -14,7 +14,7 @@ from typing import Any
 
 from vmsentry.analyse.addresses import is_loopback, parse_ip
 from vmsentry.analyse.checks import Outcome, check, fail, not_applicable, passed, unknown
-from vmsentry.analyse.checks.host_facts import needs
+from vmsentry.analyse.checks.host_facts import needs, with_guest_bridges
 from vmsentry.analyse.context import ScanContext
 from vmsentry.analyse.hostnet import bridge_filtering, forward_state, guest_bridges, host_addresses, on_host
 from vmsentry.model import Host, sysctl_path
@@ -91,10 +91,8 @@ _BRNF = (
 
 
 @check("host_bridge_nf_call")
-@needs("sysctls", "sysctl values")
-def bridge_nf_call(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
-    sysctl = host.sysctls
-    bridges = guest_bridges(host, ctx)
+@with_guest_bridges("sysctls", "sysctl values")
+def bridge_nf_call(host: Host, ctx: ScanContext, sysctl, bridges) -> Outcome | list[Outcome]:
     host_bridged = {n: gb for n, gb in bridges.items() if not gb.gateway}
     if not bridges:
         return not_applicable("no bridge carries guests")
@@ -229,10 +227,8 @@ def arp_flux(host: Host, ctx: ScanContext) -> Outcome:
 
 
 @check("host_bridge_accept_ra")
-@needs("sysctls", "sysctl values")
-def bridge_accept_ra(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
-    sysctl = host.sysctls
-    bridges = guest_bridges(host, ctx)
+@with_guest_bridges("sysctls", "sysctl values")
+def bridge_accept_ra(host: Host, ctx: ScanContext, sysctl, bridges) -> Outcome | list[Outcome]:
     if not bridges:
         return not_applicable("no bridge carries guests")
     out: list[Outcome] = []

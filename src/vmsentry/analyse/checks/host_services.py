@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from vmsentry.analyse.addresses import is_loopback
 from vmsentry.analyse.checks import Outcome, check, fail, not_applicable, passed, unknown
-from vmsentry.analyse.checks.host_facts import missing, needs
+from vmsentry.analyse.checks.host_facts import missing, with_guest_bridges
 from vmsentry.analyse.context import ScanContext
 from vmsentry.analyse.hostnet import expected_guest_service, guest_bridges, guest_reach, mgmt_purpose
 from vmsentry.model import SS_LOCATOR, Host
@@ -61,10 +61,8 @@ def services_reachable(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
 
 
 @check("host_virt_mgmt_sockets_exposed")
-@needs("listeners", "listening sockets")
-def virt_mgmt_exposed(host: Host, ctx: ScanContext) -> Outcome | list[Outcome]:
-    socks = host.listeners
-    bridges = guest_bridges(host, ctx)
+@with_guest_bridges("listeners", "listening sockets")
+def virt_mgmt_exposed(host: Host, ctx: ScanContext, socks, bridges) -> Outcome | list[Outcome]:
     out: list[Outcome] = []
     seen = 0
     for sock in socks:
