@@ -192,3 +192,12 @@ def test_durations_are_finite_and_positive_before_anything_is_done(run_cli, argv
     proc = run_cli(*argv[:-1], f"{argv[-1]}={value}")  # "--duration=-5": argparse reads "-5" alone as an option
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert "seconds" in proc.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("name", ["../..", "..", "a/b", "x y", "-x", "", "a" * 65])
+@pytest.mark.parametrize("verb", ["confirm", "rollback", "apply", "compile", "check"])
+def test_network_namespace_names_cannot_build_paths(run_cli, verb, name):
+    """issue 11: `policy confirm|rollback --netns ../..` built a state path from the argument."""
+    proc = run_cli("policy", verb, "P.yaml", "--inventory", "I.json", f"--netns={name}")
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert "network namespace name" in proc.stderr.splitlines()[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,6 +86,20 @@ def split_verb(parser: Parser, argv: list[str]) -> tuple[str | None, list[str]]:
     subparsers cannot parse intermixed, so each verb parses its own arguments."""
     at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
     return parser.parse_args(argv[: at + 1]).verb, argv[at + 1 :]
+
+
+# `ip netns` names are files under /var/run/netns: one path component, no "/" and not "." or ".."; we also
+# refuse what no tool creates (white space, control characters), since the name also builds state paths.
+NETNS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,63}")
+
+
+def netns_name(text: str) -> str:
+    """An argparse type for a network namespace name (``ip netns`` names are single path components)."""
+    if not NETNS_RE.fullmatch(text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a network namespace name (1-64 of A-Z a-z 0-9 _ . @ + -, not starting with . - @ +)"
+        )
+    return text
 
 
 def seconds(text: str) -> float:

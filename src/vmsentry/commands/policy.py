@@ -19,6 +19,7 @@ from vmsentry.commands.base import (
     Command,
     CommandInfo,
     create_command,
+    netns_name,
     reraise_as,
     seconds,
     split_verb,
@@ -196,7 +197,9 @@ class CompileCommand(_PolicyVerb):
             help="nft: text (nft -f) or json (nft -j -f, what apply loads)",
         )
         p.add_argument("-o", "--output", metavar="PATH", help="write here (nwfilter: a folder, one XML per filter)")
-        p.add_argument("--netns", metavar="NS", help="ask this namespace's kernel what it supports (meta hour)")
+        p.add_argument(
+            "--netns", type=netns_name, metavar="NS", help="ask this namespace's kernel what it supports (meta hour)"
+        )
         p.add_argument("--no-probe", action="store_true", help="do not ask the kernel; assume meta hour works")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -264,7 +267,7 @@ class ApplyCommand(_PolicyVerb):
     def add_options(self, p: argparse.ArgumentParser) -> None:
         _add_policy(p)
         _add_inventory(p)
-        p.add_argument("--netns", metavar="NS", help="apply inside this network namespace (ip netns)")
+        p.add_argument("--netns", type=netns_name, metavar="NS", help="apply inside this network namespace (ip netns)")
         p.add_argument(
             "--confirm-within",
             type=seconds,
@@ -350,7 +353,9 @@ class _PendingCommand(_PolicyVerb):
     """confirm and rollback: act on the pending apply (--confirm-within) of a netns or state folder."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--netns", metavar="NS", help="the network namespace given to `policy apply --netns`")
+        p.add_argument(
+            "--netns", type=netns_name, metavar="NS", help="the network namespace given to `policy apply --netns`"
+        )
         p.add_argument(
             "--state-dir",
             metavar="DIR",
@@ -400,7 +405,7 @@ class CheckCommand(_PolicyVerb):
         _add_inventory(p)
         p.add_argument("--interface", metavar="IF", help="capture live on this interface (root)")
         p.add_argument("--duration", type=seconds, default=10.0, metavar="S", help="live capture length (default 10 s)")
-        p.add_argument("--netns", metavar="NS", help="the interface is in this network namespace")
+        p.add_argument("--netns", type=netns_name, metavar="NS", help="the interface is in this network namespace")
         p.add_argument(
             "--format",
             choices=("text", "json"),
