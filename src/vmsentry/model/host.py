@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
+
+from vmsentry.model.asset import AssetRecord
 
 SS_LOCATOR = "ss -ltnup"  # evidence locator of every finding about a listening socket
 
@@ -246,7 +248,9 @@ _FACT_ORDER = (
 
 
 @dataclass(slots=True)
-class Host:
+class Host(AssetRecord):
+    KIND: ClassVar[str] = "host"
+
     name: str
     platform: str = "linux"
     facts: dict[str, Any] = field(default_factory=dict)  # platform settings, keyed as the platform names them
@@ -275,10 +279,6 @@ class Host:
                 if data is None:
                     self._listed_unknown.add(key)
         self.facts = facts
-
-    @property
-    def asset(self) -> str:
-        return f"host:{self.name}"
 
     # -- reading ---------------------------------------------------------------------------------
     @property

@@ -14,8 +14,9 @@ default is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
+from vmsentry.model.asset import AssetRecord
 from vmsentry.model.host import Host
 from vmsentry.model.text import redact_credentials
 
@@ -137,7 +138,9 @@ class Channels:
 
 
 @dataclass(slots=True)
-class VM:
+class VM(AssetRecord):
+    KIND: ClassVar[str] = "vm"
+
     name: str
     platform: str
     uuid: str | None = None
@@ -155,13 +158,11 @@ class VM:
     state: str | None = None  # running|shut-off|... from a live collector
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    @property
-    def asset(self) -> str:
-        return f"vm:{self.name}"
-
 
 @dataclass(slots=True)
-class Network:
+class Network(AssetRecord):
+    KIND: ClassVar[str] = "network"
+
     name: str
     platform: str
     mode: str = "unknown"
@@ -180,10 +181,6 @@ class Network:
     ipv6: bool = False
     locator: str | None = None
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def asset(self) -> str:
-        return f"network:{self.name}"
 
 
 @dataclass(slots=True)

@@ -81,32 +81,33 @@ def nested_virt(host: Host, ctx: ScanContext) -> Outcome:
     cpu = host.cpu or Cpu()
     if "amd" in str(cpu.vendor or "").lower() or cpu.svm:
         path = "/sys/module/kvm_amd/parameters/nested"
-    if str(nested).strip().upper() in ("Y", "1"):
-        return fail(
-            "nested",
-            nested,
-            file=path,
-            message="guests can run their own hypervisors: larger KVM attack "
-            "surface and VMs hidden from the host's inventory",
-        )
-    return passed("nested", nested, file=path)
+    return _switched_off(
+        "nested",
+        nested,
+        path,
+        "guests can run their own hypervisors: larger KVM attack surface and VMs hidden from the host's inventory",
+    )
 
 
 @check("host_ksm")
 @needs("kvm", "KVM module state")
 def ksm(host: Host, ctx: ScanContext) -> Outcome:
-    kvm = host.kvm
-    run = kvm.ksm_run
+    run = host.kvm.ksm_run
     if run is None:
         return unknown("/sys/kernel/mm/ksm/run not collected", "ksm_run")
-    if str(run).strip() == "1":
-        return fail(
-            "ksm_run",
-            run,
-            file="/sys/kernel/mm/ksm/run",
-            message="KSM merges identical pages across guests: a cross-VM timing side channel",
-        )
-    return passed("ksm_run", run, file="/sys/kernel/mm/ksm/run")
+    return _switched_off(
+        "ksm_run",
+        run,
+        "/sys/kernel/mm/ksm/run",
+        "KSM merges identical pages across guests: a cross-VM timing side channel",
+    )
+
+
+def _switched_off(key: str, value: str, file: str, when_on: str) -> Outcome:
+    """A kernel switch read from sysfs that must be off: "Y"/"1" (a module parameter or a sysfs knob) is on."""
+    if str(value).strip().upper() in ("Y", "1"):
+        return fail(key, value, file=file, message=when_on)
+    return passed(key, value, file=file)
 
 
 @check("host_hw_virtualization")

@@ -10,7 +10,7 @@ from typing import Any
 from vmsentry.analyse.addresses import is_loopback
 from vmsentry.analyse.checks import Outcome, check, not_applicable, unknown
 from vmsentry.analyse.checks.host_facts import on
-from vmsentry.analyse.checks.libvirt_settings import Conf, as_list, conf_of, listens_publicly, with_conf
+from vmsentry.analyse.checks.libvirt_settings import Conf, as_list, conf_check, conf_of, listens_publicly
 from vmsentry.analyse.context import ScanContext
 from vmsentry.model import Host, ListeningSocket
 
@@ -52,8 +52,7 @@ def _remote_state(host: Host, daemon: Conf, tls: bool) -> tuple[bool, list[Liste
     return enabled, socks, seen
 
 
-@check("libvirtd_tcp_no_auth")
-@with_conf("libvirtd_conf")
+@conf_check("libvirtd_tcp_no_auth", "libvirtd_conf")
 def tcp_no_auth(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     auth = str(daemon.get("auth_tcp", "sasl"))
     if auth != "none":
@@ -78,8 +77,7 @@ def tcp_no_auth(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     return daemon.ok("auth_tcp", "sasl", "auth_tcp = none is latent: no TCP listener is enabled or listening")
 
 
-@check("libvirtd_tcp_exposed")
-@with_conf("libvirtd_conf")
+@conf_check("libvirtd_tcp_exposed", "libvirtd_conf")
 def tcp_exposed(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     enabled, socks, seen = _remote_state(host, daemon, tls=False)
     addr = daemon.get("listen_addr")
@@ -104,8 +102,7 @@ def tcp_exposed(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     return daemon.ok("listen_tcp", 0, seen)
 
 
-@check("libvirtd_tls_no_verify")
-@with_conf("libvirtd_conf")
+@conf_check("libvirtd_tls_no_verify", "libvirtd_conf")
 def tls_no_verify(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     if on(daemon.get("tls_no_verify_certificate", 0)):
         _, _, seen = _remote_state(host, daemon, tls=True)
@@ -117,8 +114,7 @@ def tls_no_verify(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     return daemon.ok("tls_no_verify_certificate", 0)
 
 
-@check("libvirtd_unix_rw_open")
-@with_conf("libvirtd_conf")
+@conf_check("libvirtd_unix_rw_open", "libvirtd_conf")
 def unix_rw_open(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     auth = daemon.get("auth_unix_rw")
     if auth is None or str(auth) != "none":
@@ -150,8 +146,7 @@ def unix_rw_open(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     )
 
 
-@check("libvirtd_tls_dn_allowlist")
-@with_conf("libvirtd_conf")
+@conf_check("libvirtd_tls_dn_allowlist", "libvirtd_conf")
 def tls_dn_allowlist(host: Host, ctx: ScanContext, daemon: Conf) -> Outcome:
     socks = _remote_sockets(host, daemon, tls=True)
     if socks is None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from vmsentry.analyse.addresses import bare_ip
 from vmsentry.analyse.checks import Outcome, check, not_applicable, unknown
 from vmsentry.analyse.checks.host_facts import on
-from vmsentry.analyse.checks.libvirt_settings import Conf, as_list, listens_publicly, with_conf
+from vmsentry.analyse.checks.libvirt_settings import Conf, as_list, conf_check, listens_publicly, with_conf
 from vmsentry.analyse.context import ScanContext
 from vmsentry.analyse.hostnet import guest_bridges, guest_reach
 from vmsentry.model import Host, ListeningSocket
@@ -115,8 +115,7 @@ def _verify(conf: Conf, prefix: str, builtin: int) -> bool:
     return bool(builtin)
 
 
-@check("qemu_conf_vnc_tls_verify")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_vnc_tls_verify", "qemu_conf")
 def vnc_tls_verify(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if not on(conf.get("vnc_tls", 0)):
         return not_applicable("vnc_tls is off (see the VNC listen rule)")
@@ -133,8 +132,7 @@ def vnc_tls_verify(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     )
 
 
-@check("qemu_conf_security_driver")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_security_driver", "qemu_conf")
 def security_driver(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if not conf.has("security_driver"):
         return conf.ok(
@@ -153,15 +151,13 @@ def security_driver(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     )
 
 
-@check("qemu_conf_default_confined")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_default_confined", "qemu_conf")
 def default_confined(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     off = conf.has("security_default_confined") and not on(conf.get("security_default_confined"))
     return conf.judge(off, "security_default_confined", 1, "guests without an explicit <seclabel> run unconfined")
 
 
-@check("qemu_conf_require_confined")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_require_confined", "qemu_conf")
 def require_confined(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if on(conf.get("security_require_confined", 0)):
         return conf.ok("security_require_confined", 0, "libvirt refuses to start unconfined guests")
@@ -193,8 +189,7 @@ def require_confined(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
 _ROOT = ("root", "+0", "0")
 
 
-@check("qemu_conf_user_root")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_user_root", "qemu_conf")
 def user_root(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outcome]:
     out: list[Outcome] = []
     for key in ("user", "group"):
@@ -210,21 +205,18 @@ def user_root(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outcom
     return out or conf.ok("user", "distribution QEMU user", "QEMU runs as an unprivileged user")
 
 
-@check("qemu_conf_seccomp")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_seccomp", "qemu_conf")
 def seccomp(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     off = conf.has("seccomp_sandbox") and str(conf.get("seccomp_sandbox")).strip() == "0"
     return conf.judge(
         off,
         "seccomp_sandbox",
         1,
-        "QEMU runs without its seccomp filter: a compromised QEMU may spawn "
-        "processes and use obsolete or privilege-raising syscalls",
+        "QEMU runs without its seccomp filter: a compromised QEMU may spawn processes and use obsolete or privilege-raising syscalls",
     )
 
 
-@check("qemu_conf_namespaces")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_namespaces", "qemu_conf")
 def namespaces(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if not conf.has("namespaces"):
         return conf.ok("namespaces", '["mount"]')
@@ -254,8 +246,7 @@ _ACL_KNOWN = {
 }
 
 
-@check("qemu_conf_cgroup_devices")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_cgroup_devices", "qemu_conf")
 def cgroup_devices(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outcome]:
     out: list[Outcome] = []
     if conf.has("cgroup_controllers"):
@@ -278,8 +269,7 @@ def cgroup_devices(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[O
     return out or conf.ok("cgroup_device_acl", "built-in list", "device cgroup with the stock device list")
 
 
-@check("qemu_conf_relaxed_acs")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_relaxed_acs", "qemu_conf")
 def relaxed_acs(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     return conf.judge(
         on(conf.get("relaxed_acs_check", 0)),
@@ -291,8 +281,7 @@ def relaxed_acs(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     )
 
 
-@check("qemu_conf_migration")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_migration", "qemu_conf")
 def migration(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     if on(conf.get("migrate_tls_force", 0)):
         return conf.ok("migrate_tls_force", 0, "every migration must use TLS")
@@ -313,8 +302,7 @@ def migration(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     )
 
 
-@check("qemu_conf_chardev_tls")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_chardev_tls", "qemu_conf")
 def chardev_tls(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outcome]:
     if on(conf.get("chardev_tls", 0)):
         return conf.ok("chardev_tls", 0, "TCP character devices use TLS")
@@ -338,8 +326,7 @@ def chardev_tls(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outc
     ]
 
 
-@check("qemu_conf_stdio_handler")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_stdio_handler", "qemu_conf")
 def stdio_handler(host: Host, ctx: ScanContext, conf: Conf) -> Outcome:
     return conf.judge(
         str(conf.get("stdio_handler", "logd")) == "file",
@@ -357,8 +344,7 @@ _VERIFY_KEYS = (
 )
 
 
-@check("qemu_conf_tls_verify_off")
-@with_conf("qemu_conf")
+@conf_check("qemu_conf_tls_verify_off", "qemu_conf")
 def tls_verify_off(host: Host, ctx: ScanContext, conf: Conf) -> Outcome | list[Outcome]:
     out = [
         conf.fail(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmsentry.analyse.addresses import is_loopback
-from vmsentry.analyse.checks import Outcome, fail, not_applicable, passed, unknown
+from vmsentry.analyse.checks import Outcome, check, fail, not_applicable, passed, unknown
 from vmsentry.analyse.context import ScanContext
 from vmsentry.model import Host
 
@@ -86,8 +86,8 @@ def conf_of(host: Host, name: str) -> Conf | Outcome:
 
 
 def with_conf(name: str):
-    """Registers ``fn(host, ctx, conf)`` as a predicate that first reads the ``name`` settings file; when it
-    was not collected (or libvirt is absent) that outcome is the rule's."""
+    """Makes ``fn(host, ctx, conf)`` a predicate that first reads the ``name`` settings file; when it was not
+    collected (or libvirt is absent) that outcome is the rule's."""
 
     def wrap(fn):
         def predicate(host: Host, ctx: ScanContext):
@@ -99,6 +99,15 @@ def with_conf(name: str):
         return predicate
 
     return wrap
+
+
+def conf_check(check_name: str, conf_name: str):
+    """``@check(check_name)`` and ``@with_conf(conf_name)`` in one: a rule about one libvirt settings file."""
+
+    def register(fn):
+        return check(check_name)(with_conf(conf_name)(fn))
+
+    return register
 
 
 def as_list(value: Any) -> list[str] | None:
