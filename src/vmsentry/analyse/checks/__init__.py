@@ -86,6 +86,8 @@ def passed(
 
 
 def unknown(message: str, key: str | None = None, *, file: str | None = None, locator: str | None = None) -> Outcome:
+    if file is None and locator is None:
+        return _shared("unknown", key, None, message)
     return Outcome("unknown", key, file=file, locator=locator, message=message)
 
 

@@ -240,14 +240,6 @@ def snapshot_stale(vm: VM, ctx):
     return out or passed("snapshot", f"{len(dated)} snapshot(s) within {SNAPSHOT_MAX_AGE_DAYS} days")
 
 
-def _channel(vm: VM, mode: str, key: str, what: str, *fact_keys: str):
-    if mode == "unknown":
-        return unknown(f"{what} not collected", key)
-    if mode == "disabled":
-        return passed(key, mode)
-    return fail(key, mode, locator=_first_at(vm, *fact_keys))
-
-
 # The two console channels are judged alike: (rule, Channels attribute, what, the facts that set it).
 _CHANNEL_RULES = (
     (
@@ -267,8 +259,15 @@ _CHANNEL_RULES = (
 
 
 def _channel_rule(attribute: str, what: str, fact_keys: tuple[str, ...]):
+    not_collected = f"{what} not collected"
+
     def predicate(vm: VM, ctx):
-        return _channel(vm, getattr(vm.channels, attribute), attribute, what, *fact_keys)
+        mode = getattr(vm.channels, attribute)
+        if mode == "unknown":
+            return unknown(not_collected, attribute)
+        if mode == "disabled":
+            return passed(attribute, mode)
+        return fail(attribute, mode, locator=_first_at(vm, *fact_keys))
 
     predicate.__name__ = predicate.__qualname__ = f"{attribute}_shared"
     return predicate

@@ -8,10 +8,9 @@ from typing import Any
 
 from vmsentry.analyse.addresses import MANAGEMENT_PORTS
 from vmsentry.analyse.graph.base import EXTERNAL, LAN, GraphWriter
-from vmsentry.analyse.graph.exposes import RuleResults
-from vmsentry.analyse.graph.vulns import Vuln, component_version, components_for, reachable, version_status
+from vmsentry.analyse.graph.exposes import Decision, RuleResults
+from vmsentry.analyse.graph.vulns import Vuln, component_version, components_for, reachability, version_status
 from vmsentry.model import VM, Device, Host, Network
-from vmsentry.model.findings import Finding
 
 SEGMENT_MODES = ("nat", "isolated", "routed", "open", "host-only", "internal", "private", "bridged")
 # console channels a rule opens: technique, id part, VM.channels field, name, change text, state
@@ -37,7 +36,7 @@ class VMEdges(GraphWriter):
     _vuln_cache: dict[tuple, list]
     deferred: list[tuple]
 
-    def change_if_failed(self, found: Finding | None, cid: str, text: str, vid: str, cost: float) -> str | None:
+    def change_if_failed(self, found: Decision | None, cid: str, text: str, vid: str, cost: float) -> str | None:
         """The change that removes an edge a rule of VM ``vid`` opens by failing, named after that rule;
         None when the rule did not fail (an unknown result opens no such edge)."""
         if found is None or found.status != "fail":
@@ -63,15 +62,12 @@ class VMEdges(GraphWriter):
         for i, dev in enumerate(vm.devices):
             self.device(vm, vid, hid, host, i, dev)
         for tech, short, setting, name, change_text, state in CHANNELS:
-            c = self.change_if_failed(
-                self.results.for_asset(tech, vid),
-                f"{short}:{vm.name}",
-                f"Disable {change_text} for VM {vm.name}",
-                vid,
-                1,
-            )
-            if c is None:
+            found = self.results.for_asset(tech, vid)
+            if found is None or found.status != "fail":  # (checked first: the texts below cost per VM)
                 continue
+            c = self.change(
+                f"{short}:{vm.name}", f"Disable {change_text} for VM {vm.name}", vid, found.rule_id, 1, "vm"
+            )
             mode = getattr(vm.channels, setting)
             cid = self.node(f"chan:{vm.name}:{short}", "channel", f"{name} of {vm.name}", asset=vid)
             self.edge(
@@ -461,22 +457,22 @@ class VMEdges(GraphWriter):
 
     def vulns_for(self, vm: VM, vid: str, hid: str, host: Host | None) -> None:
         for v, comp, status, version in self._candidates(vm, hid, host):
-            reach = reachable(v.reachable_when, vm, host)
+            reach = reachability(v.reachable_when)(vm, host)
             if reach is False:
                 continue
             node = f"vuln:{hid}:{v.id}"
             new = node not in self.g
-            self.node(
-                node,
-                "vuln",
-                f"{v.id} ({comp} {version or 'version unknown'})",
-                asset=hid,
-                cve=v.id,
-                component=comp,
-                status=status,
-            )
             loc = f"{v.id}; {comp} {version or '(version not collected)'}; reachable_when {v.reachable_when}"
             if new:
+                self.node(
+                    node,
+                    "vuln",
+                    f"{v.id} ({comp} {version or 'version unknown'})",
+                    asset=hid,
+                    cve=v.id,
+                    component=comp,
+                    status=status,
+                )
                 self.eg.vulns_matched.append(
                     {
                         "id": v.id,

@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from vmsentry.model import VM, Host
@@ -54,7 +55,8 @@ def load_vulns(path: str | None = None) -> list[Vuln]:
     path = path or DEFAULT_DB
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            # libyaml's C parser when present: the pure-Python one took ~0.1 s of every graph build
+            data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as exc:
         raise VulnDBError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -228,18 +230,29 @@ def predicate_known(name: str) -> bool:
     return name in PREDICATES or base in ("nic_model", "video_model")
 
 
-def reachable(name: str, vm: VM, host: Host | None) -> bool | None:
+@lru_cache(maxsize=256)
+def reachability(name: str) -> Callable[[VM, Host | None], bool | None]:
+    """The test a ``reachable_when`` name stands for, built once per name (the graph asks it for every VM
+    and every candidate flaw: 50,000 times on a 10,000-VM fleet)."""
     base, _, arg = name.partition(":")
     if base == "nic_model":
-        return any(
+        return lambda vm, host: any(
             (n.model or "") == arg or (arg == "virtio" and (n.model or "").startswith("virtio")) for n in vm.nics
         )
     if base == "video_model":
-        video = {k: v for k, v in vm.facts.items() if "video" in k.lower()}
-        if not video:
-            return None
-        return any(arg in str(v.get("value", "")).lower() or arg in k.lower() for k, v in video.items())
-    return PREDICATES[name](vm, host)
+
+        def video_model(vm: VM, host: Host | None) -> bool | None:
+            video = {k: v for k, v in vm.facts.items() if "video" in k.lower()}
+            if not video:
+                return None
+            return any(arg in str(v.get("value", "")).lower() or arg in k.lower() for k, v in video.items())
+
+        return video_model
+    return PREDICATES[name]
+
+
+def reachable(name: str, vm: VM, host: Host | None) -> bool | None:
+    return reachability(name)(vm, host)
 
 
 def components_for(vm: VM, host: Host | None) -> tuple[str, ...]:
