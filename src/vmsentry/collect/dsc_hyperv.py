@@ -30,7 +30,7 @@ import re
 from typing import Any
 
 from vmsentry.collect.hcl_reader import Computed
-from vmsentry.collect.source_file import NOT_UTF8, decode_text, read_text_file
+from vmsentry.collect.iac_node import read_script
 from vmsentry.model import VM, InputError, Inventory, Network, Nic, Share, Source
 
 PLATFORM = "hyperv"
@@ -62,10 +62,7 @@ def claims(path: str, head: bytes) -> bool:
 
 
 def read(path: str, data: bytes | None = None) -> Inventory:
-    text, lossy = decode_text(read_text_file(path, data, "a PowerShell DSC configuration"))
-    inv = Inventory()
-    if lossy:
-        inv.errors.append(InputError(path, NOT_UTF8))
+    text, inv = read_script(path, data, "a PowerShell DSC configuration")
     code = _blank_comments(text)
     resources = []
     for match in _HEADER.finditer(code):
@@ -157,28 +154,38 @@ def _matching_brace(code: str, start: int) -> int | None:
 def _settings(code: str, start: int, end: int) -> dict[str, tuple[Any, int]]:
     """``Key = value`` statements at the top level of a resource body, each with its line."""
     out: dict[str, tuple[Any, int]] = {}
-    depth, i, begin = 0, start, start
-    while i <= end:
-        ch = code[i] if i < end else "\n"
-        if ch in "'\"" and i < end:
-            i = _string_end(code, i)
+    statements: list[tuple[int, str]] = []
+    for offset, piece in _pieces(code[start:end], "\n;"):
+        if statements and statements[-1][1].rstrip().endswith(","):  # a list continued on the next line
+            statements[-1] = (statements[-1][0], statements[-1][1] + "\n" + piece)
+        else:
+            statements.append((start + offset, piece))
+    for begin, statement in statements:
+        match = _STATEMENT.fullmatch(statement)
+        if match:
+            line = code.count("\n", 0, begin + match.start(1)) + 1
+            out[match.group(1).lower()] = (_value(match.group(2).strip()), line)
+    return out
+
+
+def _pieces(text: str, separators: str) -> list[tuple[int, str]]:
+    """``text`` cut at ``separators`` outside strings and brackets: (offset, piece) pairs."""
+    pieces, depth, begin, i = [], 0, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "'\"":
+            i = _string_end(text, i)
             continue
         if ch in "({[":
             depth += 1
         elif ch in ")}]":
             depth -= 1
-        if (ch in "\n;" and depth <= 0) or i == end:
-            statement = code[begin:i]
-            if statement.rstrip().endswith(",") and i < end:  # a list continued on the next line
-                i += 1
-                continue
-            match = _STATEMENT.fullmatch(statement)
-            if match:
-                line = code.count("\n", 0, begin + match.start(1)) + 1
-                out[match.group(1).lower()] = (_value(match.group(2).strip()), line)
+        elif ch in separators and depth <= 0:
+            pieces.append((begin, text[begin:i]))
             begin = i + 1
         i += 1
-    return out
+    pieces.append((begin, text[begin:]))
+    return pieces
 
 
 def _value(text: str) -> Any:
@@ -202,22 +209,7 @@ def _value(text: str) -> Any:
 
 
 def _split_list(text: str) -> list[str]:
-    items, depth, begin, i = [], 0, 0, 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "'\"":
-            i = _string_end(text, i)
-            continue
-        if ch in "({[":
-            depth += 1
-        elif ch in ")}]":
-            depth -= 1
-        elif ch in ",\n;" and depth == 0:
-            items.append(text[begin:i].strip())
-            begin = i + 1
-        i += 1
-    items.append(text[begin:].strip())
-    return items
+    return [piece.strip() for _, piece in _pieces(text, ",\n;")]
 
 
 # ----------------------------------------------------------------------------------------- inventory

@@ -13,6 +13,8 @@ import re
 from typing import Any
 
 from vmsentry.collect.hcl_reader import Block, Computed
+from vmsentry.collect.source_file import NOT_UTF8, decode_text, read_text_file
+from vmsentry.model import InputError, Inventory
 
 # Packer's JSON templates interpolate with Go templates: "{{user `x`}}", "{{ .HTTPIP }}"
 _GO_TEMPLATE = re.compile(r"\{\{.*?\}\}", re.DOTALL)
@@ -29,8 +31,8 @@ class Node:
     @classmethod
     def from_hcl(cls, block: Block, path: str) -> Node:
         node = cls(f"line {block.line}, {path}")
-        for name, attr in block.attrs.items():
-            node._attrs[name] = (attr.value, f"line {attr.line}, {path}.{name}")
+        for name, (value, line) in block.attrs.items():
+            node._attrs[name] = (value, f"line {line}, {path}.{name}")
         for index, sub in enumerate(block.blocks):
             same = [b for b in block.blocks[:index] if b.type == sub.type]
             node._blocks.setdefault(sub.type, []).append(cls.from_hcl(sub, f"{path}.{sub.type}[{len(same)}]"))
@@ -67,6 +69,16 @@ class Node:
         if self.has(name):
             value = self.get(name)
             facts[key] = {"value": str(value) if isinstance(value, Computed) else value, "at": self.where(name)}
+
+
+def read_script(path: str, data: bytes | None, what: str) -> tuple[str, Inventory]:
+    """The text of a script read without running it (a Vagrantfile, a DSC configuration) and the
+    inventory to fill, which already says so when bytes had to be replaced."""
+    text, lossy = decode_text(read_text_file(path, data, what))
+    inv = Inventory()
+    if lossy:
+        inv.errors.append(InputError(path, NOT_UTF8))
+    return text, inv
 
 
 def _json_value(value: Any, templates: bool) -> Any:

@@ -33,7 +33,7 @@ import re
 from typing import Any
 
 from vmsentry.collect.hcl_reader import Computed
-from vmsentry.collect.source_file import NOT_UTF8, decode_text, read_text_file
+from vmsentry.collect.iac_node import read_script
 from vmsentry.model import VM, Forward, InputError, Inventory, Listener, Nic, Share, Source
 
 PROVIDERS = {"virtualbox": "virtualbox", "libvirt": "libvirt", "hyperv": "hyperv"}
@@ -51,10 +51,7 @@ def claims(path: str, head: bytes) -> bool:
 
 
 def read(path: str, data: bytes | None = None) -> Inventory:
-    text, lossy = decode_text(read_text_file(path, data, "a Vagrantfile"))
-    inv = Inventory()
-    if lossy:
-        inv.errors.append(InputError(path, NOT_UTF8))
+    text, inv = read_script(path, data, "a Vagrantfile")
     lines = _code_lines(text)
     if len(lines) > _MAX_LINES:
         inv.errors.append(InputError(path, f"more than {_MAX_LINES} lines; the rest not read"))
