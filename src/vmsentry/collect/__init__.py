@@ -20,6 +20,10 @@ from vmsentry.model import InputError, Inventory
 FILE_ADAPTERS = (
     "vmsentry.collect.saved_inventory",
     "vmsentry.collect.libvirt_conf",
+    "vmsentry.collect.packer",  # VM definitions kept as code: before hyperv, which refuses Packer and DSC
+    "vmsentry.collect.terraform_libvirt",
+    "vmsentry.collect.vagrant",
+    "vmsentry.collect.dsc_hyperv",
     "vmsentry.collect.proxmox",  # cheap claims (file name first): before the QEMU line scan
     "vmsentry.collect.hyperv",
     "vmsentry.collect.vmware_vmx",
