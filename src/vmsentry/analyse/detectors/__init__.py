@@ -22,6 +22,7 @@ from vmsentry.analyse.detectors.dhcp import Dhcp
 from vmsentry.analyse.detectors.dns import DnsUnsanctioned
 from vmsentry.analyse.detectors.ipv6 import Ipv6
 from vmsentry.analyse.detectors.mac_flood import MacFlood
+from vmsentry.analyse.detectors.nd_spoof import NdSpoof
 from vmsentry.analyse.detectors.policy_violation import PolicyViolation
 from vmsentry.analyse.detectors.rogue_ra import RogueRa
 from vmsentry.analyse.detectors.scan import Scan
@@ -33,6 +34,7 @@ from vmsentry.model.traffic import EVENT_TYPES
 
 REGISTRY = {
     "arp_spoof": ArpSpoof,
+    "nd_spoof": NdSpoof,
     "mac_flood": MacFlood,
     "dhcp": Dhcp,
     "rogue_ra": RogueRa,
