@@ -34,7 +34,6 @@ from vmsentry.model.traffic import EVENT_TYPES
 
 REGISTRY = {
     "arp_spoof": ArpSpoof,
-    "nd_spoof": NdSpoof,
     "mac_flood": MacFlood,
     "dhcp": Dhcp,
     "rogue_ra": RogueRa,
@@ -43,6 +42,7 @@ REGISTRY = {
     "dns_unsanctioned": DnsUnsanctioned,
     "ipv6": Ipv6,
     "policy_violation": PolicyViolation,
+    "nd_spoof": NdSpoof,  # (last: tests reach the others by position)
 }
 TICK_SECONDS = 5.0
 

@@ -130,7 +130,6 @@ class PolicyViolation(Common):
 
 DEFAULTS = {
     "arp_spoof": ArpSpoof(),
-    "nd_spoof": NdSpoof(),
     "mac_flood": MacFlood(),
     "dhcp": Dhcp(),
     "rogue_ra": RogueRa(),
@@ -139,6 +138,7 @@ DEFAULTS = {
     "dns_unsanctioned": DnsUnsanctioned(),
     "ipv6": Ipv6(),
     "policy_violation": PolicyViolation(),
+    "nd_spoof": NdSpoof(),
 }
 
 
