@@ -103,11 +103,23 @@ def nmap_decoy(lab: Lab, path: Path) -> None:
         )
 
 
+def benign_ipv6(lab: Lab, path: Path) -> None:
+    """No attack: vm3's interface comes up (duplicate address detection, MLD, router solicitation), the
+    nodes resolve each other's link-local addresses and ping over IPv6."""
+    wait_ipv6(lab)
+    with Recording(lab, path):
+        lab.sh("vm3", "ip link set eth0 down; ip link set eth0 up", check=False)
+        wait_ipv6(lab)
+        for node, peer in (("vm2", "fe80::5054:ff:fe99:13"), ("vm3", HOST_LL), ("host", VM2_LL), ("vm1", VM2_LL)):
+            lab.sh(node, f"ip -6 neigh flush dev eth0; ping -6 -c 2 -i 0.3 -W 1 {peer}%eth0 >/dev/null", check=False)
+
+
 SCENARIOS = {
     "parasite6-vm1.pcap": (parasite6, True),
     "fake-advertise6-vm1.pcap": (fake_advertise6, True),
     "arpspoof-first-reply-vm1.pcap": (arpspoof_first_reply, False),
     "nmap-decoy-vm1.pcap": (nmap_decoy, False),
+    "benign-ipv6-nd.pcap": (benign_ipv6, True),
 }
 
 
