@@ -144,12 +144,7 @@ class ArpSpoof(Detector):
                 n += 1
             return n
 
-        new_marks, old_marks = marks(new), marks(old)
-        if new_marks > old_marks:
-            return new, 0.6 + 0.1 * new_marks
-        if old_marks > new_marks:
-            return old, 0.6 + 0.1 * old_marks
-        return new, 0.5
+        return pick_liar(new, old, marks)
 
     def _garp_flood(self, mac: bytes, ts: float) -> bool:
         times = self.garps.get(mac)
@@ -172,24 +167,8 @@ class ArpSpoof(Detector):
         elif reasons == ["gratuitous_flood"] or conf <= 0.5:
             severity = "medium"
 
-        def make() -> Alert:
-            return Alert(
-                "arp_spoof",
-                severity,
-                ev.ts,
-                truth.endpoint(own_ip, sender),
-                conf,
-                _describe(truth),
-                {"reasons": {}, "impersonated": [], "unsolicited_replies": 0},
-            )
-
-        alert = self.incident(sender, ev.ts, make)
-        alert.seen(ev.ts)
-        if alert.attacker["ip"] is None and own_ip is not None:
-            alert.attacker.update(truth.endpoint(own_ip, sender))
-        ev_reasons = alert.evidence["reasons"]
-        for r in reasons:
-            ev_reasons[r] = ev_reasons.get(r, 0) + 1
+        evidence = {"reasons": {}, "impersonated": [], "unsolicited_replies": 0}
+        alert = claim_alert(self, ev.ts, sender, own_ip, severity, conf, _describe(truth), evidence, reasons)
         if not solicited:
             alert.evidence["unsolicited_replies"] += 1
         impersonated = ip_text(ev.spa)
@@ -199,7 +178,6 @@ class ArpSpoof(Detector):
             and reasons[0] != "gratuitous_flood"
         ):
             alert.evidence["impersonated"].append(impersonated)
-        alert.raise_to(severity, conf)
         if reasons != ["gratuitous_flood"]:
             alert.victim(truth.endpoint(ev.spa, victim_mac))
         if ev.op == 2 and ev.tpa != ev.spa and ev.tpa != ZERO_IP:
@@ -211,6 +189,34 @@ class ArpSpoof(Detector):
                 f"{mac_text(ev.sha)} (Ethernet source {mac_text(ev.eth_src)}) "
                 f"to {ip_text(ev.tpa)}"
             )
+
+
+def pick_liar(new: bytes, old: bytes, marks) -> tuple[bytes, float]:
+    """Of two MACs claiming one address, the liar is the one with more ``marks`` against it (unsolicited
+    claims, other addresses it uses as its own), named with 0.6 + 0.1 a mark; on a tie the newcomer, 0.5."""
+    new_marks, old_marks = marks(new), marks(old)
+    if new_marks > old_marks:
+        return new, 0.6 + 0.1 * new_marks
+    if old_marks > new_marks:
+        return old, 0.6 + 0.1 * old_marks
+    return new, 0.5
+
+
+def claim_alert(det: Detector, ts: float, sender: bytes, own_ip, severity, conf, describe, evidence, reasons) -> Alert:
+    """The open alert of a MAC making forged address claims (arp_spoof, nd_spoof), or a new one, with this
+    message and its ``reasons`` counted; the attacker's own address is filled in once it is known."""
+    truth = det.truth
+    alert = det.incident(
+        sender, ts, lambda: Alert(det.name, severity, ts, truth.endpoint(own_ip, sender), conf, describe, evidence)
+    )
+    alert.seen(ts)
+    if alert.attacker["ip"] is None and own_ip is not None:
+        alert.attacker.update(truth.endpoint(own_ip, sender))
+    counts = alert.evidence["reasons"]
+    for r in reasons:
+        counts[r] = counts.get(r, 0) + 1
+    alert.raise_to(severity, conf)
+    return alert
 
 
 def _describe(truth):

@@ -27,19 +27,16 @@ target seen within ``reply_window``) are counted in ``evidence.unsolicited``.
 
 from __future__ import annotations
 
+from vmsentry.analyse.detectors.arp_spoof import CONFIDENCE as ARP_CONFIDENCE
+from vmsentry.analyse.detectors.arp_spoof import claim_alert, pick_liar
 from vmsentry.analyse.detectors.base import Bounded, Detector
 from vmsentry.analyse.detectors.rogue_ra import eui64_mac
 from vmsentry.model.alert import Alert
 from vmsentry.model.traffic import ICMP6, ND_OVERRIDE, ND_ROUTER, ND_SOLICITED, ip_text, mac_text
 
 UNSPECIFIED = b"\x00" * 16
-CONFIDENCE = {
-    "contradicts_inventory": 0.97,
-    "eth_nd_mismatch": 0.9,
-    "eui64_owner": 0.9,
-    "dad_dos": 0.8,
-    "router_flag": 0.7,
-}
+# the same verdicts weigh the same as for ARP
+CONFIDENCE = {**ARP_CONFIDENCE, "eth_nd_mismatch": 0.9, "eui64_owner": 0.9, "dad_dos": 0.8, "router_flag": 0.7}
 OWN_KINDS = (131, 133, 143)  # MLD reports, router solicitations: a node sends these from its own address
 MAX_OWN = 16  # addresses remembered per MAC
 
@@ -149,12 +146,7 @@ class NdSpoof(Detector):
                 n += 1
             return n
 
-        new_marks, old_marks = marks(new), marks(old)
-        if new_marks > old_marks:
-            return new, 0.6 + 0.1 * new_marks
-        if old_marks > new_marks:
-            return old, 0.6 + 0.1 * old_marks
-        return new, 0.5
+        return pick_liar(new, old, marks)
 
     def _alert(self, ev, sender: bytes, ip: bytes, victim_mac, reasons: list[str], confidence, solicited: bool):
         truth = self.truth
@@ -171,27 +163,10 @@ class NdSpoof(Detector):
         elif reasons == ["router_flag"] or conf <= 0.5:
             severity = "medium"
 
-        def make() -> Alert:
-            return Alert(
-                "nd_spoof",
-                severity,
-                ev.ts,
-                truth.endpoint(own_ip, sender),
-                conf,
-                _describe,
-                {"reasons": {}, "impersonated": [], "unsolicited": 0},
-            )
-
-        alert = self.incident(sender, ev.ts, make)
-        alert.seen(ev.ts)
-        if alert.attacker["ip"] is None and own_ip is not None:
-            alert.attacker.update(truth.endpoint(own_ip, sender))
-        counts = alert.evidence["reasons"]
-        for r in reasons:
-            counts[r] = counts.get(r, 0) + 1
+        evidence = {"reasons": {}, "impersonated": [], "unsolicited": 0}
+        alert = claim_alert(self, ev.ts, sender, own_ip, severity, conf, _describe, evidence, reasons)
         if ev.kind == 136 and not solicited:
             alert.evidence["unsolicited"] += 1
-        alert.raise_to(severity, conf)
         if reasons == ["router_flag"]:
             return
         claimed = ip_text(ip)
