@@ -30,6 +30,8 @@ APT_PACKAGES=(
   tcpdump
   # `vmsentry detect` live lab (real attack tools run in netns "VMs") and the tools it is compared with
   dsniff nmap tshark arpwatch curl bind9-dnsutils netsniff-ng
+  # IPv6 neighbour spoofing for the nd_spoof lab tests (parasite6, fake_advertise6: installed as atk6-*)
+  thc-ipv6
   # headless browser for the `vmsentry paths --format html` tests
   chromium
   # segmentation policy tests: the TCG test guest kit (scripts/build-test-guest.sh: busybox initramfs) and

@@ -29,8 +29,9 @@ TOOLS = ("ip", "arpspoof", "macof", "nmap", "dnsmasq", "dig", "curl", "ping", "t
 
 
 class Lab:
-    def __init__(self, prefix: str | None = None) -> None:
+    def __init__(self, prefix: str | None = None, ipv6: bool = False) -> None:
         self.prefix = prefix or f"vsd{os.getpid() % 100000}"
+        self.ipv6 = ipv6  # IPv6 left on in the "VMs" (neighbour-discovery attacks need it)
         self.procs: list[subprocess.Popen] = []
 
     def ns(self, node: str) -> str:
@@ -58,9 +59,10 @@ class Lab:
         for node, (ip, mac) in NODES.items():
             ns = self.ns(node)
             self._ip("netns", "add", ns)
+            off = 0 if self.ipv6 else 1
             self.sh(
                 ns,
-                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 "
+                f"sysctl -qw net.ipv6.conf.all.disable_ipv6={off} net.ipv6.conf.default.disable_ipv6={off} "
                 "net.ipv4.ip_forward=0",
             )
             self._ip("link", "add", f"p-{node}", "netns", br, "type", "veth", "peer", "name", "eth0", "netns", ns)

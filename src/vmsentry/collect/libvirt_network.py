@@ -73,6 +73,9 @@ def read_network(root: etree._Element, index: int = 0, source: Source | None = N
         net.dns_servers = [net.host_address]
     if net.dhcp and net.host_address:
         net.dhcp_servers = [net.host_address]
+    v6 = [a for a in (ip.get("address") for ip in root.iterfind("ip")) if a and ":" in a]
+    if v6 and net.mode in ("nat", "routed", "isolated", "open"):  # libvirt's dnsmasq sends the RAs on the bridge
+        net.ipv6_routers = [{"mac": net.host_mac, "ip": v6[0]}]
     return net
 
 

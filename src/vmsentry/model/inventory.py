@@ -179,6 +179,7 @@ class Network(AssetRecord):
     host: str | None = None
     port_isolated: bool | None = None
     ipv6: bool = False
+    ipv6_routers: list[dict[str, str | None]] = field(default_factory=list)  # sanctioned: {"mac", "ip"}
     locator: str | None = None
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -239,11 +240,19 @@ class Inventory:
         """Read a saved inventory back. Unknown fields are ignored so that a newer file still loads."""
         return cls(
             hosts=[Host.from_dict(h) for h in data.get("hosts") or []],
-            networks=[_build(Network, n) for n in data.get("networks") or []],
+            networks=[_saved_network(n) for n in data.get("networks") or []],
             vms=[_build(VM, v) for v in data.get("vms") or []],
             errors=[_build(InputError, e) for e in data.get("errors") or []],
             nwfilters=[_build(NwFilter, f) for f in data.get("nwfilters") or []],
         )
+
+
+def _saved_network(data: Any) -> Network:
+    """A saved network; ``ipv6`` left out is true exactly when a subnet is an IPv6 prefix (CONTRACTS.md)."""
+    net = _build(Network, data)
+    if "ipv6" not in data:
+        net.ipv6 = any(":" in str(subnet) for subnet in net.subnets)
+    return net
 
 
 _NESTED: dict[type, dict[str, tuple[type, bool]]] = {

@@ -15,6 +15,8 @@ What the packet decoders pass up (``FlowTable`` in ``flows.py`` decides, the sam
   (``all_packets=True``) passes each IP packet up instead.
 * ``Arp`` for every ARP packet with a valid Ethernet/IPv4 header.
 * ``Dhcp`` for every DHCPv4 message, ``RouterAdvert`` for every ICMPv6 router advertisement.
+* ``Neighbour`` for every ICMPv6 neighbour solicitation and advertisement (the IPv6 twin of ``Arp``); the
+  message is also passed up as a ``Packet`` by the ICMP rule above.
 * ``Frame`` for other Ethernet frames (LLDP, STP, ...): only the addresses and the EtherType.
 * ``Probes`` for connection attempts, batched by flow: the TCP SYNs (without ACK) and the first packets of
   new UDP flows from one source to one destination within one batch and one ``PROBE_SPAN`` slot of time,
@@ -87,6 +89,24 @@ class RouterAdvert(NamedTuple):
     prefixes: tuple = ()  # ("2001:db8::/64", ...)
 
 
+# Neighbour advertisement flags (RFC 4861 4.4: the first byte after the ICMPv6 header)
+ND_ROUTER, ND_SOLICITED, ND_OVERRIDE = 0x80, 0x40, 0x20
+
+
+class Neighbour(NamedTuple):
+    """An ICMPv6 neighbour solicitation (``kind`` 135) or advertisement (136)."""
+
+    ts: float
+    src_mac: bytes | None
+    dst_mac: bytes | None
+    src_ip: bytes
+    dst_ip: bytes
+    kind: int
+    flags: int  # advertisement: ND_ROUTER | ND_SOLICITED | ND_OVERRIDE; 0 for a solicitation
+    target: bytes  # the address asked about (solicitation) or advertised (advertisement)
+    lladdr: bytes | None  # source (solicitation) or target (advertisement) link-layer address option
+
+
 class Frame(NamedTuple):
     ts: float
     src_mac: bytes
@@ -120,7 +140,7 @@ class Probes:
         )
 
 
-EVENT_TYPES = (Packet, Arp, Dhcp, RouterAdvert, Frame, Probes)
+EVENT_TYPES = (Packet, Arp, Dhcp, RouterAdvert, Neighbour, Frame, Probes)
 
 # Hot paths build events as ``new(Packet, (ts, src_mac, ...))``: all fields in order, in one tuple. That
 # skips the argument handling of ``Packet(...)`` and costs about half as much.

@@ -22,6 +22,7 @@ from vmsentry.analyse.detectors.dhcp import Dhcp
 from vmsentry.analyse.detectors.dns import DnsUnsanctioned
 from vmsentry.analyse.detectors.ipv6 import Ipv6
 from vmsentry.analyse.detectors.mac_flood import MacFlood
+from vmsentry.analyse.detectors.nd_spoof import NdSpoof
 from vmsentry.analyse.detectors.policy_violation import PolicyViolation
 from vmsentry.analyse.detectors.rogue_ra import RogueRa
 from vmsentry.analyse.detectors.scan import Scan
@@ -41,6 +42,7 @@ REGISTRY = {
     "dns_unsanctioned": DnsUnsanctioned,
     "ipv6": Ipv6,
     "policy_violation": PolicyViolation,
+    "nd_spoof": NdSpoof,  # (last: tests reach the others by position)
 }
 TICK_SECONDS = 5.0
 

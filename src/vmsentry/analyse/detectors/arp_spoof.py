@@ -7,6 +7,9 @@ Signals, strongest first (one alert per lying MAC, reasons counted in ``evidence
 * ``eth_arp_mismatch``: Ethernet source differs from the ARP sender MAC (arpwatch "ethernet mismatch",
   Zeek ``weird-arp-sha``, Snort 112:2). The frame's real sender, the Ethernet source, is named. 0.9.
 * ``contradicts_dhcp``: the IP was bound to another MAC by a DHCP ACK seen earlier. 0.9.
+* ``claims_other_ip``: an unsolicited reply claims an IP that is not the sender's own, its own being known
+  (the inventory's, or the one it sent from earlier: IP traffic, its ARP requests). Raised at the first
+  forged reply, before the real owner speaks again. 0.85.
 * ``binding_change`` (no inventory): the IP was bound to another MAC, learned from ARP or IP traffic.
   The liar is the side with more marks against it: unsolicited replies for the IP, claims on other IPs
   it does not use as its own. On a tie the newcomer is named with confidence 0.5 ("conflict").
@@ -25,7 +28,13 @@ from vmsentry.model.traffic import ip_text, mac_text
 
 ZERO_IP = b"\x00\x00\x00\x00"
 ZERO_MAC = b"\x00" * 6
-CONFIDENCE = {"contradicts_inventory": 0.97, "eth_arp_mismatch": 0.9, "contradicts_dhcp": 0.9, "gratuitous_flood": 0.8}
+CONFIDENCE = {
+    "contradicts_inventory": 0.97,
+    "eth_arp_mismatch": 0.9,
+    "contradicts_dhcp": 0.9,
+    "claims_other_ip": 0.85,
+    "gratuitous_flood": 0.8,
+}
 
 
 class ArpSpoof(Detector):
@@ -66,6 +75,8 @@ class ArpSpoof(Detector):
             self.requests.put((spa, tpa), ts)
         if spa == ZERO_IP:  # an ARP probe claims nothing
             return
+        if op == 1 and sha == eth_src and sha not in self.own_ip and self._unclaimed(spa, sha):
+            self.own_ip.put(sha, spa)  # the address a MAC asks from is its own
         sender = eth_src or sha
         reasons = []
         if eth_src is not None and eth_src != sha:
@@ -88,9 +99,14 @@ class ArpSpoof(Detector):
             if sha != truth_mac:
                 reasons.append("contradicts_inventory")
         else:
+            if not solicited and spa != tpa:
+                own = self.truth.ips_of_mac.get(sha) or {self.own_ip.get(sha)} - {None}
+                if own and spa not in own:
+                    reasons.append("claims_other_ip")
             bound = self.bindings.get(spa)
             if bound is None:
-                self.bindings.put(spa, [sha, "arp"])
+                if "claims_other_ip" not in reasons:  # a forged claim is not the binding owners are judged by
+                    self.bindings.put(spa, [sha, "arp"])
             elif bound[0] != sha:
                 victim_mac = bound[0]
                 if bound[1] == "dhcp":
@@ -106,6 +122,17 @@ class ArpSpoof(Detector):
         if reasons:
             self._alert(ev, sender, victim_mac, reasons, confidence, solicited)
 
+    def _unclaimed(self, ip: bytes, mac: bytes) -> bool:
+        """No other MAC holds ``ip``, in the inventory or by what was learned."""
+        bound = self.bindings.get(ip)
+        return self.truth.mac_of_ip.get(ip, mac) == mac and (bound is None or bound[0] == mac)
+
+    def finish(self) -> None:
+        """Attackers whose own address only showed after their alert was raised get it now."""
+        for mac, alert in self.open.items():
+            if alert.attacker.get("ip") is None and self.own_ip.get(mac) is not None:
+                alert.attacker.update(self.truth.endpoint(self.own_ip[mac], mac))
+
     def _liar(self, new: bytes, old: bytes, ip: bytes) -> tuple[bytes, float]:
         """Which of two MACs claiming ``ip`` lies, and how sure we are, without an inventory."""
 
@@ -117,12 +144,7 @@ class ArpSpoof(Detector):
                 n += 1
             return n
 
-        new_marks, old_marks = marks(new), marks(old)
-        if new_marks > old_marks:
-            return new, 0.6 + 0.1 * new_marks
-        if old_marks > new_marks:
-            return old, 0.6 + 0.1 * old_marks
-        return new, 0.5
+        return pick_liar(new, old, marks)
 
     def _garp_flood(self, mac: bytes, ts: float) -> bool:
         times = self.garps.get(mac)
@@ -145,24 +167,8 @@ class ArpSpoof(Detector):
         elif reasons == ["gratuitous_flood"] or conf <= 0.5:
             severity = "medium"
 
-        def make() -> Alert:
-            return Alert(
-                "arp_spoof",
-                severity,
-                ev.ts,
-                truth.endpoint(own_ip, sender),
-                conf,
-                _describe(truth),
-                {"reasons": {}, "impersonated": [], "unsolicited_replies": 0},
-            )
-
-        alert = self.incident(sender, ev.ts, make)
-        alert.seen(ev.ts)
-        if alert.attacker["ip"] is None and own_ip is not None:
-            alert.attacker.update(truth.endpoint(own_ip, sender))
-        ev_reasons = alert.evidence["reasons"]
-        for r in reasons:
-            ev_reasons[r] = ev_reasons.get(r, 0) + 1
+        evidence = {"reasons": {}, "impersonated": [], "unsolicited_replies": 0}
+        alert = claim_alert(self, ev.ts, sender, own_ip, severity, conf, _describe(truth), evidence, reasons)
         if not solicited:
             alert.evidence["unsolicited_replies"] += 1
         impersonated = ip_text(ev.spa)
@@ -172,7 +178,6 @@ class ArpSpoof(Detector):
             and reasons[0] != "gratuitous_flood"
         ):
             alert.evidence["impersonated"].append(impersonated)
-        alert.raise_to(severity, conf)
         if reasons != ["gratuitous_flood"]:
             alert.victim(truth.endpoint(ev.spa, victim_mac))
         if ev.op == 2 and ev.tpa != ev.spa and ev.tpa != ZERO_IP:
@@ -184,6 +189,34 @@ class ArpSpoof(Detector):
                 f"{mac_text(ev.sha)} (Ethernet source {mac_text(ev.eth_src)}) "
                 f"to {ip_text(ev.tpa)}"
             )
+
+
+def pick_liar(new: bytes, old: bytes, marks) -> tuple[bytes, float]:
+    """Of two MACs claiming one address, the liar is the one with more ``marks`` against it (unsolicited
+    claims, other addresses it uses as its own), named with 0.6 + 0.1 a mark; on a tie the newcomer, 0.5."""
+    new_marks, old_marks = marks(new), marks(old)
+    if new_marks > old_marks:
+        return new, 0.6 + 0.1 * new_marks
+    if old_marks > new_marks:
+        return old, 0.6 + 0.1 * old_marks
+    return new, 0.5
+
+
+def claim_alert(det: Detector, ts: float, sender: bytes, own_ip, severity, conf, describe, evidence, reasons) -> Alert:
+    """The open alert of a MAC making forged address claims (arp_spoof, nd_spoof), or a new one, with this
+    message and its ``reasons`` counted; the attacker's own address is filled in once it is known."""
+    truth = det.truth
+    alert = det.incident(
+        sender, ts, lambda: Alert(det.name, severity, ts, truth.endpoint(own_ip, sender), conf, describe, evidence)
+    )
+    alert.seen(ts)
+    if alert.attacker["ip"] is None and own_ip is not None:
+        alert.attacker.update(truth.endpoint(own_ip, sender))
+    counts = alert.evidence["reasons"]
+    for r in reasons:
+        counts[r] = counts.get(r, 0) + 1
+    alert.raise_to(severity, conf)
+    return alert
 
 
 def _describe(truth):

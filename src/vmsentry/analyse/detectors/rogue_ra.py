@@ -2,7 +2,8 @@
 
 Reasons (counted in ``evidence.reasons``; one alert per sending MAC):
 
-* ``not_a_router`` (inventory): the sender is not the host's bridge, or IPv6 is off on the network. 0.95.
+* ``not_a_router`` (inventory): the sender is not a sanctioned router (``networks[].ipv6_routers``; when
+  the inventory lists none, the host's bridge), or IPv6 is off on the network. 0.95.
 * ``spoofed_source``: the link-local source is an EUI-64 address of another MAC than the one sending
   (thc-ipv6 kill_router6 speaks as the real router). 0.9.
 * ``lladdr_mismatch``: the source link-layer address option names another MAC than the sender. 0.9.
@@ -43,7 +44,7 @@ class RogueRa(Detector):
         if ev.source_lladdr is not None and mac is not None and ev.source_lladdr != mac:
             reasons.append("lladdr_mismatch")
         if truth.known and truth.ipv6_allowed is not None:
-            if not truth.ipv6_allowed or mac not in truth.host_macs:
+            if not truth.ipv6_allowed or not truth.is_router(mac, ev.src_ip):
                 reasons.append("not_a_router")
         elif not reasons:
             if not self.routers:

@@ -12,6 +12,11 @@ port, ICMP/ICMPv6 echo requests, and ARP requests (an ARP sweep; a reply makes t
 
 One alert per scanner and kind; its victims are the hosts probed. Each scanner keeps at most
 ``max_targets`` hosts and ports (beyond that it is only counted), and at most ``max_state`` scanners.
+
+Decoys (``nmap -D``): on a bridge every frame carries the scanner's own MAC, whatever source address it
+forges. Probes from an inventory VM's MAC with a source address of the same family that is not one of
+that VM's are the VM's own, keyed by its address; the forged sources are listed in ``evidence.decoys``.
+The host's MACs are left out (the host routes other machines' traffic onto the bridge).
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from collections import deque
 
 from vmsentry.analyse.detectors.base import Bounded, Detector
 from vmsentry.model.alert import Alert
-from vmsentry.model.traffic import ACK, ICMP, ICMP6, SYN, TCP, UDP
+from vmsentry.model.traffic import ACK, ICMP, ICMP6, SYN, TCP, UDP, ip_text
 
 ZERO_IP = b"\x00\x00\x00\x00"
+MAX_DECOYS = 64  # forged source addresses listed per scanner
 
 
 class Window:
@@ -65,6 +71,7 @@ class Scanner:
         "overflow",
         "tries",
         "lost",
+        "decoys",
     )
 
     def __init__(self, mac) -> None:
@@ -80,6 +87,7 @@ class Scanner:
         self.overflow = 0  # hosts not remembered (beyond max_targets)
         self.tries: dict = {}  # dst -> attempts on its ports
         self.lost: dict = {}  # dst -> distinct ports not remembered (beyond max_targets)
+        self.decoys: set = set()  # forged source addresses its probes carried (nmap -D)
 
 
 class Scan(Detector):
@@ -157,10 +165,21 @@ class Scan(Detector):
     def _probe(self, ts, src, mac, dst, ports, method, sweep: bool) -> None:
         """Attempts from ``src`` to ``dst``: one per port in ``ports``, or one without a port (ARP, ping)."""
         tun = self.tun
+        decoy = None
+        if mac in self.truth.vm_of_mac and mac not in self.truth.host_macs and len(src) != 6:
+            own = [ip for ip in self.truth.ips_of_mac.get(mac, ()) if len(ip) == len(src)]
+            if own and src not in own:  # a decoy: the probe is the VM's own, from a forged source
+                decoy, src = src, min(own)
         sc = self.scanners.get(src)
         if sc is None:
             sc = Scanner(mac)
             self.scanners.put(src, sc)
+        if decoy is not None and len(sc.decoys) < MAX_DECOYS:
+            sc.decoys.add(ip_text(decoy))
+            for kind in ("ports", "sweep"):  # an alert raised before the first decoy showed lists them too
+                alert = self.open.get((kind, src))
+                if alert is not None:
+                    alert.evidence.setdefault("decoys", sc.decoys)
         count = len(ports) or 1
         sc.methods[method] = sc.methods.get(method, 0) + count
         if sweep:
@@ -284,6 +303,7 @@ class Scan(Detector):
                     "window_seconds": self.tun.window if fast else self.tun.slow_window,
                     "open_ports": set(),
                     "methods": sc.methods,
+                    **({"decoys": sc.decoys} if sc.decoys else {}),
                 },
             )
 
@@ -310,7 +330,11 @@ class Scan(Detector):
                 self._attacker(src, sc),
                 0.9 if fast else 0.7,
                 _describe_sweep,
-                {"window_seconds": self.tun.window if fast else self.tun.slow_window, "methods": {}},
+                {
+                    "window_seconds": self.tun.window if fast else self.tun.slow_window,
+                    "methods": {},
+                    **({"decoys": sc.decoys} if sc.decoys else {}),
+                },
             )
 
         alert = self.incident(("sweep", src), ts, make)
@@ -339,11 +363,16 @@ def _describe_ports(a: Alert) -> str:
     span = a.last_seen - a.first_seen
     opened = sorted(a.evidence.get("open_ports", ()))
     found = f"; open: {', '.join(map(str, opened[:10]))}" if opened else ""
-    return f"{who} scanned {a.ports_total} ports on {hosts} in {span:.1f} s ({a.count} probes{found})"
+    return f"{who} scanned {a.ports_total} ports on {hosts} in {span:.1f} s ({a.count} probes{found}{_decoys(a)})"
 
 
 def _describe_sweep(a: Alert) -> str:
     who = a.attacker.get("vm") or a.attacker.get("ip") or a.attacker.get("mac")
     methods = ", ".join(f"{m} {n}" for m, n in sorted(a.evidence.get("methods", {}).items()))
     span = a.last_seen - a.first_seen
-    return f"{who} swept {a.victims_total} hosts without answer in {span:.1f} s ({methods})"
+    return f"{who} swept {a.victims_total} hosts without answer in {span:.1f} s ({methods}{_decoys(a)})"
+
+
+def _decoys(a: Alert) -> str:
+    decoys = a.evidence.get("decoys")
+    return f"; decoy sources: {', '.join(sorted(decoys)[:5])}" if decoys else ""

@@ -1,5 +1,5 @@
 """What the hypervisor knows, in the form the detectors use: which MAC and IP each VM and host was given,
-which DHCP and DNS servers are sanctioned, and whether IPv6 is meant to be on.
+which DHCP and DNS servers and IPv6 routers are sanctioned, and whether IPv6 is meant to be on.
 
 Built from an ``Inventory`` (a saved ``vmsentry inventory`` JSON or a live libvirt URI). Without one,
 ``Truth()`` is empty and ``known`` is False: the detectors then learn bindings as arpwatch does and say
@@ -23,9 +23,13 @@ class Truth:
         self.vm_of_ip: dict[bytes, str] = {}
         self.host_of_ip: dict[bytes, str] = {}
         self.host_macs: set[bytes] = set()
+        self.host_of_mac: dict[bytes, str] = {}
         self.dhcp_servers: set[bytes] = set()
         self.dns_servers: set[bytes] = set()
         self.ipv6_allowed: bool | None = None
+        # sanctioned IPv6 routers (networks[].ipv6_routers; without any listed, the hosts' bridges)
+        self.router_macs: set[bytes] = set()
+        self.router_ips: set[bytes] = set()
         self.subnets: list = []
         self.dhcp_known = False
         self.dns_known = False
@@ -45,8 +49,15 @@ class Truth:
                     t._bind(hip, hmac)
             if hmac:
                 t.host_macs.add(hmac)
+                t.host_of_mac[hmac] = host
             t.dhcp_servers.update(filter(None, map(ip_bytes, net.dhcp_servers)))
             t.dns_servers.update(filter(None, map(ip_bytes, net.dns_servers)))
+            for router in net.ipv6_routers:  # by MAC; by address only where no MAC is given (a source
+                rmac, rip = mac_bytes(router.get("mac")), ip_bytes(router.get("ip"))  # address is easy to forge)
+                if rmac:
+                    t.router_macs.add(rmac)
+                elif rip:
+                    t.router_ips.add(rip)
             for subnet in net.subnets:
                 try:
                     t.subnets.append(ipaddress.ip_network(subnet, strict=False))
@@ -55,6 +66,8 @@ class Truth:
         t.dhcp_known = any(n.dhcp or n.dhcp_servers for n in networks) or bool(t.dhcp_servers)
         t.dns_known = bool(t.dns_servers)
         t.ipv6_allowed = any(n.ipv6 for n in networks) if networks else None
+        if not t.router_macs and not t.router_ips:
+            t.router_macs = set(t.host_macs)
         for vm in inv.vms:
             for nic in vm.nics:
                 mac, ip = mac_bytes(nic.mac), ip_bytes(nic.ip)
@@ -85,6 +98,10 @@ class Truth:
 
     def is_host(self, ip: bytes | None) -> bool:
         return ip is not None and ip in self.host_of_ip
+
+    def is_router(self, mac: bytes | None, ip: bytes | None = None) -> bool:
+        """A sanctioned IPv6 router (by MAC; by address where the inventory gives no MAC)."""
+        return (mac is not None and mac in self.router_macs) or (ip is not None and ip in self.router_ips)
 
     def endpoint(self, ip: bytes | None = None, mac: bytes | None = None) -> dict:
         """An attacker/victim entry: {"ip", "mac", "vm"} (+ "host" for a hypervisor address)."""

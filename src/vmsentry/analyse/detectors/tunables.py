@@ -55,6 +55,13 @@ class ArpSpoof(Common):
 
 
 @dataclass(frozen=True)
+class NdSpoof(Common):
+    reply_window: float = _doc(
+        5.0, "seconds: an advertisement this soon after a solicitation (or a DAD probe) for its target answers it"
+    )
+
+
+@dataclass(frozen=True)
 class MacFlood(Common):
     new_macs: int = _doc(200, "new source MACs within window that make a flood")
     window: float = _doc(10.0, "seconds")
@@ -131,6 +138,7 @@ DEFAULTS = {
     "dns_unsanctioned": DnsUnsanctioned(),
     "ipv6": Ipv6(),
     "policy_violation": PolicyViolation(),
+    "nd_spoof": NdSpoof(),
 }
 
 

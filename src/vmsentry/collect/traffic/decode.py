@@ -198,6 +198,12 @@ class FrameDecoder:
                     return self._problem(ev)
                 self.out.append(ev)
                 return
+            if proto == ICMP6 and (itype == 135 or itype == 136):  # also passed on as a Packet below
+                ev = protocols.neighbour(ts, buf, t, end, smac, dmac, src, dst)
+                if isinstance(ev, str):
+                    self._problem(ev)
+                else:
+                    self.out.append(ev)
             flows.icmp_packet(
                 ts, smac, dmac, src, dst, proto, itype, buf[t + 1], bytes(buf[t + 8 : min(end, t + 520)]), orig
             )

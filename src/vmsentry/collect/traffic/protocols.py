@@ -1,5 +1,5 @@
 """Parsers for the few application messages the detectors need whole: DHCPv4, ICMPv6 router
-advertisements, and the ARP header checks Zeek applies (``bad_arp`` explanations).
+advertisements and neighbour solicitations/advertisements, and the ARP header checks Zeek applies (``bad_arp`` explanations).
 
 Each parser takes a buffer and offsets into it (no copies of whole frames) and returns an event or a
 problem string; none raises on bad input.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from vmsentry.model.traffic import Arp, Dhcp, RouterAdvert, new
+from vmsentry.model.traffic import Arp, Dhcp, Neighbour, RouterAdvert, new
 
 DHCP_MAGIC = b"\x63\x82\x53\x63"
 
@@ -122,3 +122,24 @@ def router_advert(ts: float, buf, c: int, end: int, src_mac, src_ip, dst_ip) -> 
                 pass
         i += n
     return RouterAdvert(ts, src_mac, src_ip, dst_ip, lifetime, lladdr, tuple(prefixes))
+
+
+def neighbour(ts: float, buf, c: int, end: int, src_mac, dst_mac, src_ip, dst_ip) -> Neighbour | str:
+    """An ICMPv6 neighbour solicitation or advertisement starting at ``c`` (RFC 4861 4.3, 4.4)."""
+    if end - c < 24:
+        return "truncated-icmpv6-nd"
+    kind = buf[c]
+    if buf[c + 1]:
+        return "malformed-icmpv6-nd (code not 0)"
+    want = 1 if kind == 135 else 2  # source / target link-layer address option
+    lladdr = None
+    i = c + 24
+    while i + 2 <= end:
+        units = buf[i + 1]
+        if units == 0:
+            return "malformed-icmpv6-option (length 0)"
+        if buf[i] == want and units == 1 and i + 8 <= end:
+            lladdr = bytes(buf[i + 2 : i + 8])
+        i += units * 8
+    flags = buf[c + 4] & 0xE0 if kind == 136 else 0
+    return new(Neighbour, (ts, src_mac, dst_mac, src_ip, dst_ip, kind, flags, bytes(buf[c + 8 : c + 24]), lladdr))
