@@ -45,7 +45,7 @@ class PcapReader(FileReader):
         stats = dec.stats
         head = self.head + _read_upto(self.stream, HEADER - len(self.head))
         if len(head) < HEADER:
-            stats.problem("truncated-file-header", self.name)
+            self.cut(stats, "truncated-file-header", self.name)
             return
         order, scale = MAGICS[head[:4]]
         _, _, _, _, snaplen, linktype = struct.unpack(order + "HHiIII", head[4:24])
@@ -130,7 +130,7 @@ class PcapReader(FileReader):
             dec.frame(ts, buf, off + 16, incl, orig, self.linktype)
             off += 16 + incl
         if eof and off < end:
-            stats.problem("truncated-record", f"{self.name}: last {end - off} bytes")
+            self.cut(stats, "truncated-record", f"{self.name}: last {end - off} bytes")
             return end, False
         return off, False
 

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import sys
+import zlib
 
 from vmsentry.collect.traffic.pcap import MAGICS, PcapReader
 from vmsentry.collect.traffic.pcapng import PcapngReader
 
 HEAD = 4096
+# what a damaged gzip stream or a failing read raises (gzip.BadGzipFile is an OSError; zlib.error is not)
+READ_ERRORS = (OSError, EOFError, ValueError, zlib.error)
 ZEEK_LOGS = ("conn", "dns", "dhcp")
 
 
@@ -44,22 +48,22 @@ def open_file(path: str):
         if head[:2] == b"\x1f\x8b":
             stream = gzip.GzipFile(fileobj=_Prefixed(head, raw), mode="rb")
             head = stream.read(HEAD)
-    except (OSError, EOFError) as exc:
-        raise BadTrafficInput(f"{path}: cannot read: {exc}") from None
+    except READ_ERRORS as exc:
+        raise BadTrafficInput(f"{path}: cannot read: {_reason(exc)}") from None
     name = "<stdin>" if path == "-" else path
     if head[:4] in MAGICS:
-        return PcapReader(name, _Guarded(stream, name), head)
+        return PcapReader(name, _Guarded(stream, name, len(head)), head)
     if head[:4] == b"\x0a\x0d\x0d\x0a":
-        return PcapngReader(name, _Guarded(stream, name), head)
+        return PcapngReader(name, _Guarded(stream, name, len(head)), head)
     text_kind = sniff_text(head)
     if text_kind == "eve":
         from vmsentry.collect.traffic.eve import EveReader
 
-        return EveReader(name, _Guarded(stream, name), head)
+        return EveReader(name, _Guarded(stream, name, len(head)), head)
     if text_kind:
         from vmsentry.collect.traffic.zeek import ZeekReader
 
-        return ZeekReader(name, _Guarded(stream, name), head, os.path.basename(path))
+        return ZeekReader(name, _Guarded(stream, name, len(head)), head, os.path.basename(path))
     if not head:
         raise BadTrafficInput(f"{name}: empty file")
     raise BadTrafficInput(f"{name}: not a pcap, pcapng, Zeek log or Suricata eve.json")
@@ -112,29 +116,53 @@ class _Prefixed:
 
 
 class _Guarded:
-    """Turns a damaged gzip stream or a read error into the end of the data plus a noted problem."""
+    """Turns a damaged gzip stream or a read error into the end of the data plus a noted problem, which
+    says how far the data could be read (``error``: one line for the report)."""
 
-    def __init__(self, stream, name: str) -> None:
+    def __init__(self, stream, name: str, offset: int = 0) -> None:
+        """``offset``: bytes of data already read (the head)."""
         self.stream, self.name = stream, name
         self.error: str | None = None
+        self.offset = offset
+        # gzip: one decompression step per call. A buffered read that fills a whole chunk loses every byte
+        # it had gathered when the damage is met, so what came before the damage would not be decoded.
+        compressed = isinstance(stream, gzip.GzipFile)
+        self._read = stream.read1 if compressed else stream.read
+        self._readinto = stream.readinto1 if compressed else functools.partial(_readinto, stream)
 
     def read(self, n: int = -1) -> bytes:
         if self.error:
             return b""
         try:
-            return self.stream.read(n)
-        except (OSError, EOFError, ValueError) as exc:  # gzip.BadGzipFile is an OSError
-            self.error = str(exc) or type(exc).__name__
+            data = self._read(n)
+        except READ_ERRORS as exc:
+            self._failed(exc)
             return b""
+        self.offset += len(data)
+        return data
 
     def readinto(self, view) -> int:
         if self.error:
             return 0
         try:
-            return _readinto(self.stream, view)
-        except (OSError, EOFError, ValueError) as exc:
-            self.error = str(exc) or type(exc).__name__
+            n = self._readinto(view)
+        except READ_ERRORS as exc:
+            self._failed(exc)
             return 0
+        self.offset += n
+        return n
+
+    def _failed(self, exc: Exception) -> None:
+        data = "decompressed data" if isinstance(self.stream, gzip.GzipFile) else "data"
+        self.error = f"{_reason(exc)}; read up to byte {self.offset:,} of the {data}, the rest is lost"
+
+
+def _reason(exc: Exception) -> str:
+    """A read error in words: ``zlib.error`` says 'Error -3 while decompressing data: invalid ...'."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, (zlib.error, EOFError, gzip.BadGzipFile)):
+        return f"damaged gzip data ({text})"
+    return getattr(exc, "strerror", None) or text
 
 
 def _readinto(stream, view) -> int:
