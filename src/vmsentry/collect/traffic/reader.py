@@ -40,6 +40,8 @@ class FileReader:
     def cut(self, stats, kind: str, where: str) -> None:
         """Count data cut at the end; when the stream broke (a damaged gzip), the read error is the one line
         that names the file and the place, so the cut is only counted."""
+        if getattr(self.stream, "stopped", False):
+            return  # a followed input stopped by a signal: a record cut there is no damage
         if getattr(self.stream, "error", None):
             stats.problems[kind] += 1
         else:
