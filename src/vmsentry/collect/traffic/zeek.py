@@ -89,7 +89,9 @@ class ZeekReader(FileReader):
                 return None
             if "_path" in record:
                 path = record["_path"]
-                self.path = path if isinstance(path, str) and LOG_PATH.fullmatch(path) else "unknown"
+                if not (isinstance(path, str) and LOG_PATH.fullmatch(path)):
+                    return None  # (a bad _path is this record's fault, not the rest of the file's)
+                self.path = path
             elif self.path not in ("conn", "dns", "dhcp"):
                 self.path = _guess_path(record)
             return record
