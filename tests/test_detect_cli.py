@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from traffic_helpers import FIXTURES
 
@@ -60,9 +66,15 @@ def test_no_alert_exit_0_and_output_file(shared_dir, run_cli, tmp_path):
     assert json.loads(out.read_text())["alerts"] == []
 
 
-def test_follow_on_a_file_prints_json_lines(shared_dir, run_cli):
-    proc = run_cli("detect", *_lab(shared_dir)[:2], "--follow")
-    records = [json.loads(line) for line in proc.stdout.splitlines()]
+def test_follow_on_a_file_prints_json_lines(shared_dir):
+    """--follow reads the last file like tail -f (issue 11): it runs until SIGINT, then flushes."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    cmd = [sys.executable, "-m", "vmsentry", "detect", *map(str, _lab(shared_dir)[:2]), "--follow"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    time.sleep(3)  # both files are read (2,080 packets take milliseconds); the second is then watched
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    records = [json.loads(line) for line in out.splitlines()]
     assert [record.get("event") for record in records[:2]] == ["raised", "raised"]
     assert "stats" in records[-1] and records[-1]["stats"]["packets"] == 2080
     finals = [record for record in records if record.get("event") == "final"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import stat
 import sys
 
 from vmsentry.commands.base import Command, FatalError, reraise_as, seconds, write
@@ -46,7 +47,8 @@ class DetectCommand(Command):
         p.add_argument(
             "--follow",
             action="store_true",
-            help="print each alert as a JSON line when it is raised; SIGINT/SIGTERM stop cleanly",
+            help="print each alert as a JSON line when it is raised, reading the input as it grows (like tail -f: "
+            "a pipe or FIFO until its writer closes it, the last file until stopped); SIGINT/SIGTERM stop cleanly",
         )
         p.add_argument("--duration", type=seconds, metavar="SECONDS", help="live: stop after this long")
         p.add_argument("--count", type=int, metavar="N", help="live: stop after N packets")
@@ -66,6 +68,7 @@ class DetectCommand(Command):
         from vmsentry.analyse.detectors.tunables import TunableError, with_overrides
         from vmsentry.collect.traffic import BadTrafficInput, TrafficStream, open_inputs
         from vmsentry.collect.traffic.live import LiveError, LiveReader
+        from vmsentry.collect.traffic.tail import Follow
         from vmsentry.report import alerts as report
 
         if not (args.pcaps or args.interface or args.zeek or args.eve):
@@ -73,14 +76,20 @@ class DetectCommand(Command):
         with reraise_as(FatalError, TunableError):
             tunables = with_overrides(args.tune)
         truth = _truth(args.inventory, args.interface)
+        stopping: list[int] = []
+        if args.follow or args.interface:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda signum, frame: stopping.append(signum))
         readers, unreadable = [], 0
-        for path in [*args.pcaps, *args.zeek, *args.eve]:
+        paths = [*args.pcaps, *args.zeek, *args.eve]
+        for n, path in enumerate(paths):
             try:
-                readers.extend(open_inputs(path))
+                readers.extend(
+                    open_inputs(path, _follow(path, n == len(paths) - 1, args, Follow(lambda: bool(stopping))))
+                )
             except BadTrafficInput as exc:
                 print(f"vmsentry: {printable(str(exc))}", file=sys.stderr)
                 unreadable += 1
-        stopping: list[int] = []
         if args.interface:
             gc.enable()  # a watcher runs for long: let the collector work
             readers.append(
@@ -92,8 +101,6 @@ class DetectCommand(Command):
                     on_ready=lambda: print(f"vmsentry: watching {args.interface}", file=sys.stderr, flush=True),
                 )
             )
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda signum, frame: stopping.append(signum))
         fmt = args.format or (
             "jsonl" if args.follow else "text" if args.output is None and sys.stdout.isatty() else "json"
         )
@@ -125,6 +132,25 @@ class DetectCommand(Command):
         for line in report.damage_lines(stats):
             print(f"vmsentry: {printable(line)}", file=sys.stderr)
         return 2 if unreadable or damaged else 1 if alerts else 0
+
+
+def _follow(path: str, last: bool, args: argparse.Namespace, follow):
+    """``follow`` when ``path`` is to be read as it grows: with --follow, a pipe, a FIFO or stdin (until
+    the writer closes it), and the last input if it is a file and no interface is watched (a file given
+    before another is read to its end, or the next would never come)."""
+    if not args.follow:
+        return None
+    if path == "-":
+        return follow
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # (open_inputs says why)
+    if stat.S_ISDIR(mode):
+        return None
+    if not stat.S_ISREG(mode):
+        return follow
+    return follow if last and not args.interface else None
 
 
 def _truth(specs: list[str], interface: str | None):

@@ -156,6 +156,15 @@ def _load(args, inv=None):
     return inv, res
 
 
+def _require_netns(args, error=_Input) -> None:
+    """A --netns that names no namespace is one clear error before anything else is read (``error``: exit 2
+    where the verb reads inputs, exit 3 for confirm/rollback, whose only input is the command line)."""
+    from vmsentry.act.policy import nftexec
+
+    with reraise_as(error, nftexec.NftError):
+        nftexec.check_netns(getattr(args, "netns", None))
+
+
 def _write_out(text: str, path: str | None) -> None:
     write(text, path, error=_Usage)
 
@@ -168,8 +177,6 @@ def _caps(args):
     from vmsentry.act.policy import nftexec
 
     try:
-        if getattr(args, "netns", None):
-            nftexec.check_netns(args.netns)
         if os.geteuid() != 0:
             return Caps()
         return nftexec.probe_caps(getattr(args, "netns", None))
@@ -204,6 +211,7 @@ class CompileCommand(_PolicyVerb):
 
     def run(self, args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
+        _require_netns(args)
         _, res = _load(args)
         if args.target == "nwfilter":
             from vmsentry.act.policy.nwfilter import compile_nwfilter
@@ -296,12 +304,11 @@ class ApplyCommand(_PolicyVerb):
 
         if args.confirm_within is not None and args.confirm_within <= 0:
             raise _Usage("--confirm-within takes a positive number of seconds")
+        _require_netns(args)
         inv = _inventory(args)
         if inv.errors and not args.dry_run:
             raise _Input("the inventory has errors (above): refusing to apply a policy built on it")
         _, res = _load(args, inv)
-        with reraise_as(_Input, nftexec.NftError):
-            nftexec.check_netns(args.netns)
         t0 = time.perf_counter()
         rs = compile_nft(res, _caps(args))
         compile_s = time.perf_counter() - t0
@@ -365,11 +372,12 @@ class _PendingCommand(_PolicyVerb):
 
 class ConfirmCommand(_PendingCommand):
     """Keep the ruleset of a pending `policy apply --confirm-within`: its automatic rollback is cancelled.
-    Exit 0; 1 nothing to confirm; 3 usage."""
+    Exit 0; 1 nothing to confirm; 3 usage (also a --netns that does not exist)."""
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.policy.apply import ConfirmError, confirm
 
+        _require_netns(args, _Usage)
         with reraise_as(_Refused, ConfirmError):
             info = confirm(args.netns, args.state_dir)
         _err(f"confirmed with {info['seconds_left']:.1f} s to spare; the rollback is cancelled")
@@ -378,11 +386,12 @@ class ConfirmCommand(_PendingCommand):
 
 class RollbackCommand(_PendingCommand):
     """Roll a pending (unconfirmed) `policy apply --confirm-within` back now: the previous ruleset is restored.
-    Exit 0; 1 nothing to roll back or the restore failed; 3 usage."""
+    Exit 0; 1 nothing to roll back or the restore failed; 3 usage (also a --netns that does not exist)."""
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.policy.apply import ConfirmError, rollback_now
 
+        _require_netns(args, _Usage)
         with reraise_as(_Refused, ConfirmError):
             r = rollback_now(args.netns, args.state_dir)
         if not r.get("ok"):
@@ -423,6 +432,7 @@ class CheckCommand(_PolicyVerb):
 
         if not args.pcaps and not args.interface:
             raise _Usage("give a PCAP file or --interface IF")
+        _require_netns(args)
         for p in args.pcaps:
             if p != "-" and not os.path.exists(p):
                 raise _Input(f"{p}: no such file")
@@ -470,8 +480,12 @@ def _live_reader(interface: str, duration: float | None, netns: str | None):
 
         def open(self):
             from vmsentry.act.policy.netns import open_in_netns
+            from vmsentry.collect.traffic.live import LiveError
 
-            return open_in_netns(netns, super().open)
+            try:
+                return open_in_netns(netns, super().open)
+            except OSError as exc:  # the namespace went away, or entering it needs root (CAP_SYS_ADMIN)
+                raise LiveError(f"{interface} in network namespace {netns}: {exc.strerror or exc}") from None
 
     reader = NetnsLiveReader(interface, duration=duration)
     reader.name = f"live:{interface}@{netns}"

@@ -2,10 +2,16 @@
 
 Change one with ``vmsentry detect --tune DETECTOR.NAME=VALUE`` (repeatable). ``docs/detection.md`` lists
 them; ``table()`` renders the same list.
+
+Every value is checked against its range before anything runs (``check``): a count is a whole number from 1
+to ``MAX_COUNT`` (a table of 0 entries or a threshold of 0 events means nothing), a time in seconds is a
+number above 0 and finite (only ``suppress`` may be ``inf``: never close an incident), a port 0-65535. A
+field may narrow its range with ``metadata["range"] = (low, high)``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 
 from vmsentry.analyse.addresses import MANAGEMENT_PORT_LIST
@@ -142,8 +148,29 @@ DEFAULTS = {
 }
 
 
+MAX_COUNT = 1_000_000_000
+INFINITE_ALLOWED = {"suppress"}  # inf = one incident for the whole input (policy_violation's default)
+
+
 class TunableError(ValueError):
     pass
+
+
+def check(det: str, obj) -> None:
+    """Raise TunableError (one line) for the first value of ``obj`` (a detector's tunables) outside its range."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # booleans and port lists are checked when parsed
+        low, high = f.metadata.get("range", (1, MAX_COUNT) if isinstance(value, int) else (0.0, math.inf))
+        where = f"{det}.{f.name}={value!r}"
+        if isinstance(value, float):
+            if math.isnan(value) or value <= low or value > high:
+                raise TunableError(f"--tune {where}: must be a number above {low:g}")
+            if math.isinf(value) and f.name not in INFINITE_ALLOWED:
+                raise TunableError(f"--tune {where}: must be finite (only suppress may be inf)")
+        elif not low <= value <= high:
+            raise TunableError(f"--tune {where}: must be a whole number from {low} to {high:,}")
 
 
 def with_overrides(overrides: list[str]) -> dict:
@@ -161,6 +188,8 @@ def with_overrides(overrides: list[str]) -> dict:
         if key not in kinds:
             raise TunableError(f"--tune {item!r}: {det} has no tunable {key!r} ({', '.join(sorted(kinds))})")
         out[det] = replace(current, **{key: _convert(getattr(current, key), value.strip(), item)})
+    for det, obj in out.items():
+        check(det, obj)
     return out
 
 

@@ -10,17 +10,19 @@ the same events the packet decoders produce. Other event types are counted and s
   ``dns_servers``; the server is the reply's source address.
 * arp (Suricata 8): ``src_mac``/``src_ip``/``dest_mac``/``dest_ip``/``opcode``; the Ethernet addresses
   from ``ether`` when present, otherwise the ARP ones.
+
+A line that is no JSON object (or longer than ``MAX_LINE``) and a record whose fields are not what Suricata
+writes (a wrong type, a null, an out-of-range number) are counted with their line number and skipped.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 
 from vmsentry.collect.traffic.decode import FrameDecoder
 from vmsentry.collect.traffic.flow_log import tcp_opening
-from vmsentry.collect.traffic.reader import LOG_BATCH, FileReader
+from vmsentry.collect.traffic.reader import LOG_BATCH, RECORD_ERRORS, FileReader, json_record, port, timestamp
 from vmsentry.model.traffic import (
     ACK,
     ICMP,
@@ -40,10 +42,12 @@ from vmsentry.model.traffic import (
 PROTOS = {"TCP": TCP, "UDP": UDP, "ICMP": ICMP, "IPV6-ICMP": ICMP6, "ICMPV6": ICMP6}
 DHCP_CODES = {"discover": 1, "offer": 2, "request": 3, "decline": 4, "ack": 5, "nak": 6, "release": 7, "inform": 8}
 ZERO_MAC = b"\x00" * 6
+EVENT_TYPES = ("flow", "dns", "dhcp", "arp")
 
 
 class EveReader(FileReader):
     format = "eve"
+    line_problem = "malformed-eve-line"
 
     def __init__(self, name: str, stream, head: bytes) -> None:
         super().__init__(name, stream, head)
@@ -51,26 +55,23 @@ class EveReader(FileReader):
 
     def run(self, dec: FrameDecoder) -> Iterator[None]:
         stats, out = dec.stats, dec.out
-        for lines in self.numbered_lines():
+        for lines in self.numbered_lines(stats):
             for number, raw in lines:
                 if not raw.strip():
                     continue
-                try:
-                    record = json.loads(raw)
-                    if not isinstance(record, dict):
-                        raise ValueError("not an object")
-                except ValueError:
-                    stats.problem("malformed-eve-line", f"{self.name}: line {number}")
+                record = json_record(raw)
+                if record is None:
+                    self.bad_line(stats, number)
                     continue
                 stats.packets += 1
                 kind = record.get("event_type")
-                handler = getattr(self, f"_{kind}", None) if kind in ("flow", "dns", "dhcp", "arp") else None
-                if handler is None:
-                    stats.problems[f"eve-type-not-used ({kind})"] += 1
+                if not isinstance(kind, str) or kind not in EVENT_TYPES:
+                    shown = kind if isinstance(kind, str) and kind.isidentifier() and len(kind) <= 40 else "other"
+                    stats.problems[f"eve-type-not-used ({shown})"] += 1
                     continue
                 try:
-                    handler(record, out, self._ts(record, stats))
-                except (TypeError, ValueError, KeyError, AttributeError):
+                    getattr(self, f"_{kind}")(record, out, self._ts(record, stats))
+                except RECORD_ERRORS:
                     stats.problem("malformed-eve-record", f"{self.name}: line {number} ({kind})")
                 if len(out) >= LOG_BATCH:
                     yield
@@ -80,11 +81,11 @@ class EveReader(FileReader):
         value = (r.get("flow") or {}).get("start") if r.get("event_type") == "flow" else None
         value = value or r.get("timestamp")
         try:
-            ts = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-        except (TypeError, ValueError):
+            ts = timestamp(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp())
+        except (TypeError, ValueError, OverflowError):
             try:
-                ts = datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-            except ValueError:
+                ts = timestamp(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+            except (ValueError, OverflowError):
                 stats.problems["eve-bad-timestamp"] += 1
                 return self.last_ts
         self.last_ts = ts
@@ -99,7 +100,7 @@ class EveReader(FileReader):
         ether = r.get("ether") or {}
         smac = mac_bytes(ether.get("src_mac") or next(iter(ether.get("src_macs") or []), None))
         dmac = mac_bytes(ether.get("dest_mac") or next(iter(ether.get("dest_macs") or []), None))
-        return src, dst, smac, dmac, int(r.get("src_port") or 0), int(r.get("dest_port") or 0)
+        return src, dst, smac, dmac, port(r.get("src_port")), port(r.get("dest_port"))
 
     def _flow(self, r: dict, out: list, ts: float) -> None:
         src, dst, smac, dmac, sport, dport = self._addresses(r)
@@ -109,7 +110,7 @@ class EveReader(FileReader):
         flow = r.get("flow") or {}
         if proto != TCP:
             if proto in (ICMP, ICMP6):
-                sport, dport = int(r.get("icmp_type", 0)), int(r.get("icmp_code", 0))
+                sport, dport = port(r.get("icmp_type")), port(r.get("icmp_code"))
             out.append(Packet(ts, smac, dmac, src, dst, proto, sport, dport, 0, 0, b""))
             return
         tcp = r.get("tcp") or {}
@@ -163,7 +164,7 @@ class EveReader(FileReader):
                 dst,
                 2 if reply else 1,
                 code,
-                int(dhcp.get("id") or 0),
+                int(dhcp.get("id") or 0) & 0xFFFFFFFF,
                 chaddr,
                 assigned,
                 src if reply else None,

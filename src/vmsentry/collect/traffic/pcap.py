@@ -45,7 +45,7 @@ class PcapReader(FileReader):
         stats = dec.stats
         head = self.head + _read_upto(self.stream, HEADER - len(self.head))
         if len(head) < HEADER:
-            stats.problem("truncated-file-header", self.name)
+            self.cut(stats, "truncated-file-header", self.name)
             return
         order, scale = MAGICS[head[:4]]
         _, _, _, _, snaplen, linktype = struct.unpack(order + "HHiIII", head[4:24])
@@ -66,7 +66,7 @@ class PcapReader(FileReader):
             done = self._walk(buf, dec, eof=False)
             buf = buf[done:]
             unyielded += done
-            if unyielded >= BATCH:
+            if unyielded >= BATCH or chunks.eager:  # (followed: hand on what came at once)
                 unyielded = 0
                 yield
         if buf:
@@ -130,7 +130,7 @@ class PcapReader(FileReader):
             dec.frame(ts, buf, off + 16, incl, orig, self.linktype)
             off += 16 + incl
         if eof and off < end:
-            stats.problem("truncated-record", f"{self.name}: last {end - off} bytes")
+            self.cut(stats, "truncated-record", f"{self.name}: last {end - off} bytes")
             return end, False
         return off, False
 
@@ -170,6 +170,8 @@ class Chunks:
     def __init__(self, stream) -> None:
         self.stream = stream
         self.space = bytearray(CHUNK)
+        # a followed input (``tail.py``): a buffer is whatever has come, not a full chunk
+        self.eager = getattr(stream, "eager", False)
 
     def after(self, left) -> bytearray | None:
         """``left`` followed by as much of the stream as fits, or None at its end."""
@@ -184,6 +186,8 @@ class Chunks:
             if not n:
                 break
             got += n
+            if self.eager:
+                break
         view.release()
         if got == len(left):
             return None

@@ -114,7 +114,7 @@ class PcapngReader(FileReader):
             self._block(btype, buf, off, blen, dec)
             off += blen
         if eof and off < end:
-            stats.problem("truncated-block", f"{self.name}: last {end - off} bytes")
+            self.cut(stats, "truncated-block", f"{self.name}: last {end - off} bytes")
             return end
         return off
 

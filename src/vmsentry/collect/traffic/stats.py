@@ -10,6 +10,18 @@ import time
 from collections import Counter
 
 EXAMPLES_KEPT = 20
+KINDS_KEPT = 200  # distinct problem kinds; kinds carry values ("link type 147"), so a hostile input could make millions
+OTHER_KINDS = "other-problems"
+
+
+class Problems(Counter):
+    """Problem counts by kind; beyond ``KINDS_KEPT`` kinds, a new kind is counted as ``other-problems``."""
+
+    def __setitem__(self, kind, count) -> None:
+        if len(self) >= KINDS_KEPT and kind not in self:
+            count += self.get(OTHER_KINDS, 0)  # (a new kind's count is the increment)
+            kind = OTHER_KINDS
+        super().__setitem__(kind, count)
 
 
 class Stats:
@@ -19,7 +31,7 @@ class Stats:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.events = 0
-        self.problems: Counter[str] = Counter()
+        self.problems: Counter[str] = Problems()
         self.examples: list[str] = []
         self.evicted: Counter[str] = Counter()
         self.inputs: list[dict] = []

@@ -9,23 +9,25 @@ packet decoders produce, so the same detectors run on a Zeek sensor's output.
 * dhcp: one client and one server message per entry of ``msg_types`` (Zeek 2.6+), or an ACK from
   ``id.resp_h`` for the old format (``assigned_ip``).
 
-Other log types are skipped and counted. A line that does not parse is counted with its line number and
-skipped; the rest of the file is read.
+Other log types are skipped and counted. A line that does not parse (or is longer than ``MAX_LINE``), a bad
+``#separator``, and a record whose fields are not what Zeek writes (a list for an address, a null, a port
+of 1e400) are counted with their line number and skipped; the rest of the file is read.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterator
 
 from vmsentry.collect.traffic.decode import FrameDecoder
 from vmsentry.collect.traffic.flow_log import tcp_opening
-from vmsentry.collect.traffic.reader import LOG_BATCH, FileReader
+from vmsentry.collect.traffic.reader import LOG_BATCH, RECORD_ERRORS, FileReader, json_record, port, timestamp
 from vmsentry.model.traffic import ACK, ICMP, ICMP6, TCP, UDP, Dhcp, Packet, dns_query_payload, ip_bytes, mac_bytes
 
 PROTOS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmp6": ICMP6}
 DHCP_CODES = {"DISCOVER": 1, "OFFER": 2, "REQUEST": 3, "DECLINE": 4, "ACK": 5, "NAK": 6, "RELEASE": 7, "INFORM": 8}
 SERVER_CODES = (2, 5, 6)
+LOG_PATH = re.compile(r"[A-Za-z0-9_.-]{1,40}")  # a #path / _path worth naming in the stats
 
 
 class ZeekReader(FileReader):
@@ -33,6 +35,7 @@ class ZeekReader(FileReader):
         super().__init__(name, stream, head)
         self.path = basename.split(".")[0]  # conn.log -> conn, until #path says otherwise
         self.format = "zeek"
+        self.line_problem = "malformed-zeek-line"
         self.fields: list[str] | None = None
         self.sep = "\t"
         self.unset = "-"
@@ -40,46 +43,55 @@ class ZeekReader(FileReader):
 
     def run(self, dec: FrameDecoder) -> Iterator[None]:
         stats, out = dec.stats, dec.out
-        for lines in self.numbered_lines():
+        for lines in self.numbered_lines(stats):
             for number, raw in lines:
                 line = raw.decode("utf-8", "replace").rstrip("\r")
                 if not line:
                     continue
                 if line.startswith("#"):
-                    self._header(line)
+                    why = self._header(line)
+                    if why:
+                        self.bad_line(stats, number, why)
                     continue
                 record = self._record(line)
                 if record is None:
-                    stats.problem("malformed-zeek-line", f"{self.name}: line {number}")
+                    self.bad_line(stats, number)
                     continue
                 stats.packets += 1
-                self._events(record, out, stats)
+                self._events(record, out, stats, number)
                 if len(out) >= LOG_BATCH:
                     yield
             yield
         self.format = f"zeek-{self.path}"
 
-    def _header(self, line: str) -> None:
+    def _header(self, line: str) -> str | None:
+        """Take in a ``#`` header line; returns why it is refused, if it is."""
         key, _, value = line[1:].partition(self.sep if not line.startswith("#separator") else " ")
         if key == "separator":
-            self.sep = value.encode().decode("unicode_escape") or "\t"
+            try:
+                sep = value.encode().decode("unicode_escape")
+            except UnicodeDecodeError:
+                return "bad #separator (the tab is kept)"
+            if not sep or len(sep) > 8 or sep.isspace() and sep not in ("\t", " "):
+                return "bad #separator (the tab is kept)"
+            self.sep = sep
         elif key == "unset_field":
             self.unset = value
         elif key == "path":
-            self.path = value
+            self.path = value if LOG_PATH.fullmatch(value) else "unknown"
         elif key == "fields":
             self.fields = value.split(self.sep)
 
     def _record(self, line: str) -> dict | None:
         if line.startswith("{"):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                return None
-            if not isinstance(record, dict):
+            record = json_record(line)
+            if record is None:
                 return None
             if "_path" in record:
-                self.path = record["_path"]
+                path = record["_path"]
+                if not (isinstance(path, str) and LOG_PATH.fullmatch(path)):
+                    return None  # (a bad _path is this record's fault, not the rest of the file's)
+                self.path = path
             elif self.path not in ("conn", "dns", "dhcp"):
                 self.path = _guess_path(record)
             return record
@@ -93,8 +105,8 @@ class ZeekReader(FileReader):
     def _ts(self, record: dict, stats) -> float:
         value = record.get("ts")
         try:
-            ts = float(value)
-        except (TypeError, ValueError):
+            ts = timestamp(float(value))
+        except (TypeError, ValueError, OverflowError):
             ts = _iso(value)
             if ts is None:
                 stats.problems["zeek-bad-timestamp"] += 1
@@ -103,22 +115,22 @@ class ZeekReader(FileReader):
         stats.see_time(ts, ts)
         return ts
 
-    def _events(self, r: dict, out: list, stats) -> None:
+    def _events(self, r: dict, out: list, stats, number: int) -> None:
         handler = {"conn": self._conn, "dns": self._dns, "dhcp": self._dhcp}.get(self.path)
         if handler is None:
             stats.problems[f"zeek-log-not-used ({self.path})"] += 1
             return
         try:
             handler(r, out, self._ts(r, stats))
-        except (TypeError, ValueError, KeyError):
-            stats.problem("malformed-zeek-record", f"{self.name}: {self.path} record {r.get('uid', '?')}")
+        except RECORD_ERRORS:
+            stats.problem("malformed-zeek-record", f"{self.name}: line {number} ({self.path})")
 
     def _conn(self, r: dict, out: list, ts: float) -> None:
         src, dst = ip_bytes(r.get("id.orig_h")), ip_bytes(r.get("id.resp_h"))
         proto = PROTOS.get(r.get("proto", ""))
         if src is None or dst is None or proto is None:
             raise ValueError("address or protocol")
-        sport, dport = int(r.get("id.orig_p", 0)), int(r.get("id.resp_p", 0))
+        sport, dport = port(r.get("id.orig_p")), port(r.get("id.resp_p"))
         smac, dmac = mac_bytes(r.get("orig_l2_addr")), mac_bytes(r.get("resp_l2_addr"))
         history, state = r.get("history", ""), r.get("conn_state", "")
         if proto != TCP:
@@ -147,8 +159,8 @@ class ZeekReader(FileReader):
                 src,
                 dst,
                 proto,
-                int(r.get("id.orig_p", 0)),
-                int(r.get("id.resp_p", 53)),
+                port(r.get("id.orig_p")),
+                port(r.get("id.resp_p", 53)),
                 flags,
                 0,
                 (len(payload).to_bytes(2, "big") + payload) if proto == TCP else payload,
@@ -192,6 +204,6 @@ def _iso(value) -> float | None:
     from datetime import datetime
 
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+        return timestamp(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except (ValueError, OverflowError):
         return None
