@@ -35,6 +35,15 @@ class BadInput(Exception):
     """An input that cannot be read or used. ``str(exc)`` is the one line shown to the user (without the file)."""
 
 
+class MalformedJson(BadInput):
+    """``line`` and ``problem``: where the JSON decoder stopped and why (for callers with their own wording)."""
+
+    def __init__(self, line: int, column: int, problem: str):
+        super().__init__(f"line {line}, column {column}: malformed JSON: {problem}")
+        self.line = line
+        self.problem = problem
+
+
 def _limit(max_bytes: int) -> str:
     return f"{max_bytes / MIB:.0f} MiB" if max_bytes >= MIB else f"{max_bytes} bytes"
 
@@ -135,7 +144,7 @@ def parse_json(data: bytes | str, not_utf8: str = "not UTF-8 text", max_depth: i
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadInput(f"line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}") from None
+        raise MalformedJson(exc.lineno, exc.colno, exc.msg) from None
     except RecursionError:
         raise BadInput(f"JSON nested deeper than {max_depth} levels; not read") from None
     if json_depth(doc) > max_depth:

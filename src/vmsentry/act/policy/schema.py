@@ -21,6 +21,7 @@ from typing import Any
 
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problems
+from vmsentry.model.files import BadInput, read_bounded
 from vmsentry.model.policy import Service
 from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, load
 
@@ -133,14 +134,10 @@ MAX_POLICY_BYTES = 4 * 1024 * 1024
 def load_policy(path: str) -> Policy:
     pr = Problems(path)
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        pr.error(None, f"cannot read: {exc.strerror}")
+        raw = read_bounded(path, MAX_POLICY_BYTES)
+    except BadInput as exc:
+        pr.error(None, str(exc))
         raise PolicyError(pr.items) from None
-    if len(raw) > MAX_POLICY_BYTES:
-        pr.error(None, "larger than 4 MiB; not a policy file")
-        raise PolicyError(pr.items)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
