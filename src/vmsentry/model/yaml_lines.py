@@ -38,7 +38,8 @@ class Loc:
         self.line = line
 
     def __repr__(self) -> str:
-        return f"Loc({self.value!r}@{self.line})"
+        # messages quote values with !r: they show what was written, never this class
+        return repr(plain(self))
 
 
 class LMap(dict):
@@ -51,11 +52,35 @@ class LMap(dict):
         self.key_lines: dict[str, int] = {}
         self.repeated: dict[str, int] = {}
 
+    def __repr__(self) -> str:
+        return repr({k: plain(v) for k, v in self.items()})
+
 
 class LSeq(list):
     def __init__(self, line: int):
         super().__init__()
         self.line = line
+
+    def __repr__(self) -> str:
+        return repr([plain(v) for v in self])
+
+
+def describe(value: Any) -> str:
+    """A value for a message, in YAML's words: "a mapping", "a list", "null", "true", "the number 5",
+    "the text 'web'" (never a Python type name)."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return f"the value {value}"  # a date or time YAML 1.1 read from the text
 
 
 class YamlError(ValueError):

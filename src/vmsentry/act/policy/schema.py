@@ -23,7 +23,7 @@ from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problems
 from vmsentry.model.files import BadInput, read_bounded
 from vmsentry.model.policy import Service
-from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, load
+from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, describe, load
 
 KEYWORDS_FROM = ("any-vm", "external")
 KEYWORDS_TO = ("any-vm", "host", "external")
@@ -199,7 +199,7 @@ def _map(pr: Problems, loc: Loc | None, where: str) -> LMap | None:
     if loc is None or loc.value is None:
         return None
     if not isinstance(loc.value, LMap):
-        pr.error(loc.line, f"{where} must be a mapping, not {_kind(loc.value)}")
+        pr.error(loc.line, f"{where} must be a mapping, not {describe(loc.value)}")
         return None
     return loc.value
 
@@ -211,7 +211,7 @@ def _seq(pr: Problems, loc: Loc | None, where: str, allow_scalar: bool = False) 
         return list(loc.value)
     if allow_scalar and not isinstance(loc.value, LMap):
         return [loc]
-    pr.error(loc.line, f"{where} must be a list, not {_kind(loc.value)}")
+    pr.error(loc.line, f"{where} must be a list, not {describe(loc.value)}")
     return []
 
 
@@ -227,19 +227,11 @@ def _named_maps(pr: Problems, loc: Loc | None, section: str, what: str) -> Itera
             yield name, line, _map(pr, sub, f"{section}.{name}")
 
 
-def _kind(v: Any) -> str:
-    if isinstance(v, LMap):
-        return "a mapping"
-    if isinstance(v, LSeq):
-        return "a list"
-    return f"{type(v).__name__} {v!r}"
-
-
 def _names_list(pr: Problems, loc: Loc | None, where: str, what: str, allow_scalar=False) -> list[Named]:
     out = []
     for item in _seq(pr, loc, where, allow_scalar=allow_scalar):
         if not isinstance(item.value, str) or not item.value.strip():
-            pr.error(item.line, f"{where}: {_kind(item.value)} is not a {what}")
+            pr.error(item.line, f"{where}: {describe(item.value)} is not a {what}")
             continue
         out.append(Named(item.value.strip(), item.line))
     return out
