@@ -100,21 +100,35 @@ def _hints(cls: type) -> dict[str, Any]:
 def _check_record(cls: type, data: Any, path: str, only: tuple[str, ...] | None = None, as_read: bool = False) -> None:
     if not isinstance(data, dict):
         raise SchemaError(path, f"expected an object, got {_shown(data)}")
-    hints = _hints(cls)
-    for f in fields(cls):
-        if f.name.startswith("_") or (only and f.name not in only):
+    for name, tp, required, rule in _plan(cls, only):
+        if name not in data:
+            if required:
+                raise SchemaError(f"{path}.{name}", "missing")
             continue
-        where = f"{path}.{f.name}"
-        if f.name not in data:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise SchemaError(where, "missing")
+        value = data[name]
+        if value is None and tp in _OPTIONAL_SCALARS:  # the commonest case, without building a path
             continue
-        value = data[f.name]
-        _check(hints[f.name], value, where, as_read)
-        rule = _VALUES.get((cls, f.name))
+        if type(value) is _OPTIONAL_SCALARS.get(tp) and not rule:
+            continue
+        _check(tp, value, f"{path}.{name}", as_read)
         problem = rule(value) if rule and value is not None else None
         if problem:
-            raise SchemaError(where, problem)
+            raise SchemaError(f"{path}.{name}", problem)
+
+
+# ``X | None`` annotations of a scalar -> the type a value must have exactly (fast path above)
+_OPTIONAL_SCALARS: dict[Any, type] = {str | None: str, bool | None: bool, int | None: int}
+
+
+@cache
+def _plan(cls: type, only: tuple[str, ...] | None) -> tuple[tuple[str, Any, bool, Any], ...]:
+    """(field, annotation, required, value rule) for each field a saved record may carry."""
+    hints = _hints(cls)
+    return tuple(
+        (f.name, hints[f.name], f.default is MISSING and f.default_factory is MISSING, _VALUES.get((cls, f.name)))
+        for f in fields(cls)
+        if not f.name.startswith("_") and not (only and f.name not in only)
+    )
 
 
 def _check(tp: Any, value: Any, path: str, as_read: bool = False) -> None:
