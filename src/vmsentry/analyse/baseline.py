@@ -5,14 +5,16 @@ what is new rather than on everything already known. A finding is the same acros
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
+from vmsentry.model.files import BadInput, MalformedJson, parse_json, read_bounded
 from vmsentry.model.findings import Finding
 
 Key = tuple[str, str, Any, Any]
 EXPECTED = "expected the output of 'vmsentry scan --format json'"
+# A scan report is about 15 KB a VM (findings and inventory): 256 MiB holds over 15,000 VMs
+MAX_BYTES = 256 * 1024 * 1024
 
 
 class BaselineError(Exception):
@@ -22,14 +24,11 @@ class BaselineError(Exception):
 def load_baseline(path: str) -> list[dict[str, Any]]:
     """The findings (dicts) of a saved JSON scan report."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except OSError as exc:
-        raise BaselineError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise BaselineError(f"{path}: not UTF-8 text; {EXPECTED}") from None
-    except json.JSONDecodeError as exc:
-        raise BaselineError(f"{path}:{exc.lineno}: not JSON ({exc.msg}); {EXPECTED}") from None
+        document = parse_json(read_bounded(path, MAX_BYTES), f"not UTF-8 text; {EXPECTED}")
+    except MalformedJson as exc:
+        raise BaselineError(f"{path}:{exc.line}: not JSON ({exc.problem}); {EXPECTED}") from None
+    except BadInput as exc:
+        raise BaselineError(f"{path}: {exc}") from None
     findings = document.get("findings") if isinstance(document, dict) else None
     if not isinstance(findings, list):
         raise BaselineError(f"{path}: no 'findings' list; {EXPECTED}")

@@ -19,6 +19,7 @@ from datetime import date
 from fnmatch import fnmatchcase
 from typing import Any
 
+from vmsentry.model.files import BadInput, read_text
 from vmsentry.model.findings import Finding
 from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, load
 
@@ -56,12 +57,15 @@ class Waiver:
         return f"waiver for {self.rule} on {self.asset} ({self.owner}, line {self.line})"
 
 
+# A waiver is five short lines; 4 MiB is tens of thousands of them
+MAX_BYTES = 4 * 1024 * 1024
+
+
 def load_waivers(path: str) -> list[Waiver]:
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WaiverError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        text = read_text(path, MAX_BYTES)
+    except BadInput as exc:
+        raise WaiverError(f"{path}: {exc}") from None
     try:
         # values as written (an expiry is checked as text, not guessed into a date)
         root, _ = load(text, raw_scalars=True)

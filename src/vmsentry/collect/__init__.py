@@ -13,8 +13,9 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from importlib import import_module
 
-from vmsentry.collect.source_file import BadInput, read_bytes
+from vmsentry.collect.source_file import DEFAULT_MAX_BYTES, BadInput
 from vmsentry.model import InputError, Inventory
+from vmsentry.model.files import InputFile
 
 # Order matters: the first adapter that claims a file reads it.
 FILE_ADAPTERS = (
@@ -95,12 +96,14 @@ def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None
         if progress:
             progress(count, path)
         try:
-            data = read_bytes(path)
+            with InputFile(path) as handle:  # never waits for a FIFO's writer (model/files.py)
+                head = handle.head()
+                adapter = next((a for a in _adapters() if a.claims(path, head)), None)
+                # each format's own size limit (a saved inventory of a fleet is larger than a definition)
+                data = handle.read_all(getattr(adapter, "MAX_BYTES", DEFAULT_MAX_BYTES))
         except BadInput as exc:
             inv.errors.append(InputError(path, str(exc)))
             continue
-        head = data[:4096]
-        adapter = next((a for a in _adapters() if a.claims(path, head)), None)
         if adapter is None:
             if explicit:
                 inv.errors.append(

@@ -118,7 +118,34 @@ def _copy_facts(facts: dict, prefix: str, obj: dict[str, Any], at: str, keys: tu
             facts[f"{prefix}.{key}"] = {"value": obj[key], "at": f"{at}.{key}"}
 
 
-def _enum(value: Any, table: dict[int, str]) -> str | None:
+class WrongType(Exception):
+    """A property of the wrong JSON type: ``at`` names it as the export does (``vms[3].Name``)."""
+
+    def __init__(self, at: str, expected: str, value: Any):
+        kind = "an object" if isinstance(value, dict) else "a list" if isinstance(value, list) else _json_kind(value)
+        super().__init__(f"{at}: expected {expected}, got {kind}")
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "a number" if isinstance(value, (int, float)) else "a string"
+
+
+def _text(obj: dict[str, Any], key: str, at: str) -> str | None:
+    """``obj[key]`` as text (None when absent, null or empty); a number is taken as its digits (PowerShell
+    writes some ids and versions as numbers); an object or a list is refused, never turned into Python text."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise WrongType(f"{at}.{key}" if at else key, "a string", value)
+
+
+def _enum(value: Any, table: dict[int, str], at: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool):
@@ -126,8 +153,10 @@ def _enum(value: Any, table: dict[int, str]) -> str | None:
     if isinstance(value, int):
         return table.get(value, str(value))
     if isinstance(value, dict) and "Value" in value:  # PowerShell 5.1 sometimes wraps enums
-        return _enum(value.get("Value"), table)
-    return str(value)
+        return _enum(value.get("Value"), table, at)
+    if isinstance(value, str):
+        return value
+    raise WrongType(at, "a name or a number", value)
 
 
 def _list(value: Any) -> list:
@@ -137,15 +166,20 @@ def _list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def _date(value: Any) -> str | None:
+def _date(value: Any, at: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, dict):
         value = value.get("value") or value.get("DateTime")
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise WrongType(at, "a date", value)
     text = str(value)
     m = re.match(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$", text)
     if m:
-        return datetime.fromtimestamp(int(m.group(1)) / 1000, UTC).isoformat()
+        try:
+            return datetime.fromtimestamp(int(m.group(1)) / 1000, UTC).isoformat()
+        except (ValueError, OverflowError, OSError):  # beyond the years a datetime holds
+            raise WrongType(at, "a date", value) from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -157,68 +191,87 @@ def read_export(doc: dict[str, Any], source: Source) -> Inventory:
     inv = Inventory()
     where = source.file or "?"
     host_doc = doc.get("host") if isinstance(doc.get("host"), dict) else {}
-    host_name = str(host_doc.get("ComputerName") or host_doc.get("Name") or doc.get("ComputerName") or "hyperv-host")
+    try:
+        host_name = _text(host_doc, "ComputerName", "host") or _text(host_doc, "Name", "host")
+        host_name = host_name or _text(doc, "ComputerName", "") or "hyperv-host"
+    except WrongType as exc:
+        inv.errors.append(InputError(where, f"{exc}; the host is named hyperv-host"))
+        host_name = "hyperv-host"
     host = Host(name=host_name, platform=PLATFORM)
     host.facts["source_file"] = where
     _copy_facts(host.facts, "hyperv.host", host_doc, "host", HOST_FACTS)
     if "VirtualMachineMigrationAuthenticationType" in host_doc:
-        host.facts["hyperv.host.VirtualMachineMigrationAuthenticationType"] = {
-            "value": _enum(host_doc["VirtualMachineMigrationAuthenticationType"], MIGRATION_AUTH),
-            "at": "host.VirtualMachineMigrationAuthenticationType",
-        }
+        at = "host.VirtualMachineMigrationAuthenticationType"
+        try:
+            value = _enum(host_doc["VirtualMachineMigrationAuthenticationType"], MIGRATION_AUTH, at)
+            host.facts["hyperv.host.VirtualMachineMigrationAuthenticationType"] = {"value": value, "at": at}
+        except WrongType as exc:
+            inv.errors.append(InputError(where, f"{exc}; not read"))
     inv.hosts.append(host)
     switches: dict[str, Network] = {}
     for index, sw in enumerate(_list(doc.get("switches"))):
-        if not isinstance(sw, dict) or not sw.get("Name"):
+        try:
+            net = _read_switch(sw, index, source, host_name)
+        except WrongType as exc:
+            inv.errors.append(InputError(where, f"{exc}; switch skipped"))
+            continue
+        if net is None:
             inv.errors.append(InputError(where, f"switches[{index}]: a switch without a Name; skipped"))
             continue
-        stype = _enum(sw.get("SwitchType"), SWITCH_TYPE)
-        net = Network(
-            name=str(sw["Name"]),
-            platform=PLATFORM,
-            mode=SWITCH_MODE.get(stype or "", "unknown"),
-            source=source,
-            host=host_name,
-            locator=f"switches[{index}]",
-        )
-        net.facts["hyperv.switch.SwitchType"] = {"value": stype, "at": f"switches[{index}].SwitchType"}
-        if "AllowManagementOS" in sw:
-            net.facts["hyperv.switch.AllowManagementOS"] = {
-                "value": sw["AllowManagementOS"],
-                "at": f"switches[{index}].AllowManagementOS",
-            }
-        if sw.get("NetAdapterInterfaceDescription"):
-            net.forwards = [str(sw["NetAdapterInterfaceDescription"])]
-        extensions = [
-            {
-                "Name": e.get("Name"),
-                "Enabled": e.get("Enabled"),
-                "ExtensionType": _enum(
-                    e.get("ExtensionType"), {1: "Capture", 2: "Filter", 3: "Forwarding", 4: "Monitoring", 5: "Native"}
-                ),
-                "Vendor": e.get("Vendor"),
-            }
-            for e in _list(sw.get("Extensions"))
-            if isinstance(e, dict)
-        ]
-        if extensions:
-            net.facts["hyperv.switch.Extensions"] = {"value": extensions, "at": f"switches[{index}].Extensions"}
         switches[net.name] = net
         inv.networks.append(net)
     enhanced = host_doc.get("EnableEnhancedSessionMode")
     for index, vm_doc in enumerate(_list(doc.get("vms"))):
-        if not isinstance(vm_doc, dict) or not vm_doc.get("Name"):
-            inv.errors.append(InputError(where, f"vms[{index}]: a VM without a Name; skipped"))
-            continue
         try:
+            name = _text(vm_doc, "Name", f"vms[{index}]") if isinstance(vm_doc, dict) else None
+            if not name:
+                inv.errors.append(InputError(where, f"vms[{index}]: a VM without a Name; skipped"))
+                continue
             inv.vms.append(_read_vm(vm_doc, index, source, host_name, switches, enhanced, inv.errors))
-        except (TypeError, ValueError, AttributeError) as exc:
-            inv.errors.append(
-                InputError(where, f"vms[{index}] ({vm_doc.get('Name')}): unexpected value: {exc}; VM skipped")
-            )
+        except WrongType as exc:
+            inv.errors.append(InputError(where, f"{exc}; VM skipped"))
     if not (inv.vms or inv.networks):
         inv.errors.append(InputError(where, "the export holds no VMs and no switches"))
     return inv
+
+
+def _read_switch(sw: Any, index: int, source: Source, host_name: str) -> Network | None:
+    at = f"switches[{index}]"
+    name = _text(sw, "Name", at) if isinstance(sw, dict) else None
+    if not name:
+        return None
+    stype = _enum(sw.get("SwitchType"), SWITCH_TYPE, f"{at}.SwitchType")
+    net = Network(
+        name=name,
+        platform=PLATFORM,
+        mode=SWITCH_MODE.get(stype or "", "unknown"),
+        source=source,
+        host=host_name,
+        locator=at,
+    )
+    net.facts["hyperv.switch.SwitchType"] = {"value": stype, "at": f"{at}.SwitchType"}
+    if "AllowManagementOS" in sw:
+        net.facts["hyperv.switch.AllowManagementOS"] = {
+            "value": sw["AllowManagementOS"],
+            "at": f"{at}.AllowManagementOS",
+        }
+    uplink = _text(sw, "NetAdapterInterfaceDescription", at)
+    if uplink:
+        net.forwards = [uplink]
+    extension_types = {1: "Capture", 2: "Filter", 3: "Forwarding", 4: "Monitoring", 5: "Native"}
+    extensions = [
+        {
+            "Name": _text(e, "Name", f"{at}.Extensions[{n}]"),
+            "Enabled": e.get("Enabled"),
+            "ExtensionType": _enum(e.get("ExtensionType"), extension_types, f"{at}.Extensions[{n}].ExtensionType"),
+            "Vendor": _text(e, "Vendor", f"{at}.Extensions[{n}]"),
+        }
+        for n, e in enumerate(_list(sw.get("Extensions")))
+        if isinstance(e, dict)
+    ]
+    if extensions:
+        net.facts["hyperv.switch.Extensions"] = {"value": extensions, "at": f"{at}.Extensions"}
+    return net
 
 
 def _read_vm(
@@ -232,17 +285,12 @@ def _read_vm(
 ) -> VM:
     base = f"vms[{index}]"
     vm = VM(
-        name=str(d["Name"]),
-        platform=PLATFORM,
-        uuid=str(d["Id"]) if d.get("Id") else None,
-        source=source,
-        host=host_name,
+        name=_text(d, "Name", base) or "", platform=PLATFORM, uuid=_text(d, "Id", base), source=source, host=host_name
     )
-    if d.get("State") is not None:
-        vm.state = str(d["State"])
+    vm.state = _enum(d.get("State"), {}, f"{base}.State")
     _copy_facts(vm.facts, "hyperv.vm", d, base, VM_FACTS)
     adapters = [a for a in _list(d.get("NetworkAdapters")) if isinstance(a, dict)]
-    names = [str(a.get("Name") or "Network Adapter") for a in adapters]
+    names = [_text(a, "Name", f"{base}.NetworkAdapters[{n}]") or "Network Adapter" for n, a in enumerate(adapters)]
     for n, a in enumerate(adapters):
         nic_id = names[n] if names.count(names[n]) == 1 else f"{names[n]} #{n + 1}"
         _read_adapter(vm, a, nic_id, f"{base}.NetworkAdapters[{n}]", switches)
@@ -257,8 +305,8 @@ def _read_vm(
     for n, svc in enumerate(services):
         if not isinstance(svc, dict):
             continue
-        name = str(svc.get("Name", ""))
         at = f"{base}.IntegrationServices[{n}]"
+        name = _text(svc, "Name", at) or ""
         vm.facts[f"hyperv.integration.{name}"] = {"value": bool(svc.get("Enabled")), "at": at}
         if name == "Guest Service Interface" and svc.get("Enabled"):
             vm.shares.append(Share("guest-service", None, "Copy-VMFile", True, at))
@@ -266,21 +314,21 @@ def _read_vm(
         vm.facts["hyperv.integration.collected"] = {"value": True, "at": f"{base}.IntegrationServices"}
     for n, dev in enumerate(_list(d.get("AssignableDevices"))):
         if isinstance(dev, dict):
+            at = f"{base}.AssignableDevices[{n}]"
             vm.devices.append(
-                Device(
-                    "pci-passthrough",
-                    str(dev.get("LocationPath") or dev.get("InstanceID") or ""),
-                    f"{base}.AssignableDevices[{n}]",
-                )
+                Device("pci-passthrough", _text(dev, "LocationPath", at) or _text(dev, "InstanceID", at) or "", at)
             )
     for n, port in enumerate(_list(d.get("ComPorts"))):
-        if isinstance(port, dict) and port.get("Path"):
-            vm.devices.append(Device("serial-pipe", f"{port.get('Name')}: {port.get('Path')}", f"{base}.ComPorts[{n}]"))
+        at = f"{base}.ComPorts[{n}]"
+        if isinstance(port, dict) and _text(port, "Path", at):
+            vm.devices.append(Device("serial-pipe", f"{_text(port, 'Name', at)}: {_text(port, 'Path', at)}", at))
     for n, snap in enumerate(_list(d.get("Snapshots"))):
-        if isinstance(snap, dict) and snap.get("Name"):
-            vm.snapshots.append(Snapshot(str(snap["Name"]), _date(snap.get("CreationTime"))))
+        at = f"{base}.Snapshots[{n}]"
+        snap_name = _text(snap, "Name", at) if isinstance(snap, dict) else None
+        if snap_name:
+            vm.snapshots.append(Snapshot(snap_name, _date(snap.get("CreationTime"), f"{at}.CreationTime")))
             if snap.get("SnapshotType") is not None:
-                vm.facts[f"hyperv.snapshot.{snap['Name']}.SnapshotType"] = {
+                vm.facts[f"hyperv.snapshot.{snap_name}.SnapshotType"] = {
                     "value": snap["SnapshotType"],
                     "at": f"{base}.Snapshots[{n}].SnapshotType",
                 }
@@ -289,22 +337,20 @@ def _read_vm(
         _copy_facts(vm.facts, "hyperv.security", sec, f"{base}.Security", SECURITY_FACTS)
     fw = d.get("Firmware")
     if isinstance(fw, dict) and "SecureBoot" in fw:
-        vm.security.secure_boot = _enum(fw["SecureBoot"], ON_OFF) == "On"
-        vm.facts["hyperv.firmware.SecureBoot"] = {
-            "value": _enum(fw["SecureBoot"], ON_OFF),
-            "at": f"{base}.Firmware.SecureBoot",
-        }
+        secure_boot = _enum(fw["SecureBoot"], ON_OFF, f"{base}.Firmware.SecureBoot")
+        vm.security.secure_boot = secure_boot == "On"
+        vm.facts["hyperv.firmware.SecureBoot"] = {"value": secure_boot, "at": f"{base}.Firmware.SecureBoot"}
     elif d.get("Generation") == 1:
         vm.security.secure_boot = False
     return vm
 
 
 def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dict[str, Network]) -> None:
-    switch = a.get("SwitchName")
-    mac = a.get("MacAddress")
-    if mac and re.fullmatch(r"[0-9A-Fa-f]{12}", str(mac)):
-        mac = ":".join(str(mac)[i : i + 2] for i in range(0, 12, 2))
-    nic = Nic(id=nic_id, mac=str(mac).lower() if mac else None, network=switch or None, locator=at, type="vmswitch")
+    switch = _text(a, "SwitchName", at)
+    mac = _text(a, "MacAddress", at)
+    if mac and re.fullmatch(r"[0-9A-Fa-f]{12}", mac):
+        mac = ":".join(mac[i : i + 2] for i in range(0, 12, 2))
+    nic = Nic(id=nic_id, mac=mac.lower() if mac else None, network=switch, locator=at, type="vmswitch")
     if not switch:
         nic.mode = "disconnected"
         nic.connected = False
@@ -314,7 +360,7 @@ def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dic
         nic.connected = False
     ips = [ip for ip in _list(a.get("IPAddresses")) if isinstance(ip, str) and ":" not in ip]
     nic.ip = ips[0] if ips else None
-    spoof = _enum(a.get("MacAddressSpoofing"), ON_OFF)
+    spoof = _enum(a.get("MacAddressSpoofing"), ON_OFF, f"{at}.MacAddressSpoofing")
     nic.spoof_protection = None if spoof is None else spoof == "Off"
     if spoof is not None:
         nic.filter = f"MacAddressSpoofing={spoof}"
@@ -328,11 +374,11 @@ def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dic
         ("AllowTeaming", ON_OFF),
     ):
         if key in a:
-            vm.facts[f"{prefix}.{key}"] = {"value": _enum(a[key], table), "at": f"{at}.{key}"}
+            vm.facts[f"{prefix}.{key}"] = {"value": _enum(a[key], table, f"{at}.{key}"), "at": f"{at}.{key}"}
     vlan = a.get("Vlan")
     if isinstance(vlan, dict):
         vm.facts[f"{prefix}.Vlan.OperationMode"] = {
-            "value": _enum(vlan.get("OperationMode"), VLAN_MODE),
+            "value": _enum(vlan.get("OperationMode"), VLAN_MODE, f"{at}.Vlan.OperationMode"),
             "at": f"{at}.Vlan.OperationMode",
         }
         for key in ("AccessVlanId", "NativeVlanId", "AllowedVlanIdList"):
@@ -341,20 +387,20 @@ def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dic
     if "Acls" in a or "ExtendedAcls" in a:
         acls = [
             {
-                "Action": _enum(x.get("Action"), ACL_ACTION),
-                "Direction": _enum(x.get("Direction"), ACL_DIRECTION),
+                "Action": _enum(x.get("Action"), ACL_ACTION, f"{at}.Acls[{n}].Action"),
+                "Direction": _enum(x.get("Direction"), ACL_DIRECTION, f"{at}.Acls[{n}].Direction"),
                 "LocalAddress": x.get("LocalAddress"),
                 "RemoteAddress": x.get("RemoteAddress"),
             }
-            for x in _list(a.get("Acls"))
+            for n, x in enumerate(_list(a.get("Acls")))
             if isinstance(x, dict)
         ]
         ext = [
             {
                 k: (
-                    _enum(x.get(k), ACL_ACTION)
+                    _enum(x.get(k), ACL_ACTION, f"{at}.ExtendedAcls[{n}].{k}")
                     if k == "Action"
-                    else _enum(x.get(k), ACL_DIRECTION)
+                    else _enum(x.get(k), ACL_DIRECTION, f"{at}.ExtendedAcls[{n}].{k}")
                     if k == "Direction"
                     else x.get(k)
                 )
@@ -370,7 +416,7 @@ def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dic
                     "Stateful",
                 )
             }
-            for x in _list(a.get("ExtendedAcls"))
+            for n, x in enumerate(_list(a.get("ExtendedAcls")))
             if isinstance(x, dict)
         ]
         vm.facts[f"{prefix}.Acls"] = {"value": acls, "at": f"{at}.Acls"}
@@ -379,4 +425,4 @@ def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dic
 
 
 def switch_type(value: Any) -> str | None:
-    return _enum(value, SWITCH_TYPE)
+    return _enum(value, SWITCH_TYPE, "SwitchType")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vmsentry.collect.source_file import BadInput, read_bytes
+from vmsentry.collect.source_file import BadInput, parse_json, read_bytes
 from vmsentry.model import SCHEMA, Inventory
 
 
@@ -15,21 +15,23 @@ def claims(path: str, head: bytes) -> bool:
     return b"vmsentry.inventory/" in head or (b'"tool"' in head and b'"vmsentry"' in head)
 
 
+# A saved inventory describes a whole fleet: about 2 KB a VM, so 256 MiB holds over 100,000 VMs
+MAX_BYTES = 256 * 1024 * 1024
+
+
 def read(path: str, data: bytes | None = None) -> Inventory:
     if data is None:
-        data = read_bytes(path)
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f"line {exc.lineno}, column {exc.colno}: " if isinstance(exc, json.JSONDecodeError) else ""
-        raise BadInput(f"{where}malformed JSON: {getattr(exc, 'msg', exc)}") from None
+        data = read_bytes(path, MAX_BYTES)
+    doc = parse_json(data, "not UTF-8 text; not a vmsentry inventory")
     if not isinstance(doc, dict):
         raise BadInput("not a vmsentry inventory (top level is not an object)")
     # a scan --format json output carries the inventory inside
     if "inventory" in doc and isinstance(doc["inventory"], dict):
         doc = doc["inventory"]
     if doc.get("schema") != SCHEMA:
-        raise BadInput(f"schema is {doc.get('schema')!r}, expected {SCHEMA!r}")
+        found = doc.get("schema")
+        shown = json.dumps(found)[:60] if isinstance(found, (str, int, float)) or found is None else "not a string"
+        raise BadInput(f"schema is {shown}, expected {SCHEMA!r}")
     try:
         inv = Inventory.from_dict(doc)
     except (TypeError, ValueError) as exc:

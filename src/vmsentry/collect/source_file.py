@@ -7,10 +7,11 @@ the network.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+# BadInput and parse_json live in model/files.py (every stage reads files the same way); collectors import them here
+from vmsentry.model.files import BadInput, parse_json, read_bounded  # noqa: F401
 
 if TYPE_CHECKING:  # lxml is imported when XML is first parsed: `vmsentry detect`
     from lxml import etree  # reading a saved inventory never needs it (20 ms of start-up)
@@ -20,35 +21,9 @@ if TYPE_CHECKING:  # lxml is imported when XML is first parsed: `vmsentry detect
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
 
-class BadInput(Exception):
-    """An input that cannot be read. ``str(exc)`` is the one line shown to the user (without the file)."""
-
-
 def read_bytes(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise BadInput(f"cannot read: {exc.strerror}") from None
-    try:
-        size = os.fstat(fd).st_size
-        if size > max_bytes:
-            raise BadInput(
-                f"file is {size / 1048576:.1f} MiB, larger than the {max_bytes / 1048576:.0f} MiB limit; not read"
-            )
-        chunks, total = [], 0
-        while True:  # a special file may report size 0 and still have data
-            chunk = os.read(fd, max(size + 1, 65536) if not chunks else 1048576)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:
-                raise BadInput(f"file is larger than the {max_bytes / 1048576:.0f} MiB limit; not read")
-    except OSError as exc:
-        raise BadInput(f"cannot read: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    """A definition file's bytes (model/files.py: no wait on a FIFO, refused beyond ``max_bytes``)."""
+    return read_bounded(path, max_bytes)
 
 
 def looks_binary(data: bytes) -> bool:
@@ -78,17 +53,6 @@ def decode_text(data: bytes) -> tuple[str, bool]:
         return data.decode("utf-8"), False
     except UnicodeDecodeError:
         return data.decode("utf-8", errors="replace"), True
-
-
-def parse_json(data: bytes, not_utf8: str) -> Any:
-    """A JSON document (a UTF-8 byte order mark allowed: PowerShell writes one); ``not_utf8`` is the
-    message when the bytes are not UTF-8."""
-    try:
-        return json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise BadInput(not_utf8) from None
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}") from None
 
 
 def line_of_offset(data: bytes, offset: int) -> int:

@@ -237,7 +237,11 @@ class Inventory:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Inventory:
-        """Read a saved inventory back. Unknown fields are ignored so that a newer file still loads."""
+        """Read a saved inventory back. Unknown fields are ignored so that a newer file still loads; a field
+        that does not follow the schema raises ``SchemaError`` (a ValueError) naming its JSON path."""
+        from vmsentry.model.inventory_schema import check_inventory  # it reads this module's records
+
+        check_inventory(data)
         return cls(
             hosts=[Host.from_dict(h) for h in data.get("hosts") or []],
             networks=[_saved_network(n) for n in data.get("networks") or []],

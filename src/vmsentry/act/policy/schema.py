@@ -21,8 +21,9 @@ from typing import Any
 
 from vmsentry.act.policy import timewin
 from vmsentry.act.policy.problems import PolicyError, Problems
+from vmsentry.model.files import BadInput, read_bounded
 from vmsentry.model.policy import Service
-from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, load
+from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, describe, load
 
 KEYWORDS_FROM = ("any-vm", "external")
 KEYWORDS_TO = ("any-vm", "host", "external")
@@ -133,14 +134,10 @@ MAX_POLICY_BYTES = 4 * 1024 * 1024
 def load_policy(path: str) -> Policy:
     pr = Problems(path)
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        pr.error(None, f"cannot read: {exc.strerror}")
+        raw = read_bounded(path, MAX_POLICY_BYTES)
+    except BadInput as exc:
+        pr.error(None, str(exc))
         raise PolicyError(pr.items) from None
-    if len(raw) > MAX_POLICY_BYTES:
-        pr.error(None, "larger than 4 MiB; not a policy file")
-        raise PolicyError(pr.items)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -202,7 +199,7 @@ def _map(pr: Problems, loc: Loc | None, where: str) -> LMap | None:
     if loc is None or loc.value is None:
         return None
     if not isinstance(loc.value, LMap):
-        pr.error(loc.line, f"{where} must be a mapping, not {_kind(loc.value)}")
+        pr.error(loc.line, f"{where} must be a mapping, not {describe(loc.value)}")
         return None
     return loc.value
 
@@ -214,7 +211,7 @@ def _seq(pr: Problems, loc: Loc | None, where: str, allow_scalar: bool = False) 
         return list(loc.value)
     if allow_scalar and not isinstance(loc.value, LMap):
         return [loc]
-    pr.error(loc.line, f"{where} must be a list, not {_kind(loc.value)}")
+    pr.error(loc.line, f"{where} must be a list, not {describe(loc.value)}")
     return []
 
 
@@ -230,19 +227,11 @@ def _named_maps(pr: Problems, loc: Loc | None, section: str, what: str) -> Itera
             yield name, line, _map(pr, sub, f"{section}.{name}")
 
 
-def _kind(v: Any) -> str:
-    if isinstance(v, LMap):
-        return "a mapping"
-    if isinstance(v, LSeq):
-        return "a list"
-    return f"{type(v).__name__} {v!r}"
-
-
 def _names_list(pr: Problems, loc: Loc | None, where: str, what: str, allow_scalar=False) -> list[Named]:
     out = []
     for item in _seq(pr, loc, where, allow_scalar=allow_scalar):
         if not isinstance(item.value, str) or not item.value.strip():
-            pr.error(item.line, f"{where}: {_kind(item.value)} is not a {what}")
+            pr.error(item.line, f"{where}: {describe(item.value)} is not a {what}")
             continue
         out.append(Named(item.value.strip(), item.line))
     return out

@@ -11,11 +11,10 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from vmsentry.analyse.checks.declarative import InvalidTest, validate
 from vmsentry.model.findings import SECURITY_SEVERITY, SEVERITIES, SEVERITY_RANK  # noqa: F401
 from vmsentry.model.rule import ASSET_TYPES, CATEGORIES, CONTROLS, Rule
+from vmsentry.model.yaml_lines import YamlError, safe_load
 
 REQUIRED = (
     "id",
@@ -105,11 +104,13 @@ def load_catalogue() -> tuple[Rule, ...]:
     rules: list[Rule] = []
     seen: set[str] = set()
     folder = resources.files("vmsentry.analyse.rules") / "catalogue"
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     for item in sorted(folder.iterdir(), key=lambda p: p.name):
         if not item.name.endswith(".yaml"):
             continue
-        entries = yaml.load(item.read_text(encoding="utf-8"), Loader=loader) or []
+        try:  # the one YAML loader: packaged files get the same alias and depth limits as user files
+            entries = safe_load(item.read_text(encoding="utf-8")) or []
+        except YamlError as exc:
+            raise CatalogueError(f"{item.name}:{exc.line or ''} {exc.problem}") from None
         for entry in entries:
             rule = _rule_from(entry, item.name)
             if rule.id in seen:
