@@ -96,6 +96,11 @@ class Access(Common):
     signatures: bool = _doc(
         True, "look into SMB/RPC payloads for admin-share and service-control use (works without an inventory)"
     )
+    short_session: float = _doc(
+        30.0, "seconds: an SSH/RDP/VNC/WinRM/SMB session that ends sooner is short (a failed login's length)"
+    )
+    guesses: int = _doc(10, "short sessions from one client to one server and protocol within guess_window: guessing")
+    guess_window: float = _doc(300.0, "seconds")
     suppress: float = _doc(3600.0, "seconds (see Common)")
 
 
