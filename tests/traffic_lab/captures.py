@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from traffic_lab.lab import Lab  # noqa: E402
+from traffic_lab.lab import Lab
 
 OUT = Path(__file__).resolve().parents[1] / "fixtures" / "traffic" / "lab-tools"
 WORDS = ["123456", "password", "admin", "root", "letmein", "qwerty", "dragon", "monkey", "master", "shadow"]
@@ -73,22 +73,40 @@ def ssh_brute(lab: Lab, tmp: Path) -> None:
     lab.sh("vm1", f"hydra -l root -P {words} -t 4 -I -q ssh://10.99.0.12 >/dev/null 2>&1", check=False, timeout=300)
 
 
-def smb_other_port(lab: Lab, tmp: Path) -> None:
-    """Samba's smbclient listing the shares of Samba's smbd on port 4455."""
-    conf = tmp / "smb.conf"
-    state = tmp / "samba"
+def _samba(lab: Lab, tmp: Path, extra: str = "") -> Path:
+    """Samba's smb.conf for vm2 (a standalone server with a guest share), its state under ``tmp``."""
+    conf, state = tmp / "smb.conf", tmp / "samba"
     for sub in ("lock", "state", "cache", "pid", "private", "ncalrpc"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     conf.write_text(
-        "[global]\n  smb ports = 4455\n  interfaces = 10.99.0.12\n  bind interfaces only = yes\n"
-        "  disable netbios = yes\n  map to guest = bad user\n  server role = standalone server\n"
+        "[global]\n  interfaces = 10.99.0.12\n  bind interfaces only = yes\n  disable netbios = yes\n"
+        "  map to guest = bad user\n  server role = standalone server\n  log level = 0\n"
         f"  lock directory = {state}/lock\n  state directory = {state}/state\n  cache directory = {state}/cache\n"
         f"  pid directory = {state}/pid\n  private dir = {state}/private\n  ncalrpc dir = {state}/ncalrpc\n"
-        "  log level = 0\n[share]\n  path = /tmp\n  guest ok = yes\n"
+        f"{extra}[share]\n  path = /tmp\n  guest ok = yes\n"
     )
+    return conf
+
+
+def smb_other_port(lab: Lab, tmp: Path) -> None:
+    """Samba's smbclient listing the shares of Samba's smbd on port 4455."""
+    conf = _samba(lab, tmp, "  smb ports = 4455\n")
     lab.spawn("vm2", ["smbd", "--foreground", "--no-process-group", "-s", str(conf)])
     _wait_port(lab, "vm2", 4455)
     lab.sh("vm1", "smbclient -N -p 4455 -L //10.99.0.12 -s /dev/null -m SMB3 >/dev/null 2>&1", check=False)
+
+
+def rpc_dynamic_port(lab: Lab, tmp: Path) -> None:
+    """impacket asks Samba's endpoint mapper (samba-dcerpcd, tcp/135) for winreg and lsarpc, then binds to each
+    on the dynamic port it was given."""
+    conf = _samba(lab, tmp, "  rpc start on demand helpers = no\n")
+    lab.spawn(
+        "vm2", ["/usr/libexec/samba/samba-dcerpcd", "-F", "--no-process-group", "--libexec-rpcds", "-s", str(conf)]
+    )
+    _wait_port(lab, "vm2", 135)
+    time.sleep(2.0)  # the rpcd workers register their dynamic ports after the mapper listens
+    client = Path(__file__).with_name("rpc_client.py")
+    lab.sh("vm1", f"/usr/bin/python3 {client} 10.99.0.12 lsarpc winreg", timeout=60)
 
 
 CAPTURES = {
@@ -96,6 +114,7 @@ CAPTURES = {
     "ssh-port-2222": ssh_other_port,
     "ssh-hydra-brute": ssh_brute,
     "smb-port-4455": smb_other_port,
+    "rpc-epm-dynamic-port": rpc_dynamic_port,
 }
 
 

@@ -75,6 +75,12 @@ class Access(Detector):
                 self._signatures(ev, payload)
             spoken = content.service(payload)
         dport = ev.dport
+        if self.endpoints and self.tun.signatures:  # a port the endpoint mapper gave for remote execution
+            what = self.endpoints.get((ev.dst_ip, dport))
+            if what:
+                self._alert(
+                    "lateral_movement", ev, "critical", 0.9, "rpc", f"{what} on a port the endpoint mapper gave"
+                )
         service = spoken or self.lateral.get(dport) or (_service(dport) if dport in self.mgmt else None)
         if service in GUESSED_SERVICES and not flags & FIN:
             self._opened(ev, service)
@@ -115,10 +121,6 @@ class Access(Detector):
             what = dcerpc.activation(payload)
             if what:  # the answer (a string binding with the port) comes back on this connection
                 self.activations.put((ev.src_ip, ev.dst_ip), what)
-        if found is None and self.endpoints:
-            what = self.endpoints.get((ev.dst_ip, ev.dport))
-            if what:
-                found = ("rpc", f"{what} on a port the endpoint mapper gave")
         if found:
             service, what = found
             self._alert("lateral_movement", ev, "critical" if service == "rpc" else "high", 0.9, service, what)

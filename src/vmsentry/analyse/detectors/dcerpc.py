@@ -26,6 +26,7 @@ RPC_INTERFACES = {
     _wire("1ff70682-0a51-30e8-076d-740be8cee98b"): "atsvc (remote scheduled task)",
     _wire("86d35949-83c9-4044-b424-db363231fd0c"): "ITaskSchedulerService (remote scheduled task)",
     _wire("f309ad18-d86a-11d0-a075-00c04fb68820"): "IWbemLevel1Login (remote WMI)",
+    _wire("338cd001-2244-31f1-aaaa-900038001003"): "winreg (remote registry)",
 }
 DCOM_CLASSES = {
     _wire("8bc3f05e-d86b-11d0-a075-00c04fb68820"): "WbemLevel1Login (remote WMI over DCOM)",
