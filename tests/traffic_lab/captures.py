@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from traffic_lab.lab import Lab
 
 OUT = Path(__file__).resolve().parents[1] / "fixtures" / "traffic" / "lab-tools"
+TOOLS = ("ip", "tcpdump", "nmap", "sshd", "ssh", "ssh-keygen", "hydra", "smbd", "smbclient", "ss", "/usr/bin/python3")
 WORDS = ["123456", "password", "admin", "root", "letmein", "qwerty", "dragon", "monkey", "master", "shadow"]
-WORDS += [f"guess{i}" for i in range(14)]
+WORDS += [f"guess{i}" for i in range(38)]
 
 
 def _wait_port(lab: Lab, node: str, port: int, seconds: float = 10) -> None:
@@ -50,7 +51,8 @@ def _sshd(lab: Lab, port: int, tmp: Path) -> None:
 
 
 def slow_nmap(lab: Lab, tmp: Path, timing: str = "-T1") -> None:
-    """nmap's "sneaky" timing: one probe every 15 s (-T1), 16 ports of vm2."""
+    """nmap's "sneaky" timing: one probe every 15 s (-T1), 16 ports of vm2 (4 minutes); the live test uses
+    ``--scan-delay 5s`` (80 s: 12 ports in any minute, under the fast threshold)."""
     lab.sh("vm1", f"nmap -sS -n -Pn {timing} -p 1-16 10.99.0.12 >/dev/null", timeout=600)
 
 
@@ -66,11 +68,11 @@ def ssh_other_port(lab: Lab, tmp: Path) -> None:
 
 
 def ssh_brute(lab: Lab, tmp: Path) -> None:
-    """hydra guessing root's password over SSH on port 22, four tasks at once."""
+    """hydra guessing root's password over SSH on port 22 from 48 words, eight tasks at once."""
     _sshd(lab, 22, tmp)
     words = tmp / "words"
     words.write_text("\n".join(WORDS) + "\n")
-    lab.sh("vm1", f"hydra -l root -P {words} -t 4 -I -q ssh://10.99.0.12 >/dev/null 2>&1", check=False, timeout=300)
+    lab.sh("vm1", f"hydra -l root -P {words} -t 8 -I -q ssh://10.99.0.12 >/dev/null 2>&1", check=False, timeout=300)
 
 
 def _samba(lab: Lab, tmp: Path, extra: str = "") -> Path:
@@ -111,6 +113,7 @@ def rpc_dynamic_port(lab: Lab, tmp: Path) -> None:
 
 CAPTURES = {
     "slow-nmap-T1": slow_nmap,
+    "slow-nmap-scan-delay": lambda lab, tmp: slow_nmap(lab, tmp, "--scan-delay 5s"),
     "ssh-port-2222": ssh_other_port,
     "ssh-hydra-brute": ssh_brute,
     "smb-port-4455": smb_other_port,
