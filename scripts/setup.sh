@@ -30,6 +30,8 @@ APT_PACKAGES=(
   tcpdump
   # `vmsentry detect` live lab (real attack tools run in netns "VMs") and the tools it is compared with
   dsniff nmap tshark arpwatch curl bind9-dnsutils netsniff-ng
+  # real admin-protocol servers and clients for the lateral-movement captures (tests/traffic_lab/captures.py)
+  openssh-server openssh-client hydra samba smbclient python3-impacket
   # headless browser for the `vmsentry paths --format html` tests
   chromium
   # segmentation policy tests: the TCG test guest kit (scripts/build-test-guest.sh: busybox initramfs) and
