@@ -76,7 +76,9 @@ def ssh_brute(lab: Lab, tmp: Path) -> None:
 
 
 def _samba(lab: Lab, tmp: Path, extra: str = "") -> Path:
-    """Samba's smb.conf for vm2 (a standalone server with a guest share), its state under ``tmp``."""
+    """Samba's smb.conf for vm2 (a standalone server with a guest share), its state under ``tmp``. The daemons
+    run in a session of their own (``--no-process-group`` keeps them in it): on exit Samba signals its whole
+    process group, which must not be ours."""
     conf, state = tmp / "smb.conf", tmp / "samba"
     for sub in ("lock", "state", "cache", "pid", "private", "ncalrpc"):
         (state / sub).mkdir(parents=True, exist_ok=True)
@@ -93,7 +95,9 @@ def _samba(lab: Lab, tmp: Path, extra: str = "") -> Path:
 def smb_other_port(lab: Lab, tmp: Path) -> None:
     """Samba's smbclient listing the shares of Samba's smbd on port 4455."""
     conf = _samba(lab, tmp, "  smb ports = 4455\n")
-    lab.spawn("vm2", ["smbd", "--foreground", "--no-process-group", "-s", str(conf)])
+    lab.spawn(
+        "vm2", ["smbd", "--foreground", "--no-process-group", "-s", str(conf)], start_new_session=True
+    )  # see _samba
     _wait_port(lab, "vm2", 4455)
     lab.sh("vm1", "smbclient -N -p 4455 -L //10.99.0.12 -s /dev/null -m SMB3 >/dev/null 2>&1", check=False)
 
@@ -102,9 +106,8 @@ def rpc_dynamic_port(lab: Lab, tmp: Path) -> None:
     """impacket asks Samba's endpoint mapper (samba-dcerpcd, tcp/135) for winreg and lsarpc, then binds to each
     on the dynamic port it was given."""
     conf = _samba(lab, tmp, "  rpc start on demand helpers = no\n")
-    lab.spawn(
-        "vm2", ["/usr/libexec/samba/samba-dcerpcd", "-F", "--no-process-group", "--libexec-rpcds", "-s", str(conf)]
-    )
+    dcerpcd = ["/usr/libexec/samba/samba-dcerpcd", "-F", "--no-process-group", "--libexec-rpcds", "-s", str(conf)]
+    lab.spawn("vm2", dcerpcd, start_new_session=True)  # see _samba
     _wait_port(lab, "vm2", 135)
     time.sleep(2.0)  # the rpcd workers register their dynamic ports after the mapper listens
     client = Path(__file__).with_name("rpc_client.py")
