@@ -32,6 +32,8 @@ APT_PACKAGES=(
   dsniff nmap tshark arpwatch curl bind9-dnsutils netsniff-ng
   # IPv6 neighbour spoofing for the nd_spoof lab tests (parasite6, fake_advertise6: installed as atk6-*)
   thc-ipv6
+  # real admin-protocol servers and clients for the lateral-movement captures (tests/traffic_lab/captures.py)
+  openssh-server openssh-client hydra samba smbclient python3-impacket
   # headless browser for the `vmsentry paths --format html` tests
   chromium
   # segmentation policy tests: the TCG test guest kit (scripts/build-test-guest.sh: busybox initramfs) and

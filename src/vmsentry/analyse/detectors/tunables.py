@@ -93,8 +93,8 @@ class Scan(Common):
     ports: int = _doc(20, "distinct failed ports on one host within window: a port scan")
     hosts: int = _doc(20, "distinct hosts probed without answer within window (ARP, ping, TCP SYN): a sweep")
     window: float = _doc(60.0, "seconds")
-    slow_ports: int = _doc(40, "distinct failed ports on one host within slow_window: a slow port scan")
-    slow_hosts: int = _doc(40, "distinct unanswered hosts within slow_window: a slow sweep")
+    slow_ports: int = _doc(15, "distinct failed ports on one host within slow_window: a slow port scan")
+    slow_hosts: int = _doc(15, "distinct unanswered hosts within slow_window: a slow sweep")
     slow_window: float = _doc(3600.0, "seconds")
     max_targets: int = _doc(4096, "ports or hosts remembered per scanner; beyond it only counted")
     suppress: float = _doc(600.0, "seconds (see Common)")
@@ -109,6 +109,11 @@ class Access(Common):
     signatures: bool = _doc(
         True, "look into SMB/RPC payloads for admin-share and service-control use (works without an inventory)"
     )
+    short_session: float = _doc(
+        30.0, "seconds: an SSH/RDP/VNC/WinRM/SMB session that ends sooner is short (a failed login's length)"
+    )
+    guesses: int = _doc(10, "short sessions from one client to one server and protocol within guess_window: guessing")
+    guess_window: float = _doc(300.0, "seconds")
     suppress: float = _doc(3600.0, "seconds (see Common)")
 
 

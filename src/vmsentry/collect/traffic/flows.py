@@ -11,7 +11,8 @@ with payload (protocol signatures read it); then the direction is *known* and on
 RST packets are always passed up (bare SYNs batched into ``Probes``: scans are made of them). A packet
 whose reverse direction is pending or known is a reply: counted, not passed up. A flow seen mid-stream is
 oriented by its ports (the side on a well-known port is the server). Flows on ``deep_ports`` (SMB, RPC)
-pass their first ``deep_packets`` payload packets up so that content signatures can read them.
+pass their first ``deep_packets`` payload packets up so that content signatures can read them (the server's
+too on the endpoint mapper's ports, ``ANSWERS_READ``).
 UDP: the first packet of a flow is passed up (batched into ``Probes``), the rest and the replies counted;
 a flow is kept once, under the smaller of its two directions' keys.
 ICMP: once per (source, destination, type, code).
@@ -32,6 +33,7 @@ from vmsentry.model.traffic import ACK, ICMP, PROBE_PAYLOADS, PROBE_SPAN, SYN, T
 PORTS = struct.Struct("!HH")
 DEEP_PORTS = frozenset({135, 139, 445, 593})
 DEEP_PACKETS = 24
+ANSWERS_READ = frozenset({135, 593})  # the endpoint mapper's answers name the dynamic RPC ports: read them too
 PAYLOAD_KEPT = 512
 PENDING_EMPTY = 3
 # pending state bits: empty packets seen so far, SYN-ACK seen, handshake already passed up
@@ -139,8 +141,8 @@ class FlowTable:
         """Update the TCP state for one packet; True if it is passed up."""
         if flags & 7:  # SYN, FIN or RST: always passed up
             if flags & SYN:
-                if flags & ACK:  # SYN-ACK: the server side is known from now, and
-                    self._add_tcp(key)  # the opener's next packet completes the handshake
+                if flags & ACK:  # SYN-ACK: the server side is known from now (read on ANSWERS_READ)
+                    self._add_tcp(key) if sport not in ANSWERS_READ else self._established(key, sport, dport)
                     rkey = dip + sip + PORTS.pack(dport, sport)
                     if rkey not in self.tcp:
                         self._pend(rkey, self.pending.get(rkey, 0) | ANSWERED)
