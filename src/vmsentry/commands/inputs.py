@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from vmsentry.commands.base import FatalError, use_progress_bar
+from vmsentry.commands.base import FatalError, plain_terminal, use_progress_bar
 from vmsentry.model.text import printable
 
 
@@ -85,7 +85,8 @@ class ProgressBar:
         )
         from rich.table import Column
 
-        console = Console(file=sys.stderr)  # honours NO_COLOR: the same bar without colour
+        # under NO_COLOR the same bar without colour or any other style
+        console = Console(file=sys.stderr, color_system=None if plain_terminal() else "auto")
         fixed = Column(no_wrap=True)
         columns = [
             TextColumn("vmsentry:", table_column=fixed),
