@@ -4,10 +4,8 @@ Every name and value is HTML-escaped; the script reads only data-* attributes, n
 
 from __future__ import annotations
 
-from html import escape
-from typing import Any
-
 from vmsentry.model.paths import PathsResult
+from vmsentry.report import markup_text as _e
 
 LAYERS = {
     "external": 0,
@@ -42,10 +40,6 @@ COLORS = {
 MAX_NODES = 400
 WORST = 5
 ROW, COL, BOX_W, BOX_H = 34, 250, 200, 24
-
-
-def _e(text: Any) -> str:
-    return escape(str(text), quote=True)
 
 
 def render_html(result: PathsResult, limit: int = 50) -> str:
