@@ -19,25 +19,18 @@ Examples that need a real host or network are listed in NEEDS_A_HOST with the re
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
-import select
 import shutil
-import struct
 import subprocess
 import sys
-import termios
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SHARED
-
+REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "examples").glob("*/README.md"))]
 COMMAND = re.compile(r"^\$ (?:sudo )?(?:\.venv/bin/)?vmsentry\b")
 INLINE_COMMAND = re.compile(r"^`((?:\.venv/bin/)?vmsentry [^`]+)`[^`]*:$")
@@ -124,7 +117,7 @@ def _needs_a_host(example: Example) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(tmp_path_factory, shared_dir):
     """A folder as a reader's: examples/ and the placeholder files the docs name."""
     folder = tmp_path_factory.mktemp("reader")
     (folder / "examples").symlink_to(REPO / "examples")
@@ -136,43 +129,17 @@ def workdir(tmp_path_factory):
     ).stdout
     (folder / "inv.json").write_text(inventory)
     shutil.copy(REPO / "examples" / "policy" / "lab-policy.yaml", folder / "policy.yaml")
-    shutil.copy(SHARED / "pcaps" / "lab" / "arpspoof-vm1-vs-vm2.pcap", folder / "capture.pcap")
+    shutil.copy(shared_dir / "pcaps" / "lab" / "arpspoof-vm1-vs-vm2.pcap", folder / "capture.pcap")
     return folder
 
 
-def run_on_terminal(command: str, cwd: Path, timeout: float = 120) -> tuple[int, str]:
-    """``command`` in bash, ``vmsentry`` being this checkout, stdout and stderr on a wide pseudo-terminal
-    (TERM=dumb: the text format, no colour, no progress bar)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
+def run_example(run_on_terminal, command: str, cwd: Path) -> tuple[int, str]:
+    """``command`` in bash, ``vmsentry`` being this checkout, on a wide terminal (TERM=dumb: the text
+    format as a reader sees it, no colour, no progress bar)."""
     script = 'vmsentry() { "$VMSENTRY_PY" -m vmsentry "$@"; }\n' + command.replace(".venv/bin/vmsentry", "vmsentry")
-    env = {
-        **os.environ,
-        "TERM": "dumb",
-        "VMSENTRY_PY": sys.executable,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH", "")])),
-    }
-    env.pop("NO_COLOR", None)
-    proc = subprocess.Popen(
-        ["bash", "-c", script], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=cwd, env=env
-    )
-    os.close(slave)
-    received = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 1 << 16)
-            except OSError:
-                break
-            if not chunk:
-                break
-            received += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    return proc.wait(timeout=10), received.decode("utf-8", "replace").replace("\r\n", "\n")
+    python_path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    env = {"TERM": "dumb", "VMSENTRY_PY": sys.executable, "PYTHONPATH": python_path}
+    return run_on_terminal(["bash", "-c", script], 250, env, cwd)
 
 
 def _pattern(doc_line: str) -> re.Pattern[str]:
@@ -212,7 +179,7 @@ def test_the_docs_have_examples_and_every_skip_is_a_real_example():
     assert set(NEEDS_A_HOST) <= listed, set(NEEDS_A_HOST) - listed
 
 
-def test_runnable_examples_by_document(workdir):
+def test_runnable_examples_by_document(workdir, run_on_terminal):
     """All examples of a document run in one folder, in the order they are written (one writes
     ``policy.yaml``, the next compiles it); each failure names the doc line."""
     failures = []
@@ -221,7 +188,7 @@ def test_runnable_examples_by_document(workdir):
         if _needs_a_host(example):
             continue
         ran += 1
-        code, output = run_on_terminal(example.command, workdir)
+        code, output = run_example(run_on_terminal, example.command, workdir)
         if "Traceback" in output:
             failures.append(f"{example.id}: {example.command}: traceback\n{output[-2000:]}")
             continue

@@ -3,57 +3,23 @@ terminal and says how long is left, shell completion, and a man page that matche
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import select
-import struct
 import subprocess
 import sys
-import termios
-import time
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-
+REPO = Path(__file__).resolve().parents[1]
 LAB = REPO / "examples" / "lab"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def run_in_terminal(argv: list[str], columns: int, env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
-    """Run ``python -m vmsentry ARGV`` with stdout and stderr on a pseudo-terminal ``columns`` wide; return
-    (exit code, what the terminal received)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    environ = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vmsentry", *argv],
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-        env={**environ, "TERM": "xterm-256color", **env},
-        close_fds=True,
-    )
-    os.close(slave)
-    received = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            received += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    return proc.wait(timeout=10), received.decode("utf-8", "replace")
+@pytest.fixture
+def vmsentry_on_terminal(run_on_terminal):
+    """``vmsentry ARGV`` on a terminal ``columns`` wide."""
+    return lambda argv, columns, env: run_on_terminal([sys.executable, "-m", "vmsentry", *argv], columns, env)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +33,8 @@ def many_vms(tmp_path_factory):
 
 
 @pytest.mark.parametrize("columns", [40, 60, 120])
-def test_the_progress_bar_stays_on_one_line_and_shows_the_time_left(many_vms, tmp_path, columns):
-    code, screen = run_in_terminal(["scan", str(many_vms), "-o", str(tmp_path / "r.json")], columns, {})
+def test_the_progress_bar_stays_on_one_line_and_shows_the_time_left(many_vms, tmp_path, columns, vmsentry_on_terminal):
+    code, screen = vmsentry_on_terminal(["scan", str(many_vms), "-o", str(tmp_path / "r.json")], columns, {})
     assert code == 1, screen
     frames = [ANSI.sub("", f) for f in re.split(r"[\r\n]", screen)]
     bars = [f for f in frames if f.startswith("vmsentry:") and "/400" in f]
@@ -77,17 +43,17 @@ def test_the_progress_bar_stays_on_one_line_and_shows_the_time_left(many_vms, tm
     assert all("ETA" in f and re.search(r"\d:\d\d:\d\d|-:--:--", f) for f in bars), bars
 
 
-def test_no_color_takes_the_colour_out_of_the_bar_and_the_report(many_vms):
-    code, screen = run_in_terminal(["scan", str(many_vms), "--format", "text"], 100, {"NO_COLOR": "1"})
+def test_no_color_takes_the_colour_out_of_the_bar_and_the_report(many_vms, vmsentry_on_terminal):
+    code, screen = vmsentry_on_terminal(["scan", str(many_vms), "--format", "text"], 100, {"NO_COLOR": "1"})
     assert code == 1
     assert "/400" in screen  # the bar is still drawn, without colour (no-color.org: colour only)
     assert not COLOUR.search(screen), COLOUR.findall(screen)[:5]
-    code, screen = run_in_terminal(["scan", str(LAB), "--format", "text"], 100, {})
+    code, screen = vmsentry_on_terminal(["scan", str(LAB), "--format", "text"], 100, {})
     assert COLOUR.search(screen)  # the same report on the same terminal is coloured without it
 
 
-def test_term_dumb_has_neither_colour_nor_a_bar(many_vms):
-    code, screen = run_in_terminal(["scan", str(many_vms), "--format", "text"], 100, {"TERM": "dumb"})
+def test_term_dumb_has_neither_colour_nor_a_bar(many_vms, vmsentry_on_terminal):
+    code, screen = vmsentry_on_terminal(["scan", str(many_vms), "--format", "text"], 100, {"TERM": "dumb"})
     assert code == 1
     assert "/400" not in screen and "\x1b" not in screen
 
