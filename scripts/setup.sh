@@ -36,6 +36,8 @@ APT_PACKAGES=(
   openssh-server openssh-client hydra samba smbclient python3-impacket
   # headless browser for the `vmsentry paths --format html` tests
   chromium
+  # groff renders docs/man/vmsentry.1 in its test (man-db pulls it in on most machines, not on a minimal one)
+  groff-base
   # segmentation policy tests: the TCG test guest kit (scripts/build-test-guest.sh: busybox initramfs) and
   # netcat for poking the namespace lab by hand (arpspoof comes with dsniff above)
   busybox-static cpio netcat-openbsd

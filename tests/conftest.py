@@ -6,13 +6,22 @@
   missing component counts as a failure in CI anyway, and a failure says what is missing).
 * ``run_cli``: runs ``python -m vmsentry ARGS...`` with this interpreter and returns the CompletedProcess
   (text mode, stdout/stderr captured, 120 s timeout).  Also importable as ``conftest.run_vmsentry``.
+* ``run_on_terminal``: runs a command with stdout and stderr on a pseudo-terminal of a given width and
+  returns (exit code, what the terminal received): for what vmsentry does only on a terminal (colour,
+  progress bar, the text format by default).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -63,3 +72,47 @@ def corpus_dir(shared_dir: Path) -> Path:
 def run_cli():
     """``run_cli("scan", path, "--format", "json")`` -> CompletedProcess."""
     return run_vmsentry
+
+
+def _run_on_terminal(
+    argv: list[str],
+    columns: int = 200,
+    env: dict | None = None,
+    cwd: str | os.PathLike | None = None,
+    timeout: float = 120,
+) -> tuple[int, str]:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    environ = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        cwd=cwd,
+        env={**environ, "TERM": "xterm-256color", **(env or {})},
+        close_fds=True,
+    )
+    os.close(slave)
+    received = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            received += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=10), received.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+@pytest.fixture(scope="session")
+def run_on_terminal():
+    """``run_on_terminal(argv, columns=200, env=None, cwd=None)`` -> (exit code, what the terminal received)."""
+    return _run_on_terminal

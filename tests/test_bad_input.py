@@ -225,7 +225,8 @@ def test_progress_bar_on_a_terminal_for_long_scans(tmp_path: Path):
 
     pty.spawn([sys.executable, "-c", script], read)
     text = b"".join(chunks).decode(errors="replace")
-    assert "/400 " in text and "[#" in text
+    assert "400/400" in text and "ETA" in text  # rich's bar: counts and the time left (issue 11, 4)
+    assert text.rstrip().endswith("\x1b[2K")  # cleared at the end
     assert json.loads(out.read_text())["summary"]["vms"] == 400
 
 

@@ -27,6 +27,7 @@ COMMANDS: dict[str, CommandInfo] = {
         "PolicyCommand",
         "segmentation policy: compile to nftables/nwfilter, apply with rollback, check traffic",
     ),
+    "completion": CommandInfo("vmsentry.cli", "CompletionCommand", "print a bash, zsh or tcsh completion script"),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -37,7 +38,9 @@ class CommandInfo(NamedTuple):
 
 class Command:
     """One verb. A subclass's docstring is its --help description; it adds its options in ``add_options`` and
-    works in ``run``."""
+    works in ``run``. A verb with sub-verbs (``policy``) names their registry in ``subcommands``."""
+
+    subcommands: dict[str, CommandInfo] | None = None
 
     def __init__(self, name: str, summary: str) -> None:
         self.name = name  # as typed after "vmsentry": "scan", "policy compile"
@@ -78,6 +81,21 @@ def verb_parser(prog: str, description: str, registry: dict[str, CommandInfo], m
     for name, info in registry.items():
         sub.add_parser(name, help=info.summary, add_help=False)
     return parser
+
+
+def attach_verbs(
+    parser: argparse.ArgumentParser, registry: dict[str, CommandInfo], metavar: str, prefix: str = ""
+) -> None:
+    """Every verb of ``registry`` under ``parser`` with all its options and sub-verbs: the whole command line
+    in one parser, for shell completion and the man page. It imports every verb, so a run never builds it."""
+    sub = parser.add_subparsers(dest=f"{metavar.lower()}{prefix.count(' ')}", metavar=metavar, parser_class=Parser)
+    for name in registry:
+        command = create_command(registry, name, prefix)
+        child = sub.add_parser(name, help=command.summary, description=command.description)
+        if command.subcommands:
+            attach_verbs(child, command.subcommands, "SUBVERB", prefix=f"{command.name} ")
+        else:
+            command.add_options(child)
 
 
 def split_verb(parser: Parser, argv: list[str]) -> tuple[str | None, list[str]]:
@@ -142,3 +160,20 @@ def add_report_output(p: argparse.ArgumentParser, formats: tuple[str, ...]) -> N
 def default_format(args: argparse.Namespace) -> str:
     """text on a terminal, json into a pipe or a file."""
     return args.format or ("text" if (args.output is None and sys.stdout.isatty()) else "json")
+
+
+def plain_terminal() -> bool:
+    """The user asked for plain output: ``NO_COLOR`` set to anything (no-color.org) or ``TERM=dumb``."""
+    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+
+
+def use_color(stream=None) -> bool:
+    """ANSI colour on ``stream`` (stdout by default): only on a terminal, and not when ``plain_terminal``."""
+    stream = sys.stdout if stream is None else stream
+    return not plain_terminal() and stream.isatty()
+
+
+def use_progress_bar() -> bool:
+    """A live progress bar on stderr: only on a terminal that can redraw a line (not ``TERM=dumb``). Under
+    ``NO_COLOR`` it is drawn without colour (no-color.org: the variable turns colour off, nothing else)."""
+    return os.environ.get("TERM") != "dumb" and sys.stderr.isatty()

@@ -52,6 +52,8 @@ class PolicyCommand(Command):
     apply it atomically with an automatic rollback, and check traffic against it.
     Exit 0 done, 1 violations/refused/nothing pending, 2 invalid input, 3 usage."""
 
+    subcommands = SUBCOMMANDS
+
     def parser(self):
         return verb_parser(f"vmsentry {self.name}", self.description, SUBCOMMANDS, "SUBVERB")
 

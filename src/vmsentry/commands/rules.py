@@ -11,7 +11,7 @@ from vmsentry.report.rules import FORMATS
 
 class RulesCommand(Command):
     """List the rule catalogue: id, severity, category, platforms and title of every rule vmsentry checks, or
-    (--matrix) how each platform sets each control. Exit 0; 3: usage error."""
+    (--matrix) how each platform sets each control. Exit 0; 3: usage error or the output cannot be written."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -24,6 +24,7 @@ class RulesCommand(Command):
             help="platform comparison table: each control on KVM/libvirt, VMware, Hyper-V, VirtualBox "
             "and Proxmox (--format md|html|json; text = md)",
         )
+        p.add_argument("-o", "--output", metavar="FILE", help="write the list here (atomically) instead of stdout")
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.analyse.rules import load_catalogue
@@ -35,5 +36,5 @@ class RulesCommand(Command):
             from vmsentry.report.matrix import render
         else:
             from vmsentry.report.rules import render  # type: ignore[no-redef]
-        write(render(args.format, rules), None)
+        write(render(args.format, rules), args.output)
         return 0

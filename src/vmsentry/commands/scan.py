@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from vmsentry.commands.base import Command, FatalError, add_report_output, default_format, reraise_as, write
+from vmsentry.commands.base import Command, FatalError, add_report_output, default_format, reraise_as, use_color, write
 from vmsentry.commands.inputs import add_inputs, collect_inputs
 from vmsentry.model.rule import PLATFORMS
 
@@ -93,5 +93,5 @@ class ScanCommand(Command):
             notes=notes,
             not_applicable=sum(not_applicable.values()),
         )
-        write(render(fmt, result, color=(fmt == "text" and args.output is None and sys.stdout.isatty())), args.output)
+        write(render(fmt, result, color=(fmt == "text" and args.output is None and use_color())), args.output)
         return exit_code(result)

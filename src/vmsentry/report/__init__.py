@@ -6,9 +6,12 @@ lives in its own module, imported only when that format is rendered.
 
 from __future__ import annotations
 
+from html import escape
 from importlib import import_module
+from typing import Any
 
 from vmsentry.model.scan import ScanResult
+from vmsentry.model.text import printable
 
 # format name -> module under vmsentry.report
 FORMATS = {"text": "text", "json": "json_report", "sarif": "sarif", "junit": "junit"}
@@ -36,3 +39,10 @@ def exit_code(result: ScanResult) -> int:
     threshold = SEVERITY_RANK[result.fail_on]
     counted = result.baseline["new"] if result.baseline is not None else result.findings
     return int(any(f.status == "fail" and SEVERITY_RANK[f.severity] <= threshold for f in counted))
+
+
+def markup_text(value: Any) -> str:
+    """``value`` for HTML or XML text and attributes: one line of printable characters (which are all XML 1.0
+    characters: a control character, U+FFFE or a lone surrogate in a VM name is shown as an escape) with
+    the markup characters escaped (``]]>`` and ``-->`` cannot end anything)."""
+    return escape(printable(value), quote=True)

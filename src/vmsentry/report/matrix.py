@@ -8,13 +8,13 @@ inventing a value.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from vmsentry.model.rule import CONTROLS, Rule
+from vmsentry.report import markup_text
 
 # column -> the rule platforms that belong to it (host rules of a KVM host are platform "linux")
 COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -139,7 +139,7 @@ def _md_escape(text: str) -> str:
 
 def render_html(rules: Iterable[Rule]) -> str:
     data = build(rules)
-    esc = html.escape
+    esc = markup_text
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

@@ -34,7 +34,12 @@ def _reason(exc: OSError) -> str:
 def write_stdout(text: str) -> None:
     """``text`` to standard output; a full device or a closed pipe is an ``OutputError``, not a traceback."""
     try:
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+        except UnicodeEncodeError:
+            # a terminal whose encoding cannot show a name: show it escaped rather than fail
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "utf-8", "backslashreplace"))
         sys.stdout.flush()
     except BrokenPipeError:
         # the reader went away (| head): what it wanted it has; say nothing more, as cat does
@@ -45,10 +50,6 @@ def write_stdout(text: str) -> None:
             pass
     except OSError as exc:
         raise OutputError(f"standard output: cannot write: {_reason(exc)}") from None
-    except UnicodeEncodeError:
-        # a terminal whose encoding cannot show a name: show it escaped rather than fail
-        sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "utf-8", "backslashreplace"))
-        sys.stdout.flush()
 
 
 def _new_file_mode() -> int:

@@ -93,7 +93,8 @@ def render_text(result: PathsResult, limit: int = 20) -> str:
                 f"       asset {printable(r['asset'])}, rule {r['rule_id'] or '-'}, cuts {r['cuts']}, "
                 f"cost {r['cost']:g}; what-if id: {printable(r['id'])}"
             )
-        ids = " ".join(f"--what-if '{printable(r['id'])}'" for r in result.remediation[:3])
+        # every change of the fix: a change that cuts none of the listed paths may still be needed to cut the rest
+        ids = " ".join(f"--what-if '{printable(r['id'])}'" for r in result.remediation)
         out.append(f"Preview the effect before touching the host: vmsentry paths ... {ids}")
         out.append("")
     if result.vulnerabilities:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from html import escape
 
 from vmsentry.model.rule import Rule
+from vmsentry.report import markup_text as escape
 
 FORMATS = ("text", "json", "md", "html")
 

@@ -4,7 +4,9 @@ Every rule carries ``properties.security-severity``: without it GitHub ranks eve
 most common complaint about scanners' SARIF. Results are the failing findings, unknowns (level
 "note", so that missing evidence stays visible) and waived findings (as suppressed, so dashboards show
 them as dismissed with the waiver's reason instead of dropping them). Unreadable inputs and predicate
-errors go to the run's ``invocations`` as notifications.
+errors go to the run's ``invocations`` as notifications. Message texts are ``printable`` (one line, no
+control or bidi characters: dashboards show them as text); ``properties`` keep the values as the JSON
+report has them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from urllib.parse import quote
 
 from vmsentry.model.findings import SECURITY_SEVERITY, Finding, sort_findings
 from vmsentry.model.rule import Rule
+from vmsentry.model.text import printable
 from vmsentry.report import ScanResult
 from vmsentry.report.json_report import compact
 
@@ -98,7 +101,7 @@ def _message(finding: Finding) -> str:
         text += f": {evidence['key']}={evidence.get('value')}"
     if evidence.get("message"):
         text += f" ({evidence['message']})"
-    return text
+    return printable(text)  # dashboards show it as text: one line, no control or bidi characters
 
 
 def _location(finding: Finding) -> dict[str, Any]:
@@ -142,12 +145,12 @@ def _invocation(result: ScanResult) -> dict[str, Any]:
     notes = [
         {
             "level": "error",
-            "message": {"text": f"{e.file}: {e.message}"},
+            "message": {"text": printable(f"{e.file}: {e.message}")},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact_uri(e.file)}}}],
         }
         for e in result.inventory.errors
     ]
     for f in sort_findings([f for f in result.findings if f.status == "error"]):
         text = f"{f.rule_id} on {f.asset}: {f.evidence.get('message') or 'predicate error'}"
-        notes.append({"level": "error", "associatedRule": {"id": f.rule_id}, "message": {"text": text}})
+        notes.append({"level": "error", "associatedRule": {"id": f.rule_id}, "message": {"text": printable(text)}})
     return {"executionSuccessful": not notes, "toolExecutionNotifications": notes}

@@ -42,11 +42,12 @@ class NwfilterSet:
     def text(self) -> str:
         out = []
         for name, xml in self.filters.items():
-            out.append(f"<!-- ===== {name}.xml  (virsh nwfilter-define {name}.xml) ===== -->\n{xml}")
+            # _clean: a VM name (and so a filter name) may hold "--" or characters an XML comment cannot carry
+            out.append(f"<!-- ===== {_clean(name)}.xml  (virsh nwfilter-define {_clean(name)}.xml) ===== -->\n{xml}")
         out.append("<!-- ===== attach: in each VM's <interface> ===== -->")
         for vm, snippets in self.interfaces.items():
             for s in snippets:
-                out.append(f"<!-- {vm} -->\n{s}")
+                out.append(f"<!-- {_clean(vm)} -->\n{s}")
         return "\n".join(out) + "\n"
 
 
