@@ -30,6 +30,7 @@ Secrets (``RemoteDisplay.vnc.password``/``.key``, ``encryption.keySafe``/``encry
 from __future__ import annotations
 
 import codecs
+import functools
 import os
 import re
 
@@ -123,16 +124,33 @@ def claims(path: str, head: bytes) -> bool:
     return b"config.version" in head and b"virtualHW.version" in head
 
 
+# Every byte a .vmx's keys and structure use: a character set must decode these to themselves
+_ASCII_PROBE = bytes(range(0x20, 0x7F)) + b"\t\r\n"
+
+
+@functools.lru_cache(maxsize=64)
 def _codec(name: str) -> str | None:
+    """The Python codec for a ``.encoding`` value, or None when it names none or names one that is not a
+    character set: ``hex``/``base64``/``zlib`` (bytes-to-bytes), ``punycode``/``idna``/``unicode_escape``/
+    ``undefined`` (text transforms, not charsets) are refused, as is any codec that does not read ASCII as
+    ASCII (UTF-16, UTF-32): the ``.encoding`` line itself is ASCII, so the file cannot be in it."""
     name = name.strip().lower()
     if name.endswith("-2000"):  # VMware's "windows-949-2000" = Windows code page 949
         name = name[:-5]
     if name.startswith("windows-"):
         name = "cp" + name[8:]
     try:
-        return codecs.lookup(name).name
-    except LookupError:
+        info = codecs.lookup(name)
+        if not info._is_text_encoding or info.name in _NOT_CHARSETS:  # the only public mark of a text codec
+            return None
+        if info.decode(_ASCII_PROBE)[0] != _ASCII_PROBE.decode("ascii"):
+            return None
+    except (LookupError, UnicodeError, ValueError, TypeError):
         return None
+    return info.name
+
+
+_NOT_CHARSETS = frozenset(("punycode", "idna", "unicode-escape", "raw-unicode-escape", "undefined", "utf-7"))
 
 
 def decode_vmx(data: bytes) -> tuple[str, str | None]:
@@ -145,7 +163,7 @@ def decode_vmx(data: bytes) -> tuple[str, str | None]:
     codec = _codec(declared) if declared else None
     if declared and codec is None:
         text = data.decode("utf-8", "replace")
-        return text, f".encoding {declared!r} is not a character set vmsentry knows; read as UTF-8"
+        return text, f".encoding {declared[:60]!r} is not a character set vmsentry knows; read as UTF-8"
     try:
         return data.decode(codec or "utf-8"), None
     except UnicodeDecodeError as exc:
@@ -293,25 +311,75 @@ def _key_role(lower: str) -> tuple:
     return role
 
 
-def product_of(entries: dict) -> str:
-    """'esxi', 'hosted' (Workstation/Fusion/Player) or 'unknown'. ESXi evidence wins over
-    ``virtualHW.productCompatibility = "hosted"``, which a VM keeps when it moves from Workstation to ESXi."""
-    for key in ("vc.uuid", "sched.swap.derivedname", "migrate.hostlog"):
-        if key in entries:
-            return "esxi"
+# Which VMware product wrote a .vmx, from evidence that only one of them writes (issue 11: Workstation and
+# Fusion write ``migrate.hostLog``, ``sched.swap.derivedName``, ``vmotion.*`` and
+# ``virtualHW.productCompatibility = "hosted"`` as well, and an ESXi VM created by Workstation keeps the
+# latter, so none of those decides). ESXi only:
+#   * ``vc.uuid``: the instance UUID vCenter gives the VMs it manages (vSphere API
+#     ``VirtualMachineConfigInfo.instanceUuid``); vCenter manages only ESXi hosts;
+#   * ``ethernetN.addressType = "vpx"``: a MAC assigned by vCenter (VPX) from 00:50:56:80-bf (libvirt
+#     src/vmx/vmx.c, "addressType = vpx");
+#   * ``ethernetN.dvs.*``: a vSphere Distributed Switch port (vCenter only; libvirt vmx.c ``dvs.switchId``);
+#   * a path on ``/vmfs/volumes/``: VMFS datastores exist only on ESXi (libvirt docs/drvesx.rst, datastore
+#     paths).
+# Workstation/Fusion/Player only:
+#   * ``ethernetN.connectionType`` ``nat``, ``hostonly``, ``custom`` or ``pvn``, or ``ethernetN.vnet``: the
+#     vmnet virtual networks and LAN segments of the hosted products' Virtual Network Editor; an ESXi NIC is
+#     on a port group (``networkName``) or a distributed port (VMware Workstation Pro documentation,
+#     "Configuring Network Connections"; libvirt vmx.c: nat/hostonly "FIXME: Investigate if ESX supports this");
+#   * ``usb.vbluetooth.startConnected``: "Share Bluetooth devices with the virtual machine", an option of the
+#     hosted products' USB controller (VMware Workstation Pro documentation, "Configure USB Controller
+#     Settings"); vSphere has no Bluetooth sharing;
+#   * a shared folder present (``sharedFolderN.present = TRUE``): shared folders are a Workstation/Fusion
+#     feature (VMware Workstation Pro documentation, "Using Shared Folders"); vSphere offers none;
+#   * a file or shared path on a Windows drive (``C:\\...``) or in a macOS home (``/Users/...``): the VM
+#     runs on a Windows or Mac desktop, which ESXi is not.
+# Evidence of both kinds (a VM moved from one product to the other) or of neither: "unknown".
+_HOST_PATH = re.compile(r"[A-Za-z]:[\\/]|/Users/")
+_HOSTED_CONNECTIONS = frozenset(("nat", "hostonly", "custom", "pvn"))
+
+
+def product_of(entries: dict) -> tuple[str, str]:
+    """('esxi' | 'hosted' | 'unknown', the evidence: 'line N, key = value (why)' or why it is unknown)."""
+    esxi = hosted = None
     for key, entry in entries.items():
         value = entry[0]
-        if key.startswith("ethernet"):
-            if key.endswith(".addresstype") and value.strip().lower() == "vpx":
-                return "esxi"
-            if key.endswith(".networkname") and key[: -len("networkname")] + "connectiontype" not in entries:
-                return "esxi"  # a port group name without a Workstation connection type
-        if "/vmfs/volumes/" in value:
-            return "esxi"
-    compat = entries.get("virtualhw.productcompatibility")
-    if compat is not None and compat[0].strip().lower() == "hosted":
-        return "hosted"
-    return "unknown"
+        if esxi is None:
+            if key == "vc.uuid":
+                esxi = (entry, "vCenter instance UUID: ESXi")
+            elif key.startswith("ethernet") and (
+                (key.endswith(".addresstype") and value.strip().lower() == "vpx") or ".dvs." in key
+            ):
+                esxi = (entry, "vCenter-assigned MAC or distributed switch: ESXi")
+            elif "/vmfs/volumes/" in value:
+                esxi = (entry, "a VMFS datastore path: ESXi")
+        if hosted is None:
+            if key.startswith("ethernet") and (
+                (key.endswith(".connectiontype") and value.strip().lower() in _HOSTED_CONNECTIONS)
+                or key.endswith(".vnet")
+            ):
+                hosted = (entry, "a vmnet network: Workstation/Fusion")
+            elif key == "usb.vbluetooth.startconnected":
+                hosted = (entry, "Bluetooth sharing: Workstation/Fusion")
+            elif key.startswith("sharedfolder") and key.endswith(".present") and _bool(value):
+                hosted = (entry, "a shared folder: Workstation/Fusion")
+            elif key.endswith(("filename", "hostpath")) and _HOST_PATH.match(value.strip()):
+                hosted = (entry, "a Windows or macOS host path: Workstation/Fusion")
+        if esxi is not None and hosted is not None:
+            break
+    if esxi is not None and hosted is not None:
+        return "unknown", f"contradicting evidence: {_evidence(esxi)}; {_evidence(hosted)}"
+    if esxi is not None:
+        return "esxi", _evidence(esxi)
+    if hosted is not None:
+        return "hosted", _evidence(hosted)
+    return "unknown", "no setting that only ESXi or only Workstation/Fusion writes"
+
+
+def _evidence(found: tuple) -> str:
+    entry, why = found
+    where = _loc(entry)
+    return f"{where} = {entry[0][:80]!r} ({why})"
 
 
 def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str, list[int]] | None = None) -> VM:
@@ -328,8 +396,8 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
     name = val("displayname") or os.path.splitext(os.path.basename(path))[0] or "?"
     vm = VM(name=name, platform=PLATFORM, uuid=_uuid(val("uuid.bios")), source=Source(file=path))
     facts = vm.facts
-    product = product_of(entries)
-    facts["vmx.product"] = {"value": product, "at": at("virtualhw.productcompatibility") or "inferred from the file"}
+    product, evidence = product_of(entries)
+    facts["vmx.product"] = {"value": product, "at": evidence}
     if dups:
         facts["vmx.duplicate_keys"] = {
             "value": sorted(f"{entries[k][2]} (lines {', '.join(map(str, v))})" for k, v in dups.items()),
