@@ -8,11 +8,13 @@ once every file has been read. Secrets (graphics ``passwd``) are recorded only a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from functools import partial
 
 from lxml import etree
 
+from vmsentry.collect.device_cap import MAX_DEVICES_PER_KIND, capped_message
 from vmsentry.collect.source_file import BadInput, element_locator
 from vmsentry.model import VM, Device, Forward, InputError, Listener, Nic, Share, Source
 
@@ -51,8 +53,19 @@ def read_domain(
     devices = top.get("devices")
     if devices is not None:
         nic_index = 0
+        read: dict[object, int] = {}  # device elements read per tag, for the per-VM cap
         for el in devices:
             tag = el.tag
+            seen = read.get(tag, 0)
+            read[tag] = seen + 1
+            if seen >= MAX_DEVICES_PER_KIND:
+                if seen == MAX_DEVICES_PER_KIND and isinstance(tag, str):
+                    errors.append(
+                        InputError(
+                            vm.source.file or vm.source.uri or "?", capped_message(element_locator(el, index), tag)
+                        )
+                    )
+                continue
             if tag == "interface":
                 _read_interface(vm, el, nic_index, index)
                 nic_index += 1
@@ -277,7 +290,10 @@ def _read_graphics(vm: VM, el: etree._Element, doc: int) -> None:
     if gtype not in ("vnc", "spice", "rdp"):
         return  # sdl, egl-headless, dbus, desktop: no network listener
     locator = element_locator(el, doc)
-    has_password = el.get("passwd") is not None
+    # passwdValidTo is written only beside a password (or SPICE ticket); live XML read without
+    # VIR_DOMAIN_XML_SECURE drops passwd itself but keeps passwdValidTo (libvirt formatdomain, "Graphical
+    # framebuffers"; oVirt's vdsm sets tickets this way)
+    has_password = el.get("passwd") is not None or el.get("passwdValidTo") is not None
     if has_password:
         vm.facts[f"libvirt.graphics.{gtype}.passwd"] = {"value": "<set>", "at": locator}
     auth = ("ticket" if gtype == "spice" else "password") if has_password else "unknown"
@@ -315,6 +331,10 @@ def _graphics_address(el: etree._Element) -> tuple[str | None, str | None]:
         if ltype == "socket":
             return listen.get("socket") or "auto", "unix"
         if ltype == "network":
+            # a running domain's XML names the address libvirt took from the network: that one is in use;
+            # the contract's network:NAME is for a definition that does not say it yet
+            if listen.get("address"):
+                return _bind_address(listen.get("address")), "tcp"
             return f"network:{listen.get('network')}", "tcp"
         if ltype == "address" and listen.get("address") is not None:
             return _bind_address(listen.get("address"), default="default"), "tcp"
@@ -418,6 +438,11 @@ def _read_disk(vm: VM, el: etree._Element, doc: int) -> None:
     elif vm.security.disk_encryption is None or vm.security.disk_encryption is True:
         vm.security.disk_encryption = False
         vm.facts.setdefault("libvirt.disk.unencrypted", {"value": _disk_name(el), "at": element_locator(el, doc)})
+    if el.get("type") == "block":
+        src = el.find("source")
+        dev = src.get("dev") if src is not None else None
+        if dev and _WHOLE_DISK.match(dev):
+            vm.devices.append(Device("host-disk", f"{dev} ({el.get('device', 'disk')})", element_locator(el, doc)))
     if el.get("type") == "network":
         src = el.find("source")
         if src is not None:
@@ -479,6 +504,44 @@ def _read_qemu_commandline(vm: VM, cmd: etree._Element, doc: int, errors: list[I
         errors.extend(apply_args(vm, args, locator.split(", ", 1)[-1], arg_lines=[a.sourceline for a in arg_elements]))
 
 
+def _read_shmem(vm: VM, el: etree._Element, doc: int) -> None:
+    """<shmem name='N'> (ivshmem): a POSIX shared-memory object on the host (/dev/shm/N) mapped into the
+    guest as a PCI BAR; every host process and every other guest that opens N reads and writes the same
+    memory (QEMU docs/specs/ivshmem-spec.rst; libvirt formatdomain "Shared memory device"). Looking Glass
+    uses it to hand the guest's frame buffer to a host client."""
+    model = el.find("model")
+    size = el.find("size")
+    server = el.find("server")
+    detail = f"{el.get('name', '?')} ({model.get('type') if model is not None else 'ivshmem'}"
+    if size is not None and (size.text or "").strip():
+        detail += f", {(size.text or '').strip()[:20]} {size.get('unit', 'M')}"
+    if server is not None:
+        detail += f", server socket {server.get('path', '/var/lib/libvirt/shmem/<name>-sock')}"
+    vm.devices.append(Device("shared-memory", detail + ")", element_locator(el, doc)))
+
+
+def _read_input(vm: VM, el: etree._Element, doc: int) -> None:
+    """<input type='evdev'><source dev=.../> (libvirt 7.4) and <input type='passthrough'><source evdev=.../>
+    hand a host input device (/dev/input/...) to the guest: while grabbed, what the user types on the host
+    keyboard goes to the guest (libvirt formatdomain "Input devices"; QEMU input-linux / virtio-input-host)."""
+    itype = el.get("type")
+    if itype not in ("evdev", "passthrough"):
+        return
+    src = el.find("source")
+    if src is None:
+        return
+    dev = src.get("dev") if itype == "evdev" else src.get("evdev")
+    detail = f"{dev or '?'} ({itype}" + (f", grab={src.get('grab')}" if src.get("grab") else "") + ")"
+    vm.devices.append(Device("host-input", detail, element_locator(el, doc)))
+
+
+# A host block device that is a whole disk, not a partition or a logical volume: sdX, vdX, hdX, xvdX, nvmeXnY,
+# mmcblkN, or a /dev/disk/by-* name without a -partN suffix (udev's names for partitions).
+_WHOLE_DISK = re.compile(
+    r"/dev/(?:(?:sd|vd|hd|xvd)[a-z]+|nvme\d+n\d+|mmcblk\d+|disk/by-(?:id|path|diskseq)/(?!.*-part\d+$)[^/]+)\Z"
+)
+
+
 # <devices> child -> reader (interfaces are counted apart: their index names the NIC)
 _DEVICE_READERS = {
     "graphics": _read_graphics,
@@ -487,6 +550,8 @@ _DEVICE_READERS = {
     "redirdev": _read_redirdev,
     "smartcard": _read_smartcard,
     "disk": _read_disk,
+    "shmem": _read_shmem,
+    "input": _read_input,
     **{
         tag: partial(lambda kind, vm, el, doc: _read_chardev(vm, el, kind, doc), kind)
         for tag, kind in _CHARDEV_KIND.items()

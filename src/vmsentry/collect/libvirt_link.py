@@ -1,7 +1,8 @@
 """After every input is read: join what one libvirt file says with what another says.
 
 - host facts from several files (qemu.conf, libvirtd.conf, ``--host``) describe one host: merge them;
-- a NIC on ``<source network='X'/>`` takes its real mode, bridge and isolation from network X;
+- a NIC on ``<source network='X'/>`` takes its real mode, bridge and isolation from network X, and so
+  does a ``type='bridge'`` NIC on the bridge network X creates (``virbr0``);
 - a graphics listener without an address takes qemu.conf's ``vnc_listen``/``spice_listen``
   (built-in 127.0.0.1) once qemu.conf was read, and its authentication from qemu.conf's TLS/SASL/
   password settings; ``network:X`` becomes X's host address;
@@ -23,12 +24,13 @@ def link(inv: Inventory) -> None:
     _merge_hosts(inv)
     _merge_snapshot_documents(inv)
     networks = {n.name: n for n in inv.networks if n.platform == "libvirt"}
+    own_bridges = {n.bridge: n for n in networks.values() if n.bridge and n.mode in _OWNS_ITS_BRIDGE}
     qemu_conf = _qemu_conf(inv)
     filters = {**BUILTIN_FILTERS, **{f.name: f for f in inv.nwfilters}}
     for vm in inv.vms:
         if vm.platform != "libvirt":
             continue
-        _resolve_nics(vm, networks, filters)
+        _resolve_nics(vm, networks, own_bridges, filters)
         _resolve_listeners(vm, networks, qemu_conf)
         _resolve_confinement(vm, qemu_conf, inv)
 
@@ -73,9 +75,22 @@ def _qemu_conf(inv: Inventory) -> dict | None:
     return None
 
 
-def _resolve_nics(vm: VM, networks: dict[str, Network], filters: dict[str, NwFilter]) -> None:
+def _resolve_nics(
+    vm: VM, networks: dict[str, Network], own_bridges: dict[str, Network], filters: dict[str, NwFilter]
+) -> None:
     for nic in vm.nics:
         nic.spoof_protection = _spoof_protection(nic.filter, filters)
+        if nic.type == "bridge" and nic.bridge:
+            # <interface type='bridge'><source bridge='virbr0'/> on a bridge a libvirt network read in this
+            # run creates: the guest sits on that network (its NAT, DHCP and firewall), not on a host bridge
+            # to the LAN. A host bridge no network owns stays "bridged".
+            owner = own_bridges.get(nic.bridge)
+            if owner is not None:
+                nic.mode, nic.network = owner.mode, owner.name
+                nic.detail = f"bridge {nic.bridge} belongs to libvirt network {owner.name} ({owner.mode})"
+                if nic.port_isolated is None:
+                    nic.port_isolated = owner.port_isolated
+            continue
         if nic.type != "network" or not nic.network:
             continue
         net = networks.get(nic.network)
@@ -89,6 +104,10 @@ def _resolve_nics(vm: VM, networks: dict[str, Network], filters: dict[str, NwFil
         if nic.ip is None and nic.mac:
             leases = net.facts.get("libvirt.dhcp.hosts", {}).get("value") or {}
             nic.ip = leases.get(nic.mac)
+
+
+# modes of networks whose bridge libvirt creates and owns (a forward mode='bridge' network uses a host bridge)
+_OWNS_ITS_BRIDGE = ("nat", "routed", "isolated", "open")
 
 
 def _spoof_protection(name: str | None, filters: dict[str, NwFilter]) -> bool | None:

@@ -360,7 +360,7 @@ def read_esxi_export(path: str, data: bytes) -> Inventory:
                 entries[pre + "virtualdev"] = (str(nic["type"]), loc, "type")
             if nic.get("start_connected") is False:
                 entries[pre + "startconnected"] = ("FALSE", loc, "start_connected")
-        vm = build_vm(entries, path)
+        vm = build_vm(entries, path, errors=inv.errors)
         vm.source = Source(file=path)
         vm.host = raw.get("host") or None
         if raw.get("vmx_path"):

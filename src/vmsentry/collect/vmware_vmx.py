@@ -29,11 +29,13 @@ Secrets (``RemoteDisplay.vnc.password``/``.key``, ``encryption.keySafe``/``encry
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 
+from vmsentry.collect.device_cap import MAX_DEVICES_PER_KIND, capped_message
 from vmsentry.collect.source_file import BadInput, read_text_file
+from vmsentry.collect.vmware_product import product_of
+from vmsentry.collect.vmware_vmx_text import as_bool, decode_vmx, locator, parse_vmx
 from vmsentry.model import VM, Device, InputError, Inventory, Listener, Nic, Share, Source
 
 PLATFORM = "vmware"
@@ -45,11 +47,6 @@ _INDEXED = re.compile(
 _DISK_MODE = re.compile(r"((?:scsi|ide|sata|nvme)\d+:\d+)\.mode$")
 _CDROM = re.compile(r"((?:scsi|ide|sata)\d+:\d+)\.devicetype$")
 _UUID_HEX = re.compile(r"[0-9a-f]{32}\Z")  # uuid.bios without its spaces and dashes
-_HEX_ESCAPE = re.compile(r"\|([0-9A-Fa-f]{2})")
-_ENCODING = re.compile(rb'^[ \t]*\.encoding[ \t]*=[ \t]*"([^"\r\n]+)"', re.IGNORECASE | re.MULTILINE)
-
-_TRUE = frozenset(("true", "yes", "1", "on"))
-_FALSE = frozenset(("false", "no", "0", "off"))
 
 # keys whose values are secrets: presence only
 _SECRET_KEYS = (
@@ -123,101 +120,11 @@ def claims(path: str, head: bytes) -> bool:
     return b"config.version" in head and b"virtualHW.version" in head
 
 
-def _codec(name: str) -> str | None:
-    name = name.strip().lower()
-    if name.endswith("-2000"):  # VMware's "windows-949-2000" = Windows code page 949
-        name = name[:-5]
-    if name.startswith("windows-"):
-        name = "cp" + name[8:]
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return None
-
-
-def decode_vmx(data: bytes) -> tuple[str, str | None]:
-    """(text, problem): decodes with the file's .encoding when it names a known codec, else UTF-8; bytes
-    that do not decode become U+FFFD and ``problem`` says so."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    match = _ENCODING.search(data, 0, 4096)
-    declared = match.group(1).decode("ascii", "replace") if match else None
-    codec = _codec(declared) if declared else None
-    if declared and codec is None:
-        text = data.decode("utf-8", "replace")
-        return text, f".encoding {declared!r} is not a character set vmsentry knows; read as UTF-8"
-    try:
-        return data.decode(codec or "utf-8"), None
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        where = f"declared {declared!r}" if declared else "no .encoding, so UTF-8"
-        return data.decode(codec or "utf-8", "replace"), (
-            f"line {line}: bytes that are not valid in the file's character set ({where}); replaced, rest read"
-        )
-
-
-def parse_vmx(text: str) -> tuple[dict[str, tuple[str, int, str]], list[str], dict[str, list[int]]]:
-    """{lower-case key: (value, line, key as written)}, problems (one line each), duplicates {key: lines}.
-
-    Plain string methods per line (``partition``/``strip``/``find``), no regular expression: a .vmx has a
-    hundred or more lines and a fleet ten thousand files. A broken line is reported and skipped."""
-    entries: dict[str, tuple[str, int, str]] = {}
-    problems: list[str] = []
-    dups: dict[str, list[int]] = {}
-    lineno = 0
-    for raw in text.split("\n"):
-        lineno += 1
-        key, eq, rest = raw.partition("=")
-        key = key.strip()
-        if not eq:
-            if key and key[0] != "#":
-                problems.append(f"line {lineno}: not a 'key = \"value\"' line; ignored")
-            continue
-        if not key or key[0] == "#":
-            if not key:
-                problems.append(f"line {lineno}: not a 'key = \"value\"' line; ignored")
-            continue
-        rest = rest.strip()
-        if rest[:1] == '"':
-            close = rest.find('"', 1)
-            if close < 0:
-                problems.append(f"line {lineno}: value of {key} has no closing quote; read to the end of the line")
-                value = rest[1:]
-            else:
-                value = rest[1:close]
-                if close != len(rest) - 1 and rest[close + 1 :].lstrip()[:1] != "#":
-                    problems.append(f"line {lineno}: text after the closing quote of {key} ignored")
-        else:
-            value = rest.partition("#")[0].rstrip() if "#" in rest else rest
-        if "|" in value:
-            value = _HEX_ESCAPE.sub(_unhex, value)
-        lower = key.lower()
-        if lower in entries:
-            dups.setdefault(lower, [entries[lower][1]]).append(lineno)
-        entries[lower] = (value, lineno, key)
-    return entries, problems, dups
-
-
-def _unhex(h: re.Match) -> str:
-    return chr(int(h.group(1), 16))
-
-
 _SECRET_SUFFIXES = (".password", ".passwd")
 
 
 def is_secret(lower_key: str) -> bool:
     return lower_key.startswith(_SECRET_KEYS) or lower_key.endswith(_SECRET_SUFFIXES)
-
-
-def _bool(value: str | None) -> bool | None:
-    if value is None:
-        return None
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    return None
 
 
 def _int(value: str | None) -> int | None:
@@ -245,7 +152,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
     inv.errors.extend(InputError(path, p) for p in problems)
     if not entries:
         raise BadInput("no 'key = \"value\"' settings: not a VMware .vmx file")
-    inv.vms.append(build_vm(entries, path, dups))
+    inv.vms.append(build_vm(entries, path, dups, inv.errors))
     return inv
 
 
@@ -293,28 +200,12 @@ def _key_role(lower: str) -> tuple:
     return role
 
 
-def product_of(entries: dict) -> str:
-    """'esxi', 'hosted' (Workstation/Fusion/Player) or 'unknown'. ESXi evidence wins over
-    ``virtualHW.productCompatibility = "hosted"``, which a VM keeps when it moves from Workstation to ESXi."""
-    for key in ("vc.uuid", "sched.swap.derivedname", "migrate.hostlog"):
-        if key in entries:
-            return "esxi"
-    for key, entry in entries.items():
-        value = entry[0]
-        if key.startswith("ethernet"):
-            if key.endswith(".addresstype") and value.strip().lower() == "vpx":
-                return "esxi"
-            if key.endswith(".networkname") and key[: -len("networkname")] + "connectiontype" not in entries:
-                return "esxi"  # a port group name without a Workstation connection type
-        if "/vmfs/volumes/" in value:
-            return "esxi"
-    compat = entries.get("virtualhw.productcompatibility")
-    if compat is not None and compat[0].strip().lower() == "hosted":
-        return "hosted"
-    return "unknown"
-
-
-def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str, list[int]] | None = None) -> VM:
+def build_vm(
+    entries: dict[str, tuple[str, int, str]],
+    path: str,
+    dups: dict[str, list[int]] | None = None,
+    errors: list[InputError] | None = None,
+) -> VM:
     get = entries.get
 
     def val(key: str) -> str | None:
@@ -323,13 +214,13 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
 
     def at(key: str) -> str | None:
         e = get(key)
-        return _loc(e)
+        return locator(e)
 
     name = val("displayname") or os.path.splitext(os.path.basename(path))[0] or "?"
     vm = VM(name=name, platform=PLATFORM, uuid=_uuid(val("uuid.bios")), source=Source(file=path))
     facts = vm.facts
-    product = product_of(entries)
-    facts["vmx.product"] = {"value": product, "at": at("virtualhw.productcompatibility") or "inferred from the file"}
+    product, evidence = product_of(entries)
+    facts["vmx.product"] = {"value": product, "at": evidence}
     if dups:
         facts["vmx.duplicate_keys"] = {
             "value": sorted(f"{entries[k][2]} (lines {', '.join(map(str, v))})" for k, v in dups.items()),
@@ -337,6 +228,7 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
         }
 
     groups: dict[str, dict[int, dict[str, tuple[str, int, str]]]] = {}
+    overflow: dict[str, int | str] = {}  # group -> where the first device past the cap was written
     disk_modes: list[tuple[str, int, str]] = []  # the (value, line, key) entries of disk modes
     role_of = _KEY_ROLES.get
     for lower, entry in entries.items():
@@ -347,81 +239,88 @@ def build_vm(entries: dict[str, tuple[str, int, str]], path: str, dups: dict[str
         if kind is _PLAIN:
             continue
         if kind is _FACT:
-            facts[role[1]] = {"value": entry[0], "at": _loc(entry)}
+            facts[role[1]] = {"value": entry[0], "at": locator(entry)}
         elif kind is _INDEXED_KEY:
             _, group, index, sub, secret = role
-            groups.setdefault(group, {}).setdefault(index, {})[sub] = entry
+            bucket = groups.setdefault(group, {})
+            keys = bucket.get(index)
+            if keys is None:
+                if len(bucket) >= MAX_DEVICES_PER_KIND:  # the per-VM cap: later indexes are not read
+                    overflow.setdefault(group, entry[1])
+                    continue
+                keys = bucket[index] = {}
+            keys[sub] = entry
             if secret:
-                facts[f"vmx.{entry[2]}"] = {"value": SECRET, "at": _loc(entry)}
+                facts[f"vmx.{entry[2]}"] = {"value": SECRET, "at": locator(entry)}
         elif kind is _SECRET_KEY:
-            facts[f"vmx.{entry[2]}"] = {"value": SECRET, "at": _loc(entry)}
+            facts[f"vmx.{entry[2]}"] = {"value": SECRET, "at": locator(entry)}
         elif kind is _DISK_MODE_KEY:
             disk_modes.append(entry)
         elif "cdrom" in entry[0].lower():  # a _DEVICE_TYPE_KEY: whether it is a CD-ROM is in its value
             dev = lower[: -len(".devicetype")]
-            present = _bool(val(dev + ".present"))
-            connected = _bool(val(dev + ".startconnected"))
+            present = as_bool(val(dev + ".present"))
+            connected = as_bool(val(dev + ".startconnected"))
             if present is not False:
                 facts[f"vmx.{entry[2][: -len('.deviceType')]}.cdrom"] = {
                     "value": "connected" if connected is not False else "not connected at power on",
-                    "at": _loc(entry),
+                    "at": locator(entry),
                 }
     for entry in disk_modes:
         if entry[0].strip().lower() == "independent-nonpersistent":
-            facts[f"vmx.{entry[2]}"] = {"value": entry[0], "at": _loc(entry)}
+            facts[f"vmx.{entry[2]}"] = {"value": entry[0], "at": locator(entry)}
 
-    for index, keys in sorted(groups.get("ethernet", {}).items()):
+    for index, keys in _capped(groups, "ethernet", overflow, path, errors):
         _read_ethernet(vm, index, keys)
-    for index, keys in sorted(groups.get("serial", {}).items()):
+    for index, keys in _capped(groups, "serial", overflow, path, errors):
         _read_serial(vm, index, keys)
-    for index, keys in sorted(groups.get("parallel", {}).items()):
+    for index, keys in _capped(groups, "parallel", overflow, path, errors):
         present = keys.get("present")
-        if present is not None and _bool(present[0]):
+        if present is not None and as_bool(present[0]):
             vm.devices.append(
-                Device("parallel-port", f"parallel{index} {keys.get('filetype', ('?',))[0]}", _loc(present))
+                Device("parallel-port", f"parallel{index} {keys.get('filetype', ('?',))[0]}", locator(present))
             )
-    for index, keys in sorted(groups.get("floppy", {}).items()):
+    for index, keys in _capped(groups, "floppy", overflow, path, errors):
         present = keys.get("present")
-        if present is not None and _bool(present[0]):
+        if present is not None and as_bool(present[0]):
             connected = keys.get("startconnected")
-            state = "connected" if connected is None or _bool(connected[0]) is not False else "not connected"
-            vm.devices.append(Device("floppy", f"floppy{index} {state}", _loc(present)))
-    for index, keys in sorted(groups.get("pcipassthru", {}).items()):
+            state = "connected" if connected is None or as_bool(connected[0]) is not False else "not connected"
+            vm.devices.append(Device("floppy", f"floppy{index} {state}", locator(present)))
+    for index, keys in _capped(groups, "pcipassthru", overflow, path, errors):
         present = keys.get("present")
-        if present is not None and _bool(present[0]):
+        if present is not None and as_bool(present[0]):
             ident = (keys.get("id") or keys.get("deviceid") or ("?",))[0]
-            vm.devices.append(Device("pci-passthrough", f"pciPassthru{index} {ident}", _loc(present)))
-    for index, keys in sorted(groups.get("usb.autoconnect.device", {}).items()):
+            vm.devices.append(Device("pci-passthrough", f"pciPassthru{index} {ident}", locator(present)))
+    for index, keys in _capped(groups, "usb.autoconnect.device", overflow, path, errors):
         entry = next(iter(keys.values()))
-        vm.devices.append(Device("usb-passthrough", f"usb.autoConnect.device{index} {entry[0]}", _loc(entry)))
+        vm.devices.append(Device("usb-passthrough", f"usb.autoConnect.device{index} {entry[0]}", locator(entry)))
     for ctrl in ("usb.present", "ehci.present", "usb_xhci.present"):
         e = get(ctrl)
-        if e is not None and _bool(e[0]):
-            vm.devices.append(Device("usb-controller", e[2].split(".")[0], _loc(e)))
+        if e is not None and as_bool(e[0]):
+            vm.devices.append(Device("usb-controller", e[2].split(".")[0], locator(e)))
     _read_vnc(vm, val, at)
-    _read_shares(vm, groups.get("sharedfolder", {}), val, at)
+    _read_shares(vm, dict(_capped(groups, "sharedfolder", overflow, path, errors)), val, at)
     _read_channels(vm, product, val, at)
     encrypted = get("encryption.keysafe") is not None or get("encryption.data") is not None
     vm.security.disk_encryption = True if encrypted else None
     return vm
 
 
-def _loc(entry: tuple[str, int | str, str] | None) -> str | None:
-    """'line N, key' for a file; an entry from another source (the ESXi export) carries its own locator."""
-    if entry is None:
-        return None
-    where = entry[1]
-    return f"line {where}, {entry[2]}" if type(where) is int else f"{where}, {entry[2]}"
+def _capped(groups: dict, group: str, overflow: dict, path: str, errors: list[InputError] | None) -> list:
+    """The group's devices by index; says once when the per-VM cap left some unread."""
+    if group in overflow and errors is not None:
+        where = overflow[group]
+        errors.append(InputError(path, capped_message(f"line {where}" if type(where) is int else where, f"{group}N")))
+    return sorted(groups.get(group, {}).items())
 
 
 def _read_ethernet(vm: VM, index: int, keys: dict[str, tuple[str, int, str]]) -> None:
     present = keys.get("present")
-    if present is None or not _bool(present[0]):
+    if present is None or not as_bool(present[0]):
         return  # absent or FALSE: no such NIC
     nic_id = f"ethernet{index}"
     ctype_e = keys.get("connectiontype")
     ctype = ctype_e[0].strip().lower() if ctype_e is not None else None
-    nic = Nic(id=nic_id, locator=_loc(ctype_e) or _loc(present), type=ctype or "bridged (default)")
+    nic = Nic(id=nic_id, locator=locator(ctype_e) or locator(present), type=ctype or "bridged (default)")
     network = keys.get("networkname")
     vnet = keys.get("vnet")
     dvs = keys.get("dvs.portgroupid")
@@ -452,7 +351,7 @@ def _read_ethernet(vm: VM, index: int, keys: dict[str, tuple[str, int, str]]) ->
             else f"custom {target or '(no vnet)'}: depends on the host's vmnet configuration (netmap.conf / networking)"
         )
         if vnet is not None:
-            nic.locator = _loc(vnet)
+            nic.locator = locator(vnet)
     elif ctype == "pvn":
         nic.mode = "private"
         pvn = keys.get("pvnid")
@@ -469,15 +368,15 @@ def _read_ethernet(vm: VM, index: int, keys: dict[str, tuple[str, int, str]]) ->
     model = keys.get("virtualdev")
     nic.model = model[0] if model is not None else None
     start = keys.get("startconnected")
-    if start is not None and _bool(start[0]) is False:
+    if start is not None and as_bool(start[0]) is False:
         nic.connected = False
     for sub, entry in keys.items():
         if sub.startswith("filter") and sub.endswith(".name"):
             nic.filter = entry[0]
-            vm.facts[f"vmx.{entry[2]}"] = {"value": entry[0], "at": _loc(entry)}
+            vm.facts[f"vmx.{entry[2]}"] = {"value": entry[0], "at": locator(entry)}
     allow = keys.get("allowguestconnectioncontrol")
     if allow is not None:
-        vm.facts[f"vmx.{allow[2]}"] = {"value": allow[0], "at": _loc(allow)}
+        vm.facts[f"vmx.{allow[2]}"] = {"value": allow[0], "at": locator(allow)}
     vm.nics.append(nic)
 
 
@@ -500,27 +399,27 @@ def _parse_uri(uri: str) -> tuple[str, str | None, int | None]:
 
 def _read_serial(vm: VM, index: int, keys: dict[str, tuple[str, int, str]]) -> None:
     present = keys.get("present")
-    if present is None or not _bool(present[0]):
+    if present is None or not as_bool(present[0]):
         return
     ftype = (keys.get("filetype") or ("device",))[0].strip().lower()
     fname = keys.get("filename")
-    locator = _loc(present)
-    vm.devices.append(Device("serial-port", f"serial{index} {ftype} {fname[0] if fname else ''}".rstrip(), locator))
+    where = locator(present)
+    vm.devices.append(Device("serial-port", f"serial{index} {ftype} {fname[0] if fname else ''}".rstrip(), where))
     if ftype != "network" or fname is None:
         return
     endpoint = (keys.get("network.endpoint") or ("server",))[0].strip().lower()
     scheme, host, port = _parse_uri(fname[0].strip())
-    vm.facts[f"vmx.serial{index}.network"] = {"value": f"{fname[0]} endPoint={endpoint}", "at": _loc(fname)}
+    vm.facts[f"vmx.serial{index}.network"] = {"value": f"{fname[0]} endPoint={endpoint}", "at": locator(fname)}
     if endpoint != "server" or keys.get("vspc") is not None:
         return  # the VM connects out (or to a vSPC concentrator): no listener
     address = None if host in (None, "", "0.0.0.0", "*") else host
     # telnets/ssl encrypt the stream but VMware's network serial port authenticates no client
     tls = scheme in ("telnets", "ssl", "tls", "tcp+ssl", "tcp+tls")
-    vm.listeners.append(Listener("serial", "tcp", address, port, "none", _loc(fname), tls=tls))
+    vm.listeners.append(Listener("serial", "tcp", address, port, "none", locator(fname), tls=tls))
 
 
 def _read_vnc(vm: VM, val, at) -> None:
-    if not _bool(val("remotedisplay.vnc.enabled")):
+    if not as_bool(val("remotedisplay.vnc.enabled")):
         return
     ip = val("remotedisplay.vnc.ip")
     address = None if ip in (None, "", "0.0.0.0") else ip.strip()
@@ -541,13 +440,13 @@ def _read_vnc(vm: VM, val, at) -> None:
 def _read_shares(vm: VM, folders: dict[int, dict], val, at) -> None:
     if not folders:
         return
-    off = _bool(val("isolation.tools.hgfs.disable"))
+    off = as_bool(val("isolation.tools.hgfs.disable"))
     for index, keys in sorted(folders.items()):
         present = keys.get("present")
-        if present is None or not _bool(present[0]):
+        if present is None or not as_bool(present[0]):
             continue
         enabled = keys.get("enabled")
-        if enabled is not None and _bool(enabled[0]) is False:
+        if enabled is not None and as_bool(enabled[0]) is False:
             continue
         host = keys.get("hostpath")
         guest = keys.get("guestname")
@@ -556,8 +455,8 @@ def _read_shares(vm: VM, folders: dict[int, dict], val, at) -> None:
             "hgfs",
             host[0] if host else None,
             guest[0] if guest else None,
-            writable=bool(write is not None and _bool(write[0])),
-            locator=_loc(host) or _loc(present),
+            writable=bool(write is not None and as_bool(write[0])),
+            locator=locator(host) or locator(present),
         )
         if off:
             vm.facts[f"vmx.sharedFolder{index}.suppressed"] = {
@@ -568,12 +467,12 @@ def _read_shares(vm: VM, folders: dict[int, dict], val, at) -> None:
         vm.shares.append(share)
         exp = keys.get("expiration")
         if exp is not None:
-            vm.facts[f"vmx.sharedFolder{index}.expiration"] = {"value": exp[0], "at": _loc(exp)}
+            vm.facts[f"vmx.sharedFolder{index}.expiration"] = {"value": exp[0], "at": locator(exp)}
 
 
 def _read_channels(vm: VM, product: str, val, at) -> None:
     def off(key: str) -> bool | None:
-        value = _bool(val(key))
+        value = as_bool(val(key))
         if value is None and product != "unknown":
             return product == "esxi"  # ESXi: off by default; hosted products: on by default
         return value

@@ -76,12 +76,24 @@ def vmx_cdrom_connected(vm: VM, ctx):
 
 @check("vmx_hgfs_server")
 def vmx_hgfs_server(vm: VM, ctx):
-    """VMCH-70-000007 asks for TRUE. Workstation/Fusion run the HGFS server for shared folders unless
-    disabled, so an absent key there is a finding; ESXi has no shared folders, so absent is not."""
+    """VMCH-70-000007 asks for isolation.tools.hgfsServerSet.disable TRUE. ``isolation.tools.hgfs.disable =
+    TRUE`` switches HGFS off as a whole (libvirt src/vmx/vmx.c reads no shared folder then), so it closes the
+    server too. Otherwise: shared folders in effect mean the server runs, whatever the product; without
+    them Workstation/Fusion run it unless disabled (a finding), and ESXi offers no shared folders."""
+    whole = vm.facts.get("vmx.isolation.tools.hgfs.disable")
+    if whole is not None and _norm(whole["value"]) in _TRUE:
+        return passed("isolation.tools.hgfs.disable", whole["value"], locator=whole["at"])
     fact = vm.facts.get("vmx.isolation.tools.hgfsServerSet.disable")
     if fact is not None:
         ok = _norm(fact["value"]) in _TRUE
         return (passed if ok else fail)("isolation.tools.hgfsServerSet.disable", fact["value"], locator=fact["at"])
+    shares = [s for s in vm.shares if s.kind == "hgfs"]
+    if shares:
+        return fail(
+            "isolation.tools.hgfsServerSet.disable",
+            f"absent, and {len(shares)} shared folder(s) in effect ({shares[0].host_path})",
+            locator=shares[0].locator,
+        )
     product = _product(vm)
     if product == "esxi":
         return passed("isolation.tools.hgfsServerSet.disable", "absent (ESXi offers no shared folders)")
