@@ -531,10 +531,9 @@ class _Builder(VMEdges):
             f"dev:{vm.name}:{i}", f"Remove PCI device {dev.detail} from VM {vm.name}", vid, "VMS-VM-040", 5, "vm"
         )
         self.edge(vid, did, "passthrough-device", f, dev.locator, f"{vm.name} drives PCI device {dev.detail}", change=c)
-        iommu = host.iommu if host is not None else None
-        enabled = iommu.enabled if iommu is not None else None
+        enabled = host.iommu.enabled if host is not None and host.iommu is not None else None
         if enabled is True:
-            return
+            return  # the IOMMU confines the device's DMA
         gate = self.node(f"iommu:{hid}", "hub", f"{hid} without IOMMU protection")
         self.edge(
             did,
