@@ -34,6 +34,9 @@ APT_PACKAGES=(
   thc-ipv6
   # real admin-protocol servers and clients for the lateral-movement captures (tests/traffic_lab/captures.py)
   openssh-server openssh-client hydra samba smbclient python3-impacket
+  # ... RDP (xrdp server, FreeRDP client), VNC (TigerVNC server, viewer, vncpasswd), Xvfb as the clients'
+  # display, and pywinrm as a real WinRM client (its server in the lab is a stand-in: no Windows here)
+  xrdp freerdp2-x11 tigervnc-standalone-server tigervnc-viewer tigervnc-tools xvfb python3-winrm
   # headless browser for the `vmsentry paths --format html` tests
   chromium
   # groff renders docs/man/vmsentry.1 in its test (man-db pulls it in on most machines, not on a minimal one)

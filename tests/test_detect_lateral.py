@@ -13,8 +13,11 @@ import uuid
 import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
+from scapy.utils import rdpcap
 
+from vmsentry.analyse.addresses import MANAGEMENT_PORTS
 from vmsentry.analyse.detectors import content, dcerpc
+from vmsentry.analyse.detectors.tunables import LATERAL_PORTS
 
 from traffic_helpers import FIXTURES, LAB, detect, lab_inventory, write_pcap
 
@@ -203,6 +206,33 @@ def test_real_tool_capture(case):
         assert with_inventory[0]["evidence"][key] == value
 
 
+ODD_PORTS = [
+    ("rdp-port-3390.pcap", "rdp", 3390),
+    ("rdp-hydra-brute.pcap", "rdp", 3390),
+    ("vnc-port-15900.pcap", "vnc", 15900),
+    ("vnc-hydra-brute.pcap", "vnc", 15900),
+    ("winrm-port-8585.pcap", "winrm", 8585),
+    ("ssh-port-2222.pcap", "ssh", 2222),
+    ("smb-port-4455.pcap", "smb", 4455),
+]
+
+
+@pytest.mark.parametrize("name, service, port", ODD_PORTS)
+def test_real_clients_first_bytes_name_the_protocol_on_a_port_that_does_not(name, service, port):
+    """The real client's first payload on the odd port is what content.py reads; the port alone says nothing
+    (neither a lateral-movement nor a management port)."""
+    assert port not in LATERAL_PORTS and port not in MANAGEMENT_PORTS
+    first = next(
+        bytes(p[TCP].payload)
+        for p in rdpcap(str(TOOLS / name))
+        if TCP in p and p[IP].src == VM1_IP and p[TCP].dport == port and bytes(p[TCP].payload)
+    )
+    assert content.service(first) == service
+    (alert,) = detect(TOOLS / name, inventory=lab_inventory())[0]
+    assert (alert["attacker"]["vm"], alert["victims"][0]["vm"], alert["severity"]) == ("vm1", "vm2", "high")
+    assert alert["evidence"]["service"] == service and alert["ports"] == [port]
+
+
 def test_every_lab_tool_capture_is_expected_and_described():
     on_disk = {p.name for p in TOOLS.glob("*.pcap")}
     assert on_disk == {c["file"] for c in EXPECTED}
@@ -218,6 +248,11 @@ def test_every_lab_tool_capture_is_expected_and_described():
         "ssh-hydra-brute",
         "smb-port-4455",
         "rpc-epm-dynamic-port",
+        "rdp-port-3390",
+        pytest.param("rdp-hydra-brute", marks=pytest.mark.slow),
+        "vnc-port-15900",
+        "vnc-hydra-brute",
+        "winrm-port-8585",
         pytest.param("slow-nmap-scan-delay", marks=pytest.mark.slow),
     ],
 )
@@ -237,3 +272,5 @@ def test_real_tool_live(tmp_path, name):
         assert alerts[0]["evidence"]["window_seconds"] == 3600 and alerts[0]["evidence"]["distinct_ports"] >= 15
         return
     assert [g[:3] for g in got] == [w[:3] for w in case["with_inventory"]]
+    if "brute_force" in case.get("evidence", {}):  # the count depends on the run's timing: at least the threshold
+        assert alerts[0]["evidence"]["brute_force"]["short_sessions"] >= 10

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,8 +24,24 @@ from traffic_lab.lab import Lab
 
 OUT = Path(__file__).resolve().parents[1] / "fixtures" / "traffic" / "lab-tools"
 TOOLS = ("ip", "tcpdump", "nmap", "sshd", "ssh", "ssh-keygen", "hydra", "smbd", "smbclient", "ss", "/usr/bin/python3")
+TOOLS += ("xrdp", "xfreerdp", "Xvfb", "Xvnc", "vncpasswd", "vncviewer")
 WORDS = ["123456", "password", "admin", "root", "letmein", "qwerty", "dragon", "monkey", "master", "shadow"]
 WORDS += [f"guess{i}" for i in range(38)]
+USERS = [
+    "admin",
+    "administrator",
+    "root",
+    "user",
+    "guest",
+    "test",
+    "backup",
+    "operator",
+    "support",
+    "svc",
+    "sql",
+    "web",
+]
+RDP_PORT, VNC_PORT, WINRM_PORT = 3390, 15900, 8585
 
 
 def _wait_port(lab: Lab, node: str, port: int, seconds: float = 10) -> None:
@@ -114,6 +131,94 @@ def rpc_dynamic_port(lab: Lab, tmp: Path) -> None:
     lab.sh("vm1", f"/usr/bin/python3 {client} 10.99.0.12 lsarpc winreg", timeout=60)
 
 
+def _display(lab: Lab, node: str, server: list[str]) -> str:
+    """An X server (Xvfb for a client, Xvnc for a VNC server) started in ``node`` on the first free display
+    (``-displayfd``: the server picks it and writes its number); its DISPLAY. The socket is a file under
+    /tmp/.X11-unix, so the namespace does not hide it."""
+    proc = lab.spawn(node, [*server, "-displayfd", "1", "-nolisten", "tcp"], stdout=subprocess.PIPE)
+    number = proc.stdout.readline().strip()
+    if not number.isdigit():
+        raise RuntimeError(f"{server[0]} did not start")
+    return f":{number.decode()}"
+
+
+def _xrdp(lab: Lab, tmp: Path) -> None:
+    """xrdp on vm2 on RDP_PORT, Debian's configuration otherwise (TLS with the snakeoil certificate; the
+    login itself is xrdp's own screen after the connection). Threads, not a process per connection, so that
+    nothing outlives the lab."""
+    conf = Path("/etc/xrdp/xrdp.ini").read_text()
+    conf = re.sub(r"(?m)^port=.*$", f"port={RDP_PORT}", conf)
+    (tmp / "xrdp.ini").write_text(re.sub(r"(?m)^fork=.*$", "fork=false", conf))
+    lab.spawn("vm2", ["xrdp", "--nodaemon", "--config", str(tmp / "xrdp.ini")])
+    _wait_port(lab, "vm2", RDP_PORT)
+
+
+def rdp_other_port(lab: Lab, tmp: Path) -> None:
+    """FreeRDP's ``xfreerdp /auth-only`` to xrdp on port 3390: X.224 with the mstshash cookie, TLS, MCS."""
+    _xrdp(lab, tmp)
+    display = _display(lab, "vm1", ["Xvfb"])
+    lab.sh(
+        "vm1",
+        f"DISPLAY={display} xfreerdp /auth-only /v:10.99.0.12:{RDP_PORT} /u:admin /p:wrong /cert:ignore "
+        ">/dev/null 2>&1",
+        check=False,
+    )
+
+
+def rdp_brute(lab: Lab, tmp: Path) -> None:
+    """hydra's rdp module (FreeRDP inside) against xrdp on port 3390: 12 user names, 3 passwords each. xrdp
+    asks for the password on its login screen, after the connection, so FreeRDP's connection succeeds and
+    hydra counts the first password as found and moves to the next name: one short session per name."""
+    _xrdp(lab, tmp)
+    (tmp / "users").write_text("\n".join(USERS) + "\n")
+    (tmp / "words").write_text("\n".join(WORDS[:3]) + "\n")
+    lab.sh(
+        "vm1",
+        f"cd {tmp} && hydra -L users -P words -t 1 -I -q rdp://10.99.0.12:{RDP_PORT} >/dev/null 2>&1",
+        check=False,
+        timeout=300,
+    )
+
+
+def _xvnc(lab: Lab, tmp: Path) -> Path:
+    """TigerVNC's Xvnc on vm2, RFB on VNC_PORT with VNC password authentication; the password file's path.
+    Its blacklist (10 s, then longer, after 5 failures) is raised so that hydra is not held back: the
+    detector counts sessions, not their pace."""
+    subprocess.run(f"echo vm2-secret | vncpasswd -f > {tmp}/vncpass", shell=True, check=True)
+    vnc = ["Xvnc", "-rfbport", str(VNC_PORT), "-SecurityTypes", "VncAuth", "-PasswordFile", f"{tmp}/vncpass"]
+    _display(lab, "vm2", [*vnc, "-BlacklistThreshold", "1000", "-geometry", "640x480"])
+    _wait_port(lab, "vm2", VNC_PORT)
+    return tmp / "vncpass"
+
+
+def vnc_other_port(lab: Lab, tmp: Path) -> None:
+    """TigerVNC's viewer logs in to Xvnc on port 15900 with the right password and is closed after 3 s."""
+    password = _xvnc(lab, tmp)
+    display = _display(lab, "vm1", ["Xvfb"])
+    lab.sh(
+        "vm1",
+        f"DISPLAY={display} timeout 3 vncviewer -passwd {password} 10.99.0.12::{VNC_PORT} >/dev/null 2>&1",
+        check=False,
+    )
+
+
+def vnc_brute(lab: Lab, tmp: Path) -> None:
+    """hydra's vnc module guessing Xvnc's password on port 15900 from 14 wrong words, four tasks at once."""
+    _xvnc(lab, tmp)
+    (tmp / "words").write_text("\n".join(WORDS[:14]) + "\n")
+    lab.sh("vm1", f"cd {tmp} && hydra -P words -t 4 -I -q vnc://10.99.0.12:{VNC_PORT} >/dev/null 2>&1", check=False)
+
+
+def winrm_other_port(lab: Lab, tmp: Path) -> None:
+    """pywinrm opening a shell on port 8585 with NTLM; the server is a stand-in (winrm_standin.py) that
+    answers 401 as Windows does before authentication."""
+    here = Path(__file__).parent
+    lab.spawn("vm2", ["/usr/bin/python3", str(here / "winrm_standin.py"), "10.99.0.12", str(WINRM_PORT)])
+    _wait_port(lab, "vm2", WINRM_PORT)
+    client = here / "winrm_client.py"
+    lab.sh("vm1", f"/usr/bin/python3 {client} 10.99.0.12 {WINRM_PORT} administrator Passw0rd", timeout=60)
+
+
 CAPTURES = {
     "slow-nmap-T1": slow_nmap,
     "slow-nmap-scan-delay": lambda lab, tmp: slow_nmap(lab, tmp, "--scan-delay 5s"),
@@ -121,6 +226,11 @@ CAPTURES = {
     "ssh-hydra-brute": ssh_brute,
     "smb-port-4455": smb_other_port,
     "rpc-epm-dynamic-port": rpc_dynamic_port,
+    "rdp-port-3390": rdp_other_port,
+    "rdp-hydra-brute": rdp_brute,
+    "vnc-port-15900": vnc_other_port,
+    "vnc-hydra-brute": vnc_brute,
+    "winrm-port-8585": winrm_other_port,
 }
 
 
