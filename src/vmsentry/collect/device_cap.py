@@ -18,6 +18,7 @@ __all__ = [
     "MAX_ADDRESSES_PER_FILE",
     "MAX_DEVICES_PER_KIND",
     "MAX_RULES_PER_FILE",
+    "MAX_VMS_PER_HOST",
     "DeviceCap",
     "capped",
     "capped_message",
@@ -28,6 +29,8 @@ T = TypeVar("T")
 # Rules in one firewall file and static hosts in one network: more than devices in a VM (a cluster-wide
 # firewall or a /16 with reservations holds thousands), still far below what a 16 MiB file can declare
 MAX_RULES_PER_FILE = 4096
+# VMs in one host's export: Hyper-V runs at most 1,024 VMs on a host
+MAX_VMS_PER_HOST = 1024
 # Addresses in one file's IP sets and aliases: blocklists are long, so the cap is higher again
 MAX_ADDRESSES_PER_FILE = 65536
 
