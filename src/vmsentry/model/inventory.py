@@ -248,19 +248,52 @@ class Inventory:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Inventory:
+    def from_dict(cls, data: dict[str, Any], origin: str = "(saved inventory)") -> Inventory:
         """Read a saved inventory back. Unknown fields are ignored so that a newer file still loads; a field
-        that does not follow the schema raises ``SchemaError`` (a ValueError) naming its JSON path."""
+        that does not follow the schema raises ``SchemaError`` (a ValueError) naming its JSON path. A VM
+        with more than ``MAX_DEVICES_PER_KIND`` of a kind keeps the first ones, with an error naming
+        ``origin`` (the file) and the JSON path, as the readers do."""
         from vmsentry.model.inventory_schema import check_inventory  # it reads this module's records
 
+        data, capped = _capped_vms(data, origin)
         check_inventory(data)
         return cls(
             hosts=[Host.from_dict(h) for h in data.get("hosts") or []],
             networks=[_saved_network(n) for n in data.get("networks") or []],
             vms=[_build(VM, v) for v in data.get("vms") or []],
-            errors=[_build(InputError, e) for e in data.get("errors") or []],
+            errors=[_build(InputError, e) for e in data.get("errors") or []] + capped,
             nwfilters=[_build(NwFilter, f) for f in data.get("nwfilters") or []],
         )
+
+
+# the lists of a saved VM the per-VM cap applies to
+_CAPPED_LISTS = ("nics", "forwards", "listeners", "shares", "devices", "snapshots")
+
+
+def _capped_vms(data: Any, origin: str) -> tuple[Any, list[InputError]]:
+    """``data`` with each VM's lists cut at the cap (before checking, which then walks only what is kept),
+    and one error per list cut. ``data`` itself is not changed."""
+    vms = data.get("vms") if isinstance(data, dict) else None
+    if not isinstance(vms, list):
+        return data, []
+    errors: list[InputError] = []
+    kept = []
+    for index, vm in enumerate(vms):
+        over = [
+            key for key in _CAPPED_LISTS if isinstance(vm, dict) and len(_as_list(vm.get(key))) > MAX_DEVICES_PER_KIND
+        ]
+        if over:
+            vm = dict(vm)
+            for key in over:
+                vm[key] = vm[key][:MAX_DEVICES_PER_KIND]
+                where = f"vms[{index}].{key}[{MAX_DEVICES_PER_KIND}]"
+                errors.append(InputError(origin, capped_message(where, key, unit="in one VM")))
+        kept.append(vm)
+    return ({**data, "vms": kept} if errors else data), errors
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _saved_network(data: Any) -> Network:
