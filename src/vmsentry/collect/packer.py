@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from vmsentry.collect.device_cap import capped
 from vmsentry.collect.hcl_reader import Computed, read_hcl
 from vmsentry.collect.iac_node import Node, flag, number, text
 from vmsentry.collect.source_file import BadInput, parse_json, read_text_file
@@ -80,6 +81,8 @@ def read(path: str, data: bytes | None = None) -> Inventory:
                 continue
             node = Node.from_json(builder, f"builders[{index}]", templates=True)
             sources.append((builder["type"], node, str(builder.get("name") or builder["type"])))
+    # a template builds a handful of images; the cap also bounds the name check below (quadratic)
+    sources = list(capped(sources, "builder", path, inv.errors, lambda s: s[1].at, unit="entries in one template"))
     for builder, node, label in sources:
         platform = PLATFORMS.get(builder)
         if platform is None:
