@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from vmsentry.collect.device_cap import DeviceCap
 from vmsentry.collect.hcl_reader import Computed
 from vmsentry.collect.iac_node import read_script
 from vmsentry.model import VM, InputError, Inventory, Network, Nic, Share, Source
@@ -231,6 +232,7 @@ def _build(path: str, resources: list, inv: Inventory) -> None:
     source = Source(file=path)
     switches: dict[str, Network] = {}
     vms: dict[str, VM] = {}
+    caps: dict[str, DeviceCap] = {}  # per VM: its network adapters, however declared
 
     def vm_named(name: str, line: int) -> VM:
         if name not in vms:
@@ -244,7 +246,7 @@ def _build(path: str, resources: list, inv: Inventory) -> None:
         elif kind == "vmhyperv":
             name = _str(s.get("name", (None, line))[0]) or f"line {line}"
             vm = vms[name] = VM(name=name, platform=PLATFORM, source=source)
-            _vm(vm, s, line)
+            _vm(vm, s, line, caps.setdefault(name, DeviceCap(path, inv.errors)))
     for kind, line, s in resources:
         vm_name = _str(s.get("vmname", (None, line))[0])
         if kind in ("vmswitch", "vmhyperv") or vm_name is None:
@@ -253,10 +255,11 @@ def _build(path: str, resources: list, inv: Inventory) -> None:
             inv.notes.append(f"{path}: line {line}: a management-OS adapter (the host's own vNIC); not a VM")
             continue
         vm = vm_named(vm_name, line)
+        cap = caps.setdefault(vm.name, DeviceCap(path, inv.errors))
         if kind == "vmnetworkadapter":
-            _adapter(vm, s, line)
+            _adapter(vm, s, line, cap)
         elif kind in ("vmnetworkadaptersettings", "vmnetworkadaptervlan"):
-            _adapter_settings(vm, kind, s, line)
+            _adapter_settings(vm, kind, s, line, cap)
         elif kind == "vmprocessor":
             _fact(
                 vm.facts, "hyperv.processor.ExposeVirtualizationExtensions", s, "ExposeVirtualizationExtensions", line
@@ -283,13 +286,14 @@ def _switch(s: dict, line: int, source: Source, switches: dict[str, Network]) ->
     switches[name] = net
 
 
-def _vm(vm: VM, s: dict, line: int) -> None:
+def _vm(vm: VM, s: dict, line: int, cap: DeviceCap) -> None:
     vm.facts["dsc.declared_at"] = {"value": "VMHyperV", "at": f"line {line}"}
     switch_value, switch_line = s.get("switchname", (None, line))
     macs = s.get("macaddress", (None, line))[0]
     names = switch_value if isinstance(switch_value, list) else [switch_value] if switch_value is not None else []
     mac_list = macs if isinstance(macs, list) else [macs] if isinstance(macs, str) else []
-    for index, switch in enumerate(names):
+    at_switch = f"line {switch_line}, SwitchName"
+    for index, switch in cap.take(enumerate(names), "network adapter", lambda _: at_switch):
         nic = Nic(id=f"nic{index}", network=_str(switch), locator=f"line {switch_line}, SwitchName", type="vmswitch")
         nic.mac = _mac(mac_list[index]) if index < len(mac_list) else None
         vm.nics.append(nic)
@@ -314,18 +318,23 @@ def _mac(value: Any) -> str | None:
     return None
 
 
-def _nic_for(vm: VM, s: dict, line: int) -> Nic:
+def _nic_for(vm: VM, s: dict, line: int, cap: DeviceCap) -> Nic | None:
+    """The VM's adapter ``s`` names, added when new; None past the per-VM cap."""
     name = _str(s.get("name", (None, line))[0]) or _str(s.get("id", (None, line))[0])
     for nic in vm.nics:
         if name and nic.id == name:
             return nic
+    if not cap.admit("network adapter", f"line {line}"):
+        return None
     nic = Nic(id=name or f"nic{len(vm.nics)}", locator=f"line {line}", type="vmswitch")
     vm.nics.append(nic)
     return nic
 
 
-def _adapter(vm: VM, s: dict, line: int) -> None:
-    nic = _nic_for(vm, s, line)
+def _adapter(vm: VM, s: dict, line: int, cap: DeviceCap) -> None:
+    nic = _nic_for(vm, s, line, cap)
+    if nic is None:
+        return
     switch, at = s.get("switchname", (None, line))
     nic.network = _str(switch)
     nic.locator = f"line {at}, SwitchName"
@@ -336,8 +345,10 @@ def _adapter(vm: VM, s: dict, line: int) -> None:
         vm.facts[f"hyperv.nic.{nic.id}.Vlan.AccessVlanId"] = {"value": str(vlan), "at": f"line {at}, VlanId"}
 
 
-def _adapter_settings(vm: VM, kind: str, s: dict, line: int) -> None:
-    nic = _nic_for(vm, s, line)
+def _adapter_settings(vm: VM, kind: str, s: dict, line: int, cap: DeviceCap) -> None:
+    nic = _nic_for(vm, s, line, cap)
+    if nic is None:
+        return
     prefix = f"hyperv.nic.{nic.id}"
     if kind == "vmnetworkadaptervlan":
         _fact(vm.facts, f"{prefix}.Vlan.OperationMode", s, "AdapterMode", line)

@@ -35,6 +35,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from vmsentry.collect.device_cap import MAX_VMS_PER_HOST, DeviceCap, capped
 from vmsentry.collect.source_file import BadInput, parse_json, read_bytes
 from vmsentry.model import VM, Device, Host, InputError, Inventory, Network, Nic, Share, Snapshot, Source
 
@@ -209,9 +210,10 @@ def read_export(doc: dict[str, Any], source: Source) -> Inventory:
             inv.errors.append(InputError(where, f"{exc}; not read"))
     inv.hosts.append(host)
     switches: dict[str, Network] = {}
-    for index, sw in enumerate(_list(doc.get("switches"))):
+    per_export = DeviceCap(where, inv.errors, unit="entries in one export")
+    for index, sw in per_export.take(enumerate(_list(doc.get("switches"))), "switch", lambda e: f"switches[{e[0]}]"):
         try:
-            net = _read_switch(sw, index, source, host_name)
+            net = _read_switch(sw, index, source, host_name, inv.errors)
         except WrongType as exc:
             inv.errors.append(InputError(where, f"{exc}; switch skipped"))
             continue
@@ -221,7 +223,8 @@ def read_export(doc: dict[str, Any], source: Source) -> Inventory:
         switches[net.name] = net
         inv.networks.append(net)
     enhanced = host_doc.get("EnableEnhancedSessionMode")
-    for index, vm_doc in enumerate(_list(doc.get("vms"))):
+    vm_entries = DeviceCap(where, inv.errors, MAX_VMS_PER_HOST, "entries in one export")
+    for index, vm_doc in vm_entries.take(enumerate(_list(doc.get("vms"))), "VM", lambda e: f"vms[{e[0]}]"):
         try:
             name = _text(vm_doc, "Name", f"vms[{index}]") if isinstance(vm_doc, dict) else None
             if not name:
@@ -235,7 +238,7 @@ def read_export(doc: dict[str, Any], source: Source) -> Inventory:
     return inv
 
 
-def _read_switch(sw: Any, index: int, source: Source, host_name: str) -> Network | None:
+def _read_switch(sw: Any, index: int, source: Source, host_name: str, errors: list[InputError]) -> Network | None:
     at = f"switches[{index}]"
     name = _text(sw, "Name", at) if isinstance(sw, dict) else None
     if not name:
@@ -266,7 +269,14 @@ def _read_switch(sw: Any, index: int, source: Source, host_name: str) -> Network
             "ExtensionType": _enum(e.get("ExtensionType"), extension_types, f"{at}.Extensions[{n}].ExtensionType"),
             "Vendor": _text(e, "Vendor", f"{at}.Extensions[{n}]"),
         }
-        for n, e in enumerate(_list(sw.get("Extensions")))
+        for n, e in capped(
+            enumerate(_list(sw.get("Extensions"))),
+            "Extensions",
+            source.file or "?",
+            errors,
+            lambda e: f"{at}.Extensions[{e[0]}]",
+            unit="entries in one switch",
+        )
         if isinstance(e, dict)
     ]
     if extensions:
@@ -289,11 +299,18 @@ def _read_vm(
     )
     vm.state = _enum(d.get("State"), {}, f"{base}.State")
     _copy_facts(vm.facts, "hyperv.vm", d, base, VM_FACTS)
-    adapters = [a for a in _list(d.get("NetworkAdapters")) if isinstance(a, dict)]
+    cap = DeviceCap(source.file or "?", errors)
+    adapters = [
+        a
+        for n, a in cap.take(
+            enumerate(_list(d.get("NetworkAdapters"))), "NetworkAdapters", lambda e: f"{base}.NetworkAdapters[{e[0]}]"
+        )
+        if isinstance(a, dict)
+    ]
     names = [_text(a, "Name", f"{base}.NetworkAdapters[{n}]") or "Network Adapter" for n, a in enumerate(adapters)]
     for n, a in enumerate(adapters):
         nic_id = names[n] if names.count(names[n]) == 1 else f"{names[n]} #{n + 1}"
-        _read_adapter(vm, a, nic_id, f"{base}.NetworkAdapters[{n}]", switches)
+        _read_adapter(vm, a, nic_id, f"{base}.NetworkAdapters[{n}]", switches, cap)
     if enhanced is None:
         vm.channels.clipboard = vm.channels.drag_and_drop = "unknown"
     elif enhanced is True or str(enhanced).lower() == "true":
@@ -302,7 +319,7 @@ def _read_vm(
     else:
         vm.channels.clipboard = vm.channels.drag_and_drop = "disabled"
     services = _list(d.get("IntegrationServices"))
-    for n, svc in enumerate(services):
+    for n, svc in cap.take(enumerate(services), "IntegrationServices", lambda e: f"{base}.IntegrationServices[{e[0]}]"):
         if not isinstance(svc, dict):
             continue
         at = f"{base}.IntegrationServices[{n}]"
@@ -312,17 +329,18 @@ def _read_vm(
             vm.shares.append(Share("guest-service", None, "Copy-VMFile", True, at))
     if "IntegrationServices" in d:
         vm.facts["hyperv.integration.collected"] = {"value": True, "at": f"{base}.IntegrationServices"}
-    for n, dev in enumerate(_list(d.get("AssignableDevices"))):
+    assignable = enumerate(_list(d.get("AssignableDevices")))
+    for n, dev in cap.take(assignable, "AssignableDevices", lambda e: f"{base}.AssignableDevices[{e[0]}]"):
         if isinstance(dev, dict):
             at = f"{base}.AssignableDevices[{n}]"
             vm.devices.append(
                 Device("pci-passthrough", _text(dev, "LocationPath", at) or _text(dev, "InstanceID", at) or "", at)
             )
-    for n, port in enumerate(_list(d.get("ComPorts"))):
+    for n, port in cap.take(enumerate(_list(d.get("ComPorts"))), "ComPorts", lambda e: f"{base}.ComPorts[{e[0]}]"):
         at = f"{base}.ComPorts[{n}]"
         if isinstance(port, dict) and _text(port, "Path", at):
             vm.devices.append(Device("serial-pipe", f"{_text(port, 'Name', at)}: {_text(port, 'Path', at)}", at))
-    for n, snap in enumerate(_list(d.get("Snapshots"))):
+    for n, snap in cap.take(enumerate(_list(d.get("Snapshots"))), "Snapshots", lambda e: f"{base}.Snapshots[{e[0]}]"):
         at = f"{base}.Snapshots[{n}]"
         snap_name = _text(snap, "Name", at) if isinstance(snap, dict) else None
         if snap_name:
@@ -345,7 +363,9 @@ def _read_vm(
     return vm
 
 
-def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dict[str, Network]) -> None:
+def _read_adapter(
+    vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dict[str, Network], cap: DeviceCap
+) -> None:
     switch = _text(a, "SwitchName", at)
     mac = _text(a, "MacAddress", at)
     if mac and re.fullmatch(r"[0-9A-Fa-f]{12}", mac):
@@ -392,7 +412,7 @@ def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dic
                 "LocalAddress": x.get("LocalAddress"),
                 "RemoteAddress": x.get("RemoteAddress"),
             }
-            for n, x in enumerate(_list(a.get("Acls")))
+            for n, x in cap.take(enumerate(_list(a.get("Acls"))), "Acls", lambda e: f"{at}.Acls[{e[0]}]")
             if isinstance(x, dict)
         ]
         ext = [
@@ -416,7 +436,9 @@ def _read_adapter(vm: VM, a: dict[str, Any], nic_id: str, at: str, switches: dic
                     "Stateful",
                 )
             }
-            for n, x in enumerate(_list(a.get("ExtendedAcls")))
+            for n, x in cap.take(
+                enumerate(_list(a.get("ExtendedAcls"))), "ExtendedAcls", lambda e: f"{at}.ExtendedAcls[{e[0]}]"
+            )
             if isinstance(x, dict)
         ]
         vm.facts[f"{prefix}.Acls"] = {"value": acls, "at": f"{at}.Acls"}

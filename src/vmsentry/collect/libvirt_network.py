@@ -6,9 +6,10 @@ import ipaddress
 
 from lxml import etree
 
+from vmsentry.collect.device_cap import MAX_RULES_PER_FILE, DeviceCap
 from vmsentry.collect.libvirt_domain import PLATFORM
 from vmsentry.collect.source_file import BadInput, element_locator
-from vmsentry.model import Network, NwFilter, Source
+from vmsentry.model import InputError, Network, NwFilter, Source
 
 # <forward mode=...> -> NIC mode of guests on the network; no <forward> at all means isolated
 _NETWORK_MODE = {
@@ -24,12 +25,18 @@ _NETWORK_MODE = {
 }
 
 
-def read_network(root: etree._Element, index: int = 0, source: Source | None = None) -> Network:
+def read_network(
+    root: etree._Element, index: int = 0, source: Source | None = None, errors: list[InputError] | None = None
+) -> Network:
     name = (root.findtext("name") or "").strip()
     locator = element_locator(root, index)
     if not name:
         raise BadInput(f"{locator}: network has no <name>")
     net = Network(name=name, platform=PLATFORM, source=source or Source(), locator=locator)
+    # a network holds thousands of DHCP reservations at most, a few addresses and forwarders
+    where = net.source.file or net.source.uri or "?"
+    hosts = DeviceCap(where, errors, MAX_RULES_PER_FILE, "entries in one network")
+    cap = DeviceCap(where, errors, unit="entries in one network")
     forward = root.find("forward")
     fmode = None if forward is None else forward.get("mode", "nat")
     net.mode = _NETWORK_MODE.get(fmode, "unknown")
@@ -56,8 +63,8 @@ def read_network(root: etree._Element, index: int = 0, source: Source | None = N
     if port is not None and port.get("isolated"):
         net.port_isolated = port.get("isolated") == "yes"
     net.ipv6 = root.get("ipv6") == "yes"
-    for ip in root.iterfind("ip"):
-        _read_network_ip(net, ip, index)
+    for ip in cap.take(root.iterfind("ip"), "<ip>", lambda el: element_locator(el, index)):
+        _read_network_ip(net, ip, index, hosts)
     dns = root.find("dns")
     dns_enabled = dns is None or dns.get("enable", "yes") != "no"
     if dns is not None:
@@ -66,7 +73,8 @@ def read_network(root: etree._Element, index: int = 0, source: Source | None = N
                 "value": dns.get("forwardPlainNames"),
                 "at": element_locator(dns, index),
             }
-        fwd = [f.get("addr") for f in dns.iterfind("forwarder") if f.get("addr")]
+        forwarders = cap.take(dns.iterfind("forwarder"), "<forwarder>", lambda el: element_locator(el, index))
+        fwd = [f.get("addr") for f in forwarders if f.get("addr")]
         if fwd:
             net.facts["libvirt.dns.forwarders"] = {"value": fwd, "at": element_locator(dns, index)}
     if net.host_address and dns_enabled and net.mode in ("nat", "routed", "isolated", "open"):
@@ -79,7 +87,7 @@ def read_network(root: etree._Element, index: int = 0, source: Source | None = N
     return net
 
 
-def _read_network_ip(net: Network, ip: etree._Element, doc: int) -> None:
+def _read_network_ip(net: Network, ip: etree._Element, doc: int, hosts: DeviceCap) -> None:
     address = ip.get("address")
     if not address:
         return
@@ -101,7 +109,11 @@ def _read_network_ip(net: Network, ip: etree._Element, doc: int) -> None:
     dhcp = ip.find("dhcp")
     if dhcp is not None and (dhcp.find("range") is not None or dhcp.find("host") is not None):
         net.dhcp = True
-        static = {h.get("mac").lower(): h.get("ip") for h in dhcp.iterfind("host") if h.get("mac") and h.get("ip")}
+        static = {
+            h.get("mac").lower(): h.get("ip")
+            for h in hosts.take(dhcp.iterfind("host"), "DHCP <host>", lambda el: element_locator(el, doc))
+            if h.get("mac") and h.get("ip")
+        }
         if static:
             net.facts.setdefault("libvirt.dhcp.hosts", {"value": {}, "at": element_locator(dhcp, doc)})["value"].update(
                 static

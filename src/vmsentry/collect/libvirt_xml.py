@@ -66,7 +66,7 @@ def _read_root(root: etree._Element, index: int, source: Source, inv: Inventory)
         if tag == "domain":
             inv.vms.append(read_domain(root, index, source, inv.errors))
         elif tag == "network":
-            inv.networks.append(read_network(root, index, source))
+            inv.networks.append(read_network(root, index, source, inv.errors))
         elif tag == "filter":
             inv.nwfilters.append(read_nwfilter(root, source))
         elif tag == "domainsnapshot":

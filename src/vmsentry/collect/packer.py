@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from vmsentry.collect.device_cap import DeviceCap
 from vmsentry.collect.hcl_reader import Computed, read_hcl
 from vmsentry.collect.iac_node import Node, flag, number, text
 from vmsentry.collect.source_file import BadInput, parse_json, read_text_file
@@ -61,20 +62,25 @@ def claims(path: str, head: bytes) -> bool:
 
 def read(path: str, data: bytes | None = None) -> Inventory:
     inv = Inventory()
+    # a template builds a handful of images; the cap also bounds the name check below (quadratic)
+    cap = DeviceCap(path, inv.errors, unit="entries in one template")
     if path.lower().endswith(".pkr.hcl"):
         blocks, problems = read_hcl(path, data, "a Packer HCL2 template")
         inv.errors.extend(InputError(path, p) for p in problems)
         sources = [
             (b.labels[0], Node.from_hcl(b, f"source.{'.'.join(b.labels)}"), ".".join(b.labels))
-            for b in blocks
-            if b.type == "source" and len(b.labels) == 2
+            for b in cap.take(
+                (b for b in blocks if b.type == "source" and len(b.labels) == 2),
+                "builder",
+                lambda b: f"source.{'.'.join(b.labels)}",
+            )
         ]
     else:
         doc = parse_json(read_text_file(path, data, "a Packer JSON template"), "not UTF-8 text")
         if not isinstance(doc, dict) or not isinstance(doc.get("builders"), list):
             raise BadInput('not a Packer template: no "builders" list')
         sources = []
-        for index, builder in enumerate(doc["builders"]):
+        for index, builder in cap.take(enumerate(doc["builders"]), "builder", lambda e: f"builders[{e[0]}]"):
             if not isinstance(builder, dict) or not isinstance(builder.get("type"), str):
                 inv.errors.append(InputError(path, f"builders[{index}]: a builder without a type; skipped"))
                 continue

@@ -37,6 +37,7 @@ import re
 from datetime import UTC, datetime
 
 from vmsentry.collect import debian_interfaces, proxmox_fw
+from vmsentry.collect.device_cap import DeviceCap
 from vmsentry.collect.source_file import NOT_UTF8, BadInput, decode_text, looks_binary, read_text_file
 from vmsentry.model import VM, Device, Host, InputError, Inventory, Listener, Nic, Share, Snapshot, Source
 
@@ -221,8 +222,9 @@ def _read_vm_conf(path: str, text: str) -> Inventory:
     smbios = settings.get("smbios1")
     if smbios:
         vm.uuid = parse_property_string(smbios[0]).get("uuid")
-    _apply_settings(vm, main, vmid, inv.errors)
-    for section, header, items in sections[1:]:
+    cap = DeviceCap(path, inv.errors)
+    _apply_settings(vm, main, vmid, inv.errors, cap)
+    for section, header, items in cap.take(sections[1:], "snapshot", lambda s: f"line {s[1]}, [{s[0]}]"):
         if section.upper() == "PENDING":
             vm.facts["proxmox.pending"] = {"value": [k for k, _, _ in items], "at": f"line {header}, [PENDING]"}
             continue
@@ -267,7 +269,9 @@ _FACT_SETTINGS = frozenset(
 _NAMED_SETTINGS = _FACT_SETTINGS | {"spice_enhancements", "ivshmem", "amd-sev", "intel-tdx", "args"}
 
 
-def _apply_settings(vm: VM, items: list[tuple[str, str, int]], vmid: str | None, errors: list[InputError]) -> None:
+def _apply_settings(
+    vm: VM, items: list[tuple[str, str, int]], vmid: str | None, errors: list[InputError], cap: DeviceCap
+) -> None:
     settings = {k: (v, n) for k, v, n in items}
     sock_id = vmid or "VMID"
     # the VNC console qemu-server always starts (reached through pveproxy's authenticated vncproxy)
@@ -307,6 +311,8 @@ def _apply_settings(vm: VM, items: list[tuple[str, str, int]], vmid: str | None,
             if key not in _NAMED_SETTINGS:
                 continue
             base = None
+        elif not cap.admit(f"{base}N", f"line {line}, {key}"):
+            continue  # the per-VM cap: net0..netN, hostpciN ... past it are not read
         at = f"line {line}, {key}"
         if base == "net":
             _read_net(vm, key, value, at)

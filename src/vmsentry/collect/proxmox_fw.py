@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from vmsentry.collect.device_cap import MAX_ADDRESSES_PER_FILE, MAX_RULES_PER_FILE, DeviceCap
 from vmsentry.model import InputError
 from vmsentry.model.proxmox import CLUSTER_DEFAULTS, HOST_DEFAULTS, VM_DEFAULTS
 
@@ -126,6 +127,8 @@ def _rule_options(rest: str) -> dict[str, str]:
 def parse(path: str, text: str, kind: str) -> tuple[FwFile, list[InputError]]:
     fw = FwFile(kind)
     errors: list[InputError] = []
+    rules = DeviceCap(path, errors, MAX_RULES_PER_FILE, "entries in one firewall file")
+    addresses = DeviceCap(path, errors, MAX_ADDRESSES_PER_FILE, "entries in one firewall file")
     section, name = None, None
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -134,7 +137,9 @@ def parse(path: str, text: str, kind: str) -> tuple[FwFile, list[InputError]]:
         m = _SECTION.match(line)
         if m:
             section, name = m.group(1).upper(), m.group(2)
-            if section == "IPSET" and name:
+            if section in ("IPSET", "GROUP") and name and not rules.admit(f"[{section}]", f"line {number}"):
+                section = "SKIP"  # the cap: a section past it is not read
+            elif section == "IPSET" and name:
                 fw.ipsets.setdefault(name, [])
                 fw.ipset_lines[name] = number
             elif section == "GROUP" and name:
@@ -156,6 +161,8 @@ def parse(path: str, text: str, kind: str) -> tuple[FwFile, list[InputError]]:
             else:
                 errors.append(InputError(path, f"line {number}: not an option 'key: value' in [OPTIONS]; skipped"))
         elif section in ("RULES", "GROUP"):
+            if not rules.admit("rule", f"line {number}"):
+                continue
             rm = _RULE.match(body)
             if not rm:
                 errors.append(InputError(path, f"line {number}: not a firewall rule (IN|OUT|GROUP ...); skipped"))
@@ -166,10 +173,12 @@ def parse(path: str, text: str, kind: str) -> tuple[FwFile, list[InputError]]:
             (fw.rules if section == "RULES" else fw.groups[name]).append(rule)
         elif section == "ALIASES":
             parts = body.split()
+            if len(parts) >= 2 and not addresses.admit("alias", f"line {number}"):
+                continue
             if len(parts) >= 2:
                 fw.aliases[parts[0]] = parts[1]
             else:
                 errors.append(InputError(path, f"line {number}: alias needs 'NAME ADDRESS'; skipped"))
-        elif section == "IPSET":
+        elif section == "IPSET" and addresses.admit("IP set", f"line {number}"):
             fw.ipsets[name].append(body)
     return fw, errors

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from vmsentry.collect.device_cap import DeviceCap
 from vmsentry.collect.qemu_chardev import Chardev, chardev_from_opts, chardev_from_spec
 from vmsentry.collect.qemu_options import (
     OFF_VALUES,
@@ -90,6 +91,7 @@ class _ArgvReader:
         self.whole_command = whole_command
         self.origin = vm.source.file or vm.source.uri or f"vm:{vm.name}"
         self.errors: list[InputError] = []
+        self.cap = DeviceCap(self.origin, self.errors)  # per option: -netdev, -device, -chardev ...
         self.nics: dict[str, Nic] = {}
         self.frontends: list[_Frontend] = []
         self.legacy_backends: list[Nic] = []  # -net user/tap/...: joined to -net nic by order
@@ -153,6 +155,8 @@ class _ArgvReader:
         handler = getattr(self, "_opt_" + option.replace("-", "_"), None)
         if handler is None:  # an option that exposes nothing to the host
             return
+        if not self.cap.admit(f"-{option}", locator):
+            return  # the per-VM cap
         if value is None:
             self.error(locator, "missing argument")
             return
@@ -259,7 +263,7 @@ class _ArgvReader:
         return nic
 
     def user_network(self, nic_id: str, opts: QemuOpts, locator: str) -> None:
-        for rule in opts.get_all("hostfwd"):
+        for rule in self.cap.take(opts.get_all("hostfwd"), "hostfwd", lambda _: locator):
             try:
                 self.vm.forwards.append(_hostfwd(rule, nic_id, locator))
             except MalformedOption as exc:

@@ -33,7 +33,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
         shown = json.dumps(found)[:60] if isinstance(found, (str, int, float)) or found is None else "not a string"
         raise BadInput(f"schema is {shown}, expected {SCHEMA!r}")
     try:
-        inv = Inventory.from_dict(doc)
+        inv = Inventory.from_dict(doc, origin=path)
     except (TypeError, ValueError) as exc:
         raise BadInput(f"inventory does not follow {SCHEMA}: {exc}") from None
     for item in inv.vms + inv.networks:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 
+from vmsentry.collect.device_cap import DeviceCap
 from vmsentry.collect.hcl_reader import read_hcl
 from vmsentry.collect.iac_node import Node, flag, number, text
 from vmsentry.collect.source_file import BadInput, parse_json, read_text_file
@@ -67,7 +68,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
             networks[label] = _network(node, label, path)
     for kind, label, node in resources:
         if kind == "libvirt_domain":
-            inv.vms.append(_domain(node, label, path, networks))
+            inv.vms.append(_domain(node, label, path, networks, inv.errors))
     inv.networks.extend(networks.values())
     return inv
 
@@ -107,22 +108,24 @@ def _network(node: Node, label: str, path: str) -> Network:
     return net
 
 
-def _domain(node: Node, label: str, path: str, networks: dict[str, Network]) -> VM:
+def _domain(node: Node, label: str, path: str, networks: dict[str, Network], errors: list[InputError]) -> VM:
     vm = VM(name=text(node.get("name")) or label, platform=PLATFORM, source=Source(file=path))
     vm.facts["terraform.resource"] = {"value": label, "at": node.at}
     node.fact(vm.facts, "terraform.libvirt_domain.name", "name")
-    for index, nic_node in enumerate(node.sub("network_interface")):
+    cap = DeviceCap(path, errors)
+    at = lambda sub: sub.at
+    for index, nic_node in enumerate(cap.take(node.sub("network_interface"), "network_interface", at)):
         vm.nics.append(_nic(nic_node, f"net{index}", networks))
-    for graphics in node.sub("graphics"):
+    for graphics in cap.take(node.sub("graphics"), "graphics", at):
         _graphics(vm, graphics)
-    for console in node.sub("console"):
+    for console in cap.take(node.sub("console"), "console", at):
         if console.get("type") == "tcp":
             port = number(console.get("source_service"))
             host = console.get("source_host", "127.0.0.1")
             vm.listeners.append(
                 Listener("serial", "tcp", text(host) or "default", port, "none", console.where("type"), tls=False)
             )
-    for fs in node.sub("filesystem"):
+    for fs in cap.take(node.sub("filesystem"), "filesystem", at):
         readonly = flag(fs.get("readonly", True))
         vm.shares.append(
             Share("9p", text(fs.get("source")), text(fs.get("target")), readonly is False, fs.where("source"))

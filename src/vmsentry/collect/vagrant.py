@@ -32,6 +32,7 @@ import os
 import re
 from typing import Any
 
+from vmsentry.collect.device_cap import MAX_DEVICES_PER_KIND, DeviceCap
 from vmsentry.collect.hcl_reader import Computed
 from vmsentry.collect.iac_node import read_script
 from vmsentry.model import VM, Forward, InputError, Inventory, Listener, Nic, Share, Source
@@ -59,6 +60,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
     machines: dict[str, dict] = {}
     shared: dict = {"networks": [], "folders": [], "providers": {}}
     stack: list[tuple[str, Any]] = []  # ("define", machine dict) | ("provider", (name, var, settings)) | ("other",)
+    defines = DeviceCap(path, inv.errors, unit="machines in one Vagrantfile")
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -68,7 +70,11 @@ def read(path: str, data: bytes | None = None) -> Inventory:
         if define:
             name = _value(define.group(2))
             name = str(name) if not isinstance(name, Computed) else name.text.strip("\"'")
-            entry = machines.setdefault(name, {"networks": [], "folders": [], "providers": {}, "line": number})
+            entry = machines.get(name)
+            if entry is None:
+                entry = {"networks": [], "folders": [], "providers": {}, "line": number}
+                if defines.admit("config.vm.define", f"line {number}"):
+                    machines[name] = entry  # past the cap the block is still followed, into a machine not kept
             stack.append(("define", entry))
             continue
         if provider:
@@ -89,7 +95,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
     for name, machine in machines.items():
         for provider in sorted(set(machine["providers"]) | set(shared["providers"])) or ["virtualbox"]:
             if provider in PROVIDERS:
-                inv.vms.append(_vm(path, name, provider, machine, shared))
+                inv.vms.append(_vm(path, name, provider, machine, shared, inv.errors))
     return inv
 
 
@@ -122,14 +128,17 @@ def _code_lines(text: str) -> list[str]:
 def _statement(call: re.Match, number: int, machine: dict, stack: list) -> None:
     var, what, rest = call.group(1), call.group(2), call.group(3)
     provider = next((p for kind, p in reversed(stack) if kind == "provider"), None)
+    # each list keeps one past the cap, for _vm's error to name (it cuts shared + machine at the cap)
     if what == "vm.network":
-        machine["networks"].append((_args(rest), number))
+        if len(machine["networks"]) <= MAX_DEVICES_PER_KIND:
+            machine["networks"].append((_args(rest), number))
     elif what == "vm.synced_folder":
-        machine["folders"].append((_args(rest), number))
+        if len(machine["folders"]) <= MAX_DEVICES_PER_KIND:
+            machine["folders"].append((_args(rest), number))
     elif provider and var == provider[0]:
         if what == "customize":
             value = _value(rest)
-            if isinstance(value, list):
+            if isinstance(value, list) and len(provider[1]["customize"]) <= MAX_DEVICES_PER_KIND:
                 provider[1]["customize"].append((value, number))
         else:
             provider[1]["set"][what.rstrip(" =")] = (_value(rest), number)
@@ -185,7 +194,7 @@ def _value(text: str) -> Any:
 # ----------------------------------------------------------------------------------------- inventory
 
 
-def _vm(path: str, name: str, provider: str, machine: dict, shared: dict) -> VM:
+def _vm(path: str, name: str, provider: str, machine: dict, shared: dict, errors: list[InputError]) -> VM:
     vm = VM(name=name, platform=PROVIDERS[provider], source=Source(file=path))
     at = f"line {machine['line']}"
     vm.facts["vagrant.provider"] = {
@@ -205,11 +214,13 @@ def _vm(path: str, name: str, provider: str, machine: dict, shared: dict) -> VM:
             "at": f"line {line}",
         }
     _first_nic(vm, provider, settings)
-    for (positional, named), line in shared["networks"] + machine["networks"]:
+    cap = DeviceCap(path, errors)
+    at = lambda entry: f"line {entry[1]}"
+    for (positional, named), line in cap.take(shared["networks"] + machine["networks"], "config.vm.network", at):
         _network(vm, provider, positional, named, line)
-    _folders(vm, provider, shared["folders"] + machine["folders"])
+    _folders(vm, provider, list(cap.take(shared["folders"] + machine["folders"], "config.vm.synced_folder", at)))
     if provider == "virtualbox":
-        _vbox_customize(vm, customize)
+        _vbox_customize(vm, list(cap.take(customize, "customize", at)))
     elif provider == "hyperv":
         _hyperv(vm, settings)
     elif provider == "libvirt":

@@ -37,6 +37,7 @@ import os
 
 from lxml import etree
 
+from vmsentry.collect.device_cap import DeviceCap
 from vmsentry.collect.source_file import BadInput, parse_xml_documents, read_bytes
 from vmsentry.model import VM, Device, Forward, InputError, Inventory, Listener, Network, Nic, Share, Snapshot, Source
 
@@ -147,6 +148,7 @@ class _Reader:
         self.inv = Inventory()
         self._q = _TAGS.setdefault(ns, {})
         self._paths: dict = {}
+        self.cap = DeviceCap(path, self.inv.errors)  # one <Machine> per settings file: the per-VM cap
 
     def q(self, name: str) -> str:
         try:
@@ -206,7 +208,7 @@ class _Reader:
         if net is None:
             return
         new_defaults = self.sv >= (1, 16)
-        for ad in net.iterchildren(self.q("Adapter")):
+        for ad in self.cap.take(net.iterchildren(self.q("Adapter")), "Adapter", self.loc):
             enabled = ad.get("enabled")
             if enabled is None or enabled.strip().lower() not in ("true", "1", "yes", "on"):
                 continue  # XSD default false: most of the eight slots
@@ -247,7 +249,10 @@ class _Reader:
                     self.nat(vm, nic, attach, slot)
                 elif kind == "GenericInterface":
                     nic.detail = f"generic driver {attach.get('driver')}"
-                    props = {p.get("name"): p.get("value") for p in attach.iterchildren(self.q("Property"))}
+                    props = {
+                        p.get("name"): p.get("value")
+                        for p in self.cap.take(attach.iterchildren(self.q("Property")), "Property", self.loc)
+                    }
                     if props:
                         vm.facts[f"vbox.Adapter{slot}.GenericInterface.properties"] = {
                             "value": props,
@@ -277,7 +282,7 @@ class _Reader:
         dns = nat.find(self.q("DNS"))
         if dns is not None and _bool(dns.get("use-host-resolver"), False):
             vm.facts[f"vbox.Adapter{slot}.NAT.DNS.use-host-resolver"] = {"value": True, "at": self.loc(dns)}
-        for fw in nat.iterchildren(self.q("Forwarding")):
+        for fw in self.cap.take(nat.iterchildren(self.q("Forwarding")), "Forwarding", self.loc):
             host_port, guest_port = _int(fw.get("hostport")), _int(fw.get("guestport"))
             if host_port is None or guest_port is None:
                 self.inv.errors.append(
@@ -325,7 +330,7 @@ class _Reader:
             props["TCP/Address"] = rd.get("netAddress")
         pe = rd.find(self.q("VRDEProperties"))
         if pe is not None:
-            for p in pe.iterchildren(self.q("Property")):
+            for p in self.cap.take(pe.iterchildren(self.q("Property")), "Property", self.loc):
                 if p.get("name"):
                     props[p.get("name")] = p.get("value") or ""
         for secret in [k for k in props if "password" in k.lower()]:
@@ -345,7 +350,7 @@ class _Reader:
             uart = hw.find(self.q("Uart"))
         if uart is None:
             return
-        for port in uart.iterchildren(self.q("Port")):
+        for port in self.cap.take(uart.iterchildren(self.q("Port")), "UART Port", self.loc):
             if not _bool(port.get("enabled"), False):
                 continue
             mode = port.get("hostMode") or "Disconnected"
@@ -363,7 +368,7 @@ class _Reader:
         sf = hw.find(self.q("SharedFolders"))
         if sf is None:
             return
-        for f in sf.iterchildren(self.q("SharedFolder")):
+        for f in self.cap.take(sf.iterchildren(self.q("SharedFolder")), "SharedFolder", self.loc):
             where = self.loc(f)
             name = f.get("name")
             vm.shares.append(Share("vboxsf", f.get("hostPath"), name, _bool(f.get("writable"), True), where))
@@ -390,13 +395,13 @@ class _Reader:
         }
 
     def devices(self, vm: VM, hw: etree._Element) -> None:
-        for dev in hw.iterfind(self.qp("HostPci/Devices/Device")):
+        for dev in self.cap.take(hw.iterfind(self.qp("HostPci/Devices/Device")), "HostPci Device", self.loc):
             host, guest = _int(dev.get("host")), _int(dev.get("guest"))
             detail = f"host {_pci(host)} -> guest {_pci(guest)} {dev.get('name') or ''}".rstrip()
             vm.devices.append(Device("pci-passthrough", detail, self.loc(dev)))
         usb = hw.find(self.q("USB"))
         if usb is not None:
-            for ctrl in usb.iterfind(self.qp("Controllers/Controller")):
+            for ctrl in self.cap.take(usb.iterfind(self.qp("Controllers/Controller")), "USB Controller", self.loc):
                 vm.devices.append(
                     Device("usb-controller", f"{ctrl.get('type')} {ctrl.get('name') or ''}".rstrip(), self.loc(ctrl))
                 )
@@ -404,7 +409,7 @@ class _Reader:
         else:
             legacy = hw.find(self.q("USBController"))
             filters = legacy.iterchildren(self.q("DeviceFilter")) if legacy is not None else ()
-        for flt in filters:
+        for flt in self.cap.take(filters, "DeviceFilter", self.loc):
             if _bool(flt.get("active"), False):
                 what = " ".join(f"{k}={flt.get(k)}" for k in ("vendorId", "productId", "product") if flt.get(k))
                 vm.devices.append(Device("usb-passthrough", f"filter {flt.get('name')} {what}".rstrip(), self.loc(flt)))
@@ -423,7 +428,7 @@ class _Reader:
         )
 
     def snapshots(self, vm: VM, m: etree._Element) -> None:
-        for snap in m.iter(self.q("Snapshot")):
+        for snap in self.cap.take(m.iter(self.q("Snapshot")), "Snapshot", self.loc):
             vm.snapshots.append(Snapshot(snap.get("name") or "?", snap.get("timeStamp")))
             if snap.get("stateFile"):
                 vm.facts[f"vbox.snapshot.{snap.get('name')}.stateFile"] = {
@@ -478,8 +483,9 @@ class _Reader:
             net.ipv6 = _bool(nn.get("ipv6"), False)
             net.facts["vbox.NATNetwork.enabled"] = {"value": _bool(nn.get("enabled"), False), "at": self.loc(nn)}
             rules = []
+            per_network = DeviceCap(self.path, self.inv.errors, unit="rules in one NAT network")
             for fam in ("PortForwarding4", "PortForwarding6"):
-                for fw in nn.iterfind(self.qp(f"{fam}/Forwarding")):
+                for fw in per_network.take(nn.iterfind(self.qp(f"{fam}/Forwarding")), "Forwarding", self.loc):
                     proto = "udp" if fw.get("proto") == "0" else "tcp"
                     hostip = (fw.get("hostip") or "").strip() or None
                     rule = {

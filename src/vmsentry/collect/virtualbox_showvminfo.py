@@ -14,6 +14,7 @@ unknown (shares are assumed writable, the VirtualBox default).
 
 from __future__ import annotations
 
+from vmsentry.collect.device_cap import MAX_DEVICES_PER_KIND, capped
 from vmsentry.collect.source_file import NOT_UTF8, BadInput, decode_text, looks_binary, read_bytes
 from vmsentry.collect.virtualbox import CLIPBOARD_MODES, PLATFORM, VRDE_AUTH
 from vmsentry.model import VM, Forward, InputError, Inventory, Listener, Nic, Share, Source
@@ -78,7 +79,8 @@ def read(path: str, data: bytes | None = None) -> Inventory:
         if key.startswith("nic") and key[3:].isdigit() and value == "nat":
             last_nat = key[3:]
         if key.startswith("Forwarding("):
-            forwards.append((last_nat or "1", value, lineno))
+            if len(forwards) <= MAX_DEVICES_PER_KIND:  # one past the cap, for the cap's error to name
+                forwards.append((last_nat or "1", value, lineno))
             continue
         kv[key] = (value, lineno)
     if "name" not in kv:
@@ -117,7 +119,7 @@ def read(path: str, data: bytes | None = None) -> Inventory:
                 "at": at(f"nicpromisc{n}"),
             }
         vm.nics.append(nic)
-    for nic_n, value, lineno in forwards:
+    for nic_n, value, lineno in capped(forwards, "Forwarding", path, inv.errors, lambda f: f"line {f[2]}"):
         parts = value.split(",")
         if len(parts) != 6 or not parts[3].isdigit() or not parts[5].isdigit():
             inv.errors.append(

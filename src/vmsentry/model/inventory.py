@@ -52,6 +52,18 @@ LISTENER_KINDS = (
 )
 AUTH_KINDS = ("none", "password", "tls", "sasl", "ticket", "unknown")
 
+# How many devices of one kind (NICs, listeners, ports, rules ...) one VM or network keeps. A hostile
+# definition can declare hundreds of thousands in a file under its input cap; each becomes records,
+# findings and report lines, so memory and the report grew a hundred times the input (issue 11: a 15 MB
+# .vmx took 1.1 GB and wrote a 525 MB report, a saved inventory with 600,000 NICs on one VM 3.1 GB). No
+# real VM comes near: ESXi allows 10 NICs per VM, a PCI bus 32 slots, libvirt's limits are of that order.
+# Every reader and the saved-inventory loader stop there and say so once per kind (collect/device_cap.py).
+MAX_DEVICES_PER_KIND = 256
+
+
+def capped_message(where: str, kind: str, limit: int = MAX_DEVICES_PER_KIND, unit: str = "devices in one VM") -> str:
+    return f"{where}: more than {limit} {kind} {unit}; the rest are not read"
+
 
 @dataclass(slots=True)
 class Source:
@@ -236,19 +248,52 @@ class Inventory:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Inventory:
+    def from_dict(cls, data: dict[str, Any], origin: str = "(saved inventory)") -> Inventory:
         """Read a saved inventory back. Unknown fields are ignored so that a newer file still loads; a field
-        that does not follow the schema raises ``SchemaError`` (a ValueError) naming its JSON path."""
+        that does not follow the schema raises ``SchemaError`` (a ValueError) naming its JSON path. A VM
+        with more than ``MAX_DEVICES_PER_KIND`` of a kind keeps the first ones, with an error naming
+        ``origin`` (the file) and the JSON path, as the readers do."""
         from vmsentry.model.inventory_schema import check_inventory  # it reads this module's records
 
+        data, capped = _capped_vms(data, origin)
         check_inventory(data)
         return cls(
             hosts=[Host.from_dict(h) for h in data.get("hosts") or []],
             networks=[_saved_network(n) for n in data.get("networks") or []],
             vms=[_build(VM, v) for v in data.get("vms") or []],
-            errors=[_build(InputError, e) for e in data.get("errors") or []],
+            errors=[_build(InputError, e) for e in data.get("errors") or []] + capped,
             nwfilters=[_build(NwFilter, f) for f in data.get("nwfilters") or []],
         )
+
+
+# the lists of a saved VM the per-VM cap applies to
+_CAPPED_LISTS = ("nics", "forwards", "listeners", "shares", "devices", "snapshots")
+
+
+def _capped_vms(data: Any, origin: str) -> tuple[Any, list[InputError]]:
+    """``data`` with each VM's lists cut at the cap (before checking, which then walks only what is kept),
+    and one error per list cut. ``data`` itself is not changed."""
+    vms = data.get("vms") if isinstance(data, dict) else None
+    if not isinstance(vms, list):
+        return data, []
+    errors: list[InputError] = []
+    kept = []
+    for index, vm in enumerate(vms):
+        over = [
+            key for key in _CAPPED_LISTS if isinstance(vm, dict) and len(_as_list(vm.get(key))) > MAX_DEVICES_PER_KIND
+        ]
+        if over:
+            vm = dict(vm)
+            for key in over:
+                vm[key] = vm[key][:MAX_DEVICES_PER_KIND]
+                where = f"vms[{index}].{key}[{MAX_DEVICES_PER_KIND}]"
+                errors.append(InputError(origin, capped_message(where, key, unit="in one VM")))
+        kept.append(vm)
+    return ({**data, "vms": kept} if errors else data), errors
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _saved_network(data: Any) -> Network:
