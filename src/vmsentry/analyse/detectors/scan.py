@@ -98,6 +98,16 @@ class Scan(Detector):
         self.scanners = Bounded(tun.max_state, "scan.scanners", sink)
         self.pruned = float("-inf")
         self.dirty: dict = {}  # (kind, src, dst) -> (ts, method): thresholds to check at the batch's end
+        # (VM MAC, address length) -> (its own addresses of that family, the one a decoy is counted under):
+        # worked out once, since every probe from a VM's MAC asks (the host's MACs route others' traffic)
+        self.own_addresses: dict = {}
+        for mac in truth.vm_of_mac:
+            if mac in truth.host_macs:
+                continue
+            for size in (4, 16):
+                own = frozenset(ip for ip in truth.ips_of_mac.get(mac, ()) if len(ip) == size)
+                if own:
+                    self.own_addresses[(mac, size)] = (own, min(own))
 
     def end_batch(self) -> None:
         """Thresholds are checked once the whole batch is in, so that answers later in the batch (a
@@ -166,10 +176,9 @@ class Scan(Detector):
         """Attempts from ``src`` to ``dst``: one per port in ``ports``, or one without a port (ARP, ping)."""
         tun = self.tun
         decoy = None
-        if mac in self.truth.vm_of_mac and mac not in self.truth.host_macs and len(src) != 6:
-            own = [ip for ip in self.truth.ips_of_mac.get(mac, ()) if len(ip) == len(src)]
-            if own and src not in own:  # a decoy: the probe is the VM's own, from a forged source
-                decoy, src = src, min(own)
+        own = self.own_addresses.get((mac, len(src)))
+        if own is not None and src not in own[0]:  # a decoy: the probe is the VM's own, from a forged source
+            decoy, src = src, own[1]
         sc = self.scanners.get(src)
         if sc is None:
             sc = Scanner(mac)
