@@ -41,7 +41,7 @@ def test_claims_only_their_own_files_across_the_corpus(corpus_dir: Path):
     claimed = {}
     for path, _ in iter_files([str(corpus_dir)]):
         head = read_bytes(path)[:4096]
-        adapter = next((a for a in _adapters() if a.claims(path, head)), None)
+        adapter = next((module for module, claims in _adapters() if claims(path, head)), None)
         name = adapter.__name__.rsplit(".", 1)[-1] if adapter else None
         if name in IAC_ADAPTERS:
             claimed[Path(path).name] = name

@@ -12,14 +12,18 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from importlib import import_module
+from typing import Any
 
 from vmsentry.collect.source_file import DEFAULT_MAX_BYTES, BadInput
 from vmsentry.model import InputError, Inventory
 from vmsentry.model.files import InputFile
 
-# Order matters: the first adapter that claims a file reads it.
+# Order matters: the first adapter that claims a file reads it. "module:function" asks that module with
+# another claim function at that place: libvirt XML is claimed early by its root element (most files of a
+# libvirt host, and nothing else starts with <domain>), and late by its name (any other *.xml).
 FILE_ADAPTERS = (
     "vmsentry.collect.saved_inventory",
+    "vmsentry.collect.libvirt_xml:claims_by_root",
     "vmsentry.collect.libvirt_conf",
     "vmsentry.collect.packer",  # VM definitions kept as code: before hyperv, which refuses Packer and DSC
     "vmsentry.collect.terraform_libvirt",
@@ -39,14 +43,16 @@ FILE_ADAPTERS = (
 _LOADED: dict = {}
 
 
-def _adapters() -> Iterator:
-    """The adapter modules in order, each imported when first asked (reading a saved inventory then costs
-    no import of the other nine, which is most of ``vmsentry detect``'s start-up)."""
-    for name in FILE_ADAPTERS:
-        module = _LOADED.get(name)
-        if module is None:
-            module = _LOADED[name] = import_module(name)
-        yield module
+def _adapters() -> Iterator[tuple[Any, Callable[[str, bytes], bool]]]:
+    """(adapter module, its claim function) in order, each module imported when first asked (reading a
+    saved inventory then costs no import of the others, which is most of ``vmsentry detect``'s start-up)."""
+    for entry in FILE_ADAPTERS:
+        found = _LOADED.get(entry)
+        if found is None:
+            name, _, claim = entry.partition(":")
+            module = import_module(name)
+            found = _LOADED[entry] = (module, getattr(module, claim or "claims"))
+        yield found
 
 
 def iter_files(paths: Iterable[str], inv: Inventory | None = None) -> Iterator[tuple[str, bool]]:
@@ -98,7 +104,7 @@ def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None
         try:
             with InputFile(path) as handle:  # never waits for a FIFO's writer (model/files.py)
                 head = handle.head()
-                adapter = next((a for a in _adapters() if a.claims(path, head)), None)
+                adapter = next((module for module, claims in _adapters() if claims(path, head)), None)
                 # each format's own size limit (a saved inventory of a fleet is larger than a definition)
                 data = handle.read_all(getattr(adapter, "MAX_BYTES", DEFAULT_MAX_BYTES))
         except BadInput as exc:

@@ -6,6 +6,7 @@ domains, ``libvirt_network`` for networks and nwfilters; snapshots are read here
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 
 from lxml import etree
@@ -16,6 +17,16 @@ from vmsentry.collect.source_file import BadInput, element_locator, parse_xml_do
 from vmsentry.model import VM, InputError, Inventory, Snapshot, Source
 
 ROOT_TAGS = (b"<domain", b"<network", b"<filter", b"<node", b"<domainsnapshot")
+
+
+# The document element, after an XML declaration and comments: libvirt's own root elements only
+_ROOT = re.compile(
+    rb"\A\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<(?:domain|network|filter|domainsnapshot)[\s>/]", re.S
+)
+
+
+def claims_by_root(path: str, head: bytes) -> bool:
+    return _ROOT.match(head) is not None
 
 
 def claims(path: str, head: bytes) -> bool:
