@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gzip
 import json
 import os
 import resource
@@ -190,10 +191,9 @@ def _traffic(name: str) -> Callable[[bytes], object]:
             for batch in stream.batches(readers):
                 engine.feed(batch)
         finally:
-            for reader in readers:
-                close = getattr(getattr(reader, "stream", None), "close", None)
-                if close:
-                    close()
+            for reader in readers:  # the file under the guard (and under gzip), closed now, not by the GC
+                inner = reader.stream.stream
+                (inner.fileobj.raw if isinstance(inner, gzip.GzipFile) else inner).close()
         alerts = engine.finish()
         stream.stats.finish()
         return json.dumps([a.to_dict() for a in alerts] + [stream.stats.to_dict()], default=str)

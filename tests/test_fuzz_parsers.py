@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from fuzz_targets import bounded, crash_site, targets
 
 TARGETS = targets()
-MAX_EXAMPLES = int(os.environ.get("VMSENTRY_FUZZ_EXAMPLES", "300"))
+MAX_EXAMPLES = int(os.environ.get("VMSENTRY_FUZZ_EXAMPLES", "500"))
 SEED_BYTES = 32768  # each seed is cut here: the head of a capture is still a capture, and examples stay fast
 TOKENS = [
     b"\x00", b"\xff\xfe", b"\xef\xbb\xbf", b"\r", b"\n", b"\t", b" ", b'"', b"'", b"\\", b",", b",,", b"=", b":",
@@ -66,6 +66,9 @@ def _seeds(name: str) -> list[bytes]:
     return [f.read_bytes()[:SEED_BYTES] for f in files]
 
 
+@pytest.mark.filterwarnings(
+    "error"
+)  # a warning on hostile input reaches the user's terminal, or a later Python's error
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_mutated_corpus_never_crashes_hangs_or_grows(name):
     target = TARGETS[name]
