@@ -144,6 +144,9 @@ def parse(path: str, text: str, kind: str) -> tuple[FwFile, list[InputError]]:
                 fw.ipset_lines[name] = number
             elif section == "GROUP" and name:
                 fw.groups.setdefault(name, [])
+            elif section in ("IPSET", "GROUP"):  # [group] without its name: its lines belong to nothing
+                errors.append(InputError(path, f"line {number}: [{m.group(1)}] without a name; its lines are skipped"))
+                section = "SKIP"
             elif section not in ("OPTIONS", "RULES", "ALIASES", "IPSET", "GROUP"):
                 errors.append(InputError(path, f"line {number}: unknown section [{m.group(1)}]; its lines are skipped"))
                 section = "SKIP"

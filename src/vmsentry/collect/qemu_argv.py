@@ -541,7 +541,10 @@ class _ArgvReader:
             )
         self.vm.nics.extend(self.nics.values())
         for fsdev_id, (opts, locator) in self.fsdevs.items():
-            self.add_9p_share(opts, self.fsdev_tags.get(fsdev_id), locator)
+            try:  # read here, after every option (not in handle()): a bad value is this option's error too
+                self.add_9p_share(opts, self.fsdev_tags.get(fsdev_id), locator)
+            except MalformedOption as exc:
+                self.error(locator, str(exc))
         for tag, locator in self.virtiofs:
             self.vm.shares.append(Share(kind="virtiofs", host_path=None, guest_tag=tag, writable=True, locator=locator))
         for chardev_id, locator in self.usb_redirections:

@@ -40,6 +40,8 @@ class Dhcp(Detector):
         truth = self.truth
         server_ip = ev.server_id or ev.src_ip
         key = ev.src_mac or server_ip
+        if key is None:
+            return  # a log record with neither the server's MAC nor its address: no server to count or name
         if key not in self.servers:
             self.servers.put(key, ev.ts)
         if truth.known and truth.dhcp_known:

@@ -28,6 +28,7 @@ MAGICS = {
 CHUNK = 4 << 20  # bytes read and decoded at a time
 BATCH = 16 << 20  # bytes of capture per batch of events handed on (fewer, fuller Probes records)
 RESYNC_WINDOW = 1 << 20
+FAST_RETURNS = 8  # resyncs in one buffer after which its records are walked one by one (_walk)
 HEADER = 24
 
 
@@ -85,12 +86,17 @@ class PcapReader(FileReader):
             sec, frac = struct.unpack_from(self.order + "II", buf, off)
             dec.stats.see_time(sec + frac * self.scale, None)
         fast = self.linktype == LINK_ETHERNET and dec.bulk and not dec.flows.all_packets
+        returns = 0
         while True:
             if fast:
                 off = self._fast(buf, off, end, dec)
             off, again = self._careful(buf, off, end, dec, eof)
             if not again:
                 return off
+            # each return to the bulk walk plans the rest of the buffer again: a buffer damaged all along
+            # (a corrupt record every few bytes) would cost that plan per record; it is read record by record
+            returns += 1
+            fast = fast and returns <= FAST_RETURNS
 
     def _fast(self, buf: bytes, off: int, end: int, dec: FrameDecoder) -> int:
         """The bulk of an Ethernet capture, a buffer at a time (``pcap_bulk.py``)."""

@@ -54,9 +54,19 @@ def open_file(path: str, follow: Follow | None = None):
             stream = gzip.GzipFile(fileobj=_Prefixed(head, raw), mode="rb")
             head = read_head(_Steps(stream), HEAD, _known) if tail else stream.read(HEAD)
     except READ_ERRORS as exc:
+        _close(raw)
         raise BadTrafficInput(f"{path}: cannot read: {_reason(exc)}") from None
     name = "<stdin>" if path == "-" else path
-    return _reader(name, path, stream, head, tail)
+    try:
+        return _reader(name, path, stream, head, tail)
+    except BadTrafficInput:
+        _close(raw)  # not a format of ours: the file is not kept open until the garbage collector comes
+        raise
+
+
+def _close(raw) -> None:
+    if raw is not sys.stdin.buffer:
+        raw.close()
 
 
 def _known(head: bytes) -> bool:

@@ -27,6 +27,8 @@ from vmsentry.model.traffic import ACK, ICMP, ICMP6, TCP, UDP, Dhcp, Packet, dns
 PROTOS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmp6": ICMP6}
 DHCP_CODES = {"DISCOVER": 1, "OFFER": 2, "REQUEST": 3, "DECLINE": 4, "ACK": 5, "NAK": 6, "RELEASE": 7, "INFORM": 8}
 SERVER_CODES = (2, 5, 6)
+_SEPARATOR = re.compile(r"(?:\\x[0-9A-Fa-f]{2}|[^\\])+")  # what #separator may say: \xNN escapes, other characters
+_HEX_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})")
 LOG_PATH = re.compile(r"[A-Za-z0-9_.-]{1,40}")  # a #path / _path worth naming in the stats
 
 
@@ -68,10 +70,9 @@ class ZeekReader(FileReader):
         """Take in a ``#`` header line; returns why it is refused, if it is."""
         key, _, value = line[1:].partition(self.sep if not line.startswith("#separator") else " ")
         if key == "separator":
-            try:
-                sep = value.encode().decode("unicode_escape")
-            except UnicodeDecodeError:
+            if not _SEPARATOR.fullmatch(value):  # Zeek writes it as \xNN escapes; anything else is no separator
                 return "bad #separator (the tab is kept)"
+            sep = _HEX_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
             if not sep or len(sep) > 8 or sep.isspace() and sep not in ("\t", " "):
                 return "bad #separator (the tab is kept)"
             self.sep = sep
