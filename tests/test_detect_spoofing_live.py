@@ -50,6 +50,14 @@ def test_arpspoof_alerted_from_the_first_forged_reply(tmp_path):
 
 
 def test_nmap_decoy_scan_names_the_real_scanner(tmp_path):
-    (scan,) = _alerts(record("nmap-decoy-vm1.pcap", tmp_path), "lab-inventory.json")
+    alerts = _alerts(record("nmap-decoy-vm1.pcap", tmp_path), "lab-inventory.json")
+    if not alerts:
+        # Once, in a full CI run, the lab's tcpdump stopped writing 50 ms into the scan (11 ports
+        # recorded, below the threshold): record again once. The detection itself is also checked on the
+        # committed capture (test_detect_spoofing.py); a second empty recording still fails here.
+        again = tmp_path / "again"
+        again.mkdir()
+        alerts = _alerts(record("nmap-decoy-vm1.pcap", again), "lab-inventory.json")
+    (scan,) = alerts
     assert scan["type"] == "port_scan" and scan["attacker"]["vm"] == "vm1"
     assert scan["evidence"]["decoys"] == ["10.99.0.50", "10.99.0.51", "10.99.0.52"]
