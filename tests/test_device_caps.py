@@ -15,6 +15,10 @@ import pytest
 
 from vmsentry.collect.device_cap import MAX_DEVICES_PER_KIND, MAX_RULES_PER_FILE
 
+# the hostile-input suite: bounded subprocesses and many mutated inputs; out of the fast lane, in every
+# full run (scripts/test.sh, CI)
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 MEMORY = 1 << 30  # 1 GiB of address space; an uncapped reader went to 3.1 GB
 TIMEOUT = 120

@@ -20,6 +20,10 @@ from hypothesis import strategies as st
 
 from fuzz_targets import bounded, crash_site, targets
 
+# the hostile-input suite: bounded subprocesses and many mutated inputs; out of the fast lane, in every
+# full run (scripts/test.sh, CI)
+pytestmark = pytest.mark.slow
+
 TARGETS = targets()
 MAX_EXAMPLES = int(os.environ.get("VMSENTRY_FUZZ_EXAMPLES", "500"))
 SEED_BYTES = 32768  # each seed is cut here: the head of a capture is still a capture, and examples stay fast

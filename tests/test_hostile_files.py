@@ -21,6 +21,10 @@ from pathlib import Path
 
 import pytest
 
+# the hostile-input suite: bounded subprocesses and many mutated inputs; out of the fast lane, in every
+# full run (scripts/test.sh, CI)
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = REPO / "tests/fixtures/hostile"
 LAB = str(REPO / "examples/lab")

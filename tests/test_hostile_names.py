@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 from lxml import etree, html
 
+# the hostile-input suite: bounded subprocesses and many mutated inputs; out of the fast lane, in every
+# full run (scripts/test.sh, CI)
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 LAB = REPO / "examples" / "lab"
 HOSTILE = "evil]]>-->\x01\x1b[31m\ufffe\uffff<b>&\"'\u202e\x7f\x85\ud800"

@@ -25,6 +25,10 @@ from vmsentry.analyse.detectors.tunables import DEFAULTS, check
 from policy_lab import synth
 from traffic_helpers import detect
 
+# the hostile-input suite: bounded subprocesses and many mutated inputs; out of the fast lane, in every
+# full run (scripts/test.sh, CI)
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 NMAP = "lab/nmap-sS-vm1-vs-hostns.pcap"
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
