@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from vmsentry.analyse.checks import Outcome, as_outcomes, declarative, load_checks
@@ -19,6 +19,12 @@ def _assets_by_rule_scope(inventory: Inventory) -> dict[tuple[str, str], list[An
         for asset in pool:
             groups.setdefault((kind, asset.platform), []).append(asset)
     return groups
+
+
+def predicate_for(rule: Rule, checks: dict[str, Callable[..., Any]]) -> Callable[..., Any] | None:
+    """The predicate a rule stands for: its declarative ``test:``, else the named ``check``; None when no
+    predicate has that name (the engine reports it as an error result)."""
+    return declarative.predicate(rule.test) if rule.test is not None else checks.get(rule.check)
 
 
 def evaluate(
@@ -42,7 +48,7 @@ def evaluate(
                 rule.severity,
                 rule.category,
                 rule.check,
-                declarative.predicate(rule.test) if rule.test is not None else checks.get(rule.check),
+                predicate_for(rule, checks),
                 rule.remediation_for(platform),
                 list(rule.references),
             )

@@ -19,8 +19,9 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import NamedTuple
 
-from vmsentry.analyse.checks import Outcome, as_outcomes, declarative, load_checks
+from vmsentry.analyse.checks import Outcome, as_outcomes, load_checks
 from vmsentry.analyse.context import ScanContext
+from vmsentry.analyse.engine import predicate_for
 from vmsentry.analyse.rules import Rule, load_catalogue
 from vmsentry.model import Inventory
 
@@ -46,8 +47,8 @@ class RuleResults:
 
     Evaluated with the scan's predicates, a technique at its first use (a technique the builder never asks
     about is never evaluated); building a finding for every result of every VM, as a scan does, cost a
-    third of the graph's build time on a 10,000-VM fleet. A decision
-    is only what the builder needs: the rule, fail or unknown, and the item it is about."""
+    third of the graph's build time on a 10,000-VM fleet. A decision is only what the builder needs: the
+    rule, fail or unknown, and the item it is about."""
 
     def __init__(self, inv: Inventory, rules: tuple[Rule, ...] | None = None) -> None:
         rules = exposing_rules() if rules is None else rules
@@ -57,7 +58,7 @@ class RuleResults:
         # technique -> asset kind -> [(rule id, predicate)], in catalogue order
         self._rules: dict[str, dict[str, list[tuple[str, Callable]]]] = defaultdict(lambda: defaultdict(list))
         for rule in rules:
-            predicate = declarative.predicate(rule.test) if rule.test is not None else checks.get(rule.check)
+            predicate = predicate_for(rule, checks)
             if predicate is None:
                 continue  # the scan reports the missing predicate as an error; an error opens no edge
             for technique in rule.exposes:
