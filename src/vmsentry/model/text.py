@@ -52,8 +52,6 @@ def _hide_named(match: re.Match[str]) -> str:
 # shown ("trojan source"), lone surrogates (undecodable file names, which neither a terminal nor XML can
 # carry), unassigned and private-use code points, and separators other than the plain space.
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# Fast path: most names are plain ASCII and have nothing to escape.
-_PLAIN_ASCII = re.compile(r"[ -~]*\Z")
 
 
 def _escape(char: str) -> str:
@@ -67,6 +65,6 @@ def printable(value: Any) -> str:
     """``value`` as one line of text with every non-printable character shown as an escape (``\\x1b``,
     ``\\n``, ``\\u202e``)."""
     text = value if isinstance(value, str) else str(value)
-    if _PLAIN_ASCII.match(text) or text.isprintable():
+    if text.isprintable():  # most names: nothing to escape
         return text
     return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)

@@ -62,12 +62,15 @@ class VMEdges(GraphWriter):
         for i, dev in enumerate(vm.devices):
             self.device(vm, vid, hid, host, i, dev)
         for tech, short, setting, name, change_text, state in CHANNELS:
-            found = self.results.for_asset(tech, vid)
-            if found is None or found.status != "fail":  # (checked first: the texts below cost per VM)
-                continue
-            c = self.change(
-                f"{short}:{vm.name}", f"Disable {change_text} for VM {vm.name}", vid, found.rule_id, 1, "vm"
+            c = self.change_if_failed(
+                self.results.for_asset(tech, vid),
+                f"{short}:{vm.name}",
+                f"Disable {change_text} for VM {vm.name}",
+                vid,
+                1,
             )
+            if c is None:
+                continue
             mode = getattr(vm.channels, setting)
             cid = self.node(f"chan:{vm.name}:{short}", "channel", f"{name} of {vm.name}", asset=vid)
             self.edge(
