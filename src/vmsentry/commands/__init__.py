@@ -27,6 +27,12 @@ COMMANDS: dict[str, CommandInfo] = {
         "PolicyCommand",
         "segmentation policy: compile to nftables/nwfilter, apply with rollback, check traffic",
     ),
+    "quarantine": CommandInfo(
+        "vmsentry.commands.quarantine",
+        "QuarantineCommand",
+        "cut a VM off its network (nft or libvirt), except the host's forensics port; --list the holds",
+    ),
+    "release": CommandInfo("vmsentry.commands.quarantine", "ReleaseCommand", "undo a quarantine exactly"),
     "completion": CommandInfo("vmsentry.cli", "CompletionCommand", "print a bash, zsh or tcsh completion script"),
 }
 
