@@ -27,6 +27,11 @@ COMMANDS: dict[str, CommandInfo] = {
         "PolicyCommand",
         "segmentation policy: compile to nftables/nwfilter, apply with rollback, check traffic",
     ),
+    "incidents": CommandInfo(
+        "vmsentry.commands.incidents",
+        "IncidentsCommand",
+        "the evidence bundles of `vmsentry watch`: list, show, verify against the manifest",
+    ),
     "completion": CommandInfo("vmsentry.cli", "CompletionCommand", "print a bash, zsh or tcsh completion script"),
 }
 
