@@ -15,11 +15,12 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import SHARED
 
 from vmsentry.cli import main
 from vmsentry.collect.traffic.recent import RecentFrames
 from vmsentry.report.incident import IncidentError, IncidentStore
+
+from conftest import SHARED
 
 LAB = SHARED / "pcaps" / "lab"
 ARPSPOOF, NMAP, BENIGN = (
@@ -298,6 +299,6 @@ def test_a_full_disk_is_one_line_and_leaves_every_bundle_whole(tmp_path):
         with pytest.raises(IncidentError, match="No space left on device"):
             opened[0].finish(frames)
         assert all(store.verify(i.id) == [] for i in opened)
-        assert not [p for p in mount.rglob(".*")]
+        assert not list(mount.rglob(".*"))
     finally:
         subprocess.run(["umount", str(mount)], check=True)
