@@ -33,12 +33,15 @@ class IncidentsCommand(Command):
     def parser(self):
         return verb_parser(f"vmsentry {self.name}", self.description, SUBCOMMANDS, "SUBVERB")
 
+    def subcommand(self, verb: str) -> Command:
+        return create_command(SUBCOMMANDS, verb, prefix=f"{self.name} ")
+
     def main(self, argv: list[str]) -> int:
         verb, rest = split_verb(self.parser(), argv)
         if verb is None:
             _err("incidents: give a sub-verb: list, show, verify (see --help)")
             return EXIT_USAGE
-        return create_command(SUBCOMMANDS, verb, prefix=f"{self.name} ").main(rest)
+        return self.subcommand(verb).main(rest)
 
 
 class _IncidentsVerb(Command):
