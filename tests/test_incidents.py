@@ -20,23 +20,29 @@ from vmsentry.cli import main
 from vmsentry.collect.traffic.recent import RecentFrames
 from vmsentry.report.incident import IncidentError, IncidentStore
 
-from conftest import SHARED
-
-LAB = SHARED / "pcaps" / "lab"
-ARPSPOOF, NMAP, BENIGN = (
-    LAB / "arpspoof-vm1-vs-vm2.pcap",
-    LAB / "nmap-sS-vm1-vs-hostns.pcap",
-    LAB / "benign-http-ping.pcap",
-)
+ARPSPOOF, NMAP, BENIGN = "arpspoof-vm1-vs-vm2.pcap", "nmap-sS-vm1-vs-hostns.pcap", "benign-http-ping.pcap"
 MAC = {name: bytes.fromhex(f"525400990{n}") for name, n in (("vm1", "011"), ("vm2", "012"), ("hostns", "001"))}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 EVIL = "<script>alert(1)</script>\"q\" 'x'\nline2\x1b[31mred"
 
 
+LAB: list = []  # the lab captures' folder, ../shared/pcaps/lab (set by the fixture below)
+
+
+@pytest.fixture(autouse=True)
+def lab(shared_dir):
+    LAB[:] = [shared_dir / "pcaps" / "lab"]
+
+
+def lab_path(name):
+    """A lab capture by file name (a path is taken as it is)."""
+    return LAB[0] / name if isinstance(name, str) else name
+
+
 def read_pcap(path) -> list[tuple[float, bytes, int]]:
     """The records of a classic little-endian microsecond pcap (the lab captures)."""
-    data = path.read_bytes()
+    data = lab_path(path).read_bytes()
     assert data[:4] == bytes.fromhex("d4c3b2a1")
     out, off = [], 24
     while off + 16 <= len(data):
@@ -80,6 +86,7 @@ def lab_recent(**kw) -> RecentFrames:
 
 
 def detect(path, tmp_path) -> list[dict]:
+    path = lab_path(path)
     out = tmp_path / f"{path.name}.json"
     assert main(["detect", str(path), "--format", "json", "-o", str(out)]) in (0, 1)
     return json.loads(out.read_text())["alerts"]
