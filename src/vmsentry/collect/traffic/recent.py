@@ -8,7 +8,7 @@ one copy, never a Python step per frame:
 * the block's bytes from its first frame to the end of its last are copied once (``memcpy`` speed) into a
   **chunk**; the kernel's ring block is handed back right after;
 * each frame's source and destination MAC are read in one gather (the first 12 bytes of every frame) and
-  looked up in the sorted array of known VM MACs (``np.searchsorted``);
+  looked up at once (a table of the known MACs' low 16 bits, then the whole MAC compared);
 * each VM whose MAC is the source or destination of some frames of the block gets one **entry** in its
   ring: the chunk and the arrays of those frames (offset in the chunk, time, lengths). A frame between two
   VMs is in both rings but its bytes are in the chunk once. Frames of no known VM go to one shared ring.
@@ -17,11 +17,12 @@ one copy, never a Python step per frame:
 
 Every ring is bounded in bytes: a frame costs its share of its chunk (its captured bytes and the capture
 header before it) plus the bookkeeping of its entry; past the bound the oldest frames are dropped (counted
-in ``evicted``). A chunk lives while some ring still holds one of its frames; when what is held of it falls
-under half its size (a quiet VM keeping a few frames of a block a busy one has already dropped), the frames
-still held are copied into a smaller chunk. So the memory held is at most
-``2 x (per_vm_bytes x rings + shared_bytes)``; rings are at most ``max_vms`` (a VM that left the inventory
-keeps its ring until its place is needed).
+in ``evicted``). A chunk lives while some ring still holds one of its frames. A quiet VM may keep a few
+frames of many blocks a busy one has already dropped: when all chunks together take more than twice what
+the rings hold of them, the chunks held least are copied down to their held frames until they take 1.5
+times. So the frame memory is at most ``2 x (per_vm_bytes x rings + shared_bytes)``; rings are at most
+``max_vms`` (a VM that left the inventory keeps its ring until its place is needed; VMs past ``max_vms``
+go to the shared ring, counted in ``refused_vms``).
 
 Cost (``benchmarks/bench_recent.py``: gen_traffic.py's typical mix, 1,000,000 packets in 4 MB blocks, 30 VMs,
 8 MB per VM, one core of a shared 2-core machine): about 0.15 s per million packets once the rings are full
