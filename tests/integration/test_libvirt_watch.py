@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
-from virsh_cli import URI, virsh
 
 from vmsentry.act.quarantine import QuarantineError, Target
 from vmsentry.act.quarantine.libvirt import NETWORK, LibvirtQuarantine
 from vmsentry.analyse.drift import drift_alert, inventory_changes
 from vmsentry.collect.libvirt_events import LibvirtFollower
+
+from virsh_cli import URI, virsh
 
 pytestmark = pytest.mark.libvirt
 
