@@ -231,3 +231,13 @@ def test_state_change_is_not_drift(tmp_path):
     (change,) = vm_changes(old, new)
     assert (change.what, change.before, change.after) == ("state", "shut-off", "running")
     assert not is_drift(change)
+
+
+def test_drift_alerts_get_the_signature_of_their_change():
+    from vmsentry.model.drift import Change
+    from vmsentry.model.signatures import signature
+
+    removed = drift_alert(Change("vm:web", "nic_filter", "clean-traffic", None, item="net0 52:54:00:00:00:01"), 1.0)
+    changed = drift_alert(Change("vm:web", "nic_network", "default", "lan", item="net0 52:54:00:00:00:01"), 1.0)
+    assert signature(removed.to_dict()).name == "NIC traffic filter removed"
+    assert signature(changed.to_dict()).name == "NIC moved to another network"

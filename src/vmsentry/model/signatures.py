@@ -129,6 +129,9 @@ TABLE = """
 9101507 config_drift     listener_added        -                   Listener added (console, port forward)
 9101508 config_drift     share_added           -                   Host share added
 9101509 config_drift     forward_added         -                   Port forward added
+9101510 config_drift     nic_bridge            -                   NIC moved to another bridge
+9101511 config_drift     listener_changed      -                   Listener moved to another address
+9101512 config_drift     network_mode          -                   Network forward mode changed
 9101599 config_drift     other                 -                   Configuration change
 """
 SIGNATURES: dict[tuple[str, str], Signature] = {}
@@ -183,11 +186,22 @@ def reason(alert: dict) -> str:
         kinds = evidence.get("kinds") or {}
         return "link_local" if alert.get("severity") == "low" or not kinds else "traffic"
     if kind in ("policy_violation", "config_drift"):
-        wanted = evidence.get("kind") if kind == "policy_violation" else evidence.get("change")
+        wanted = evidence.get("kind") if kind == "policy_violation" else _change_reason(evidence.get("change"))
         if (kind, wanted) in SIGNATURES:
             return wanted
         return "forbidden" if kind == "policy_violation" else "other"
     return _FIRST.get(kind, "")
+
+
+def _change_reason(change) -> str | None:
+    """``evidence.change`` of a ``config_drift`` alert: the change record (``model.drift.Change.to_dict()``,
+    whose ``what`` is the kind; a NIC filter that went away is ``filter_removed``) or already a reason."""
+    if not isinstance(change, dict):
+        return change
+    what = change.get("what")
+    if what == "nic_filter":
+        return "filter_removed" if change.get("after") is None else "filter_changed"
+    return what
 
 
 def signature(alert: dict) -> Signature:
