@@ -1,0 +1,415 @@
+"""The watcher: live capture on the VM bridges -> detectors -> per alert: who (attribution by bridge port),
+what to do (the response policy), the quarantine, the evidence bundle and the alert outputs.
+
+Everything runs on the main thread, driven by the capture ring: each retired block of frames is decoded and
+fed to the detectors; a new alert is handled at once, in this order, so that the quarantine is in force as
+early as possible: attribution (the bridge's forwarding table, read now), the decision, the quarantine,
+then the outputs and the bundle. The ring's ``on_tick`` (at least every 0.1 s, also when idle) does the
+rest: TTL releases, finishing bundles, inventory changes from libvirt, SIGHUP's reopen, the metrics.
+
+A fault is one line and the watcher goes on: a quarantine refused (nft/libvirt error), a full evidence disk,
+a bridge that vanishes (the ring retries it every second), libvirtd restarting (the follower reconnects).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import sys
+import time
+
+from vmsentry.model.text import printable
+from vmsentry.watch.attribution import SYSFS_NET, Attribution, Attributor
+from vmsentry.watch.config import setting
+from vmsentry.watch.incidents import Incidents
+from vmsentry.watch.lock import BridgeLocks, LockError
+from vmsentry.watch.timeline import Timeline
+
+HELD_REFRESH = 5.0  # seconds between reading the quarantines back (a manual release is noticed)
+
+
+class WatchError(Exception):
+    """The watcher cannot start (exit 3): one line."""
+
+
+class Watcher:
+    def __init__(self, config, *, metrics=None, sysfs: str | None = SYSFS_NET, stderr=None) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.timeline = Timeline(setting(config, "audit"), stderr)
+        self.attributor = Attributor(sysfs) if sysfs else Attributor("/nonexistent")
+        self.sensor = socket.gethostname()
+        self.stopping: list[int] = []
+        self.reopen_wanted = False
+        self.changes: queue.Queue = queue.Queue()
+        self.held: dict[str, object] = {}  # vm (or MAC) -> act.quarantine.Held
+        self.next_held_refresh = 0.0
+        self.inventory = None
+        self.bridges: list[str] = []
+        self.quarantine = None
+        self.responder = None
+        self.writer = None
+        self.syslog = None
+        self.recent = None
+        self.incidents: Incidents | None = None
+        self.follower = None
+        self.engine = None
+        self.stream = None
+        self.locks: BridgeLocks | None = None
+
+    # --- start ------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Everything that can refuse to start (exit 3), before the capture begins."""
+        from vmsentry.act.response import Responder
+        from vmsentry.analyse.detectors import Engine, Truth
+        from vmsentry.collect.traffic import TrafficStream
+
+        config = self.config
+        self.inventory = self._load_inventory()
+        self.bridges = list(setting(config, "interfaces") or []) or self._inventory_bridges()
+        if not self.bridges:
+            raise WatchError("no bridge to watch: give -i BRIDGE, or an inventory whose VMs are on bridges")
+        evidence = setting(config, "evidence")
+        self.locks = BridgeLocks(self.bridges, evidence)
+        try:
+            self.locks.acquire()
+        except LockError as exc:
+            raise WatchError(str(exc)) from None
+        except OSError as exc:
+            raise WatchError(f"bridge lock: {exc.strerror or exc}") from None
+        self.attributor.set_inventory(self.inventory)
+        truth = Truth.from_inventory(self.inventory, bridge=self.bridges[0] if len(self.bridges) == 1 else None)
+        if not (self.inventory.vms or self.inventory.networks):
+            truth = Truth()
+        self.responder = Responder(config)
+        if setting(config, "respond", "observe") != "observe":
+            self.quarantine = self._open_quarantine()
+        self._open_outputs()
+        if evidence:
+            from vmsentry.collect.traffic.recent import RecentFrames
+            from vmsentry.report.incident import IncidentStore
+
+            self.recent = RecentFrames()
+            self._set_recent_macs()
+            try:
+                store = IncidentStore(evidence)
+            except OSError as exc:
+                raise WatchError(f"--evidence {evidence}: {exc.strerror}") from None
+            self.incidents = Incidents(store, self.recent, self.timeline, self.inventory.to_dict, self._definition)
+        else:
+            self.incidents = Incidents(None, None, self.timeline, self.inventory.to_dict, self._definition)
+        self.stream = TrafficStream()
+        self.engine = Engine(truth, on_raise=self.on_raise)
+        if setting(config, "libvirt"):
+            self._follow_libvirt(config.libvirt)
+        self._refresh_held(time.time(), announce=True)
+
+    def _load_inventory(self):
+        from vmsentry.collect import collect
+        from vmsentry.model import Inventory
+
+        specs = list(setting(self.config, "inventory") or [])
+        uri = setting(self.config, "libvirt")
+        uris = [s for s in specs if "://" in s or s.startswith(("qemu:", "test:", "xen:", "lxc:"))]
+        paths = [s for s in specs if s not in uris]
+        for path in paths:
+            if not os.path.exists(path):
+                raise WatchError(f"{path}: no such file or folder")
+        if uri:
+            uris.append(uri)
+        if not (paths or uris):
+            return Inventory()
+        try:
+            inv, _ = collect(paths, uris)
+        except Exception as exc:  # a libvirt connection refused: the collector's own one-line message
+            raise WatchError(f"inventory: {printable(str(exc))}") from None
+        for err in inv.errors:
+            self.timeline.say(err.line())
+        return inv
+
+    def _inventory_bridges(self) -> list[str]:
+        inv = self.inventory
+        found = [n.bridge for n in inv.networks if n.bridge]
+        found += [nic.bridge for vm in inv.vms for nic in vm.nics if nic.bridge]
+        return list(dict.fromkeys(found))
+
+    def _open_quarantine(self):
+        method = setting(self.config, "quarantine", "nft")
+        if method == "libvirt":
+            from vmsentry.act.quarantine.libvirt import LibvirtQuarantine
+
+            return LibvirtQuarantine(setting(self.config, "libvirt") or "qemu:///system")
+        from vmsentry.act.quarantine.nft import NftQuarantine
+
+        forensics = setting(self.config, "forensics_port") or {"proto": "tcp", "port": 22}
+        if isinstance(forensics, dict):
+            forensics = (forensics.get("proto", "tcp"), forensics.get("port", 22))
+        host_ips = tuple(n.host_address for n in self.inventory.networks if n.host_address)
+        return NftQuarantine(netns=None, forensics=forensics, host_ips=host_ips)
+
+    def _open_outputs(self) -> None:
+        from vmsentry.report.alerts import AlertWriter
+
+        config = self.config
+        iface = self.bridges[0] if len(self.bridges) == 1 else None
+        try:
+            self.writer = AlertWriter(
+                setting(config, "format") or "jsonl", setting(config, "output"), self.sensor, iface
+            )
+        except OSError as exc:
+            raise WatchError(f"-o {setting(config, 'output')}: {exc.strerror}") from None
+        if setting(config, "syslog"):
+            from vmsentry.report.syslog import SyslogSender
+
+            self.syslog = SyslogSender(config.syslog)
+
+    def _follow_libvirt(self, uri: str) -> None:
+        from vmsentry.collect.libvirt_events import LibvirtFollower
+
+        self.follower = LibvirtFollower(
+            uri,
+            on_change=lambda inv, changes: self.changes.put((inv, changes)),
+            on_problem=lambda message: self.timeline.record("problem", message),
+        )
+
+    # --- run --------------------------------------------------------------------------------------
+    def run(self) -> int:
+        from vmsentry.collect.traffic.ring import RingReader
+
+        self.setup()
+        self._signals()
+        config = self.config
+        reader = RingReader(
+            self.bridges,
+            stop=lambda: bool(self.stopping),
+            duration=setting(config, "duration"),
+            on_frames=self.recent.add if self.recent is not None else None,
+            on_problem=lambda iface, message: self.timeline.record("problem", message, interface=iface),
+            on_ready=self._ready,
+            on_tick=self.tick,
+        )
+        try:
+            for batch in self.stream.batches([reader]):
+                self.engine.feed(batch)
+        finally:
+            self.shutdown()
+        return 0
+
+    def _ready(self) -> None:
+        respond = setting(self.config, "respond", "observe")
+        how = f"respond {respond}" + (f", quarantine {self.quarantine.method}" if self.quarantine else "")
+        self.timeline.record("start", f"watching {', '.join(self.bridges)} ({how})", bridges=self.bridges)
+
+    def _signals(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: self.stopping.append(signum))
+        signal.signal(signal.SIGHUP, lambda signum, frame: setattr(self, "reopen_wanted", True))
+
+    def shutdown(self) -> None:
+        """Flush: the alerts that grew, the stats, open bundles finished; outputs closed; exit 0."""
+        alerts = self.engine.finish() if self.engine else []
+        if self.stream is not None:
+            self.stream.stats.finish()
+        for alert in alerts:
+            if alert.count != alert.printed_count:
+                self._write(alert, "final")
+        if self.writer is not None and self.stream is not None:
+            stats = self.stream.stats.to_dict()
+            stats["evicted"].update(self.engine.evicted)
+            self._guard("the stats line", lambda: self.writer.stats(stats))
+        if self.incidents is not None:
+            self.incidents.finish_all()
+        if self.follower is not None:
+            self.follower.stop()
+        for closing in (self.writer, self.syslog):
+            if closing is not None:
+                self._guard("closing an output", closing.close)
+        self.timeline.record("stop", None, signal=self.stopping[0] if self.stopping else None)
+        self.timeline.close()
+        if self.locks is not None:
+            self.locks.release()
+
+    # --- every tick -------------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        if self.reopen_wanted:
+            self.reopen_wanted = False
+            self._guard("reopening the output", self.writer.reopen)
+            self.timeline.reopen()
+            self.timeline.record("reopen", "SIGHUP: outputs reopened")
+        while not self.changes.empty():
+            self._apply_changes(*self.changes.get_nowait())
+        self._expire(now)
+        if self.incidents is not None:
+            self.incidents.tick(now)
+        if self.metrics is not None:
+            self.metrics.update(self.stream.stats)
+
+    def _apply_changes(self, inventory, changes: list) -> None:
+        from vmsentry.analyse.detectors import Truth
+        from vmsentry.analyse.drift import drift_alert
+
+        self.inventory = inventory
+        self.attributor.set_inventory(inventory)
+        fresh = Truth.from_inventory(inventory, bridge=self.bridges[0] if len(self.bridges) == 1 else None)
+        self.engine.truth.__dict__.update(fresh.__dict__)  # the detectors hold this object
+        self._set_recent_macs()
+        for change in changes:
+            alert = drift_alert(change, time.time())
+            self.timeline.record("change", alert.describe(alert), change=alert.to_dict().get("evidence"))
+            self._outputs(alert)
+
+    def _set_recent_macs(self) -> None:
+        if self.recent is None:
+            return
+        from vmsentry.model.traffic import mac_bytes
+
+        macs = {mac_bytes(nic.mac): vm.name for vm in self.inventory.vms for nic in vm.nics if mac_bytes(nic.mac)}
+        self.recent.set_macs(macs)
+
+    def _refresh_held(self, now: float, announce: bool = False) -> None:
+        self.next_held_refresh = now + HELD_REFRESH
+        if self.quarantine is None:
+            return
+        try:
+            held = self.quarantine.held()
+        except Exception as exc:  # QuarantineError: nft/libvirt unreadable now; try again later
+            if announce:
+                self.timeline.record("problem", f"quarantine state unreadable: {exc}")
+            return
+        self.held = {h.target.vm or h.target.mac: h for h in held}
+        if announce and held:
+            names = ", ".join(sorted(self.held))
+            self.timeline.record("held", f"already in quarantine: {names}", vms=sorted(self.held))
+        if self.metrics is not None:
+            self.metrics.quarantined.set(len(self.held))
+
+    def _expire(self, now: float) -> None:
+        if now >= self.next_held_refresh:
+            self._refresh_held(now)
+        for name, held in list(self.held.items()):
+            until = getattr(held, "until", None)
+            if until is None or until > now:
+                continue
+            try:
+                self.quarantine.release(name)
+            except Exception as exc:  # QuarantineError: one line, tried again at the next refresh
+                self.timeline.record("problem", f"TTL release of {name} failed: {exc}")
+                self.held.pop(name, None)
+                continue
+            self.held.pop(name, None)
+            self.timeline.record("release", f"released {name}: its quarantine TTL ran out", vm=name, why="ttl")
+            if self.metrics is not None:
+                self.metrics.quarantined.set(len(self.held))
+
+    # --- one alert --------------------------------------------------------------------------------
+    def on_raise(self, alert) -> None:
+        now = time.time()
+        data = alert.to_dict()
+        who = self.attributor.attribute(data, self.bridges)
+        decision = self.responder.decide(data, who.vm, now)
+        in_force, response, rulesets = None, None, ("", "")
+        if decision.action == "quarantine" and self.quarantine is not None and who.vm:
+            in_force, rulesets = self._hold(who, data, decision)
+            if in_force is not None:
+                response = max(0.0, in_force - alert.first_seen)
+        self._outputs(alert)
+        self._record(alert, data, who, decision, in_force, response, rulesets, now)
+
+    def _hold(self, who: Attribution, data: dict, decision):
+        from vmsentry.act.quarantine import Target
+
+        target = Target(vm=who.vm, mac=who.mac, port=who.port, bridge=who.bridge, network=who.network)
+        ttl = setting(self.config, "ttl") or None
+        before = self._ruleset()
+        try:
+            held = self.quarantine.hold(target, decision.reason, ttl, data.get("id"))
+        except Exception as exc:  # QuarantineError (nft refused, libvirt failed): one line, the watcher goes on
+            self.timeline.record(
+                "action", f"quarantine of {who.vm} failed: {exc}", vm=who.vm, method=self.quarantine.method, ok=False
+            )
+            if self.metrics is not None:
+                self.metrics.quarantine_failures.labels(self.quarantine.method).inc()
+            return None, (before, before)
+        in_force = time.time()
+        self.held[who.vm] = held
+        if self.metrics is not None:
+            self.metrics.quarantines.labels(self.quarantine.method).inc()
+            self.metrics.quarantined.set(len(self.held))
+            self.metrics.response.observe(max(0.0, in_force - data["first_seen"]))
+        return in_force, (before, self._ruleset())
+
+    def _ruleset(self) -> str:
+        try:
+            return self.quarantine.ruleset()
+        except Exception:  # the ruleset is evidence, not the response: a failure to read it is not fatal
+            return ""
+
+    def _record(self, alert, data, who: Attribution, decision, in_force, response, rulesets, now) -> None:
+        method = self.quarantine.method if self.quarantine else None
+        summary = printable(data.get("summary", data["type"]))
+        oi = self.incidents.for_alert(data, who.vm, who.mac, now)
+        self.incidents.event(oi, "detection", alert_id=data.get("id"), type=data["type"], summary=summary)
+        self.incidents.event(
+            oi, "attribution", vm=who.vm, port=who.port, bridge=who.bridge, why=who.why, forged=who.forged
+        )
+        self.incidents.event(oi, "decision", action=decision.action, reason=decision.reason, command=decision.command)
+        self.timeline.record(
+            "detection", None, alert=data.get("id"), type=data["type"], vm=who.vm, why=who.why, summary=summary
+        )
+        self.timeline.record("decision", None, alert=data.get("id"), action=decision.action, reason=decision.reason)
+        if in_force is not None:
+            ms = response * 1000
+            self.timeline.record(
+                "action",
+                f"quarantined {who.vm} ({method}, port {who.port or '?'}): {summary}; in force {ms:.0f} ms "
+                f"after the first attack frame; release: vmsentry release {who.vm}",
+                vm=who.vm,
+                method=method,
+                response_seconds=round(response, 6),
+                ok=True,
+            )
+            self.incidents.event(oi, "action", action="quarantine", method=method, vm=who.vm, ok=True)
+            self.incidents.acted(oi, in_force, response, *rulesets)
+        elif decision.action == "ask" and decision.command:
+            self.timeline.say(f"{summary}: to quarantine, run: {decision.command}")
+        elif decision.action == "quarantine" and not who.vm:
+            self.timeline.record("decision", f"{summary}: not quarantined: {who.why}", alert=data.get("id"))
+
+    def _outputs(self, alert) -> None:
+        if self.metrics is not None:
+            self.metrics.alerts.labels(alert.type).inc()
+        self._write(alert, "raised")
+        if self.syslog is not None:
+            self._guard("syslog", lambda: self.syslog.send(alert.to_dict(), self.sensor))
+
+    def _write(self, alert, phase: str) -> None:
+        self._guard("the alert output", lambda: self.writer.write(alert, phase))
+        alert.printed_count = alert.count
+
+    def _guard(self, what: str, work) -> None:
+        try:
+            work()
+        except (OSError, ValueError) as exc:
+            self.timeline.say(f"{what}: {getattr(exc, 'strerror', None) or exc}; the watcher goes on")
+
+    def _definition(self, vm: str):
+        """The VM's definition now, for the bundle's config/: libvirt's domain XML where libvirt is watched."""
+        uri = setting(self.config, "libvirt")
+        if not uri:
+            return None
+        try:
+            import libvirt
+
+            conn = libvirt.openReadOnly(uri)
+            try:
+                return (f"{vm}.xml", conn.lookupByName(vm).XMLDesc(0))
+            finally:
+                conn.close()
+        except Exception:  # libvirt gone or the VM undefined: the bundle goes without it
+            return None
+
+
+def stderr_line(message: str) -> None:
+    print(f"vmsentry: {printable(message)}", file=sys.stderr, flush=True)
