@@ -72,6 +72,8 @@ def read_domain(
                 continue
             if tag == "channel" and _is_spice_agent(el):
                 agent = el
+            elif tag == "channel":
+                _read_guest_agent(vm, el, index)
             elif tag == "graphics" and spice is None and el.get("type") == "spice":
                 spice = el
             reader = _DEVICE_READERS.get(tag)
@@ -109,6 +111,17 @@ def _is_spice_agent(channel: etree._Element) -> bool:
         return False
     target = channel.find("target")
     return target is not None and target.get("name") == "com.redhat.spice.0"
+
+
+def _read_guest_agent(vm: VM, channel: etree._Element, doc: int) -> None:
+    """The QEMU guest agent's channel: live XML says ``state='connected'`` when asking it cannot hang."""
+    target = channel.find("target")
+    if target is None or target.get("name") != "org.qemu.guest_agent.0":
+        return
+    vm.facts["libvirt.guest_agent.connected"] = {
+        "value": target.get("state") == "connected",
+        "at": element_locator(channel, doc),
+    }
 
 
 def _read_spice_agent(vm: VM, agent: etree._Element | None, graphics: etree._Element | None, doc: int) -> None:

@@ -7,9 +7,6 @@ Read-only: the connection is opened with ``openReadOnly`` where possible.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 from vmsentry.collect import libvirt_xml
 from vmsentry.collect.source_file import BadInput
 from vmsentry.model import InputError, Inventory, Source
@@ -28,61 +25,90 @@ _STATES = {
 
 def read_uri(uri: str) -> Inventory:
     inv = Inventory()
-    try:
-        import libvirt
-    except ImportError:
-        inv.errors.append(InputError(uri, "libvirt-python is not installed (pip install 'vmsentry[libvirt]')"))
+    libvirt = load_libvirt(uri, inv)
+    if libvirt is None:
         return inv
-    libvirt.registerErrorHandler(lambda *_: None, None)  # errors come back as exceptions, not stderr noise
     try:
         conn = libvirt.openReadOnly(uri)
     except libvirt.libvirtError as exc:
-        inv.errors.append(InputError(uri, f"cannot connect: {_message(exc)}"))
+        inv.errors.append(InputError(uri, f"cannot connect: {message(exc)}"))
         return inv
     try:
-        _read_networks(conn, uri, inv, libvirt)
-        _read_domains(conn, uri, inv, libvirt)
-        _read_nwfilters(conn, uri, inv, libvirt)
+        inv.extend(read_connection(conn, uri, libvirt))
     finally:
         conn.close()
     return inv
 
 
-def _message(exc: Exception) -> str:
+def load_libvirt(uri: str, inv: Inventory):
+    """The libvirt module, quiet (errors come back as exceptions, not stderr noise); None with one error
+    in ``inv`` when libvirt-python is missing."""
+    try:
+        import libvirt
+    except ImportError:
+        inv.errors.append(InputError(uri, "libvirt-python is not installed (pip install 'vmsentry[libvirt]')"))
+        return None
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    return libvirt
+
+
+def read_connection(conn, uri: str, libvirt, agent: bool = False) -> Inventory:
+    """Every network, domain and nwfilter of an open connection, not yet linked (``libvirt_link.link``).
+    ``agent``: also ask a running domain's connected guest agent for its addresses (needs a read-write
+    connection; a refusal is passed over)."""
+    inv = Inventory()
+    for net in _listed(conn.listAllNetworks, "network", uri, inv, libvirt):
+        inv.extend(network_part(net, uri, libvirt))
+    for dom in _listed(conn.listAllDomains, "domain", uri, inv, libvirt):
+        inv.extend(domain_part(dom, uri, libvirt, agent))
+    for flt in _listed(conn.listAllNWFilters, "nwfilter", uri, inv, libvirt, listing_may_fail=True):
+        # drivers without nwfilter support (test:///) simply have none
+        inv.extend(_document(flt, "nwfilter", uri, libvirt))
+    return inv
+
+
+def message(exc: Exception) -> str:
     get = getattr(exc, "get_error_message", None)
     return (get() if get else None) or str(exc)
 
 
-def _documents(
-    list_all, kind: str, uri: str, inv: Inventory, libvirt, xml_of=None, listing_may_fail: bool = False
-) -> Iterator[tuple[Any, Inventory]]:
-    """(object, what its XML holds) for each object ``list_all()`` returns, its source ``URI#KIND=NAME``.
-    A listing that fails is one error (none when ``listing_may_fail``: the driver has no such objects);
-    an object whose XML cannot be fetched or read is one error and the others are still read.
-    ``xml_of(object)`` fetches the XML (default ``XMLDesc(0)``)."""
+def _listed(list_all, kind: str, uri: str, inv: Inventory, libvirt, listing_may_fail: bool = False):
+    """Each object ``list_all()`` returns; a listing that fails is one error in ``inv``
+    (none when ``listing_may_fail``: the driver has no such objects)."""
     try:
         objects = list_all()
     except libvirt.libvirtError as exc:
         if not listing_may_fail:
-            inv.errors.append(InputError(uri, f"cannot list {kind}s: {_message(exc)}"))
+            inv.errors.append(InputError(uri, f"cannot list {kind}s: {message(exc)}"))
         return
-    for obj in objects:
-        source = Source(uri=f"{uri}#{kind}={obj.name()}")
+    yield from objects
+
+
+def _document(obj, kind: str, uri: str, libvirt, xml_of=None) -> Inventory:
+    """What one object's XML holds, its source ``URI#KIND=NAME``; an object whose XML cannot be fetched
+    or read is one error. ``xml_of(object)`` fetches the XML (default ``XMLDesc(0)``)."""
+    where = f"{uri}#{kind}"
+    try:
+        where = f"{uri}#{kind}={obj.name()}"
+        xml = xml_of(obj) if xml_of is not None else obj.XMLDesc(0)
+        return libvirt_xml.read_document_bytes(xml.encode(), Source(uri=where))
+    except (libvirt.libvirtError, BadInput) as exc:
+        part = Inventory()
+        part.errors.append(InputError(where, message(exc)))
+        return part
+
+
+def network_part(net, uri: str, libvirt) -> Inventory:
+    """One network: its definition, whether it is active and its dynamic DHCP leases."""
+    part = _document(net, "network", uri, libvirt)
+    for network in part.networks:
         try:
-            xml = xml_of(obj) if xml_of is not None else obj.XMLDesc(0)
-            part = libvirt_xml.read_document_bytes(xml.encode(), source)
-        except (libvirt.libvirtError, BadInput) as exc:
-            inv.errors.append(InputError(source.uri, _message(exc)))
-            continue
-        yield obj, part
-
-
-def _read_networks(conn, uri: str, inv: Inventory, libvirt) -> None:
-    for net, part in _documents(conn.listAllNetworks, "network", uri, inv, libvirt):
-        for network in part.networks:
-            network.facts["libvirt.active"] = {"value": bool(net.isActive()), "at": "virNetworkIsActive"}
-            _add_leases(net, network, libvirt)
-        inv.extend(part)
+            active = bool(net.isActive())
+        except libvirt.libvirtError:
+            active = False
+        network.facts["libvirt.active"] = {"value": active, "at": "virNetworkIsActive"}
+        _add_leases(net, network, libvirt)
+    return part
 
 
 def _add_leases(net, network, libvirt) -> None:
@@ -97,7 +123,10 @@ def _add_leases(net, network, libvirt) -> None:
         slot["value"].update(found)
 
 
-def _read_domains(conn, uri: str, inv: Inventory, libvirt) -> None:
+def domain_part(dom, uri: str, libvirt, agent: bool = False) -> Inventory:
+    """One domain: its live definition, its state and (running, real drivers) its NICs' addresses from
+    the DHCP leases and, with ``agent``, from a connected guest agent."""
+
     def secure_xml(dom) -> str:
         # The secure flag would reveal console passwords; presence is all we need and the parser
         # records only that, but a read-only connection may not be allowed it: fall back.
@@ -106,26 +135,28 @@ def _read_domains(conn, uri: str, inv: Inventory, libvirt) -> None:
         except libvirt.libvirtError:
             return dom.XMLDesc(0)
 
-    for dom, part in _documents(conn.listAllDomains, "domain", uri, inv, libvirt, secure_xml):
-        for vm in part.vms:
-            try:
-                vm.state = _STATES.get(dom.state()[0], "unknown")
-            except libvirt.libvirtError:
-                vm.state = "unknown"
-            # The test driver invents interface addresses (and libvirt 9.0's crashes on some fixtures):
-            # only real drivers are asked for leases.
-            if vm.state == "running" and not uri.startswith("test:"):
-                _add_interface_addresses(dom, vm, libvirt)
-        inv.extend(part)
+    part = _document(dom, "domain", uri, libvirt, secure_xml)
+    for vm in part.vms:
+        try:
+            vm.state = _STATES.get(dom.state()[0], "unknown")
+        except libvirt.libvirtError:
+            vm.state = "unknown"
+        # The test driver invents interface addresses (and libvirt 9.0's crashes on some fixtures):
+        # only real drivers are asked for leases.
+        if vm.state == "running" and not uri.startswith("test:"):
+            _add_interface_addresses(dom, vm, libvirt, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
+            if agent and vm.facts.get("libvirt.guest_agent.connected", {}).get("value"):
+                _add_interface_addresses(dom, vm, libvirt, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT)
+    return part
 
 
-def _add_interface_addresses(dom, vm, libvirt) -> None:
+def _add_interface_addresses(dom, vm, libvirt, source: int) -> None:
     try:
-        addresses = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
+        addresses = dom.interfaceAddresses(source)
     except libvirt.libvirtError:
         return
     by_mac = {}
-    for info in addresses.values():
+    for info in (addresses or {}).values():
         hwaddr = (info.get("hwaddr") or "").lower()
         for addr in info.get("addrs") or []:
             if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and hwaddr:
@@ -133,9 +164,3 @@ def _add_interface_addresses(dom, vm, libvirt) -> None:
     for nic in vm.nics:
         if nic.ip is None and nic.mac in by_mac:
             nic.ip = by_mac[nic.mac]
-
-
-def _read_nwfilters(conn, uri: str, inv: Inventory, libvirt) -> None:
-    # drivers without nwfilter support (test:///) simply have none
-    for _, part in _documents(conn.listAllNWFilters, "nwfilter", uri, inv, libvirt, listing_may_fail=True):
-        inv.extend(part)

@@ -67,7 +67,8 @@ class DetectCommand(Command):
         from vmsentry.analyse.detectors import Engine
         from vmsentry.analyse.detectors.tunables import TunableError, with_overrides
         from vmsentry.collect.traffic import BadTrafficInput, TrafficStream, open_inputs
-        from vmsentry.collect.traffic.live import LiveError, LiveReader
+        from vmsentry.collect.traffic.live import LiveError
+        from vmsentry.collect.traffic.ring import RingReader
         from vmsentry.collect.traffic.tail import Follow
         from vmsentry.report import alerts as report
 
@@ -93,12 +94,13 @@ class DetectCommand(Command):
         if args.interface:
             gc.enable()  # a watcher runs for long: let the collector work
             readers.append(
-                LiveReader(
-                    args.interface,
+                RingReader(
+                    [args.interface],
                     stop=lambda: bool(stopping),
                     duration=args.duration,
                     max_packets=args.count,
                     on_ready=lambda: print(f"vmsentry: watching {args.interface}", file=sys.stderr, flush=True),
+                    on_problem=lambda _, line: print(f"vmsentry: {printable(line)}", file=sys.stderr, flush=True),
                 )
             )
         fmt = args.format or (

@@ -66,16 +66,16 @@ def apply_json(payload: str, netns: str | None = None) -> None:
     """One atomic transaction: all of it or nothing."""
     p = run_nft(["-j", "-f", "-"], netns, stdin=payload)
     if p.returncode != 0:
-        raise NftError("nft refused the ruleset, nothing was changed: " + _first_errors(p.stderr))
+        raise NftError("nft refused the ruleset, nothing was changed: " + first_errors(p.stderr))
 
 
 def apply_text(text: str, netns: str | None = None) -> None:
     p = run_nft(["-f", "-"], netns, stdin=text)
     if p.returncode != 0:
-        raise NftError("nft refused the ruleset, nothing was changed: " + _first_errors(p.stderr))
+        raise NftError("nft refused the ruleset, nothing was changed: " + first_errors(p.stderr))
 
 
-def _first_errors(stderr: str) -> str:
+def first_errors(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     errs = [ln for ln in lines if "Error" in ln] or lines
     return "; ".join(errs[:3])[:600] or "(no message)"
@@ -107,7 +107,7 @@ def split_tables(listing: str) -> dict[tuple[str, str], str]:
 def list_ruleset(netns: str | None = None, stateless: bool = True) -> str:
     p = run_nft((["-s"] if stateless else []) + ["list", "ruleset"], netns)
     if p.returncode != 0:
-        raise NftError("cannot list the ruleset: " + _first_errors(p.stderr))
+        raise NftError("cannot list the ruleset: " + first_errors(p.stderr))
     return p.stdout
 
 
@@ -165,7 +165,7 @@ def canonical(payload: str) -> str | None:
     if p.returncode == 97:
         raise NftError(
             "the kernel refuses this ruleset (checked in a private namespace; nothing was changed): "
-            + _first_errors(p.stderr)
+            + first_errors(p.stderr)
         )
     if p.returncode != 0:
         return None
