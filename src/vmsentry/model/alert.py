@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from vmsentry.model.findings import SEVERITY_RANK
+from vmsentry.model.signatures import alert_id, signature
 
 MAX_VICTIMS = 50
 MAX_PORTS = 100
@@ -26,7 +27,11 @@ class Alert:
         "victims_total",
         "ports_total",
         "printed_count",
+        "key",
+        "opened",
+        "_first_attacker",
         "_raw",
+        "_id",
     )
 
     def __init__(
@@ -38,6 +43,7 @@ class Alert:
         confidence: float,
         describe: Callable[[Alert], str],
         evidence: dict | None = None,
+        key=None,
     ) -> None:
         self.type = type
         self.severity = severity
@@ -53,7 +59,21 @@ class Alert:
         self.victims_total = 0
         self.ports_total = 0
         self.printed_count = -1
+        # what the incident is kept under (Detector.incident sets it) and when it began: its stable id
+        self.key = key
+        self.opened = ts
+        self._first_attacker = (attacker.get("mac"), attacker.get("ip"), attacker.get("vm"))
         self._raw: set = set()
+        self._id: str | None = None
+
+    @property
+    def id(self) -> str:
+        """Stable across the lines written about this incident and across runs over the same input."""
+        if self._id is None:
+            # made outside a detector (no key): the attacker as first seen names it
+            key = self.key if self.key is not None else self._first_attacker
+            self._id = alert_id(self.type, key, self.opened)
+        return self._id
 
     def victim_once(self, raw, make: Callable[[], dict]) -> None:
         """``victim(make())`` unless ``raw`` (e.g. the address bytes) was added before: cheap repeats."""
@@ -103,7 +123,8 @@ class Alert:
             evidence["victims_total"] = self.victims_total
         if self.ports_total > len(self.ports):
             evidence["ports_total"] = self.ports_total
-        return {
+        d = {
+            "id": self.id,
             "type": self.type,
             "severity": self.severity,
             "first_seen": round(self.first_seen, 6),
@@ -116,6 +137,10 @@ class Alert:
             "summary": self.describe(self),
             "evidence": _plain(evidence),
         }
+        sig = signature(d)
+        d["signature_id"] = sig.id
+        d["attack_ids"] = list(sig.attack_ids)
+        return d
 
     def sort_key(self) -> tuple:
         """Worst first: severity, then confidence, then size, then time."""

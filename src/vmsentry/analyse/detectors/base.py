@@ -83,6 +83,8 @@ class Detector:
         if alert is not None and ts - alert.last_seen <= self.tun.suppress:
             return alert
         alert = make()
+        if alert.key is None:
+            alert.key = key  # the alert's stable id is made from it
         self.open.put(key, alert)
         self.sink.raised(alert)
         return alert
