@@ -66,20 +66,21 @@ class WatchCommand(Command):
         p.add_argument("--duration", type=seconds, metavar="S", help="stop after S seconds")
 
     def run(self, args: argparse.Namespace) -> int:
+        from vmsentry.collect.traffic.live import LiveError
         from vmsentry.watch import netns
         from vmsentry.watch.config import ConfigError, watch_config
         from vmsentry.watch.metrics import Metrics, MetricsError
         from vmsentry.watch.service import Watcher, WatchError
 
-        if args.model:
-            raise FatalError("--model: behaviour models (vmsentry baseline) are not part of this version yet")
         with reraise_as(FatalError, ConfigError):
             config = watch_config(args)
-        ns = getattr(config, "netns", None)
+        if config.model:
+            raise FatalError("--model: behaviour models (vmsentry baseline) are not part of this version yet")
+        ns = config.netns
         # before any thread: the private mount table that lets /sys show the namespace's bridges
         own_sysfs = netns.private_mounts() if ns else True
         metrics = None
-        address = getattr(config, "metrics", None)
+        address = config.metrics
         if address:
             metrics = Metrics()
             with reraise_as(FatalError, MetricsError, ValueError):
@@ -92,5 +93,5 @@ class WatchCommand(Command):
             watcher.timeline.say(
                 f"--netns {ns}: /sys could not be remounted: attacker attribution uses the inventory only"
             )
-        with reraise_as(FatalError, WatchError):
+        with reraise_as(FatalError, WatchError, LiveError):
             return watcher.run()

@@ -20,6 +20,8 @@ import socket
 import sys
 import time
 
+from vmsentry.act.quarantine import QuarantineError, Target
+from vmsentry.act.response import expired
 from vmsentry.model.text import printable
 from vmsentry.watch.attribution import SYSFS_NET, Attribution, Attributor
 from vmsentry.watch.config import setting
@@ -83,7 +85,8 @@ class Watcher:
         truth = Truth.from_inventory(self.inventory, bridge=self.bridges[0] if len(self.bridges) == 1 else None)
         if not (self.inventory.vms or self.inventory.networks):
             truth = Truth()
-        self.responder = Responder(config)
+        host_macs = [n.host_mac for n in self.inventory.networks if n.host_mac]
+        self.responder = Responder(config, held=lambda: list(self.held), host_macs=host_macs)
         if setting(config, "respond", "observe") != "observe":
             self.quarantine = self._open_quarantine()
         self._open_outputs()
@@ -121,10 +124,7 @@ class Watcher:
             uris.append(uri)
         if not (paths or uris):
             return Inventory()
-        try:
-            inv, _ = collect(paths, uris)
-        except Exception as exc:  # a libvirt connection refused: the collector's own one-line message
-            raise WatchError(f"inventory: {printable(str(exc))}") from None
+        inv, _ = collect(paths, uris)  # (a libvirt URI that cannot be read is an error entry, said below)
         for err in inv.errors:
             self.timeline.say(err.line())
         return inv
@@ -140,14 +140,18 @@ class Watcher:
         if method == "libvirt":
             from vmsentry.act.quarantine.libvirt import LibvirtQuarantine
 
-            return LibvirtQuarantine(setting(self.config, "libvirt") or "qemu:///system")
+            try:
+                return LibvirtQuarantine(setting(self.config, "libvirt") or "qemu:///system")
+            except QuarantineError as exc:
+                raise WatchError(f"--quarantine libvirt: {exc}") from None
         from vmsentry.act.quarantine.nft import NftQuarantine
 
-        forensics = setting(self.config, "forensics_port") or {"proto": "tcp", "port": 22}
-        if isinstance(forensics, dict):
-            forensics = (forensics.get("proto", "tcp"), forensics.get("port", 22))
-        host_ips = tuple(n.host_address for n in self.inventory.networks if n.host_address)
-        return NftQuarantine(netns=None, forensics=forensics, host_ips=host_ips)
+        config = self.config
+        host_ips = config.host_addresses or tuple(n.host_address for n in self.inventory.networks if n.host_address)
+        try:  # netns None: the watcher has entered --netns itself
+            return NftQuarantine(None, config.forensics_port, host_ips, config.host_ports)
+        except QuarantineError as exc:
+            raise WatchError(f"--quarantine nft: {exc}") from None
 
     def _open_outputs(self) -> None:
         from vmsentry.report.alerts import AlertWriter
@@ -274,7 +278,7 @@ class Watcher:
             return
         try:
             held = self.quarantine.held()
-        except Exception as exc:  # QuarantineError: nft/libvirt unreadable now; try again later
+        except QuarantineError as exc:  # nft/libvirt unreadable now: try again later
             if announce:
                 self.timeline.record("problem", f"quarantine state unreadable: {exc}")
             return
@@ -288,17 +292,15 @@ class Watcher:
     def _expire(self, now: float) -> None:
         if now >= self.next_held_refresh:
             self._refresh_held(now)
-        for name, held in list(self.held.items()):
-            until = getattr(held, "until", None)
-            if until is None or until > now:
-                continue
+        for held in expired(list(self.held.values()), now):
+            name = held.target.vm or held.target.mac
+            self.held.pop(name, None)
             try:
                 self.quarantine.release(name)
-            except Exception as exc:  # QuarantineError: one line, tried again at the next refresh
+            except QuarantineError as exc:  # one line; the next refresh reads the state again
                 self.timeline.record("problem", f"TTL release of {name} failed: {exc}")
-                self.held.pop(name, None)
                 continue
-            self.held.pop(name, None)
+            self.responder.forget(name)
             self.timeline.record("release", f"released {name}: its quarantine TTL ran out", vm=name, why="ttl")
             if self.metrics is not None:
                 self.metrics.quarantined.set(len(self.held))
@@ -318,14 +320,12 @@ class Watcher:
         self._record(alert, data, who, decision, in_force, response, rulesets, now)
 
     def _hold(self, who: Attribution, data: dict, decision):
-        from vmsentry.act.quarantine import Target
-
         target = Target(vm=who.vm, mac=who.mac, port=who.port, bridge=who.bridge, network=who.network)
-        ttl = setting(self.config, "ttl") or None
         before = self._ruleset()
         try:
-            held = self.quarantine.hold(target, decision.reason, ttl, data.get("id"))
-        except Exception as exc:  # QuarantineError (nft refused, libvirt failed): one line, the watcher goes on
+            held = self.quarantine.hold(target, decision.reason, decision.ttl, data.get("id"))
+        except QuarantineError as exc:  # nft refused, libvirt failed: one line, the watcher goes on
+            self.responder.forget(who.vm)
             self.timeline.record(
                 "action", f"quarantine of {who.vm} failed: {exc}", vm=who.vm, method=self.quarantine.method, ok=False
             )
@@ -343,7 +343,7 @@ class Watcher:
     def _ruleset(self) -> str:
         try:
             return self.quarantine.ruleset()
-        except Exception:  # the ruleset is evidence, not the response: a failure to read it is not fatal
+        except QuarantineError:  # the ruleset is evidence, not the response: a failure to read it is not fatal
             return ""
 
     def _record(self, alert, data, who: Attribution, decision, in_force, response, rulesets, now) -> None:
@@ -401,13 +401,15 @@ class Watcher:
             return None
         try:
             import libvirt
-
+        except ImportError:
+            return None
+        try:
             conn = libvirt.openReadOnly(uri)
             try:
                 return (f"{vm}.xml", conn.lookupByName(vm).XMLDesc(0))
             finally:
                 conn.close()
-        except Exception:  # libvirt gone or the VM undefined: the bundle goes without it
+        except libvirt.libvirtError:  # libvirt gone or the VM undefined: the bundle goes without it
             return None
 
 
