@@ -36,21 +36,22 @@ def vm_changes(old: VM | None, new: VM | None) -> list[Change]:
     if new is None:
         return [Change(old.name, "vm_removed", _vm_value(old), None, _where(old))]
     name = new.name
+    at = _where(new)
     out: list[Change] = []
     if old.state and new.state and old.state != new.state:
         out.append(Change(name, "state", old.state, new.state, _where(new)))
-    out.extend(_nic_changes(name, old.nics, new.nics))
-    out.extend(_listener_changes(name, old.listeners, new.listeners))
+    out.extend(_nic_changes(name, old.nics, new.nics, at))
+    out.extend(_listener_changes(name, old.listeners, new.listeners, at))
     old_shares = {_share_value(s) for s in old.shares}
     for share in new.shares:
         value = _share_value(share)
         if value not in old_shares:
-            out.append(Change(name, "share_added", None, value, share.locator, item=share.guest_tag))
+            out.append(Change(name, "share_added", None, value, _at(at, share.locator), item=share.guest_tag))
     old_forwards = {_forward_value(f) for f in old.forwards}
     for fwd in new.forwards:
         value = _forward_value(fwd)
         if value not in old_forwards:
-            out.append(Change(name, "forward_added", None, value, fwd.locator, item=fwd.nic))
+            out.append(Change(name, "forward_added", None, value, _at(at, fwd.locator), item=fwd.nic))
     return out
 
 
@@ -146,28 +147,28 @@ def _nic_value(nic: Nic) -> dict:
     }
 
 
-def _nic_changes(vm: str, old: list[Nic], new: list[Nic]) -> Iterator[Change]:
+def _nic_changes(vm: str, old: list[Nic], new: list[Nic], at: str | None) -> Iterator[Change]:
     before = {_nic_key(n): n for n in old}
     after = {_nic_key(n): n for n in new}
     for key, nic in after.items():
         prev = before.get(key)
         item = _nic_item(nic)
         if prev is None:
-            yield Change(vm, "nic_added", None, _nic_value(nic), nic.locator, item)
+            yield Change(vm, "nic_added", None, _nic_value(nic), _at(at, nic.locator), item)
             continue
         if prev.network != nic.network:
-            yield Change(vm, "nic_network", prev.network, nic.network, nic.locator, item)
+            yield Change(vm, "nic_network", prev.network, nic.network, _at(at, nic.locator), item)
         elif prev.bridge != nic.bridge and prev.bridge and nic.bridge:
             # the network says the bridge when both name one; a bridge only on one side is the live XML
             # naming what the stored definition leaves to the network
-            yield Change(vm, "nic_bridge", prev.bridge, nic.bridge, nic.locator, item)
+            yield Change(vm, "nic_bridge", prev.bridge, nic.bridge, _at(at, nic.locator), item)
         if prev.mode != nic.mode:
-            yield Change(vm, "nic_mode", prev.mode, nic.mode, nic.locator, item)
+            yield Change(vm, "nic_mode", prev.mode, nic.mode, _at(at, nic.locator), item)
         if _filter_value(prev) != _filter_value(nic):
-            yield Change(vm, "nic_filter", _filter_value(prev), _filter_value(nic), nic.locator, item)
+            yield Change(vm, "nic_filter", _filter_value(prev), _filter_value(nic), _at(at, nic.locator), item)
     for key, nic in before.items():
         if key not in after:
-            yield Change(vm, "nic_removed", _nic_value(nic), None, nic.locator, _nic_item(nic))
+            yield Change(vm, "nic_removed", _nic_value(nic), None, _at(at, nic.locator), _nic_item(nic))
 
 
 # ----------------------------------------------------------------------------------------- listeners
@@ -186,7 +187,7 @@ def _listener_identity(listener: Listener) -> tuple:
     return (listener.kind, listener.transport, listener.address, listener.auth, listener.tls)
 
 
-def _listener_changes(vm: str, old: list[Listener], new: list[Listener]) -> Iterator[Change]:
+def _listener_changes(vm: str, old: list[Listener], new: list[Listener], at: str | None) -> Iterator[Change]:
     before = {_listener_identity(x) for x in old}
     after = {_listener_identity(x) for x in new}
     # a listener of the same kind and transport that went away is the one that moved
@@ -198,9 +199,11 @@ def _listener_changes(vm: str, old: list[Listener], new: list[Listener]) -> Iter
         value = _listener_value(listener)
         if moved is not None:
             gone.remove(moved)
-            yield Change(vm, "listener_changed", _listener_value(moved), value, listener.locator, listener.kind)
+            yield Change(
+                vm, "listener_changed", _listener_value(moved), value, _at(at, listener.locator), listener.kind
+            )
         else:
-            yield Change(vm, "listener_added", None, value, listener.locator, listener.kind)
+            yield Change(vm, "listener_added", None, value, _at(at, listener.locator), listener.kind)
 
 
 # ------------------------------------------------------------------------------------------- values
@@ -231,6 +234,13 @@ def _network_value(net: Network) -> dict:
 def _where(record: VM | Network) -> str | None:
     source = record.source
     return source.uri or source.file
+
+
+def _at(source: str | None, locator: str | None) -> str | None:
+    """The file or URI and the place in it: "qemu:///system#domain=web: line 24, /domain/devices/interface"."""
+    if source and locator:
+        return f"{source}: {locator}"
+    return source or locator
 
 
 def _pairs(old: Iterable, new: Iterable) -> Iterator[tuple]:

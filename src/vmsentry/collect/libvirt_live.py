@@ -7,6 +7,8 @@ Read-only: the connection is opened with ``openReadOnly`` where possible.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from vmsentry.collect import libvirt_xml
 from vmsentry.collect.source_file import BadInput
 from vmsentry.model import InputError, Inventory, Source
@@ -56,15 +58,34 @@ def read_connection(conn, uri: str, libvirt, agent: bool = False) -> Inventory:
     """Every network, domain and nwfilter of an open connection, not yet linked (``libvirt_link.link``).
     ``agent``: also ask a running domain's connected guest agent for its addresses (needs a read-write
     connection; a refusal is passed over)."""
-    inv = Inventory()
-    for net in _listed(conn.listAllNetworks, "network", uri, inv, libvirt):
-        inv.extend(network_part(net, uri, libvirt))
-    for dom in _listed(conn.listAllDomains, "domain", uri, inv, libvirt):
-        inv.extend(domain_part(dom, uri, libvirt, agent))
-    for flt in _listed(conn.listAllNWFilters, "nwfilter", uri, inv, libvirt, listing_may_fail=True):
-        # drivers without nwfilter support (test:///) simply have none
-        inv.extend(_document(flt, "nwfilter", uri, libvirt))
+    parts = read_parts(conn, uri, libvirt, agent)
+    inv = Inventory(errors=parts.errors)
+    for part in (*parts.networks.values(), *parts.domains.values(), parts.nwfilters):
+        inv.extend(part)
     return inv
+
+
+@dataclass
+class Parts:
+    """What a connection holds, per object, so that one object can be read again on its own."""
+
+    networks: dict[str, Inventory] = field(default_factory=dict)  # network name -> its reading
+    domains: dict[str, Inventory] = field(default_factory=dict)  # domain UUID -> its reading
+    nwfilters: Inventory = field(default_factory=Inventory)
+    errors: list[InputError] = field(default_factory=list)  # listings that failed
+
+
+def read_parts(conn, uri: str, libvirt, agent: bool = False) -> Parts:
+    parts = Parts()
+    listing = Inventory(errors=parts.errors)
+    for net in _listed(conn.listAllNetworks, "network", uri, listing, libvirt):
+        parts.networks[net.name()] = network_part(net, uri, libvirt)
+    for dom in _listed(conn.listAllDomains, "domain", uri, listing, libvirt):
+        parts.domains[dom.UUIDString()] = domain_part(dom, uri, libvirt, agent)
+    for flt in _listed(conn.listAllNWFilters, "nwfilter", uri, listing, libvirt, listing_may_fail=True):
+        # drivers without nwfilter support (test:///) simply have none
+        parts.nwfilters.extend(_document(flt, "nwfilter", uri, libvirt))
+    return parts
 
 
 def message(exc: Exception) -> str:
