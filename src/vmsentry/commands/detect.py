@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import socket
 import stat
 import sys
 
 from vmsentry.commands.base import Command, FatalError, reraise_as, seconds, write
 from vmsentry.model.text import printable
 
-FORMATS = ("text", "json", "jsonl")
+FORMATS = ("text", "json", "jsonl", "eve", "ecs")
 
 
 class DetectCommand(Command):
@@ -42,7 +43,14 @@ class DetectCommand(Command):
             "--format",
             choices=FORMATS,
             default=None,
-            help="default: jsonl with --follow, else text on a terminal and json otherwise",
+            help="default: jsonl with --follow, else text on a terminal and json otherwise; eve: Suricata eve.json "
+            "alert events, ecs: Elastic Common Schema 8.x documents (one JSON object per line)",
+        )
+        p.add_argument(
+            "--syslog",
+            metavar="URL",
+            help="also send each alert as RFC 5424 syslog with a CEF payload: udp://HOST:PORT, tcp://HOST:PORT, "
+            "unix:///dev/log or a socket path",
         )
         p.add_argument(
             "--follow",
@@ -59,7 +67,13 @@ class DetectCommand(Command):
             metavar="DETECTOR.NAME=VALUE",
             help="change a tunable (see docs/detection.md; repeatable)",
         )
-        p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
+        p.add_argument(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="write the report here instead of stdout (atomically; with --follow each line is appended and "
+            "flushed as it comes)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         import signal
@@ -71,6 +85,7 @@ class DetectCommand(Command):
         from vmsentry.collect.traffic.ring import RingReader
         from vmsentry.collect.traffic.tail import Follow
         from vmsentry.report import alerts as report
+        from vmsentry.report.output import OutputError
 
         if not (args.pcaps or args.interface or args.zeek or args.eve):
             raise FatalError("nothing to read: give a PCAP, --interface, --zeek or --eve")
@@ -106,28 +121,50 @@ class DetectCommand(Command):
         fmt = args.format or (
             "jsonl" if args.follow else "text" if args.output is None and sys.stdout.isatty() else "json"
         )
+        sensor = socket.gethostname()
+        # a line format is written as alerts are raised (and grow: "final" lines) to stdout, or with --follow
+        # appended to -o; without --follow, -o gets each alert once, atomically, at the end
+        writer = None
+        if fmt in report.LINE_FORMATS and fmt != "text" and (args.follow or args.output is None):
+            with reraise_as(FatalError, OutputError):
+                writer = report.AlertWriter(fmt, args.output if args.follow else None, sensor, args.interface)
+        syslog = None
+        if args.syslog:
+            from vmsentry.report.syslog import SyslogError, SyslogSender
+
+            with reraise_as(FatalError, SyslogError):
+                syslog = SyslogSender(args.syslog, sensor)
 
         def announce(alert) -> None:
-            sys.stdout.write(report.alert_line(alert))
-            sys.stdout.flush()
-            alert.printed_count = alert.count
+            if writer is not None:
+                writer.write(alert)
+            if syslog is not None:
+                syslog.send(alert.to_dict(), sensor, args.interface)
 
-        engine = Engine(truth, tunables, on_raise=announce if fmt == "jsonl" else None)
+        engine = Engine(truth, tunables, on_raise=announce if writer or syslog else None)
         stream = TrafficStream()
-        with reraise_as(FatalError, LiveError):
-            for batch in stream.batches(readers):
-                engine.feed(batch)
-        alerts = engine.finish()
+        try:
+            with reraise_as(FatalError, LiveError):
+                for batch in stream.batches(readers):
+                    engine.feed(batch)
+            alerts = engine.finish()
+        finally:
+            if syslog is not None:
+                syslog.close()
         stream.stats.finish()
         stats = stream.stats.to_dict()
         stats["evicted"].update(engine.evicted)
         stats["inventory"] = args.inventory if truth.known else []
-        if fmt == "jsonl":
+        if writer is not None:
             for alert in alerts:
                 if alert.count != alert.printed_count:
-                    sys.stdout.write(report.alert_line(alert, "final"))
-            sys.stdout.write(report.stats_line(stats))
-            sys.stdout.flush()
+                    writer.write(alert, "final")
+            writer.stats(stats)
+            writer.close()
+        elif fmt in ("jsonl", "eve", "ecs"):
+            lines = report.AlertWriter(fmt, None, sensor, args.interface)
+            text = "".join(lines.line(a, "final") for a in alerts)
+            write(text + (report.stats_line(stats) if fmt == "jsonl" else ""), args.output)
         else:
             write((report.render_json if fmt == "json" else report.render_text)(alerts, stats), args.output)
         damaged = sum(n for kind, n in stats["problems"].items() if kind.startswith(report.DAMAGE))

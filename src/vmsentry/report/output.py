@@ -115,3 +115,21 @@ def _replace(path: str, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise OutputError(f"{path}: cannot write: {_reason(exc)}") from None
         raise
+
+
+def open_append(path: str):
+    """``path`` opened to add lines at its end (``-o`` with ``--follow``, the watcher's log), created with
+    0666 less the umask if missing. A symbolic link at ``path`` is refused rather than followed (another
+    user could point it at a file root should not grow), a folder or block device too; a FIFO or character
+    device is written into. Returns a binary file object; ``OutputError`` says why not."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, _new_file_mode())
+    except OSError as exc:
+        reason = "a symbolic link" if exc.errno == 40 else _reason(exc)  # ELOOP: O_NOFOLLOW met a link
+        raise OutputError(f"{path}: cannot write: {reason}") from None
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        os.close(fd)
+        raise OutputError(f"{path}: cannot write: not a regular file")
+    return os.fdopen(fd, "ab", buffering=0)
