@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from vmsentry.model.traffic import mac_bytes
+from vmsentry.report.incident import IncidentError
 
 WINDOW = 30.0  # seconds of frames kept around an incident, before the first alert and after the response
 
@@ -101,7 +102,7 @@ class Incidents:
         try:
             result = work()
             return True if result is None else result
-        except (OSError, ValueError) as exc:
+        except (IncidentError, OSError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             self.timeline.record("problem", f"evidence: cannot {what}: {reason}; the watcher goes on")
             return None

@@ -23,6 +23,7 @@ import time
 from vmsentry.act.quarantine import QuarantineError, Target
 from vmsentry.act.response import expired
 from vmsentry.model.text import printable
+from vmsentry.report.output import OutputError
 from vmsentry.watch.attribution import SYSFS_NET, Attribution, Attributor
 from vmsentry.watch.config import setting
 from vmsentry.watch.incidents import Incidents
@@ -49,6 +50,7 @@ class Watcher:
         self.held: dict[str, object] = {}  # vm (or MAC) -> act.quarantine.Held
         self.next_held_refresh = 0.0
         self.inventory = None
+        self.static_inventory: dict | None = None
         self.bridges: list[str] = []
         self.quarantine = None
         self.responder = None
@@ -96,35 +98,43 @@ class Watcher:
 
             self.recent = RecentFrames()
             self._set_recent_macs()
-            try:
-                store = IncidentStore(evidence)
-            except OSError as exc:
-                raise WatchError(f"--evidence {evidence}: {exc.strerror}") from None
-            self.incidents = Incidents(store, self.recent, self.timeline, self.inventory.to_dict, self._definition)
+            store = IncidentStore(evidence)
+            self.incidents = Incidents(
+                store, self.recent, self.timeline, lambda: self.inventory.to_dict(), self._definition
+            )
         else:
-            self.incidents = Incidents(None, None, self.timeline, self.inventory.to_dict, self._definition)
+            self.incidents = Incidents(None, None, self.timeline, lambda: self.inventory.to_dict(), self._definition)
         self.stream = TrafficStream()
         self.engine = Engine(truth, on_raise=self.on_raise)
-        if setting(config, "libvirt"):
-            self._follow_libvirt(config.libvirt)
         self._refresh_held(time.time(), announce=True)
 
     def _load_inventory(self):
+        """From --inventory files (and URIs), and with --libvirt from the follower that keeps it current."""
         from vmsentry.collect import collect
         from vmsentry.model import Inventory
 
-        specs = list(setting(self.config, "inventory") or [])
-        uri = setting(self.config, "libvirt")
+        specs = list(setting(self.config, "inventory", ()))
         uris = [s for s in specs if "://" in s or s.startswith(("qemu:", "test:", "xen:", "lxc:"))]
         paths = [s for s in specs if s not in uris]
         for path in paths:
             if not os.path.exists(path):
                 raise WatchError(f"{path}: no such file or folder")
+        inv = Inventory()
+        if paths or uris:
+            inv, _ = collect(paths, uris)  # (a source that cannot be read is an error entry, said below)
+        uri = setting(self.config, "libvirt")
         if uri:
-            uris.append(uri)
-        if not (paths or uris):
-            return Inventory()
-        inv, _ = collect(paths, uris)  # (a libvirt URI that cannot be read is an error entry, said below)
+            from vmsentry.analyse.drift import inventory_changes
+            from vmsentry.collect.libvirt_events import LibvirtFollower
+
+            self.follower = LibvirtFollower(
+                uri,
+                on_change=lambda new, changes: self.changes.put((new, changes)),
+                on_problem=lambda message: self.timeline.record("problem", f"libvirt {uri}: {message}"),
+                diff=inventory_changes,
+            )
+            self.static_inventory = inv.to_dict()
+            inv.extend(self.follower.start())
         for err in inv.errors:
             self.timeline.say(err.line())
         return inv
@@ -159,24 +169,13 @@ class Watcher:
         config = self.config
         iface = self.bridges[0] if len(self.bridges) == 1 else None
         try:
-            self.writer = AlertWriter(
-                setting(config, "format") or "jsonl", setting(config, "output"), self.sensor, iface
-            )
-        except OSError as exc:
-            raise WatchError(f"-o {setting(config, 'output')}: {exc.strerror}") from None
+            self.writer = AlertWriter(config.format, config.output, self.sensor, iface, self.timeline.say)
+        except OutputError as exc:
+            raise WatchError(str(exc)) from None
         if setting(config, "syslog"):
             from vmsentry.report.syslog import SyslogSender
 
             self.syslog = SyslogSender(config.syslog)
-
-    def _follow_libvirt(self, uri: str) -> None:
-        from vmsentry.collect.libvirt_events import LibvirtFollower
-
-        self.follower = LibvirtFollower(
-            uri,
-            on_change=lambda inv, changes: self.changes.put((inv, changes)),
-            on_problem=lambda message: self.timeline.record("problem", message),
-        )
 
     # --- run --------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -250,10 +249,14 @@ class Watcher:
         if self.metrics is not None:
             self.metrics.update(self.stream.stats)
 
-    def _apply_changes(self, inventory, changes: list) -> None:
+    def _apply_changes(self, followed, changes: list) -> None:
+        """libvirt's new inventory (with the --inventory files' part kept), and a config_drift alert per change."""
         from vmsentry.analyse.detectors import Truth
         from vmsentry.analyse.drift import drift_alert
+        from vmsentry.model import Inventory
 
+        inventory = Inventory.from_dict(self.static_inventory) if self.static_inventory else Inventory()
+        inventory.extend(followed)
         self.inventory = inventory
         self.attributor.set_inventory(inventory)
         fresh = Truth.from_inventory(inventory, bridge=self.bridges[0] if len(self.bridges) == 1 else None)
@@ -385,13 +388,12 @@ class Watcher:
             self._guard("syslog", lambda: self.syslog.send(alert.to_dict(), self.sensor))
 
     def _write(self, alert, phase: str) -> None:
-        self._guard("the alert output", lambda: self.writer.write(alert, phase))
-        alert.printed_count = alert.count
+        self.writer.write(alert, phase)  # (a failed write is one line from the writer itself)
 
     def _guard(self, what: str, work) -> None:
         try:
             work()
-        except (OSError, ValueError) as exc:
+        except (OSError, OutputError) as exc:
             self.timeline.say(f"{what}: {getattr(exc, 'strerror', None) or exc}; the watcher goes on")
 
     def _definition(self, vm: str):
