@@ -28,6 +28,7 @@ class OpenIncident:
     macs: set = field(default_factory=set)
     acted_at: float | None = None
     response_seconds: float | None = None
+    alerts: int = 0  # alerts about this attacker so far
 
 
 class Incidents:
@@ -51,6 +52,7 @@ class Incidents:
             oi.due = max(oi.due, now + WINDOW)
             if oi.bundle is not None:
                 self._try("add the alert", lambda: oi.bundle.alert(alert))
+        oi.alerts += 1
         if vm:
             oi.vms.add(vm)
         for endpoint in [attacker, *alert.get("victims", [])]:
@@ -74,6 +76,8 @@ class Incidents:
     def acted(self, oi: OpenIncident, now: float, response_seconds: float, before: str, after: str) -> None:
         oi.acted_at, oi.response_seconds = now, response_seconds
         oi.due = max(oi.due, now + WINDOW)
+        if after and not before:
+            before = "# nothing was held before this quarantine (no vmsentry table)\n"
         if oi.bundle is not None:
             self._try("write the rulesets", lambda: oi.bundle.rulesets(before, after))
 

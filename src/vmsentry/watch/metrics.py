@@ -61,7 +61,6 @@ class Metrics:
             "vmsentry_capture_capacity_pps", "Frames per second of busy time the capture sustains", registry=r
         )
         self.ring_fill = Gauge("vmsentry_ring_fill", "Peak fraction of ring blocks held by the watcher", registry=r)
-        self.bridges_up = Gauge("vmsentry_bridges_watched", "Watched bridges being captured now", registry=r)
         self._seen = {"packets": 0, "bytes": 0, "kernel_drops": 0}
 
     def serve(self, address: str) -> None:

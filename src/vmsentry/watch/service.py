@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 
 from vmsentry.act.quarantine import QuarantineError, Target
 from vmsentry.act.response import expired
@@ -31,6 +32,19 @@ from vmsentry.watch.lock import BridgeLocks, LockError
 from vmsentry.watch.timeline import Timeline
 
 HELD_REFRESH = 5.0  # seconds between reading the quarantines back (a manual release is noticed)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A quarantine attempted for an alert: in force at ``in_force`` (``response`` s after the first attack
+    frame), or failed with ``error``; the ruleset before and after, for the bundle."""
+
+    method: str
+    in_force: float | None
+    response: float | None
+    before: str
+    after: str
+    error: str | None = None
 
 
 class WatchError(Exception):
@@ -314,34 +328,31 @@ class Watcher:
         data = alert.to_dict()
         who = self.attributor.attribute(data, self.bridges)
         decision = self.responder.decide(data, who.vm, now)
-        in_force, response, rulesets = None, None, ("", "")
+        outcome = None
         if decision.action == "quarantine" and self.quarantine is not None and who.vm:
-            in_force, rulesets = self._hold(who, data, decision)
-            if in_force is not None:
-                response = max(0.0, in_force - alert.first_seen)
+            outcome = self._hold(who, data, decision)
         self._outputs(alert)
-        self._record(alert, data, who, decision, in_force, response, rulesets, now)
+        self._record(data, who, decision, outcome, now)
 
-    def _hold(self, who: Attribution, data: dict, decision):
-        target = Target(vm=who.vm, mac=who.mac, port=who.port, bridge=who.bridge, network=who.network)
+    def _hold(self, who: Attribution, data: dict, decision) -> Outcome:
+        method = self.quarantine.method
+        target = Target(vm=who.vm, mac=who.mac or "", port=who.port, bridge=who.bridge, network=who.network)
         before = self._ruleset()
         try:
             held = self.quarantine.hold(target, decision.reason, decision.ttl, data.get("id"))
         except QuarantineError as exc:  # nft refused, libvirt failed: one line, the watcher goes on
             self.responder.forget(who.vm)
-            self.timeline.record(
-                "action", f"quarantine of {who.vm} failed: {exc}", vm=who.vm, method=self.quarantine.method, ok=False
-            )
             if self.metrics is not None:
-                self.metrics.quarantine_failures.labels(self.quarantine.method).inc()
-            return None, (before, before)
+                self.metrics.quarantine_failures.labels(method).inc()
+            return Outcome(method, None, None, before, before, str(exc))
         in_force = time.time()
+        response = max(0.0, in_force - data["first_seen"])
         self.held[who.vm] = held
         if self.metrics is not None:
-            self.metrics.quarantines.labels(self.quarantine.method).inc()
+            self.metrics.quarantines.labels(method).inc()
             self.metrics.quarantined.set(len(self.held))
-            self.metrics.response.observe(max(0.0, in_force - data["first_seen"]))
-        return in_force, (before, self._ruleset())
+            self.metrics.response.observe(response)
+        return Outcome(method, in_force, response, before, self._ruleset())
 
     def _ruleset(self) -> str:
         try:
@@ -349,36 +360,51 @@ class Watcher:
         except QuarantineError:  # the ruleset is evidence, not the response: a failure to read it is not fatal
             return ""
 
-    def _record(self, alert, data, who: Attribution, decision, in_force, response, rulesets, now) -> None:
-        method = self.quarantine.method if self.quarantine else None
-        summary = printable(data.get("summary", data["type"]))
+    def _record(self, data: dict, who: Attribution, decision, outcome: Outcome | None, now: float) -> None:
+        """The alert's incident (bundle timeline) and the watcher's timeline: attribution, decision, action."""
+        alert_id, summary = data.get("id"), printable(data.get("summary", data["type"]))
         oi = self.incidents.for_alert(data, who.vm, who.mac, now)
-        self.incidents.event(oi, "detection", alert_id=data.get("id"), type=data["type"], summary=summary)
-        self.incidents.event(
-            oi, "attribution", vm=who.vm, port=who.port, bridge=who.bridge, why=who.why, forged=who.forged
-        )
+        if oi.alerts > 1:  # (the bundle's own first entry is the detection of the alert that opened it)
+            self.incidents.event(oi, "detection", alert_id=alert_id, type=data["type"], summary=summary)
+        place = {"vm": who.vm, "port": who.port, "bridge": who.bridge}
+        self.incidents.event(oi, "attribution", at=now, **place, why=who.why, forged=who.forged)
         self.incidents.event(oi, "decision", action=decision.action, reason=decision.reason, command=decision.command)
-        self.timeline.record(
-            "detection", None, alert=data.get("id"), type=data["type"], vm=who.vm, why=who.why, summary=summary
-        )
-        self.timeline.record("decision", None, alert=data.get("id"), action=decision.action, reason=decision.reason)
-        if in_force is not None:
-            ms = response * 1000
+        self.timeline.record("detection", None, alert=alert_id, type=data["type"], **place, why=who.why)
+        self.timeline.record("decision", None, alert=alert_id, action=decision.action, reason=decision.reason)
+        if outcome is not None and outcome.error is not None:
+            message = f"quarantine of {who.vm} failed ({outcome.method}): {outcome.error}; alerted only"
+            self.timeline.record("action", message, alert=alert_id, vm=who.vm, method=outcome.method, ok=False)
+            self.incidents.event(
+                oi, "action", action="quarantine", method=outcome.method, ok=False, error=outcome.error
+            )
+        elif outcome is not None:
+            release = f"vmsentry release {who.vm}" + (f" --netns {self.config.netns}" if self.config.netns else "")
             self.timeline.record(
                 "action",
-                f"quarantined {who.vm} ({method}, port {who.port or '?'}): {summary}; in force {ms:.0f} ms "
-                f"after the first attack frame; release: vmsentry release {who.vm}",
+                f"quarantined {who.vm} ({outcome.method}, port {who.port or '?'}): {summary}; in force "
+                f"{outcome.response * 1000:.0f} ms after the first attack frame; release: {release}",
+                alert=alert_id,
                 vm=who.vm,
-                method=method,
-                response_seconds=round(response, 6),
+                method=outcome.method,
+                response_seconds=round(outcome.response, 6),
                 ok=True,
             )
-            self.incidents.event(oi, "action", action="quarantine", method=method, vm=who.vm, ok=True)
-            self.incidents.acted(oi, in_force, response, *rulesets)
+            self.incidents.event(
+                oi,
+                "action",
+                at=outcome.in_force,
+                action="quarantine",
+                method=outcome.method,
+                **place,
+                ok=True,
+                response_seconds=round(outcome.response, 6),
+                release=release,
+            )
+            self.incidents.acted(oi, outcome.in_force, outcome.response, outcome.before, outcome.after)
         elif decision.action == "ask" and decision.command:
             self.timeline.say(f"{summary}: to quarantine, run: {decision.command}")
-        elif decision.action == "quarantine" and not who.vm:
-            self.timeline.record("decision", f"{summary}: not quarantined: {who.why}", alert=data.get("id"))
+        elif decision.action == "quarantine":  # (no VM to name, or no quarantine method)
+            self.timeline.record("decision", f"{summary}: not quarantined: {who.why}", alert=alert_id)
 
     def _outputs(self, alert) -> None:
         if self.metrics is not None:
