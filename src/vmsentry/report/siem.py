@@ -10,7 +10,7 @@ is written. Each line also carries the whole alert under ``vmsentry``.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from vmsentry import __version__
 from vmsentry.model.signatures import signature
@@ -34,12 +34,12 @@ _compact = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=Fal
 
 def eve_time(ts: float) -> str:
     """Suricata's timestamp: 2026-12-07T23:15:00.123456+0000."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f%z")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f%z")
 
 
 def iso_time(ts: float) -> str:
     """ISO 8601 in UTC with microseconds: 2026-12-07T23:15:00.123456Z."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def flow(alert: dict) -> dict:
