@@ -2,11 +2,13 @@
 
 The quarantine is on the response path (issue 12: rule in force within 50 ms of the first attack frame), and a
 subprocess costs a fork, an exec and, in a namespace, ``ip netns exec``. Measured in the namespace lab
-(tests/test_quarantine_lab.py, this machine, 2 shared cores; lab notes §5 found 0.70 ms vs 12-19 ms):
+(tests/test_quarantine_lab.py::test_call_times, median of 20, this machine with 2 cores shared by other jobs;
+lab notes §5 found 0.70 ms vs 12-19 ms for one ``add element``):
 
-    one hold (list our table + one JSON transaction adding the elements)   libnftables 0.6-1.2 ms
-                                                                           nft command  9-16 ms
-    first hold (the table, its chains and rules created in one transaction) libnftables ~2 ms, nft ~15 ms
+    NftQuarantine call, in a namespace              libnftables   nft command (ip netns exec nft -j -f -)
+    hold (read our table + one transaction)         0.77 ms       20 ms
+    release (read + one transaction)                0.78 ms       30 ms
+    first hold (table, sets, chains, rules created) 1.6 ms        17 ms
 
 The library context is created inside the network namespace (``act/policy/netns.open_in_netns``): its
 netlink socket keeps that namespace, so every later call acts there without entering it again. Both ways take

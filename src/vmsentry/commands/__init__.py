@@ -32,6 +32,12 @@ COMMANDS: dict[str, CommandInfo] = {
         "WatchCommand",
         "watch the VM bridges live: detect, quarantine the attacking VM, keep evidence per incident",
     ),
+    "quarantine": CommandInfo(
+        "vmsentry.commands.quarantine",
+        "QuarantineCommand",
+        "cut a VM off its network (nft or libvirt), except the host's forensics port; --list the holds",
+    ),
+    "release": CommandInfo("vmsentry.commands.quarantine", "ReleaseCommand", "undo a quarantine exactly"),
     "completion": CommandInfo("vmsentry.cli", "CompletionCommand", "print a bash, zsh or tcsh completion script"),
 }
 

@@ -85,6 +85,8 @@ class NftQuarantine:
         self.forensics = (proto, port)
         self.host_ips = [_address(a) for a in host_ips]
         self.host_ports = [_ifname(p) for p in host_ports]
+        if netns is not None and ("/" in netns or netns in ("", ".", "..")):
+            raise QuarantineError(f"{netns!r} is not a network namespace name")
         try:
             self.nft = Nft(netns, prefer_library)
         except NftError as exc:
@@ -99,13 +101,14 @@ class NftQuarantine:
             raise QuarantineError(f"{target.vm}: {target.mac!r} is not a MAC address")
         port = _ifname(target.port) if target.port else None
         target = Target(target.vm, mac, port, target.bridge, target.network)
-        now = time.time()
-        held = Held(target, self.method, reason, now, now + ttl if ttl else None, alert_id)
+        now = round(time.time(), 3)  # as the record keeps it: what held() reads back equals what hold() returns
+        held = Held(target, self.method, reason, now, round(now + ttl, 3) if ttl else None, alert_id)
         comment = _fit(held)
+        held = from_compact(comment, self.method) or held  # as stored (a long reason cut): as held() will read it
         with self._locked():
             state = self._read()
             if state is not None:
-                same = find_held(state, mac) or find_held(state, target.vm)
+                same = find_held(state, mac)  # by MAC: a VM with two NICs is two holds
                 if same is not None:
                     return same  # idempotent: the first hold stays, with its reason and time
             elements = [_element("macs", mac, comment)]
