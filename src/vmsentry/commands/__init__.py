@@ -38,6 +38,11 @@ COMMANDS: dict[str, CommandInfo] = {
         "cut a VM off its network (nft or libvirt), except the host's forensics port; --list the holds",
     ),
     "release": CommandInfo("vmsentry.commands.quarantine", "ReleaseCommand", "undo a quarantine exactly"),
+    "incidents": CommandInfo(
+        "vmsentry.commands.incidents",
+        "IncidentsCommand",
+        "the evidence bundles of `vmsentry watch`: list, show, verify against the manifest",
+    ),
     "completion": CommandInfo("vmsentry.cli", "CompletionCommand", "print a bash, zsh or tcsh completion script"),
 }
 
