@@ -331,7 +331,7 @@ def test_the_bridge_deleted_and_recreated_gives_two_lines_and_detection_resumes(
     watch = Watch(lab, tmp_path, "--respond", "observe", "-o", str(out))
     br = lab.bridge_ns
     lab.sh(br, f"ip link del {BRIDGE}")
-    assert watch.wait(lambda: watch.said(r"br-test.*(gone|cannot capture|disappeared|down)"), 10), watch.stderr()
+    assert watch.wait(lambda: watch.said(r"br-test.*(lost|gone|cannot capture|deleted|down)"), 10), watch.stderr()
     lab.sh(br, f"ip link add {BRIDGE} type bridge stp_state 0 forward_delay 0 && ip link set {BRIDGE} up")
     for node in NODES:
         lab.sh(br, f"ip link set p-{node} master {BRIDGE} up")
