@@ -31,7 +31,7 @@ from vmsentry.watch.incidents import Incidents
 from vmsentry.watch.lock import BridgeLocks, LockError
 from vmsentry.watch.timeline import Timeline
 
-HELD_REFRESH = 5.0  # seconds between reading the quarantines back (a manual release is noticed)
+HELD_REFRESH = 1.0  # seconds between reading the quarantines back (a release by hand is noticed; ~1 ms each)
 
 
 @dataclass(frozen=True)
@@ -299,7 +299,12 @@ class Watcher:
             if announce:
                 self.timeline.record("problem", f"quarantine state unreadable: {exc}")
             return
-        self.held = {h.target.vm or h.target.mac: h for h in held}
+        now_held = {h.target.vm or h.target.mac: h for h in held}
+        for name in set(self.held) - set(now_held):  # released by hand (`vmsentry release`): may act again
+            self.responder.forget(name)
+            if not announce:
+                self.timeline.record("release", f"{name} was released (not by this watcher)", vm=name, why="by hand")
+        self.held = now_held
         if announce and held:
             names = ", ".join(sorted(self.held))
             self.timeline.record("held", f"already in quarantine: {names}", vms=sorted(self.held))
@@ -387,6 +392,8 @@ class Watcher:
                 vm=who.vm,
                 method=outcome.method,
                 response_seconds=round(outcome.response, 6),
+                in_force=round(outcome.in_force, 6),
+                first_seen=data["first_seen"],
                 ok=True,
             )
             self.incidents.event(
