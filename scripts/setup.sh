@@ -28,6 +28,9 @@ APT_PACKAGES=(
   libvirt-daemon-config-nwfilter ebtables
   # traffic tools used by tests
   tcpdump
+  # the watcher's packaging tests: systemd-analyze (systemd; no init change: systemd-sysv is refused below)
+  # and logrotate -d
+  systemd logrotate
   # `vmsentry detect` live lab (real attack tools run in netns "VMs") and the tools it is compared with
   dsniff nmap tshark arpwatch curl bind9-dnsutils netsniff-ng
   # replaying captures into a lab bridge at full speed (the live ring vs. the file path, bench_watch.py)
