@@ -98,11 +98,12 @@ class ReplayLab:
     def delete_bridge(self) -> None:
         self.ip("-n", self.bridge_ns, "link", "del", BRIDGE)
 
-    def replay(self, pcap: str, i: int = 0, *extra: str) -> tuple[int, float]:
-        """``tcpreplay --topspeed`` (or ``extra`` options) of ``pcap`` from sender ``i``: (packets sent, its
-        own rate in packets/s)."""
+    def replay(self, pcap: str, i: int = 0, *extra: str, cpu: int | None = None) -> tuple[int, float]:
+        """``tcpreplay --topspeed`` (or ``extra`` options) of ``pcap`` (one file or several) from sender
+        ``i``, on CPU ``cpu`` if given: (packets sent, its own rate in packets/s)."""
         options = list(extra) or ["--topspeed"]
-        out = self.sh(self.gen(i), f"tcpreplay -i eth0 {' '.join(options)} {pcap} 2>&1").stdout
+        pin = f"taskset -c {cpu} " if cpu is not None else ""
+        out = self.sh(self.gen(i), f"{pin}tcpreplay -i eth0 {' '.join(options)} {pcap} 2>&1").stdout
         sent = re.search(r"Actual: (\d+) packets", out)
         rate = re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", out)
         assert sent and rate, out

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Benchmark for issue 12 (``vmsentry watch``): each figure beside its anchor, in the same run.
+
+  capacity  live capture on the typical mix: packets / busy CPU second of the watcher (target >= 1,000,000),
+            beside tcpdump -w /dev/null (watch_capacity.py)
+  drops     kernel drops at the highest rate this machine generates (target 0), beside tcpdump's
+            (watch_capacity.py)
+  memory    peak RSS under a MAC / flow flood, beside the file path (the [flood] part)
+  latency   first attack frame to quarantine rule in force (the [watch] part)
+
+Needs root (network namespaces). Prints one JSON object: {part: figures}.
+
+    python benchmarks/bench_watch.py [--part capacity|drops|memory|latency|all] [--packets N] [--senders N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import watch_capacity
+
+
+def part_capacity(args: argparse.Namespace) -> dict:
+    return watch_capacity.capacity(args.packets or 1_000_000)
+
+
+def part_drops(args: argparse.Namespace) -> dict:
+    return watch_capacity.drops(args.packets or 2_000_000, args.senders)
+
+
+PARTS = {"capacity": part_capacity, "drops": part_drops}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--part", choices=("capacity", "drops", "memory", "latency", "all"), default="all")
+    ap.add_argument("--packets", type=int, help="packets per part (default: the part's own)")
+    ap.add_argument("--senders", type=int, default=1, help="drops: trafgen senders (one namespace each)")
+    args = ap.parse_args()
+    chosen = list(PARTS) if args.part == "all" else [args.part]
+    results = {}
+    for name in chosen:
+        if name not in PARTS:
+            results[name] = {"missing": "this part is not in this tree yet"}
+            continue
+        results[name] = PARTS[name](args)
+        print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
