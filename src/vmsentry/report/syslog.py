@@ -141,6 +141,7 @@ class SyslogSender:
         self.queue: queue.Queue = queue.Queue(QUEUE)
         self.sent = self.dropped = 0
         self._sock: socket.socket | None = None
+        self._sock_sends = 0
         self._down_since: float | None = None
         self._dropped_while_down = 0
         self._next_try = 0.0
@@ -187,7 +188,7 @@ class SyslogSender:
             if time.monotonic() < self._next_try:
                 return False
             try:
-                self._sock = self._connect()
+                self._sock, self._sock_sends = self._connect(), 0
             except OSError as exc:
                 self._failed(exc)
                 return False
@@ -200,7 +201,10 @@ class SyslogSender:
             self._failed(exc)
             return False
         self.sent += 1
-        if self._down_since is not None:
+        self._sock_sends += 1
+        # a datagram is refused only on the send after it (the ICMP answer): UDP is back after two sends
+        proven = self.transport == "tcp" or self._sock.type == socket.SOCK_STREAM or self._sock_sends >= 2
+        if self._down_since is not None and proven:
             self.on_problem(f"syslog {self.url}: sending again ({self._dropped_while_down} alert(s) dropped meanwhile)")
             self._down_since, self._dropped_while_down = None, 0
         return True
