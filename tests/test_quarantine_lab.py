@@ -82,7 +82,7 @@ def _connectivity(lab) -> dict:
 def test_hold_isolates_both_ways_keeps_forensics_release_restores(lab, tmp_path, library):
     everything = dict.fromkeys(_connectivity(lab), True)
     assert _connectivity(lab) == everything
-    before, host_before = _ruleset(lab.bridge_ns), _ruleset(None)
+    before = _ruleset(lab.bridge_ns)
     q = _quarantine(lab, tmp_path, prefer_library=library)
     assert q.nft.backend == ("libnftables" if library else "nft")
 
@@ -96,7 +96,9 @@ def test_hold_isolates_both_ways_keeps_forensics_release_restores(lab, tmp_path,
         "vm1->host:8080": False,
         "vm2->host:8080": True,  # the others are untouched
     }
-    assert _ruleset(None) == host_before  # only the namespace's ruleset changed
+    # only the namespace's ruleset changed (the host's own is not compared whole: libvirtd, started by other
+    # tests on this machine, changes it at any time)
+    assert f"table bridge {TABLE}" in _ruleset(lab.bridge_ns) and f"table bridge {TABLE}" not in _ruleset(None)
 
     # a restart: a fresh object (fresh nft context) reads the hold back from the kernel
     again = _quarantine(lab, tmp_path, prefer_library=not library)

@@ -101,13 +101,8 @@ class QuarantineCommand(Command):
         p.add_argument("target", nargs="?", metavar="VM|MAC", help="the VM's name in the inventory, or a MAC address")
         p.add_argument("--reason", metavar="TEXT", help="why (kept with the hold; required unless --list)")
         p.add_argument("--ttl", type=seconds, metavar="S", help="release by itself after S seconds (by the watcher)")
-        p.add_argument(
-            "--inventory",
-            action="append",
-            default=[],
-            metavar="INV",
-            help="saved inventory JSON or VM definitions (repeatable): the VM's MAC and bridge port",
-        )
+        where = "saved inventory JSON or VM definitions (repeatable): the VM's MAC and bridge port"
+        p.add_argument("--inventory", action="append", default=[], metavar="INV", help=where)
         _add_method(p)
         p.add_argument(
             "--host-address",
