@@ -114,8 +114,15 @@ def drift_alert(change: Change, ts: float) -> Alert:
 
 
 # ---------------------------------------------------------------------------------------------- NICs
-def _nic_key(nic: Nic) -> str:
-    return nic.mac or f"id:{nic.id}"
+def _keyed(nics: list[Nic]) -> dict[tuple[str, int], Nic]:
+    """NICs by MAC (by id when there is none); a MAC that repeats (copied definitions do) by its order."""
+    out: dict[tuple[str, int], Nic] = {}
+    seen: dict[str, int] = {}
+    for nic in nics:
+        key = nic.mac or f"id:{nic.id}"
+        seen[key] = seen.get(key, -1) + 1
+        out[(key, seen[key])] = nic
+    return out
 
 
 def _nic_item(nic: Nic) -> str:
@@ -148,8 +155,7 @@ def _nic_value(nic: Nic) -> dict:
 
 
 def _nic_changes(vm: str, old: list[Nic], new: list[Nic], at: str | None) -> Iterator[Change]:
-    before = {_nic_key(n): n for n in old}
-    after = {_nic_key(n): n for n in new}
+    before, after = _keyed(old), _keyed(new)
     for key, nic in after.items():
         prev = before.get(key)
         item = _nic_item(nic)
@@ -244,19 +250,28 @@ def _at(source: str | None, locator: str | None) -> str | None:
 
 
 def _pairs(old: Iterable, new: Iterable) -> Iterator[tuple]:
-    """(old, new) records of the same asset: by UUID where both have one, else by platform and name;
-    (x, None) for a record that went, (None, y) for one that appeared."""
+    """(old, new) records of the same asset: by UUID where both have one, else by platform and name; among
+    several candidates (copied definitions share both), one read from the same file or URI first, then in
+    order. (x, None) for a record that went, (None, y) for one that appeared."""
     new = list(new)
-    by_uuid = {r.uuid: r for r in new if getattr(r, "uuid", None)}
-    by_name = {(r.platform, r.name): r for r in new}
+    by_uuid: dict[str, list] = {}
+    by_name: dict[tuple, list] = {}
+    for r in new:
+        if getattr(r, "uuid", None):
+            by_uuid.setdefault(r.uuid, []).append(r)
+        by_name.setdefault((r.platform, r.name), []).append(r)
     matched: set[int] = set()
     for before in old:
         uuid = getattr(before, "uuid", None)
-        after = by_uuid.get(uuid) if uuid else None
-        if after is None or id(after) in matched:
-            after = by_name.get((before.platform, before.name))
-            if after is not None and (id(after) in matched or (uuid and after.uuid and after.uuid != uuid)):
-                after = None
+        free = [r for r in by_uuid.get(uuid, ()) if id(r) not in matched] if uuid else []
+        if not free:
+            free = [
+                r
+                for r in by_name.get((before.platform, before.name), ())
+                if id(r) not in matched and not (uuid and getattr(r, "uuid", None))
+            ]
+        same_source = [r for r in free if _where(r) == _where(before)]
+        after = (same_source or free or [None])[0]
         if after is not None:
             matched.add(id(after))
         yield before, after

@@ -13,7 +13,8 @@ What libvirt sends no event for is caught another way:
 - a NIC changed live with ``virDomainUpdateDeviceFlags`` (libvirt 9.0 sends nothing; seen on the lab host):
   every ``resync`` seconds (default 60) everything is re-read and compared;
 - DHCP leases and guest-agent addresses appear seconds after a domain starts: the domain is re-read 5, 15
-  and 45 s after its start event (and when its guest agent connects);
+  and 45 s after its start event (and 1 s after its guest agent connects or its metadata changes: a
+  libvirt quarantine records itself there, then moves the NIC);
 - addresses the watcher sees in ARP: ``observe_address(mac, ip)``.
 
 ``changes`` is what ``diff(old, new)`` returns (the watcher passes ``analyse.drift.inventory_changes``;
@@ -231,7 +232,9 @@ class LibvirtFollower:
                     self._events[uuid] = f"{name}/migrated" if migrated else name
                     if name == "started":
                         self._rechecks.extend((now + delay, uuid) for delay in LEASE_RECHECKS)
-                elif event == "AGENT_LIFECYCLE":
+                elif event in ("AGENT_LIFECYCLE", "METADATA_CHANGE"):
+                    # the agent's addresses come a moment after it connects; a quarantine writes its
+                    # metadata just before it moves the NIC, and the move itself sends no event
                     self._rechecks.append((now + 1.0, uuid))
             elif item[0] == "network":
                 networks.add(item[1])
