@@ -26,7 +26,7 @@ EXTRA_SECTIONS = {
 done, nothing failing at or above the threshold
 .TP
 \fB1\fR
-findings (scan), paths (paths), alerts (detect), violations or a refused apply (policy), not quarantined (release)
+findings (scan), paths (paths), alerts (detect), violations or a refused apply (policy), not quarantined (release), a changed bundle (incidents verify)
 .TP
 \fB2\fR
 some input could not be read; everything readable is still reported

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from vmsentry.commands.base import Command, CommandInfo, create_command, split_verb, verb_parser, write
+from vmsentry.commands.base import Command, CommandInfo, VerbGroup, write
 from vmsentry.model.text import printable
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_USAGE = 0, 1, 2, 3
@@ -23,22 +23,12 @@ SUBCOMMANDS: dict[str, CommandInfo] = {
 }
 
 
-class IncidentsCommand(Command):
+class IncidentsCommand(VerbGroup):
     """The evidence bundles of `vmsentry watch` (one folder per incident: capture, alerts, timeline, rulesets,
     report.html, manifest with SHA-256). Exit 0 done/intact, 1 verify found a problem, 2 evidence folder
     missing or unreadable, 3 usage or no such incident."""
 
     subcommands = SUBCOMMANDS
-
-    def parser(self):
-        return verb_parser(f"vmsentry {self.name}", self.description, SUBCOMMANDS, "SUBVERB")
-
-    def main(self, argv: list[str]) -> int:
-        verb, rest = split_verb(self.parser(), argv)
-        if verb is None:
-            _err("incidents: give a sub-verb: list, show, verify (see --help)")
-            return EXIT_USAGE
-        return create_command(SUBCOMMANDS, verb, prefix=f"{self.name} ").main(rest)
 
 
 class _IncidentsVerb(Command):

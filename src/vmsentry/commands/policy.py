@@ -15,17 +15,7 @@ import os
 import sys
 import time
 
-from vmsentry.commands.base import (
-    Command,
-    CommandInfo,
-    create_command,
-    netns_name,
-    reraise_as,
-    seconds,
-    split_verb,
-    verb_parser,
-    write,
-)
+from vmsentry.commands.base import Command, CommandInfo, VerbGroup, netns_name, reraise_as, seconds, write
 from vmsentry.model.text import printable
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_USAGE = 0, 1, 2, 3
@@ -47,25 +37,12 @@ SUBCOMMANDS: dict[str, CommandInfo] = {
 }
 
 
-class PolicyCommand(Command):
+class PolicyCommand(VerbGroup):
     """Segmentation policy (YAML, see docs/policy.md): compile it against an inventory to nftables or libvirt nwfilter,
     apply it atomically with an automatic rollback, and check traffic against it.
     Exit 0 done, 1 violations/refused/nothing pending, 2 invalid input, 3 usage."""
 
     subcommands = SUBCOMMANDS
-
-    def parser(self):
-        return verb_parser(f"vmsentry {self.name}", self.description, SUBCOMMANDS, "SUBVERB")
-
-    def subcommand(self, verb: str) -> Command:
-        return create_command(SUBCOMMANDS, verb, prefix=f"{self.name} ")
-
-    def main(self, argv: list[str]) -> int:
-        verb, rest = split_verb(self.parser(), argv)
-        if verb is None:
-            _err("policy: give a sub-verb: compile, apply, confirm, rollback, check, suggest (see --help)")
-            return EXIT_USAGE
-        return self.subcommand(verb).main(rest)
 
 
 class _Usage(Exception):

@@ -81,6 +81,18 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def _dir_reason(exc: OSError, path: str, dir_fd: int | None = None) -> str:
+    """Why a folder could not be opened without following links: a link is named as such."""
+    if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+        try:
+            if stat.S_ISLNK(os.lstat(path, dir_fd=dir_fd).st_mode):
+                return "a symbolic link (refused)"
+        except OSError:
+            pass
+        return "not a folder"
+    return _reason(exc)
+
+
 def _json_bytes(value) -> bytes:
     return (json.dumps(value, indent=1, sort_keys=True, default=str) + "\n").encode()
 
@@ -106,7 +118,7 @@ class IncidentStore:
         try:
             return os.open(self.directory, NOFOLLOW_DIR)
         except OSError as exc:
-            reason = "no such folder" if exc.errno == errno.ENOENT else _reason(exc)
+            reason = "no such folder" if exc.errno == errno.ENOENT else _dir_reason(exc, self.directory)
             raise IncidentError(f"evidence {self.directory}: {reason}") from None
 
     def ids(self) -> list[str]:
@@ -128,9 +140,10 @@ class IncidentStore:
         try:
             return os.open(incident_id, NOFOLLOW_DIR, dir_fd=store)
         except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if exc.errno == errno.ENOENT:
                 raise IncidentError(f"no incident {incident_id!r} in {self.directory}") from None
-            raise IncidentError(f"evidence {self.directory}/{incident_id}: {_reason(exc)}") from None
+            reason = _dir_reason(exc, incident_id, store)
+            raise IncidentError(f"evidence {self.directory}/{incident_id}: {reason}") from None
         finally:
             os.close(store)
 
@@ -227,8 +240,9 @@ class IncidentStore:
                 problem = _check_file(fd, path, item)
                 if problem:
                     problems.append(f"{path}: {problem}")
+            folders = {p.rpartition("/")[0] + "/" for p in listed if "/" in p}
             for path in _walk(fd):
-                if path not in listed:
+                if path not in listed and path not in folders:  # (an emptied folder: its files are missing)
                     problems.append(f"{path}: not in the manifest (added)")
             return problems
         finally:
