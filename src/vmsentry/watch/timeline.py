@@ -5,12 +5,14 @@ written (a full disk) is said once on stderr; the watcher goes on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
 
 from vmsentry.model.text import printable
+from vmsentry.report.output import OutputError, open_append
 
 
 def iso(ts: float) -> str:
@@ -43,8 +45,7 @@ class Timeline:
             self.say(message)
         if self.file is not None:
             try:
-                self.file.write(json.dumps(entry, separators=(",", ":"), default=str) + "\n")
-                self.file.flush()
+                self.file.write((json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode())
                 self.failed = False
             except (OSError, ValueError) as exc:
                 if not self.failed:
@@ -58,19 +59,14 @@ class Timeline:
         self.close()
         try:
             os.makedirs(self.audit_dir, mode=0o750, exist_ok=True)
-            fd = os.open(
-                os.path.join(self.audit_dir, "watch.jsonl"),
-                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o640,
-            )
-            self.file = os.fdopen(fd, "a", encoding="utf-8")
+            self.file = open_append(os.path.join(self.audit_dir, "watch.jsonl"))  # (unbuffered: a line per write)
         except OSError as exc:
             self.say(f"{self.audit_dir}: cannot open the audit log: {exc.strerror}")
+        except OutputError as exc:
+            self.say(f"audit log: {exc}")
 
     def close(self) -> None:
         if self.file is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.file.close()
-            except OSError:
-                pass
             self.file = None
