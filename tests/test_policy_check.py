@@ -32,6 +32,10 @@ ALERT_KEYS = {
     "confidence",
     "summary",
     "evidence",
+    # issue 12 "Alerts for other tools": every alert has a stable id, a signature per reason, ATT&CK ids
+    "id",
+    "signature_id",
+    "attack_ids",
 }
 
 

@@ -84,10 +84,8 @@ def _detect(run_cli, *args):
 
 
 @pytest.fixture(scope="module")
-def alerts(shared_dir):
-    from conftest import run_vmsentry
-
-    proc = run_vmsentry("detect", *_captures(shared_dir), "--format", "json")
+def alerts(shared_dir, run_cli):
+    proc = run_cli("detect", *_captures(shared_dir), "--format", "json")
     assert proc.returncode == 1, proc.stderr
     return json.loads(proc.stdout)["alerts"]
 

@@ -25,11 +25,9 @@ RFC5424 = re.compile(
 
 
 @pytest.fixture(scope="module")
-def alerts(shared_dir):
-    from conftest import run_vmsentry
-
+def alerts(shared_dir, run_cli):
     pcaps = sorted((shared_dir / "pcaps").glob("*.pcap"))
-    proc = run_vmsentry("detect", *pcaps, "--format", "json")
+    proc = run_cli("detect", *pcaps, "--format", "json")
     assert proc.returncode == 1, proc.stderr
     return json.loads(proc.stdout)["alerts"]
 

@@ -31,127 +31,112 @@ AITM, DISCOVERY, LATERAL, POLICY, CONFIG = (
     "Configuration change",
 )
 
-# (alert type, reason) -> signature. The first reason of each type (in this order) is its default; for the
-# types whose alerts count several reasons, the strongest present (first in this order) names the alert.
-SIGNATURES: dict[tuple[str, str], Signature] = {
-    ("arp_spoof", "contradicts_inventory"): Signature(
-        9100101, "ARP reply claims an address the inventory gives another MAC", AITM, ("T1557.002",)
-    ),
-    ("arp_spoof", "eth_arp_mismatch"): Signature(
-        9100102, "ARP sender MAC differs from the Ethernet source", AITM, ("T1557.002",)
-    ),
-    ("arp_spoof", "contradicts_dhcp"): Signature(
-        9100103, "ARP claims an address a DHCP ACK bound to another MAC", AITM, ("T1557.002",)
-    ),
-    ("arp_spoof", "claims_other_ip"): Signature(
-        9100104, "Unsolicited ARP reply claims an address not the sender's own", AITM, ("T1557.002",)
-    ),
-    ("arp_spoof", "binding_change"): Signature(9100105, "ARP binding changed to another MAC", AITM, ("T1557.002",)),
-    ("arp_spoof", "gratuitous_flood"): Signature(9100106, "Gratuitous ARP flood", AITM, ("T1557.002",)),
-    ("nd_spoof", "contradicts_inventory"): Signature(
-        9100201, "Neighbour advertisement claims an address the inventory gives another MAC", AITM, ("T1557",)
-    ),
-    ("nd_spoof", "eth_nd_mismatch"): Signature(
-        9100202, "Neighbour discovery link-layer option differs from the Ethernet source", AITM, ("T1557",)
-    ),
-    ("nd_spoof", "eui64_owner"): Signature(
-        9100203, "Neighbour advertisement claims another MAC's EUI-64 address", AITM, ("T1557",)
-    ),
-    ("nd_spoof", "dad_dos"): Signature(
-        9100204, "Neighbour advertisement answers another node's duplicate address detection", AITM, ("T1557",)
-    ),
-    ("nd_spoof", "binding_change"): Signature(
-        9100205, "IPv6 neighbour binding changed to another MAC", AITM, ("T1557",)
-    ),
-    ("nd_spoof", "router_flag"): Signature(
-        9100206, "Neighbour advertisement with the router flag from a non-router", AITM, ("T1557",)
-    ),
-    ("nd_spoof", "claims_other_ip"): Signature(
-        9100207, "Unsolicited neighbour advertisement claims an address not the sender's own", AITM, ("T1557",)
-    ),
-    ("rogue_ra", "not_a_router"): Signature(9100301, "Router advertisement from a non-router", AITM, ("T1557",)),
-    ("rogue_ra", "spoofed_source"): Signature(
-        9100302, "Router advertisement from another router's link-local address", AITM, ("T1557",)
-    ),
-    ("rogue_ra", "lladdr_mismatch"): Signature(
-        9100303, "Router advertisement link-layer option differs from the sender", AITM, ("T1557",)
-    ),
-    ("rogue_ra", "second_router"): Signature(9100304, "Second IPv6 router advertising", AITM, ("T1557",)),
-    ("rogue_ra", "kill_router"): Signature(
-        9100305, "Router advertisement with lifetime 0 (kill router)", AITM, ("T1557",)
-    ),
-    ("rogue_dhcp", "unsanctioned_server"): Signature(
-        9100401, "DHCP answer from a server that is not sanctioned", AITM, ("T1557.003",)
-    ),
-    ("rogue_dhcp", "second_server"): Signature(9100402, "Second DHCP server answering", AITM, ("T1557.003",)),
-    ("dhcp_flood", "client_flood"): Signature(9100501, "DHCP flood from one client", AITM, ("T1557.003",)),
-    ("dhcp_flood", "starvation"): Signature(9100502, "DHCP starvation (many client addresses)", AITM, ("T1557.003",)),
-    # a flooded bridge forwards every frame to every port: the flooder sniffs what it could not see
-    ("mac_flood", "new_macs"): Signature(9100601, "MAC flood (many new source MACs)", AITM, ("T1040",)),
-    ("port_scan", "scan"): Signature(9100701, "Port scan", DISCOVERY, ("T1046",)),
-    ("port_scan", "decoys"): Signature(9100702, "Port scan behind decoy source addresses", DISCOVERY, ("T1046",)),
-    ("host_sweep", "sweep"): Signature(9100801, "Host sweep", DISCOVERY, ("T1018",)),
-    ("host_sweep", "decoys"): Signature(9100802, "Host sweep behind decoy source addresses", DISCOVERY, ("T1018",)),
-    **{
-        (kind, service): Signature(base + n, f"{title} {label}", LATERAL, ids)
-        for kind, base, title in (
-            ("mgmt_access", 9100900, "VM reached the host's management service:"),
-            ("lateral_movement", 9101000, "VM reached another VM over"),
-        )
-        for n, (service, label, ids) in enumerate(
-            (
-                ("ssh", "SSH", ("T1021.004",)),
-                ("rdp", "RDP", ("T1021.001",)),
-                ("smb", "SMB", ("T1021.002",)),
-                ("vnc", "VNC", ("T1021.005",)),
-                ("winrm", "WinRM", ("T1021.006",)),
-                ("rpc", "RPC", ()),
-                ("libvirtd", "libvirtd", ()),
-                ("docker", "Docker API", ()),
-                ("vmware-authd", "VMware authd", ()),
-                ("proxmox", "Proxmox API", ()),
-                ("other", "another management port", ()),
-                ("brute_force", "password guessing", ("T1110.001",)),
-            ),
-            start=1,
-        )
-    },
-    ("lateral_movement", "svcctl"): Signature(
-        9101051, "Remote service creation (svcctl, PsExec-style)", LATERAL, ("T1569.002", "T1021.002")
-    ),
-    ("lateral_movement", "task_scheduler"): Signature(
-        9101052, "Remote scheduled task (atsvc, ITaskSchedulerService)", LATERAL, ("T1053.005",)
-    ),
-    ("lateral_movement", "wmi"): Signature(9101053, "Remote WMI", LATERAL, ("T1047",)),
-    ("lateral_movement", "dcom"): Signature(9101054, "Remote execution over DCOM", LATERAL, ("T1021.003",)),
-    ("lateral_movement", "winreg"): Signature(9101055, "Remote registry (winreg)", LATERAL, ()),
-    ("lateral_movement", "admin_share"): Signature(
-        9101056, "SMB tree connect to an administrative share", LATERAL, ("T1021.002",)
-    ),
-    ("dns_unsanctioned", "public_resolver"): Signature(
-        9101101, "DNS to a public resolver that is not sanctioned", POLICY, ("T1071.004",)
-    ),
-    ("dns_unsanctioned", "private_resolver"): Signature(
-        9101102, "DNS to a resolver that is not sanctioned", POLICY, ("T1071.004",)
-    ),
-    ("ipv6_unexpected", "link_local"): Signature(9101201, "IPv6 housekeeping on an IPv4-only network", POLICY, ()),
-    ("ipv6_unexpected", "traffic"): Signature(9101202, "IPv6 traffic on an IPv4-only network", POLICY, ()),
-    ("policy_violation", "forbidden"): Signature(9101301, "Flow the network policy forbids", POLICY, ()),
-    ("policy_violation", "spoof"): Signature(9101302, "Source address the network policy forbids", POLICY, ()),
-    ("policy_violation", "ipv6"): Signature(9101303, "IPv6 where the network policy forbids it", POLICY, ()),
-    ("anomaly", "behaviour"): Signature(9101401, "VM traffic unlike its learned baseline", "Anomaly", ()),
-    # configuration changes seen by the watcher (analyse/drift.py); a removed filter weakens the firewall
-    ("config_drift", "nic_network"): Signature(9101501, "NIC moved to another network", CONFIG, ()),
-    ("config_drift", "nic_mode"): Signature(9101502, "NIC mode changed", CONFIG, ()),
-    ("config_drift", "filter_removed"): Signature(9101503, "NIC traffic filter removed", CONFIG, ("T1562.004",)),
-    ("config_drift", "filter_changed"): Signature(9101504, "NIC traffic filter changed", CONFIG, ("T1562.004",)),
-    ("config_drift", "nic_added"): Signature(9101505, "NIC added", CONFIG, ()),
-    ("config_drift", "nic_removed"): Signature(9101506, "NIC removed", CONFIG, ()),
-    ("config_drift", "listener_added"): Signature(9101507, "Listener added (console, port forward)", CONFIG, ()),
-    ("config_drift", "share_added"): Signature(9101508, "Host share added", CONFIG, ()),
-    ("config_drift", "forward_added"): Signature(9101509, "Port forward added", CONFIG, ()),
-    ("config_drift", "other"): Signature(9101599, "Configuration change", CONFIG, ()),
+CATEGORY = {
+    "arp_spoof": AITM,
+    "nd_spoof": AITM,
+    "rogue_ra": AITM,
+    "rogue_dhcp": AITM,
+    "dhcp_flood": AITM,
+    "mac_flood": AITM,
+    "port_scan": DISCOVERY,
+    "host_sweep": DISCOVERY,
+    "mgmt_access": LATERAL,
+    "lateral_movement": LATERAL,
+    "dns_unsanctioned": POLICY,
+    "ipv6_unexpected": POLICY,
+    "policy_violation": POLICY,
+    "anomaly": "Anomaly",
+    "config_drift": CONFIG,
 }
+
+# signature id, alert type, reason, ATT&CK ids ("-": none), name. Per type, the first reason is its default;
+# for the types whose alerts count several reasons, the strongest present (the first here) names the alert.
+# Mgmt/lateral service rows: a VM reached the host's management service (mgmt_access) or another VM
+# (lateral_movement); password guessing is T1110.001. A removed or changed NIC filter weakens the firewall
+# (T1562.004); a flooded bridge forwards every frame to every port, so the flooder sniffs (T1040).
+TABLE = """
+9100101 arp_spoof        contradicts_inventory T1557.002           ARP reply claims an address the inventory gives another MAC
+9100102 arp_spoof        eth_arp_mismatch      T1557.002           ARP sender MAC differs from the Ethernet source
+9100103 arp_spoof        contradicts_dhcp      T1557.002           ARP claims an address a DHCP ACK bound to another MAC
+9100104 arp_spoof        claims_other_ip       T1557.002           Unsolicited ARP reply claims an address not the sender's own
+9100105 arp_spoof        binding_change        T1557.002           ARP binding changed to another MAC
+9100106 arp_spoof        gratuitous_flood      T1557.002           Gratuitous ARP flood
+9100201 nd_spoof         contradicts_inventory T1557               Neighbour advertisement claims an address the inventory gives another MAC
+9100202 nd_spoof         eth_nd_mismatch       T1557               Neighbour discovery link-layer option differs from the Ethernet source
+9100203 nd_spoof         eui64_owner           T1557               Neighbour advertisement claims another MAC's EUI-64 address
+9100204 nd_spoof         dad_dos               T1557               Neighbour advertisement answers another node's duplicate address detection
+9100205 nd_spoof         binding_change        T1557               IPv6 neighbour binding changed to another MAC
+9100206 nd_spoof         router_flag           T1557               Neighbour advertisement with the router flag from a non-router
+9100207 nd_spoof         claims_other_ip       T1557               Unsolicited neighbour advertisement claims an address not the sender's own
+9100301 rogue_ra         not_a_router          T1557               Router advertisement from a non-router
+9100302 rogue_ra         spoofed_source        T1557               Router advertisement from another router's link-local address
+9100303 rogue_ra         lladdr_mismatch       T1557               Router advertisement link-layer option differs from the sender
+9100304 rogue_ra         second_router         T1557               Second IPv6 router advertising
+9100305 rogue_ra         kill_router           T1557               Router advertisement with lifetime 0 (kill router)
+9100401 rogue_dhcp       unsanctioned_server   T1557.003           DHCP answer from a server that is not sanctioned
+9100402 rogue_dhcp       second_server         T1557.003           Second DHCP server answering
+9100501 dhcp_flood       client_flood          T1557.003           DHCP flood from one client
+9100502 dhcp_flood       starvation            T1557.003           DHCP starvation (many client addresses)
+9100601 mac_flood        new_macs              T1040               MAC flood (many new source MACs)
+9100701 port_scan        scan                  T1046               Port scan
+9100702 port_scan        decoys                T1046               Port scan behind decoy source addresses
+9100801 host_sweep       sweep                 T1018               Host sweep
+9100802 host_sweep       decoys                T1018               Host sweep behind decoy source addresses
+9100901 mgmt_access      ssh                   T1021.004           VM reached the host's management service: SSH
+9100902 mgmt_access      rdp                   T1021.001           VM reached the host's management service: RDP
+9100903 mgmt_access      smb                   T1021.002           VM reached the host's management service: SMB
+9100904 mgmt_access      vnc                   T1021.005           VM reached the host's management service: VNC
+9100905 mgmt_access      winrm                 T1021.006           VM reached the host's management service: WinRM
+9100906 mgmt_access      rpc                   -                   VM reached the host's management service: RPC
+9100907 mgmt_access      libvirtd              -                   VM reached the host's management service: libvirtd
+9100908 mgmt_access      docker                -                   VM reached the host's management service: Docker API
+9100909 mgmt_access      vmware-authd          -                   VM reached the host's management service: VMware authd
+9100910 mgmt_access      proxmox               -                   VM reached the host's management service: Proxmox API
+9100911 mgmt_access      other                 -                   VM reached the host's management service: another management port
+9100912 mgmt_access      brute_force           T1110.001           VM reached the host's management service: password guessing
+9101001 lateral_movement ssh                   T1021.004           VM reached another VM over SSH
+9101002 lateral_movement rdp                   T1021.001           VM reached another VM over RDP
+9101003 lateral_movement smb                   T1021.002           VM reached another VM over SMB
+9101004 lateral_movement vnc                   T1021.005           VM reached another VM over VNC
+9101005 lateral_movement winrm                 T1021.006           VM reached another VM over WinRM
+9101006 lateral_movement rpc                   -                   VM reached another VM over RPC
+9101007 lateral_movement libvirtd              -                   VM reached another VM over libvirtd
+9101008 lateral_movement docker                -                   VM reached another VM over Docker API
+9101009 lateral_movement vmware-authd          -                   VM reached another VM over VMware authd
+9101010 lateral_movement proxmox               -                   VM reached another VM over Proxmox API
+9101011 lateral_movement other                 -                   VM reached another VM over another management port
+9101012 lateral_movement brute_force           T1110.001           VM reached another VM over password guessing
+9101051 lateral_movement svcctl                T1569.002,T1021.002 Remote service creation (svcctl, PsExec-style)
+9101052 lateral_movement task_scheduler        T1053.005           Remote scheduled task (atsvc, ITaskSchedulerService)
+9101053 lateral_movement wmi                   T1047               Remote WMI
+9101054 lateral_movement dcom                  T1021.003           Remote execution over DCOM
+9101055 lateral_movement winreg                -                   Remote registry (winreg)
+9101056 lateral_movement admin_share           T1021.002           SMB tree connect to an administrative share
+9101101 dns_unsanctioned public_resolver       T1071.004           DNS to a public resolver that is not sanctioned
+9101102 dns_unsanctioned private_resolver      T1071.004           DNS to a resolver that is not sanctioned
+9101201 ipv6_unexpected  link_local            -                   IPv6 housekeeping on an IPv4-only network
+9101202 ipv6_unexpected  traffic               -                   IPv6 traffic on an IPv4-only network
+9101301 policy_violation forbidden             -                   Flow the network policy forbids
+9101302 policy_violation spoof                 -                   Source address the network policy forbids
+9101303 policy_violation ipv6                  -                   IPv6 where the network policy forbids it
+9101401 anomaly          behaviour             -                   VM traffic unlike its learned baseline
+9101501 config_drift     nic_network           -                   NIC moved to another network
+9101502 config_drift     nic_mode              -                   NIC mode changed
+9101503 config_drift     filter_removed        T1562.004           NIC traffic filter removed
+9101504 config_drift     filter_changed        T1562.004           NIC traffic filter changed
+9101505 config_drift     nic_added             -                   NIC added
+9101506 config_drift     nic_removed           -                   NIC removed
+9101507 config_drift     listener_added        -                   Listener added (console, port forward)
+9101508 config_drift     share_added           -                   Host share added
+9101509 config_drift     forward_added         -                   Port forward added
+9101599 config_drift     other                 -                   Configuration change
+"""
+SIGNATURES: dict[tuple[str, str], Signature] = {}
+for _row in TABLE.strip().splitlines():
+    _sid, _kind, _reason, _ids, _name = _row.split(None, 4)
+    SIGNATURES[(_kind, _reason)] = Signature(
+        int(_sid), _name, CATEGORY[_kind], tuple(_ids.split(",")) if _ids != "-" else ()
+    )
 UNKNOWN = Signature(9199999, "vmsentry alert", "Unknown", ())
 _FIRST = {}
 for (_kind, _reason), _sig in SIGNATURES.items():

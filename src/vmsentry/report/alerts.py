@@ -192,12 +192,16 @@ class AlertWriter:
         self.written += 1
 
     def _close_file(self) -> None:
-        if self._fh is not None:
-            try:
-                self._fh.close()
-            except OSError:
-                pass
-            self._fh = None
+        self._fh = close_quietly(self._fh)
+
+
+def close_quietly(handle) -> None:
+    """Close a file or socket that may already be broken (a full disk, a receiver gone); returns None."""
+    if handle is not None:
+        try:
+            handle.close()
+        except OSError:
+            pass
 
 
 def stderr_line(line: str) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from vmsentry import __version__
 from vmsentry.model.signatures import signature
-from vmsentry.report.alerts import stderr_line
+from vmsentry.report.alerts import close_quietly, stderr_line
 from vmsentry.report.siem import NUMERIC_SEVERITY, flow, iso_time
 
 QUEUE = 1000
@@ -243,9 +243,4 @@ class SyslogSender:
             self.on_problem(f"syslog {self.url}: cannot send: {reason} (alerts are dropped until it answers)")
 
     def _disconnect(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-            self._sock = None
+        self._sock = close_quietly(self._sock)
