@@ -107,7 +107,9 @@ def remove_domain(name: str) -> None:
     if virsh("dominfo", name, check=False).returncode != 0:
         return
     virsh("destroy", name, check=False)
-    virsh("undefine", name, "--metadata", check=False)
+    virsh("undefine", name, check=False)
+    if virsh("dominfo", name, check=False).returncode == 0:
+        pytest.fail(f"test domain {name} could not be removed", pytrace=False)
 
 
 def wait_until(predicate, timeout: float, what: str):

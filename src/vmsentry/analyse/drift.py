@@ -144,14 +144,11 @@ def _filter_value(nic: Nic) -> str | None:
 
 
 def _nic_value(nic: Nic) -> dict:
-    return {
-        "id": nic.id,
-        "mac": nic.mac,
-        "mode": nic.mode,
-        "network": nic.network,
-        "bridge": nic.bridge,
-        "filter": _filter_value(nic),
-    }
+    return {**_fields(nic, ("id", "mac", "mode", "network", "bridge")), "filter": _filter_value(nic)}
+
+
+def _fields(record, names: tuple[str, ...]) -> dict:
+    return {name: getattr(record, name) for name in names}
 
 
 def _nic_changes(vm: str, old: list[Nic], new: list[Nic], at: str | None) -> Iterator[Change]:
@@ -179,14 +176,7 @@ def _nic_changes(vm: str, old: list[Nic], new: list[Nic], at: str | None) -> Ite
 
 # ----------------------------------------------------------------------------------------- listeners
 def _listener_value(listener: Listener) -> dict:
-    return {
-        "kind": listener.kind,
-        "transport": listener.transport,
-        "address": listener.address,
-        "port": listener.port,
-        "auth": listener.auth,
-        "tls": listener.tls,
-    }
+    return _fields(listener, ("kind", "transport", "address", "port", "auth", "tls"))
 
 
 def _listener_identity(listener: Listener) -> tuple:

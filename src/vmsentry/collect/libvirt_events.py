@@ -71,12 +71,8 @@ class LibvirtFollower:
         resync: float = 60.0,
         backoff: tuple[float, float] = (0.5, 10.0),
     ) -> None:
-        self.uri = uri
-        self.on_change = on_change
-        self.on_problem = on_problem
-        self.diff = diff
-        self.resync = resync
-        self.backoff = backoff
+        self.uri, self.on_change, self.on_problem, self.diff = uri, on_change, on_problem, diff
+        self.resync, self.backoff = resync, backoff
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -242,9 +238,9 @@ class LibvirtFollower:
             self._read_all()
         else:
             for uuid in domains:
-                self._read_domain(uuid)
+                self._read_one("domain", uuid)
             for name in networks:
-                self._read_network(name)
+                self._read_one("network", name)
         if changed or domains or networks:
             self._publish(report=True)
 
@@ -277,28 +273,26 @@ class LibvirtFollower:
             raise libvirt.libvirtError(parts.errors[0].message)
         self._parts = parts
 
-    def _read_domain(self, uuid: str) -> None:
+    def _read_one(self, kind: str, key: str) -> None:
+        """Read one domain (by UUID) or network (by name) again; one that is gone leaves the cache (a domain
+        undefined, or transient and stopped or migrated away)."""
         libvirt = self._libvirt
+        if kind == "domain":
+            lookup, missing, cache = self._conn.lookupByUUIDString, libvirt.VIR_ERR_NO_DOMAIN, self._parts.domains
+        else:
+            lookup, missing, cache = self._conn.networkLookupByName, libvirt.VIR_ERR_NO_NETWORK, self._parts.networks
         try:
-            dom = self._conn.lookupByUUIDString(uuid)
+            obj = lookup(key)
         except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            if exc.get_error_code() != missing:
                 raise
-            self._parts.domains.pop(uuid, None)  # undefined, or a transient domain that stopped or migrated away
-            self._events.pop(uuid, None)
+            cache.pop(key, None)
+            self._events.pop(key, None)
             return
-        self._parts.domains[uuid] = libvirt_live.domain_part(dom, self.uri, libvirt, agent=True)
-
-    def _read_network(self, name: str) -> None:
-        libvirt = self._libvirt
-        try:
-            net = self._conn.networkLookupByName(name)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
-                raise
-            self._parts.networks.pop(name, None)
-            return
-        self._parts.networks[name] = libvirt_live.network_part(net, self.uri, libvirt)
+        if kind == "domain":
+            cache[key] = libvirt_live.domain_part(obj, self.uri, libvirt, agent=True)
+        else:
+            cache[key] = libvirt_live.network_part(obj, self.uri, libvirt)
 
     def _build(self) -> Inventory:
         """A linked inventory from copies of the cached parts (linking changes the records it links)."""

@@ -7,7 +7,7 @@ and by reports, so it is a model record.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 # what: the kinds of change. Lifecycle ("state") is not configuration drift but rides the same list so the
@@ -43,12 +43,4 @@ class Change:
     kind: str = "vm"  # the asset's kind: vm | network
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "asset": self.asset,
-            "kind": self.kind,
-            "what": self.what,
-            "item": self.item,
-            "before": self.before,
-            "after": self.after,
-            "where": self.where,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self)}
