@@ -209,6 +209,9 @@ def test_verify_names_a_flipped_byte_a_removed_file_and_an_added_one(tmp_path):
     (bundle / "timeline.jsonl").unlink()
     os.symlink("/etc/passwd", bundle / "timeline.jsonl")  # a link where a file was: never followed
     assert "timeline.jsonl: not a regular file (a link?)" in store.verify(incident.id)
+    # a bundle renamed: its manifest names another incident
+    os.rename(bundle, tmp_path / "evidence" / "renamed")
+    assert store.verify("renamed")[0] == f"manifest.json: names incident {incident.id!r}, not this one"
 
 
 def test_the_cli_lists_shows_and_verifies(tmp_path, capsys):
@@ -309,3 +312,12 @@ def test_a_full_disk_is_one_line_and_leaves_every_bundle_whole(tmp_path):
         assert not list(mount.rglob(".*"))
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_past_max_vms_frames_go_to_the_shared_ring_and_are_still_found_by_mac():
+    recent = RecentFrames(max_vms=1)
+    recent.set_macs({MAC["vm1"]: "vm1", MAC["vm2"]: "vm2"})
+    records = feed(recent, ARPSPOOF)
+    assert recent.stats()["refused_vms"] == 1 and list(recent.rings) == ["vm1"]
+    vm2 = sorted((r for r in records if MAC["vm2"] in (r[1][:6], r[1][6:12])), key=lambda r: r[0])
+    assert recent.frames(set(), {MAC["vm2"]}) == vm2  # from vm1's ring and the shared one, each once

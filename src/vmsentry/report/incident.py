@@ -228,6 +228,8 @@ class IncidentStore:
             except IncidentError as exc:
                 return [f"{MANIFEST}: {str(exc).rsplit(': ', 1)[-1]}"]
             problems, listed = [], {MANIFEST}
+            if manifest.get("id") != incident_id:  # a bundle renamed, or another's manifest copied in
+                problems.append(f"{MANIFEST}: names incident {manifest.get('id')!r}, not this one")
             files = manifest.get("files")
             if not isinstance(files, list):
                 return [f"{MANIFEST}: no list of files"]

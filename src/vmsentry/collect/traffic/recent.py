@@ -8,19 +8,21 @@ one copy, never a Python step per frame:
 * the block's bytes from its first frame to the end of its last are copied once (``memcpy`` speed) into a
   **chunk**; the kernel's ring block is handed back right after;
 * each frame's source and destination MAC are read in one gather (the first 12 bytes of every frame) and
-  looked up in the sorted array of known VM MACs (``np.searchsorted``);
+  looked up at once (a table of the known MACs' low 16 bits, then the whole MAC compared);
 * each VM whose MAC is the source or destination of some frames of the block gets one **entry** in its
   ring: the chunk and the arrays of those frames (offset in the chunk, time, lengths). A frame between two
-  VMs is in both rings but its bytes are in the chunk once. Frames of no known VM go to one shared ring,
-  with their MACs, so that ``frames`` can pick a forged or flooding MAC out of it.
+  VMs is in both rings but its bytes are in the chunk once. Frames of no known VM go to one shared ring.
+  Every entry keeps its frames' MACs, so that ``frames`` can pick out a MAC that is no VM's (a forged or
+  flooding one) wherever its frames are.
 
 Every ring is bounded in bytes: a frame costs its share of its chunk (its captured bytes and the capture
 header before it) plus the bookkeeping of its entry; past the bound the oldest frames are dropped (counted
-in ``evicted``). A chunk lives while some ring still holds one of its frames; when what is held of it falls
-under half its size (a quiet VM keeping a few frames of a block a busy one has already dropped), the frames
-still held are copied into a smaller chunk. So the memory held is at most
-``2 x (per_vm_bytes x rings + shared_bytes)``; rings are at most ``max_vms`` (a VM that left the inventory
-keeps its ring until its place is needed).
+in ``evicted``). A chunk lives while some ring still holds one of its frames. A quiet VM may keep a few
+frames of many blocks a busy one has already dropped: when all chunks together take more than twice what
+the rings hold of them, the chunks held least are copied down to their held frames until they take 1.5
+times. So the frame memory is at most ``2 x (per_vm_bytes x rings + shared_bytes)``; rings are at most
+``max_vms`` (a VM that left the inventory keeps its ring until its place is needed; VMs past ``max_vms``
+go to the shared ring, counted in ``refused_vms``).
 
 Cost (``benchmarks/bench_recent.py``: gen_traffic.py's typical mix, 1,000,000 packets in 4 MB blocks, 30 VMs,
 8 MB per VM, one core of a shared 2-core machine): about 0.15 s per million packets once the rings are full
@@ -40,8 +42,7 @@ from vmsentry.collect.traffic.pcap_bulk import _keep_freed_memory, _rows
 U = np.uint64
 NO_MAC = U(1 << 48)  # a frame too short to hold its MACs: matches no VM
 ENTRY_COST = 512  # bytes charged per entry (the Python objects of one block's frames in one ring)
-FRAME_COST = 32  # bytes of arrays per frame held (offset, time, captured and wire length)
-SHARED_FRAME_COST = FRAME_COST + 16  # the shared ring keeps both MACs too
+FRAME_COST = 48  # bytes of arrays per frame held (offset, time, captured and wire length, both MACs)
 COMPACT_ABOVE = 2.0  # chunks are compacted when they take more than this many times what is held of them ...
 COMPACT_TO = 1.5  # ... until they take less than this many times (the worst-held chunks first)
 FEW_FRAMES = 4096  # compaction by slices below this many frames, by a byte mask above
@@ -86,13 +87,12 @@ class _Entry:
 
     __slots__ = ("chunk", "at", "ts", "incl", "orig", "span", "src", "dst", "cost", "ring")
 
-    def __init__(self, chunk: _Chunk, at, ts, incl, orig, span, src=None, dst=None) -> None:
+    def __init__(self, chunk: _Chunk, at, ts, incl, orig, span, src, dst) -> None:
         self.chunk, self.at, self.ts, self.incl, self.orig, self.span = chunk, at, ts, incl, orig, span
         self.src, self.dst = src, dst
         self.ring: _Ring | None = None
-        per_frame = FRAME_COST if src is None else SHARED_FRAME_COST
         held = int(span.sum())
-        self.cost = held + per_frame * len(at) + ENTRY_COST
+        self.cost = held + FRAME_COST * len(at) + ENTRY_COST
         chunk.hold(held)
         chunk.entries.append(self)
 
@@ -101,11 +101,8 @@ class _Entry:
         freed_span = int(self.span[:k].sum())
         self.chunk.hold(-freed_span)
         for name in ("at", "ts", "incl", "orig", "span", "src", "dst"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, value[k:])
-        per_frame = FRAME_COST if self.src is None else SHARED_FRAME_COST
-        freed = freed_span + per_frame * k
+            setattr(self, name, getattr(self, name)[k:])
+        freed = freed_span + FRAME_COST * k
         self.cost -= freed
         return freed
 
@@ -132,8 +129,7 @@ class _Ring:
             oldest = self.entries[0]
             excess = self.bytes - self.limit
             if excess < oldest.cost - ENTRY_COST:  # a part of it is enough: its first k frames
-                per_frame = FRAME_COST if oldest.src is None else SHARED_FRAME_COST
-                k = int(np.searchsorted(np.cumsum(oldest.span + per_frame), excess)) + 1
+                k = int(np.searchsorted(np.cumsum(oldest.span + FRAME_COST), excess)) + 1
                 if k < len(oldest.at):
                     self.evicted += k
                     self.bytes -= oldest.drop_front(k)
@@ -224,7 +220,7 @@ class RecentFrames:
         frame = frame.astype(np.int64, copy=False)
         incl = incl.astype(np.int64, copy=False)
         ends = frame + incl
-        lo, hi = int(frame[0]), int(ends.max())
+        lo, hi = int(frame.min()), int(ends.max())
         chunk = _Chunk(bytes(memoryview(buf)[lo:hi]), next(self.seq), self.pool)
         at = frame - lo
         # each frame's share of the chunk: its bytes and the gap (capture header) before it
@@ -248,7 +244,9 @@ class RecentFrames:
             firsts = np.concatenate(([0], cuts)).tolist()
             for first, group in zip(firsts, np.split(idx, cuts)):
                 ring = self._ring(self.names[int(vm[first])])
-                ring.push(_Entry(chunk, at[group], ts[group], incl[group], orig[group], span[group]))
+                ring.push(
+                    _Entry(chunk, at[group], ts[group], incl[group], orig[group], span[group], src[group], dst[group])
+                )
         rest = np.flatnonzero((by_src < 0) & (by_dst < 0))
         if len(rest):
             entry = _Entry(chunk, at[rest], ts[rest], incl[rest], orig[rest], span[rest], src[rest], dst[rest])
@@ -265,18 +263,17 @@ class RecentFrames:
     def frames(
         self, vms: set[str], macs: set[bytes] = frozenset(), since: float | None = None, until: float | None = None
     ) -> list[tuple[float, bytes, int]]:
-        """The frames held of ``vms`` and of ``macs`` (6 bytes each: a known VM's MAC means its ring, any
-        other is picked out of the shared ring by source or destination), time stamped in
-        ``[since, until]``, in time order (capture order among equal times), each once:
-        ``(ts, frame bytes, wire length)``."""
+        """The frames held of ``vms`` and of ``macs`` (6 bytes each: a known VM's MAC means its whole ring;
+        any other MAC, every frame it sent or received, in whatever ring), time stamped in ``[since, until]``,
+        in time order (capture order among equal times), each once: ``(ts, frame bytes, wire length)``."""
         names = set(vms) | {self.by_mac[m] for m in macs if m in self.by_mac}
         unknown = np.array(sorted(int.from_bytes(m, "big") for m in macs if m not in self.by_mac), U)
         low = -np.inf if since is None else since
         high = np.inf if until is None else until
         picked: dict[tuple[int, int], tuple[float, bytes, int]] = {}
-        for ring, by_mac in [*((self.rings[n], False) for n in sorted(names) if n in self.rings), (self.shared, True)]:
-            if by_mac and not len(unknown):
-                continue
+        whole = [self.rings[n] for n in sorted(names) if n in self.rings]
+        scanned = [*self.rings.values(), self.shared] if len(unknown) else []
+        for ring, by_mac in [*((r, False) for r in whole), *((r, True) for r in scanned)]:
             for entry in ring.entries:
                 if entry.ts.max() < low or entry.ts.min() > high:
                     continue
