@@ -5,13 +5,13 @@ written (a full disk) is said once on stderr; the watcher goes on."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 import time
 
 from vmsentry.model.text import printable
+from vmsentry.report.alerts import close_quietly
 from vmsentry.report.output import OutputError, open_append
 
 
@@ -66,7 +66,5 @@ class Timeline:
             self.say(f"audit log: {exc}")
 
     def close(self) -> None:
-        if self.file is not None:
-            with contextlib.suppress(OSError):
-                self.file.close()
-            self.file = None
+        close_quietly(self.file)
+        self.file = None
