@@ -266,7 +266,7 @@ class Watcher:
     def _apply_changes(self, followed, changes: list) -> None:
         """libvirt's new inventory (with the --inventory files' part kept), and a config_drift alert per change."""
         from vmsentry.analyse.detectors import Truth
-        from vmsentry.analyse.drift import drift_alert
+        from vmsentry.analyse.drift import drift_alert, is_drift
         from vmsentry.model import Inventory
 
         inventory = Inventory.from_dict(self.static_inventory) if self.static_inventory else Inventory()
@@ -276,7 +276,7 @@ class Watcher:
         fresh = Truth.from_inventory(inventory, bridge=self.bridges[0] if len(self.bridges) == 1 else None)
         self.engine.truth.__dict__.update(fresh.__dict__)  # the detectors hold this object
         self._set_recent_macs()
-        for change in changes:
+        for change in filter(is_drift, changes):  # (a VM started or stopped is no configuration drift)
             alert = drift_alert(change, time.time())
             self.timeline.record("change", alert.describe(alert), change=alert.to_dict().get("evidence"))
             self._outputs(alert)
