@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import watch_capacity
+import watch_latency
 
 
 def part_capacity(args: argparse.Namespace) -> dict:
@@ -33,7 +34,11 @@ def part_drops(args: argparse.Namespace) -> dict:
     return watch_capacity.drops(args.packets or 2_000_000, args.senders)
 
 
-PARTS = {"capacity": part_capacity, "drops": part_drops}
+def part_latency(args: argparse.Namespace) -> dict:
+    return watch_latency.run(argparse.Namespace(runs=args.runs, burst=0.3, gap=1.5, verbose=False))
+
+
+PARTS = {"capacity": part_capacity, "drops": part_drops, "latency": part_latency}
 
 
 def main() -> None:
@@ -41,6 +46,7 @@ def main() -> None:
     ap.add_argument("--part", choices=("capacity", "drops", "memory", "latency", "all"), default="all")
     ap.add_argument("--packets", type=int, help="packets per part (default: the part's own)")
     ap.add_argument("--senders", type=int, default=1, help="drops: trafgen senders (one namespace each)")
+    ap.add_argument("--runs", type=int, default=20, help="latency: attacks (median and p95 over them)")
     args = ap.parse_args()
     chosen = list(PARTS) if args.part == "all" else [args.part]
     results = {}

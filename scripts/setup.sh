@@ -28,6 +28,9 @@ APT_PACKAGES=(
   libvirt-daemon-config-nwfilter ebtables
   # traffic tools used by tests
   tcpdump
+  # the watcher's packaging tests: systemd-analyze (systemd; no init change: systemd-sysv is refused below)
+  # and logrotate -d
+  systemd logrotate
   # a real syslog receiver for `--syslog` (tests/test_syslog.py starts its own rsyslogd on a private config;
   # the package pulls no systemd: only libestr0, libfastjson4, liblognorm5)
   rsyslog

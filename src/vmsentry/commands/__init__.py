@@ -27,6 +27,11 @@ COMMANDS: dict[str, CommandInfo] = {
         "PolicyCommand",
         "segmentation policy: compile to nftables/nwfilter, apply with rollback, check traffic",
     ),
+    "watch": CommandInfo(
+        "vmsentry.commands.watch",
+        "WatchCommand",
+        "watch the VM bridges live: detect, quarantine the attacking VM, keep evidence per incident",
+    ),
     "quarantine": CommandInfo(
         "vmsentry.commands.quarantine",
         "QuarantineCommand",

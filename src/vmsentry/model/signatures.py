@@ -186,22 +186,11 @@ def reason(alert: dict) -> str:
         kinds = evidence.get("kinds") or {}
         return "link_local" if alert.get("severity") == "low" or not kinds else "traffic"
     if kind in ("policy_violation", "config_drift"):
-        wanted = evidence.get("kind") if kind == "policy_violation" else _change_reason(evidence.get("change"))
+        wanted = evidence.get("kind") if kind == "policy_violation" else _drift_reason(evidence.get("change"))
         if (kind, wanted) in SIGNATURES:
             return wanted
         return "forbidden" if kind == "policy_violation" else "other"
     return _FIRST.get(kind, "")
-
-
-def _change_reason(change) -> str | None:
-    """``evidence.change`` of a ``config_drift`` alert: the change record (``model.drift.Change.to_dict()``,
-    whose ``what`` is the kind; a NIC filter that went away is ``filter_removed``) or already a reason."""
-    if not isinstance(change, dict):
-        return change
-    what = change.get("what")
-    if what == "nic_filter":
-        return "filter_removed" if change.get("after") is None else "filter_changed"
-    return what
 
 
 def signature(alert: dict) -> Signature:
@@ -227,3 +216,14 @@ def _plain_key(key):
     if key is None or isinstance(key, (int, float, str, bool)):
         return key
     return str(key)
+
+
+def _drift_reason(change) -> str | None:
+    """A config_drift alert's reason from its ``evidence.change`` (analyse/drift.py: a Change as a dict, whose
+    ``what`` names the kind; a filter change is ``filter_removed`` when nothing replaced it)."""
+    if not isinstance(change, dict):
+        return change if isinstance(change, str) else None
+    what = change.get("what")
+    if what == "nic_filter":
+        return "filter_removed" if change.get("after") in (None, "") else "filter_changed"
+    return what if isinstance(what, str) else None
