@@ -98,9 +98,15 @@ def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None
     claims is an error)."""
     inv = Inventory()
     skipped = 0
+    read: set[str] = set()  # a file reached twice (a folder and a folder inside it) is read once
+    origins: dict[int, str] = {}  # id(host) -> the file it was read from, for the host join by folder
     for count, (path, explicit) in enumerate(iter_files(paths, inv), 1):
         if progress:
             progress(count, path)
+        real = os.path.realpath(path)
+        if real in read:
+            continue
+        read.add(real)
         try:
             with InputFile(path) as handle:  # never waits for a FIFO's writer (model/files.py)
                 head = handle.head()
@@ -126,11 +132,18 @@ def read_paths(paths: Iterable[str], progress: Callable[[int, str], None] | None
                 skipped += 1
             continue
         try:
-            inv.extend(adapter.read(path, data))
+            found = adapter.read(path, data)
         except BadInput as exc:
             inv.errors.append(InputError(path, str(exc)))
+            continue
         except MemoryError:
             inv.errors.append(InputError(path, "too large to read"))
+            continue
+        origins.update((id(host), path) for host in found.hosts)
+        inv.extend(found)
+    from vmsentry.collect.libvirt_link import merge_hosts_by_folder
+
+    merge_hosts_by_folder(inv, origins)
     return inv, skipped
 
 

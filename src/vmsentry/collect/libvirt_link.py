@@ -13,6 +13,8 @@ This is platform knowledge (libvirt's defaults), so it lives in *collect*, not i
 
 from __future__ import annotations
 
+import os
+
 from vmsentry.model import VM, Host, Inventory, Network, NwFilter
 
 # qemu.conf keys and their built-in defaults (libvirt src/qemu/qemu.conf.in)
@@ -23,31 +25,112 @@ _BUILTIN_LISTEN = "127.0.0.1"
 def link(inv: Inventory) -> None:
     _merge_hosts(inv)
     _merge_snapshot_documents(inv)
-    networks = {n.name: n for n in inv.networks if n.platform == "libvirt"}
-    own_bridges = {n.bridge: n for n in networks.values() if n.bridge and n.mode in _OWNS_ITS_BRIDGE}
-    qemu_conf = _qemu_conf(inv)
+    libvirt_networks = [n for n in inv.networks if n.platform == "libvirt"]
+    views: dict[str | None, tuple[dict[str, Network], dict[str, Network]]] = {}
+    confs = {h.name: conf for h in inv.hosts if (conf := _qemu_conf(h)) is not None}
     filters = {**BUILTIN_FILTERS, **{f.name: f for f in inv.nwfilters}}
     for vm in inv.vms:
         if vm.platform != "libvirt":
             continue
+        if vm.host not in views:
+            views[vm.host] = _network_view(libvirt_networks, vm.host)
+        networks, own_bridges = views[vm.host]
+        # the VM's own host's qemu.conf; one read for a single host applies to every VM (as before hosts
+        # were told apart); with several, a VM of no known host has none
+        qemu_conf = confs.get(vm.host) if vm.host in confs or len(confs) > 1 else next(iter(confs.values()), None)
         _resolve_nics(vm, networks, own_bridges, filters)
         _resolve_listeners(vm, networks, qemu_conf)
         _resolve_confinement(vm, qemu_conf, inv)
 
 
+def _network_view(networks: list[Network], host: str | None) -> tuple[dict[str, Network], dict[str, Network]]:
+    """Networks by name and the bridges they own, as a VM of ``host`` sees them: where two hosts define a
+    network of the same name ("default"), its own host's wins (else the last read, as always)."""
+    by_name = {n.name: n for n in sorted(networks, key=lambda n: host is not None and n.host == host)}
+    own_bridges = {n.bridge: n for n in by_name.values() if n.bridge and n.mode in _OWNS_ITS_BRIDGE}
+    return by_name, own_bridges
+
+
+def merge_hosts_by_folder(inv: Inventory, origins: dict[int, str]) -> None:
+    """Before the link pass, while the file each host was read from is known (``origins``: id(host) ->
+    path): a host's configuration files (unnamed hosts: qemu.conf, libvirtd.conf) merge into the named
+    host read from the nearest folder (``lab/host/qemu.conf`` into the host of ``lab/host/host-facts.json``),
+    when one is nearer than every other. So a host keeps its name when another folder with another host
+    is scanned beside it, instead of its settings going to a host called 'host'. Named hosts read twice
+    under one name (the same facts file given twice) become one. With several named hosts, VMs and
+    networks whose definition names no host are given the nearest one the same way."""
+    named: dict[str, Host] = {}
+    for host in inv.hosts:
+        if host.name and id(host) in origins and host.name not in named:
+            named[host.name] = host
+    keep: list[Host] = []
+    for host in inv.hosts:
+        if host.name:
+            first = named.get(host.name)
+            if first is not None and first is not host and id(host) in origins:
+                _merge_facts(first, host)
+                continue
+            keep.append(host)
+            continue
+        target = _nearest(origins.get(id(host)), [(h, origins[id(h)]) for h in named.values()])
+        if target is None:
+            keep.append(host)
+        else:
+            _merge_facts(target, host)
+    inv.hosts = keep
+    if len(named) > 1:
+        # with one host, the rules take it as every VM's host anyway; with several, a VM or network read
+        # from a file runs on the host read from its folder (its host facts then apply to it, as alone)
+        candidates = [(h, origins[id(h)]) for h in named.values()]
+        for record in [*inv.vms, *inv.networks]:
+            if not record.host and record.source.file and not record.source.uri:
+                target = _nearest(record.source.file, candidates)
+                if target is not None:
+                    record.host = target.name
+
+
+def _nearest(path: str | None, candidates: list[tuple[Host, str]]) -> Host | None:
+    """The candidate read from the folder sharing the most leading components with ``path``'s, if unique."""
+    if path is None or not candidates:
+        return None
+    folder = _components(path)
+    scored = sorted(((_shared(folder, _components(p)), i) for i, (_, p) in enumerate(candidates)), reverse=True)
+    if len(scored) > 1 and scored[0][0] == scored[1][0]:
+        return None
+    return candidates[scored[0][1]][0]
+
+
+def _components(path: str) -> list[str]:
+    return os.path.dirname(os.path.abspath(path)).split(os.sep)
+
+
+def _shared(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _merge_facts(target: Host, host: Host) -> None:
+    for key, value in host.facts.items():
+        if key == "collection_errors":
+            target.facts.setdefault(key, []).extend(value)
+        else:
+            target.facts.setdefault(key, value)
+
+
 def _merge_hosts(inv: Inventory) -> None:
-    """Unnamed hosts (from config files) merge into the named live host, or into one called 'host'."""
+    """Unnamed hosts (from config files) left after ``merge_hosts_by_folder`` merge into the named live
+    host, or into one called 'host'."""
     unnamed = [h for h in inv.hosts if not h.name]
     if not unnamed:
         return
     named = [h for h in inv.hosts if h.name]
     target = named[0] if len(named) == 1 else Host(name="host", platform=unnamed[0].platform)
     for host in unnamed:
-        for key, value in host.facts.items():
-            if key == "collection_errors":
-                target.facts.setdefault(key, []).extend(value)
-            else:
-                target.facts.setdefault(key, value)
+        _merge_facts(target, host)
     inv.hosts = named if target in named else named + [target]
 
 
@@ -67,12 +150,9 @@ def _merge_snapshot_documents(inv: Inventory) -> None:
     inv.vms = keep
 
 
-def _qemu_conf(inv: Inventory) -> dict | None:
-    for host in inv.hosts:
-        conf = host.facts.get("qemu_conf")
-        if isinstance(conf, dict):
-            return conf.get("values") or {}
-    return None
+def _qemu_conf(host: Host) -> dict | None:
+    conf = host.facts.get("qemu_conf")
+    return (conf.get("values") or {}) if isinstance(conf, dict) else None
 
 
 def _resolve_nics(
