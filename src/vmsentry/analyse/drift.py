@@ -34,14 +34,14 @@ def vm_changes(old: VM | None, new: VM | None) -> list[Change]:
     if old is None:
         return [Change(new.name, "vm_added", None, _vm_value(new), _where(new))]
     if new is None:
-        return [Change(old.name, "vm_removed", _vm_value(old), None, _where(old))]
+        return [Change(old.name, "vm_removed", _vm_value(old), None, _where(old), where_before=_where(old))]
     name = new.name
-    at = _where(new)
+    at, was_at = _where(new), _where(old)
     out: list[Change] = []
     if old.state and new.state and old.state != new.state:
-        out.append(Change(name, "state", old.state, new.state, _where(new)))
-    out.extend(_nic_changes(name, old.nics, new.nics, at))
-    out.extend(_listener_changes(name, old.listeners, new.listeners, at))
+        out.append(Change(name, "state", old.state, new.state, at, where_before=was_at))
+    out.extend(_nic_changes(name, old.nics, new.nics, at, was_at))
+    out.extend(_listener_changes(name, old.listeners, new.listeners, at, was_at))
     old_shares = {_share_value(s) for s in old.shares}
     for share in new.shares:
         value = _share_value(share)
@@ -74,9 +74,10 @@ def network_changes(old: Network | None, new: Network | None) -> list[Change]:
     if old is None:
         return [Change(new.name, "network_added", None, _network_value(new), _where(new), kind="network")]
     if new is None:
-        return [Change(old.name, "network_removed", _network_value(old), None, _where(old), kind="network")]
+        where = _where(old)
+        return [Change(old.name, "network_removed", _network_value(old), None, where, None, "network", where)]
     if old.mode != new.mode:
-        return [Change(new.name, "network_mode", old.mode, new.mode, _where(new), kind="network")]
+        return [Change(new.name, "network_mode", old.mode, new.mode, _where(new), None, "network", _where(old))]
     return []
 
 
@@ -151,27 +152,33 @@ def _fields(record, names: tuple[str, ...]) -> dict:
     return {name: getattr(record, name) for name in names}
 
 
-def _nic_changes(vm: str, old: list[Nic], new: list[Nic], at: str | None) -> Iterator[Change]:
+def _nic_changes(
+    vm: str, old: list[Nic], new: list[Nic], at: str | None, was_at: str | None = None
+) -> Iterator[Change]:
     before, after = _keyed(old), _keyed(new)
     for key, nic in after.items():
         prev = before.get(key)
         item = _nic_item(nic)
+        where = _at(at, nic.locator)
         if prev is None:
-            yield Change(vm, "nic_added", None, _nic_value(nic), _at(at, nic.locator), item)
+            yield Change(vm, "nic_added", None, _nic_value(nic), where, item)
             continue
+        was = _at(was_at, prev.locator)
         if prev.network != nic.network:
-            yield Change(vm, "nic_network", prev.network, nic.network, _at(at, nic.locator), item)
+            yield Change(vm, "nic_network", prev.network, nic.network, where, item, where_before=was)
         elif prev.bridge != nic.bridge and prev.bridge and nic.bridge:
             # the network says the bridge when both name one; a bridge only on one side is the live XML
             # naming what the stored definition leaves to the network
-            yield Change(vm, "nic_bridge", prev.bridge, nic.bridge, _at(at, nic.locator), item)
+            yield Change(vm, "nic_bridge", prev.bridge, nic.bridge, where, item, where_before=was)
         if prev.mode != nic.mode:
-            yield Change(vm, "nic_mode", prev.mode, nic.mode, _at(at, nic.locator), item)
+            yield Change(vm, "nic_mode", prev.mode, nic.mode, where, item, where_before=was)
         if _filter_value(prev) != _filter_value(nic):
-            yield Change(vm, "nic_filter", _filter_value(prev), _filter_value(nic), _at(at, nic.locator), item)
+            yield Change(vm, "nic_filter", _filter_value(prev), _filter_value(nic), where, item, where_before=was)
     for key, nic in before.items():
         if key not in after:
-            yield Change(vm, "nic_removed", _nic_value(nic), None, _at(at, nic.locator), _nic_item(nic))
+            # where: the old place (nothing new to point at), as for every removal
+            was = _at(was_at or at, nic.locator)
+            yield Change(vm, "nic_removed", _nic_value(nic), None, was, _nic_item(nic), where_before=was)
 
 
 # ----------------------------------------------------------------------------------------- listeners
@@ -183,7 +190,9 @@ def _listener_identity(listener: Listener) -> tuple:
     return (listener.kind, listener.transport, listener.address, listener.auth, listener.tls)
 
 
-def _listener_changes(vm: str, old: list[Listener], new: list[Listener], at: str | None) -> Iterator[Change]:
+def _listener_changes(
+    vm: str, old: list[Listener], new: list[Listener], at: str | None, was_at: str | None = None
+) -> Iterator[Change]:
     before = {_listener_identity(x) for x in old}
     after = {_listener_identity(x) for x in new}
     # a listener of the same kind and transport that went away is the one that moved
@@ -195,9 +204,9 @@ def _listener_changes(vm: str, old: list[Listener], new: list[Listener], at: str
         value = _listener_value(listener)
         if moved is not None:
             gone.remove(moved)
-            yield Change(
-                vm, "listener_changed", _listener_value(moved), value, _at(at, listener.locator), listener.kind
-            )
+            was = _at(was_at or at, moved.locator)
+            where = _at(at, listener.locator)
+            yield Change(vm, "listener_changed", _listener_value(moved), value, where, listener.kind, where_before=was)
         else:
             yield Change(vm, "listener_added", None, value, _at(at, listener.locator), listener.kind)
 
@@ -291,7 +300,7 @@ _WHAT = {
 }
 
 
-def _show(value) -> str:
+def show_value(value) -> str:
     if value is None:
         return "nothing"
     if isinstance(value, dict):
@@ -308,10 +317,16 @@ def _show(value) -> str:
     return str(value)
 
 
-def _summary(change: Change):
+def describe(change: Change, *, where: bool = True) -> str:
+    """One sentence: "vm web NIC net0 ... changed mode: nat -> bridged (read at ...)." (``where``: the
+    place the new value was read, in brackets)."""
     text = _WHAT.get(change.what, change.what).format(item=change.item or "?")
-    sentence = f"{change.kind} {change.asset} {text}: {_show(change.before)} -> {_show(change.after)}"
-    if change.where:
+    sentence = f"{change.kind} {change.asset} {text}: {show_value(change.before)} -> {show_value(change.after)}"
+    if where and change.where:
         sentence += f" (read at {change.where})"
-    sentence += "."
+    return sentence + "."
+
+
+def _summary(change: Change):
+    sentence = describe(change)
     return lambda _alert: sentence

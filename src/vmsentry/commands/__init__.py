@@ -43,6 +43,16 @@ COMMANDS: dict[str, CommandInfo] = {
         "IncidentsCommand",
         "the evidence bundles of `vmsentry watch`: list, show, verify against the manifest",
     ),
+    "history": CommandInfo(
+        "vmsentry.commands.history",
+        "HistoryCommand",
+        "the runs `scan --store` kept, and the failing findings by severity over time",
+    ),
+    "drift": CommandInfo(
+        "vmsentry.commands.drift",
+        "DriftCommand",
+        "configuration changes that matter between two saved scans or inventories, or two stored runs",
+    ),
     "completion": CommandInfo("vmsentry.cli", "CompletionCommand", "print a bash, zsh or tcsh completion script"),
 }
 

@@ -37,6 +37,12 @@ class ScanCommand(Command):
             metavar="P",
             help=f"only rules for this platform (repeatable): {', '.join(PLATFORMS)}",
         )
+        p.add_argument(
+            "--store",
+            metavar="DIR|URL",
+            help="keep this run (time, inputs, inventory, findings) in the scan history: SQLite under DIR, or "
+            "PostgreSQL at a postgresql:// URL (see `vmsentry history`, `vmsentry drift`)",
+        )
         p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -45,9 +51,11 @@ class ScanCommand(Command):
         from vmsentry import __version__
         from vmsentry.analyse.engine import evaluate
         from vmsentry.analyse.rules import load_catalogue
+        from vmsentry.model.history import iso_utc, new_run_id, utc_now
         from vmsentry.report import ScanResult, exit_code, render
 
         started = time.perf_counter()
+        started_at = utc_now()
         notes: list[str] = []
         waivers = None
         if args.waivers:
@@ -61,6 +69,12 @@ class ScanCommand(Command):
 
             with reraise_as(FatalError, BaselineError):
                 previous = load_baseline(args.baseline)
+        store = None
+        if args.store:  # opened before the scan: an unusable store is a fatal error, as a bad --baseline
+            from vmsentry.report.store import StoreError, open_store
+
+            with reraise_as(FatalError, StoreError):
+                store = open_store(args.store)
         inv, skipped = collect_inputs(args, progress=not args.no_progress)
         notes += inv.notes
         rules = load_catalogue()
@@ -92,6 +106,22 @@ class ScanCommand(Command):
             baseline=baseline,
             notes=notes,
             not_applicable=sum(not_applicable.values()),
+            timestamp=iso_utc(started_at),
+            run_id=new_run_id(started_at),
         )
+        code = exit_code(result)
+        if store is not None:  # kept before the report is written: a report names only a run that exists
+            with store, reraise_as(FatalError, StoreError):
+                store.save(result, scan_inputs(args), code)
         write(render(fmt, result, color=(fmt == "text" and args.output is None and use_color())), args.output)
-        return exit_code(result)
+        return code
+
+
+def scan_inputs(args: argparse.Namespace) -> dict:
+    """What a run read, as the store (and the audit log) records it."""
+    return {
+        "paths": list(args.paths),
+        "libvirt": list(args.libvirt),
+        "host": bool(args.host),
+        "platform": args.platform,
+    }

@@ -41,6 +41,7 @@ class Change:
     where: str | None = None  # where the new value (the old one when removed) was read: locator or source
     item: str | None = None  # which NIC ("net0 52:54:00:..."), listener, share or forward
     kind: str = "vm"  # the asset's kind: vm | network
+    where_before: str | None = None  # where the old value was read (None when something was added)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -23,3 +23,6 @@ class ScanResult:
     baseline: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     not_applicable: int = 0  # not-applicable results counted by the engine but not listed
+    # when the scan started (ISO 8601 UTC) and its run id (model/history.py); the scan command sets both
+    timestamp: str | None = None
+    run_id: str | None = None

@@ -51,13 +51,21 @@ def summarise(result: ScanResult) -> dict[str, Any]:
 
 def render(result: ScanResult) -> str:
     writer = _FindingWriter()
-    listed = sort_findings([f for f in result.findings if f.status != "not_applicable"])
+    if result.baseline is not None:  # --baseline: the findings are the new ones (the summary counts all)
+        listed = sort_findings(list(result.baseline["new"]))
+    else:
+        listed = sort_findings([f for f in result.findings if f.status != "not_applicable"])
     inventory = result.inventory
     errors = [{"file": e.file, "message": e.message} for e in inventory.errors]
     # One final join: the findings can be 100+ MB, and every intermediate join would copy them again.
     pieces = [
         '{\n"tool":',
         compact({"name": "vmsentry", "version": result.tool_version}),
+        *(
+            f',\n"{key}":{compact(value)}'
+            for key, value in (("run_id", result.run_id), ("timestamp", result.timestamp))
+            if value
+        ),
         ',\n"summary":',
         compact(summarise(result)),
         ',\n"findings":',
@@ -84,6 +92,11 @@ def render(result: ScanResult) -> str:
         ]
     pieces.append("\n}\n")
     return "".join(pieces)
+
+
+def finding_encoder():
+    """A function from a Finding to its JSON text (as in the report), with the writer's caches."""
+    return _FindingWriter().finding
 
 
 class _FindingWriter:

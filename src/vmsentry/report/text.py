@@ -52,16 +52,18 @@ def group_by_asset(findings: Iterable[Finding]) -> list[tuple[str, list[Finding]
 def render(result: ScanResult, *, color: bool = False) -> str:
     paint = _painter(color)
     lines = [_summary_line(result, paint)]
-    listed = [f for f in result.findings if f.status not in ("pass", "not_applicable")]
-    for asset, findings in group_by_asset(listed):
-        failing = sum(f.status == "fail" for f in findings)
-        lines += ["", paint("heading", printable(asset)) + (f"  ({failing} failing)" if failing else "")]
-        for finding in findings:
-            lines += _finding_lines(finding, paint)
-    if not listed:
-        lines += ["", "nothing needs attention"]
     if result.baseline is not None:
+        # --baseline: only what changed since (the summary line still counts the whole scan)
         lines += _baseline_lines(result.baseline, paint)
+    else:
+        listed = [f for f in result.findings if f.status not in ("pass", "not_applicable")]
+        for asset, findings in group_by_asset(listed):
+            failing = sum(f.status == "fail" for f in findings)
+            lines += ["", paint("heading", printable(asset)) + (f"  ({failing} failing)" if failing else "")]
+            for finding in findings:
+                lines += _finding_lines(finding, paint)
+        if not listed:
+            lines += ["", "nothing needs attention"]
     if result.notes:
         lines += ["", paint("heading", "notes")] + [f"  {printable(n)}" for n in result.notes]
     if result.inventory.errors:
@@ -144,4 +146,7 @@ def _baseline_lines(baseline: dict[str, Any], paint) -> list[str]:
             f"  {_tag(paint, str(old.get('severity', 'info')))} {printable(old.get('rule_id'))} "
             f"{printable(old.get('title', ''))} on {printable(old.get('asset'))}"
         )
+    unchanged = baseline.get("unchanged", 0)
+    if unchanged:
+        lines += ["", f"{_count(unchanged, 'failing finding')} already in the baseline, not listed"]
     return lines
