@@ -93,3 +93,34 @@ def test_a_sarif_file_is_refused_clearly(tmp_path):
     path.write_text(json.dumps({"version": "2.1.0", "runs": []}), encoding="utf-8")
     with pytest.raises(BaselineError, match="expected the output of 'vmsentry scan --format json'"):
         load_baseline(str(path))
+
+
+def test_scan_with_a_baseline_reports_only_new_and_fixed(run_cli, tmp_path):
+    """`scan --baseline` (its help: "report only new and fixed"): the JSON's findings are the new ones, and
+    the text lists the new and the fixed, not every finding of the scan again."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    lab = Path(__file__).resolve().parents[1] / "examples" / "lab"
+    changed = tmp_path / "lab"
+    shutil.copytree(lab, changed)
+    web = changed / "domains" / "web.xml"
+    web.write_text(web.read_text().replace("127.0.0.1", "0.0.0.0"))  # VNC of vm web on every address
+    db = changed / "domains" / "db.xml"
+    db.write_text(re.sub(r"\s*<serial type='tcp'>.*?</serial>", "", db.read_text(), flags=re.S))
+    before = tmp_path / "before.json"
+    assert run_cli("scan", str(lab), "--format", "json", "--no-progress", "-o", str(before)).returncode == 1
+    full = json.loads(run_cli("scan", str(changed), "--format", "json", "--no-progress").stdout)
+    proc = run_cli("scan", str(changed), "--baseline", str(before), "--format", "json", "--no-progress")
+    doc = json.loads(proc.stdout)
+    new, fixed = doc["baseline"]["new"], doc["baseline"]["fixed"]
+    assert new and fixed
+    assert doc["findings"] == new and all(f["status"] == "fail" for f in new)
+    assert len(doc["findings"]) < len([f for f in full["findings"] if f["status"] == "fail"])
+    assert doc["summary"]["by_status"] == full["summary"]["by_status"]  # the summary still counts the scan
+    text = run_cli("scan", str(changed), "--baseline", str(before), "--format", "text", "--no-progress").stdout
+    listed = [line for line in text.splitlines() if re.match(r"\s+\[[A-Z]+\]", line)]
+    assert len(listed) == len(new) + len(fixed)
+    assert f"{doc['baseline']['unchanged']} failing findings already in the baseline, not listed" in text
+    assert all(f"{f['rule_id']}" in text for f in new + fixed)

@@ -19,8 +19,9 @@ def utc_now() -> datetime:
 
 
 def iso_utc(when: datetime) -> str:
-    """ISO 8601 in UTC to the second, with ``Z``: ``2025-03-01T10:15:00Z`` (sorts as time, as text)."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO 8601 in UTC to the millisecond, with ``Z``: ``2025-03-01T10:15:00.042Z`` (fixed width, so it
+    sorts as time as text: two runs in one second keep their order)."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_run_id(when: datetime) -> str:
