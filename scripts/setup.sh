@@ -45,6 +45,9 @@ APT_PACKAGES=(
   # ... RDP (xrdp server, FreeRDP client), VNC (TigerVNC server, viewer, vncpasswd), Xvfb as the clients'
   # display, and pywinrm as a real WinRM client (its server in the lab is a stand-in: no Windows here)
   xrdp freerdp2-x11 tigervnc-standalone-server tigervnc-viewer tigervnc-tools xvfb python3-winrm
+  # a real PostgreSQL server for the scan store tests (tests/pg_server.py: initdb + pg_ctl in a temporary
+  # folder, no systemd; the package's own cluster is not used)
+  postgresql
   # headless browser for the `vmsentry paths --format html` tests
   chromium
   # groff renders docs/man/vmsentry.1 in its test (man-db pulls it in on most machines, not on a minimal one)
@@ -116,13 +119,13 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 have=$(cat "$STAMP" 2>/dev/null || true)
 if [ "${VMSENTRY_SETUP_FORCE:-0}" != 1 ] && [ "$want" = "$have" ] \
    && [ -x .venv/bin/vmsentry ] \
-   && .venv/bin/python -c 'import vmsentry, libvirt, lxml, yaml, pytest' >/dev/null 2>&1; then
+   && .venv/bin/python -c 'import vmsentry, libvirt, lxml, yaml, pytest, psycopg' >/dev/null 2>&1; then
   echo "setup: venv up to date (pyproject.toml unchanged)"
 else
   export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
   run_quiet "upgrade pip" .venv/bin/python -m pip install -q --upgrade pip
   # libvirt-python builds from source (about 10 s) against libvirt-dev found through pkg-config.
-  run_quiet "pip install -e '.[libvirt,test]'" .venv/bin/python -m pip install -q -e "$REPO[libvirt,test]"
+  run_quiet "pip install -e '.[libvirt,test,store]'" .venv/bin/python -m pip install -q -e "$REPO[libvirt,test,store]"
   echo "$want" >"$STAMP"
 fi
 # Byte-compile the sources as a regular (non-editable) pip install would: with PYTHONDONTWRITEBYTECODE set

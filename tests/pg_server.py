@@ -35,7 +35,10 @@ def free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable``: PostgreSQL's default fsync and synchronous commit (benchmarks); the tests turn
+        both off (a test's database is thrown away with the folder)."""
+        self.durable = durable
         self.bin = postgres_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="vmsentry-pg-"))
         self.port = free_port()
@@ -55,7 +58,9 @@ class PostgresServer:
             shutil.chown(self.dir, "nobody", "nogroup")
         data = str(self.dir / "data")
         self._run(str(self.bin / "initdb"), "-D", data, "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync")
-        options = f"-k {self.dir} -p {self.port} -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
+        options = f"-k {self.dir} -p {self.port} -c listen_addresses=''"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off"
         self._run(str(self.bin / "pg_ctl"), "-D", data, "-l", str(self.dir / "log"), "-w", "-o", options, "start")
         self.started = True
         return self

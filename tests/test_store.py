@@ -125,7 +125,7 @@ def test_a_stored_run_reads_back_whole(run_cli, store):
         run, inventory = kept.run_inventory(run_id)
         findings = kept.findings(run_id)
     assert run.run_id == doc["run_id"]
-    key = lambda f: json.dumps(f, sort_keys=True)  # noqa: E731
+    key = lambda f: json.dumps(f, sort_keys=True)
     assert sorted(map(key, findings)) == sorted(map(key, doc["findings"]))
     assert inventory.to_dict() == doc["inventory"]
     from vmsentry.model import Inventory
