@@ -26,7 +26,7 @@ EXTRA_SECTIONS = {
 done, nothing failing at or above the threshold
 .TP
 \fB1\fR
-findings (scan), paths (paths), alerts (detect), violations or a refused apply (policy), not quarantined (release), a changed bundle (incidents verify)
+findings (scan), paths (paths), alerts (detect), violations or a refused apply (policy), not quarantined (release), a changed bundle (incidents verify), configuration changes (drift)
 .TP
 \fB2\fR
 some input could not be read; everything readable is still reported
@@ -44,12 +44,16 @@ set to anything: no colour in the text report or the progress bar (https://no\-c
 .TP
 \fBVMSENTRY_DEBUG\fR
 \fB1\fR: as \-\-debug
+.TP
+\fBVMSENTRY_STORE\fR
+the scan store \fBhistory\fR reads without \-\-store (default /var/lib/vmsentry/history)
 """,
     "SEE ALSO": r"""
 .BR nft (8),
 .BR virsh (1).
 The README and docs/*.md in the source: docs/paths.md (attack paths), docs/detection.md (detectors),
-docs/policy.md (segmentation policies), docs/platforms.md (what is read on each platform).
+docs/policy.md (segmentation policies), docs/platforms.md (what is read on each platform),
+docs/history.md (scan history and drift).
 Shell completion: \fBvmsentry completion bash\fR (or zsh, tcsh).
 """,
 }
