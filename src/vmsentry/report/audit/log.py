@@ -1,0 +1,294 @@
+"""``AuditLog(dir)``: the append-only audit log a command or the watcher writes.
+
+Files in DIR: ``audit.db`` (SQLite, WAL), ``audit.key`` / ``audit.pub`` (keys.py), ``checkpoint.json``
+(the latest signed checkpoint, replaced atomically: copy it elsewhere, it is what catches a rewrite).
+
+``audit.db`` tables:
+
+* ``entries(seq INTEGER PRIMARY KEY, time, kind, leaf, entry)``: ``entry`` is the canonical JSON of one
+  event (``{"seq":N,`` first, then ``actor``, ``command``, ``host``, ``kind``, ``record``, ``time`` with
+  sorted keys, ASCII, no NaN) and ``leaf`` its RFC 6962 leaf hash; ``time``/``kind`` repeat the entry's for
+  queries. Retention clears ``entry`` (NULL) and keeps the leaf, or drops a whole prefix (prune.py).
+* ``checkpoints(size PRIMARY KEY, body, signature)``: signed ``{type: "vmsentry audit checkpoint", size,
+  root, time, key_id}``.
+* ``state``: the writer's compact tree edge (size + perfect-subtree hashes), so an append costs one leaf
+  hash and on average one node hash; verification never trusts it.
+* ``base``: after a prune, the signed summary of the dropped prefix (its size, edge and root).
+
+Two writers (a watcher and a scan, separate processes) serialise on ``BEGIN IMMEDIATE``: each reads the
+tree state, appends with the next sequence numbers and commits, so sequence numbers are dense and unique.
+``synchronous=NORMAL``: a commit survives the process dying at any point; a power cut may lose the last
+commits (not reorder or damage them), which the next checkpoint then no longer covers.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import sqlite3
+import sys
+import tempfile
+import time as _time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vmsentry.model.text import printable, redact_credentials
+from vmsentry.report.audit import keys
+from vmsentry.report.audit.keys import AuditError
+from vmsentry.report.audit.merkle import Compact, leaf_hash
+
+DB_FILE = "audit.db"
+CHECKPOINT_FILE = "checkpoint.json"
+CHECKPOINT_TYPE = "vmsentry audit checkpoint"
+CHECKPOINT_SCHEMA = "vmsentry.audit.checkpoint/1"
+CHECKPOINT_EVERY = 15 * 60.0  # seconds: the contract's "at least every 15 minutes"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries(seq INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL,
+                                   leaf BLOB NOT NULL, entry BLOB);
+CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, body BLOB NOT NULL, signature BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state(id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, edge BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS base(id INTEGER PRIMARY KEY CHECK (id = 1), body BLOB NOT NULL, signature BLOB NOT NULL);
+INSERT OR IGNORE INTO state VALUES (1, 0, x'');
+"""
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_entry(seq: int, epoch: float, kind: str, actor: str, command: str, host: str, record: object) -> bytes:
+    """The bytes a leaf hashes: the sequence number first (so a row moved to another place says so at a
+    glance), then the rest with sorted keys."""
+    rest = json.dumps(
+        {"time": iso(epoch), "kind": kind, "actor": actor, "command": command, "host": host, "record": record},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+        default=str,
+    )
+    return b'{"seq":%d,' % seq + rest[1:].encode("ascii")
+
+
+def entry_prefix(seq: int) -> bytes:
+    return b'{"seq":%d,' % seq
+
+
+def default_actor() -> str:
+    """Who ran it: the login name, and the sudo caller where there is one."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    caller = os.environ.get("SUDO_USER")
+    return f"{user} (sudo by {caller})" if caller and caller != user else user
+
+
+def default_command() -> str:
+    """The command line, secrets (URI passwords, key=value secrets) redacted."""
+    return printable(redact_credentials(" ".join(["vmsentry", *sys.argv[1:]])))[:2000]
+
+
+def edge_bytes(compact: Compact) -> bytes:
+    return b"".join(compact.nodes)
+
+
+def edge_from(size: int, blob: bytes) -> Compact:
+    return Compact(size, [blob[i : i + 32] for i in range(0, len(blob), 32)])
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout = 60000")
+    return db
+
+
+def _stderr(line: str) -> None:
+    print(f"vmsentry: {line}", file=sys.stderr, flush=True)
+
+
+class AuditLog:
+    """Appends entries; signs a checkpoint at least every ``checkpoint_every`` seconds of a long run (on the
+    next append or ``tick``) and at ``close``. Usable as a context manager."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        actor: str | None = None,
+        command: str | None = None,
+        host: str | None = None,
+        checkpoint_every: float = CHECKPOINT_EVERY,
+        clock: Callable[[], float] = _time.time,
+        announce: Callable[[str], None] = _stderr,
+    ) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AuditError(f"{self.directory}: cannot make the audit folder: {exc.strerror or exc}") from None
+        if not self.directory.is_dir():
+            raise AuditError(f"{self.directory}: not a folder")
+        self.key = keys.load_or_create(self.directory, announce)
+        self.key_id = keys.key_id(keys.public_raw(self.key))
+        self.actor = actor or default_actor()
+        self.command = command or default_command()
+        self.host = host or socket.gethostname()
+        self.checkpoint_every = checkpoint_every
+        self.clock = clock
+        self.appended = 0
+        try:
+            self.db = connect(self.directory / DB_FILE)
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            with self.transaction():
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    self.db.execute(statement)
+        except sqlite3.Error as exc:
+            raise AuditError(f"{self.directory / DB_FILE}: {exc}") from None
+        self.last_checkpoint = self.clock()
+        self.signed_size = -1
+
+    # -- transactions ------------------------------------------------------------------------------------
+    def transaction(self):
+        return _Immediate(self.db, self.directory / DB_FILE)
+
+    def _state(self) -> Compact:
+        size, edge = self.db.execute("SELECT size, edge FROM state WHERE id = 1").fetchone()
+        return edge_from(size, edge)
+
+    # -- appending ---------------------------------------------------------------------------------------
+    def append(self, kind: str, record: object) -> int:
+        """Appends one entry; returns its sequence number."""
+        return self.append_many([(kind, record)])[0]
+
+    def append_many(self, items: Iterable[tuple[str, object]]) -> list[int]:
+        """Appends many entries in one transaction (the fast path for a caller with many at once)."""
+        items = list(items)
+        if not items:
+            return []
+        with self.transaction():
+            seqs = self._append_rows(items)
+            if self.clock() - self.last_checkpoint >= self.checkpoint_every:
+                self._checkpoint()
+        return seqs
+
+    def _append_rows(self, items: list[tuple[str, object]]) -> list[int]:
+        """Inside a transaction: the rows and the new tree state."""
+        tree = self._state()
+        first = tree.size
+        now = self.clock()
+        rows = []
+        for offset, (kind, record) in enumerate(items):
+            entry = canonical_entry(first + offset, now, kind, self.actor, self.command, self.host, record)
+            leaf = leaf_hash(entry)
+            tree.append(leaf)
+            rows.append((first + offset, now, kind, leaf, entry))
+        self.db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?)", rows)
+        self.db.execute("UPDATE state SET size = ?, edge = ? WHERE id = 1", (tree.size, edge_bytes(tree)))
+        self.appended += len(rows)
+        return list(range(first, tree.size))
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """For a long run with no appends for a while: sign a checkpoint if one is due and the tree grew."""
+        if self.clock() - self.last_checkpoint >= self.checkpoint_every:
+            self.checkpoint()
+
+    def checkpoint(self) -> dict:
+        """Signs (size, root, time) of the tree as it is now; returns the checkpoint file's JSON."""
+        with self.transaction():
+            return self._checkpoint()
+
+    def _checkpoint(self) -> dict:
+        tree = self._state()
+        self.last_checkpoint = now = self.clock()
+        row = self.db.execute("SELECT body, signature FROM checkpoints WHERE size = ?", (tree.size,)).fetchone()
+        if row is None:
+            signed = keys.sign(self.key, CHECKPOINT_TYPE, size=tree.size, root=keys.b64(tree.root()), time=iso(now))
+            self.db.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (tree.size, signed.body, signed.signature))
+        else:
+            signed = keys.Signed(bytes(row[0]), bytes(row[1]))
+        document = checkpoint_document(signed, keys.public_raw(self.key))
+        self._publish(document)
+        self.signed_size = tree.size
+        return document
+
+    def _publish(self, document: dict) -> None:
+        """checkpoint.json, replaced only by a larger checkpoint (we hold the write lock: no race)."""
+        path = self.directory / CHECKPOINT_FILE
+        try:
+            if json.loads(path.read_text())["size"] >= document["size"]:
+                return
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", dir=self.directory)
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(document, out, indent=1, sort_keys=True)
+                out.write("\n")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except OSError as exc:
+            os.unlink(tmp)
+            raise AuditError(f"{path}: cannot write the checkpoint: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        """Signs the final checkpoint (if the tree grew since the last) and closes the database."""
+        if getattr(self, "db", None) is None:
+            return
+        try:
+            size = self._state().size
+            if size != self.signed_size:
+                self.checkpoint()
+        finally:
+            self.db.close()
+            self.db = None
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def checkpoint_document(signed: keys.Signed, public: bytes) -> dict:
+    fields = signed.fields
+    return {
+        "schema": CHECKPOINT_SCHEMA,
+        "size": fields["size"],
+        "root": fields["root"],
+        "time": fields["time"],
+        "key_id": fields["key_id"],
+        "public_key": keys.b64(public),
+        "body": signed.body.decode("ascii"),
+        "signature": keys.b64(signed.signature),
+    }
+
+
+class _Immediate:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error): the write lock is taken before anything is read."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self.db, self.path = db, path
+
+    def __enter__(self) -> None:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise AuditError(f"{self.path}: {exc}") from None
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error as error:
+                exc = error
+        self.db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise AuditError(f"{self.path}: {exc}") from None
