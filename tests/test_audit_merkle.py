@@ -110,7 +110,7 @@ LEAVES = [leaf_hash(x) for x in LEAF_INPUTS]
 
 
 def test_leaf_and_node_hashes_and_roots_of_every_size():
-    assert EMPTY_ROOT == hashlib.sha256(b"").digest()
+    assert hashlib.sha256(b"").digest() == EMPTY_ROOT
     assert LEAVES[0] == ROOTS[1]  # a one-leaf tree's root is its leaf hash
     for size in range(9):
         assert root(LEAVES[:size]) == ROOTS[size]

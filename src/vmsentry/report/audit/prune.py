@@ -67,11 +67,10 @@ def prune(directory: str | os.PathLike, retention: dict[str, float], **options) 
     report = verify(directory)
     if not report.ok:
         raise AuditError(f"{directory}: the log does not verify ({report.first.message}): nothing pruned")
-    with AuditLog(directory, **options) as log:
-        with log.transaction():
-            record = _prune(log, retention)
-            log._append_rows([("prune", record)])
-            log._checkpoint()
+    with AuditLog(directory, **options) as log, log.transaction():
+        record = _prune(log, retention)
+        log._append_rows([("prune", record)])
+        log._checkpoint()
     return record
 
 
