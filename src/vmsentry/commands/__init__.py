@@ -27,6 +27,11 @@ COMMANDS: dict[str, CommandInfo] = {
         "PolicyCommand",
         "segmentation policy: compile to nftables/nwfilter, apply with rollback, check traffic",
     ),
+    "audit": CommandInfo(
+        "vmsentry.commands.audit",
+        "AuditCommand",
+        "the tamper-evident audit log: verify, show, prune, export (written by --audit DIR)",
+    ),
     "completion": CommandInfo("vmsentry.cli", "CompletionCommand", "print a bash, zsh or tcsh completion script"),
 }
 

@@ -34,6 +34,10 @@ class AuditError(Exception):
     """The audit log cannot be used: the message is one line naming the file (key, database, checkpoint)."""
 
 
+class AuditTampered(AuditError):
+    """The log, or a checkpoint given with it, does not verify: ``audit`` exits 1 (not 2)."""
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 

@@ -1,4 +1,4 @@
-"""Retention (``audit prune``) and export with inclusion proofs (``audit export``).
+"""Retention (``audit prune``).
 
 Pruning never breaks verification:
 
@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TextIO
 
 from vmsentry.report.audit import keys
-from vmsentry.report.audit.keys import AuditError
-from vmsentry.report.audit.log import DB_FILE, AuditLog, connect, edge_from, iso
-from vmsentry.report.audit.merkle import Compact, Tree
+from vmsentry.report.audit.keys import AuditError, AuditTampered
+from vmsentry.report.audit.log import DB_FILE, AuditLog, edge_from, iso
+from vmsentry.report.audit.merkle import Compact
 from vmsentry.report.audit.verify import BASE_TYPE, verify
 
 DAY = 86400.0
@@ -55,7 +54,7 @@ def _keep_days(kind: str, retention: dict[str, float]) -> float:
     return retention.get(RETENTION_CLASS.get(kind, "entries"), DEFAULT_RETENTION["entries"])
 
 
-def _require_log(directory: Path) -> None:
+def require_log(directory: Path) -> None:
     if not (directory / DB_FILE).is_file():
         raise AuditError(f"{directory}: no audit log here ({DB_FILE} missing)")
 
@@ -63,10 +62,10 @@ def _require_log(directory: Path) -> None:
 def prune(directory: str | os.PathLike, retention: dict[str, float], **options) -> dict:
     """Applies ``retention`` (days per class or kind); returns the prune entry's record."""
     directory = Path(directory)
-    _require_log(directory)
+    require_log(directory)
     report = verify(directory)
     if not report.ok:
-        raise AuditError(f"{directory}: the log does not verify ({report.first.message}): nothing pruned")
+        raise AuditTampered(f"{directory}: the log does not verify ({report.first.message}): nothing pruned")
     with AuditLog(directory, **options) as log, log.transaction():
         record = _prune(log, retention)
         log._append_rows([("prune", record)])
@@ -89,7 +88,7 @@ def _prune(log: AuditLog, retention: dict[str, float]) -> dict:
     size = log._state().size
     first_kept = db.execute("SELECT min(seq) FROM entries WHERE entry IS NOT NULL").fetchone()[0]
     boundary = size if first_kept is None else first_kept
-    base, dropped = _old_base(db)
+    base, dropped = old_base(db)
     leaves = [bytes(r[0]) for r in db.execute("SELECT leaf FROM entries WHERE seq < ? ORDER BY seq", (boundary,))]
     edge = base.copy()
     edge.extend(leaves)
@@ -118,7 +117,7 @@ def _prune(log: AuditLog, retention: dict[str, float]) -> dict:
     }
 
 
-def _old_base(db) -> tuple[Compact, dict[int, str]]:
+def old_base(db) -> tuple[Compact, dict[int, str]]:
     row = db.execute("SELECT body FROM base WHERE id = 1").fetchone()
     if row is None:
         return Compact(), {}
@@ -136,40 +135,3 @@ def _ranges(db, start: int) -> list[list[int]]:
         else:
             out.append([seq, seq + 1])
     return out
-
-
-def export(directory: str | os.PathLike, out: TextIO, **options) -> int:
-    """JSONL: the signed checkpoint first, then every stored entry with its leaf hash and its inclusion proof
-    against that checkpoint's root (``entry`` is the exact text the leaf hashes; null once cleared).
-    Returns the number of entries written."""
-    directory = Path(directory)
-    _require_log(directory)
-    report = verify(directory)
-    if not report.ok:
-        raise AuditError(f"{directory}: the log does not verify ({report.first.message}): not exported")
-    with AuditLog(directory, **options) as log:
-        checkpoint = log.checkpoint()
-    db = connect(directory / DB_FILE)
-    try:
-        db.execute("BEGIN")
-        base, _ = _old_base(db)
-        rows = db.execute(
-            "SELECT seq, leaf, entry FROM entries WHERE seq < ? ORDER BY seq", (checkpoint["size"],)
-        ).fetchall()
-        db.execute("ROLLBACK")
-    finally:
-        db.close()
-    tree = Tree([bytes(r[1]) for r in rows], base=base)
-    if keys.b64(tree.root()) != checkpoint["root"]:
-        raise AuditError(f"{directory}: the entries changed while exporting; run it again")
-    out.write(json.dumps({"checkpoint": checkpoint}, sort_keys=True) + "\n")
-    for seq, leaf, entry in rows:
-        line = {
-            "seq": seq,
-            "leaf": bytes(leaf).hex(),
-            "entry": None if entry is None else bytes(entry).decode("ascii"),
-            "tree_size": checkpoint["size"],
-            "proof": [h.hex() for h in tree.inclusion_proof(seq)],
-        }
-        out.write(json.dumps(line, sort_keys=True) + "\n")
-    return len(rows)

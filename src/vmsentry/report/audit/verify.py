@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmsentry.report.audit import keys
-from vmsentry.report.audit.keys import AuditError
+from vmsentry.report.audit.keys import AuditError, AuditTampered
 from vmsentry.report.audit.log import (
     CHECKPOINT_FILE,
     CHECKPOINT_SCHEMA,
@@ -113,9 +113,9 @@ def read_checkpoint_file(path: str | os.PathLike) -> tuple[dict, bytes]:
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeError) as exc:
         raise AuditError(f"{path}: not a vmsentry audit checkpoint ({exc})") from None
     if fields.get("type") != CHECKPOINT_TYPE or keys.key_id(public) != fields.get("key_id"):
-        raise AuditError(f"{path}: not a vmsentry audit checkpoint (type or key id)")
+        raise AuditTampered(f"{path}: the checkpoint's type or key id is wrong")
     if not signed.valid(public):
-        raise AuditError(f"{path}: the checkpoint's signature does not verify")
+        raise AuditTampered(f"{path}: the checkpoint's signature does not verify")
     return fields, public
 
 
@@ -125,6 +125,8 @@ def verify(
     """Checks the log in ``directory``; ``checkpoint`` is a checkpoint file kept elsewhere, ``public_key`` the
     raw key the auditor kept (else ``audit.pub`` is trusted, which a whole rewrite also replaces)."""
     directory = Path(directory)
+    if not (directory / DB_FILE).is_file():
+        raise AuditError(f"{directory}: no audit log here ({DB_FILE} missing)")
     report = Report(str(directory))
     external = read_checkpoint_file(checkpoint) if checkpoint is not None else None
     if public_key is None:
@@ -139,8 +141,6 @@ def verify(
             )
         )
         return report
-    if not (directory / DB_FILE).is_file():
-        raise AuditError(f"{directory}: no audit log here ({DB_FILE} missing)")
     try:
         db = connect(directory / DB_FILE)
         try:
