@@ -33,6 +33,7 @@ from vmsentry.report.audit.log import (
     connect,
     edge_from,
     entry_prefix,
+    iso,
 )
 from vmsentry.report.audit.merkle import Compact, ProofError, leaf_hash
 
@@ -266,7 +267,7 @@ def _is_cleared(seq: int, ranges: list[tuple[int, int]]) -> bool:
 
 
 def _stream(db, tree: Compact, checkpoints: list[_Checkpoint], cleared, report: Report) -> None:
-    cursor = db.execute("SELECT seq, leaf, entry FROM entries WHERE seq >= ? ORDER BY seq", (tree.size,))
+    cursor = db.execute("SELECT seq, leaf, entry, time, kind FROM entries WHERE seq >= ? ORDER BY seq", (tree.size,))
     early = db.execute("SELECT min(seq) FROM entries WHERE seq < ?", (tree.size,)).fetchone()[0]
     if early is not None:
         report.problems.append(Problem("changed", f"entry {early} is inside the pruned prefix", early))
@@ -291,9 +292,18 @@ def _stream(db, tree: Compact, checkpoints: list[_Checkpoint], cleared, report: 
             if bad is not None:
                 report.problems.append(bad)
                 return
-        for seq, entry in zip(seqs, entries):
-            if entry is not None and not entry.startswith(entry_prefix(seq)):
+        for seq, _, entry, time, kind in rows:
+            if entry is None:
+                continue
+            if not entry.startswith(entry_prefix(seq)):
                 report.problems.append(_moved(seq, entry))
+                return
+            if not (
+                entry.endswith(b'"time":"%s"}' % iso(time).encode())
+                and f',"kind":{json.dumps(kind)},"record":'.encode() in entry
+            ):
+                # the query columns (show --kind/--since, prune's ages) must say what the signed entry says
+                report.problems.append(Problem("changed", f"entry {seq} was changed (its time or kind column)", seq))
                 return
         for leaf in stored:
             tree.append(leaf)
@@ -309,7 +319,7 @@ def _leaves_match(entries, stored: list[bytes]) -> bool:
 
 
 def _first_bad(rows, cleared, report: Report) -> Problem | None:
-    for seq, leaf, entry in rows:
+    for seq, leaf, entry, *_ in rows:
         if entry is None:
             if not _is_cleared(seq, cleared):
                 return Problem("removed", f"entry {seq} was emptied outside any signed prune", seq)
