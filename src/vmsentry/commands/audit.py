@@ -15,7 +15,17 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from vmsentry.commands.base import EXIT_USAGE, Command, CommandInfo, create_command, split_verb, verb_parser, write
+from vmsentry.commands.base import (
+    EXIT_USAGE,
+    Command,
+    CommandInfo,
+    FatalError,
+    create_command,
+    reraise_as,
+    split_verb,
+    verb_parser,
+    write,
+)
 from vmsentry.model.text import printable
 
 EXIT_OK, EXIT_TAMPERED, EXIT_INPUT = 0, 1, 2
@@ -26,6 +36,33 @@ SUBCOMMANDS: dict[str, CommandInfo] = {
     "prune": CommandInfo(__name__, "PruneCommand", "apply retention, leaving a signed record of what was removed"),
     "export": CommandInfo(__name__, "ExportCommand", "JSONL of every entry with its inclusion proof"),
 }
+
+
+def add_audit_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--audit DIR`` for a verb that writes to the audit log (``what`` says which entries)."""
+    p.add_argument(
+        "--audit",
+        metavar="DIR",
+        help=f"append {what} to the tamper-evident audit log in DIR (made, with its signing key, on first use; "
+        "see `vmsentry audit`)",
+    )
+
+
+def open_command_audit(args: argparse.Namespace, error: type[Exception] = FatalError):
+    """The audit log of ``--audit`` (a no-op log without it), opened before the verb acts so a folder or key
+    that cannot be used stops it first; an unusable log becomes ``error`` (one line)."""
+    from vmsentry.report.audit import AuditError, open_audit
+
+    with reraise_as(error, AuditError):
+        return open_audit(getattr(args, "audit", None))
+
+
+def close_command_audit(audit, error: type[Exception] = FatalError) -> None:
+    """Signs the run's checkpoint and closes the log (an error becomes ``error``)."""
+    from vmsentry.report.audit import AuditError
+
+    with reraise_as(error, AuditError):
+        audit.close()
 
 
 def _err(message: str) -> None:
