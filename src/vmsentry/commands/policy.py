@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from vmsentry.commands.audit import add_audit_option, close_command_audit, open_command_audit
 from vmsentry.commands.base import (
     Command,
     CommandInfo,
@@ -26,7 +27,6 @@ from vmsentry.commands.base import (
     verb_parser,
     write,
 )
-from vmsentry.commands.audit import add_audit_option, close_command_audit, open_command_audit
 from vmsentry.model.text import printable
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_USAGE = 0, 1, 2, 3
