@@ -170,8 +170,9 @@ def _verify(db, directory: Path, report: Report, public: bytes, external, extern
     if external is not None:
         checkpoints.append(_from_fields(external[0], str(external_path)))
     report.start = base.size
-    later = sorted((c for c in checkpoints if c.size >= base.size), key=lambda c: c.size)
-    for c in checkpoints:
+    unique = {(c.size, c.root): c for c in reversed(checkpoints)}.values()  # the same one stored and in a file
+    later = sorted((c for c in unique if c.size >= base.size), key=lambda c: c.size)
+    for c in unique:
         if c.size < base.size:
             _check_pruned(c, dropped, report)
     cleared = _cleared_ranges(db)
