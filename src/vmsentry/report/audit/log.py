@@ -7,12 +7,14 @@ Files in DIR: ``audit.db`` (SQLite, WAL), ``audit.key`` / ``audit.pub`` (keys.py
 
 * ``entries(seq INTEGER PRIMARY KEY, time, kind, leaf, entry)``: ``entry`` is the canonical JSON of one
   event (``{"seq":N,`` first, then ``actor``, ``command``, ``host``, ``kind``, ``record``, ``time`` with
-  sorted keys, ASCII, no NaN) and ``leaf`` its RFC 6962 leaf hash; ``time``/``kind`` repeat the entry's for
-  queries. Retention clears ``entry`` (NULL) and keeps the leaf, or drops a whole prefix (prune.py).
+  sorted keys, ASCII, no NaN) and ``leaf`` its RFC 6962 leaf hash; ``time`` (ISO 8601 UTC, fixed width, so
+  it sorts as text) and ``kind`` repeat the entry's for queries (verify checks they agree). Retention clears ``entry`` (NULL) and keeps the leaf, or drops a whole prefix (prune.py).
 * ``checkpoints(size PRIMARY KEY, body, signature)``: signed ``{type: "vmsentry audit checkpoint", size,
   root, time, key_id}``.
-* ``state``: the writer's compact tree edge (size + perfect-subtree hashes), so an append costs one leaf
-  hash and on average one node hash; verification never trusts it.
+* ``state``: a writer's compact tree edge (size + perfect-subtree hashes) at some size, stored at each
+  checkpoint and every STATE_EVERY leaves. A writer keeps the edge in memory while no other process
+  wrote (``PRAGMA data_version``), so an append costs one leaf hash, on average one node hash and one
+  row; after another writer, it catches up from the stored edge. Verification never trusts it.
 * ``base``: after a prune, the signed summary of the dropped prefix (its size, edge and root).
 
 Two writers (a watcher and a scan, separate processes) serialise on ``BEGIN IMMEDIATE``: each reads the
@@ -45,9 +47,10 @@ CHECKPOINT_FILE = "checkpoint.json"
 CHECKPOINT_TYPE = "vmsentry audit checkpoint"
 CHECKPOINT_SCHEMA = "vmsentry.audit.checkpoint/1"
 CHECKPOINT_EVERY = 15 * 60.0  # seconds: the contract's "at least every 15 minutes"
+STATE_EVERY = 4096  # leaves: how far behind the stored edge may be (another writer catches up from it)
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries(seq INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS entries(seq INTEGER PRIMARY KEY, time TEXT NOT NULL, kind TEXT NOT NULL,
                                    leaf BLOB NOT NULL, entry BLOB);
 CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, body BLOB NOT NULL, signature BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS state(id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, edge BLOB NOT NULL);
@@ -60,11 +63,11 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def canonical_entry(seq: int, epoch: float, kind: str, actor: str, command: str, host: str, record: object) -> bytes:
+def canonical_entry(seq: int, stamp: str, kind: str, actor: str, command: str, host: str, record: object) -> bytes:
     """The bytes a leaf hashes: the sequence number first (so a row moved to another place says so at a
     glance), then the rest with sorted keys."""
     rest = json.dumps(
-        {"time": iso(epoch), "kind": kind, "actor": actor, "command": command, "host": host, "record": record},
+        {"time": stamp, "kind": kind, "actor": actor, "command": command, "host": host, "record": record},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=True,
@@ -141,6 +144,9 @@ class AuditLog:
         self.checkpoint_every = checkpoint_every
         self.clock = clock
         self.appended = 0
+        self.db_path = self.directory / DB_FILE
+        self._tree: Compact | None = None  # the edge as of data_version _version (see _state)
+        self._version = self._stored = -1
         try:
             self.db = connect(self.directory / DB_FILE)
             self.db.execute("PRAGMA journal_mode = WAL")
@@ -155,11 +161,25 @@ class AuditLog:
 
     # -- transactions ------------------------------------------------------------------------------------
     def transaction(self):
-        return _Immediate(self.db, self.directory / DB_FILE)
+        return _Immediate(self)
 
     def _state(self) -> Compact:
+        """Inside a transaction: the tree's edge. Kept in memory while no other process wrote (SQLite's
+        data_version says so); otherwise the stored edge plus the leaves appended since it was stored."""
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if self._tree is not None and version == self._version:
+            return self._tree
         size, edge = self.db.execute("SELECT size, edge FROM state WHERE id = 1").fetchone()
-        return edge_from(size, edge)
+        tree = edge_from(size, edge)
+        tree.extend(
+            [leaf for (leaf,) in self.db.execute("SELECT leaf FROM entries WHERE seq >= ? ORDER BY seq", (size,))]
+        )
+        self._tree, self._version, self._stored = tree, version, size
+        return tree
+
+    def _store_state(self, tree: Compact) -> None:
+        self.db.execute("UPDATE state SET size = ?, edge = ? WHERE id = 1", (tree.size, edge_bytes(tree)))
+        self._stored = tree.size
 
     # -- appending ---------------------------------------------------------------------------------------
     def append(self, kind: str, record: object) -> int:
@@ -181,15 +201,15 @@ class AuditLog:
         """Inside a transaction: the rows and the new tree state."""
         tree = self._state()
         first = tree.size
-        now = self.clock()
+        stamp = iso(self.clock())
         rows = []
         for offset, (kind, record) in enumerate(items):
-            entry = canonical_entry(first + offset, now, kind, self.actor, self.command, self.host, record)
-            leaf = leaf_hash(entry)
-            tree.append(leaf)
-            rows.append((first + offset, now, kind, leaf, entry))
+            entry = canonical_entry(first + offset, stamp, kind, self.actor, self.command, self.host, record)
+            rows.append((first + offset, stamp, kind, leaf_hash(entry), entry))
+        tree.extend(row[3] for row in rows)
         self.db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?)", rows)
-        self.db.execute("UPDATE state SET size = ?, edge = ? WHERE id = 1", (tree.size, edge_bytes(tree)))
+        if tree.size - self._stored >= STATE_EVERY:
+            self._store_state(tree)
         self.appended += len(rows)
         return list(range(first, tree.size))
 
@@ -206,6 +226,8 @@ class AuditLog:
 
     def _checkpoint(self) -> dict:
         tree = self._state()
+        if self._stored != tree.size:
+            self._store_state(tree)
         self.last_checkpoint = now = self.clock()
         row = self.db.execute("SELECT body, signature FROM checkpoints WHERE size = ?", (tree.size,)).fetchone()
         if row is None:
@@ -271,10 +293,11 @@ def checkpoint_document(signed: keys.Signed, public: bytes) -> dict:
 
 
 class _Immediate:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error): the write lock is taken before anything is read."""
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error): the write lock is taken before anything is read.
+    A rollback forgets the in-memory edge (it may hold leaves that were not committed)."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
-        self.db, self.path = db, path
+    def __init__(self, log: AuditLog) -> None:
+        self.log, self.db, self.path = log, log.db, log.db_path
 
     def __enter__(self) -> None:
         try:
@@ -289,6 +312,7 @@ class _Immediate:
                 return
             except sqlite3.Error as error:
                 exc = error
+        self.log._tree = None
         self.db.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
             raise AuditError(f"{self.path}: {exc}") from None

@@ -70,9 +70,28 @@ class Compact:
         self.size += 1
 
     def extend(self, leaves: Iterable[bytes]) -> None:
-        append = self.append
-        for leaf in leaves:
-            append(leaf)
+        """Appends many leaves: aligned runs of 2^k leaves are hashed level by level (list comprehensions, no
+        per-leaf merging) and join the edge as one subtree."""
+        leaves = leaves if isinstance(leaves, list) else list(leaves)
+        at, count = 0, len(leaves)
+        while at < count:
+            left = count - at
+            k = min(left.bit_length() - 1, (self.size & -self.size).bit_length() - 1 if self.size else 64)
+            if k < 4:
+                self.append(leaves[at])
+                at += 1
+                continue
+            self._push(root(leaves[at : at + (1 << k)]), k)
+            at += 1 << k
+
+    def _push(self, node: bytes, k: int) -> None:
+        """Appends a perfect subtree of 2^k leaves (the size is a multiple of 2^k)."""
+        nodes, size = self.nodes, self.size >> k
+        while size & 1:
+            node = _sha256(b"\x01" + nodes.pop() + node).digest()
+            size >>= 1
+        nodes.append(node)
+        self.size += 1 << k
 
     def root(self) -> bytes:
         if not self.nodes:

@@ -75,13 +75,13 @@ def prune(directory: str | os.PathLike, retention: dict[str, float], **options) 
 
 def _prune(log: AuditLog, retention: dict[str, float]) -> dict:
     db, now = log.db, log.clock()
-    oldest = now - min(_keep_days(k, retention) for k in {*retention, "entries"}) * DAY
+    oldest = iso(now - min(_keep_days(k, retention) for k in {*retention, "entries"}) * DAY)
     cleared: dict[str, int] = {}
     gone = []
     for seq, kind, time in db.execute(
         "SELECT seq, kind, time FROM entries WHERE entry IS NOT NULL AND time < ?", (oldest,)
     ):
-        if time < now - _keep_days(kind, retention) * DAY:
+        if time < iso(now - _keep_days(kind, retention) * DAY):
             gone.append((seq,))
             cleared[kind] = cleared.get(kind, 0) + 1
     db.executemany("UPDATE entries SET entry = NULL WHERE seq = ?", gone)

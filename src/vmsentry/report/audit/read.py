@@ -28,7 +28,7 @@ def entries(
         params += kinds
     if since is not None:
         where.append("time >= ?")
-        params.append(since)
+        params.append(iso(since))
     query = f"SELECT seq, time, kind, entry FROM entries WHERE {' AND '.join(where)} ORDER BY seq"
     if limit is not None:
         query = f"SELECT * FROM ({query[: -len(' ORDER BY seq')]} ORDER BY seq DESC LIMIT {int(limit)}) ORDER BY seq"
@@ -37,7 +37,7 @@ def entries(
         out = []
         for seq, time, kind, entry in db.execute(query, params):
             if entry is None:
-                out.append({"seq": seq, "time": iso(time), "kind": kind, "cleared": True})
+                out.append({"seq": seq, "time": time, "kind": kind, "cleared": True})
                 continue
             try:
                 out.append(json.loads(entry))

@@ -17,6 +17,7 @@ One streaming pass in sequence order (memory bounded by a batch, not by the log)
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import os
 import sqlite3
@@ -25,16 +26,7 @@ from pathlib import Path
 
 from vmsentry.report.audit import keys
 from vmsentry.report.audit.keys import AuditError, AuditTampered
-from vmsentry.report.audit.log import (
-    CHECKPOINT_FILE,
-    CHECKPOINT_SCHEMA,
-    CHECKPOINT_TYPE,
-    DB_FILE,
-    connect,
-    edge_from,
-    entry_prefix,
-    iso,
-)
+from vmsentry.report.audit.log import CHECKPOINT_FILE, CHECKPOINT_SCHEMA, CHECKPOINT_TYPE, DB_FILE, connect, edge_from
 from vmsentry.report.audit.merkle import Compact, ProofError, leaf_hash
 
 BASE_TYPE = "vmsentry audit base"
@@ -278,45 +270,41 @@ def _stream(db, tree: Compact, checkpoints: list[_Checkpoint], cleared, report: 
     good = tree.size  # the end of the last stretch a checkpoint vouched for
     while due is not None and due.size == tree.size:  # checkpoints at the pruned boundary
         good, due = _compare(tree, due, good, report), next(pending, None)
+    kinds: dict[str, bytes] = {}
+    sha = hashlib.sha256
     while rows := cursor.fetchmany(BATCH):
-        seqs = [r[0] for r in rows]
-        if seqs[0] != tree.size or seqs[-1] != tree.size + len(rows) - 1:
-            missing = next(
-                want for s, want in zip([*seqs, None], range(tree.size, tree.size + len(rows) + 1)) if s != want
-            )
+        first = tree.size
+        if rows[0][0] != first or rows[-1][0] != first + len(rows) - 1:
+            missing = next(want for want, row in enumerate(rows, first) if row[0] != want)
             report.problems.append(Problem("removed", f"entry {missing} was removed", missing))
             return
-        stored = [bytes(r[1]) for r in rows]
-        entries = [r[2] for r in rows]
-        if None in entries or not _leaves_match(entries, stored):
-            bad = _first_bad(rows, cleared, report)
-            if bad is not None:
-                report.problems.append(bad)
-                return
+        stored = [r[1] for r in rows]
+        try:
+            computed = [sha(b"\x00" + r[2]).digest() for r in rows]
+        except TypeError:  # a cleared entry (NULL)
+            computed = None
+        if computed != stored and (bad := _first_bad(rows, cleared, report)) is not None:
+            report.problems.append(bad)
+            return
         for seq, _, entry, time, kind in rows:
             if entry is None:
                 continue
-            if not entry.startswith(entry_prefix(seq)):
+            pattern = kinds.get(kind) or kinds.setdefault(kind, f',"kind":{json.dumps(kind)},"record":'.encode())
+            if not entry.startswith(b'{"seq":%d,' % seq):
                 report.problems.append(_moved(seq, entry))
                 return
-            if not (
-                entry.endswith(b'"time":"%s"}' % iso(time).encode())
-                and f',"kind":{json.dumps(kind)},"record":'.encode() in entry
-            ):
+            if not (entry.endswith(f'"time":"{time}"}}'.encode()) and pattern in entry):
                 # the query columns (show --kind/--since, prune's ages) must say what the signed entry says
                 report.problems.append(Problem("changed", f"entry {seq} was changed (its time or kind column)", seq))
                 return
-        for leaf in stored:
-            tree.append(leaf)
-            while due is not None and due.size == tree.size:
-                good, due = _compare(tree, due, good, report), next(pending, None)
+        at = 0
+        while due is not None and due.size <= first + len(rows):  # leaves up to each checkpoint in the batch
+            tree.extend(stored[at : due.size - first])
+            at = due.size - first
+            good, due = _compare(tree, due, good, report), next(pending, None)
+        tree.extend(stored[at:])
         if report.problems and report.problems[-1].kind == "changed":
             return
-
-
-def _leaves_match(entries, stored: list[bytes]) -> bool:
-    sha = leaf_hash
-    return [sha(bytes(e)) for e in entries] == stored
 
 
 def _first_bad(rows, cleared, report: Report) -> Problem | None:
