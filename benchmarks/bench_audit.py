@@ -88,7 +88,11 @@ def bench_single(work: Path, count: int) -> dict:
         db.execute("COMMIT")
     anchor = time.perf_counter() - started
     db.close()
-    return {"entries": count, "appends_per_s": round(count / ours), "anchor_sqlite_inserts_per_s": round(count / anchor)}
+    return {
+        "entries": count,
+        "appends_per_s": round(count / ours),
+        "anchor_sqlite_inserts_per_s": round(count / anchor),
+    }
 
 
 def bench_batched(log_dir: Path, work: Path, count: int, batch: int) -> dict:

@@ -15,17 +15,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from vmsentry.commands.base import (
-    EXIT_USAGE,
-    Command,
-    CommandInfo,
-    FatalError,
-    create_command,
-    reraise_as,
-    split_verb,
-    verb_parser,
-    write,
-)
+from vmsentry.commands.base import Command, CommandGroup, CommandInfo, FatalError, reraise_as, write
 from vmsentry.model.text import printable
 
 EXIT_OK, EXIT_TAMPERED, EXIT_INPUT = 0, 1, 2
@@ -69,22 +59,12 @@ def _err(message: str) -> None:
     print(f"vmsentry: {printable(message)}", file=sys.stderr)
 
 
-class AuditCommand(Command):
+class AuditCommand(CommandGroup):
     """The audit log written by `--audit DIR` (scan, detect, watch, policy apply/confirm/rollback, quarantine,
     release): an RFC 6962 Merkle log with Ed25519-signed checkpoints. Exit 0 intact/done, 1 tampered, 2 no log or
     unreadable file, 3 usage."""
 
     subcommands = SUBCOMMANDS
-
-    def parser(self):
-        return verb_parser(f"vmsentry {self.name}", self.description, SUBCOMMANDS, "SUBVERB")
-
-    def main(self, argv: list[str]) -> int:
-        verb, rest = split_verb(self.parser(), argv)
-        if verb is None:
-            _err("audit: give a sub-verb: verify, show, prune, export (see --help)")
-            return EXIT_USAGE
-        return create_command(SUBCOMMANDS, verb, prefix=f"{self.name} ").main(rest)
 
 
 class _AuditVerb(Command):

@@ -66,6 +66,27 @@ class Command:
         return self.run(self.parser().parse_intermixed_args(argv))
 
 
+class CommandGroup(Command):
+    """A verb with sub-verbs (``policy``, ``audit``): its --help lists them, each parses its own options."""
+
+    subcommands: dict[str, CommandInfo]
+
+    def parser(self) -> Parser:
+        return verb_parser(f"vmsentry {self.name}", self.description, self.subcommands, "SUBVERB")
+
+    def subcommand(self, verb: str) -> Command:
+        return create_command(self.subcommands, verb, prefix=f"{self.name} ")
+
+    def main(self, argv: list[str]) -> int:
+        verb, rest = split_verb(self.parser(), argv)
+        if verb is None:
+            print(
+                f"vmsentry: {self.name}: give a sub-verb: {', '.join(self.subcommands)} (see --help)", file=sys.stderr
+            )
+            return EXIT_USAGE
+        return self.subcommand(verb).main(rest)
+
+
 def create_command(registry: dict[str, CommandInfo], name: str, prefix: str = "") -> Command:
     from importlib import import_module
 

@@ -16,17 +16,7 @@ import sys
 import time
 
 from vmsentry.commands.audit import add_audit_option, close_command_audit, open_command_audit
-from vmsentry.commands.base import (
-    Command,
-    CommandInfo,
-    create_command,
-    netns_name,
-    reraise_as,
-    seconds,
-    split_verb,
-    verb_parser,
-    write,
-)
+from vmsentry.commands.base import Command, CommandGroup, CommandInfo, netns_name, reraise_as, seconds, write
 from vmsentry.model.text import printable
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_USAGE = 0, 1, 2, 3
@@ -48,25 +38,12 @@ SUBCOMMANDS: dict[str, CommandInfo] = {
 }
 
 
-class PolicyCommand(Command):
+class PolicyCommand(CommandGroup):
     """Segmentation policy (YAML, see docs/policy.md): compile it against an inventory to nftables or libvirt nwfilter,
     apply it atomically with an automatic rollback, and check traffic against it.
     Exit 0 done, 1 violations/refused/nothing pending, 2 invalid input, 3 usage."""
 
     subcommands = SUBCOMMANDS
-
-    def parser(self):
-        return verb_parser(f"vmsentry {self.name}", self.description, SUBCOMMANDS, "SUBVERB")
-
-    def subcommand(self, verb: str) -> Command:
-        return create_command(SUBCOMMANDS, verb, prefix=f"{self.name} ")
-
-    def main(self, argv: list[str]) -> int:
-        verb, rest = split_verb(self.parser(), argv)
-        if verb is None:
-            _err("policy: give a sub-verb: compile, apply, confirm, rollback, check, suggest (see --help)")
-            return EXIT_USAGE
-        return self.subcommand(verb).main(rest)
 
 
 class _Usage(Exception):
@@ -411,18 +388,24 @@ class _PendingCommand(_PolicyVerb):
         )
         add_audit_option(p, "one entry for this action")
 
+    def act(self, args: argparse.Namespace, action):
+        """(the audit log, what ``action(netns, state_dir)`` returned); the log is opened before acting."""
+        from vmsentry.act.policy.apply import ConfirmError
+
+        _require_netns(args, _Usage)
+        audit = open_command_audit(args, _Usage)
+        with reraise_as(_Refused, ConfirmError):
+            return audit, action(args.netns, args.state_dir)
+
 
 class ConfirmCommand(_PendingCommand):
     """Keep the ruleset of a pending `policy apply --confirm-within`: its automatic rollback is cancelled.
     Exit 0; 1 nothing to confirm; 3 usage (also a --netns that does not exist)."""
 
     def run(self, args: argparse.Namespace) -> int:
-        from vmsentry.act.policy.apply import ConfirmError, confirm
+        from vmsentry.act.policy.apply import confirm
 
-        _require_netns(args, _Usage)
-        audit = open_command_audit(args, _Usage)
-        with reraise_as(_Refused, ConfirmError):
-            info = confirm(args.netns, args.state_dir)
+        audit, info = self.act(args, confirm)
         _record(
             audit, {**_action_record(args, "confirm"), "outcome": "confirmed", "seconds_left": info["seconds_left"]}
         )
@@ -435,12 +418,9 @@ class RollbackCommand(_PendingCommand):
     Exit 0; 1 nothing to roll back or the restore failed; 3 usage (also a --netns that does not exist)."""
 
     def run(self, args: argparse.Namespace) -> int:
-        from vmsentry.act.policy.apply import ConfirmError, rollback_now
+        from vmsentry.act.policy.apply import rollback_now
 
-        _require_netns(args, _Usage)
-        audit = open_command_audit(args, _Usage)
-        with reraise_as(_Refused, ConfirmError):
-            r = rollback_now(args.netns, args.state_dir)
+        audit, r = self.act(args, rollback_now)
         _record(
             audit,
             {

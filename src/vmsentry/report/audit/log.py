@@ -43,6 +43,7 @@ from vmsentry.report.audit.keys import AuditError
 from vmsentry.report.audit.merkle import Compact, leaf_hash
 
 DB_FILE = "audit.db"
+FORMAT = 1  # PRAGMA user_version of audit.db: the layout below
 CHECKPOINT_FILE = "checkpoint.json"
 CHECKPOINT_TYPE = "vmsentry audit checkpoint"
 CHECKPOINT_SCHEMA = "vmsentry.audit.checkpoint/1"
@@ -152,8 +153,14 @@ class AuditLog:
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
             with self.transaction():
+                version = self.db.execute("PRAGMA user_version").fetchone()[0]
+                if version not in (0, FORMAT):
+                    raise AuditError(
+                        f"{self.db_path}: an audit log of format {version}, not {FORMAT}: a newer vmsentry?"
+                    )
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {FORMAT}")
         except sqlite3.Error as exc:
             raise AuditError(f"{self.directory / DB_FILE}: {exc}") from None
         self.last_checkpoint = self.clock()

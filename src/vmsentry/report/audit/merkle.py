@@ -190,24 +190,30 @@ class Tree:
         return self._subproof(m - k, lo + k, hi, False) + [self.hash(lo, lo + k)]
 
 
+def _climb(fn: int, sn: int, path: Sequence[bytes]):
+    """The walk of RFC 9162 2.1.3.2 / 2.1.4.2 up from node ``fn`` of the last node ``sn``: yields each path
+    hash and whether it is the left sibling; raises when the path is longer or shorter than the tree."""
+    for sibling in path:
+        if sn == 0:
+            raise ProofError("the proof is longer than the path")
+        left = bool(fn & 1 or fn == sn)
+        yield sibling, left
+        if left:
+            while not fn & 1 and fn:
+                fn, sn = fn >> 1, sn >> 1
+        fn, sn = fn >> 1, sn >> 1
+    if sn != 0:
+        raise ProofError("the proof is shorter than the path")
+
+
 def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], expected_root: bytes) -> None:
     """Raises ProofError unless ``proof`` shows leaf hash ``leaf`` at ``index`` in the tree of ``size``
     leaves whose root is ``expected_root`` (RFC 9162 2.1.3.2)."""
     if not 0 <= index < size:
         raise ProofError(f"index {index} is outside a tree of {size}")
-    fn, sn, node = index, size - 1, leaf
-    for sibling in proof:
-        if sn == 0:
-            raise ProofError("the proof is longer than the path")
-        if fn & 1 or fn == sn:
-            node = node_hash(sibling, node)
-            while not fn & 1 and fn:
-                fn, sn = fn >> 1, sn >> 1
-        else:
-            node = node_hash(node, sibling)
-        fn, sn = fn >> 1, sn >> 1
-    if sn != 0:
-        raise ProofError("the proof is shorter than the path")
+    node = leaf
+    for sibling, left in _climb(index, size - 1, proof):
+        node = node_hash(sibling, node) if left else node_hash(node, sibling)
     if node != expected_root:
         raise ProofError("the proof leads to another root")
 
@@ -232,17 +238,10 @@ def verify_consistency(old: int, size: int, old_root: bytes, new_root: bytes, pr
     while fn & 1:
         fn, sn = fn >> 1, sn >> 1
     first = second = path[0]
-    for node in path[1:]:
-        if sn == 0:
-            raise ProofError("the proof is longer than the path")
-        if fn & 1 or fn == sn:
+    for node, left in _climb(fn, sn, path[1:]):
+        if left:
             first, second = node_hash(node, first), node_hash(node, second)
-            while not fn & 1 and fn:
-                fn, sn = fn >> 1, sn >> 1
         else:
             second = node_hash(second, node)
-        fn, sn = fn >> 1, sn >> 1
-    if sn != 0:
-        raise ProofError("the proof is shorter than the path")
     if first != old_root or second != new_root:
         raise ProofError("the proof leads to other roots")

@@ -21,12 +21,20 @@ import hashlib
 import json
 import os
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vmsentry.report.audit import keys
 from vmsentry.report.audit.keys import AuditError, AuditTampered
-from vmsentry.report.audit.log import CHECKPOINT_FILE, CHECKPOINT_SCHEMA, CHECKPOINT_TYPE, DB_FILE, connect, edge_from
+from vmsentry.report.audit.log import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_SCHEMA,
+    CHECKPOINT_TYPE,
+    DB_FILE,
+    FORMAT,
+    connect,
+    edge_from,
+)
 from vmsentry.report.audit.merkle import Compact, ProofError, leaf_hash
 
 BASE_TYPE = "vmsentry audit base"
@@ -69,18 +77,9 @@ class Report:
         return min(named, key=lambda p: p.seq) if named else self.problems[0] if self.problems else None
 
     def to_dict(self) -> dict:
-        return {
-            "directory": self.directory,
-            "intact": self.ok,
-            "size": self.size,
-            "start": self.start,
-            "cleared": self.cleared,
-            "checkpoints": self.checkpoints,
-            "latest_checkpoint": self.latest,
-            "key_id": self.key_id,
-            "problems": [p.to_dict() for p in self.problems],
-            "notes": self.notes,
-        }
+        fields = asdict(self)
+        fields["latest_checkpoint"] = fields.pop("latest")
+        return {"intact": self.ok, **fields}
 
 
 @dataclass(frozen=True)
@@ -147,6 +146,12 @@ def verify(
 
 def _verify(db, directory: Path, report: Report, public: bytes, external, external_path) -> None:
     db.execute("BEGIN")  # one snapshot: a writer appending meanwhile is not seen half-way
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version != FORMAT:
+        report.problems.append(
+            Problem("damaged", f"{directory / DB_FILE}: not an audit log of format {FORMAT} ({version})")
+        )
+        return
     base, dropped = _base(db, report, public)
     checkpoints = _checkpoints(db, report, public)
     latest_file = directory / CHECKPOINT_FILE
