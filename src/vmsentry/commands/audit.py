@@ -96,7 +96,7 @@ class VerifyCommand(_AuditVerb):
         p.add_argument(
             "--public-key", metavar="FILE", help="the public key kept elsewhere (audit.pub, or the base64 printed)"
         )
-        p.add_argument("--format", choices=("text", "json"), default="text")
+        p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.report.audit import keys
@@ -150,7 +150,7 @@ class ShowCommand(_AuditVerb):
         p.add_argument("--kind", action="append", default=[], metavar="K", help="only entries of kind K (repeatable)")
         p.add_argument("--since", type=parse_since, metavar="T", help="only entries from T on (ISO time, or 24h, 7d)")
         p.add_argument("--limit", type=int, metavar="N", help="only the last N entries that match")
-        p.add_argument("--format", choices=("text", "json"), default="text")
+        p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.report.audit.read import entries
@@ -188,7 +188,7 @@ class PruneCommand(_AuditVerb):
             metavar="[CLASS=]DAYS",
             help="retention in days: DAYS for every class, or entries=, alerts=, snapshots= or KIND= (repeatable)",
         )
-        p.add_argument("--format", choices=("text", "json"), default="text")
+        p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.report.audit.prune import parse_keep_days, prune
