@@ -120,3 +120,25 @@ def test_usage_and_missing_logs(tmp_path, run_cli):
     (tmp_path / "file").write_text("x")
     proc = run_cli("scan", LAB, "--audit", tmp_path / "file")
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
+
+
+def test_policy_confirm_writes_one_entry_per_action(tmp_path, run_cli):
+    """A pending apply's state as `policy apply --confirm-within` leaves it (no watchdog: nothing of the host is
+    touched); confirming it with --audit writes one `policy` entry. Apply and rollback write theirs through the
+    same helper (their end-to-end run needs nft in a namespace: tests/test_policy_lab.py)."""
+    import time
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "pending.json").write_text(json.dumps({"token": "t0", "deadline": time.time() + 60}))
+    audit = tmp_path / "audit"
+    proc = run_cli("policy", "confirm", "--state-dir", state, "--audit", audit)
+    assert proc.returncode == 0, proc.stderr
+    nothing = run_cli("policy", "confirm", "--state-dir", state, "--audit", audit)
+    assert nothing.returncode == 1  # nothing pending: no action, no entry
+    rows = json.loads(run_cli("audit", "show", audit, "--format", "json").stdout)["entries"]
+    assert [(r["kind"], r["record"]["action"], r["record"]["outcome"]) for r in rows] == [
+        ("policy", "confirm", "confirmed")
+    ]
+    assert rows[0]["record"]["state_dir"] == str(state) and rows[0]["record"]["seconds_left"] > 0
+    assert run_cli("audit", "verify", audit).returncode == 0
