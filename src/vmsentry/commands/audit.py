@@ -222,8 +222,8 @@ class ExportCommand(_AuditVerb):
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.report.audit.read import export
+        from vmsentry.report.output import OutputError, write_output_with
 
-        out = io.StringIO()
-        export(args.directory, out)
-        write(out.getvalue(), args.output)
+        with reraise_as(FatalError, OutputError):
+            write_output_with(lambda out: export(args.directory, out), args.output)
         return EXIT_OK

@@ -63,25 +63,26 @@ def export(directory: str | os.PathLike, out: TextIO, **options) -> int:
         checkpoint = log.checkpoint()
     db = connect(directory / DB_FILE)
     try:
-        db.execute("BEGIN")
+        db.execute("BEGIN")  # one snapshot for both passes
         base, _ = old_base(db)
-        rows = db.execute(
-            "SELECT seq, leaf, entry FROM entries WHERE seq < ? ORDER BY seq", (checkpoint["size"],)
-        ).fetchall()
-        db.execute("ROLLBACK")
+        size = checkpoint["size"]
+        query = "SELECT seq, leaf, entry FROM entries WHERE seq < ? ORDER BY seq"
+        # first pass: the leaf hashes only (32 bytes each); the entries are streamed in the second
+        tree = Tree([leaf for (leaf,) in db.execute(query.replace("seq, leaf, entry", "leaf"), (size,))], base=base)
+        if keys.b64(tree.root()) != checkpoint["root"]:
+            raise AuditError(f"{directory}: the entries changed while exporting; run it again")
+        out.write(json.dumps({"checkpoint": checkpoint}, sort_keys=True) + "\n")
+        count = 0
+        for seq, leaf, entry in db.execute(query, (size,)):
+            line = {
+                "seq": seq,
+                "leaf": leaf.hex(),
+                "entry": None if entry is None else entry.decode("ascii"),
+                "tree_size": size,
+                "proof": [h.hex() for h in tree.inclusion_proof(seq)],
+            }
+            out.write(json.dumps(line, sort_keys=True) + "\n")
+            count += 1
+        return count
     finally:
         db.close()
-    tree = Tree([bytes(r[1]) for r in rows], base=base)
-    if keys.b64(tree.root()) != checkpoint["root"]:
-        raise AuditError(f"{directory}: the entries changed while exporting; run it again")
-    out.write(json.dumps({"checkpoint": checkpoint}, sort_keys=True) + "\n")
-    for seq, leaf, entry in rows:
-        line = {
-            "seq": seq,
-            "leaf": bytes(leaf).hex(),
-            "entry": None if entry is None else bytes(entry).decode("ascii"),
-            "tree_size": checkpoint["size"],
-            "proof": [h.hex() for h in tree.inclusion_proof(seq)],
-        }
-        out.write(json.dumps(line, sort_keys=True) + "\n")
-    return len(rows)
