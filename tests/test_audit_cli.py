@@ -66,6 +66,7 @@ def test_scan_and_detect_write_entries_that_verify(tmp_path, run_cli, shared_dir
     exported = run_cli("audit", "export", audit, "-o", tmp_path / "export.jsonl")
     assert exported.returncode == 0, exported.stderr
     assert len((tmp_path / "export.jsonl").read_text().splitlines()) == len(rows) + 1
+    assert run_cli("audit", "export", audit).stdout == (tmp_path / "export.jsonl").read_text()
     outputs.append((tmp_path / "export.jsonl").read_text() + exported.stderr)
     pruned = run_cli("audit", "prune", audit, "--format", "json")
     assert pruned.returncode == 0 and json.loads(pruned.stdout)["dropped_now"] == 0, pruned.stderr

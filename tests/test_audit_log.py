@@ -368,3 +368,19 @@ def test_open_audit_of_none_records_nothing():
         assert isinstance(audit, NullAudit)
         assert audit.append("scan", {}) is None and audit.append_many([("alert", {})]) == []
         audit.tick()
+
+
+def test_threads_sharing_one_log_object_take_turns(tmp_path):
+    import threading
+
+    with AuditLog(tmp_path / "threads", announce=lambda line: None) as log:
+        workers = [
+            threading.Thread(target=lambda t=t: [log.append("alert", {"thread": t, "i": i}) for i in range(300)])
+            for t in range(3)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    report = verify(tmp_path / "threads")
+    assert report.ok and report.size == 900

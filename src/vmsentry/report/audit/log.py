@@ -32,6 +32,7 @@ import socket
 import sqlite3
 import sys
 import tempfile
+import threading
 import time as _time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -148,6 +149,7 @@ class AuditLog:
         self.db_path = self.directory / DB_FILE
         self._tree: Compact | None = None  # the edge as of data_version _version (see _state)
         self._version = self._stored = -1
+        self.lock = threading.RLock()  # one transaction at a time per log object (the watcher has threads)
         try:
             self.db = connect(self.directory / DB_FILE)
             self.db.execute("PRAGMA journal_mode = WAL")
@@ -271,9 +273,9 @@ class AuditLog:
         if getattr(self, "db", None) is None:
             return
         try:
-            size = self._state().size
-            if size != self.signed_size:
-                self.checkpoint()
+            with self.transaction():
+                if self._state().size != self.signed_size:
+                    self._checkpoint()
         finally:
             self.db.close()
             self.db = None
@@ -307,19 +309,24 @@ class _Immediate:
         self.log, self.db, self.path = log, log.db, log.db_path
 
     def __enter__(self) -> None:
+        self.log.lock.acquire()
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            self.log.lock.release()
             raise AuditError(f"{self.path}: {exc}") from None
 
     def __exit__(self, kind, exc, tb) -> None:
-        if kind is None:
-            try:
-                self.db.execute("COMMIT")
-                return
-            except sqlite3.Error as error:
-                exc = error
-        self.log._tree = None
-        self.db.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error):
-            raise AuditError(f"{self.path}: {exc}") from None
+        try:
+            if kind is None:
+                try:
+                    self.db.execute("COMMIT")
+                    return
+                except sqlite3.Error as error:
+                    exc = error
+            self.log._tree = None
+            self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise AuditError(f"{self.path}: {exc}") from None
+        finally:
+            self.log.lock.release()
