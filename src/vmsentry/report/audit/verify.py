@@ -288,20 +288,22 @@ def _stream(db, tree: Compact, checkpoints: list[_Checkpoint], cleared, report: 
             computed = [sha(b"\x00" + r[2]).digest() for r in rows]
         except TypeError:  # a cleared entry (NULL)
             computed = None
-        if computed != stored and (bad := _first_bad(rows, cleared, report)) is not None:
-            report.problems.append(bad)
-            return
-        for seq, _, entry, time, kind in rows:
+        bad = _first_bad(rows, cleared, report) if computed != stored else None
+        for seq, _, entry, time, kind in rows[: None if bad is None else bad.seq - first]:
             if entry is None:
                 continue
             pattern = kinds.get(kind) or kinds.setdefault(kind, f',"kind":{json.dumps(kind)},"record":'.encode())
             if not entry.startswith(b'{"seq":%d,' % seq):
-                report.problems.append(_moved(seq, entry))
-                return
-            if not (entry.endswith(f'"time":"{time}"}}'.encode()) and pattern in entry):
+                bad = _moved(seq, entry)
+            elif not (entry.endswith(f'"time":"{time}"}}'.encode()) and pattern in entry):
                 # the query columns (show --kind/--since, prune's ages) must say what the signed entry says
-                report.problems.append(Problem("changed", f"entry {seq} was changed (its time or kind column)", seq))
-                return
+                bad = Problem("changed", f"entry {seq} was changed (its time or kind column)", seq)
+            else:
+                continue
+            break
+        if bad is not None:
+            report.problems.append(bad)
+            return
         at = 0
         while due is not None and due.size <= first + len(rows):  # leaves up to each checkpoint in the batch
             tree.extend(stored[at : due.size - first])
