@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from vmsentry.commands.base import Command, CommandInfo, CommandGroup, write
+from vmsentry.commands.base import Command, CommandGroup, CommandInfo, write
 from vmsentry.model.text import printable
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_USAGE = 0, 1, 2, 3
