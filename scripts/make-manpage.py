@@ -26,7 +26,7 @@ EXTRA_SECTIONS = {
 done, nothing failing at or above the threshold
 .TP
 \fB1\fR
-findings (scan), paths (paths), alerts (detect), violations or a refused apply (policy), not quarantined (release), a changed bundle (incidents verify), configuration changes (drift)
+findings (scan), paths (paths), alerts (detect), violations or a refused apply (policy), not quarantined (release), a changed bundle (incidents verify), a tampered log (audit), configuration changes (drift)
 .TP
 \fB2\fR
 some input could not be read; everything readable is still reported
@@ -53,7 +53,7 @@ the scan store \fBhistory\fR reads without \-\-store (default /var/lib/vmsentry/
 .BR virsh (1).
 The README and docs/*.md in the source: docs/paths.md (attack paths), docs/detection.md (detectors),
 docs/policy.md (segmentation policies), docs/platforms.md (what is read on each platform),
-docs/history.md (scan history and drift).
+docs/audit.md (the audit log), docs/history.md (scan history and drift).
 Shell completion: \fBvmsentry completion bash\fR (or zsh, tcsh).
 """,
 }

@@ -195,7 +195,19 @@ def verify_bundle(watch: Watch) -> dict:
 def test_arpspoof_is_quarantined_the_victim_stays_true_and_release_restores(lab, tmp_path):
     lab.sh("vm2", "ping -c 1 -W 1 10.99.0.1")  # vm2 knows the host's true MAC
     port = free_port()
-    watch = Watch(lab, tmp_path, "--respond", "auto", "--quarantine", "nft", "--metrics", f"127.0.0.1:{port}")
+    audit = tmp_path / "audit"
+    watch = Watch(
+        lab,
+        tmp_path,
+        "--respond",
+        "auto",
+        "--quarantine",
+        "nft",
+        "--metrics",
+        f"127.0.0.1:{port}",
+        "--audit",
+        str(audit),
+    )
     victim = Capture(lab, "vm2", tmp_path / "vm2.pcap")
     tool = lab.spawn("vm1", ["arpspoof", "-i", "eth0", "-t", "10.99.0.12", "10.99.0.1"])
     try:
@@ -228,6 +240,14 @@ def test_arpspoof_is_quarantined_the_victim_stays_true_and_release_restores(lab,
     manifest = verify_bundle(watch)
     assert 0 < manifest["response_seconds"] < 2
     assert watch.said(r"response|in force \d+ ms")
+    # the signed audit log holds the detection, the decision and the action, and verifies
+    intact = vmsentry("audit", "verify", str(audit))
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    entries = json.loads(vmsentry("audit", "show", str(audit), "--format", "json").stdout)["entries"]
+    kinds = {e["kind"] for e in entries}
+    assert {"alert", "decision", "quarantine", "watch"} <= kinds, kinds
+    (action,) = [e["record"] for e in entries if e["kind"] == "quarantine"]
+    assert action["vm"] == "vm1" and action["ok"] is True
 
 
 @pytest.mark.slow

@@ -43,6 +43,11 @@ COMMANDS: dict[str, CommandInfo] = {
         "IncidentsCommand",
         "the evidence bundles of `vmsentry watch`: list, show, verify against the manifest",
     ),
+    "audit": CommandInfo(
+        "vmsentry.commands.audit",
+        "AuditCommand",
+        "the tamper-evident audit log: verify, show, prune, export (written by --audit DIR)",
+    ),
     "history": CommandInfo(
         "vmsentry.commands.history",
         "HistoryCommand",

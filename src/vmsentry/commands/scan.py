@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from vmsentry.commands.audit import add_audit_option, close_command_audit, open_command_audit
 from vmsentry.commands.base import Command, FatalError, add_report_output, default_format, reraise_as, use_color, write
 from vmsentry.commands.inputs import add_inputs, collect_inputs
 from vmsentry.model.rule import PLATFORMS
@@ -44,6 +45,7 @@ class ScanCommand(Command):
             "PostgreSQL at a postgresql:// URL (see `vmsentry history`, `vmsentry drift`)",
         )
         p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        add_audit_option(p, "one entry per run (counts by status and severity, inventory digest, inputs)")
 
     def run(self, args: argparse.Namespace) -> int:
         from datetime import date
@@ -75,6 +77,7 @@ class ScanCommand(Command):
 
             with reraise_as(FatalError, StoreError):
                 store = open_store(args.store)
+        audit = open_command_audit(args)
         inv, skipped = collect_inputs(args, progress=not args.no_progress)
         notes += inv.notes
         rules = load_catalogue()
@@ -114,11 +117,16 @@ class ScanCommand(Command):
             with store, reraise_as(FatalError, StoreError):
                 store.save(result, scan_inputs(args), code)
         write(render(fmt, result, color=(fmt == "text" and args.output is None and use_color())), args.output)
+        if args.audit:
+            from vmsentry.report.audit.records import scan_record
+
+            audit.append("scan", scan_record(result, scan_inputs(args), code))
+            close_command_audit(audit)
         return code
 
 
 def scan_inputs(args: argparse.Namespace) -> dict:
-    """What a run read, as the store (and the audit log) records it."""
+    """What a run read, as the store and the audit log record it."""
     return {
         "paths": list(args.paths),
         "libvirt": list(args.libvirt),

@@ -255,6 +255,7 @@ class Watcher:
             self._guard("reopening the output", self.writer.reopen)
             self.timeline.reopen()
             self.timeline.record("reopen", "SIGHUP: outputs reopened")
+        self.timeline.tick()
         while not self.changes.empty():
             self._apply_changes(*self.changes.get_nowait())
         self._expire(now)
