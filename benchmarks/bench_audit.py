@@ -13,10 +13,11 @@ Targets: >= 10,000 appends/s; verify of 1,000,000 entries < 10 s.
 * verify: ``verify(dir)`` of the whole log (every leaf hash, sequence, checkpoint roots); anchors: reading
   every row with ``sqlite3`` alone, one SHA-256 per entry with ``hashlib`` alone, and ``sha256sum`` over the
   database file (the floor of hashing those bytes once).
-Entries are alert-sized records (~450 bytes of canonical JSON). Prints JSON last.
-
-TODO (issue 13 part 2, the scan store): store write and query times for 10,000 scanned VMs on SQLite and
-PostgreSQL (``scan --store``), beside plain inserts of the same rows. Not measured here yet.
+Entries are alert-sized records (~450 bytes of canonical JSON).
+* store (issue 13 part 2, ``scan --store``): write and query times for a scan of --store-vms VMs (10,000)
+  on SQLite and on a PostgreSQL server started for the run, beside ``sqlite3 .import`` / ``psql \\copy`` of
+  the same rows: ``benchmarks/store_bench.py`` (also runnable alone), called from here; --store-vms 0 skips it.
+Prints JSON last.
 """
 
 from __future__ import annotations
@@ -150,10 +151,12 @@ def bench_verify(log_dir: Path) -> dict:
     }
 
 
-# --- TODO (issue 13 part 2: scan history and drift) -----------------------------------------------------
-# bench_store(): `scan --store` write and query times for 10,000 scanned VMs on SQLite and on PostgreSQL
-# (a server started in a temporary folder, as the store tests do), beside plain inserts of the same rows;
-# `vmsentry history` and `vmsentry drift` query times. Add its figures to docs/benchmarks.md.
+def bench_store(vms: int) -> dict:
+    """The scan store's part: benchmarks/store_bench.py (its docstring says what is timed and against what)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from store_bench import run as run_store_bench
+
+    return run_store_bench(vms=vms)
 
 
 def main() -> None:
@@ -162,6 +165,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=20_000, help="single appends timed")
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--dir", help="work folder (default: a temporary one, removed after)")
+    parser.add_argument("--store-vms", type=int, default=10_000, help="VMs in the stored scan (0: skip the store)")
     args = parser.parse_args()
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench-audit-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -171,6 +175,8 @@ def main() -> None:
             "batched": bench_batched(work / "big", work, args.entries, args.batch),
         }
         result["verify"] = bench_verify(work / "big")
+        if args.store_vms:
+            result["store"] = bench_store(args.store_vms)
         result["cpu"] = os.cpu_count()
         print(json.dumps(result, indent=2))
     finally:

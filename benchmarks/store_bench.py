@@ -18,8 +18,7 @@ collected and evaluated once, in process, and not timed here. Then, per backend:
 PostgreSQL is a server started for the run (tests/pg_server.py: initdb + pg_ctl in a temporary folder), with
 its default durability (fsync on), on this machine's socket. Prints JSON last.
 
-Note: meant as the store section of benchmarks/bench_audit.py (issue 13's one benchmark file, on branch
-``audit``); ``run()`` is what that file calls.
+``benchmarks/bench_audit.py`` (issue 13's benchmark) calls ``run()`` for its store section.
 """
 
 from __future__ import annotations
