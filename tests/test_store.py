@@ -230,3 +230,28 @@ def test_history_reads_the_store_named_by_the_environment(run_cli, tmp_path, mon
     monkeypatch.setenv("VMSENTRY_STORE", str(folder))
     proc = cli(run_cli, "history", "--format", "json", code=0)
     assert json.loads(proc.stdout)["runs"][0]["run_id"] == doc["run_id"]
+
+
+# ------------------------------------------------------------------------------------ drift of two files
+def test_drift_of_saved_scans_inventories_and_folders(run_cli, tmp_path, drifted_lab):
+    before, after, inventory = tmp_path / "before.json", tmp_path / "after.json", tmp_path / "inventory.json"
+    for path, source in ((before, LAB), (after, drifted_lab)):
+        assert cli(run_cli, "scan", str(source), "--format", "json", "--no-progress", "-o", str(path)).returncode == 1
+    cli(run_cli, "inventory", str(LAB), "-o", str(inventory), code=0)
+    doc = json.loads(cli(run_cli, "drift", str(before), str(after), "--format", "json", code=1).stdout)
+    assert doc["old"] == {"path": str(before)} and doc["new"] == {"path": str(after)}
+    filt = next(c for c in doc["changes"] if c["what"] == "nic_filter")
+    assert (filt["before"], filt["after"], filt["severity"]) == ("clean-traffic IP=192.168.122.10", None, "high")
+    assert filt["where_before"].startswith(f"{LAB}/domains/web.xml: line 18")
+    assert filt["where"].startswith(f"{drifted_lab}/domains/web.xml: line 18")
+    text = cli(run_cli, "drift", str(inventory), str(drifted_lab), code=1).stdout
+    assert text.splitlines()[0].endswith("4 changes") and "[HIGH]" in text and "before: read at" in text
+    # the same configuration read three ways: no drift
+    assert "no configuration change" in cli(run_cli, "drift", str(before), str(inventory), code=0).stdout
+    cli(run_cli, "drift", str(LAB), str(before), code=0)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"tool": "vmsentry", "inventory": {"schema": "vmsentry.inventory/1", "vms": 5}}')
+    proc = cli(run_cli, "drift", str(bad), str(after), code=2)
+    assert proc.stderr.startswith(f"vmsentry: {bad}") and proc.stderr.count("\n") == 1
+    cli(run_cli, "drift", str(tmp_path / "missing.json"), str(after), code=2)
+    cli(run_cli, "drift", str(before), code=3)
