@@ -7,7 +7,7 @@ is unique across machines writing one store, and is short enough to type (a uniq
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,16 +47,9 @@ class StoredRun:
         return sum(self.failing_by_severity.get(s, 0) for s in SEVERITIES)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
-            "run_id": self.run_id,
-            "timestamp": self.timestamp,
-            "tool_version": self.tool_version,
-            "inputs": self.inputs,
-            "exit_code": self.exit_code,
-            "vms": self.vms,
-            "failing_by_severity": {s: self.failing_by_severity.get(s, 0) for s in SEVERITIES},
-            "failing": self.failing,
-        }
-        if self.asset is not None:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "asset"}
+        out["failing_by_severity"] = {s: self.failing_by_severity.get(s, 0) for s in SEVERITIES}
+        out["failing"] = self.failing
+        if self.asset is not None:  # only in one asset's history
             out["asset"] = self.asset
         return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from vmsentry.model.findings import SEVERITIES
@@ -53,7 +53,7 @@ class StoreError(Exception):
     """A store that cannot be opened, read or written; the message names it (no password) and the problem."""
 
 
-class Store:
+class Store(AbstractContextManager):
     """The queries; a backend supplies ``_connect``-made ``self.db`` (a DB-API connection not in autocommit),
     ``marker`` and ``_insert_findings``."""
 
@@ -238,12 +238,9 @@ class Store:
         return out
 
     def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
-            self.db = None
-
-    def __enter__(self) -> Store:
-        return self
+        db, self.db = self.db, None
+        if db is not None:
+            db.close()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
