@@ -308,6 +308,10 @@ def show_value(value) -> str:
             where = value.get("address") or "every address"
             port = f":{value['port']}" if value.get("port") is not None else ""
             return f"{value['kind']} on {value['transport']} {where}{port} (auth {value.get('auth')})"
+        if "nics" in value:  # a VM that appeared or went
+            nics = "; ".join(show_value(n) for n in value["nics"]) or "no NIC"
+            state = f", {value['state']}" if value.get("state") else ""
+            return f"{value.get('platform')} VM{state}: {nics}"
         if "mode" in value and "id" in value:  # a NIC
             on = value.get("network") or value.get("bridge") or "?"
             return f"{value.get('id')} {value.get('mac') or ''} {value['mode']} on {on}".replace("  ", " ")
