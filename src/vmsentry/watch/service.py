@@ -217,7 +217,17 @@ class Watcher:
     def _ready(self) -> None:
         respond = setting(self.config, "respond", "observe")
         how = f"respond {respond}" + (f", quarantine {self.quarantine.method}" if self.quarantine else "")
-        self.timeline.record("start", f"watching {', '.join(self.bridges)} ({how})", bridges=self.bridges)
+        from vmsentry.analyse.detectors import REGISTRY
+
+        running = {type(d) for d in self.engine.detectors}
+        detectors = sorted(name for name, cls in REGISTRY.items() if cls in running)
+        self.timeline.record(
+            "start",
+            f"watching {', '.join(self.bridges)} ({how})",
+            event="started",
+            bridges=self.bridges,
+            detectors=detectors,
+        )
 
     def _signals(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -243,7 +253,7 @@ class Watcher:
         for closing in (self.writer, self.syslog):
             if closing is not None:
                 self._guard("closing an output", closing.close)
-        self.timeline.record("stop", None, signal=self.stopping[0] if self.stopping else None)
+        self.timeline.record("stop", None, event="stopped", signal=self.stopping[0] if self.stopping else None)
         self.timeline.close()
         if self.locks is not None:
             self.locks.release()
