@@ -46,6 +46,8 @@ from vmsentry.act.policy.nftruleset import (
     NftRuleset,
     NSet,
     NTable,
+    aset,
+    cat,
     jump,
     match,
     meta,
@@ -59,6 +61,9 @@ FAMILY = "bridge"
 PRIORITY = -300  # before the usual filter chains (-200): held frames are gone before anyone else looks
 COMMENT_MAX = 240  # bytes; the kernel refuses an element whose comment, with its framing, exceeds 256
 LOCK_ROOT = "/run/vmsentry/quarantine"
+ND_TYPES = ("nd-router-solicit", "nd-neighbor-solicit", "nd-neighbor-advert")
+ANY_IP4 = {"prefix": {"addr": "0.0.0.0", "len": 0}}
+ND_SOURCES = ("fe80::/10", "::/128")  # link-local, and the unspecified address of duplicate address detection
 
 
 class NftQuarantine:
@@ -100,7 +105,7 @@ class NftQuarantine:
         if not mac:
             raise QuarantineError(f"{target.vm}: {target.mac!r} is not a MAC address")
         port = _ifname(target.port) if target.port else None
-        target = Target(target.vm, mac, port, target.bridge, target.network)
+        target = Target(target.vm, mac, port, target.bridge, target.network, _inventory_ip(target.ip))
         now = round(time.time(), 3)  # as the record keeps it: what held() reads back equals what hold() returns
         held = Held(target, self.method, reason, now, round(now + ttl, 3) if ttl else None, alert_id)
         comment = _fit(held)
@@ -111,9 +116,7 @@ class NftQuarantine:
                 same = find_held(state, mac)  # by MAC: a VM with two NICs is two holds
                 if same is not None:
                     return same  # idempotent: the first hold stays, with its reason and time
-            elements = [_element("macs", mac, comment)]
-            if port:
-                elements.append(_element("ports", port, comment))
+            elements = [_element(name, value, comment) for name, value in _members(held.target)]
             commands = self._create() if state is None else []
             self._apply(commands + elements, f"hold {target.vm}")
         return held
@@ -127,10 +130,8 @@ class NftQuarantine:
             if all(h.target.mac == held.target.mac for h in state):
                 # the last one: the table goes, and the ruleset is what it was before the first hold
                 commands = [{"delete": {"table": {"family": FAMILY, "name": TABLE}}}]
-            else:
-                commands = [{"delete": _element("macs", held.target.mac)["add"]}]
-                if held.target.port:
-                    commands.append({"delete": _element("ports", held.target.port)["add"]})
+            else:  # exactly the elements its hold added (the same list, from the record in the comment)
+                commands = [{"delete": _element(name, value)["add"]} for name, value in _members(held.target)]
             self._apply(commands, f"release {held.target.vm}")
         return held
 
@@ -193,13 +194,23 @@ class NftQuarantine:
         t = NTable(FAMILY, TABLE)
         t.add_set(NSet("ports", "ifname"))
         t.add_set(NSet("macs", "ether_addr"))
+        t.add_set(NSet("port_macs", ["ifname", "ether_addr"]))
+        t.add_set(NSet("arp_senders", ["ether_addr", "ipv4_addr"], flags=["interval"]))
+        t.add_set(NSet("nd_senders", ["ether_addr", "ipv6_addr"], flags=["interval"]))
         t.add_set(NSet("host_ports", "ifname", list(self.host_ports)))
         t.add_set(NSet("host_ip4s", "ipv4_addr", [a for a in ips if ":" not in a], ["interval"]))
         t.add_set(NSet("host_ip6s", "ipv6_addr", [a for a in ips if ":" in a], ["interval"]))
-        for hook in ("input", "forward", "output"):
+        for hook in ("prerouting", "input", "forward", "output"):
             t.chains.append(NChain(hook, hook, PRIORITY))
-        for name in ("from_held", "to_held", "held_to_host", "host_to_held"):
+        for name in ("held_port", "from_held", "to_held", "held_to_host", "host_to_held"):
             t.chains.append(NChain(name))
+        # Before the bridge learns the source MAC (br_handle_frame_finish, after the prerouting hook): what a
+        # held port sends from any MAC but its own, and what it sends beyond the forensics exchange, is gone
+        # here, so a held VM forging another VM's MAC never draws that VM's traffic to its own port.
+        t.rule("prerouting", match(meta("iifname"), "@ports"), jump("held_port"))
+        t.rule("prerouting", match(pl("ether", "saddr"), "@macs"), jump("held_to_host"))
+        t.drop("held_port", match(cat(meta("iifname"), pl("ether", "saddr")), "@port_macs", "!="))
+        t.rule("held_port", jump("held_to_host"))
         # from a held VM (its port, or its MAC) ...
         for chain, target in (("input", "held_to_host"), ("forward", "from_held")):
             t.rule(chain, match(meta("iifname"), "@ports"), jump(target))
@@ -216,20 +227,60 @@ class NftQuarantine:
         for ipf, hostset in (("ip", "@host_ip4s"), ("ip6", "@host_ip6s")):
             t.rule("held_to_host", match(pl(ipf, "daddr"), hostset), match(pl(proto, "dport"), port), ACCEPT)
             t.rule("host_to_held", match(pl(ipf, "saddr"), hostset), match(pl(proto, "sport"), port), ACCEPT)
-        # address resolution with the host only: a held VM asks for (and is answered by) the host's addresses;
-        # a spoofed answer about anyone else is dropped. IPv6 neighbour discovery is ICMPv6 to/from the host.
-        t.rule("held_to_host", match(pl("arp", "daddr ip"), "@host_ip4s"), ACCEPT)
+        # Address resolution with the host only (the forensics exchange needs it), and only about the held VM
+        # itself: its ARP must carry its own MAC and inventory address as sender (what the host's neighbour
+        # cache takes in), and its neighbour discovery its own MAC and a link-local, unspecified or inventory
+        # source. Router advertisements, redirects and every other ICMPv6 type from it are dropped.
+        t.rule(
+            "held_to_host",
+            match(pl("arp", "daddr ip"), "@host_ip4s"),
+            match(cat(pl("arp", "saddr ether"), pl("arp", "saddr ip")), "@arp_senders"),
+            ACCEPT,
+        )
         t.rule("host_to_held", match(pl("arp", "saddr ip"), "@host_ip4s"), ACCEPT)
-        icmp6 = match(pl("ip6", "nexthdr"), "ipv6-icmp")
-        t.rule("held_to_host", match(pl("ip6", "daddr"), "@host_ip6s"), icmp6, ACCEPT)
-        t.rule("held_to_host", match(pl("ip6", "daddr"), {"prefix": {"addr": "ff02::", "len": 16}}), icmp6, ACCEPT)
-        t.rule("host_to_held", match(pl("ip6", "saddr"), "@host_ip6s"), icmp6, ACCEPT)
+        nd = match(pl("icmpv6", "type"), aset(ND_TYPES))
+        nd_sender = match(cat(pl("ether", "saddr"), pl("ip6", "saddr")), "@nd_senders")
+        for to_host in ("@host_ip6s", {"prefix": {"addr": "ff02::", "len": 16}}):
+            t.rule("held_to_host", match(pl("ip6", "daddr"), to_host), nd, nd_sender, ACCEPT)
+        t.rule(
+            "host_to_held", match(pl("ip6", "saddr"), "@host_ip6s"), match(pl("ip6", "nexthdr"), "ipv6-icmp"), ACCEPT
+        )
         t.rule("held_to_host", COUNTER, DROP)
         t.rule("host_to_held", COUNTER, DROP)
         return NftRuleset([t]).commands(replace=False)["nftables"]
 
 
-def _element(set_name: str, value: str, comment: str | None = None) -> dict:
+def _members(target: Target) -> list[tuple[str, object]]:
+    """(set, element) for every element a hold of ``target`` adds; its release deletes the same ones. The
+    Held record goes in the comment of each (``_read`` takes it from ``macs`` and ``ports``)."""
+    mac, port, ip = target.mac, target.port, target.ip
+    members: list[tuple[str, object]] = [("macs", mac)]
+    if port:
+        members += [("ports", port), ("port_macs", {"concat": [port, mac]})]
+    v4 = ip if ip and ":" not in ip else None
+    members.append(("arp_senders", {"concat": [mac, v4 or ANY_IP4]}))
+    sources = list(ND_SOURCES) + ([ip] if ip and ":" in ip else [])
+    members += [("nd_senders", {"concat": [mac, _prefix(a)]}) for a in sources]
+    return members
+
+
+def _prefix(text: str):
+    """An address, or a prefix in nft JSON's form."""
+    if "/" not in text:
+        return text
+    net = ipaddress.ip_network(text)
+    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _inventory_ip(text: str | None) -> str | None:
+    """The NIC's address as the inventory gives it (``10.0.0.5`` or ``10.0.0.5/24``), or None if it is not one."""
+    try:
+        return str(ipaddress.ip_address(text.split("/")[0].strip())) if text else None
+    except ValueError:
+        return None
+
+
+def _element(set_name: str, value, comment: str | None = None) -> dict:
     elem: dict = {"val": value}
     if comment is not None:
         elem["comment"] = comment
