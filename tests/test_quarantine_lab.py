@@ -252,13 +252,13 @@ def test_verbs_quarantine_list_release(lab, tmp_path):
 
 def test_call_times(lab, tmp_path):
     """The numbers in act/libnft.py's docstring: one hold and one release (a second VM already held, so the
-    table exists), each way, median of 20."""
+    table exists), each way, median of 40."""
     report = {}
     for library in (True, False):
         q = _quarantine(lab, tmp_path, prefer_library=library)
         q.hold(VM2, "keeps the table", None, None)
         holds, releases = [], []
-        for _ in range(20):
+        for _ in range(40):
             t0 = time.perf_counter()
             q.hold(VM1, "timing", None, None)
             t1 = time.perf_counter()
