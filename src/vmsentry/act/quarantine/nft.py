@@ -3,25 +3,38 @@
     table bridge vmsentry_quarantine {
         set ports      { type ifname; }        # held VMs' bridge ports (vnetN), element comment = the Held record
         set macs       { type ether_addr; }    # held VMs' MACs, element comment = the Held record
+        set port_macs  { type ifname . ether_addr; }      # held port . the MAC its NIC owns
+        set arp_senders { type ether_addr . ipv4_addr; }  # held MAC . its inventory IPv4 (what its ARP may claim)
+        set arp_any    { type ether_addr; }    # held MACs whose IPv4 the inventory does not give: any sender IP
+        set nd_senders { type ether_addr . ipv6_addr; }   # held MAC . its inventory IPv6 (besides fe80::/10, ::)
         set host_ip4s / host_ip6s              # the host's own addresses (the forensics destination)
         set host_ports { type ifname; }        # bridge ports behind which the host sits (none on a hypervisor,
                                                # whose addresses are on the bridge device itself)
-        chain input   (hook input)   frames from a held VM to the host: only ARP and the forensics port pass
+        chain prerouting (hook prerouting) frames from a held port (or MAC): dropped before the bridge learns
+                                     their source MAC, unless from the NIC's own MAC and the forensics exchange,
+                                     or ARP / neighbour discovery to the host claiming only the NIC's own address
+        chain input   (hook input)   frames from a held VM to the host: the same exchange only
         chain forward (hook forward) frames from a held VM to any port, and from any port to a held VM: dropped
                                      (to / from a host port: the forensics exchange only)
         chain output  (hook output)  frames from the host to a held VM: ARP replies and forensics replies only
     }
 
 A frame is matched by its bridge port (``iifname``/``oifname``: what a guest cannot forge) and by MAC
-(``ether saddr``/``ether daddr``: what works when only the MAC is known). Only ``drop`` is used: this kernel
-has no bridge ``reject`` and no bridge conntrack (lab notes §3.3), so the forensics exemption is by address and
-port both ways (host address, tcp dport 22 out; host address, tcp sport 22 back).
+(``ether saddr``/``ether daddr``: what works when only the MAC is known). Learning happens in the bridge after
+the prerouting hook (br_handle_frame_finish): without the prerouting chain a held VM sending from vm2's MAC
+would move vm2's MAC to its own port and draw vm2's traffic into the drop. A hold by MAC only (no port known)
+stops the frames from that MAC, not those from a MAC the VM makes up, and lets broadcasts reach it
+(``no_port_warning``). Not checked: an IPv6 neighbour advertisement's target address and link-layer option
+(nft has no match for them). Only ``drop`` is used: this kernel has no bridge ``reject`` and no bridge
+conntrack (lab notes §3.3), so the forensics exemption is by address and port both ways (host address, tcp
+dport 22 out; host address, tcp sport 22 back).
 
 The table is created, in one transaction, by the first hold, and deleted by the release of the last one: after
 ``release`` the ruleset is exactly what it was before the first ``hold``. Other tables are never read for
 changes nor touched. Every element carries the Held record (compact JSON, at most ``COMMENT_MAX`` bytes:
 the kernel keeps 256 bytes of user data per element; a long reason is cut to fit) in its comment, so ``held()``
-reads the holds back from the kernel after a restart. Holds and releases of several processes (the watcher
+reads the holds back from the kernel (the ``macs`` set) after a restart, and ``release`` deletes exactly the
+elements its hold added (``_members`` of the same record). Holds and releases of several processes (the watcher
 and a person at the shell) are serialised by a lock file per namespace.
 """
 
