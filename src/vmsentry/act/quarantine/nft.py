@@ -50,6 +50,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from vmsentry.act.libnft import Nft
+from vmsentry.act.policy import nftruleset
 from vmsentry.act.policy.nftexec import NftError
 from vmsentry.act.policy.nftruleset import (
     ACCEPT,
@@ -59,8 +60,6 @@ from vmsentry.act.policy.nftruleset import (
     NftRuleset,
     NSet,
     NTable,
-    aset,
-    cat,
     jump,
     match,
     meta,
@@ -223,7 +222,7 @@ class NftQuarantine:
         # here, so a held VM forging another VM's MAC never draws that VM's traffic to its own port.
         t.rule("prerouting", match(meta("iifname"), "@ports"), jump("held_port"))
         t.rule("prerouting", match(pl("ether", "saddr"), "@macs"), jump("held_to_host"))
-        t.drop("held_port", match(cat(meta("iifname"), pl("ether", "saddr")), "@port_macs", "!="))
+        t.drop("held_port", match(nftruleset.cat(meta("iifname"), pl("ether", "saddr")), "@port_macs", "!="))
         t.rule("held_port", jump("held_to_host"))
         # from a held VM (its port, or its MAC) ...
         for chain, target in (("input", "held_to_host"), ("forward", "from_held")):
@@ -247,14 +246,14 @@ class NftQuarantine:
         # source. Router advertisements, redirects and every other ICMPv6 type from it are dropped.
         # (Plain hash sets, no interval flag: an unknown IPv4 is the separate set arp_any, not a 0.0.0.0/0 range.)
         to_host = match(pl("arp", "daddr ip"), "@host_ip4s")
-        arp_sender = cat(pl("arp", "saddr ether"), pl("arp", "saddr ip"))
+        arp_sender = nftruleset.cat(pl("arp", "saddr ether"), pl("arp", "saddr ip"))
         t.rule("held_to_host", to_host, match(arp_sender, "@arp_senders"), ACCEPT)
         t.rule("held_to_host", to_host, match(pl("arp", "saddr ether"), "@arp_any"), ACCEPT)
         t.rule("host_to_held", match(pl("arp", "saddr ip"), "@host_ip4s"), ACCEPT)
-        nd = match(pl("icmpv6", "type"), aset(ND_TYPES))
+        nd = match(pl("icmpv6", "type"), nftruleset.aset(ND_TYPES))
         nd_sources = (
-            match(pl("ip6", "saddr"), aset(_prefix(a) for a in ND_SOURCES)),
-            match(cat(pl("ether", "saddr"), pl("ip6", "saddr")), "@nd_senders"),
+            match(pl("ip6", "saddr"), nftruleset.aset(_prefix(a) for a in ND_SOURCES)),
+            match(nftruleset.cat(pl("ether", "saddr"), pl("ip6", "saddr")), "@nd_senders"),
         )
         for to_host in ("@host_ip6s", {"prefix": {"addr": "ff02::", "len": 16}}):
             for source in nd_sources:
