@@ -21,9 +21,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-from vmsentry.act.quarantine import QuarantineError, Target
+from vmsentry.act.quarantine import QuarantineError, Target, no_port_warning
 from vmsentry.act.response import expired
 from vmsentry.model.text import printable
+from vmsentry.model.traffic import mac_bytes
 from vmsentry.report.output import OutputError
 from vmsentry.watch.attribution import SYSFS_NET, Attribution, Attributor
 from vmsentry.watch.config import setting
@@ -352,7 +353,13 @@ class Watcher:
 
     def _hold(self, who: Attribution, data: dict, decision) -> Outcome:
         method = self.quarantine.method
-        target = Target(vm=who.vm, mac=who.mac or "", port=who.port, bridge=who.bridge, network=who.network)
+        port, bridge = who.port, who.bridge
+        if not port and who.mac:  # the inventory knows no port: where the bridge has learned the VM's own MAC
+            port, bridge = self._learned_port(who.mac, bridge)
+        target = Target(vm=who.vm, mac=who.mac or "", port=port, bridge=bridge, network=who.network, ip=who.ip)
+        warning = no_port_warning(target) if method == "nft" else None  # (libvirt moves the whole NIC)
+        if warning:
+            self.timeline.record("problem", warning, vm=who.vm)
         before = self._ruleset()
         try:
             held = self.quarantine.hold(target, decision.reason, decision.ttl, data.get("id"))
@@ -369,6 +376,14 @@ class Watcher:
             self.metrics.quarantined.set(len(self.held))
             self.metrics.response.observe(response)
         return Outcome(method, in_force, response, before, self._ruleset())
+
+    def _learned_port(self, mac: str, bridge: str | None) -> tuple[str | None, str | None]:
+        raw = mac_bytes(mac)
+        found = self.attributor.learned([raw], [bridge] if bridge else self.bridges) if raw else {}
+        if raw not in found:
+            return None, bridge
+        learned_bridge, port, _age = found[raw]
+        return port, learned_bridge
 
     def _ruleset(self) -> str:
         try:
