@@ -206,7 +206,7 @@ def test_verbs_quarantine_list_release(lab, tmp_path):
     ns = ["--netns", lab.bridge_ns]
     p = _vmsentry(
         "quarantine", "vm1", "--reason", "by hand", "--inventory", INVENTORY, *ns,
-        "--host-address", "10.99.0.1", "--host-port", "p-host", "--ttl", "60",
+        "--host-address", "10.99.0.1", "--host-port", "p-host", "--ttl", "60", "--audit", str(tmp_path / "audit"),
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert "quarantined vm1 (52:54:00:99:00:11 on port p-vm1) by nft" in p.stdout
@@ -223,9 +223,16 @@ def test_verbs_quarantine_list_release(lab, tmp_path):
     p = _vmsentry("quarantine", "vm1", "--reason", "x", "--inventory", INVENTORY, "--netns", "vsq-no-such-ns")
     assert p.returncode == 3 and len(p.stderr.strip().splitlines()) == 1 and "does not exist" in p.stderr
 
-    p = _vmsentry("release", "vm1", *ns)
+    p = _vmsentry("release", "vm1", *ns, "--audit", str(tmp_path / "audit"))
     assert p.returncode == 0 and p.stdout.startswith("released vm1 ("), p.stderr
     assert _ruleset(lab.bridge_ns) == before
+    # the signed audit log holds the hold and the release, and verifies
+    assert _vmsentry("audit", "verify", str(tmp_path / "audit")).returncode == 0
+    entries = json.loads(_vmsentry("audit", "show", str(tmp_path / "audit"), "--format", "json").stdout)["entries"]
+    assert [(e["kind"], e["record"]["target"]["vm"], e["record"]["by"]) for e in entries] == [
+        ("quarantine", "vm1", "hand"),
+        ("release", "vm1", "hand"),
+    ]
     # (vm2's neighbour entry for vm1 may still be mid-resolution from the ping refused during the hold)
     _wait(lambda: _ping(lab, "vm2", "10.99.0.11"), "vm2 reaching vm1 after the release", 5)
     p = _vmsentry("release", "vm1", *ns)

@@ -9,6 +9,7 @@ import os
 import sys
 import time
 
+from vmsentry.commands.audit import add_audit_option, close_command_audit, open_command_audit
 from vmsentry.commands.base import Command, FatalError, netns_name, seconds
 from vmsentry.model.text import printable
 
@@ -121,6 +122,7 @@ class QuarantineCommand(Command):
             "--forensics-port", type=_forensics, metavar="PROTO/PORT", help="what a held VM may reach (default tcp/22)"
         )
         p.add_argument("--list", action="store_true", help="list the holds in force instead")
+        add_audit_option(p, "one entry per hold (who, why, method, when)")
         p.add_argument("--format", choices=("text", "json"), default="text", help="--list output (default text)")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -141,17 +143,25 @@ class QuarantineCommand(Command):
 
         if args.method == "nft":
             targets = _with_ports(targets, args.netns)
+        audit = open_command_audit(args)
         q = _quarantine(args)
         for target in targets:
             try:
                 before = find_held(q.held(), target.mac)
                 held = before or q.hold(target, args.reason.strip(), args.ttl, None)
             except QuarantineError as exc:
+                audit.append(
+                    "quarantine", {"by": "hand", "vm": target.vm, "mac": target.mac, "ok": False, "error": str(exc)}
+                )
+                close_command_audit(audit)
                 raise FatalError(str(exc)) from None
+            if not before:
+                audit.append("quarantine", {"by": "hand", "ok": True, **held.to_dict()})
             _say(("already quarantined: " if before else "quarantined ") + _describe(held))
             warning = no_port_warning(held.target) if args.method == "nft" else None
             if warning:
                 _say(f"warning: {warning}")
+        close_command_audit(audit)
         how = " ".join(a for a in (f"--method {args.method}", f"--netns {args.netns}" if args.netns else "") if a)
         _say(f"release with: vmsentry release {targets[0].vm} {how}".rstrip())
         return 0
@@ -181,10 +191,12 @@ class ReleaseCommand(Command):
     def add_options(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("target", metavar="VM|MAC", help="the held VM's name or MAC (as `quarantine --list` shows)")
         _add_method(p)
+        add_audit_option(p, "one entry per release")
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.quarantine import QuarantineError, normalise_mac
 
+        audit = open_command_audit(args)
         q = _quarantine(args)
         key = normalise_mac(args.target) or args.target
         try:
@@ -193,9 +205,13 @@ class ReleaseCommand(Command):
                 print(f"vmsentry: {printable(args.target)} is not quarantined (by {args.method})", file=sys.stderr)
                 return EXIT_NOT_HELD
             for h in holds:
-                _say("released " + _describe(q.release(h.target.mac)))
+                released = q.release(h.target.mac)
+                audit.append("release", {"by": "hand", **released.to_dict()})
+                _say("released " + _describe(released))
         except QuarantineError as exc:
             raise FatalError(str(exc)) from None
+        finally:
+            close_command_audit(audit)
         return 0
 
 
