@@ -276,9 +276,13 @@ class Watcher:
         fresh = Truth.from_inventory(inventory, bridge=self.bridges[0] if len(self.bridges) == 1 else None)
         self.engine.truth.__dict__.update(fresh.__dict__)  # the detectors hold this object
         self._set_recent_macs()
+        quarantine_moves = _quarantine_moves(changes)
         for change in filter(is_drift, changes):  # (a VM started or stopped is no configuration drift)
+            if _by_quarantine(change, quarantine_moves):  # vmsentry's own doing: audited, not an alert
+                self.timeline.record("change", None, change=change.to_dict(), by="vmsentry quarantine")
+                continue
             alert = drift_alert(change, time.time())
-            self.timeline.record("change", alert.describe(alert), change=alert.to_dict().get("evidence"))
+            self.timeline.record("change", alert.describe(alert), alert=alert.id, change=change.to_dict())
             self._outputs(alert)
 
     def _set_recent_macs(self) -> None:
@@ -446,6 +450,22 @@ class Watcher:
                 conn.close()
         except libvirt.libvirtError:  # libvirt gone or the VM undefined: the bundle goes without it
             return None
+
+
+def _quarantine_moves(changes: list) -> set[tuple[str, str | None]]:
+    """(VM, NIC) of each NIC moved onto or off libvirt's quarantine network (a hold or a release)."""
+    from vmsentry.act.quarantine.libvirt import NETWORK
+
+    return {(c.asset, c.item) for c in changes if c.what == "nic_network" and NETWORK in (c.before, c.after)}
+
+
+def _by_quarantine(change, moves: set) -> bool:
+    """A change a libvirt quarantine makes: its network defined, a held NIC's network and mode."""
+    from vmsentry.act.quarantine.libvirt import NETWORK
+
+    if change.kind == "network":
+        return change.asset == NETWORK and change.what in ("network_added", "network_removed")
+    return change.what in ("nic_network", "nic_mode", "nic_bridge") and (change.asset, change.item) in moves
 
 
 def stderr_line(message: str) -> None:
