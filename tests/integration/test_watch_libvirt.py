@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -151,8 +153,10 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(live_lab, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("watch-libvirt")
+def lab(live_lab):
+    # its own folder, not pytest's tmp_path: the evidence must outlive other pytest sessions on the machine,
+    # which prune older /tmp/pytest-of-USER/pytest-N folders while this one runs
+    tmp = Path(tempfile.mkdtemp(prefix="vmsentry-watch-libvirt-"))
     kit = subprocess.run(["bash", str(REPO / "scripts" / "build-test-guest.sh")], capture_output=True, text=True)
     assert kit.returncode == 0, kit.stderr
     kit_dir = Path(kit.stdout.strip().splitlines()[-1])
@@ -206,6 +210,7 @@ def lab(live_lab, tmp_path_factory):
         if not qnet_existed and virsh("net-info", QNET, check=False).returncode == 0:
             virsh("net-destroy", QNET, check=False)
             virsh("net-undefine", QNET, check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------- tests
@@ -336,7 +341,15 @@ def test_5_sigterm_finishes_the_bundle_with_the_domain_xml(lab):
     assert lab.state.get("incident_vm") == VM, "needs test 3's incident"
     lab.proc.send_signal(signal.SIGTERM)
     assert lab.proc.wait(timeout=30) == 0
-    (bundle,) = [p for p in lab.evidence.iterdir() if "arp_spoof" in p.name and not p.name.startswith(".")]
+    # the attacker's incident: it may have opened on an earlier alert about the guest (its boot's IPv6 is
+    # ipv6_unexpected on this IPv4-only network) and grown by the arp_spoof one
+    bundles = [
+        p
+        for p in lab.evidence.iterdir()
+        if not p.name.startswith(".") and "arp_spoof" in {a["type"] for a in lines(p / "alerts.jsonl")}
+    ]
+    assert len(bundles) == 1, f"{[p.name for p in lab.evidence.iterdir()]}; the watcher said:\n{lab.said()}"
+    (bundle,) = bundles
     xml = (bundle / "config" / f"{VM}.xml").read_text()
     assert f"<name>{VM}</name>" in xml and MAC in xml
     assert VNC_SECRET not in xml and "passwd" not in xml
