@@ -111,7 +111,7 @@ class DetectCommand(Command):
             alert.printed_count = alert.count
 
         engine = Engine(truth, tunables, on_raise=announce if fmt == "jsonl" else None)
-        stream = TrafficStream()
+        stream = TrafficStream(flow_limit=tunables["flows"].limit)
         with reraise_as(FatalError, LiveError):
             for batch in stream.batches(readers):
                 engine.feed(batch)

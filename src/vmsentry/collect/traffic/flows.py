@@ -36,6 +36,7 @@ DEEP_PACKETS = 24
 ANSWERS_READ = frozenset({135, 593})  # the endpoint mapper's answers name the dynamic RPC ports: read them too
 PAYLOAD_KEPT = 512
 PENDING_EMPTY = 3
+FLOW_LIMIT = 65536  # keys per generation of each table (``--tune flows.limit``): about 25 MB when all are full
 # pending state bits: empty packets seen so far, SYN-ACK seen, handshake already passed up
 EMPTY, ANSWERED, REPORTED = 0xFF, 0x100, 0x200
 
@@ -46,7 +47,7 @@ class FlowTable:
         out: list,
         stats: Stats,
         *,
-        limit: int = 131072,
+        limit: int = FLOW_LIMIT,
         all_packets: bool = False,
         deep_ports=DEEP_PORTS,
         deep_packets: int = DEEP_PACKETS,
