@@ -28,6 +28,8 @@ APT_PACKAGES=(
   libvirt-daemon-config-nwfilter ebtables
   # traffic tools used by tests
   tcpdump
+  # GNU time: benchmarks/watch_memory.py reads each program's own peak RSS through it (see its docstring)
+  time
   # `vmsentry detect` live lab (real attack tools run in netns "VMs") and the tools it is compared with
   dsniff nmap tshark arpwatch curl bind9-dnsutils netsniff-ng
   # IPv6 neighbour spoofing for the nd_spoof lab tests (parasite6, fake_advertise6: installed as atk6-*)
