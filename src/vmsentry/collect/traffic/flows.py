@@ -262,6 +262,9 @@ class FlowTable:
     def _add_udp_many(self, keys: set) -> None:
         if len(self.udp) + len(keys) > self.limit:
             self._new_generation("udp")
+            if len(keys) > self.limit:  # a buffer of more new flows than a generation holds (a flood)
+                self.stats.evicted["flows"] += len(keys) - self.limit
+                keys = islice(keys, self.limit)
         self.udp.update(keys)
 
     def icmp_packet(self, ts, smac, dmac, sip, dip, proto, itype, code, payload, length) -> None:
