@@ -17,7 +17,14 @@ lateral movement (vm .17 to vm .18 over SMB 445) and a MAC flood (5,000 random s
 random ports, 25 % UDP/53, 5 % ARP replies): every packet opens a new flow, the worst case for a
 flow-batched reader.
 
-    python benchmarks/gen_traffic.py OUT.pcap [--packets 1000000] [--mode mixed|syn] [--mix typical|busy]
+Two floods measure memory under attack (`watch_memory.py`): `--mode macflood` writes what macof sends, TCP
+SYNs with random source and destination MACs and IPv4 addresses and random ports (every frame a new source
+MAC); `--mode flowflood` writes N packets of N distinct 5-tuples from one VM's MAC to the host's MAC, with
+random source and destination addresses and ports: a third UDP datagrams, a third TCP segments with payload
+seen mid-stream, a third SYN-ACKs, so that every packet leaves state in the flow tables and the detectors.
+
+    python benchmarks/gen_traffic.py OUT.pcap [--packets 1000000] [--mode mixed|syn|macflood|flowflood]
+                                     [--mix typical|busy]
                                      [--inventory INV.json]
 """
 
@@ -282,6 +289,48 @@ def syn_mix(w: Writer, n: int, rnd: random.Random) -> None:
             w.put(udp_frame(macs[a], macs[b], sip, dip, rnd.randint(1024, 65535), 53, b"q" * 32, i))
 
 
+def mac_flood(w: Writer, n: int, rnd: random.Random) -> None:
+    """macof: TCP SYNs with random source and destination MACs (unicast source), IPs and ports."""
+    for i in range(n):
+        w.ts += 0.00001
+        src = bytes([rnd.getrandbits(8) & 0xFE]) + rnd.randbytes(5)
+        w.put(
+            *tcp_frame(
+                src,
+                rnd.randbytes(6),
+                rnd.randbytes(4),
+                rnd.randbytes(4),
+                rnd.getrandbits(16),
+                rnd.getrandbits(16),
+                rnd.getrandbits(32),
+                0,
+                0x02,
+                0,
+                i,
+            )
+        )
+
+
+def flow_flood(w: Writer, n: int, rnd: random.Random) -> None:
+    """N distinct 5-tuples from vm19's MAC to the host's: UDP, TCP with payload mid-stream, SYN-ACKs."""
+    smac, dmac = mac(VMS[8][2]), mac(HOST_MAC)
+    for i in range(n):
+        w.ts += 0.00001
+        # the counter in the source address makes every 5-tuple distinct; the rest is random
+        sip = bytes([10, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF])
+        dip, sport, dport = rnd.randbytes(4), rnd.randint(1024, 65535), rnd.randint(1, 65535)
+        kind = i % 3
+        if kind == 0:
+            w.put(udp_frame(smac, dmac, sip, dip, sport, dport, b"x" * 32, i))
+        elif kind == 1:
+            w.put(*tcp_frame(smac, dmac, sip, dip, sport, dport, rnd.getrandbits(32), 1, 0x18, 100, i))
+        else:
+            w.put(*tcp_frame(smac, dmac, sip, dip, sport, dport, rnd.getrandbits(32), 1, 0x12, 0, i))
+
+
+MODES = {"mixed": mixed, "syn": syn_mix, "macflood": mac_flood, "flowflood": flow_flood}
+
+
 def inventory() -> dict:
     """The saved inventory that names the hypervisor's truth for the mixed capture."""
     nics = lambda ip, m: [{"id": "net0", "mac": m, "ip": ip, "mode": "bridged", "network": "lab", "bridge": "br-test"}]
@@ -312,7 +361,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
     ap.add_argument("--packets", type=int, default=1_000_000)
-    ap.add_argument("--mode", choices=("mixed", "syn"), default="mixed")
+    ap.add_argument("--mode", choices=tuple(MODES), default="mixed")
     ap.add_argument("--mix", choices=tuple(MIXES), default="typical", help="packet shares of the mixed mode")
     ap.add_argument("--snap", type=int, default=SNAP)
     ap.add_argument("--inventory", metavar="FILE", help="also write the matching saved inventory JSON here")
@@ -323,7 +372,7 @@ def main() -> None:
     TCP_SHARE, DNS_SHARE, ARP_SHARE = MIXES[args.mix]
     w = Writer(args.out, args.snap)
     rnd = random.Random(args.seed)
-    (mixed if args.mode == "mixed" else syn_mix)(w, args.packets, rnd)
+    MODES[args.mode](w, args.packets, rnd)
     w.close()
     if args.inventory:
         with open(args.inventory, "w", encoding="utf-8") as fh:

@@ -34,6 +34,8 @@ APT_PACKAGES=(
   # a real syslog receiver for `--syslog` (tests/test_syslog.py starts its own rsyslogd on a private config;
   # the package pulls no systemd: only libestr0, libfastjson4, liblognorm5)
   rsyslog
+  # GNU time: benchmarks/watch_memory.py reads each program's own peak RSS through it (see its docstring)
+  time
   # `vmsentry detect` live lab (real attack tools run in netns "VMs") and the tools it is compared with
   dsniff nmap tshark arpwatch curl bind9-dnsutils netsniff-ng
   # replaying captures into a lab bridge at full speed (the live ring vs. the file path, bench_watch.py)

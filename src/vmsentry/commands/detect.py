@@ -145,7 +145,7 @@ class DetectCommand(Command):
                 syslog.send(alert.to_dict(), sensor, args.interface)
 
         engine = Engine(truth, tunables, on_raise=announce if writer or syslog else None)
-        stream = TrafficStream()
+        stream = TrafficStream(flow_limit=tunables["flows"].limit)
         try:
             with reraise_as(FatalError, LiveError):
                 for batch in stream.batches(readers):

@@ -9,6 +9,7 @@ from vmsentry.model.signatures import alert_id, signature
 
 MAX_VICTIMS = 50
 MAX_PORTS = 100
+MAX_RAW = 65536  # victims remembered to count each once; beyond it a repeat may be counted again
 
 
 class Alert:
@@ -78,7 +79,8 @@ class Alert:
     def victim_once(self, raw, make: Callable[[], dict]) -> None:
         """``victim(make())`` unless ``raw`` (e.g. the address bytes) was added before: cheap repeats."""
         if raw not in self._raw:
-            self._raw.add(raw)
+            if len(self._raw) < MAX_RAW:  # (a sweep of a million forged targets must not keep them all)
+                self._raw.add(raw)
             self.victim(make())
 
     def seen(self, ts: float, count: int = 1) -> None:

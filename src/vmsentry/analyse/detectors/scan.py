@@ -13,6 +13,12 @@ port, ICMP/ICMPv6 echo requests, and ARP requests (an ARP sweep; a reply makes t
 One alert per scanner and kind; its victims are the hosts probed. Each scanner keeps at most
 ``max_targets`` hosts and ports (beyond that it is only counted), and at most ``max_state`` scanners.
 
+A source's first probe costs only one small record (``first``, at most ``max_state`` of them, oldest
+evicted and counted): a full ``Scanner`` (a few KB of tables) is made, and that first probe replayed into
+it, when the source probes a second time or its probe is answered. A flood of forged sources (macof, a
+spoofed SYN flood: a million addresses, one probe each) then fills only the small table; no threshold
+can be crossed by a single probe (unless a threshold is tuned to 1, when every probe goes straight in).
+
 Decoys (``nmap -D``): on a bridge every frame carries the scanner's own MAC, whatever source address it
 forges. Probes from an inventory VM's MAC with a source address of the same family that is not one of
 that VM's are the VM's own, keyed by its address; the forged sources are listed in ``evidence.decoys``.
@@ -96,6 +102,9 @@ class Scan(Detector):
     def __init__(self, truth, tun, sink) -> None:
         super().__init__(truth, tun, sink)
         self.scanners = Bounded(tun.max_state, "scan.scanners", sink)
+        # source -> its first probe (ts, mac, dst, ports, method, sweep), until it has a Scanner
+        self.first = Bounded(tun.max_state, "scan.first_probes", sink)
+        self.first_only = min(tun.ports, tun.hosts, tun.slow_ports, tun.slow_hosts) > 1
         self.pruned = float("-inf")
         self.dirty: dict = {}  # (kind, src, dst) -> (ts, method): thresholds to check at the batch's end
         # (VM MAC, address length) -> (its own addresses of that family, the one a decoy is counted under):
@@ -168,7 +177,7 @@ class Scan(Detector):
         if op == 1:
             if spa != tpa and tpa != ZERO_IP:
                 self._probe(ts, spa if spa != ZERO_IP else sha, sha, tpa, (), "arp", True)
-        elif op == 2 and tpa in self.scanners:
+        elif op == 2 and (tpa in self.scanners or tpa in self.first):
             self._answer(tpa, spa, None, opened=False)
 
     # --- bookkeeping --------------------------------------------------------------------------------
@@ -181,8 +190,10 @@ class Scan(Detector):
             decoy, src = src, own[1]
         sc = self.scanners.get(src)
         if sc is None:
-            sc = Scanner(mac)
-            self.scanners.put(src, sc)
+            if decoy is None and self.first_only and len(ports) <= 1 and src not in self.first:
+                self.first.put(src, (ts, mac, dst, tuple(ports), method, sweep))
+                return
+            sc = self._scanner(src, mac)
         if decoy is not None and len(sc.decoys) < MAX_DECOYS:
             sc.decoys.add(ip_text(decoy))
             for kind in ("ports", "sweep"):  # an alert raised before the first decoy showed lists them too
@@ -230,6 +241,16 @@ class Scan(Detector):
         if new:
             self.dirty[("ports", src, dst)] = (ts, method)
 
+    def _scanner(self, src, mac) -> Scanner:
+        """A new Scanner for ``src``, with its first probe (if one was kept) replayed into it."""
+        sc = Scanner(mac)
+        self.scanners.put(src, sc)
+        first = self.first.pop(src, None)
+        if first is not None:
+            ts, mac, dst, ports, method, sweep = first
+            self._probe(ts, src, mac, dst, ports, method, sweep)
+        return sc
+
     def _host(self, ts, src, sc, dst, method, count) -> None:
         tun = self.tun
         alert = self.open.get(("sweep", src))
@@ -255,7 +276,10 @@ class Scan(Detector):
     def _answer(self, scanner_ip, target, port, opened: bool) -> None:
         sc = self.scanners.get(scanner_ip)
         if sc is None:
-            return
+            first = self.first.get(scanner_ip)
+            if first is None:
+                return
+            sc = self._scanner(scanner_ip, first[1])
         if opened and port is not None:
             sc.opened.setdefault(target, set()).add(port)
             alert = self.open.get(("ports", scanner_ip))
@@ -275,6 +299,9 @@ class Scan(Detector):
             return
         self.pruned = now
         horizon = now - self.tun.slow_window
+        first = self.first
+        while first and next(iter(first.values()))[0] < horizon:  # (kept in about the order of time)
+            first.popitem(last=False)
         for src in list(self.scanners):
             sc = self.scanners[src]
             for dst in [d for d, t in sc.hosts.items() if t < horizon]:

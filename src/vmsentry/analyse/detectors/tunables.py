@@ -139,6 +139,17 @@ class PolicyViolation(Common):
     )
 
 
+@dataclass(frozen=True)
+class Flows:
+    """Not a detector: the decoder's flow tables (``collect/traffic/flows.py``), which ``detect`` sizes."""
+
+    limit: int = _doc(
+        65536,
+        "flow keys per generation of each flow table (TCP, UDP, half-open, ICMP); a flow flood drops the "
+        "older generation (counted in stats.evicted.flows); a live flow found there moves back",
+    )
+
+
 DEFAULTS = {
     "arp_spoof": ArpSpoof(),
     "mac_flood": MacFlood(),
@@ -150,6 +161,7 @@ DEFAULTS = {
     "ipv6": Ipv6(),
     "policy_violation": PolicyViolation(),
     "nd_spoof": NdSpoof(),
+    "flows": Flows(),
 }
 
 

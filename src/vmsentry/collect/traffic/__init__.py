@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from vmsentry.collect.traffic.decode import FrameDecoder
-from vmsentry.collect.traffic.flows import DEEP_PACKETS, DEEP_PORTS, FlowTable
+from vmsentry.collect.traffic.flows import DEEP_PACKETS, DEEP_PORTS, FLOW_LIMIT, FlowTable
 from vmsentry.collect.traffic.source import BadTrafficInput, open_file, open_inputs
 from vmsentry.collect.traffic.stats import Stats
 
@@ -27,7 +27,7 @@ class TrafficStream:
         self,
         *,
         all_packets: bool = False,
-        flow_limit: int = 131072,
+        flow_limit: int = FLOW_LIMIT,
         deep_ports=DEEP_PORTS,
         deep_packets: int = DEEP_PACKETS,
         stats: Stats | None = None,

@@ -36,6 +36,7 @@ DEEP_PACKETS = 24
 ANSWERS_READ = frozenset({135, 593})  # the endpoint mapper's answers name the dynamic RPC ports: read them too
 PAYLOAD_KEPT = 512
 PENDING_EMPTY = 3
+FLOW_LIMIT = 65536  # keys per generation of each table (``--tune flows.limit``): about 25 MB when all are full
 # pending state bits: empty packets seen so far, SYN-ACK seen, handshake already passed up
 EMPTY, ANSWERED, REPORTED = 0xFF, 0x100, 0x200
 
@@ -46,7 +47,7 @@ class FlowTable:
         out: list,
         stats: Stats,
         *,
-        limit: int = 131072,
+        limit: int = FLOW_LIMIT,
         all_packets: bool = False,
         deep_ports=DEEP_PORTS,
         deep_packets: int = DEEP_PACKETS,
@@ -261,6 +262,9 @@ class FlowTable:
     def _add_udp_many(self, keys: set) -> None:
         if len(self.udp) + len(keys) > self.limit:
             self._new_generation("udp")
+            if len(keys) > self.limit:  # a buffer of more new flows than a generation holds (a flood)
+                self.stats.evicted["flows"] += len(keys) - self.limit
+                keys = islice(keys, self.limit)
         self.udp.update(keys)
 
     def icmp_packet(self, ts, smac, dmac, sip, dip, proto, itype, code, payload, length) -> None:

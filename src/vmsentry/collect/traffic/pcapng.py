@@ -58,7 +58,9 @@ class PcapngReader(FileReader):
             eof = more is None
             if not eof:
                 buf = more
+            events = len(dec.out)
             done = self._walk(buf, dec, eof=eof)
+            chunks.made(len(dec.out) - events, done)
             buf = buf[done:]
             yield
             if eof:
