@@ -3,8 +3,11 @@
 A VM may be called ``*[click](javascript:x)*`` or ``<img src=x onerror=alert(1)>``: in Markdown both would
 become markup, and most viewers (GitHub, GitLab, an IDE preview) render inline HTML. ``md_text`` first
 makes the value one printable line (``printable``), then escapes HTML's ``& < >`` as entities (no tag can
-open) and puts a backslash before every ASCII punctuation character Markdown may give a meaning to
-(CommonMark: any of them may be backslash-escaped), the table's ``|`` included.
+open) and puts a backslash before every ASCII punctuation character that Markdown (CommonMark, GitHub's
+tables, strikethrough and math) gives a meaning to anywhere in a line: emphasis, code, links and images,
+headings, the table's ``|``, ``~`` and ``$``; and before a leading ``-``, ``+``, ``=`` or ``.`` and after leading digits followed by ``.`` or ``)`` (a list item or
+a heading underline when the text starts a line). CommonMark lets any ASCII punctuation be escaped, so the
+text shows exactly as written; the rest (``:``, ``.`` inside a line, ``-`` in ``L3-ABS1-05``) stays readable.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import re
 
 from vmsentry.model.text import printable
 
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~\"'=:/$%^,;?@])")
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#!|~$])")
+_LEADING = re.compile(r"^([-+=.]|\d+(?=[.)]))")
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
 
@@ -21,6 +25,7 @@ def md_text(value: object) -> str:
     """``value`` as Markdown text that shows exactly as written (one line; no markup, no HTML)."""
     text = printable("" if value is None else str(value))
     text = _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+    text = _LEADING.sub(lambda m: m.group() + "\\" if m.group()[0].isdigit() else "\\" + m.group(), text)
     return re.sub(r"[&<>]", lambda m: _HTML[m.group()], text)
 
 
