@@ -26,7 +26,7 @@ EXTRA_SECTIONS = {
 done, nothing failing at or above the threshold
 .TP
 \fB1\fR
-findings (scan), paths (paths), alerts (detect), violations or a refused apply (policy), not quarantined (release), a changed bundle (incidents verify)
+findings (scan), paths (paths), alerts (detect), violations or a refused apply (policy), not quarantined (release), a changed bundle (incidents verify), a tampered log (audit)
 .TP
 \fB2\fR
 some input could not be read; everything readable is still reported
@@ -49,7 +49,8 @@ set to anything: no colour in the text report or the progress bar (https://no\-c
 .BR nft (8),
 .BR virsh (1).
 The README and docs/*.md in the source: docs/paths.md (attack paths), docs/detection.md (detectors),
-docs/policy.md (segmentation policies), docs/platforms.md (what is read on each platform).
+docs/policy.md (segmentation policies), docs/platforms.md (what is read on each platform),
+docs/audit.md (the audit log).
 Shell completion: \fBvmsentry completion bash\fR (or zsh, tcsh).
 """,
 }

@@ -43,6 +43,11 @@ COMMANDS: dict[str, CommandInfo] = {
         "IncidentsCommand",
         "the evidence bundles of `vmsentry watch`: list, show, verify against the manifest",
     ),
+    "audit": CommandInfo(
+        "vmsentry.commands.audit",
+        "AuditCommand",
+        "the tamper-evident audit log: verify, show, prune, export (written by --audit DIR)",
+    ),
     "completion": CommandInfo("vmsentry.cli", "CompletionCommand", "print a bash, zsh or tcsh completion script"),
 }
 

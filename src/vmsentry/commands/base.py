@@ -66,9 +66,8 @@ class Command:
         return self.run(self.parser().parse_intermixed_args(argv))
 
 
-class VerbGroup(Command):
-    """A verb with sub-verbs (``policy``, ``incidents``): ``subcommands`` is their registry; each sub-verb
-    parses its own options. No sub-verb is a usage error (exit 3)."""
+class CommandGroup(Command):
+    """A verb with sub-verbs (``policy``, ``audit``, ``incidents``): its --help lists them, each parses its own options."""
 
     subcommands: dict[str, CommandInfo]
 

@@ -9,6 +9,7 @@ import socket
 import stat
 import sys
 
+from vmsentry.commands.audit import add_audit_option, close_command_audit, open_command_audit
 from vmsentry.commands.base import Command, FatalError, reraise_as, seconds, write
 from vmsentry.model.text import printable
 
@@ -74,6 +75,7 @@ class DetectCommand(Command):
             help="write the report here instead of stdout (atomically; with --follow each line is appended and "
             "flushed as it comes)",
         )
+        add_audit_option(p, "one entry per alert and one per run (counts, traffic, inputs)")
 
     def run(self, args: argparse.Namespace) -> int:
         import signal
@@ -92,6 +94,7 @@ class DetectCommand(Command):
         with reraise_as(FatalError, TunableError):
             tunables = with_overrides(args.tune)
         truth = _truth(args.inventory, args.interface)
+        audit = open_command_audit(args)
         stopping: list[int] = []
         if args.follow or args.interface:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -170,7 +173,14 @@ class DetectCommand(Command):
         damaged = sum(n for kind, n in stats["problems"].items() if kind.startswith(report.DAMAGE))
         for line in report.damage_lines(stats):
             print(f"vmsentry: {printable(line)}", file=sys.stderr)
-        return 2 if unreadable or damaged else 1 if alerts else 0
+        code = 2 if unreadable or damaged else 1 if alerts else 0
+        if args.audit:
+            from vmsentry.report.audit.records import alert_records, detect_record
+
+            inputs = {"pcaps": args.pcaps, "interface": args.interface, "zeek": args.zeek, "eve": args.eve}
+            audit.append_many([*alert_records(alerts), ("detect", detect_record(alerts, stats, inputs, code))])
+            close_command_audit(audit)
+        return code
 
 
 def _follow(path: str, last: bool, args: argparse.Namespace, follow):

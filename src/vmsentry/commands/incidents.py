@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from vmsentry.commands.base import Command, CommandInfo, VerbGroup, write
+from vmsentry.commands.base import Command, CommandGroup, CommandInfo, write
 from vmsentry.model.text import printable
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_USAGE = 0, 1, 2, 3
@@ -23,7 +23,7 @@ SUBCOMMANDS: dict[str, CommandInfo] = {
 }
 
 
-class IncidentsCommand(VerbGroup):
+class IncidentsCommand(CommandGroup):
     """The evidence bundles of `vmsentry watch` (one folder per incident: capture, alerts, timeline, rulesets,
     report.html, manifest with SHA-256). Exit 0 done/intact, 1 verify found a problem, 2 evidence folder
     missing or unreadable, 3 usage or no such incident."""

@@ -15,7 +15,8 @@ import os
 import sys
 import time
 
-from vmsentry.commands.base import Command, CommandInfo, VerbGroup, netns_name, reraise_as, seconds, write
+from vmsentry.commands.audit import add_audit_option, close_command_audit, open_command_audit
+from vmsentry.commands.base import Command, CommandGroup, CommandInfo, netns_name, reraise_as, seconds, write
 from vmsentry.model.text import printable
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_USAGE = 0, 1, 2, 3
@@ -37,7 +38,7 @@ SUBCOMMANDS: dict[str, CommandInfo] = {
 }
 
 
-class PolicyCommand(VerbGroup):
+class PolicyCommand(CommandGroup):
     """Segmentation policy (YAML, see docs/policy.md): compile it against an inventory to nftables or libvirt nwfilter,
     apply it atomically with an automatic rollback, and check traffic against it.
     Exit 0 done, 1 violations/refused/nothing pending, 2 invalid input, 3 usage."""
@@ -275,6 +276,7 @@ class ApplyCommand(_PolicyVerb):
             default="text",
             help="text (default): the diff and a summary on stderr; json: the apply report",
         )
+        add_audit_option(p, "one entry per apply (applied or refused; not --dry-run)")
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.policy import nftexec
@@ -292,18 +294,33 @@ class ApplyCommand(_PolicyVerb):
         rs = compile_nft(res, _caps(args))
         compile_s = time.perf_counter() - t0
         _problems(rs.warnings)
-        with reraise_as(_Refused, ApplyError, nftexec.NftError):
-            rep = apply(
-                rs,
-                netns=args.netns,
-                confirm_within=args.confirm_within,
-                dry_run=args.dry_run,
-                state_dir=args.state_dir,
-                set_sysctl=args.set_sysctl,
-                ipv6=res.has_ipv6,
-                lockout_check=lambda: _lockout(res, args.netns),
-                force=args.force,
-            )
+        audit = open_command_audit(None if args.dry_run else args, _Usage)  # a dry run changes nothing: no entry
+        action = _action_record(args, "apply", ruleset_sha256=_sha256(rs.text()), rules=rs.stats().get("rules"))
+        try:
+            with reraise_as(_Refused, ApplyError, nftexec.NftError):
+                rep = apply(
+                    rs,
+                    netns=args.netns,
+                    confirm_within=args.confirm_within,
+                    dry_run=args.dry_run,
+                    state_dir=args.state_dir,
+                    set_sysctl=args.set_sysctl,
+                    ipv6=res.has_ipv6,
+                    lockout_check=lambda: _lockout(res, args.netns),
+                    force=args.force,
+                )
+        except _Refused as exc:
+            _record(audit, {**action, "outcome": "refused", "error": str(exc)})
+            raise
+        _record(
+            audit,
+            {
+                **action,
+                "outcome": "applied" if rep.applied else "unchanged",
+                "confirm_within": args.confirm_within,
+                "rollback_at": rep.deadline,
+            },
+        )
         if args.format == "json":
             d = rep.to_dict()
             d["stats"] = rs.stats()
@@ -335,6 +352,28 @@ class ApplyCommand(_PolicyVerb):
         return EXIT_OK
 
 
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _action_record(args: argparse.Namespace, action: str, **fields) -> dict:
+    """The audit record of a policy action: what, where, with which files (and their digests)."""
+    from vmsentry.report.audit.records import file_digest
+
+    record = {"action": action, "netns": args.netns, "state_dir": args.state_dir}
+    if getattr(args, "policy", None):
+        record.update(policy=args.policy, policy_sha256=file_digest(args.policy), inventory=args.inventory)
+    return {**record, **fields}
+
+
+def _record(audit, record: dict) -> None:
+    """One ``policy`` entry, then the run's signed checkpoint (the action is done: a log error is one line)."""
+    audit.append("policy", record)
+    close_command_audit(audit, _Refused)
+
+
 class _PendingCommand(_PolicyVerb):
     """confirm and rollback: act on the pending apply (--confirm-within) of a netns or state folder."""
 
@@ -347,6 +386,16 @@ class _PendingCommand(_PolicyVerb):
             metavar="DIR",
             help="the --state-dir given to `policy apply` (default /run/vmsentry/policy/<netns|host>)",
         )
+        add_audit_option(p, "one entry for this action")
+
+    def act(self, args: argparse.Namespace, action):
+        """(the audit log, what ``action(netns, state_dir)`` returned); the log is opened before acting."""
+        from vmsentry.act.policy.apply import ConfirmError
+
+        _require_netns(args, _Usage)
+        audit = open_command_audit(args, _Usage)
+        with reraise_as(_Refused, ConfirmError):
+            return audit, action(args.netns, args.state_dir)
 
 
 class ConfirmCommand(_PendingCommand):
@@ -354,11 +403,12 @@ class ConfirmCommand(_PendingCommand):
     Exit 0; 1 nothing to confirm; 3 usage (also a --netns that does not exist)."""
 
     def run(self, args: argparse.Namespace) -> int:
-        from vmsentry.act.policy.apply import ConfirmError, confirm
+        from vmsentry.act.policy.apply import confirm
 
-        _require_netns(args, _Usage)
-        with reraise_as(_Refused, ConfirmError):
-            info = confirm(args.netns, args.state_dir)
+        audit, info = self.act(args, confirm)
+        _record(
+            audit, {**_action_record(args, "confirm"), "outcome": "confirmed", "seconds_left": info["seconds_left"]}
+        )
         _err(f"confirmed with {info['seconds_left']:.1f} s to spare; the rollback is cancelled")
         return EXIT_OK
 
@@ -368,11 +418,18 @@ class RollbackCommand(_PendingCommand):
     Exit 0; 1 nothing to roll back or the restore failed; 3 usage (also a --netns that does not exist)."""
 
     def run(self, args: argparse.Namespace) -> int:
-        from vmsentry.act.policy.apply import ConfirmError, rollback_now
+        from vmsentry.act.policy.apply import rollback_now
 
-        _require_netns(args, _Usage)
-        with reraise_as(_Refused, ConfirmError):
-            r = rollback_now(args.netns, args.state_dir)
+        audit, r = self.act(args, rollback_now)
+        _record(
+            audit,
+            {
+                **_action_record(args, "rollback"),
+                "outcome": "rolled_back" if r.get("ok") else "failed",
+                "identical": r.get("identical"),
+                "error": r.get("error"),
+            },
+        )
         if not r.get("ok"):
             _err(f"policy rollback failed: {r.get('error')}")
             return EXIT_FAIL

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from vmsentry.commands.audit import add_audit_option, close_command_audit, open_command_audit
 from vmsentry.commands.base import Command, FatalError, add_report_output, default_format, reraise_as, use_color, write
 from vmsentry.commands.inputs import add_inputs, collect_inputs
 from vmsentry.model.rule import PLATFORMS
@@ -38,6 +39,7 @@ class ScanCommand(Command):
             help=f"only rules for this platform (repeatable): {', '.join(PLATFORMS)}",
         )
         p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        add_audit_option(p, "one entry per run (counts by status and severity, inventory digest, inputs)")
 
     def run(self, args: argparse.Namespace) -> int:
         from datetime import date
@@ -61,6 +63,7 @@ class ScanCommand(Command):
 
             with reraise_as(FatalError, BaselineError):
                 previous = load_baseline(args.baseline)
+        audit = open_command_audit(args)
         inv, skipped = collect_inputs(args, progress=not args.no_progress)
         notes += inv.notes
         rules = load_catalogue()
@@ -94,4 +97,11 @@ class ScanCommand(Command):
             not_applicable=sum(not_applicable.values()),
         )
         write(render(fmt, result, color=(fmt == "text" and args.output is None and use_color())), args.output)
-        return exit_code(result)
+        code = exit_code(result)
+        if args.audit:
+            from vmsentry.report.audit.records import scan_record
+
+            inputs = {"paths": args.paths, "libvirt": args.libvirt, "host": args.host, "platform": args.platform}
+            audit.append("scan", scan_record(result, inputs, code))
+            close_command_audit(audit)
+        return code

@@ -18,9 +18,12 @@ into instead: renaming over it would replace the device. A block device or a fol
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import sys
+from collections.abc import Callable
+from typing import BinaryIO, TextIO
 
 
 class OutputError(Exception):
@@ -46,14 +49,18 @@ def write_stdout(text: str | bytes) -> None:
             sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "utf-8", "backslashreplace"))
         sys.stdout.flush()
     except BrokenPipeError:
-        # the reader went away (| head): what it wanted it has; say nothing more, as cat does
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except OSError:
-            pass
+        _reader_gone()
     except OSError as exc:
         raise OutputError(f"standard output: cannot write: {_reason(exc)}") from None
+
+
+def _reader_gone() -> None:
+    """The reader went away (| head): what it wanted it has; say nothing more, as cat does."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
 
 
 def _new_file_mode() -> int:
@@ -69,6 +76,32 @@ def write_output(text: str | bytes, path: str | None) -> None:
         write_stdout(text)
         return
     data = text if isinstance(text, bytes) else text.encode("utf-8", "backslashreplace")
+    _write_path(path, lambda fh: fh.write(data))
+
+
+def write_output_with(fill: Callable[[TextIO], object], path: str | None) -> None:
+    """As ``write_output`` for an output too big to hold in memory: ``fill(stream)`` writes the text (UTF-8)
+    into stdout or into the temporary file that replaces ``path`` once complete."""
+    if path is None:
+        try:
+            fill(sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _reader_gone()
+        except OSError as exc:
+            raise OutputError(f"standard output: cannot write: {_reason(exc)}") from None
+        return
+
+    def fill_bytes(fh: BinaryIO) -> None:
+        text = io.TextIOWrapper(fh, encoding="utf-8", errors="backslashreplace", newline="")
+        fill(text)
+        text.flush()
+        text.detach()
+
+    _write_path(path, fill_bytes)
+
+
+def _write_path(path: str, fill: Callable[[BinaryIO], object]) -> None:
     try:
         target = os.stat(path)  # follows links: /dev/stdout is one
     except FileNotFoundError:
@@ -76,24 +109,24 @@ def write_output(text: str | bytes, path: str | None) -> None:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {_reason(exc)}") from None
     if target is not None and (stat.S_ISCHR(target.st_mode) or stat.S_ISFIFO(target.st_mode)):
-        _write_into(path, data)
+        _write_into(path, fill)
         return
     if target is not None and not stat.S_ISREG(target.st_mode):
         kind = "a folder" if stat.S_ISDIR(target.st_mode) else "not a regular file"
         raise OutputError(f"{path}: cannot write: {kind}")
-    _replace(path, data)
+    _replace(path, fill)
 
 
-def _write_into(path: str, data: bytes) -> None:
+def _write_into(path: str, fill: Callable[[BinaryIO], object]) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            fill(fh)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {_reason(exc)}") from None
 
 
-def _replace(path: str, data: bytes) -> None:
+def _replace(path: str, fill: Callable[[BinaryIO], object]) -> None:
     try:
         current = os.lstat(path)
     except OSError:
@@ -109,7 +142,7 @@ def _replace(path: str, data: bytes) -> None:
         raise OutputError(f"{path}: cannot write: {_reason(exc)}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            fill(fh)
             os.fchmod(fh.fileno(), mode if mode is not None else _new_file_mode())
         os.replace(tmp, path)
     except BaseException as exc:  # an interrupt too: never leave the temporary file behind
