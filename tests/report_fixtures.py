@@ -8,13 +8,7 @@ import os
 import shutil
 import subprocess
 
-from vmsentry.model.compliance import (
-    ComplianceResult,
-    Requirement,
-    RequirementResult,
-    RuleDecision,
-    summarise,
-)
+from vmsentry.model.compliance import ComplianceResult, Requirement, RequirementResult, RuleDecision, summarise
 
 EVIL_IMG = "<img src=x onerror=alert(1)>"
 # a name that, were it ever run, would change the page's title: the tests check the title did not change
@@ -84,9 +78,12 @@ def compliance_fixture(framework: str = "mlps2-l3") -> ComplianceResult:
             ),
             "manual",
         ),
-        RequirementResult(requirement("L3-CNS1-03", framework=framework, rules=("VMS-NET-001",)), "pass",
-                          decided_by=(RuleDecision("VMS-NET-001", "pass", ("network:default",)),),
-                          evidence=("every network is isolated",)),
+        RequirementResult(
+            requirement("L3-CNS1-03", framework=framework, rules=("VMS-NET-001",)),
+            "pass",
+            decided_by=(RuleDecision("VMS-NET-001", "pass", ("network:default",)),),
+            evidence=("every network is isolated",),
+        ),
         RequirementResult(
             requirement("L3-ABS1-04", framework=framework, not_applicable="no wireless on a hypervisor"),
             "not_applicable",

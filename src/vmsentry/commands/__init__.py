@@ -48,6 +48,11 @@ COMMANDS: dict[str, CommandInfo] = {
         "AuditCommand",
         "the tamper-evident audit log: verify, show, prune, export (written by --audit DIR)",
     ),
+    "report": CommandInfo(
+        "vmsentry.commands.report",
+        "ReportCommand",
+        "reports a person reads: the scan report, or a compliance report per framework (HTML, PDF, JSON, Markdown)",
+    ),
     "completion": CommandInfo("vmsentry.cli", "CompletionCommand", "print a bash, zsh or tcsh completion script"),
 }
 

@@ -11,7 +11,7 @@ from vmsentry.commands.base import Command, FatalError, add_report_output, defau
 from vmsentry.commands.inputs import add_inputs, collect_inputs
 from vmsentry.model.rule import PLATFORMS
 
-FORMATS = ("text", "json", "sarif", "junit")
+FORMATS = ("text", "json", "sarif", "junit", "html")
 FAIL_ON = ("critical", "high", "medium", "low", "info", "none")
 
 
@@ -42,60 +42,11 @@ class ScanCommand(Command):
         add_audit_option(p, "one entry per run (counts by status and severity, inventory digest, inputs)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from datetime import date
+        from vmsentry.report import exit_code, render
 
-        from vmsentry import __version__
-        from vmsentry.analyse.engine import evaluate
-        from vmsentry.analyse.rules import load_catalogue
-        from vmsentry.report import ScanResult, exit_code, render
-
-        started = time.perf_counter()
-        notes: list[str] = []
-        waivers = None
-        if args.waivers:
-            from vmsentry.analyse.waivers import WaiverError, load_waivers
-
-            with reraise_as(FatalError, WaiverError):
-                waivers = load_waivers(args.waivers)
-        previous = None
-        if args.baseline:
-            from vmsentry.analyse.baseline import BaselineError, load_baseline
-
-            with reraise_as(FatalError, BaselineError):
-                previous = load_baseline(args.baseline)
         audit = open_command_audit(args)
-        inv, skipped = collect_inputs(args, progress=not args.no_progress)
-        notes += inv.notes
-        rules = load_catalogue()
-        if args.platform:
-            rules = tuple(r for r in rules if "all" in r.platforms or set(r.platforms) & set(args.platform))
-        not_applicable: dict[str, int] = {}
-        findings = evaluate(inv, rules, not_applicable_counts=not_applicable)  # each report sorts for itself
-        if waivers is not None:
-            from vmsentry.analyse.waivers import apply_waivers
-
-            notes += apply_waivers(findings, waivers, date.today())
-        baseline = None
-        if previous is not None:
-            from vmsentry.analyse.baseline import compare
-
-            baseline = compare(findings, previous)
-            baseline["file"] = args.baseline
-        for note in notes:
-            print(f"vmsentry: {note}", file=sys.stderr)
+        result = scan(args)
         fmt = default_format(args)
-        result = ScanResult(
-            findings=findings,
-            inventory=inv,
-            rules=rules,
-            skipped_files=skipped,
-            seconds=time.perf_counter() - started,
-            tool_version=__version__,
-            fail_on=args.fail_on,
-            baseline=baseline,
-            notes=notes,
-            not_applicable=sum(not_applicable.values()),
-        )
         write(render(fmt, result, color=(fmt == "text" and args.output is None and use_color())), args.output)
         code = exit_code(result)
         if args.audit:
@@ -105,3 +56,60 @@ class ScanCommand(Command):
             audit.append("scan", scan_record(result, inputs, code))
             close_command_audit(audit)
         return code
+
+
+def scan(args: argparse.Namespace):
+    """collect -> analyse (rules, waivers, baseline): the ``ScanResult`` of ``add_inputs``' arguments and scan's
+    options (``vmsentry report`` runs the same scan)."""
+    from datetime import date
+
+    from vmsentry import __version__
+    from vmsentry.analyse.engine import evaluate
+    from vmsentry.analyse.rules import load_catalogue
+    from vmsentry.report import ScanResult
+
+    started = time.perf_counter()
+    notes: list[str] = []
+    waivers = None
+    if args.waivers:
+        from vmsentry.analyse.waivers import WaiverError, load_waivers
+
+        with reraise_as(FatalError, WaiverError):
+            waivers = load_waivers(args.waivers)
+    previous = None
+    if args.baseline:
+        from vmsentry.analyse.baseline import BaselineError, load_baseline
+
+        with reraise_as(FatalError, BaselineError):
+            previous = load_baseline(args.baseline)
+    inv, skipped = collect_inputs(args, progress=not args.no_progress)
+    notes += inv.notes
+    rules = load_catalogue()
+    if args.platform:
+        rules = tuple(r for r in rules if "all" in r.platforms or set(r.platforms) & set(args.platform))
+    not_applicable: dict[str, int] = {}
+    findings = evaluate(inv, rules, not_applicable_counts=not_applicable)  # each report sorts for itself
+    if waivers is not None:
+        from vmsentry.analyse.waivers import apply_waivers
+
+        notes += apply_waivers(findings, waivers, date.today())
+    baseline = None
+    if previous is not None:
+        from vmsentry.analyse.baseline import compare
+
+        baseline = compare(findings, previous)
+        baseline["file"] = args.baseline
+    for note in notes:
+        print(f"vmsentry: {note}", file=sys.stderr)
+    return ScanResult(
+        findings=findings,
+        inventory=inv,
+        rules=rules,
+        skipped_files=skipped,
+        seconds=time.perf_counter() - started,
+        tool_version=__version__,
+        fail_on=args.fail_on,
+        baseline=baseline,
+        notes=notes,
+        not_applicable=sum(not_applicable.values()),
+    )

@@ -14,7 +14,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from vmsentry.model.compliance import REQUIREMENT_STATUS_ORDER, REQUIREMENT_STATUSES, ComplianceResult, RequirementResult
+from vmsentry.model.compliance import (
+    REQUIREMENT_STATUS_ORDER,
+    REQUIREMENT_STATUSES,
+    ComplianceResult,
+    RequirementResult,
+)
 from vmsentry.report.markdown import md_code, md_text, table
 from vmsentry.report.templating import render_page
 
@@ -194,8 +199,7 @@ def _requirement_markdown(r: RequirementResult, zh: bool) -> list[str]:
             f"{_label('Decided by', 'decided_by', zh)}:",
             "",
             *table(
-                ["Rule", "Status", "Assets"],
-                [[md_code(d.rule_id), d.status, _assets(d.assets)] for d in r.decided_by],
+                ["Rule", "Status", "Assets"], [[md_code(d.rule_id), d.status, _assets(d.assets)] for d in r.decided_by]
             ),
             "",
         ]

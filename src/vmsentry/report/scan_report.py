@@ -133,7 +133,12 @@ def _rule_group(findings: list[Finding]) -> RuleGroup:
     first = findings[0]
     ordered = sorted(
         findings,
-        key=lambda f: (STATUS_ORDER.get(f.status, 9), f.asset, str(f.evidence.get("file")), str(f.evidence.get("locator"))),
+        key=lambda f: (
+            STATUS_ORDER.get(f.status, 9),
+            f.asset,
+            str(f.evidence.get("file")),
+            str(f.evidence.get("locator")),
+        ),
     )
     counts = Counter(f.status for f in findings)
     return RuleGroup(
@@ -208,10 +213,19 @@ def build(result: ScanResult, generated: str, run_id: str | None = None) -> Scan
 
 
 # ------------------------------------------------------------------------------------------ renderings
+def render(result: ScanResult) -> str:
+    """``scan --format html``: the page, generated now."""
+    from datetime import UTC, datetime
+
+    return render_html(build(result, datetime.now(UTC).isoformat(timespec="seconds")))
+
+
 def render_html(report: ScanReport) -> str:
     return render_page(
         "scan.html.j2",
         r=report,
+        tool_version=report.tool_version,
+        generated=report.generated,
         severities=SEVERITIES,
         statuses=LISTED_STATUSES,
         method=METHOD,
@@ -239,7 +253,7 @@ def render_markdown(report: ScanReport) -> str:
         "",
         "## Failing by severity",
         "",
-        *table([sev for sev in SEVERITIES], [[str(failing[sev]) for sev in SEVERITIES]]),
+        *table(list(SEVERITIES), [[str(failing[sev]) for sev in SEVERITIES]]),
         "",
         "## Score per asset",
         "",
