@@ -45,8 +45,10 @@ APT_PACKAGES=(
   # ... RDP (xrdp server, FreeRDP client), VNC (TigerVNC server, viewer, vncpasswd), Xvfb as the clients'
   # display, and pywinrm as a real WinRM client (its server in the lab is a stand-in: no Windows here)
   xrdp freerdp2-x11 tigervnc-standalone-server tigervnc-viewer tigervnc-tools xvfb python3-winrm
-  # headless browser for the `vmsentry paths --format html` tests
-  chromium
+  # headless browser for the `vmsentry paths --format html` tests, `vmsentry report --format pdf` (it prints
+  # the HTML) and the report tests' screenshots; pdftotext (poppler-utils) reads the PDFs back in the tests;
+  # a CJK font so the MLPS report's Chinese text renders and prints (not as empty boxes)
+  chromium poppler-utils fonts-wqy-microhei
   # groff renders docs/man/vmsentry.1 in its test (man-db pulls it in on most machines, not on a minimal one)
   groff-base
   # segmentation policy tests: the TCG test guest kit (scripts/build-test-guest.sh: busybox initramfs) and
