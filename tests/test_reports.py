@@ -266,3 +266,44 @@ def test_md_text_escapes(name, shown):
 def test_md_code_keeps_the_text_and_the_table():
     assert md_code("a`b|c") == "``a`b\\|c``"
     assert md_code("<b>") == "`<b>`"
+
+
+def test_compliance_report_cites_the_audit_log_and_a_tampered_one_fails(tmp_path):
+    import sqlite3
+
+    audit = tmp_path / "audit"
+    assert (
+        run(
+            "scan",
+            LAB,
+            "--audit",
+            str(audit),
+            "--format",
+            "json",
+            "-o",
+            str(tmp_path / "s.json"),
+            "--fail-on",
+            "none",
+            "--no-progress",
+        )
+        == 0
+    )
+    out = tmp_path / "mlps.json"
+    assert run("report", LAB, "--framework", "mlps2-l3", "--audit", str(audit), "-o", str(out), "--no-progress") == 0
+    results = json.loads(out.read_text(encoding="utf-8"))["results"]
+    ces14 = next(r for r in results if r["requirement"]["id"] == "L3-CES1-14")
+    assert any(e.startswith("audit log intact, 1 entries") for e in ces14["evidence"]), ces14
+    # change one byte of the stored entry (the real file, as an intruder would)
+    db = sqlite3.connect(audit / "audit.db")
+    db.execute("UPDATE entries SET entry = CAST(replace(CAST(entry AS TEXT), 'scan', 'scam') AS BLOB) WHERE seq = 0")
+    db.commit()
+    db.close()
+    assert run("report", LAB, "--framework", "mlps2-l3", "--audit", str(audit), "-o", str(out), "--no-progress") == 0
+    results = json.loads(out.read_text(encoding="utf-8"))["results"]
+    ces14 = next(r for r in results if r["requirement"]["id"] == "L3-CES1-14")
+    assert ces14["status"] == "fail" and any("NOT intact" in g for g in ces14["evidence"] + ces14["gaps"]), ces14
+
+
+def test_audit_without_framework_is_a_usage_error(tmp_path, capsys):
+    assert run("report", LAB, "--audit", str(tmp_path)) == 3
+    assert "--framework" in capsys.readouterr().err
