@@ -49,7 +49,15 @@ class ReportCommand(Command):
             "--audit", metavar="DIR", help="the audit log to verify and cite as evidence (compliance report)"
         )
         p.add_argument(
+            "--checkpoint", metavar="FILE", help="with --audit: a checkpoint kept elsewhere to verify the log against"
+        )
+        p.add_argument(
             "--evidence", metavar="DIR", help="the watcher's incident store to cite as evidence (compliance report)"
+        )
+        p.add_argument(
+            "--policy-state",
+            metavar="DIR",
+            help="the applied policy's state folder to cite (compliance report; default: the host's, if any)",
         )
         p.add_argument("--waivers", metavar="FILE", help="YAML waiver file (rule, asset, owner, reason, expires)")
         p.add_argument(
@@ -70,8 +78,11 @@ class ReportCommand(Command):
 
         if args.from_scan and (args.paths or args.libvirt or args.host):
             raise FatalError("give PATH, --libvirt or --host, or --from-scan, not both")
-        if not args.framework and (args.audit or args.evidence):
-            raise FatalError("--audit and --evidence are evidence for a compliance report: add --framework F")
+        if not args.framework and (args.audit or args.evidence or args.policy_state or args.checkpoint):
+            raise FatalError(
+                "--audit, --checkpoint, --evidence and --policy-state are evidence for a compliance report: "
+                "add --framework F"
+            )
         fmt = args.format or SUFFIXES.get(os.path.splitext(args.output or "")[1].lower(), "html")
         if args.from_scan:
             result = load_scan(args.from_scan)
@@ -108,13 +119,19 @@ def scan_report(result, fmt: str, now: str) -> str:
 
 def compliance_report(args: argparse.Namespace, findings, fmt: str, version: str) -> str:
     from vmsentry.analyse.compliance import FrameworkError, evaluate
-    from vmsentry.commands.evidence import gather
+    from vmsentry.commands.evidence_facts import default_policy_state, gather
     from vmsentry.report import compliance_report as view
 
-    facts = gather(args.audit, args.evidence)
+    facts = gather(
+        audit=args.audit,
+        evidence=args.evidence,
+        policy_state=args.policy_state or default_policy_state(),
+        checkpoint=args.checkpoint,
+    )
+    given = {"audit_log": args.audit, "incidents": args.evidence, "policy": args.policy_state}
     for kind, why in facts.missing.items():
-        if kind in ("audit_log", "incidents") and getattr(args, "audit" if kind == "audit_log" else "evidence"):
-            print(f"vmsentry: {printable(why)}", file=sys.stderr)  # given but unreadable: say so
+        if given.get(kind):  # given but unreadable: say so (the report shows it as absent evidence)
+            print(f"vmsentry: {printable(why)}", file=sys.stderr)
     with reraise_as(FatalError, FrameworkError):
         result = evaluate(args.framework, findings, facts)
     if fmt == "json":

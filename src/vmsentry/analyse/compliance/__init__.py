@@ -108,6 +108,8 @@ def decide(
     titles = {r.id: r.title for r in load_catalogue()}
     decisions = [_rule_decision(rid, titles.get(rid, ""), findings_by_rule.get(rid, [])) for rid in req.rules]
     rules_status, said, gaps = _rules_part(req, decisions)
+    if rules_status == "not_applicable" and req.evidence:
+        said, gaps = gaps, []  # the evidence decides; that no rule applied is said, not a gap
     verdicts = []
     for kind in req.evidence:
         verdict, sentence = _evidence.check(kind, facts, thresholds)

@@ -57,8 +57,9 @@ def _audit_log(a, thresholds) -> tuple[bool | None, str]:
         sentence += "; never pruned (everything kept)"
     else:
         sentence += f"; retention {a.retention_days} days (at least {need} required)"
-    if kept is not None and kept < need:
-        sentence += f"; the log holds {kept} days so far"
+    if kept is None or kept < need:
+        # the setting keeps enough, but the log does not yet show the required span
+        return None, f"{sentence}; the log holds {kept or 0} days so far, under the {need} days required"
     return True, sentence
 
 

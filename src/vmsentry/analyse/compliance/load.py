@@ -180,8 +180,10 @@ def _stig_entries(spec: dict[str, Any], where: str, rules: tuple[Rule, ...]) -> 
             for match in STIG_ID.finditer(ref):
                 prefix = match.group(1)[:-6]
                 for sid in [match.group(1), *(prefix + tail for tail in match.group(2).split("/")[1:])]:
-                    cited.setdefault(sid, ref)
-                    if rule not in deciding.get(sid, []):
+                    if sid in ids:
+                        cited[sid] = ref  # the deciding rule's own citation is the source
+                    elif rule not in deciding.get(sid, []):
+                        cited.setdefault(f"analogue:{sid}", ref)
                         related.setdefault(sid, []).append(rule)
     entries = []
     for sid in sorted(set(deciding) | set(related)):
@@ -197,7 +199,9 @@ def _stig_entries(spec: dict[str, Any], where: str, rules: tuple[Rule, ...]) -> 
             "section": bench,
             "title": first.title,
             "text": f"{bench} rule {sid}{vid}, as vmsentry's rule {first.id} checks it: {first.title}.",
-            "source": cited.get(sid) or f"vmsentry catalogue: {', '.join(r.id for r in own)} (compliance.disa_stig)",
+            "source": cited.get(sid)
+            or cited.get(f"analogue:{sid}")
+            or f"vmsentry catalogue: {', '.join(r.id for r in own)} (compliance.disa_stig)",
             "verified": "verified" if all(r.verified == "yes" for r in own or others) else "secondary",
             "rules": [r.id for r in own],
             "related_rules": [r.id for r in others],

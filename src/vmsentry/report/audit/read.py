@@ -86,17 +86,3 @@ def export(directory: str | os.PathLike, out: TextIO, **options) -> int:
         return count
     finally:
         db.close()
-
-
-def summary(directory: str | os.PathLike) -> dict:
-    """What a report says about the log without reading every entry: entries kept per kind and the time of
-    the oldest and the newest kept (one aggregate query; cleared entries are not counted)."""
-    directory = Path(directory)
-    require_log(directory)
-    db = connect(directory / DB_FILE)
-    try:
-        kinds = dict(db.execute("SELECT kind, count(*) FROM entries WHERE entry IS NOT NULL GROUP BY kind"))
-        oldest, newest = db.execute("SELECT min(time), max(time) FROM entries WHERE entry IS NOT NULL").fetchone()
-    finally:
-        db.close()
-    return {"kinds": kinds, "oldest": oldest, "newest": newest}
