@@ -44,13 +44,16 @@ set to anything: no colour in the text report or the progress bar (https://no\-c
 .TP
 \fBVMSENTRY_DEBUG\fR
 \fB1\fR: as \-\-debug
+.TP
+\fBVMSENTRY_CHROMIUM\fR
+the browser \fBreport \-\-format pdf\fR prints with (default: chromium on PATH)
 """,
     "SEE ALSO": r"""
 .BR nft (8),
 .BR virsh (1).
 The README and docs/*.md in the source: docs/paths.md (attack paths), docs/detection.md (detectors),
 docs/policy.md (segmentation policies), docs/platforms.md (what is read on each platform),
-docs/audit.md (the audit log).
+docs/audit.md (the audit log), docs/reports.md (the scan and compliance reports, the hardening score).
 Shell completion: \fBvmsentry completion bash\fR (or zsh, tcsh).
 """,
 }
