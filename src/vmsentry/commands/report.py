@@ -10,7 +10,7 @@ import sys
 
 from vmsentry.commands.base import Command, FatalError, reraise_as, write
 from vmsentry.commands.inputs import add_inputs
-from vmsentry.model.rule import PLATFORMS
+from vmsentry.commands.scan import add_scan_options
 from vmsentry.model.text import printable
 
 # the contract's framework ids (analyse.compliance.frameworks() lists the same: a test keeps them equal); here
@@ -59,16 +59,7 @@ class ReportCommand(Command):
             metavar="DIR",
             help="the applied policy's state folder to cite (compliance report; default: the host's, if any)",
         )
-        p.add_argument("--waivers", metavar="FILE", help="YAML waiver file (rule, asset, owner, reason, expires)")
-        p.add_argument(
-            "--platform",
-            action="append",
-            default=[],
-            choices=PLATFORMS,
-            metavar="P",
-            help=f"only rules for this platform (repeatable): {', '.join(PLATFORMS)}",
-        )
-        p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        add_scan_options(p)
         p.set_defaults(baseline=None, fail_on="none")
 
     def run(self, args: argparse.Namespace) -> int:

@@ -28,17 +28,8 @@ class ScanCommand(Command):
             default="high",
             help="lowest severity of a failing finding that makes the exit code 1 (default high)",
         )
-        p.add_argument("--waivers", metavar="FILE", help="YAML waiver file (rule, asset, owner, reason, expires)")
         p.add_argument("--baseline", metavar="FILE", help="previous `scan --format json`: report only new and fixed")
-        p.add_argument(
-            "--platform",
-            action="append",
-            default=[],
-            choices=PLATFORMS,
-            metavar="P",
-            help=f"only rules for this platform (repeatable): {', '.join(PLATFORMS)}",
-        )
-        p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        add_scan_options(p)
         add_audit_option(p, "one entry per run (counts by status and severity, inventory digest, inputs)")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -56,6 +47,20 @@ class ScanCommand(Command):
             audit.append("scan", scan_record(result, inputs, code))
             close_command_audit(audit)
         return code
+
+
+def add_scan_options(p: argparse.ArgumentParser) -> None:
+    """The options of how a scan runs, shared with ``vmsentry report``: waivers, platforms, progress bar."""
+    p.add_argument("--waivers", metavar="FILE", help="YAML waiver file (rule, asset, owner, reason, expires)")
+    p.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        choices=PLATFORMS,
+        metavar="P",
+        help=f"only rules for this platform (repeatable): {', '.join(PLATFORMS)}",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def scan(args: argparse.Namespace):
