@@ -74,6 +74,8 @@ class ReportCommand(Command):
                 "--audit, --checkpoint, --evidence and --policy-state are evidence for a compliance report: "
                 "add --framework F"
             )
+        if args.checkpoint and not args.audit:
+            raise FatalError("--checkpoint verifies the audit log of --audit DIR: give both")
         fmt = args.format or SUFFIXES.get(os.path.splitext(args.output or "")[1].lower(), "html")
         if args.from_scan:
             result = load_scan(args.from_scan)
