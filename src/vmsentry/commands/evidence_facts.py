@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import statistics
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -221,7 +222,7 @@ def gather(
     now = now or datetime.now(UTC)
     parts: dict[str, Any] = {}
     missing: dict[str, str] = {}
-    unreadable = (AuditError, IncidentError, OSError, ValueError)
+    unreadable = (AuditError, IncidentError, OSError, ValueError, sqlite3.Error)
     log_ok = False
     if audit is None:
         for kind in ("audit_log", "watch", "scan_history"):

@@ -8,7 +8,7 @@ history): a requirement that such evidence decides is never ``pass`` without it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # A requirement's result. "partial": some of what decides it passes and nothing fails, but part is unknown or
@@ -25,6 +25,11 @@ VERIFICATION = ("verified", "secondary", "weak", "derived", "unverified")
 # How a requirement's rules decide it: "all" = every rule must pass (any failure fails it); "any" = one
 # passing rule is enough (alternatives, e.g. one rule per platform of the same control).
 DECISIONS = ("all", "any")
+
+
+def plain(record: Any) -> dict[str, Any]:
+    """A record's fields as JSON values (tuples as lists), in declaration order."""
+    return {f.name: list(v) if isinstance(v, tuple) else v for f in fields(record) for v in [getattr(record, f.name)]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,25 +53,7 @@ class Requirement:
     not_applicable: str | None = None  # why the requirement does not apply to a hypervisor tool's scope
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "framework": self.framework,
-            "id": self.id,
-            "section": self.section,
-            "clause": self.clause,
-            "title": self.title,
-            "title_zh": self.title_zh,
-            "text": self.text,
-            "text_zh": self.text_zh,
-            "source": self.source,
-            "verified": self.verified,
-            "rules": list(self.rules),
-            "related_rules": list(self.related_rules),
-            "decision": self.decision,
-            "evidence": list(self.evidence),
-            "manual": self.manual,
-            "not_applicable": self.not_applicable,
-            "note": self.note,
-        }
+        return plain(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +68,7 @@ class RuleDecision:
     title: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule_id": self.rule_id, "status": self.status, "assets": list(self.assets), "title": self.title}
+        return plain(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +101,7 @@ class ComplianceResult:
     summary: dict[str, int] = field(default_factory=dict)  # per REQUIREMENT_STATUSES, plus "total"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "framework": self.framework,
-            "name": self.name,
-            "version": self.version,
-            "source": self.source,
-            "description": self.description,
-            "generated": self.generated,
-            "summary": dict(self.summary),
-            "results": [r.to_dict() for r in self.results],
-        }
+        return {**plain(self), "results": [r.to_dict() for r in self.results]}
 
 
 def summarise(results: tuple[RequirementResult, ...] | list[RequirementResult]) -> dict[str, int]:
@@ -216,12 +194,12 @@ class ScanHistoryFacts:
 class EvidenceFacts:
     """Everything gathered; a part left None was not given or could not be read (``missing`` says why)."""
 
-    audit_log: AuditLogFacts | None = None
-    watch: WatchFacts | None = None
-    policy: PolicyFacts | None = None
-    scan_history: ScanHistoryFacts | None = None
-    incidents: IncidentFacts | None = None
-    gathered_at: str | None = None
+    audit_log: AuditLogFacts | None = None  # --audit DIR, verified
+    watch: WatchFacts | None = None  # the watcher's audit entries
+    policy: PolicyFacts | None = None  # act/policy's state folder, or the log's policy entries
+    scan_history: ScanHistoryFacts | None = None  # the log's scan entries
+    incidents: IncidentFacts | None = None  # --evidence DIR
+    gathered_at: str | None = None  # ISO 8601 UTC
     missing: dict[str, str] = field(default_factory=dict)  # evidence kind -> why it is absent
 
     def get(self, kind: str) -> Any:
