@@ -219,10 +219,15 @@ def test_pdf_text_holds_the_requirement_ids(tmp_path):
     assert run("report", LAB, "--framework", "mlps2-l3", "--format", "pdf", "-o", str(pdf), "--no-progress") == 0
     assert pdf.read_bytes()[:5] == b"%PDF-"
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    ids = {r.requirement.id for r in _lab_mlps().results}
-    missing = [i for i in ids if i not in text]
+    result = _lab_mlps()
+    missing = [r.requirement.id for r in result.results if r.requirement.id not in text]
     assert not missing, missing[:10]
     assert "不符合" in text  # the Chinese labels print (a CJK font is installed by scripts/setup.sh)
+    # the summary is one page: the counts and every worst gap on page 1, the requirements from page 2
+    first = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"], capture_output=True, text=True).stdout
+    second = subprocess.run(["pdftotext", "-f", "2", "-l", "2", str(pdf), "-"], capture_output=True, text=True).stdout
+    assert "Worst gaps" in first and all(r.requirement.id in first for r in compliance_report.worst(result))
+    assert second.lstrip().startswith("Requirements")
 
 
 def _lab_mlps():
@@ -349,3 +354,11 @@ def test_run_example_generates_a_report_per_framework_and_each_renders(tmp_path)
         else:
             assert 'id="status-tiles"' in dom and 'id="requirements"' in dom
             assert len(re.findall(r'<article class="req st-', dom)) >= 6, name
+
+
+def test_scan_report_pdf(tmp_path):
+    pdf = tmp_path / "scan.pdf"
+    assert run("report", LAB, "-o", str(pdf), "--no-progress") == 0  # pdf from the suffix
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "vmsentry scan report" in text and "VMS-LVD-018" in text and "How the score is computed" in text
+    assert "Severity" not in text.split("Findings by rule")[1][:200]  # the filter boxes are not printed
