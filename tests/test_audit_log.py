@@ -384,3 +384,11 @@ def test_threads_sharing_one_log_object_take_turns(tmp_path):
             worker.join()
     report = verify(tmp_path / "threads")
     assert report.ok and report.size == 900
+
+
+def test_an_entry_rewritten_as_text_by_sql_is_caught_and_named(pristine, tmp_path):
+    # SQL's replace() returns TEXT: the row then holds a string where the signed bytes were
+    target = copy(pristine, tmp_path)
+    sql(target, ("UPDATE entries SET entry = replace(entry, 'seq', 'seq') WHERE seq = 7",))
+    report = verify(target)
+    assert not report.ok and report.first.seq == 7 and report.first.kind == "changed", report.first

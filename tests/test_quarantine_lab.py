@@ -25,8 +25,26 @@ from traffic_lab.lab import Lab
 pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parent.parent
 INVENTORY = str(FIXTURES / "lab-inventory.json")
-VM1 = Target("vm1", "52:54:00:99:00:11", "p-vm1", "br-test", "lab")
-VM2 = Target("vm2", "52:54:00:99:00:12", "p-vm2", "br-test", "lab")
+VM1 = Target("vm1", "52:54:00:99:00:11", "p-vm1", "br-test", "lab", "10.99.0.11")
+VM2 = Target("vm2", "52:54:00:99:00:12", "p-vm2", "br-test", "lab", "10.99.0.12")
+# frames from vm1's eth0 every 5 ms until killed: an EtherType 0x88b5 broadcast (the bridge learns its
+# source MAC, as from any frame) or an ARP reply, both with a source MAC and sender of our choosing
+FORGER = """
+import socket, sys, time
+kind, src, sender_ip, dst = sys.argv[1:]
+mac = bytes.fromhex(src.replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+if kind == "arp":
+    target = bytes.fromhex(dst.replace(":", ""))
+    arp = bytes.fromhex("0001080006040002") + mac + socket.inet_aton(sender_ip) + target + socket.inet_aton("10.99.0.1")
+    frame = target + mac + b"\\x08\\x06" + arp + bytes(18)
+else:
+    frame = b"\\xff" * 6 + mac + b"\\x88\\xb5" + bytes(46)
+while True:
+    s.send(frame)
+    time.sleep(0.005)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +206,7 @@ def test_verbs_quarantine_list_release(lab, tmp_path):
     ns = ["--netns", lab.bridge_ns]
     p = _vmsentry(
         "quarantine", "vm1", "--reason", "by hand", "--inventory", INVENTORY, *ns,
-        "--host-address", "10.99.0.1", "--host-port", "p-host", "--ttl", "60",
+        "--host-address", "10.99.0.1", "--host-port", "p-host", "--ttl", "60", "--audit", str(tmp_path / "audit"),
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert "quarantined vm1 (52:54:00:99:00:11 on port p-vm1) by nft" in p.stdout
@@ -205,28 +223,49 @@ def test_verbs_quarantine_list_release(lab, tmp_path):
     p = _vmsentry("quarantine", "vm1", "--reason", "x", "--inventory", INVENTORY, "--netns", "vsq-no-such-ns")
     assert p.returncode == 3 and len(p.stderr.strip().splitlines()) == 1 and "does not exist" in p.stderr
 
-    p = _vmsentry("release", "vm1", *ns)
+    p = _vmsentry("release", "vm1", *ns, "--audit", str(tmp_path / "audit"))
     assert p.returncode == 0 and p.stdout.startswith("released vm1 ("), p.stderr
-    assert _ruleset(lab.bridge_ns) == before and _ping(lab, "vm2", "10.99.0.11")
+    assert _ruleset(lab.bridge_ns) == before
+    # the signed audit log holds the hold and the release, and verifies
+    assert _vmsentry("audit", "verify", str(tmp_path / "audit")).returncode == 0
+    entries = json.loads(_vmsentry("audit", "show", str(tmp_path / "audit"), "--format", "json").stdout)["entries"]
+    assert [(e["kind"], e["record"]["target"]["vm"], e["record"]["by"]) for e in entries] == [
+        ("quarantine", "vm1", "hand"),
+        ("release", "vm1", "hand"),
+    ]
+    # (vm2's neighbour entry for vm1 may still be mid-resolution from the ping refused during the hold)
+    _wait(lambda: _ping(lab, "vm2", "10.99.0.11"), "vm2 reaching vm1 after the release", 5)
     p = _vmsentry("release", "vm1", *ns)
     assert p.returncode == 1 and "vm1 is not quarantined" in p.stderr
 
-    # a MAC alone (no inventory): held by MAC, released by MAC
+    # a MAC alone (no inventory): its port found in the bridge's FDB (read inside the namespace); released by MAC
+    assert _ping(lab, "vm2", "10.99.0.1")  # the bridge has learned vm2's MAC on p-vm2
     p = _vmsentry("quarantine", "52:54:00:99:00:12", "--reason", "mac only", *ns, "--host-address", "10.99.0.1")
-    assert p.returncode == 0 and not _ping(lab, "vm1", "10.99.0.12")
+    assert p.returncode == 0 and "quarantined 52:54:00:99:00:12 (52:54:00:99:00:12 on port p-vm2)" in p.stdout
+    assert "warning" not in p.stdout and not _ping(lab, "vm1", "10.99.0.12")
     assert _vmsentry("release", "52:54:00:99:00:12", *ns).returncode == 0
+    assert _ruleset(lab.bridge_ns) == before
+
+    # a MAC no bridge has learned: held by MAC only, and the output says what that leaves open
+    p = _vmsentry("quarantine", "52:54:00:99:00:77", "--reason", "unknown", *ns, "--host-address", "10.99.0.1")
+    assert p.returncode == 0, p.stderr
+    assert (
+        "warning: no bridge port known for 52:54:00:99:00:77: frames it sends from other MACs are not stopped"
+        in p.stdout
+    )
+    assert _vmsentry("release", "52:54:00:99:00:77", *ns).returncode == 0
     assert _ruleset(lab.bridge_ns) == before
 
 
 def test_call_times(lab, tmp_path):
     """The numbers in act/libnft.py's docstring: one hold and one release (a second VM already held, so the
-    table exists), each way, median of 20."""
+    table exists), each way, median of 40."""
     report = {}
     for library in (True, False):
         q = _quarantine(lab, tmp_path, prefer_library=library)
         q.hold(VM2, "keeps the table", None, None)
         holds, releases = [], []
-        for _ in range(20):
+        for _ in range(40):
             t0 = time.perf_counter()
             q.hold(VM1, "timing", None, None)
             t1 = time.perf_counter()
@@ -241,3 +280,83 @@ def test_call_times(lab, tmp_path):
         report[q.nft.backend] = (statistics.median(holds) * 1e3, statistics.median(releases) * 1e3, first * 1e3)
     print("\nquarantine call times, ms (hold, release, first hold):", report)
     assert report["libnftables"][0] < report["nft"][0]
+
+
+def _forge(lab, *args):
+    return lab.spawn("vm1", ["python3", "-c", FORGER, *args])
+
+
+def _fdb_ports(lab, mac) -> set[str]:
+    """The bridge ports br-test has learned ``mac`` on (`bridge fdb show`)."""
+    out = lab.sh(lab.bridge_ns, "bridge fdb show br br-test").stdout.splitlines()
+    return {line.split()[2] for line in out if line.startswith(mac + " ") and "permanent" not in line}
+
+
+def _neighbour(lab, node, ip) -> str | None:
+    out = lab.sh(node, f"ip neigh show {ip} dev eth0", check=False).stdout.split()
+    return out[out.index("lladdr") + 1] if "lladdr" in out else None
+
+
+def test_a_held_vm_forging_another_vms_mac_draws_nothing(lab, tmp_path):
+    """vm1 held, then sending continuously from vm2's MAC: the bridge never learns vm2's MAC on vm1's port
+    (dropped in prerouting, before learning), so vm2 reaches the host and vm3 during the attack."""
+    # the control: not held, the forged frames move vm2's MAC to vm1's port, and vm2's traffic goes there
+    forger = _forge(lab, "raw", VM2.mac, "0.0.0.0", "")
+    try:
+        _wait(lambda: _fdb_ports(lab, VM2.mac) == {"p-vm1"}, "the forged MAC learned on p-vm1", 5)
+    finally:
+        lab.stop(forger, 9)
+    _wait(lambda: _ping(lab, "vm2", "10.99.0.1"), "vm2 back")  # vm2 speaks: its MAC is learned on its port
+
+    q = _quarantine(lab, tmp_path)
+    q.hold(VM1, "forging", None, None)
+    forger = _forge(lab, "raw", VM2.mac, "0.0.0.0", "")
+    try:
+        time.sleep(1)
+        seen = set()
+        for _ in range(5):  # during the attack
+            seen |= _fdb_ports(lab, VM2.mac)
+            assert _ping(lab, "vm2", "10.99.0.1") and _ping(lab, "vm2", "10.99.0.13")
+            assert _http(lab, "vm2", 8080)
+            seen |= _fdb_ports(lab, VM2.mac)
+        assert forger.poll() is None  # it kept sending all along
+    finally:
+        lab.stop(forger, 9)
+        q.release("vm1")
+    assert seen == {"p-vm2"}, seen
+
+
+def test_a_held_vm_cannot_poison_the_hosts_arp_cache(lab, tmp_path):
+    """A held VM's ARP reaches the host only with its own MAC and inventory address as sender: replies
+    claiming vm2's address are dropped, while its own ARP (for the forensics port) still works."""
+    true = VM2.mac
+    host_mac = "52:54:00:99:00:01"
+
+    def poisoned() -> bool:
+        return _neighbour(lab, "host", "10.99.0.12") == VM1.mac
+
+    # the control: not held, the forged replies change the host's entry for vm2's address
+    assert _ping(lab, "host", "10.99.0.12") and _neighbour(lab, "host", "10.99.0.12") == true
+    forger = _forge(lab, "arp", VM1.mac, "10.99.0.12", host_mac)
+    try:
+        _wait(poisoned, "the host's cache poisoned (control)", 5)
+    finally:
+        lab.stop(forger, 9)
+    lab.sh("host", "ip neigh flush dev eth0")
+    assert _ping(lab, "host", "10.99.0.12") and _neighbour(lab, "host", "10.99.0.12") == true
+
+    q = _quarantine(lab, tmp_path)
+    q.hold(VM1, "arp", None, None)
+    forger = _forge(lab, "arp", VM1.mac, "10.99.0.12", host_mac)
+    try:
+        time.sleep(2.5)  # past the neighbour table's locktime (1 s): the control was poisoned by now
+        assert not poisoned()
+        assert _ping(lab, "host", "10.99.0.12")
+        assert _neighbour(lab, "host", "10.99.0.12") == true
+    finally:
+        lab.stop(forger, 9)
+    lab.sh("vm1", "ip neigh flush dev eth0")
+    lab.sh("host", "ip neigh del 10.99.0.11 dev eth0", check=False)
+    assert _http(lab, "vm1", 22)  # its own ARP still resolves the host: the forensics port works
+    assert _neighbour(lab, "host", "10.99.0.11") == VM1.mac
+    q.release("vm1")

@@ -6,7 +6,7 @@ as the judge of whether the attacker's frames still arrive.
                   -> `vmsentry release vm1` -> vm1 reaches vm2 again; the incident bundle verifies
     vm1 dnsmasq   -> rogue_dhcp -> vm1 quarantined -> vm3's DHCP discover gets no offer
     vm1 macof     -> mac_flood  -> vm1 quarantined (named by the port its random MACs came in on)
-    vm1 with vm2's MAC -> vm1 quarantined, vm2 not
+    vm1 with vm2's MAC -> vm1 quarantined, vm2 not; vm2 reaches the host and vm3 while the attack goes on
     a benign minute -> nothing; the bridge deleted and re-created -> two lines, detection resumes;
     nft refusing (no CAP_NET_ADMIN) -> one line, the watcher goes on; two watchers on one bridge -> exit 3.
 """
@@ -181,6 +181,12 @@ def held_ports(lab: Lab) -> str:
     return lab.sh(lab.bridge_ns, "nft list table bridge vmsentry_quarantine", check=False).stdout
 
 
+def fdb_ports(lab: Lab, mac: str) -> set[str]:
+    """The ports br-test has learned ``mac`` on (`bridge fdb show`)."""
+    out = lab.sh(lab.bridge_ns, f"bridge fdb show br {BRIDGE}").stdout.splitlines()
+    return {line.split()[2] for line in out if line.startswith(mac + " ") and "permanent" not in line}
+
+
 def verify_bundle(watch: Watch) -> dict:
     (bundle,) = [p for p in watch.evidence.iterdir() if p.is_dir() and not p.name.startswith(".")]
     done = vmsentry("incidents", "verify", bundle.name, "--evidence", str(watch.evidence))
@@ -195,7 +201,19 @@ def verify_bundle(watch: Watch) -> dict:
 def test_arpspoof_is_quarantined_the_victim_stays_true_and_release_restores(lab, tmp_path):
     lab.sh("vm2", "ping -c 1 -W 1 10.99.0.1")  # vm2 knows the host's true MAC
     port = free_port()
-    watch = Watch(lab, tmp_path, "--respond", "auto", "--quarantine", "nft", "--metrics", f"127.0.0.1:{port}")
+    audit = tmp_path / "audit"
+    watch = Watch(
+        lab,
+        tmp_path,
+        "--respond",
+        "auto",
+        "--quarantine",
+        "nft",
+        "--metrics",
+        f"127.0.0.1:{port}",
+        "--audit",
+        str(audit),
+    )
     victim = Capture(lab, "vm2", tmp_path / "vm2.pcap")
     tool = lab.spawn("vm1", ["arpspoof", "-i", "eth0", "-t", "10.99.0.12", "10.99.0.1"])
     try:
@@ -228,6 +246,14 @@ def test_arpspoof_is_quarantined_the_victim_stays_true_and_release_restores(lab,
     manifest = verify_bundle(watch)
     assert 0 < manifest["response_seconds"] < 2
     assert watch.said(r"response|in force \d+ ms")
+    # the signed audit log holds the detection, the decision and the action, and verifies
+    intact = vmsentry("audit", "verify", str(audit))
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    entries = json.loads(vmsentry("audit", "show", str(audit), "--format", "json").stdout)["entries"]
+    kinds = {e["kind"] for e in entries}
+    assert {"alert", "decision", "quarantine", "watch"} <= kinds, kinds
+    (action,) = [e["record"] for e in entries if e["kind"] == "quarantine"]
+    assert action["vm"] == "vm1" and action["ok"] is True
 
 
 @pytest.mark.slow
@@ -291,11 +317,25 @@ def test_an_attacker_forging_another_vms_mac_is_quarantined_itself(lab, tmp_path
     lab.sh("vm1", f"ip link set eth0 address {VM2_MAC}")
     watch = Watch(lab, tmp_path, "--respond", "auto")
     tool = lab.spawn("vm1", ["arpspoof", "-i", "eth0", "-t", "10.99.0.13", "10.99.0.1"])
+    # and a steady stream from vm2's MAC besides arpspoof's reply every 2 s: ICMP to vm3, 10 a second
+    lab.sh("vm1", f"ip neigh replace 10.99.0.13 lladdr {NODES['vm3'][1]} dev eth0 nud permanent")
+    stream = lab.spawn("vm1", ["ping", "-i", "0.1", "10.99.0.13"])
     try:
         assert watch.wait(lambda: watch.raised("arp_spoof"), 10), watch.stderr()
         in_force_time(watch, "vm1")
+        # during the attack (both still sending from vm2's MAC): vm2 keeps its network, and once it has spoken
+        # the bridge keeps its MAC on vm2's port (the held port's frames are dropped before the bridge learns)
+        seen = set()
+        for _ in range(3):
+            assert pings(lab, "vm2", "10.99.0.1") and pings(lab, "vm2", "10.99.0.13")
+            seen |= fdb_ports(lab, VM2_MAC)
+            time.sleep(1)
+            seen |= fdb_ports(lab, VM2_MAC)
+        assert seen == {"p-vm2"}, seen
+        assert tool.poll() is None and stream.poll() is None  # the attack went on all along
     finally:
         lab.stop(tool, signal.SIGKILL)
+        lab.stop(stream, signal.SIGKILL)
     (alert,) = watch.raised("arp_spoof")
     assert alert["attacker"]["mac"] == VM2_MAC  # what the frames said
     listed = vmsentry("quarantine", "--list", "--netns", lab.bridge_ns)

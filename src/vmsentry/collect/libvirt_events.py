@@ -15,7 +15,10 @@ What libvirt sends no event for is caught another way:
 - DHCP leases and guest-agent addresses appear seconds after a domain starts: the domain is re-read 5, 15
   and 45 s after its start event (and 1 s after its guest agent connects or its metadata changes: a
   libvirt quarantine records itself there, then moves the NIC);
-- addresses the watcher sees in ARP: ``observe_address(mac, ip)``.
+- addresses the watcher sees in ARP: ``observe_address(mac, ip)``;
+- a running persistent domain redefined (``virsh define``/``edit``): its live XML stays as it is until
+  the next start, so the stored definition of each running persistent domain is read too and compared
+  with the one read before; its changes (source ``URI#inactive-domain=NAME``) come with the others.
 
 ``changes`` is what ``diff(old, new)`` returns (the watcher passes ``analyse.drift.inventory_changes``;
 *collect* may not import *analyse*); without ``diff`` it is always empty. libvirtd going away is one
@@ -85,6 +88,7 @@ class LibvirtFollower:
         self._rechecks: list[tuple[float, str]] = []  # (monotonic due time, domain UUID)
         self._last: Inventory | None = None
         self._last_plain: dict | None = None
+        self._stored_seen: dict[str, tuple[dict, Inventory]] = {}  # UUID -> stored definition last compared
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ API
@@ -268,7 +272,7 @@ class LibvirtFollower:
     # -------------------------------------------------------------------------------------- reading
     def _read_all(self) -> None:
         libvirt, conn = self._libvirt, self._conn
-        parts = libvirt_live.read_parts(conn, self.uri, libvirt, agent=True)
+        parts = libvirt_live.read_parts(conn, self.uri, libvirt, agent=True, stored=True)
         if parts.errors and not _alive(conn, libvirt):
             raise libvirt.libvirtError(parts.errors[0].message)
         self._parts = parts
@@ -288,9 +292,15 @@ class LibvirtFollower:
                 raise
             cache.pop(key, None)
             self._events.pop(key, None)
+            self._parts.stored.pop(key, None)
             return
         if kind == "domain":
             cache[key] = libvirt_live.domain_part(obj, self.uri, libvirt, agent=True)
+            stored = libvirt_live.stored_domain_part(obj, self.uri, libvirt)
+            if stored is None:
+                self._parts.stored.pop(key, None)
+            else:
+                self._parts.stored[key] = stored
         else:
             cache[key] = libvirt_live.network_part(obj, self.uri, libvirt)
 
@@ -316,15 +326,36 @@ class LibvirtFollower:
                     nic.ip = self._observed[nic.mac]
         return inv
 
+    def _stored_changes(self) -> list:
+        """What changed in the stored definitions of running persistent domains since they were last compared
+        (a domain started, stopped or new is its live reading's business, not this)."""
+        before = self._stored_seen
+        self._stored_seen = {uuid: (part.to_dict(), part) for uuid, part in self._parts.stored.items()}
+        redefined = [u for u, (plain, _) in self._stored_seen.items() if u in before and before[u][0] != plain]
+        if not redefined or self.diff is None:
+            return []
+        old = self._stored_inventory([before[u][1] for u in redefined])
+        new = self._stored_inventory([self._stored_seen[u][1] for u in redefined])
+        return [c for c in self.diff(old, new) if c.kind == "vm" and c.what not in ("vm_added", "vm_removed", "state")]
+
+    def _stored_inventory(self, domains: list[Inventory]) -> Inventory:
+        """Stored definitions linked with today's networks (a NIC's mode is its network's)."""
+        inv = Inventory()
+        for part in (*self._parts.networks.values(), *domains):
+            inv.extend(copy.deepcopy(part))
+        link(inv)
+        return inv
+
     def _publish(self, report: bool) -> Inventory:
         inv = self._build()
         plain = inv.to_dict()
         with self._lock:
             old, old_plain = self._last, self._last_plain
             self._last, self._last_plain = inv, plain
-        if not report or plain == old_plain:
+        redefined = self._stored_changes()
+        if not report or (plain == old_plain and not redefined):
             return inv
-        changes = self.diff(old, inv) if self.diff is not None else []
+        changes = (self.diff(old, inv) if self.diff is not None else []) + redefined
         try:
             self.on_change(inv, changes)
         except Exception as exc:  # the watcher's problem, not a reason to stop following

@@ -73,15 +73,22 @@ class Parts:
     domains: dict[str, Inventory] = field(default_factory=dict)  # domain UUID -> its reading
     nwfilters: Inventory = field(default_factory=Inventory)
     errors: list[InputError] = field(default_factory=list)  # listings that failed
+    # domain UUID -> its stored definition, for a running persistent domain (``stored`` readings only)
+    stored: dict[str, Inventory] = field(default_factory=dict)
 
 
-def read_parts(conn, uri: str, libvirt, agent: bool = False) -> Parts:
+def read_parts(conn, uri: str, libvirt, agent: bool = False, stored: bool = False) -> Parts:
+    """``stored``: also read the stored definition of each running persistent domain (what it will boot
+    with: a redefinition changes only that, the live XML stays as it is until the next start)."""
     parts = Parts()
     listing = Inventory(errors=parts.errors)
     for net in _listed(conn.listAllNetworks, "network", uri, listing, libvirt):
         parts.networks[net.name()] = network_part(net, uri, libvirt)
     for dom in _listed(conn.listAllDomains, "domain", uri, listing, libvirt):
         parts.domains[dom.UUIDString()] = domain_part(dom, uri, libvirt, agent)
+        definition = stored_domain_part(dom, uri, libvirt) if stored else None
+        if definition is not None:
+            parts.stored[dom.UUIDString()] = definition
     for flt in _listed(conn.listAllNWFilters, "nwfilter", uri, listing, libvirt, listing_may_fail=True):
         # drivers without nwfilter support (test:///) simply have none
         parts.nwfilters.extend(_document(flt, "nwfilter", uri, libvirt))
@@ -169,6 +176,18 @@ def domain_part(dom, uri: str, libvirt, agent: bool = False) -> Inventory:
             if agent and vm.facts.get("libvirt.guest_agent.connected", {}).get("value"):
                 _add_interface_addresses(dom, vm, libvirt, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT)
     return part
+
+
+def stored_domain_part(dom, uri: str, libvirt) -> Inventory | None:
+    """A running persistent domain's stored definition (``virsh dumpxml --inactive``), its source
+    ``URI#inactive-domain=NAME``; None for a domain that is not running or not persistent (its live
+    reading is all there is) or whose state cannot be read."""
+    try:
+        if not (dom.isActive() and dom.isPersistent()):
+            return None
+    except libvirt.libvirtError:
+        return None
+    return _document(dom, "inactive-domain", uri, libvirt, lambda d: d.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
 
 
 def _add_interface_addresses(dom, vm, libvirt, source: int) -> None:

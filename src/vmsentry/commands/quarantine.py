@@ -9,6 +9,7 @@ import os
 import sys
 import time
 
+from vmsentry.commands.audit import add_audit_option, close_command_audit, open_command_audit
 from vmsentry.commands.base import Command, FatalError, netns_name, seconds
 from vmsentry.model.text import printable
 
@@ -121,6 +122,7 @@ class QuarantineCommand(Command):
             "--forensics-port", type=_forensics, metavar="PROTO/PORT", help="what a held VM may reach (default tcp/22)"
         )
         p.add_argument("--list", action="store_true", help="list the holds in force instead")
+        add_audit_option(p, "one entry per hold (who, why, method, when)")
         p.add_argument("--format", choices=("text", "json"), default="text", help="--list output (default text)")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -137,16 +139,29 @@ class QuarantineCommand(Command):
         except _Input as exc:
             print(f"vmsentry: {printable(str(exc))}", file=sys.stderr)
             return EXIT_INPUT
-        from vmsentry.act.quarantine import QuarantineError, find_held
+        from vmsentry.act.quarantine import QuarantineError, find_held, no_port_warning
 
+        if args.method == "nft":
+            targets = _with_ports(targets, args.netns)
+        audit = open_command_audit(args)
         q = _quarantine(args)
         for target in targets:
             try:
                 before = find_held(q.held(), target.mac)
                 held = before or q.hold(target, args.reason.strip(), args.ttl, None)
             except QuarantineError as exc:
+                audit.append(
+                    "quarantine", {"by": "hand", "vm": target.vm, "mac": target.mac, "ok": False, "error": str(exc)}
+                )
+                close_command_audit(audit)
                 raise FatalError(str(exc)) from None
+            if not before:
+                audit.append("quarantine", {"by": "hand", "ok": True, **held.to_dict()})
             _say(("already quarantined: " if before else "quarantined ") + _describe(held))
+            warning = no_port_warning(held.target) if args.method == "nft" else None
+            if warning:
+                _say(f"warning: {warning}")
+        close_command_audit(audit)
         how = " ".join(a for a in (f"--method {args.method}", f"--netns {args.netns}" if args.netns else "") if a)
         _say(f"release with: vmsentry release {targets[0].vm} {how}".rstrip())
         return 0
@@ -176,10 +191,12 @@ class ReleaseCommand(Command):
     def add_options(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("target", metavar="VM|MAC", help="the held VM's name or MAC (as `quarantine --list` shows)")
         _add_method(p)
+        add_audit_option(p, "one entry per release")
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.quarantine import QuarantineError, normalise_mac
 
+        audit = open_command_audit(args)
         q = _quarantine(args)
         key = normalise_mac(args.target) or args.target
         try:
@@ -188,9 +205,13 @@ class ReleaseCommand(Command):
                 print(f"vmsentry: {printable(args.target)} is not quarantined (by {args.method})", file=sys.stderr)
                 return EXIT_NOT_HELD
             for h in holds:
-                _say("released " + _describe(q.release(h.target.mac)))
+                released = q.release(h.target.mac)
+                audit.append("release", {"by": "hand", **released.to_dict()})
+                _say("released " + _describe(released))
         except QuarantineError as exc:
             raise FatalError(str(exc)) from None
+        finally:
+            close_command_audit(audit)
         return 0
 
 
@@ -218,7 +239,7 @@ def _targets(args: argparse.Namespace) -> list:
             nic_mac = normalise_mac(nic.mac or "")
             if nic_mac and (vm.name == args.target or nic_mac == mac):
                 port = nic.target if nic.target and nic.target != "-" else None
-                found.append(Target(vm.name, nic_mac, port, nic.bridge, nic.network))
+                found.append(Target(vm.name, nic_mac, port, nic.bridge, nic.network, nic.ip))
     if found:
         return found
     if mac:
@@ -230,3 +251,56 @@ def _targets(args: argparse.Namespace) -> list:
     raise FatalError(
         f"no VM named {args.target} in the inventory (give its name as `vmsentry inventory` shows, or a MAC)"
     )
+
+
+def _with_ports(targets: list, netns: str | None) -> list:
+    """Targets without a bridge port get the port the bridge has learned their MAC on (the bridge FDB in
+    sysfs; with --netns read by a child process that enters the namespace and mounts its sysfs, as ``ip netns
+    exec`` does). Those the FDB does not know stay MAC-only."""
+    from dataclasses import replace
+
+    wanted = [t for t in targets if not t.port]
+    if not wanted:
+        return targets
+    found = _learned_ports([t.mac for t in wanted], netns)
+    return [
+        replace(t, port=found[t.mac][1], bridge=found[t.mac][0]) if not t.port and t.mac in found else t
+        for t in targets
+    ]
+
+
+def _learned_ports(macs: list[str], netns: str | None) -> dict[str, list[str]]:
+    """MAC -> [bridge, port] for the MACs a bridge of the host (or of ``netns``) has learned."""
+    from vmsentry.collect import bridge_fdb
+
+    def lookup() -> dict[str, list[str]]:
+        raw = {bytes.fromhex(m.replace(":", "")): m for m in macs}
+        found = bridge_fdb.learned(list(raw), bridge_fdb.bridges())
+        return {raw[k]: [bridge, port] for k, (bridge, port, _age) in found.items()}
+
+    if not netns:
+        return lookup()
+    from vmsentry.watch import netns as namespaces
+
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a private mount table, the namespace, its sysfs; the answer as JSON
+        status = 1
+        try:
+            os.close(reader)
+            if namespaces.private_mounts():
+                namespaces.enter(netns, remount_sys=True)
+                os.write(writer, json.dumps(lookup()).encode())
+                status = 0
+        except BaseException:
+            pass
+        finally:
+            os._exit(status)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as f:
+        data = f.read(1 << 20)
+    os.waitpid(pid, 0)
+    try:
+        return json.loads(data) if data else {}
+    except ValueError:
+        return {}

@@ -52,7 +52,11 @@ class WatchCommand(Command):
         )
         p.add_argument("--ttl", type=seconds, metavar="S", help="release a quarantine by itself after S seconds")
         p.add_argument("--evidence", metavar="DIR", help="write an evidence bundle per incident under DIR")
-        p.add_argument("--audit", metavar="DIR", help="append every detection, decision and action to DIR/watch.jsonl")
+        p.add_argument(
+            "--audit",
+            metavar="DIR",
+            help="write every detection, decision, action and configuration change to the signed audit log in DIR",
+        )
         p.add_argument("--format", choices=FORMATS, help="alert lines (default: jsonl)")
         p.add_argument("-o", "--output", metavar="FILE", help="append alerts to FILE (reopened on SIGHUP)")
         p.add_argument("--syslog", metavar="URL", help="send alerts as RFC 5424 + CEF: udp://, tcp://, unix:///dev/log")
@@ -88,7 +92,10 @@ class WatchCommand(Command):
         if ns:
             with reraise_as(FatalError, netns.NetnsError):
                 netns.enter(ns, remount_sys=own_sysfs)
-        watcher = Watcher(config, metrics=metrics, sysfs="/sys/class/net" if own_sysfs else None)
+        from vmsentry.report.audit import AuditError
+
+        with reraise_as(FatalError, AuditError):
+            watcher = Watcher(config, metrics=metrics, sysfs="/sys/class/net" if own_sysfs else None)
         if not own_sysfs:
             watcher.timeline.say(
                 f"--netns {ns}: /sys could not be remounted: attacker attribution uses the inventory only"

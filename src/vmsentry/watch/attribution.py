@@ -2,38 +2,23 @@
 attacker chose.
 
 The inventory says which MAC each VM was given and which bridge port (tap) each NIC is on. The bridge's
-forwarding database (``/sys/class/net/BR/brforward``, an array of the kernel's ``struct __fdb_entry``) says on
-which port each source MAC was last seen, and ``brif/*/port_no`` maps port numbers to port names. A MAC
-learned on a port that is not the port of the VM the MAC belongs to names the VM on that port: an attacker
-that forges vm2's MAC from vm1's port is vm1. A MAC the bridge has not learned (aged out, or no FDB to
-read) falls back to the inventory. A flood of random MACs (macof) is attributed by the port its sample
+forwarding database (collect/bridge_fdb.py: ``/sys/class/net/BR/brforward``) says on which port each source
+MAC was last seen. A MAC learned on a port that is not the port of the VM the MAC belongs to names the VM on
+that port: an attacker that forges vm2's MAC from vm1's port is vm1. A MAC the bridge has not learned (aged
+out, or no FDB to read) falls back to the inventory. A flood of random MACs (macof) is attributed by the port its sample
 MACs were learned on.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-import numpy as np
-
+from vmsentry.collect import bridge_fdb
+from vmsentry.collect.bridge_fdb import SYSFS_NET
 from vmsentry.model import Inventory
 from vmsentry.model.traffic import mac_bytes, mac_text
 
-SYSFS_NET = "/sys/class/net"
-# struct __fdb_entry (include/uapi/linux/if_bridge.h): 16 bytes, host byte order
-FDB_ENTRY = np.dtype(
-    [
-        ("mac", "u1", 6),
-        ("port_no", "u1"),
-        ("is_local", "u1"),
-        ("ageing", "=u4"),  # centiseconds since the MAC was last seen
-        ("port_hi", "u1"),
-        ("pad", "u1"),
-        ("unused", "=u2"),
-    ]
-)
-MAX_FDB_BYTES = 64 << 20  # 4 M entries: a flooded bridge's table is read whole, never without bound
+__all__ = ["SYSFS_NET", "Attribution", "Attributor", "Port"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +30,7 @@ class Port:
     bridge: str | None
     port: str | None
     network: str | None
+    ip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +44,7 @@ class Attribution:
     network: str | None
     why: str
     forged: bool = False  # the frames carried a MAC that belongs to another VM (or host)
+    ip: str | None = None  # the VM NIC's address in the inventory
 
 
 class Attributor:
@@ -72,7 +59,7 @@ class Attributor:
         by_port, by_mac, by_vm = {}, {}, {}
         for vm in inv.vms:
             for nic in vm.nics:
-                place = Port(vm.name, nic.mac, nic.bridge, nic.target, nic.network)
+                place = Port(vm.name, nic.mac, nic.bridge, nic.target, nic.network, nic.ip)
                 by_vm.setdefault(vm.name, []).append(place)
                 if nic.target:
                     by_port[(nic.bridge, nic.target)] = place
@@ -88,55 +75,9 @@ class Attributor:
         self.by_port, self.by_mac, self.by_vm, self.host_macs = by_port, by_mac, by_vm, hosts
 
     # --- the bridge ------------------------------------------------------------------------------
-    def port_names(self, bridge: str) -> dict[int, str]:
-        """Port number -> port name, from ``brif/*/port_no`` ("0x1")."""
-        names = {}
-        brif = os.path.join(self.sysfs, bridge, "brif")
-        try:
-            ports = os.listdir(brif)
-        except OSError:
-            return names
-        for name in ports:
-            try:
-                with open(os.path.join(brif, name, "port_no")) as f:
-                    names[int(f.read().strip(), 0)] = name
-            except (OSError, ValueError):
-                continue
-        return names
-
-    def fdb(self, bridge: str) -> np.ndarray:
-        """The bridge's learned (non-local) entries; empty when the bridge or its table cannot be read."""
-        try:
-            with open(os.path.join(self.sysfs, bridge, "brforward"), "rb") as f:
-                data = f.read(MAX_FDB_BYTES)
-        except OSError:
-            return np.zeros(0, FDB_ENTRY)
-        table = np.frombuffer(data[: len(data) - len(data) % FDB_ENTRY.itemsize], FDB_ENTRY)
-        return table[table["is_local"] == 0]
-
     def learned(self, macs: list[bytes], bridges: list[str]) -> dict[bytes, tuple[str, str, int]]:
-        """MAC -> (bridge, port name, age in centiseconds) for each of ``macs`` the bridges have learned;
-        where several bridges know a MAC, the one that saw it last."""
-        found: dict[bytes, tuple[str, str, int]] = {}
-        if not macs:
-            return found
-        wanted = _mac_keys(np.frombuffer(b"".join(macs), "u1").reshape(-1, 6))
-        for bridge in bridges:
-            table = self.fdb(bridge)
-            if not len(table):
-                continue
-            names = None
-            for i in np.flatnonzero(np.isin(_mac_keys(table["mac"]), wanted)):
-                entry = table[i]
-                mac = bytes(entry["mac"])
-                age = int(entry["ageing"])
-                if mac in found and found[mac][2] <= age:
-                    continue
-                names = names if names is not None else self.port_names(bridge)
-                name = names.get(int(entry["port_no"]) | int(entry["port_hi"]) << 8)
-                if name:
-                    found[mac] = (bridge, name, age)
-        return found
+        """MAC -> (bridge, port name, age in centiseconds) for each of ``macs`` the bridges have learned."""
+        return bridge_fdb.learned(macs, bridges, self.sysfs)
 
     # --- one alert -------------------------------------------------------------------------------
     def attribute(self, alert: dict, bridges: list[str]) -> Attribution:
@@ -177,12 +118,6 @@ class Attributor:
         return Attribution(None, shown, None, None, None, f"{shown}: no VM found on any watched bridge port")
 
     def _named(self, place: Port, bridge: str | None, why: str, forged: bool = False) -> Attribution:
-        return Attribution(place.vm, place.mac, place.port, bridge or place.bridge, place.network, why, forged)
-
-
-_SHIFTS = np.array([40, 32, 24, 16, 8, 0], np.uint64)
-
-
-def _mac_keys(macs: np.ndarray) -> np.ndarray:
-    """(n, 6) MAC bytes -> n integers (comparable with np.isin)."""
-    return (macs.astype(np.uint64) << _SHIFTS).sum(axis=1, dtype=np.uint64)
+        return Attribution(
+            place.vm, place.mac, place.port, bridge or place.bridge, place.network, why, forged, place.ip
+        )

@@ -21,9 +21,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-from vmsentry.act.quarantine import QuarantineError, Target
+from vmsentry.act.quarantine import QuarantineError, Target, no_port_warning
 from vmsentry.act.response import expired
 from vmsentry.model.text import printable
+from vmsentry.model.traffic import mac_bytes
 from vmsentry.report.output import OutputError
 from vmsentry.watch.attribution import SYSFS_NET, Attribution, Attributor
 from vmsentry.watch.config import setting
@@ -67,6 +68,7 @@ class Watcher:
         self.static_inventory: dict | None = None
         self.bridges: list[str] = []
         self.quarantine = None
+        self.quarantine_reader = None  # a LibvirtQuarantine only to read holds, when the watcher's is not one
         self.responder = None
         self.writer = None
         self.syslog = None
@@ -144,7 +146,7 @@ class Watcher:
             self.follower = LibvirtFollower(
                 uri,
                 on_change=lambda new, changes: self.changes.put((new, changes)),
-                on_problem=lambda message: self.timeline.record("problem", f"libvirt {uri}: {message}"),
+                on_problem=lambda message: self.timeline.record("problem", message),  # (names the URI)
                 diff=inventory_changes,
             )
             self.static_inventory = inv.to_dict()
@@ -217,7 +219,17 @@ class Watcher:
     def _ready(self) -> None:
         respond = setting(self.config, "respond", "observe")
         how = f"respond {respond}" + (f", quarantine {self.quarantine.method}" if self.quarantine else "")
-        self.timeline.record("start", f"watching {', '.join(self.bridges)} ({how})", bridges=self.bridges)
+        from vmsentry.analyse.detectors import REGISTRY
+
+        running = {type(d) for d in self.engine.detectors}
+        detectors = sorted(name for name, cls in REGISTRY.items() if cls in running)
+        self.timeline.record(
+            "start",
+            f"watching {', '.join(self.bridges)} ({how})",
+            event="started",
+            bridges=self.bridges,
+            detectors=detectors,
+        )
 
     def _signals(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -240,10 +252,12 @@ class Watcher:
             self.incidents.finish_all()
         if self.follower is not None:
             self.follower.stop()
+        if self.quarantine_reader is not None:
+            self.quarantine_reader.close()
         for closing in (self.writer, self.syslog):
             if closing is not None:
                 self._guard("closing an output", closing.close)
-        self.timeline.record("stop", None, signal=self.stopping[0] if self.stopping else None)
+        self.timeline.record("stop", None, event="stopped", signal=self.stopping[0] if self.stopping else None)
         self.timeline.close()
         if self.locks is not None:
             self.locks.release()
@@ -255,6 +269,7 @@ class Watcher:
             self._guard("reopening the output", self.writer.reopen)
             self.timeline.reopen()
             self.timeline.record("reopen", "SIGHUP: outputs reopened")
+        self.timeline.tick()
         while not self.changes.empty():
             self._apply_changes(*self.changes.get_nowait())
         self._expire(now)
@@ -276,10 +291,34 @@ class Watcher:
         fresh = Truth.from_inventory(inventory, bridge=self.bridges[0] if len(self.bridges) == 1 else None)
         self.engine.truth.__dict__.update(fresh.__dict__)  # the detectors hold this object
         self._set_recent_macs()
+        quarantine_moves = self._quarantine_moves(changes)
         for change in filter(is_drift, changes):  # (a VM started or stopped is no configuration drift)
+            if _by_quarantine(change, quarantine_moves):  # vmsentry's own doing: audited, not an alert
+                self.timeline.record("change", None, change=change.to_dict(), by="vmsentry quarantine")
+                continue
             alert = drift_alert(change, time.time())
-            self.timeline.record("change", alert.describe(alert), change=alert.to_dict().get("evidence"))
+            self.timeline.record("change", alert.describe(alert), alert=alert.id, change=change.to_dict())
             self._outputs(alert)
+
+    def _quarantine_moves(self, changes: list) -> set[tuple[str, str | None]]:
+        """(VM, NIC) of each NIC a libvirt quarantine moved: onto its network while held, off it once released.
+        A NIC moved off while still held (its definition rewritten under the hold) is drift like any other."""
+        from vmsentry.act.quarantine.libvirt import NETWORK, LibvirtQuarantine
+
+        moves = [c for c in changes if c.what == "nic_network" and NETWORK in (c.before, c.after)]
+        if not moves:
+            return set()
+        if getattr(self.quarantine, "method", None) != "libvirt":  # (observe, or nft: held by hand)
+            self.quarantine_reader = self.quarantine_reader or LibvirtQuarantine(setting(self.config, "libvirt"))
+        try:
+            held = {h.target.mac for h in (self.quarantine_reader or self.quarantine).held()}
+        except QuarantineError:
+            return set()  # (unreadable now: the moves are alerted)
+
+        def is_held(change) -> bool:  # (a NIC's item is "net0 52:54:00:...": its MAC last)
+            return bool(change.item) and change.item.split()[-1] in held
+
+        return {(c.asset, c.item) for c in moves if (c.after == NETWORK) == is_held(c)}
 
     def _set_recent_macs(self) -> None:
         if self.recent is None:
@@ -341,7 +380,13 @@ class Watcher:
 
     def _hold(self, who: Attribution, data: dict, decision) -> Outcome:
         method = self.quarantine.method
-        target = Target(vm=who.vm, mac=who.mac or "", port=who.port, bridge=who.bridge, network=who.network)
+        port, bridge = who.port, who.bridge
+        if not port and who.mac:  # the inventory knows no port: where the bridge has learned the VM's own MAC
+            port, bridge = self._learned_port(who.mac, bridge)
+        target = Target(vm=who.vm, mac=who.mac or "", port=port, bridge=bridge, network=who.network, ip=who.ip)
+        warning = no_port_warning(target) if method == "nft" else None  # (libvirt moves the whole NIC)
+        if warning:
+            self.timeline.record("problem", warning, vm=who.vm)
         before = self._ruleset()
         try:
             held = self.quarantine.hold(target, decision.reason, decision.ttl, data.get("id"))
@@ -358,6 +403,14 @@ class Watcher:
             self.metrics.quarantined.set(len(self.held))
             self.metrics.response.observe(response)
         return Outcome(method, in_force, response, before, self._ruleset())
+
+    def _learned_port(self, mac: str, bridge: str | None) -> tuple[str | None, str | None]:
+        raw = mac_bytes(mac)
+        found = self.attributor.learned([raw], [bridge] if bridge else self.bridges) if raw else {}
+        if raw not in found:
+            return None, bridge
+        learned_bridge, port, _age = found[raw]
+        return port, learned_bridge
 
     def _ruleset(self) -> str:
         try:
@@ -446,6 +499,15 @@ class Watcher:
                 conn.close()
         except libvirt.libvirtError:  # libvirt gone or the VM undefined: the bundle goes without it
             return None
+
+
+def _by_quarantine(change, moves: set) -> bool:
+    """A change a libvirt quarantine makes: its network defined, a held NIC's network and mode."""
+    from vmsentry.act.quarantine.libvirt import NETWORK
+
+    if change.kind == "network":
+        return change.asset == NETWORK and change.what in ("network_added", "network_removed")
+    return change.what in ("nic_network", "nic_mode", "nic_bridge") and (change.asset, change.item) in moves
 
 
 def stderr_line(message: str) -> None:

@@ -29,13 +29,15 @@ class QuarantineError(Exception):
 @dataclass(frozen=True)
 class Target:
     """What is held: a VM (its name from the inventory, never from a MAC the attacker chose), the MAC of its
-    NIC, and where known the host side of that NIC (bridge port, e.g. vnet3), its bridge and its network."""
+    NIC, and where known the host side of that NIC (bridge port, e.g. vnet3), its bridge, its network and the
+    NIC's address in the inventory (``ip``: the only sender address the nft method lets its ARP claim)."""
 
     vm: str
     mac: str
     port: str | None = None
     bridge: str | None = None
     network: str | None = None
+    ip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,15 @@ class Quarantine(Protocol):
         ...
 
 
+def no_port_warning(target: Target) -> str | None:
+    """The line to show when a hold has no bridge port: it is by MAC only, so the VM can still send from a
+    MAC it makes up (and receives broadcasts, with the nft method). None when the port is known."""
+    if target.port:
+        return None
+    name = target.vm if target.vm == target.mac else f"{target.vm} ({target.mac})"
+    return f"no bridge port known for {name}: frames it sends from other MACs are not stopped"
+
+
 def normalise_mac(text: str) -> str | None:
     """``52-54-00-AA-BB-CC`` or ``52:54:00:aa:bb:cc`` -> ``52:54:00:aa:bb:cc``; None if it is not a MAC."""
     mac = text.strip().lower().replace("-", ":")
@@ -100,6 +111,7 @@ def compact(held: Held) -> dict:
         "p": t.port,
         "b": t.bridge,
         "n": t.network,
+        "i": t.ip,
         "r": held.reason,
         "s": round(held.since, 3),
         "u": None if held.until is None else round(held.until, 3),
@@ -112,7 +124,9 @@ def from_compact(text: str, method: str) -> Held | None:
     """``compact``'s JSON back into a Held; None if ``text`` is not one (someone else's comment)."""
     try:
         r = json.loads(text)
-        target = Target(vm=str(r["v"]), mac=str(r["m"]), port=r.get("p"), bridge=r.get("b"), network=r.get("n"))
+        target = Target(
+            vm=str(r["v"]), mac=str(r["m"]), port=r.get("p"), bridge=r.get("b"), network=r.get("n"), ip=r.get("i")
+        )
         until = r.get("u")
         return Held(
             target=target,

@@ -320,7 +320,11 @@ def _first_bad(rows, cleared, report: Report) -> Problem | None:
             if not _is_cleared(seq, cleared):
                 return Problem("removed", f"entry {seq} was emptied outside any signed prune", seq)
             report.cleared += 1
-        elif leaf_hash(bytes(entry)) != bytes(leaf):
+        elif not isinstance(entry, bytes) or not isinstance(leaf, bytes):  # (SQL's replace() makes TEXT of a BLOB)
+            return Problem(
+                "changed", f"entry {seq} was changed (stored as {type(entry).__name__}, not the signed bytes)", seq
+            )
+        elif leaf_hash(entry) != leaf:
             return Problem("changed", f"entry {seq} was changed (its content no longer hashes to its leaf)", seq)
     return None
 
