@@ -47,13 +47,15 @@ set to anything: no colour in the text report or the progress bar (https://no\-c
 .TP
 \fBVMSENTRY_STORE\fR
 the scan store \fBhistory\fR reads without \-\-store (default /var/lib/vmsentry/history)
+\fBVMSENTRY_CHROMIUM\fR
+the browser \fBreport \-\-format pdf\fR prints with (default: chromium on PATH)
 """,
     "SEE ALSO": r"""
 .BR nft (8),
 .BR virsh (1).
 The README and docs/*.md in the source: docs/paths.md (attack paths), docs/detection.md (detectors),
 docs/policy.md (segmentation policies), docs/platforms.md (what is read on each platform),
-docs/audit.md (the audit log), docs/history.md (scan history and drift).
+docs/audit.md (the audit log), docs/history.md (scan history and drift), docs/reports.md (the scan and compliance reports, the hardening score).
 Shell completion: \fBvmsentry completion bash\fR (or zsh, tcsh).
 """,
 }

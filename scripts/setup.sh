@@ -50,8 +50,10 @@ APT_PACKAGES=(
   # a real PostgreSQL server for the scan store tests (tests/pg_server.py: initdb + pg_ctl in a temporary
   # folder, no systemd; the package's own cluster is not used)
   postgresql
-  # headless browser for the `vmsentry paths --format html` tests
-  chromium
+  # headless browser for the `vmsentry paths --format html` tests, `vmsentry report --format pdf` (it prints
+  # the HTML) and the report tests' screenshots; pdftotext (poppler-utils) reads the PDFs back in the tests;
+  # a CJK font so the MLPS report's Chinese text renders and prints (not as empty boxes)
+  chromium poppler-utils fonts-wqy-microhei
   # groff renders docs/man/vmsentry.1 in its test (man-db pulls it in on most machines, not on a minimal one)
   groff-base
   # segmentation policy tests: the TCG test guest kit (scripts/build-test-guest.sh: busybox initramfs) and

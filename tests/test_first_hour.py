@@ -86,7 +86,7 @@ def test_bash_completion_completes_verbs_sub_verbs_options_and_choices(run_cli, 
     assert complete("vmsentry", "pa") == ["paths"]
     assert complete("vmsentry", "policy", "comp") == ["compile"]
     assert "--target" in complete("vmsentry", "policy", "compile", "--ta")
-    assert complete("vmsentry", "scan", "--format", "") == ["text", "json", "sarif", "junit"]
+    assert complete("vmsentry", "scan", "--format", "") == ["text", "json", "sarif", "junit", "html"]
     assert complete("vmsentry", "rules", "-") and "--output" in complete("vmsentry", "rules", "--o")
 
 

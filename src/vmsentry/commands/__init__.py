@@ -58,6 +58,11 @@ COMMANDS: dict[str, CommandInfo] = {
         "DriftCommand",
         "configuration changes that matter between two saved scans or inventories, or two stored runs",
     ),
+    "report": CommandInfo(
+        "vmsentry.commands.report",
+        "ReportCommand",
+        "reports a person reads: the scan report, or a compliance report per framework (HTML, PDF, JSON, Markdown)",
+    ),
     "completion": CommandInfo("vmsentry.cli", "CompletionCommand", "print a bash, zsh or tcsh completion script"),
 }
 

@@ -14,7 +14,7 @@ from vmsentry.model.scan import ScanResult
 from vmsentry.model.text import printable
 
 # format name -> module under vmsentry.report
-FORMATS = {"text": "text", "json": "json_report", "sarif": "sarif", "junit": "junit"}
+FORMATS = {"text": "text", "json": "json_report", "sarif": "sarif", "junit": "junit", "html": "scan_report"}
 
 
 def render(fmt: str, result: ScanResult, *, color: bool = False) -> str:

@@ -34,11 +34,15 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def write_stdout(text: str) -> None:
+def write_stdout(text: str | bytes) -> None:
     """``text`` to standard output; a full device or a closed pipe is an ``OutputError``, not a traceback."""
     try:
         try:
-            sys.stdout.write(text)
+            if isinstance(text, bytes):  # a PDF: as it is
+                sys.stdout.flush()
+                sys.stdout.buffer.write(text)
+            else:
+                sys.stdout.write(text)
         except UnicodeEncodeError:
             # a terminal whose encoding cannot show a name: show it escaped rather than fail
             sys.stdout.flush()
@@ -65,12 +69,13 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_output(text: str, path: str | None) -> None:
-    """All or nothing: ``text`` to ``path`` (see the module text), or to stdout when ``path`` is None."""
+def write_output(text: str | bytes, path: str | None) -> None:
+    """All or nothing: ``text`` (UTF-8, or bytes as they are) to ``path`` (see the module text), or to stdout
+    when ``path`` is None."""
     if path is None:
         write_stdout(text)
         return
-    data = text.encode("utf-8", "backslashreplace")
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "backslashreplace")
     _write_path(path, lambda fh: fh.write(data))
 
 
