@@ -124,7 +124,8 @@ def analyse_cost(
             notes.append(f"option {option.name}: {entry!r} matches no change of this graph")
         removed = set(applied)
         after_paths, _ = best_paths(eg.without(removed), sources, targets) if applied else (paths, [])
-        v1 = vulnerability(source_risks(eg, after_paths, sources))
+        risks1 = source_risks(eg, after_paths, sources)
+        v1 = vulnerability(risks1)
         cut = GraphCut(
             applied,
             unmatched,
@@ -136,6 +137,7 @@ def analyse_cost(
             paths[0].score if paths else 0.0,
             after_paths[0].score if after_paths else 0.0,
             v1,
+            risks1,
         )
         # each option's cost from its own stream (seed, name): adding or reordering options changes no figure
         cost = draw(np.random.default_rng([seed, zlib.crc32(option.name.encode())]), option.cost, n, dist)

@@ -97,6 +97,19 @@ class CostModel:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SourceRisk:
+    """One attack source before any option: its worst reachable target and the vulnerability it adds
+    (likelihood of the path x impact of the target)."""
+
+    source: str
+    target: str | None
+    vulnerability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "worst_target": self.target, "vulnerability": self.vulnerability}
+
+
 @dataclass
 class GraphCut:
     """What an option's changes do to the attack-path graph."""
@@ -111,6 +124,7 @@ class GraphCut:
     worst_before: float
     worst_after: float
     vulnerability: float  # after the changes (see CostResult.vulnerability)
+    sources: list[SourceRisk] = field(default_factory=list)  # each source after the changes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +138,7 @@ class GraphCut:
             "worst_score_before": self.worst_before,
             "worst_score_after": self.worst_after,
             "vulnerability": self.vulnerability,
+            "sources": [s.to_dict() for s in self.sources],
         }
 
 
@@ -153,19 +168,6 @@ class OptionResult:
             "loss_avoided_per_cost": self.avoided_per_cost,
             "probability_worth_it": self.worth_it,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRisk:
-    """One attack source before any option: its worst reachable target and the vulnerability it adds
-    (likelihood of the path x impact of the target)."""
-
-    source: str
-    target: str | None
-    vulnerability: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "worst_target": self.target, "vulnerability": self.vulnerability}
 
 
 @dataclass

@@ -126,7 +126,10 @@ def option_lines(result: CostResult, r: OptionResult) -> list[str]:
         f"   sources reaching a target {c.reaching_before} -> {c.reaching_after}, paths {c.paths_before} -> "
         f"{c.paths_after}, worst score {c.worst_before} -> {c.worst_after}"
     )
-    out.append(f"   V {result.vulnerability:.3f} -> {c.vulnerability:.3f}")
+    each = ""
+    if 1 < len(c.sources) <= SOURCES_SHOWN:
+        each = f" (mean of {', '.join(f'{s.vulnerability:.3f}' for s in c.sources)})"
+    out.append(f"   V {result.vulnerability:.3f} -> {c.vulnerability:.3f}{each}")
     out.append(
         f"   ALE after = {rate(tef)} x {c.vulnerability:.3f} x {money(lm)} = {money(r.ale.expected or 0)} "
         f"(5%..95% {span(r.ale)})"
