@@ -50,7 +50,7 @@ set to anything: no colour in the text report or the progress bar (https://no\-c
 .BR virsh (1).
 The README and docs/*.md in the source: docs/paths.md (attack paths), docs/detection.md (detectors),
 docs/policy.md (segmentation policies), docs/platforms.md (what is read on each platform),
-docs/audit.md (the audit log).
+docs/audit.md (the audit log), docs/cost.md (the cost-benefit model of isolation options).
 Shell completion: \fBvmsentry completion bash\fR (or zsh, tcsh).
 """,
 }
