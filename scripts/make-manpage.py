@@ -55,7 +55,7 @@ the browser \fBreport \-\-format pdf\fR prints with (default: chromium on PATH)
 .BR virsh (1).
 The README and docs/*.md in the source: docs/paths.md (attack paths), docs/detection.md (detectors),
 docs/policy.md (segmentation policies), docs/platforms.md (what is read on each platform),
-docs/audit.md (the audit log), docs/history.md (scan history and drift), docs/reports.md (the scan and compliance reports, the hardening score).
+docs/audit.md (the audit log), docs/history.md (scan history and drift), docs/reports.md (the scan and compliance reports, the hardening score), docs/cost.md (the cost-benefit model of isolation options).
 Shell completion: \fBvmsentry completion bash\fR (or zsh, tcsh).
 """,
 }

@@ -17,6 +17,11 @@ COMMANDS: dict[str, CommandInfo] = {
     "paths": CommandInfo(
         "vmsentry.commands.paths", "PathsCommand", "attack paths over the exposure graph, and the smallest fix"
     ),
+    "cost": CommandInfo(
+        "vmsentry.commands.cost",
+        "CostCommand",
+        "expected annual loss per isolation option (FAIR Monte Carlo over the attack paths), ranked against cost",
+    ),
     "detect": CommandInfo(
         "vmsentry.commands.detect",
         "DetectCommand",
