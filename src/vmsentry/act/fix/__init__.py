@@ -20,14 +20,11 @@ from types import ModuleType
 from typing import Any
 
 from vmsentry.model import Inventory
-from vmsentry.model.findings import Finding
+from vmsentry.model.findings import Finding, sort_findings
 from vmsentry.model.fix import Change, Fix, FixPlan, Unfixable
 from vmsentry.model.rule import Rule
 
-PLATFORM_MODULES = {
-    "linux": "vmsentry.act.fix.linux_host",
-    "libvirt": "vmsentry.act.fix.libvirt",
-}
+PLATFORM_MODULES = {"linux": "vmsentry.act.fix.linux_host", "libvirt": "vmsentry.act.fix.libvirt"}
 NO_FIX = "no fix known: follow the rule's remediation (vmsentry rules --explain {rule})"
 
 
@@ -138,7 +135,7 @@ def plan(
     fixes: list[Fix] = []
     unfixable: list[Unfixable] = []
     made: set[tuple] = set()
-    for finding in findings:
+    for finding in sort_findings(findings):  # worst first, and the same order from a saved scan
         if finding.status != "fail":
             continue
         result = fix_for(finding, by_id.get(finding.rule_id), inventory)
