@@ -127,7 +127,8 @@ def test_sh_on_a_host_copy_twice(netns, root, tmp_path):
     after_live = failing(vmsentry("scan", "--host", "--format", "json", "--fail-on", "none", ns=netns).stdout)
     assert not {f for f in after_live if f[0] in HOST_RULES}, after_live
     assert after_live <= before_live, f"new: {after_live - before_live}"
-    persisted = open(os.path.join(root, "etc", "sysctl.d", "90-vmsentry.conf")).read()
+    with open(os.path.join(root, "etc", "sysctl.d", "90-vmsentry.conf"), encoding="utf-8") as handle:
+        persisted = handle.read()
     assert "net.ipv4.conf.all.send_redirects = 0" in persisted and "net.ipv4.conf.br0.rp_filter = 1" in persisted
 
     lab_before = failing(vmsentry("scan", LAB, "--format", "json", "--fail-on", "none").stdout)
