@@ -29,17 +29,27 @@ def add_fix_formats(p: argparse.ArgumentParser) -> None:
 
 
 def load_scan(path: str):
-    """(findings, inventory) of a ``vmsentry scan --format json`` report; InputError-like lines exit 2."""
-    from vmsentry.collect import collect
+    """(findings, inventory) of a ``vmsentry scan --format json`` report, parsed once (a fleet's report is
+    large); anything else raises ScanUnreadable with the reason."""
+    from vmsentry.collect.saved_inventory import MAX_BYTES
+    from vmsentry.collect.source_file import BadInput, read_bytes
+    from vmsentry.model import SCHEMA, Inventory
     from vmsentry.model.findings import Finding
 
     try:
-        with open(path, encoding="utf-8") as handle:
-            report = json.load(handle)
-        findings = [Finding(**{k: f[k] for k in Finding.__slots__ if k in f}) for f in report["findings"]]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        report = json.loads(read_bytes(path, MAX_BYTES))
+        findings = [
+            Finding(**{k: f[k] for k in Finding.__slots__ if k in f})
+            for f in report["findings"]
+            if f.get("status") == "fail"
+        ]
+        if report["inventory"].get("schema") != SCHEMA:
+            raise ValueError(f"inventory schema is not {SCHEMA}")
+        inventory = Inventory.from_dict(report["inventory"], origin=path)
+    except (BadInput, OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ScanUnreadable(f"{printable(path)}: not a vmsentry scan JSON report ({printable(str(exc))})") from None
-    inventory, _ = collect([path], [], False)
+    except RecursionError:
+        raise ScanUnreadable(f"{printable(path)}: not a vmsentry scan JSON report (nested too deep)") from None
     return findings, inventory
 
 
