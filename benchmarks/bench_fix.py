@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scan import REPO, VMSENTRY, build_corpus, scan_arguments, time_scan  # noqa: E402
+from bench_scan import REPO, VMSENTRY, build_corpus, scan_arguments, time_scan
 
 TARGET_S = 5.0
 

@@ -155,3 +155,20 @@ def test_sh_is_valid_posix_shell(capsys, tmp_path):
     script = tmp_path / "fix.sh"
     script.write_text(out)
     assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+
+
+def test_paths_fix_format_goes_through_the_same_planner(capsys):
+    lab = os.path.join(REPO, "examples", "lab")
+    code, out, _ = run(capsys, "paths", lab, "--format", "json")
+    remediation = {(r["rule_id"], r["asset"]) for r in json.loads(out)["remediation"]}
+    code, out, _ = run(capsys, "paths", lab, "--fix-format", "json")
+    assert code == 0
+    plan = json.loads(out)
+    planned = {(f["rule_id"], f["asset"]) for f in plan["fixes"]} | {
+        (u["rule_id"], u["asset"]) for u in plan["unfixable"]
+    }
+    assert planned and planned <= remediation
+    full = plan_of(capsys, lab)
+    assert all(f in full["fixes"] for f in plan["fixes"])
+    code, out, _ = run(capsys, "paths", lab, "--fix-format", "sh")
+    assert code == 0 and out.startswith("#!/bin/sh")

@@ -70,6 +70,20 @@ def emit(plan, fmt: str, output: str | None, base: str) -> None:
         print(f"vmsentry: generated {what} for {printable(where)}: {value}", file=sys.stderr)
 
 
+def fix_of_paths(inventory, remediation: list[dict], args: argparse.Namespace) -> None:
+    """``paths --fix-format``: the failing findings behind the smallest fix's changes, through the same planner."""
+    from vmsentry.act.fix import plan
+    from vmsentry.analyse.engine import evaluate
+    from vmsentry.analyse.rules import load_catalogue
+
+    wanted = {(r["rule_id"], r["asset"]) for r in remediation}
+    rules = tuple(r for r in load_catalogue() if r.id in {rule for rule, _ in wanted})
+    findings = [f for f in evaluate(inventory, rules) if (f.rule_id, f.asset) in wanted]
+    result = plan(findings, inventory, rules=rules, inputs=list(args.paths))
+    base = args.paths[0] if len(args.paths) == 1 and os.path.isdir(args.paths[0]) else "."
+    emit(result, args.fix_format, args.output, base)
+
+
 class FixCommand(Command):
     """Write an idempotent script (sh, an Ansible playbook) or a patch of the definition files read that fixes
     the failing findings it can; the others are listed with the reason. Exit 0: fixes written (or nothing to
