@@ -5,7 +5,9 @@
             beside tcpdump -w /dev/null (watch_capacity.py)
   drops     kernel drops at the highest rate this machine generates (target 0), beside tcpdump's
             (watch_capacity.py)
-  memory    peak RSS under a MAC / flow flood, beside the file path (the [flood] part)
+  memory    peak RSS under a MAC / flow flood: `vmsentry detect` on the file beside tcpdump and arpwatch
+            (watch_memory.py), and the live ring watcher with the same flood replayed into its bridge,
+            beside tcpdump on that bridge (watch_capacity.live_memory)
   latency   first attack frame to quarantine rule in force (the [watch] part)
 
 Needs root (network namespaces). Prints one JSON object: {part: figures}.
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import watch_capacity
 import watch_latency
+import watch_memory
 
 
 def part_capacity(args: argparse.Namespace) -> dict:
@@ -38,7 +41,19 @@ def part_latency(args: argparse.Namespace) -> dict:
     return watch_latency.run(argparse.Namespace(runs=args.runs, burst=0.3, gap=1.5, verbose=False))
 
 
-PARTS = {"capacity": part_capacity, "drops": part_drops, "latency": part_latency}
+def part_memory(args: argparse.Namespace) -> dict:
+    packets = args.packets or 1_000_000
+    files = watch_memory.run(
+        argparse.Namespace(packets=packets, floods=",".join(watch_memory.FLOODS), runs=1, bound_mb=200, json=None)
+    )
+    live = {}
+    for kind in watch_memory.FLOODS:
+        pcap, inv = watch_memory.generate(kind, packets)
+        live[kind] = watch_capacity.live_memory(pcap, inv, seconds=max(15.0, packets / 40_000))
+    return {"file": files, "live": live}
+
+
+PARTS = {"capacity": part_capacity, "drops": part_drops, "memory": part_memory, "latency": part_latency}
 
 
 def main() -> None:

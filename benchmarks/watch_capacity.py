@@ -150,3 +150,32 @@ def drops(packets: int = 2_000_000, senders: int = 1) -> dict:
     }
     figures["target_kernel_drops"] = 0
     return figures
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM), read from /proc while it still runs."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def live_memory(pcap: Path, inventory: Path, seconds: float) -> dict:
+    """The live watcher (the ring, the decoder, the detectors) under a flood replayed into the bridge: its peak
+    RSS, read from /proc just before it stops (the ring's pages count once touched), beside tcpdump's."""
+    with ReplayLab() as lab:
+        run = Run(lab, seconds=seconds, inventory=inventory, watcher_cpu=1)
+        sent, rate = lab.replay(str(pcap), 0, "--topspeed", "--preload-pcap", cpu=0)
+        # the watcher is `ip netns exec ... taskset ... python`: find the python child holding the ring
+        while run.watcher.poll() is None:
+            pids = subprocess.run(["pgrep", "-P", str(run.watcher.pid)], capture_output=True, text=True).stdout.split()
+            peaks = [_peak_rss_mb(int(p)) for p in pids if Path(f"/proc/{p}").exists()]
+            tcpdump_peak = _peak_rss_mb(run.tcpdump.pid)
+            if peaks:
+                watcher_peak = max(peaks)
+            time.sleep(0.2)
+        figures = run.finish()
+    figures["watcher"]["peak_rss_mb"] = watcher_peak
+    figures["tcpdump"]["peak_rss_mb"] = tcpdump_peak
+    figures["generator"] = {"tool": "tcpreplay --topspeed", "sent": sent, "packets_per_second": round(rate)}
+    return figures

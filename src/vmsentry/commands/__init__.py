@@ -22,6 +22,11 @@ COMMANDS: dict[str, CommandInfo] = {
         "CostCommand",
         "expected annual loss per isolation option (FAIR Monte Carlo over the attack paths), ranked against cost",
     ),
+    "fix": CommandInfo(
+        "vmsentry.commands.fix",
+        "FixCommand",
+        "write an idempotent fix (sh, Ansible, a patch) for the failing findings it can fix",
+    ),
     "detect": CommandInfo(
         "vmsentry.commands.detect",
         "DetectCommand",
