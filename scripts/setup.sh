@@ -38,6 +38,8 @@ APT_PACKAGES=(
   dsniff nmap tshark arpwatch curl bind9-dnsutils netsniff-ng
   # replaying captures into a lab bridge at full speed (the live ring vs. the file path, bench_watch.py)
   tcpreplay
+  # `vmsentry fix --format sh`: the libvirt XML edits (virsh dumpxml | xmlstarlet ed | virsh define)
+  xmlstarlet
   # IPv6 neighbour spoofing for the nd_spoof lab tests (parasite6, fake_advertise6: installed as atk6-*)
   thc-ipv6
   # real admin-protocol servers and clients for the lateral-movement captures (tests/traffic_lab/captures.py)

@@ -82,6 +82,9 @@ class Rule:
     # the declarative comparison (``test:`` in the catalogue, validated when it loads) instead of ``check``
     test: dict[str, Any] | None = None
     exposes: tuple[str, ...] = ()  # exposure-graph techniques a failing result opens (analyse/graph)
+    # per platform: how ``vmsentry fix`` fixes a failure, as data (``fix:`` in the catalogue, validated when
+    # it loads; analyse/rules/fix_block.py), where the ``test:`` block alone does not say it
+    fix: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def remediation_for(self, platform: str) -> str:
         return (

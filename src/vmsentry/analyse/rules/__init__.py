@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 from vmsentry.analyse.checks.declarative import InvalidTest, validate
+from vmsentry.analyse.rules.fix_block import InvalidFix, validate_fix
 from vmsentry.model.findings import SECURITY_SEVERITY, SEVERITIES, SEVERITY_RANK  # noqa: F401
 from vmsentry.model.rule import ASSET_TYPES, CATEGORIES, CONTROLS, Rule
 from vmsentry.model.yaml_lines import YamlError, safe_load
@@ -54,6 +55,12 @@ def _rule_from(entry: dict[str, Any], where: str) -> Rule:
             test = validate(entry["test"])
         except InvalidTest as exc:
             raise CatalogueError(f"{where}: rule {entry['id']}: {exc}") from None
+    fix = {}
+    if "fix" in entry:
+        try:
+            fix = validate_fix(entry["fix"], tuple(entry["platforms"]))
+        except InvalidFix as exc:
+            raise CatalogueError(f"{where}: rule {entry['id']}: {exc}") from None
     exposes = entry.get("exposes") or []
     if exposes:
         # graph/__init__ is lazy: reading the technique names does not load networkx into a scan
@@ -86,6 +93,7 @@ def _rule_from(entry: dict[str, Any], where: str) -> Rule:
         setting=_per_platform(entry.get("setting")),
         recommended=_per_platform(entry.get("recommended")),
         exposes=tuple(exposes),
+        fix=fix,
     )
 
 
