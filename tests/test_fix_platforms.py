@@ -116,3 +116,105 @@ def test_every_fix_says_what_it_changes_breaks_and_restarts():
             assert fix.summary and fix.breaks and fix.restart in ("none", "service", "vm"), fix
         for item in plan.unfixable:
             assert isinstance(item, Unfixable) and len(item.reason) > 20, item
+
+
+# The parameters each generated cmdlet may use, from the cmdlets' reference pages:
+# Hyper-V module: https://learn.microsoft.com/powershell/module/hyper-v/<cmdlet> (e.g. set-vmnetworkadapter:
+# -VMName, -Name, -MacAddressSpoofing/-DhcpGuard/-RouterGuard <OnOffState>, -PortMirroring
+# <VMNetworkAdapterPortMirroringMode>); VMware PowerCLI: https://developer.broadcom.com/powercli/latest/
+# vmware.vimautomation.core/commands/<cmdlet>. -ErrorAction/-Confirm are PowerShell common parameters.
+COMMON = {"-ErrorAction", "-Confirm"}
+DOCUMENTED = {
+    "Get-VMNetworkAdapter": {"-VMName", "-Name"},
+    "Set-VMNetworkAdapter": {"-VMName", "-Name", "-MacAddressSpoofing", "-DhcpGuard", "-RouterGuard", "-PortMirroring"},
+    "Get-VMIntegrationService": {"-VMName", "-Name"},
+    "Disable-VMIntegrationService": {"-VMName", "-Name"},
+    "Get-VMFirmware": {"-VMName"},
+    "Set-VMFirmware": {"-VMName", "-EnableSecureBoot"},
+    "Get-VMSecurity": {"-VMName"},
+    "Set-VMSecurity": {"-VMName", "-EncryptStateAndVmMigrationTraffic"},
+    "Enable-VMTPM": {"-VMName"},
+    "Get-VM": {"-Name"},
+    "Set-VM": {"-Name", "-CheckpointType"},
+    "Get-VMHost": set(),
+    "Set-VMHost": {
+        "-EnableEnhancedSessionMode",
+        "-VirtualMachineMigrationAuthenticationType",
+        "-UseAnyNetworkForMigration",
+    },
+    "Get-VMSwitch": {"-Name"},
+    "Set-VMSwitch": {"-Name", "-AllowManagementOS"},
+    "Get-AdvancedSetting": {"-Entity", "-Name"},
+    "New-AdvancedSetting": {"-Entity", "-Name", "-Value"},
+    "Set-AdvancedSetting": {"-Value"},
+    "Remove-AdvancedSetting": set(),
+    "Get-VirtualPortGroup": {"-Name"},
+    "Get-SecurityPolicy": set(),
+    "Set-SecurityPolicy": {"-ForgedTransmits", "-MacChanges", "-AllowPromiscuous"},
+    "Write-Output": set(),
+    "Out-Null": set(),
+}
+# documented values of the enum parameters (OnOffState, VMNetworkAdapterPortMirroringMode, CheckpointType)
+ENUMS = {
+    "-MacAddressSpoofing": {"On", "Off"},
+    "-DhcpGuard": {"On", "Off"},
+    "-RouterGuard": {"On", "Off"},
+    "-EnableSecureBoot": {"On", "Off"},
+    "-PortMirroring": {"None", "Source", "Destination"},
+    "-CheckpointType": {"Disabled", "Production", "ProductionOnly", "Standard"},
+}
+
+
+def _commands(node):
+    if node.type == "command":
+        yield node
+    for child in node.children:
+        yield from _commands(child)
+
+
+def test_powershell_parses_and_uses_only_documented_parameters():
+    from tree_sitter import Language, Parser
+    import tree_sitter_powershell
+
+    parser = Parser(Language(tree_sitter_powershell.language()))
+    fixes, unfixable = [], []
+    for folder in (FIXTURES / "hyperv", FIXTURES / "vmware"):
+        plan, _ = plan_for(folder)
+        fixes += plan.fixes
+        unfixable += plan.unfixable
+    script = powershell.render(FixPlan(fixes, unfixable, ["fixtures"], "2026-01-01T00:00:00Z"))
+    for needed in (
+        "-MacAddressSpoofing 'Off'",
+        "-DhcpGuard 'On'",
+        "-RouterGuard 'On'",
+        "-EnableSecureBoot 'On'",
+        "New-AdvancedSetting",
+        "Set-SecurityPolicy -ForgedTransmits $false",
+    ):
+        assert needed in script, needed
+    tree = parser.parse(script.encode())
+    assert not tree.root_node.has_error, script
+    seen = set()
+    for command in _commands(tree.root_node):
+        name = command.child_by_field_name("command_name").text.decode()
+        assert name in DOCUMENTED, name
+        seen.add(name)
+        words = (
+            [c.text.decode() for c in command.named_children[1].named_children if c.type != "command_argument_sep"]
+            if command.named_child_count > 1
+            else []
+        )
+        for n, word in enumerate(words):
+            if word.startswith("-") and not word.startswith("-Confirm:"):
+                assert word in DOCUMENTED[name] | COMMON, f"{name} {word}"
+                if word in ENUMS:
+                    assert words[n + 1].strip("'") in ENUMS[word], f"{name} {word} {words[n + 1]}"
+    assert {"Set-VMNetworkAdapter", "Set-VMFirmware", "New-AdvancedSetting", "Set-SecurityPolicy"} <= seen
+
+
+def test_powershell_is_idempotent_and_quotes_hostile_names():
+    plan, _ = plan_for(FIXTURES / "hyperv")
+    script = powershell.render(plan)
+    # every set is guarded by a comparison with the value read just before
+    assert script.count("if (") >= len([c for f in plan.fixes for c in f.changes if c.kind == "hyperv_setting"])
+    assert powershell.quote("a'b\nc; Remove-Item") == "'a''b\\nc; Remove-Item'"
