@@ -17,6 +17,11 @@ COMMANDS: dict[str, CommandInfo] = {
     "paths": CommandInfo(
         "vmsentry.commands.paths", "PathsCommand", "attack paths over the exposure graph, and the smallest fix"
     ),
+    "fix": CommandInfo(
+        "vmsentry.commands.fix",
+        "FixCommand",
+        "write an idempotent fix (sh, Ansible, a patch) for the failing findings it can fix",
+    ),
     "detect": CommandInfo(
         "vmsentry.commands.detect",
         "DetectCommand",

@@ -1,0 +1,227 @@
+"""``vmsentry fix --format sh``: an idempotent POSIX shell script for a Linux/KVM host and its libvirt
+definitions. Every change is checked before it is made; a second run prints "nothing to change".
+
+- sysctls: set in /proc/sys (this kernel, this network namespace) and persisted in
+  ``$ROOT/etc/sysctl.d/90-vmsentry.conf``;
+- qemu.conf / libvirtd.conf keys: the ``key = value`` line replaced or appended in ``$ROOT/etc/libvirt/...``;
+  the service is restarted at the end only when one of its files changed (and only when ROOT is empty);
+- libvirt definitions: ``virsh dumpxml --inactive | xmlstarlet ed | virsh define``; the VM or network
+  takes the change at its next start, which the script lists.
+
+``ROOT=/some/copy sh fix.sh`` applies the file changes to a copy of the host's files (tests, reviews).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import defaultdict
+
+from vmsentry.model.fix import Change, Fix, FixPlan
+from vmsentry.report.fix import Secrets, conf_value
+
+PRELUDE = r"""#!/bin/sh
+# ROOT=/path applies the file changes under that folder (a copy of the host's /etc); sysctls always act on
+# the running kernel (this network namespace). Services restart only when ROOT is empty and a file changed.
+set -eu
+ROOT="${ROOT:-}"
+VIRSH="${VIRSH:-virsh}"
+CHANGED=0
+RESTART=""
+VM_RESTART=""
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+umask 077
+
+vms_changed() { CHANGED=$((CHANGED + 1)); echo "changed: $*"; }
+
+# vms_line FILE KEY_REGEX LINE: the line setting KEY is LINE (replaced in place, or appended); DID=1 when written
+vms_line() {
+  DID=0
+  mkdir -p "$(dirname "$1")"
+  [ -e "$1" ] || : >"$1"
+  grep -qxF -- "$3" "$1" && return 0
+  if grep -Eq "^[[:space:]]*$2[[:space:]]*=" "$1"; then
+    vms_esc=$(printf '%s\n' "$3" | sed 's/[&|\\]/\\&/g')
+    sed -i -E "s|^[[:space:]]*$2[[:space:]]*=.*|$vms_esc|" "$1"
+  else
+    printf '%s\n' "$3" >>"$1"
+  fi
+  DID=1
+  vms_changed "$1: $(printf '%s' "$3" | sed -E 's/(password[^=]*=).*/\1 (secret)/')"
+}
+
+# vms_sysctl NAME VALUE
+vms_sysctl() {
+  vms_p="/proc/sys/$(printf '%s' "$1" | tr . /)"
+  if [ ! -e "$vms_p" ]; then
+    echo "skipped: sysctl $1 (not on this kernel or interface absent)"
+  elif [ "$(cat "$vms_p")" != "$2" ]; then
+    printf '%s\n' "$2" >"$vms_p"
+    vms_changed "sysctl $1 = $2"
+  fi
+  vms_line "$ROOT/etc/sysctl.d/90-vmsentry.conf" "$(printf '%s' "$1" | sed 's/\./\\./g')" "$1 = $2"
+}
+
+# vms_conf FILE KEY LINE SERVICE
+vms_conf() {
+  vms_line "$1" "$2" "$3"
+  [ "$DID" = 0 ] || RESTART="$RESTART $4"
+}
+
+# vms_conf_secret FILE KEY LINE SERVICE: written only when KEY is not set at all (a password already there stays)
+vms_conf_secret() {
+  if [ -e "$1" ] && grep -Eq "^[[:space:]]*$2[[:space:]]*=" "$1"; then return 0; fi
+  vms_conf "$@"
+}
+
+# vms_xml_open domain|network NAME: the inactive definition in $WORK/def.xml; 1 when it is not defined here
+vms_xml_open() {
+  XKIND=$1 XNAME=$2 XDID=0
+  if [ "$1" = network ]; then vms_dump="net-dumpxml"; else vms_dump="dumpxml"; fi
+  if ! $VIRSH $vms_dump --inactive "$2" >"$WORK/def.xml" 2>/dev/null; then
+    echo "skipped: $1 $2 (not defined on this host)"
+    return 1
+  fi
+}
+
+# vms_xml_edit WHAT NEEDED_XPATH XMLSTARLET_ED_ARGS...: the edit when NEEDED_XPATH is true of the definition
+vms_xml_edit() {
+  vms_what=$1 vms_need=$2
+  shift 2
+  [ "$(xmlstarlet sel -t -v "boolean($vms_need)" "$WORK/def.xml")" = true ] || return 0
+  xmlstarlet ed "$@" "$WORK/def.xml" >"$WORK/new.xml"
+  mv "$WORK/new.xml" "$WORK/def.xml"
+  XDID=1
+  vms_changed "$XKIND $XNAME: $vms_what"
+}
+
+vms_xml_close() {
+  [ "$XDID" = 1 ] || return 0
+  if [ "$XKIND" = network ]; then $VIRSH net-define "$WORK/def.xml" >/dev/null; else $VIRSH define "$WORK/def.xml" >/dev/null; fi
+  VM_RESTART="$VM_RESTART $XKIND:$XNAME"
+}
+"""
+
+EPILOGUE = r"""
+for vms_service in $(printf '%s\n' $RESTART | sort -u); do
+  if [ -z "$ROOT" ]; then
+    systemctl try-restart "$vms_service" 2>/dev/null || service "$vms_service" restart
+    echo "restarted: $vms_service"
+  else
+    echo "would restart: $vms_service (ROOT=$ROOT)"
+  fi
+done
+for vms_object in $VM_RESTART; do
+  echo "takes effect at the next start: $vms_object"
+done
+if [ "$CHANGED" = 0 ]; then
+  echo "vmsentry fix: nothing to change"
+else
+  echo "vmsentry fix: $CHANGED change(s) made"
+fi
+"""
+
+
+def q(text: object) -> str:
+    return shlex.quote(str(text))
+
+
+def ere(key: str) -> str:
+    """A config key as an ERE (keys are words; a sysctl's dots are literal)."""
+    return key.replace(".", "\\.")
+
+
+def conf_line(change: Change, secrets: Secrets) -> str:
+    value = secrets.value(change.secret, change.target) if change.secret else change.after
+    return f"{change.key} = {conf_value(value)}"
+
+
+def host_lines(fix: Fix, change: Change, secrets: Secrets) -> list[str]:
+    if change.kind == "sysctl":
+        return [f"vms_sysctl {q(change.key)} {q(change.after)}"]
+    if change.kind == "config_key":
+        function = "vms_conf_secret" if change.secret else "vms_conf"
+        path = '"$ROOT"' + q(change.target)
+        return [f"{function} {path} {q(ere(change.key))} {q(conf_line(change, secrets))} {q(fix.service or 'libvirtd')}"]
+    return []
+
+
+def xml_edit_args(change: Change, secrets: Secrets) -> tuple[str, str, list[str]]:
+    """(what, the XPath that is true when the edit is needed, xmlstarlet ed arguments)."""
+    element, key, op = change.locator, change.key, change.detail.get("op")
+    if op == "remove":
+        return f"remove {element}", f"count({element}) > 0", ["-d", element]
+    if op == "set":
+        if change.secret:
+            value = secrets.value(change.secret, f"{change.target}{element}")
+            need = f"count({element}) > 0 and count({element}[@{key}]) = 0"
+            return f"{key} set on {element} (secret)", need, ["-i", element, "-t", "attr", "-n", key, "-v", value]
+        value = str(change.after)
+        need = f"count({element}) > 0 and count({element}[@{key}='{value}']) = 0"
+        args = ["-d", f"{element}/@{key}", "-i", element, "-t", "attr", "-n", key, "-v", value]
+        return f"{element}/@{key} = {value}", need, args
+    attrs = change.detail.get("attrs") or {}
+    children = change.detail.get("children") or []
+    wanted = f"{element}/{key}" + "".join(f"[@{a}='{v}']" for a, v in attrs.items())
+    for name, child_attrs in children:
+        wanted += f"[{name}" + "".join(f"[@{a}='{v}']" for a, v in child_attrs.items()) + "]"
+    need = f"count({element}) > 0 and count({wanted}) = 0"
+    new = f"{element}/{key}"
+    args = ["-d", new, "-s", element, "-t", "elem", "-n", key]
+    for a, v in attrs.items():
+        args += ["-i", new, "-t", "attr", "-n", a, "-v", str(v)]
+    for name, child_attrs in children:
+        args += ["-s", new, "-t", "elem", "-n", name]
+        for a, v in child_attrs.items():
+            args += ["-i", f"{new}/{name}[last()]", "-t", "attr", "-n", a, "-v", str(v)]
+    return f"<{key}> in {element}", need, args
+
+
+def xml_block(target: str, changes: list[Change], secrets: Secrets) -> list[str]:
+    kind, _, name = target.partition(":")
+    lines = [f"if vms_xml_open {kind} {q(name)}; then"]
+    for change in changes:
+        what, need, args = xml_edit_args(change, secrets)
+        lines.append(f"  vms_xml_edit {q(what)} {q(need)} " + " ".join(q(a) for a in args))
+    lines += ["  vms_xml_close", "fi"]
+    return lines
+
+
+def comment(text: str) -> str:
+    return "# " + " ".join(str(text).split())
+
+
+def body(plan: FixPlan, secrets: Secrets) -> list[str]:
+    """The script's steps: host changes in plan order, then one block per libvirt object."""
+    lines: list[str] = []
+    xml: dict[str, list[Change]] = defaultdict(list)
+    for fix in plan.fixes:
+        lines.append("")
+        lines.append(comment(f"{fix.rule_id} {fix.asset}: {fix.summary}"))
+        lines.append(comment(f"could break: {fix.breaks}; restart: {fix.restart}"))
+        for change in fix.changes:
+            if change.kind == "xml_edit":
+                if change not in xml[change.target]:
+                    xml[change.target].append(change)
+            else:
+                lines += host_lines(fix, change, secrets)
+        if any(c.kind == "xml_edit" for c in fix.changes):
+            lines.append(comment("edited with the definition below"))
+    for target, changes in xml.items():
+        lines.append("")
+        lines += xml_block(target, changes, secrets)
+    return lines
+
+
+def header(plan: FixPlan) -> list[str]:
+    lines = [comment(f"vmsentry fix: {len(plan.fixes)} fix(es), generated {plan.generated} from {', '.join(plan.inputs)}")]
+    if plan.unfixable:
+        lines.append(comment(f"not fixed here ({len(plan.unfixable)}):"))
+        lines += [comment(f"  {u.rule_id} {u.asset}: {u.reason}") for u in plan.unfixable]
+    return lines
+
+
+def render(plan: FixPlan, secrets: Secrets, base: str = ".") -> str:
+    lines = PRELUDE.rstrip("\n").split("\n")
+    lines[1:1] = header(plan)
+    return "\n".join(lines + body(plan, secrets)) + "\n" + EPILOGUE
