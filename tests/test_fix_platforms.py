@@ -7,7 +7,6 @@ cmdlets' documented parameters."""
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 import shutil
 import subprocess
@@ -15,33 +14,25 @@ from pathlib import Path
 
 import pytest
 
+from vmsentry.act.fix import plan
 from vmsentry.analyse.engine import evaluate
-from vmsentry.analyse.rules import load_catalogue
 from vmsentry.collect import read_paths
-from vmsentry.model.fix import Fix, FixPlan, Unfixable
+from vmsentry.model.fix import FixPlan, Unfixable
 from vmsentry.report.fix import patch_formats, powershell
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("VMSENTRY_SHARED", ROOT.parent / "shared"))
 CORPUS = SHARED / "corpus"
 FIXTURES = ROOT / "tests" / "fixtures"
-MODULES = {p: importlib.import_module(f"vmsentry.act.fix.{p}") for p in ("vmware", "virtualbox", "proxmox", "hyperv")}
+PLATFORMS = ("vmware", "virtualbox", "proxmox", "hyperv")
 
 
 def plan_for(folder: Path) -> tuple[FixPlan, list]:
+    """The real planner (act/fix.plan) on the failing findings of a scan of ``folder``."""
     inv, _ = read_paths([str(folder)])
-    rules = {r.id: r for r in load_catalogue()}
-    # two files may name the same VM (asset "vm:debian6"): the finding's evidence file tells them apart
-    assets = {(a.asset, getattr(a, "source", None) and a.source.file): a for a in [*inv.vms, *inv.networks, *inv.hosts]}
-    by_id = {a.asset: a for a in [*inv.vms, *inv.networks, *inv.hosts]}
     failing = [f for f in evaluate(inv) if f.status == "fail"]
-    fixes, unfixable = [], []
-    for f in failing:
-        module = MODULES.get(f.platform)
-        asset = assets.get((f.asset, f.evidence.get("file"))) or by_id.get(f.asset)
-        out = module.fix(f, asset, rules[f.rule_id]) if module else None
-        (fixes if isinstance(out, Fix) else unfixable).append(out) if out is not None else None
-    return FixPlan(fixes, unfixable, [str(folder)], "2026-01-01T00:00:00Z"), failing
+    mine = [f for f in failing if f.platform in PLATFORMS]
+    return plan(mine, inv, inputs=[str(folder)]), failing
 
 
 def unified_patch(plan: FixPlan, root: Path) -> str:
@@ -173,8 +164,8 @@ def _commands(node):
 
 
 def test_powershell_parses_and_uses_only_documented_parameters():
-    from tree_sitter import Language, Parser
     import tree_sitter_powershell
+    from tree_sitter import Language, Parser
 
     parser = Parser(Language(tree_sitter_powershell.language()))
     fixes, unfixable = [], []

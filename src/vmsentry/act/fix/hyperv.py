@@ -11,6 +11,7 @@ scripts/collectors/hyperv-export.ps1).
 
 from __future__ import annotations
 
+from vmsentry.act.fix.platforms import hook, resolve  # noqa: F401 (the planner's module contract)
 from vmsentry.model import VM, Host, Network
 from vmsentry.model.findings import Finding
 from vmsentry.model.fix import Change, Fix, Unfixable
@@ -263,3 +264,6 @@ def _integration(finding: Finding, vm) -> Fix | Unfixable:
         "Copy-VMFile from the host into the guest stops",
         check="(Get-VMIntegrationService -Name 'Guest Service Interface').Enabled is already False",
     )
+
+
+FUNCTIONS = hook(PLATFORM, fix)

@@ -47,9 +47,7 @@ def _edit(finding: Finding, element: str, op: str, key: str, after: Any = None, 
     if finding.evidence.get("file"):
         extra["file"] = finding.evidence["file"]
     secret = extra.pop("secret", None)
-    return Change(
-        "xml_edit", target_of(finding), key, finding.evidence.get("value"), after, element, secret, extra
-    )
+    return Change("xml_edit", target_of(finding), key, finding.evidence.get("value"), after, element, secret, extra)
 
 
 def _fix(finding: Finding, rule: Rule, changes: list[Change], summary: str, breaks: str) -> Fix:

@@ -1,7 +1,7 @@
 """Proxmox VE fixes: ``qm set`` options of a VM (``/etc/pve/qemu-server/VMID.conf``) and ``[OPTIONS]``
 lines of the firewall files (``cluster.fw``, ``host.fw``, ``VMID.fw``).
 
-A change of kind ``proxmox_key`` says which: ``detail["scope"]`` is "conf" (key = the qm option, e.g.
+A change of kind ``proxmox_key`` (target: the file edited; ``detail["vmid"]`` for qm set) says which: ``detail["scope"]`` is "conf" (key = the qm option, e.g.
 ``net0`` or ``vga``; ``detail["suboption"]`` when only one ``name=value`` inside it changes, as
 ``firewall=1`` of a NIC) or "fw" (key = the [OPTIONS] key of the file ``detail["file"]``). ``after`` None
 removes the option (``qm set VMID --delete KEY``). Option names and defaults are pve-firewall's and
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from vmsentry.act.fix.platforms import hook, resolve  # noqa: F401 (the planner's module contract)
 from vmsentry.model import VM, Host, Network
 from vmsentry.model.findings import Finding
 from vmsentry.model.fix import Change, Fix, Unfixable
@@ -118,7 +119,13 @@ def _conf_change(
     if suboption:
         detail["suboption"] = suboption
     return Change(
-        kind="proxmox_key", target=f"vm:{_vmid(vm)}", key=key, before=before, after=value, locator=at, detail=detail
+        kind="proxmox_key",
+        target=vm.source.file or f"vm:{_vmid(vm)}",
+        key=key,
+        before=before,
+        after=value,
+        locator=at,
+        detail=detail,
     )
 
 
@@ -224,3 +231,6 @@ def fix(finding: Finding, asset: VM | Network | Host | None, rule: Rule) -> Fix 
         service="pve-firewall" if restart == "none" and real[0].detail.get("scope") == "fw" else None,
         check="the option already has the wanted value",
     )
+
+
+FUNCTIONS = hook(PLATFORM, fix)

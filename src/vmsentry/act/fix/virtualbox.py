@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from vmsentry.act.fix.platforms import hook, resolve  # noqa: F401 (the planner's module contract)
 from vmsentry.model import VM, Network
 from vmsentry.model.findings import Finding
 from vmsentry.model.fix import Change, Fix, Unfixable
@@ -228,3 +229,6 @@ def fix(finding: Finding, asset: VM | Network | None, rule: Rule) -> Fix | Unfix
         restart="vm",
         check="VBoxManage showvminfo --machinereadable (or the .vbox attribute) already shows the wanted value",
     )
+
+
+FUNCTIONS = hook(PLATFORM, fix)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from vmsentry.act.fix.platforms import hook, resolve  # noqa: F401 (the planner's module contract)
 from vmsentry.model import VM, Network
 from vmsentry.model.findings import Finding
 from vmsentry.model.fix import Change, Fix, Unfixable
@@ -230,3 +231,6 @@ def _portgroup_fix(finding: Finding, net, rule: Rule) -> Fix | Unfixable:
         restart="none",
         check=f"the port group's security policy already rejects {parameter}",
     )
+
+
+FUNCTIONS = hook(PLATFORM, fix)

@@ -126,7 +126,8 @@ def wants(fix: Fix) -> bool:
     return any(c.kind in RENDERERS for c in fix.changes)
 
 
-def render(plan: FixPlan) -> str:
+def render(plan: FixPlan, secrets=None, base: str = ".") -> str:
+    """The script (``secrets``/``base``: the renderers' common signature; no change here needs either)."""
     lines = [
         "#Requires -Version 5.1",
         _comment(f"vmsentry fix: generated {plan.generated} from {', '.join(plan.inputs) or 'a scan'}"),

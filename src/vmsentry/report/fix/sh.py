@@ -142,7 +142,9 @@ def host_lines(fix: Fix, change: Change, secrets: Secrets) -> list[str]:
     if change.kind == "config_key":
         function = "vms_conf_secret" if change.secret else "vms_conf"
         path = '"$ROOT"' + q(change.target)
-        return [f"{function} {path} {q(ere(change.key))} {q(conf_line(change, secrets))} {q(fix.service or 'libvirtd')}"]
+        return [
+            f"{function} {path} {q(ere(change.key))} {q(conf_line(change, secrets))} {q(fix.service or 'libvirtd')}"
+        ]
     return []
 
 
@@ -214,7 +216,9 @@ def body(plan: FixPlan, secrets: Secrets) -> list[str]:
 
 
 def header(plan: FixPlan) -> list[str]:
-    lines = [comment(f"vmsentry fix: {len(plan.fixes)} fix(es), generated {plan.generated} from {', '.join(plan.inputs)}")]
+    lines = [
+        comment(f"vmsentry fix: {len(plan.fixes)} fix(es), generated {plan.generated} from {', '.join(plan.inputs)}")
+    ]
     if plan.unfixable:
         lines.append(comment(f"not fixed here ({len(plan.unfixable)}):"))
         lines += [comment(f"  {u.rule_id} {u.asset}: {u.reason}") for u in plan.unfixable]
