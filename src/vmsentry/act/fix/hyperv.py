@@ -121,6 +121,26 @@ _SETTINGS = {
         "none",
         "live migration uses only the networks added with Add-VMMigrationNetwork (none added: migrations fail)",
     ),
+    "VMS-VM-030": (
+        "VM",
+        "Get-VMNetworkAdapter",
+        "Set-VMNetworkAdapter",
+        "MacAddressSpoofing",
+        "Off",
+        "MacAddressSpoofing",
+        "none",
+        "a guest that sends from other MAC addresses (nested Hyper-V, NLB, containers with their own MACs) loses that traffic",
+    ),
+    "VMS-HV-007": (
+        "VM",
+        "Get-VMIntegrationService",
+        "Disable-VMIntegrationService",
+        None,
+        None,
+        "Enabled",
+        "none",
+        "Copy-VMFile from the host into the guest stops",
+    ),
     "VMS-HV-016": (
         "VMSwitch",
         "Get-VMSwitch",
@@ -132,7 +152,7 @@ _SETTINGS = {
         "the host loses its vEthernet adapter on this switch (and its address there): do not run it over the connection you manage the host through",
     ),
 }
-_NIC_RULES = ("VMS-HV-001", "VMS-HV-002", "VMS-HV-003")
+_NIC_RULES = ("VMS-HV-001", "VMS-HV-002", "VMS-HV-003", "VMS-VM-030")
 
 _UNFIXABLE = {
     "VMS-HV-004": "which VLAN the adapter should have in access mode is a network design decision (Set-VMNetworkAdapterVlan -Access -VlanId N)",
@@ -149,9 +169,12 @@ _UNFIXABLE = {
 
 
 def _nic_name(finding: Finding) -> str | None:
-    value = str(finding.evidence.get("value", ""))
-    head = value.split(":", 1)[0]
-    return head.rsplit(" on ", 1)[0] if " on " in head else None
+    """The adapter a finding names: "Network Adapter on Ext: ..." or "Network Adapter bridged via Ext: ..."."""
+    head = str(finding.evidence.get("value", "")).split(":", 1)[0]
+    for joint in (" on ", " bridged via ", " host-only via "):
+        if joint in head:
+            return head.rsplit(joint, 1)[0]
+    return None
 
 
 def fix(finding: Finding, asset: VM | Network | Host | None, rule: Rule) -> Fix | Unfixable | None:
@@ -159,10 +182,6 @@ def fix(finding: Finding, asset: VM | Network | Host | None, rule: Rule) -> Fix 
     rid = finding.rule_id
     if rid in _UNFIXABLE:
         return Unfixable(rid, finding.asset, PLATFORM, _UNFIXABLE[rid])
-    if rid == "VMS-VM-030":
-        return _spoofing(finding, asset)
-    if rid == "VMS-HV-007":
-        return _integration(finding, asset)
     if rid not in _SETTINGS or asset is None:
         return None
     obj, get, set_, parameter, value, prop, restart, breaks = _SETTINGS[rid]
@@ -174,12 +193,11 @@ def fix(finding: Finding, asset: VM | Network | Host | None, rule: Rule) -> Fix 
             "a generation 1 VM has no UEFI: Secure Boot needs the VM rebuilt as generation 2",
         )
     # what the Get- cmdlet's property reads once fixed (the renderer compares with it before it sets)
-    expect = {"VMS-HV-012": "$true", "VMS-HV-003": "None"}.get(rid, value)
+    expect = {"VMS-HV-012": "$true", "VMS-HV-003": "None", "VMS-HV-007": "$false"}.get(rid, value)
     detail = {"object": obj, "get": get, "set": set_, "property": prop, "name": asset.name, "expect": expect}
-    if rid in _NIC_RULES:
-        nic = _nic_name(finding)
-        if nic:
-            detail["select"] = nic
+    select = "Guest Service Interface" if rid == "VMS-HV-007" else _nic_name(finding) if rid in _NIC_RULES else None
+    if select:
+        detail["select"] = select
     change = Change(
         kind="hyperv_setting",
         target=f"{obj}:{asset.name}",
@@ -199,70 +217,6 @@ def fix(finding: Finding, asset: VM | Network | Host | None, rule: Rule) -> Fix 
         breaks,
         restart=restart,
         check=f"({get}).{prop} already has the wanted value",
-    )
-
-
-def _spoofing(finding: Finding, vm) -> Fix | Unfixable:
-    if not isinstance(vm, VM):
-        return Unfixable(finding.rule_id, finding.asset, PLATFORM, "the VM is not in the inventory")
-    value = str(finding.evidence.get("value", ""))
-    nic = value.split(" bridged via ")[0].split(" host-only via ")[0] or None
-    change = Change(
-        kind="hyperv_setting",
-        target=f"VM:{vm.name}",
-        key="MacAddressSpoofing",
-        before="On",
-        after="Off",
-        locator=finding.evidence.get("locator"),
-        detail={
-            "object": "VM",
-            "get": "Get-VMNetworkAdapter",
-            "set": "Set-VMNetworkAdapter",
-            "property": "MacAddressSpoofing",
-            "name": vm.name,
-            "select": nic,
-            "expect": "Off",
-        },
-    )
-    return Fix(
-        finding.rule_id,
-        finding.asset,
-        PLATFORM,
-        (change,),
-        f"{vm.name}: Set-VMNetworkAdapter -MacAddressSpoofing Off",
-        "a guest that sends from other MAC addresses (nested Hyper-V, NLB, containers with their own MACs) loses that traffic",
-        check="(Get-VMNetworkAdapter).MacAddressSpoofing is already Off",
-    )
-
-
-def _integration(finding: Finding, vm) -> Fix | Unfixable:
-    if not isinstance(vm, VM):
-        return Unfixable(finding.rule_id, finding.asset, PLATFORM, "the VM is not in the inventory")
-    change = Change(
-        kind="hyperv_setting",
-        target=f"VM:{vm.name}",
-        key="Guest Service Interface",
-        before="Enabled",
-        after="Disabled",
-        locator=finding.evidence.get("locator"),
-        detail={
-            "object": "VM",
-            "get": "Get-VMIntegrationService",
-            "set": "Disable-VMIntegrationService",
-            "property": "Enabled",
-            "name": vm.name,
-            "select": "Guest Service Interface",
-            "expect": "$false",
-        },
-    )
-    return Fix(
-        finding.rule_id,
-        finding.asset,
-        PLATFORM,
-        (change,),
-        f"{vm.name}: Guest Service Interface off",
-        "Copy-VMFile from the host into the guest stops",
-        check="(Get-VMIntegrationService -Name 'Guest Service Interface').Enabled is already False",
     )
 
 
