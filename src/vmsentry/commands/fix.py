@@ -29,17 +29,27 @@ def add_fix_formats(p: argparse.ArgumentParser) -> None:
 
 
 def load_scan(path: str):
-    """(findings, inventory) of a ``vmsentry scan --format json`` report; InputError-like lines exit 2."""
-    from vmsentry.collect import collect
+    """(findings, inventory) of a ``vmsentry scan --format json`` report, parsed once (a fleet's report is
+    large); anything else raises ScanUnreadable with the reason."""
+    from vmsentry.collect.saved_inventory import MAX_BYTES
+    from vmsentry.collect.source_file import BadInput, read_bytes
+    from vmsentry.model import SCHEMA, Inventory
     from vmsentry.model.findings import Finding
 
     try:
-        with open(path, encoding="utf-8") as handle:
-            report = json.load(handle)
-        findings = [Finding(**{k: f[k] for k in Finding.__slots__ if k in f}) for f in report["findings"]]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        report = json.loads(read_bytes(path, MAX_BYTES))
+        findings = [
+            Finding(**{k: f[k] for k in Finding.__slots__ if k in f})
+            for f in report["findings"]
+            if f.get("status") == "fail"
+        ]
+        if report["inventory"].get("schema") != SCHEMA:
+            raise ValueError(f"inventory schema is not {SCHEMA}")
+        inventory = Inventory.from_dict(report["inventory"], origin=path)
+    except (BadInput, OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ScanUnreadable(f"{printable(path)}: not a vmsentry scan JSON report ({printable(str(exc))})") from None
-    inventory, _ = collect([path], [], False)
+    except RecursionError:
+        raise ScanUnreadable(f"{printable(path)}: not a vmsentry scan JSON report (nested too deep)") from None
     return findings, inventory
 
 
@@ -60,6 +70,20 @@ def emit(plan, fmt: str, output: str | None, base: str) -> None:
         print(f"vmsentry: generated {what} for {printable(where)}: {value}", file=sys.stderr)
 
 
+def fix_of_paths(inventory, remediation: list[dict], args: argparse.Namespace) -> None:
+    """``paths --fix-format``: the failing findings behind the smallest fix's changes, through the same planner."""
+    from vmsentry.act.fix import plan
+    from vmsentry.analyse.engine import evaluate
+    from vmsentry.analyse.rules import load_catalogue
+
+    wanted = {(r["rule_id"], r["asset"]) for r in remediation}
+    rules = tuple(r for r in load_catalogue() if r.id in {rule for rule, _ in wanted})
+    findings = [f for f in evaluate(inventory, rules) if (f.rule_id, f.asset) in wanted]
+    result = plan(findings, inventory, rules=rules, inputs=list(args.paths))
+    base = args.paths[0] if len(args.paths) == 1 and os.path.isdir(args.paths[0]) else "."
+    emit(result, args.fix_format, args.output, base)
+
+
 class FixCommand(Command):
     """Write an idempotent script (sh, an Ansible playbook) or a patch of the definition files read that fixes
     the failing findings it can; the others are listed with the reason. Exit 0: fixes written (or nothing to
@@ -67,10 +91,14 @@ class FixCommand(Command):
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         add_inputs(p)
-        p.add_argument("--from-scan", metavar="SCAN.json", help="the findings of a `vmsentry scan --format json` report")
+        p.add_argument(
+            "--from-scan", metavar="SCAN.json", help="the findings of a `vmsentry scan --format json` report"
+        )
         p.add_argument("--rule", action="append", default=[], metavar="ID", help="only this rule (repeatable)")
         add_fix_formats(p)
-        p.add_argument("-o", "--output", metavar="FILE", help="write here (atomically; mode 0600 when it holds a secret)")
+        p.add_argument(
+            "-o", "--output", metavar="FILE", help="write here (atomically; mode 0600 when it holds a secret)"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.act.fix import plan
@@ -91,7 +119,7 @@ class FixCommand(Command):
             inventory, skipped = collect_inputs(args, progress=False)
             findings = evaluate(inventory, load_catalogue())
             inputs = [*args.paths, *args.libvirt, *(["host"] if args.host else [])]
-            code = EXIT_INPUT if inventory.errors or skipped else 0
+            code = EXIT_INPUT if inventory.errors else 0
         known = {r.id for r in load_catalogue()}
         for rule in args.rule:
             if rule not in known:

@@ -33,6 +33,12 @@ class PathsCommand(Command):
             help="re-run with this change applied: a change id printed by `vmsentry paths`, or a rule id (repeatable)",
         )
         p.add_argument("--limit", type=int, default=20, metavar="N", help="paths shown in text/html (default 20)")
+        p.add_argument(
+            "--fix-format",
+            choices=("sh", "ansible", "patch", "json"),
+            metavar="FORMAT",
+            help="instead of the report, the smallest fix as `vmsentry fix` writes it: sh, ansible, patch or json",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from vmsentry.analyse.graph import SpecError, VulnDBError, analyse, load_vulns
@@ -46,6 +52,11 @@ class PathsCommand(Command):
         graph = build_graph(inv, args.vuln_db, vulns=vulns)
         with reraise_as(FatalError, SpecError):
             result = analyse(inv, args.source, args.target, args.vuln_db, args.what_if, graph=graph)
+        if args.fix_format:
+            from vmsentry.commands.fix import fix_of_paths
+
+            fix_of_paths(inv, result.remediation, args)
+            return 2 if inv.errors else 0
         fmt = default_format(args)
         if fmt == "json":
             from vmsentry.report.paths import render_json

@@ -10,7 +10,7 @@ input. Secrets (a console password) are never in these records: a change that ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # What a change edits. Renderers dispatch on it; a platform module that needs a new kind adds it here.
@@ -69,17 +69,8 @@ class Fix:
     check: str = ""  # how the script tells the fix is already in place (idempotence), in words
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "rule_id": self.rule_id,
-            "asset": self.asset,
-            "platform": self.platform,
-            "summary": self.summary,
-            "breaks": self.breaks,
-            "restart": self.restart,
-            "service": self.service,
-            "check": self.check,
-            "changes": [c.to_dict() for c in self.changes],
-        }
+        shown = ("rule_id", "asset", "platform", "summary", "breaks", "restart", "service", "check")
+        return {**{name: getattr(self, name) for name in shown}, "changes": [c.to_dict() for c in self.changes]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +81,7 @@ class Unfixable:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule_id": self.rule_id, "asset": self.asset, "platform": self.platform, "reason": self.reason}
+        return asdict(self)
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from vmsentry.model import Inventory
-from vmsentry.model.findings import Finding
+from vmsentry.model.findings import Finding, sort_findings
 from vmsentry.model.fix import Change, Fix, FixPlan, Unfixable
 from vmsentry.model.rule import Rule
 
@@ -142,7 +142,7 @@ def plan(
     fixes: list[Fix] = []
     unfixable: list[Unfixable] = []
     made: set[tuple] = set()
-    for finding in findings:
+    for finding in sort_findings(findings):  # worst first, and the same order from a saved scan
         if finding.status != "fail":
             continue
         result = fix_for(finding, by_id.get(finding.rule_id), inventory)

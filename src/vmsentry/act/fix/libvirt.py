@@ -97,13 +97,19 @@ def console_password(finding: Finding, rule: Rule, spec: dict, inventory: Invent
     )
 
 
+_index: list = [None, {}]  # the inventory last indexed, and its VMs by name (a plan asks once per finding)
+
+
+def _vm_named(inventory: Inventory, name: str) -> Any:
+    if _index[0] is not inventory:
+        _index[:] = [inventory, {vm.name: vm for vm in inventory.vms}]
+    return _index[1].get(name)
+
+
 def _nic(inventory: Inventory, finding: Finding) -> Any:
-    name = finding.asset.partition(":")[2]
+    vm = _vm_named(inventory, finding.asset.partition(":")[2])
     locator = finding.evidence.get("locator")
-    for vm in inventory.vms:
-        if vm.name == name:
-            return next((n for n in vm.nics if n.locator == locator), None)
-    return None
+    return next((n for n in vm.nics if n.locator == locator), None) if vm is not None else None
 
 
 def nic_spoof_filter(finding: Finding, rule: Rule, spec: dict, inventory: Inventory) -> Fix | Unfixable:

@@ -189,6 +189,11 @@ def xml_block(target: str, changes: list[Change], secrets: Secrets) -> list[str]
     return lines
 
 
+def edit_identity(change: Change) -> tuple:
+    """Two findings may ask for the same edit (a console's address for VMS-VM-001 and -002): made once."""
+    return (change.locator, change.key, change.detail.get("op"), repr(change.after), change.secret)
+
+
 def comment(text: str) -> str:
     return "# " + " ".join(str(text).split())
 
@@ -196,22 +201,21 @@ def comment(text: str) -> str:
 def body(plan: FixPlan, secrets: Secrets) -> list[str]:
     """The script's steps: host changes in plan order, then one block per libvirt object."""
     lines: list[str] = []
-    xml: dict[str, list[Change]] = defaultdict(list)
+    xml: dict[str, dict[tuple, Change]] = defaultdict(dict)
     for fix in plan.fixes:
         lines.append("")
         lines.append(comment(f"{fix.rule_id} {fix.asset}: {fix.summary}"))
         lines.append(comment(f"could break: {fix.breaks}; restart: {fix.restart}"))
         for change in fix.changes:
             if change.kind == "xml_edit":
-                if change not in xml[change.target]:
-                    xml[change.target].append(change)
+                xml[change.target].setdefault(edit_identity(change), change)
             else:
                 lines += host_lines(fix, change, secrets)
         if any(c.kind == "xml_edit" for c in fix.changes):
             lines.append(comment("edited with the definition below"))
     for target, changes in xml.items():
         lines.append("")
-        lines += xml_block(target, changes, secrets)
+        lines += xml_block(target, list(changes.values()), secrets)
     return lines
 
 
