@@ -6,7 +6,6 @@ cmdlets' documented parameters."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from vmsentry.act.fix import plan
 from vmsentry.analyse.engine import evaluate
 from vmsentry.collect import read_paths
 from vmsentry.model.fix import FixPlan, Unfixable
-from vmsentry.report.fix import patch_formats, powershell
+from vmsentry.report.fix import Secrets, patch_formats, powershell, render_as
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("VMSENTRY_SHARED", ROOT.parent / "shared"))
@@ -36,22 +35,9 @@ def plan_for(folder: Path) -> tuple[FixPlan, list]:
 
 
 def unified_patch(plan: FixPlan, root: Path) -> str:
-    by_file: dict[str, list] = {}
-    editors = {}
-    for fix in plan.fixes:
-        for change in fix.changes:
-            path, editor = patch_formats.editor_for(change)
-            if path:
-                by_file.setdefault(path, []).append(change)
-                editors[path] = editor
-    out = []
-    for path, changes in sorted(by_file.items()):
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:  # CRLF kept as is
-            old = handle.read()
-        new = editors[path](old, changes)
-        rel = os.path.relpath(path, root)
-        out += difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}")
-    return "".join(out)
+    """The real ``--format patch`` renderer; "" when no file changes (its header lines are for people)."""
+    text = render_as("patch", plan, Secrets(), base=str(root))
+    return text[text.index("--- a/") :] if "--- a/" in text else ""
 
 
 def failing_keys(folder: Path) -> set[tuple[str, str]]:

@@ -7,6 +7,8 @@ no diff). ``EDITORS`` maps a change to its editor; the patch renderer diffs old 
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 from collections.abc import Callable, Iterable
 
@@ -163,3 +165,26 @@ def editor_for(change: Change) -> tuple[str | None, Callable[[str, list[Change]]
         scope = change.detail.get("scope")
         return change.detail["file"], edit_proxmox_fw if scope == "fw" else edit_proxmox_conf
     return None, None
+
+
+def collect(changes_by_file: dict[str, list[Change]], change: Change) -> bool:
+    """File the change under the file it edits (True), or say it is not one of these formats (False)."""
+    path, editor = editor_for(change)
+    if path is None:
+        return False
+    changes_by_file.setdefault(path, []).append(change)
+    return True
+
+
+def diffs(changes_by_file: dict[str, list[Change]], base: str) -> list[str]:
+    """Unified diff lines of every file, paths relative to ``base``. The bytes are kept as written: CRLF
+    line ends and a .vmx in another encoding (surrogate escapes) come back out unchanged."""
+    out: list[str] = []
+    for path in sorted(changes_by_file):
+        changes = changes_by_file[path]
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            text = handle.read()
+        new = editor_for(changes[0])[1](text, changes)
+        name = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+        out += difflib.unified_diff(text.splitlines(True), new.splitlines(True), f"a/{name}", f"b/{name}")
+    return out
