@@ -22,6 +22,7 @@ CHANGE_KINDS = (
     "vmx_key",  # target = a .vmx file; key = the .vmx key; after = its value
     "vbox_setting",  # target = a VirtualBox VM; key = the modifyvm option; after = its value
     "proxmox_key",  # target = a Proxmox VM id or firewall file; key, after = the qm set option or file line
+    "esxi_setting",  # target = "portgroup:NAME"; key = the PowerCLI Set-SecurityPolicy parameter; after = its value
     "hyperv_setting",  # target = a Hyper-V VM; key = the cmdlet parameter; after = its value
     "command",  # after = a command to run (no idempotent form); check = how to tell it already ran
 )

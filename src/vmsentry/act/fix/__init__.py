@@ -24,7 +24,14 @@ from vmsentry.model.findings import Finding, sort_findings
 from vmsentry.model.fix import Change, Fix, FixPlan, Unfixable
 from vmsentry.model.rule import Rule
 
-PLATFORM_MODULES = {"linux": "vmsentry.act.fix.linux_host", "libvirt": "vmsentry.act.fix.libvirt"}
+PLATFORM_MODULES = {
+    "linux": "vmsentry.act.fix.linux_host",
+    "libvirt": "vmsentry.act.fix.libvirt",
+    "vmware": "vmsentry.act.fix.vmware",
+    "virtualbox": "vmsentry.act.fix.virtualbox",
+    "proxmox": "vmsentry.act.fix.proxmox",
+    "hyperv": "vmsentry.act.fix.hyperv",
+}
 NO_FIX = "no fix known: follow the rule's remediation (vmsentry rules --explain {rule})"
 
 

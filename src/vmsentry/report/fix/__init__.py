@@ -21,6 +21,7 @@ RENDERERS = {
     "sh": "vmsentry.report.fix.sh",
     "ansible": "vmsentry.report.fix.ansible",
     "patch": "vmsentry.report.fix.patch",
+    "powershell": "vmsentry.report.fix.powershell",
     "json": "vmsentry.report.fix",
 }
 # QEMU's VNC authentication (DES challenge) uses the first 8 characters of a password

@@ -17,7 +17,7 @@ from collections import defaultdict
 from lxml import etree
 
 from vmsentry.model.fix import Change, FixPlan
-from vmsentry.report.fix import Secrets, conf_value
+from vmsentry.report.fix import Secrets, conf_value, patch_formats
 from vmsentry.report.fix.sh import edit_identity
 
 QEMU_NS = {"qemu": "http://libvirt.org/schemas/domain/qemu/1.0"}
@@ -113,14 +113,15 @@ def _xml_file(text: str, changes: list[Change], secrets: Secrets) -> str:
 def render(plan: FixPlan, secrets: Secrets, base: str = ".") -> str:
     files: dict[str, dict[tuple, Change]] = defaultdict(dict)
     no_file: list[str] = []
+    other: dict[str, list[Change]] = {}  # .vmx, .vbox, Proxmox files (report/fix/patch_formats.py)
     for fix in plan.fixes:
         for change in fix.changes:
             path = change.detail.get("file")
             if path and change.kind in ("xml_edit", "config_key"):
                 files[path].setdefault(edit_identity(change) + (change.kind,), change)
-            else:
+            elif not patch_formats.collect(other, change):
                 no_file.append(f"{fix.rule_id} {fix.asset}: {change.kind} {change.key} = {change.after}")
-    out = [f"vmsentry fix: a patch of {len(files)} file(s); apply with: cd {base} && patch -p1 < THIS\n"]
+    out = [f"vmsentry fix: a patch of {len(files) + len(other)} file(s); apply with: cd {base} && patch -p1 < THIS\n"]
     out += [f"not in a file (use --format sh or ansible): {line}\n" for line in no_file]
     out += [f"not fixed: {u.rule_id} {u.asset}: {u.reason}\n" for u in plan.unfixable]
     for path in sorted(files):
@@ -138,4 +139,5 @@ def render(plan: FixPlan, secrets: Secrets, base: str = ".") -> str:
         out += difflib.unified_diff(
             text.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{name}", f"b/{name}"
         )
+    out += patch_formats.diffs(other, base)
     return "".join(out)
