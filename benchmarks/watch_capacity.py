@@ -166,13 +166,14 @@ def live_memory(pcap: Path, inventory: Path, seconds: float) -> dict:
     with ReplayLab() as lab:
         run = Run(lab, seconds=seconds, inventory=inventory, watcher_cpu=1)
         sent, rate = lab.replay(str(pcap), 0, "--topspeed", "--preload-pcap", cpu=0)
-        # the watcher is `ip netns exec ... taskset ... python`: find the python child holding the ring
+        # (`ip netns exec` and `taskset` exec the next program: the spawned pid is the watcher itself)
+        watcher_peak = tcpdump_peak = 0.0
         while run.watcher.poll() is None:
-            pids = subprocess.run(["pgrep", "-P", str(run.watcher.pid)], capture_output=True, text=True).stdout.split()
-            peaks = [_peak_rss_mb(int(p)) for p in pids if Path(f"/proc/{p}").exists()]
-            tcpdump_peak = _peak_rss_mb(run.tcpdump.pid)
-            if peaks:
-                watcher_peak = max(peaks)
+            try:
+                watcher_peak = max(watcher_peak, _peak_rss_mb(run.watcher.pid))
+                tcpdump_peak = max(tcpdump_peak, _peak_rss_mb(run.tcpdump.pid))
+            except OSError:  # it ended between the poll and the read
+                break
             time.sleep(0.2)
         figures = run.finish()
     figures["watcher"]["peak_rss_mb"] = watcher_peak

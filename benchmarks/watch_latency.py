@@ -67,15 +67,25 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def _actions(audit: Path) -> list[dict]:
-    path = audit / "watch.jsonl"
+    """The watcher's successful quarantines, from its signed audit log (committed within 0.1 s of the action)."""
+    import sqlite3
+
+    path = audit / "audit.db"
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r.get("kind") == "action" and r.get("ok")]
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT entry FROM entries WHERE kind = 'quarantine' ORDER BY seq").fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
+    records = [json.loads(bytes(entry))["record"] for (entry,) in rows if entry is not None]
+    return [r for r in records if r.get("ok")]
 
 
 def _drops(lab: Lab) -> int:
-    out = lab.sh(lab.bridge_ns, "nft -j list chain bridge vmsentry_quarantine from_held", check=False).stdout
+    out = lab.sh(lab.bridge_ns, "nft -j list table bridge vmsentry_quarantine", check=False).stdout
     try:
         rules = json.loads(out)["nftables"]
     except (ValueError, KeyError):
@@ -104,7 +114,8 @@ def run(args: argparse.Namespace) -> dict:
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert "watching" in watcher.stderr.readline()
+        first = [watcher.stderr.readline() for _ in range(2)]  # (the audit log's new key is said first)
+        assert any("watching" in line for line in first), first
         victim = lab.spawn(
             "vm2",
             ["tcpdump", "-i", "eth0", "-n", "--immediate-mode", "-U", "-s", "64", "-w", str(tmp / "vm2.pcap"), "arp"],

@@ -3,10 +3,15 @@
 The kernel writes frames into a memory-mapped ring of blocks and hands a block to user space when it is
 full or after ``retire_ms`` (10 ms: the wait an alert can add). A block retired by the timer is mostly
 empty, so at moderate rates the ring holds ``block_count * retire_ms`` of traffic whatever the block
-size: 32 blocks of 4 MB dropped frames at 105,000 packets/s when the watcher stalled for 0.3 s (a busy
-shared machine), so the default is 128 blocks of 1 MB (the same 128 MB, 1.3 s of stall at any rate up
-to about 700,000 packets/s of small frames, 1 MB holds about 6,500 of them). Each block handed over is
-copied out at once (one memcpy, well under a millisecond: the block goes back to the kernel before any decoding, so a slow batch of
+size. The default is 32 blocks of 1 MB (32 MB per bridge, counted in the watcher's resident memory once the
+ring has filled): 0.3 s of stall at moderate rates, and about 200,000 small frames at any rate (1 MB holds
+about 6,500 of them). Measured (docs/benchmarks.md, issue 12): 128 MB rings put the watcher at 230 MB under a
+1,000,000-MAC flood against 168 MB with 32 MB; 256 KB blocks (more of them in the same memory, a longer
+stall covered at low rates) cost 20 % of capacity in decoder calls; a flood the detectors cannot keep up
+with (about 150,000 packets/s of new MACs) is dropped by the kernel once the ring is full (a 128 MB ring held
+all of a 1,000,000-packet flood, a 32 MB ring a quarter of it), and counted (``kernel_drops``). Blocks already
+handed over when the reader comes back (it fell behind) are decoded together, up to ``MERGE_BYTES``. Each
+block handed over is copied out at once (one memcpy, well under a millisecond: the block goes back to the kernel before any decoding, so a slow batch of
 detectors never holds the ring), its frames are located (``frame_offsets``) and decoded together by
 ``pcap_bulk.BulkDecoder.frames``, the same numpy fast path as capture files. One socket per interface,
 every interface promiscuous, all polled together; a frame's interface is not an input to the detectors
@@ -73,7 +78,8 @@ PAD = 64  # bytes readable past a block's last frame (BulkDecoder reads 48 from 
 SPARSE = 512  # bytes per frame above which the chain is walked in Python (see frame_offsets)
 RETRY = 1.0  # seconds between attempts to reopen an interface that went away
 TICK = 0.1  # on_tick at least this often, and the poll timeout
-BLOCKS_PER_TURN = 4  # blocks taken from one ring before the next ring's turn (fairness across bridges)
+BLOCKS_PER_TURN = 4  # batches taken from one ring before the next ring's turn (fairness across bridges)
+MERGE_BYTES = 4 << 20  # blocks already handed over (the reader fell behind) are decoded together up to this much
 
 
 def frame_offsets(block, first: int, count: int, end: int) -> np.ndarray:
@@ -142,6 +148,18 @@ class _Ring:
         self.cur = (self.cur + 1) % self.block_count
         return data, first, count, used
 
+    def take_ready(self, limit: int) -> list[tuple[bytes, int, int, int]]:
+        """The blocks handed over one after the other, up to about ``limit`` bytes: decoded as one buffer,
+        so that small blocks (little memory, short waits) do not cost a decoder call each."""
+        blocks, size = [], 0
+        while size < limit and len(blocks) < self.block_count:
+            block = self.take()
+            if block is None:
+                break
+            blocks.append(block)
+            size += block[3]
+        return blocks
+
     def counters(self) -> tuple[int, int, int]:
         """The kernel's (packets, drops, freezes) since the last read (reading resets them)."""
         try:
@@ -188,7 +206,7 @@ class RingReader:
         duration: float | None = None,
         max_packets: int | None = None,
         block_size: int = 1 << 20,
-        block_count: int = 128,
+        block_count: int = 32,
         retire_ms: int = 10,
         snaplen: int = 0,
         on_frames: Callable | None = None,
@@ -304,12 +322,12 @@ class RingReader:
                             continue
                     self.ring_fill = max(self.ring_fill, r.held() / r.block_count)
                     for _ in range(BLOCKS_PER_TURN):
-                        block = r.take()
-                        if block is None:
+                        blocks = r.take_ready(MERGE_BYTES)
+                        if not blocks:
                             break
-                        captured += self._block(r, block, dec, bulk)
+                        captured += self._blocks(r, blocks, dec, bulk)
                         stats.see_time(started, None)
-                        yield  # the block's events go to the detectors now
+                        yield  # the blocks' events go to the detectors now
                 if captured:
                     busy += cpu() - woke
                 now = clock()
@@ -330,10 +348,17 @@ class RingReader:
             for r in rings.values():
                 r.close()
 
-    def _block(self, r: _Ring, block: tuple, dec, bulk: BulkDecoder | None) -> int:
-        """Decode one block's frames; returns how many."""
-        data, first, count, used = block
-        at = frame_offsets(data, first, count, used)
+    def _blocks(self, r: _Ring, blocks: list[tuple], dec, bulk: BulkDecoder | None) -> int:
+        """Decode the frames of blocks handed over together, as one buffer; returns how many."""
+        if len(blocks) == 1:
+            data, first, count, used = blocks[0]
+            at = frame_offsets(data, first, count, used)
+        else:
+            located, base = [], 0
+            for data, first, count, used in blocks:
+                located.append(frame_offsets(data, first, count, used) + base)
+                base += len(data)
+            data, at = b"".join(b[0] for b in blocks), np.concatenate(located)
         if not len(at):
             return 0
         head = np.frombuffer(data, np.uint8)
