@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -146,7 +147,18 @@ class Lab:
 
     @property
     def audit(self) -> list[dict]:
-        return lines(self.audit_dir / "watch.jsonl")
+        """The watcher's entries in its signed audit log (each record keeps the watcher's own kind)."""
+        path = self.audit_dir / "audit.db"
+        if not path.exists():
+            return []
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT entry FROM entries ORDER BY seq").fetchall()
+        except sqlite3.Error:  # (the first transaction may not have committed yet)
+            return []
+        finally:
+            db.close()
+        return [json.loads(bytes(entry))["record"] for (entry,) in rows if entry is not None]
 
     def said(self) -> str:
         return self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
@@ -238,8 +250,11 @@ def test_2_redefined_nic_is_config_drift_without_restart(lab):
     assert (change["asset"], change["what"], change["before"], change["after"]) == (VM, "nic_filter", "allow-arp", None)
     assert change["where"].startswith(f"{URI}#inactive-domain={VM}: line ")
     assert alert["severity"] == "high" and alert["attacker"]["vm"] == VM and alert["attacker"]["mac"] == MAC
-    audit = [e for e in lab.audit if e["kind"] == "change" and e.get("alert") == alert["id"]]
-    assert audit and audit[0]["change"]["what"] == "nic_filter"
+    # (the watcher commits its audit entries at its next tick, within 0.1 s)
+    audit = wait_until(
+        lambda: [e for e in lab.audit if e["kind"] == "change" and e.get("alert") == alert["id"]], 5, "audit entry"
+    )
+    assert audit[0]["change"]["what"] == "nic_filter"
     assert lab.proc.poll() is None
 
 
