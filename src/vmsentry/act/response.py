@@ -28,9 +28,8 @@ from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
-from vmsentry.model.files import BadInput, read_text
 from vmsentry.model.findings import SEVERITIES, SEVERITY_RANK
-from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, describe, load
+from vmsentry.model.yaml_lines import LMap, Loc, LSeq, describe, load_file
 
 RESPOND = ("observe", "ask", "auto")
 METHODS = ("nft", "libvirt")
@@ -99,18 +98,7 @@ class ResponseConfig:
 
 # ------------------------------------------------------------------------------------------------ loading
 def load_response_config(path: str) -> ResponseConfig:
-    try:
-        text = read_text(path, MAX_BYTES)
-    except BadInput as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    try:
-        root, dups = load(text)
-    except YamlError as exc:
-        line = f"{exc.line}:" if exc.line is not None else ""
-        raise ConfigError(f"{path}:{line} bad YAML: {exc.problem}") from None
-    if dups:
-        line, message = dups[0]
-        raise ConfigError(f"{path}:{line}: {message}")
+    root = load_file(path, MAX_BYTES, ConfigError)
     if root is None or root.value is None:
         return ResponseConfig(source=path)
     if not isinstance(root.value, LMap):

@@ -25,8 +25,7 @@ import math
 import re
 
 from vmsentry.model.cost import DISTRIBUTIONS, CostModel, Estimate, IsolationOption
-from vmsentry.model.files import BadInput, read_text
-from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, describe, load
+from vmsentry.model.yaml_lines import LMap, Loc, LSeq, describe, load_file
 
 MAX_BYTES = 1024 * 1024  # a few dozen options are a few kilobytes
 MIN_SAMPLES, MAX_SAMPLES = 100, 1_000_000
@@ -125,18 +124,7 @@ def default_model() -> CostModel:
 
 
 def load_options(path: str) -> CostModel:
-    try:
-        text = read_text(path, MAX_BYTES)
-    except BadInput as exc:
-        raise OptionsError(f"{path}: {exc}") from None
-    try:
-        root, dups = load(text)
-    except YamlError as exc:
-        line = f"{exc.line}:" if exc.line is not None else ""
-        raise OptionsError(f"{path}:{line} bad YAML: {exc.problem}") from None
-    if dups:
-        line, message = dups[0]
-        raise OptionsError(f"{path}:{line}: {message}")
+    root = load_file(path, MAX_BYTES, OptionsError)
     if root is None or root.value is None:
         raise OptionsError(f"{path}:1: empty options file (expected a mapping: {', '.join(TOP_KEYS)})")
     return _Reader(path).model(root)

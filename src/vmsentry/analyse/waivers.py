@@ -19,9 +19,8 @@ from datetime import date
 from fnmatch import fnmatchcase
 from typing import Any
 
-from vmsentry.model.files import BadInput, read_text
 from vmsentry.model.findings import Finding
-from vmsentry.model.yaml_lines import LMap, Loc, LSeq, YamlError, load
+from vmsentry.model.yaml_lines import LMap, Loc, LSeq, load_file
 
 FIELDS = ("rule", "asset", "owner", "reason", "expires")
 WAIVABLE = ("fail", "unknown")
@@ -62,16 +61,8 @@ MAX_BYTES = 4 * 1024 * 1024
 
 
 def load_waivers(path: str) -> list[Waiver]:
-    try:
-        text = read_text(path, MAX_BYTES)
-    except BadInput as exc:
-        raise WaiverError(f"{path}: {exc}") from None
-    try:
-        # values as written (an expiry is checked as text, not guessed into a date)
-        root, _ = load(text, raw_scalars=True)
-    except YamlError as exc:
-        line = f"{exc.line}:" if exc.line is not None else ""
-        raise WaiverError(f"{path}:{line} bad YAML: {exc.problem}") from None
+    # values as written (an expiry is checked as text, not guessed into a date)
+    root = load_file(path, MAX_BYTES, WaiverError, raw_scalars=True, duplicates=False)
     if root is None or root.value is None:
         return []
     return [_waiver(path, entry) for entry in _entries(path, root)]

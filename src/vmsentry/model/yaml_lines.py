@@ -218,3 +218,26 @@ def plain(loc: Loc | None) -> Any:
     if isinstance(v, LSeq):
         return [plain(x) for x in v]
     return v
+
+
+def load_file(
+    path: str, max_bytes: int, error: type[Exception], raw_scalars: bool = False, duplicates: bool = True
+) -> Loc | None:
+    """The located document of the YAML file ``path`` (read through ``model.files``: size-capped, no wait on a
+    FIFO), or ``error`` with one line naming the file and line: unreadable, bad YAML, or (``duplicates``) a
+    key given twice. The one preamble of every YAML input (policy responses, cost options, waivers)."""
+    from vmsentry.model.files import BadInput, read_text
+
+    try:
+        text = read_text(path, max_bytes)
+    except BadInput as exc:
+        raise error(f"{path}: {exc}") from None
+    try:
+        root, dups = load(text, raw_scalars=raw_scalars)
+    except YamlError as exc:
+        line = f"{exc.line}:" if exc.line is not None else ""
+        raise error(f"{path}:{line} bad YAML: {exc.problem}") from None
+    if duplicates and dups:
+        line, message = dups[0]
+        raise error(f"{path}:{line}: {message}")
+    return root
