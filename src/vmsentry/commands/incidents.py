@@ -106,7 +106,9 @@ class ShowCommand(_IncidentsVerb):
             f"attacker:  VM {m.get('vm') if m.get('vm') is not None else '(not a known VM)'}, "
             f"MAC {attacker.get('mac') or '?'}, IP {attacker.get('ip') or '?'}",
             f"seen:      {times.get('first_seen')} .. {times.get('last_seen')}",
-            f"response:  {m.get('response_seconds')} s" if m.get("response_seconds") is not None else "response:  none",
+            f"response:  {m['response_seconds']:.3f} s"
+            if isinstance(m.get("response_seconds"), (int, float))
+            else "response:  none",
             "alerts:",
             *(f"  {a.get('severity')} {a.get('type')}: {a.get('summary')}" for a in data["alerts"]),
             "timeline:",

@@ -45,7 +45,7 @@ class Incidents:
         key = vm or attacker.get("mac") or attacker.get("ip") or alert.get("type", "?")
         oi = self.open.get(key)
         if oi is None:
-            bundle = self._try("open the incident bundle", lambda: self._open(alert, vm)) if self.store else None
+            bundle = self._try("open the incident bundle", lambda: self._open(alert, vm, now)) if self.store else None
             oi = self.open[key] = OpenIncident(key, bundle, alert["first_seen"], now + WINDOW)
         else:
             oi.first_seen = min(oi.first_seen, alert["first_seen"])
@@ -66,12 +66,20 @@ class Incidents:
             oi.macs.add(raw)
         return oi
 
-    def _open(self, alert: dict, vm: str | None):
-        return self.store.open(alert, vm, self.inventory(), self.definition(vm) if vm else None)
+    def _open(self, alert: dict, vm: str | None, now: float):
+        """(``now``: when the alert was raised, the detection's time in the bundle's timeline; the bundle itself
+        is written after the response, so that no file write delays a quarantine)"""
+        return self.store.open(alert, vm, self.inventory(), self.definition(vm) if vm else None, now=now)
 
     def event(self, oi: OpenIncident, kind: str, **fields) -> None:
         if oi.bundle is not None:
             self._try(f"write the {kind} to the timeline", lambda: oi.bundle.event(kind, **fields))
+
+    def released(self, name: str, now: float, why: str) -> None:
+        """A hold of ``name`` ended (by hand, or its TTL): the open incident about it says so with the time."""
+        oi = self.open.get(name)
+        if oi is not None:
+            self.event(oi, "release", at=now, vm=name, why=why)
 
     def acted(self, oi: OpenIncident, now: float, response_seconds: float, before: str, after: str) -> None:
         oi.acted_at, oi.response_seconds = now, response_seconds

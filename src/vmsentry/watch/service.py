@@ -343,6 +343,8 @@ class Watcher:
             self.responder.forget(name)
             if not announce:
                 self.timeline.record("release", f"{name} was released (not by this watcher)", vm=name, why="by hand")
+                if self.incidents is not None:
+                    self.incidents.released(name, now, "by hand")
         self.held = now_held
         if announce and held:
             names = ", ".join(sorted(self.held))
@@ -363,6 +365,8 @@ class Watcher:
                 continue
             self.responder.forget(name)
             self.timeline.record("release", f"released {name}: its quarantine TTL ran out", vm=name, why="ttl")
+            if self.incidents is not None:
+                self.incidents.released(name, now, "ttl")
             if self.metrics is not None:
                 self.metrics.quarantined.set(len(self.held))
 
@@ -372,11 +376,12 @@ class Watcher:
         data = alert.to_dict()
         who = self.attributor.attribute(data, self.bridges)
         decision = self.responder.decide(data, who.vm, now)
+        decided = time.time()
         outcome = None
         if decision.action == "quarantine" and self.quarantine is not None and who.vm:
             outcome = self._hold(who, data, decision)
         self._outputs(alert)
-        self._record(data, who, decision, outcome, now)
+        self._record(data, who, decision, outcome, now, decided)
 
     def _hold(self, who: Attribution, data: dict, decision) -> Outcome:
         method = self.quarantine.method
@@ -418,15 +423,20 @@ class Watcher:
         except QuarantineError:  # the ruleset is evidence, not the response: a failure to read it is not fatal
             return ""
 
-    def _record(self, data: dict, who: Attribution, decision, outcome: Outcome | None, now: float) -> None:
-        """The alert's incident (bundle timeline) and the watcher's timeline: attribution, decision, action."""
+    def _record(
+        self, data: dict, who: Attribution, decision, outcome: Outcome | None, now: float, decided: float
+    ) -> None:
+        """The alert's incident (bundle timeline) and the watcher's timeline: attribution, decision, action,
+        each with the time it happened (written after the response: no write delays a quarantine)."""
         alert_id, summary = data.get("id"), printable(data.get("summary", data["type"]))
         oi = self.incidents.for_alert(data, who.vm, who.mac, now)
         if oi.alerts > 1:  # (the bundle's own first entry is the detection of the alert that opened it)
-            self.incidents.event(oi, "detection", alert_id=alert_id, type=data["type"], summary=summary)
+            self.incidents.event(oi, "detection", at=now, alert_id=alert_id, type=data["type"], summary=summary)
         place = {"vm": who.vm, "port": who.port, "bridge": who.bridge}
         self.incidents.event(oi, "attribution", at=now, **place, why=who.why, forged=who.forged)
-        self.incidents.event(oi, "decision", action=decision.action, reason=decision.reason, command=decision.command)
+        self.incidents.event(
+            oi, "decision", at=decided, action=decision.action, reason=decision.reason, command=decision.command
+        )
         self.timeline.record("detection", None, alert=alert_id, type=data["type"], **place, why=who.why)
         self.timeline.record("decision", None, alert=alert_id, action=decision.action, reason=decision.reason)
         if outcome is not None and outcome.error is not None:
