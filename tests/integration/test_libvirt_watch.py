@@ -25,7 +25,7 @@ from vmsentry.act.quarantine.libvirt import NETWORK, LibvirtQuarantine
 from vmsentry.analyse.drift import drift_alert, inventory_changes
 from vmsentry.collect.libvirt_events import LibvirtFollower
 
-from virsh_cli import URI, virsh
+from virsh_cli import URI, interface_xml, virsh
 
 pytestmark = pytest.mark.libvirt
 
@@ -55,20 +55,6 @@ def master(tap: str) -> str | None:
 def ports_of(bridge: str) -> set[str]:
     out = subprocess.run(["ip", "-j", "link", "show", "master", bridge], capture_output=True, text=True, check=True)
     return {entry["ifname"] for entry in json.loads(out.stdout or "[]")}
-
-
-def interface_xml(domain: str, mac: str, *flags: str) -> str:
-    """The domain's <interface> with ``mac`` as libvirt reports it, without the network port's id (a new
-    port is made each time a NIC joins a network)."""
-    root = etree.fromstring(virsh("dumpxml", domain, *flags).stdout.encode())
-    for nic in root.iterfind("devices/interface"):
-        if nic.xpath("string(mac/@address)") == mac:
-            source = nic.find("source")
-            if source is not None:
-                source.attrib.pop("portid", None)
-            nic.tail = None
-            return etree.tostring(nic, encoding="unicode")
-    raise AssertionError(f"{domain} has no NIC {mac}")
 
 
 def bridge_of_network(name: str) -> str:

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from virsh_cli import URI, virsh
+from virsh_cli import URI, interface_xml, virsh
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
@@ -71,19 +71,6 @@ def lines(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def interface_xml(mac: str, *flags: str) -> str:
-    """The guest's <interface> as libvirt reports it, without the network port's id (new at each move)."""
-    root = etree.fromstring(virsh("dumpxml", VM, *flags).stdout.encode())
-    for nic in root.iterfind("devices/interface"):
-        if nic.xpath("string(mac/@address)") == mac:
-            source = nic.find("source")
-            if source is not None:
-                source.attrib.pop("portid", None)
-            nic.tail = None
-            return etree.tostring(nic, encoding="unicode")
-    raise AssertionError(f"{VM} has no NIC {mac}")
 
 
 class Frames:
@@ -261,7 +248,7 @@ def test_2_redefined_nic_is_config_drift_without_restart(lab):
 def test_3_attacker_quarantined_through_libvirt_and_released_exactly(lab, live_lab):
     home = live_lab.network_xml.xpath("string(bridge/@name)")
     assert master(lab.tap) == home
-    live_before, stored_before = interface_xml(MAC), interface_xml(MAC, "--inactive")
+    live_before, stored_before = interface_xml(VM, MAC), interface_xml(VM, MAC, "--inactive")
     on_tap, on_home = Frames(lab.tap, MAC), Frames(home, MAC)
     moved: list[float] = []
 
@@ -309,7 +296,7 @@ def test_3_attacker_quarantined_through_libvirt_and_released_exactly(lab, live_l
     )  # fmt: skip
     assert release.returncode == 0, release.stderr
     assert master(lab.tap) == home
-    assert interface_xml(MAC) == live_before and interface_xml(MAC, "--inactive") == stored_before
+    assert interface_xml(VM, MAC) == live_before and interface_xml(VM, MAC, "--inactive") == stored_before
     wait_until(lambda: [e for e in lab.audit if e["kind"] == "release" and e.get("vm") == VM], 5, "release noticed")
     assert metric(lab.metrics_port, "vmsentry_quarantined") == 0
     time.sleep(1.5)  # the move back is no drift alert either
