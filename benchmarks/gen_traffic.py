@@ -252,22 +252,7 @@ def attack(w: Writer, kind: str, host, vms, rnd) -> None:
     elif kind == "flood":  # macof-like: random source MACs and addresses, 5,000 frames
         a = by_ip[19]
         for i in range(5000):
-            src = bytes([rnd.getrandbits(8) & 0xFE]) + rnd.randbytes(5)
-            w.put(
-                *tcp_frame(
-                    src,
-                    rnd.randbytes(6),
-                    rnd.randbytes(4),
-                    rnd.randbytes(4),
-                    rnd.getrandbits(16),
-                    rnd.getrandbits(16),
-                    0,
-                    0,
-                    0x02,
-                    0,
-                    i,
-                )
-            )
+            w.put(*macof_frame(rnd, i, random_seq=False))
             w.ts += 0.00001
         del a
 
@@ -293,22 +278,17 @@ def mac_flood(w: Writer, n: int, rnd: random.Random) -> None:
     """macof: TCP SYNs with random source and destination MACs (unicast source), IPs and ports."""
     for i in range(n):
         w.ts += 0.00001
-        src = bytes([rnd.getrandbits(8) & 0xFE]) + rnd.randbytes(5)
-        w.put(
-            *tcp_frame(
-                src,
-                rnd.randbytes(6),
-                rnd.randbytes(4),
-                rnd.randbytes(4),
-                rnd.getrandbits(16),
-                rnd.getrandbits(16),
-                rnd.getrandbits(32),
-                0,
-                0x02,
-                0,
-                i,
-            )
-        )
+        w.put(*macof_frame(rnd, i, random_seq=True))
+
+
+def macof_frame(rnd: random.Random, i: int, random_seq: bool):
+    """One macof SYN: random unicast source MAC, destination MAC, IPs and ports (drawn in this order, so a
+    seeded generator writes the same capture as before); sequence number random or 0."""
+    src = bytes([rnd.getrandbits(8) & 0xFE]) + rnd.randbytes(5)
+    dst, sip, dip = rnd.randbytes(6), rnd.randbytes(4), rnd.randbytes(4)
+    sport, dport = rnd.getrandbits(16), rnd.getrandbits(16)
+    seq = rnd.getrandbits(32) if random_seq else 0
+    return tcp_frame(src, dst, sip, dip, sport, dport, seq, 0, 0x02, 0, i)
 
 
 def flow_flood(w: Writer, n: int, rnd: random.Random) -> None:
