@@ -31,6 +31,8 @@ from __future__ import annotations
 import ipaddress
 from typing import NamedTuple
 
+import numpy as np
+
 # TCP flag bits (``Packet.flags``)
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
@@ -140,7 +142,39 @@ class Probes:
         )
 
 
-EVENT_TYPES = (Packet, Arp, Dhcp, RouterAdvert, Neighbour, Frame, Probes)
+# One row per Ethernet frame, for consumers that need every frame's size and addresses (the behaviour
+# baseline's volume features) rather than the flow-level events above. IPv4 addresses as big-endian
+# integers; for IPv6 the last four bytes of the address (enough to tell peers of one VM apart; say so where
+# shown); ARP frames carry the sender/target protocol addresses in src_ip/dst_ip and the opcode in arp_op.
+# Ports, flags and proto are 0 where the frame has none. ``length`` is the frame's length on the wire.
+FRAME_DTYPE = np.dtype(
+    [
+        ("ts", "f8"),
+        ("src_mac", "u8"),
+        ("dst_mac", "u8"),
+        ("ethertype", "u2"),
+        ("src_ip", "u4"),
+        ("dst_ip", "u4"),
+        ("proto", "u1"),
+        ("flags", "u1"),
+        ("sport", "u2"),
+        ("dport", "u2"),
+        ("length", "u4"),
+        ("arp_op", "u1"),
+    ]
+)
+
+
+class FrameColumns(NamedTuple):
+    """Every frame of one decoded buffer as numpy columns (``FRAME_DTYPE``), in capture order. Passed up
+    only by a stream asked for it (``TrafficStream(frame_columns=True)``); ``ts`` is the first frame's time
+    (so that a batch sorted by time keeps it near its frames)."""
+
+    ts: float
+    frames: np.ndarray
+
+
+EVENT_TYPES = (Packet, Arp, Dhcp, RouterAdvert, Neighbour, Frame, Probes, FrameColumns)
 
 # Hot paths build events as ``new(Packet, (ts, src_mac, ...))``: all fields in order, in one tuple. That
 # skips the argument handling of ``Packet(...)`` and costs about half as much.
