@@ -274,7 +274,10 @@ def run(args) -> dict:
         "samples": int(samples["mac"].size),
         "speed": speed,
     }
-    (args.out / "kitsune-run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    run_json = args.out / "kitsune-run.json"
+    temporary = run_json.with_name(run_json.name + ".tmp")
+    temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, run_json)
     return record
 
 

@@ -13,22 +13,29 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED
-
-SCRIPT = REPO / "benchmarks" / "kitsune_anchor.py"
-LAB = SHARED / "pcaps" / "lab"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "kitsune_anchor.py"
 spec = importlib.util.spec_from_file_location("kitsune_anchor", SCRIPT)
 anchor = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(anchor)
 
 
-def run_anchor(*args) -> subprocess.CompletedProcess:
-    command = [sys.executable, SCRIPT, "--anchor", SHARED / "anchors" / "kitsune-py", *args]
-    return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=600)
+@pytest.fixture
+def lab(shared_dir) -> Path:
+    return shared_dir / "pcaps" / "lab"
+
+
+@pytest.fixture
+def run_anchor(shared_dir):
+    def run(*args) -> subprocess.CompletedProcess:
+        command = [sys.executable, SCRIPT, "--anchor", shared_dir / "anchors" / "kitsune-py", *args]
+        return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=600)
+
+    return run
 
 
 def tshark_packets(path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -75,10 +82,10 @@ def test_grace_periods_train_exactly_the_training_part():
         ("nmap-sS-vm1-vs-hostns.pcap", "realvm-dhcp-virbr0.pcap", None, True),
     ],
 )
-def test_kitsune_scores_every_packet_after_grace(tmp_path, train, evaluation, eval_limit, shifted):
+def test_kitsune_scores_every_packet_after_grace(tmp_path, lab, run_anchor, train, evaluation, eval_limit, shifted):
     out = tmp_path / "out"
     limit = ["--eval-limit", str(eval_limit)] if eval_limit else []
-    result = run_anchor("--train", LAB / train, "--eval", LAB / evaluation, "--out", out, *limit)
+    result = run_anchor("--train", lab / train, "--eval", lab / evaluation, "--out", out, *limit)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "estimated" in result.stderr and "packets/s wall" in result.stdout
 
@@ -99,7 +106,7 @@ def test_kitsune_scores_every_packet_after_grace(tmp_path, train, evaluation, ev
 
     # The evaluation packets' timestamps and source MACs are the capture's own, in its order.
     evaluation_part = part == anchor.PART_EVAL
-    ts, mac = tshark_packets(LAB / evaluation, eval_limit)
+    ts, mac = tshark_packets(lab / evaluation, eval_limit)
     assert record["eval_packets"] == ts.size
     np.testing.assert_array_equal(packets["mac"][evaluation_part], mac)
     np.testing.assert_allclose(packets["ts"][evaluation_part], ts, rtol=0, atol=1e-6)
@@ -120,8 +127,8 @@ def test_kitsune_scores_every_packet_after_grace(tmp_path, train, evaluation, ev
 
 
 @pytest.mark.slow
-def test_missing_capture_is_one_line_and_exit_2(tmp_path):
-    result = run_anchor("--train", tmp_path / "absent.pcap", "--eval", LAB / "benign-http-ping.pcap", "--out", tmp_path)
+def test_missing_capture_is_one_line_and_exit_2(tmp_path, lab, run_anchor):
+    result = run_anchor("--train", tmp_path / "absent.pcap", "--eval", lab / "benign-http-ping.pcap", "--out", tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"kitsune_anchor: {tmp_path / 'absent.pcap'}: no such capture"
     assert "Traceback" not in result.stderr
