@@ -79,6 +79,13 @@ class FeatureExtractor:
         if not len(frames):
             return self._empty()
         self.frames += len(frames)
+        if self.next_window is not None:  # frames of windows already handed on: counted, left out
+            early = frames["ts"] < self.next_window * self.window
+            if early.any():
+                self.late += int(early.sum())
+                frames = frames[~early]
+                if not len(frames):
+                    return self._empty()
         self.pending.append(frames)
         newest = float(frames["ts"].max())
         if newest > self.newest:
