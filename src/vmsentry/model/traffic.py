@@ -146,7 +146,10 @@ class Probes:
 # baseline's volume features) rather than the flow-level events above. IPv4 addresses as big-endian
 # integers; for IPv6 the last four bytes of the address (enough to tell peers of one VM apart; say so where
 # shown); ARP frames carry the sender/target protocol addresses in src_ip/dst_ip and the opcode in arp_op.
-# Ports, flags and proto are 0 where the frame has none. ``length`` is the frame's length on the wire.
+# Ports, flags and proto are 0 where the frame has none; for ICMP/ICMPv6, sport is the message type and dport
+# the code (as in ``Packet``). VLAN tags are read past (ethertype is the inner one); frames of link types
+# without MACs (raw IP, loopback) have MACs 0; Linux cooked captures give the sender's address as src_mac.
+# ``length`` is the frame's length on the wire.
 FRAME_DTYPE = np.dtype(
     [
         ("ts", "f8"),

@@ -32,9 +32,12 @@ class TrafficStream:
         deep_packets: int = DEEP_PACKETS,
         stats: Stats | None = None,
         bulk: bool = True,
+        frame_columns: bool = False,
     ) -> None:
         """``bulk=False`` decodes capture files one packet at a time (the reference the fast path is
-        tested against)."""
+        tested against). ``frame_columns=True`` also puts every frame into the batches as ``FrameColumns``
+        rows (``frame_columns.py``): capture files and live input; Zeek and Suricata logs carry no frames
+        and give none."""
         self.stats = stats or Stats()
         self.out: list = []
         self.flows = FlowTable(
@@ -45,20 +48,24 @@ class TrafficStream:
             deep_ports=deep_ports,
             deep_packets=deep_packets,
         )
-        self.decoder = FrameDecoder(self.flows, self.stats, bulk)
+        self.decoder = FrameDecoder(self.flows, self.stats, bulk, frame_columns)
 
     def batches(self, readers: Iterable) -> Iterator[list]:
         """Events of every reader in turn, a batch at a time (the list is reused: consume it at once)."""
-        out, stats = self.out, self.stats
+        out, stats, rows = self.out, self.stats, self.decoder.rows
         for reader in readers:
             before_packets, before_problems = stats.packets, sum(stats.problems.values())
             for _ in reader.run(self.decoder):
+                if rows is not None:
+                    rows.flush()
                 if out:
                     stats.events += len(out)
                     self.flows.end_batch()
                     yield out
                     out.clear()
             self.flows.end_batch()
+            if rows is not None:
+                rows.flush()
             if out:
                 stats.events += len(out)
                 yield out

@@ -11,6 +11,7 @@ import struct
 
 from vmsentry.collect.traffic import protocols
 from vmsentry.collect.traffic.flows import FlowTable
+from vmsentry.collect.traffic.frame_columns import RowTap
 from vmsentry.collect.traffic.stats import Stats
 from vmsentry.model.traffic import ICMP, ICMP6, TCP, UDP, Frame
 
@@ -43,11 +44,25 @@ QUICK = struct.Struct("!12xHB8xB2x12s9xB")
 
 
 class FrameDecoder:
-    def __init__(self, flows: FlowTable, stats: Stats, bulk: bool = True) -> None:
+    def __init__(self, flows: FlowTable, stats: Stats, bulk: bool = True, frame_columns: bool = False) -> None:
         self.flows = flows
         self.stats = stats
         self.out = flows.out
         self.bulk = bulk  # capture files may decode whole buffers at once (pcap_bulk.py)
+        # the frame-columns tap (frame_columns.py): the entry points keep each frame's first bytes first;
+        # without it they are the plain methods, at no cost
+        self.rows: RowTap | None = None
+        if frame_columns:
+            self.rows = RowTap(self.out)
+            self.frame, self.ethernet_frame = self._frame_with_row, self._ethernet_frame_with_row
+
+    def _frame_with_row(self, ts, buf, b, cap, orig, linktype=LINK_ETHERNET) -> None:
+        self.rows.add(ts, buf, b, cap, orig, linktype)
+        self.decode(ts, buf, b, cap, orig, linktype)
+
+    def _ethernet_frame_with_row(self, ts: float, frame: bytes) -> None:
+        self.rows.add(ts, frame, 0, len(frame), len(frame), LINK_ETHERNET)
+        FrameDecoder.ethernet_frame(self, ts, frame)
 
     def ethernet_frame(self, ts: float, frame: bytes) -> None:
         """A whole Ethernet frame (live capture): packets of known flows are only counted, as in the
@@ -62,8 +77,10 @@ class FrameDecoder:
                     return
         self.ethernet(ts, frame, 0, len(frame), len(frame))
 
-    def frame(self, ts: float, buf, b: int, cap: int, orig: int, linktype: int = LINK_ETHERNET) -> None:
-        """Decode the frame ``buf[b:b+cap]`` (``orig`` bytes on the wire)."""
+    def decode(self, ts: float, buf, b: int, cap: int, orig: int, linktype: int = LINK_ETHERNET) -> None:
+        """Decode the frame ``buf[b:b+cap]`` (``orig`` bytes on the wire). ``frame`` is the entry point
+        for readers (the same, plus the frame-columns tap when asked); the bulk path, which makes its
+        rows itself, calls this."""
         end = b + cap
         if cap < orig:
             self.stats.problems["snaplen-cut"] += 1
@@ -86,6 +103,8 @@ class FrameDecoder:
             self.ip(ts, buf, b + 4, end, orig, None, None) if family in (2, 24, 28, 30) else None
         else:
             self._problem("unknown-linktype")
+
+    frame = decode
 
     def ethernet(self, ts, buf, b, end, orig) -> None:
         if end - b < 14:

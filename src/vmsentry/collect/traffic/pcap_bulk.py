@@ -32,8 +32,9 @@ from operator import attrgetter
 import numpy as np
 
 from vmsentry.collect.traffic.flows import PAYLOAD_KEPT, PENDING_EMPTY, FlowTable
+from vmsentry.collect.traffic.frame_columns import bulk_rows
 from vmsentry.collect.traffic.pcap_walk import RecordWalker
-from vmsentry.model.traffic import PROBE_PAYLOADS, PROBE_SPAN, TCP, UDP, Arp, Probes, new
+from vmsentry.model.traffic import PROBE_PAYLOADS, PROBE_SPAN, TCP, UDP, Arp, FrameColumns, Probes, new
 
 KEY = np.dtype([("ips", ">u8"), ("ports", ">u4")])  # the flow key: src ip, dst ip, src port, dst port
 ARP_HEAD = 0x000108000604  # ARP: hardware 1, protocol 0x0800, address lengths 6 and 4
@@ -152,6 +153,10 @@ class BulkDecoder:
         stats, flows, out = dec.stats, dec.flows, dec.out
         first_event = len(out)
         col = Columns(buf, frame, ts, slot, incl, orig)
+        if dec.rows is not None:  # the frame-columns tap: what the one-at-a-time path kept first, in order
+            dec.rows.flush()
+            out.append(FrameColumns(float(ts[0]), bulk_rows(buf, col)))
+            first_event += 1
         ports = col.ports
         stats.packets += len(frame)
         stats.bytes += int(orig.sum(dtype=np.int64))
@@ -243,7 +248,7 @@ class BulkDecoder:
         """The packets ``idx`` in order through the flow table (IPv4 TCP without options straight to it,
         the rest through ``FrameDecoder``); one in ``watch`` (position -> flow key) is only counted if its
         flow became known meanwhile."""
-        flows, stats, decode = self.dec.flows, self.dec.stats, self.dec.frame
+        flows, stats, decode = self.dec.flows, self.dec.stats, self.dec.decode
         tcp_packet = flows.tcp_packet
         for i, t, b, n, o, plain in zip(
             idx.tolist(),
