@@ -207,5 +207,6 @@ def check_text(template: str, items: list[dict]) -> str:
     if left:
         lines.append(f"not in the template, failing or not told ({len(left)}): the script does not change them")
         for item in left:
-            lines.append(f"  {LABELS[item['state']]:<13} {item['rule_id']:<13} {item['reason']}")
+            state = "fails" if item["state"] == "fail" else LABELS[item["state"]]
+            lines.append(f"  {state:<13} {item['rule_id']:<13} {item['reason']}")
     return "\n".join(printable(line) for line in lines) + "\n"
