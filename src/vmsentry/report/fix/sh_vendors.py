@@ -167,7 +167,9 @@ def proxmox_lines(change: Change) -> list[str]:
         return [
             f'vms_pve_option "$ROOT"{q(pve_path(d.get("file") or change.target))} {q(change.key)} {q(change.after)}'
         ]
-    vmid = d.get("vmid") or change.target.rsplit(":", 1)[-1]
+    vmid = str(d.get("vmid") or change.target.rsplit(":", 1)[-1])
+    if not vmid.isdigit():  # a file not named VMID.conf: qm needs the number
+        return [f"echo {q(f'skipped: Proxmox VM {vmid} {change.key} (no numeric VMID in the input; use the patch)')}"]
     if change.after is None:
         return [f"vms_qm_delete {q(vmid)} {q(change.key)}"]
     if d.get("suboption"):
