@@ -59,6 +59,7 @@ def host(tmp_path):
         pytest.fail("needs /etc/libvirt and /etc/sysctl.d to mount the copies on")
     name = f"vmstpl-{uuid.uuid4().hex[:8]}"
     etc = f"/etc/netns/{name}"
+    made_netns_dir = not os.path.isdir("/etc/netns")
     os.makedirs(os.path.join(etc, "libvirt"))
     os.makedirs(os.path.join(etc, "sysctl.d"))
     for conf in ("qemu.conf", "libvirtd.conf"):
@@ -84,6 +85,8 @@ def host(tmp_path):
     finally:
         sh("ip", "netns", "del", name, check=False)
         shutil.rmtree(etc, ignore_errors=True)
+        if made_netns_dir and not os.listdir("/etc/netns"):
+            os.rmdir("/etc/netns")
 
 
 def template_check(ns):
