@@ -71,7 +71,9 @@ def _detections(incidents, flagged, rows_of, start, window, grace) -> tuple[np.n
     detected = np.zeros(len(incidents), dtype=bool)
     delay = np.full(len(incidents), np.nan)
     for k, incident in enumerate(incidents):
-        rows = _incident_windows(incident, rows_of.get(incident.attacker, np.zeros(0, dtype=np.int64)), start, window, grace)
+        rows = _incident_windows(
+            incident, rows_of.get(incident.attacker, np.zeros(0, dtype=np.int64)), start, window, grace
+        )
         hit = rows[flagged[rows]]
         if len(hit):
             detected[k] = True
@@ -80,7 +82,12 @@ def _detections(incidents, flagged, rows_of, start, window, grace) -> tuple[np.n
 
 
 def threshold_at_fa_rate(
-    scores: np.ndarray, benign: np.ndarray, entity: np.ndarray, start: np.ndarray, hours: float, rate: float = FA_PER_VM_HOUR
+    scores: np.ndarray,
+    benign: np.ndarray,
+    entity: np.ndarray,
+    start: np.ndarray,
+    hours: float,
+    rate: float = FA_PER_VM_HOUR,
 ) -> float:
     """The lowest threshold (over the benign scores, by bisection) whose benign alarm runs are at most
     ``rate`` per VM-hour; above the highest benign score when even that one is too many."""
@@ -155,9 +162,13 @@ def evaluate(
             row["detection_rate_at_1pct_fa"] = float(at_threshold[positive].mean()) if positive.any() else None
             row["incidents_alarmed"] = None
             row["median_time_to_detect_s"] = row["max_time_to_detect_s"] = None
-        row["precision"] = (float((alarms & labels).sum() / alarms.sum()) if alarms.any() else None) if kind == "all" else None
+        row["precision"] = (
+            (float((alarms & labels).sum() / alarms.sum()) if alarms.any() else None) if kind == "all" else None
+        )
         both = positive | benign
-        row["ece"] = expected_calibration_error(confidence[both], labels[both]) if np.isfinite(confidence[both]).all() else None
+        row["ece"] = (
+            expected_calibration_error(confidence[both], labels[both]) if np.isfinite(confidence[both]).all() else None
+        )
         table.append(row)
     return {
         "rows": table,

@@ -43,7 +43,9 @@ class IsolationForestArrays:
     def fit(cls, matrix: np.ndarray, seed: int = 0, n_estimators: int = 100, max_samples: int = 256):
         from sklearn.ensemble import IsolationForest
 
-        forest = IsolationForest(n_estimators=n_estimators, max_samples=min(max_samples, len(matrix)), random_state=seed)
+        forest = IsolationForest(
+            n_estimators=n_estimators, max_samples=min(max_samples, len(matrix)), random_state=seed
+        )
         forest.fit(matrix.astype(np.float32))
         return cls.export(forest)
 

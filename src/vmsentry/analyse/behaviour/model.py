@@ -299,7 +299,9 @@ class BehaviourModel:
 def _check(samples: Samples) -> list[str]:
     matrix = samples.matrix
     if matrix.ndim != 2 or matrix.shape != (len(samples), len(samples.names)):
-        raise ValueError(f"matrix shape {matrix.shape} does not match {len(samples)} samples x {len(samples.names)} features")
+        raise ValueError(
+            f"matrix shape {matrix.shape} does not match {len(samples)} samples x {len(samples.names)} features"
+        )
     if not np.isfinite(matrix).all():
         raise ValueError("the feature matrix has NaN or infinite values")
     return list(samples.names)

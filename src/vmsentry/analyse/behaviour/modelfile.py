@@ -69,7 +69,11 @@ def _header(model: BehaviourModel, trained_on: Sequence[dict]) -> dict:
         "choice": model.choice,
         "calibration": calibration,
         "thresholds": model.thresholds(),
-        "profiles": {"keys": model.profiles.keys, "min_samples": model.profiles.min_samples, "floor": model.profiles.floor},
+        "profiles": {
+            "keys": model.profiles.keys,
+            "min_samples": model.profiles.min_samples,
+            "floor": model.profiles.floor,
+        },
         "trained": {k: v for k, v in model.trained.items() if k != "entities"},
     }
 
@@ -218,7 +222,12 @@ def _build(header: dict, arrays: dict[str, np.ndarray]) -> BehaviourModel:
     )
     scorer = header["scorer"]
     present = header["scorers"]
-    if scorer not in SCORERS or not isinstance(present, list) or scorer not in present or not set(present) <= set(SCORERS):
+    if (
+        scorer not in SCORERS
+        or not isinstance(present, list)
+        or scorer not in present
+        or not set(present) <= set(SCORERS)
+    ):
         raise ValueError(f"header: unknown scorer {scorer!r}")
     scorers = {}
     reference = {}
@@ -275,7 +284,7 @@ def _build(header: dict, arrays: dict[str, np.ndarray]) -> BehaviourModel:
         q=float(thresholds["bh_q"]),
         confidence_threshold=float(thresholds["confidence"]),
         trained={**dict(header.get("trained") or {}), "entities": list(header.get("entities") or [])},
-        calibration_report={k: v for k, v in (described or {}).items()},
+        calibration_report=dict(described or {}),
     )
     return model
 
@@ -297,8 +306,10 @@ def load(path: str, features: Sequence[str] | None = None) -> tuple[BehaviourMod
     if features is not None and list(features) != model.names:
         missing = [f for f in model.names if f not in features]
         added = [f for f in features if f not in model.names]
-        detail = f"e.g. {missing[0]!r} is no longer extracted" if missing else (
-            f"e.g. {added[0]!r} is new" if added else "in another order"
+        detail = (
+            f"e.g. {missing[0]!r} is no longer extracted"
+            if missing
+            else (f"e.g. {added[0]!r} is new" if added else "in another order")
         )
         raise ModelFileError(
             path,

@@ -59,9 +59,7 @@ class Profiles:
 
     def rows(self, samples: Samples, roles: Mapping[str, str] | None = None) -> np.ndarray:
         """The profile row of every sample (int64, shape (n,))."""
-        per_entity = np.array(
-            [self.row_of(e.name, _role(e, roles)) for e in samples.entities] or [0], dtype=np.int64
-        )
+        per_entity = np.array([self.row_of(e.name, _role(e, roles)) for e in samples.entities] or [0], dtype=np.int64)
         return per_entity[samples.entity] if len(samples) else np.zeros(0, dtype=np.int64)
 
     def transform(self, samples: Samples, rows: np.ndarray | None = None) -> np.ndarray:
