@@ -11,6 +11,9 @@ c(n) = 2 H(n-1) - 2 (n-1)/n the average path length of an unsuccessful search in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 
 
@@ -24,20 +27,20 @@ def average_path_length(n: np.ndarray) -> np.ndarray:
     return result
 
 
+@dataclass
 class IsolationForestArrays:
-    """An exported forest: ``roots`` (trees,) index the first node of each tree in the node arrays."""
+    """An exported forest: ``roots`` (trees,) index the first node of each tree in the node arrays;
+    ``depth`` is the deepest leaf's depth (the number of steps scoring takes)."""
 
-    name = "iforest"
-
-    def __init__(self, roots, left, right, feature, threshold, leaf_path, max_samples, depth):
-        self.roots = roots
-        self.left = left
-        self.right = right
-        self.feature = feature
-        self.threshold = threshold
-        self.leaf_path = leaf_path
-        self.max_samples = float(max_samples)
-        self.depth = int(depth)
+    name: ClassVar[str] = "iforest"
+    roots: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    leaf_path: np.ndarray
+    max_samples: float
+    depth: int
 
     @classmethod
     def fit(cls, matrix: np.ndarray, seed: int = 0, n_estimators: int = 100, max_samples: int = 256):
@@ -81,7 +84,7 @@ class IsolationForestArrays:
             np.concatenate(features).astype(np.int64),
             np.concatenate(thresholds),
             np.concatenate(paths),
-            forest.max_samples_,
+            float(forest.max_samples_),
             deepest,
         )
 
@@ -137,6 +140,6 @@ class IsolationForestArrays:
             arrays["if.feature"],
             arrays["if.threshold"],
             arrays["if.leaf_path"],
-            shape[0],
-            shape[1],
+            float(shape[0]),
+            int(shape[1]),
         )
