@@ -11,7 +11,6 @@ import zipfile
 
 import numpy as np
 import pytest
-from sklearn.ensemble import IsolationForest
 
 from vmsentry.analyse.behaviour import modelfile
 from vmsentry.analyse.behaviour.autoencoder import KitnetEnsemble, correlation_groups
@@ -85,6 +84,8 @@ def trained():
 
 
 def test_iforest_export_scores_as_sklearn():
+    from sklearn.ensemble import IsolationForest  # here: importing sklearn at collection grows every test's parent
+
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3000, 9))
     x[:, 2] = np.round(x[:, 2])  # ties at thresholds
