@@ -180,3 +180,67 @@ def test_ansible_playbook_on_a_host_copy_twice(netns, root, tmp_path):
     second = sh(*cmd, ns=netns, env=env)
     assert "changed=0" in second.stdout and "failed=0" in second.stdout, second.stdout
     assert digest(root) == files
+
+
+# qemu.conf / libvirtd.conf settings each given a fix with the linux-kvm template's second round, set to fail
+# in the host copy ((old, new) replaced; ("", text) appended)
+CONF_FAILING = {
+    "qemu.conf": [
+        ("vnc_tls = 0", "vnc_tls = 1"),
+        ('spice_listen = "127.0.0.1"', 'spice_listen = "0.0.0.0"'),
+        (
+            "",
+            "security_default_confined = 0\nseccomp_sandbox = 0\nnamespaces = []\nrelaxed_acs_check = 1\n"
+            'stdio_handler = "file"\nmigrate_tls_x509_verify = 0\ndefault_tls_x509_verify = 0\n',
+        ),
+    ],
+    "libvirtd.conf": [
+        ('auth_unix_rw = "polkit"', 'auth_unix_rw = "none"'),
+        ('unix_sock_rw_perms = "0770"', 'unix_sock_rw_perms = "0777"'),
+        ("", "tls_no_verify_certificate = 1\n"),
+    ],
+}
+CONF_RULES = (
+    "VMS-LVD-003",
+    "VMS-LVD-004",
+    "VMS-LVD-005",
+    "VMS-LVD-007",
+    "VMS-LVD-010",
+    "VMS-LVD-011",
+    "VMS-LVD-013",
+    "VMS-LVD-016",
+    "VMS-LVD-017",
+    "VMS-LVD-020",
+    "VMS-LVD-021",
+)
+
+
+def test_sh_fixes_every_daemon_setting_on_a_host_copy(netns, root, tmp_path):
+    """Each qemu.conf / libvirtd.conf fix applied for real (per finding, not the template): the lab copy
+    re-scanned with the edited files has none of these findings and no new one; a second run changes nothing."""
+    for name, edits in CONF_FAILING.items():
+        path = os.path.join(root, "etc", "libvirt", name)
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        for old, new in edits:
+            assert not old or old in text, old
+            text = text.replace(old, new) if old else text + new
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    before = _conf_scan_of_root(tmp_path, root)
+    assert set(CONF_RULES) <= {f[0] for f in before}, sorted(set(CONF_RULES) - {f[0] for f in before})
+    assert {f[2] for f in before if f[0] == "VMS-LVD-017"} == {"migrate_tls_x509_verify", "default_tls_x509_verify"}
+    script = tmp_path / "conf.sh"
+    copy = str(tmp_path / "lab-after")  # the copy the scan above read
+    r = vmsentry("fix", copy, "-o", str(script), *[a for rule in CONF_RULES for a in ("--rule", rule)])
+    assert r.returncode == 0, r.stderr
+    assert "generated spice-password" in r.stderr
+    first = run_script(str(script), netns, root).stdout
+    assert "change(s) made" in first and "changed: sysctl" not in first, first
+    after = _conf_scan_of_root(tmp_path, root)
+    assert not {f for f in after if f[0] in CONF_RULES}, sorted(f for f in after if f[0] in CONF_RULES)
+    assert after <= before, f"new: {after - before}"
+    files = digest(root)
+    second = run_script(str(script), netns, root).stdout
+    assert "changed:" not in second and "vmsentry fix: nothing to change" in second, second
+    assert digest(root) == files

@@ -49,6 +49,40 @@ def digest(root: str) -> dict[str, str]:
     return out
 
 
+# the lab host's files with every qemu.conf / libvirtd.conf setting a template item fixes set to fail
+# ((old, new) replaced; ("", text) appended)
+FAILING_CONF = {
+    "qemu.conf": [
+        ('spice_listen = "127.0.0.1"', 'spice_listen = "0.0.0.0"'),
+        (
+            "",
+            "security_default_confined = 0\nseccomp_sandbox = 0\nnamespaces = []\nrelaxed_acs_check = 1\n"
+            'stdio_handler = "file"\nmigrate_tls_x509_verify = 0\n',
+        ),
+    ],
+    "libvirtd.conf": [
+        ('auth_unix_rw = "polkit"', 'auth_unix_rw = "none"'),
+        ('unix_sock_rw_perms = "0770"', 'unix_sock_rw_perms = "0777"'),
+        ("", "tls_no_verify_certificate = 1\n"),
+    ],
+}
+# the template items the fixture makes fail (the rules given fixes with the first template)
+NEW_ITEMS = {
+    "VMS-HOST-003",
+    "VMS-HOST-005",
+    "VMS-LVD-004",
+    "VMS-LVD-005",
+    "VMS-LVD-007",
+    "VMS-LVD-010",
+    "VMS-LVD-011",
+    "VMS-LVD-013",
+    "VMS-LVD-016",
+    "VMS-LVD-017",
+    "VMS-LVD-020",
+    "VMS-LVD-021",
+}
+
+
 @pytest.fixture
 def host(tmp_path):
     """(namespace, ROOT): a namespace with two bridges and the lab host's failing sysctls; ROOT/etc is
@@ -62,8 +96,14 @@ def host(tmp_path):
     made_netns_dir = not os.path.isdir("/etc/netns")
     os.makedirs(os.path.join(etc, "libvirt"))
     os.makedirs(os.path.join(etc, "sysctl.d"))
-    for conf in ("qemu.conf", "libvirtd.conf"):
-        shutil.copy(os.path.join(LAB, "host", conf), os.path.join(etc, "libvirt", conf))
+    for conf, edits in FAILING_CONF.items():
+        with open(os.path.join(LAB, "host", conf), encoding="utf-8") as handle:
+            text = handle.read()
+        for old, new in edits:
+            assert old in text or not old
+            text = text.replace(old, new) if old else text + new
+        with open(os.path.join(etc, "libvirt", conf), "w", encoding="utf-8") as handle:
+            handle.write(text)
     root = tmp_path / "root"
     root.mkdir()
     os.symlink(etc, root / "etc")
@@ -72,7 +112,22 @@ def host(tmp_path):
         for bridge in ("br0", "virbr0"):
             sh("ip", "link", "add", bridge, "type", "bridge", ns=name)
             sh("ip", "link", "set", bridge, "up", ns=name)
+        # a guest port (tap) on br0, a host address on br0 and another elsewhere, a filtered FORWARD path
+        sh("ip", "tuntap", "add", "dev", "vnet0", "mode", "tap", ns=name)
+        sh("ip", "link", "set", "vnet0", "master", "br0", ns=name)
+        sh("ip", "addr", "add", "10.99.0.1/24", "dev", "br0", ns=name)
+        sh("ip", "addr", "add", "10.98.0.1/24", "dev", "virbr0", ns=name)  # no guest on it: another address
+        sh(
+            "nft",
+            "add table inet vmstest; add chain inet vmstest forward "
+            "{ type filter hook forward priority 0; policy drop; }",
+            ns=name,
+        )
         failing = {
+            "net/bridge/bridge-nf-call-iptables": "0",
+            "net/bridge/bridge-nf-call-ip6tables": "0",
+            "net/bridge/bridge-nf-call-arptables": "0",
+            "net/ipv4/conf/all/arp_ignore": "0",
             "net/ipv4/conf/all/rp_filter": "0",
             "net/ipv4/conf/default/rp_filter": "0",
             "net/ipv4/conf/br0/rp_filter": "0",
@@ -119,6 +174,7 @@ def test_linux_kvm_sh_template_applied_then_checked(host, tmp_path):
     assert before.returncode == 1, before.stdout + before.stderr
     pending = items(before.stdout, "would change")
     assert {"VMS-HOST-004", "VMS-HOST-007", "VMS-HOST-008", "VMS-LVD-001", "VMS-LVD-019"} <= pending, before.stdout
+    assert pending >= NEW_ITEMS, sorted(NEW_ITEMS - pending)
     env = {**ENV, "ROOT": root, "VIRSH": "false"}
     dry = sh("sh", str(script), "--check", ns=ns, env=env, check=False)
     assert dry.returncode == 1 and "would change: sysctl net.ipv4.conf.all.rp_filter = 1" in dry.stdout

@@ -25,7 +25,7 @@ from vmsentry.act.fix import NO_FIX, fix_for, from_test
 from vmsentry.act.fix import hyperv as hyperv_fix
 from vmsentry.model import Inventory
 from vmsentry.model.findings import Finding
-from vmsentry.model.fix import Fix, FixPlan, Unfixable
+from vmsentry.model.fix import Change, Fix, FixPlan, Unfixable
 from vmsentry.model.rule import Rule
 
 TEMPLATES = {"linux-kvm": "linux", "windows-hyperv": "hyperv"}  # template -> the platform of its rules
@@ -88,7 +88,13 @@ def _linux_item(rule: Rule) -> Fix | Unfixable:
     first = made[0]
     if isinstance(first, Unfixable):
         return first
-    changes = tuple(c for fix in made if isinstance(fix, Fix) for c in fix.changes)
+    # a change every key's fix shares (br_netfilter in modules-load.d, one per bridge-nf-call key) is made once
+    unique: dict[tuple, Change] = {}
+    for fix in made:
+        if isinstance(fix, Fix):
+            for c in fix.changes:
+                unique.setdefault((c.kind, c.target, c.key, repr(c.after)), c)
+    changes = tuple(unique.values())
     summary = first.summary if len(keys) == 1 else fill_keys(spec["summary"], keys)
     return replace(first, changes=changes, summary=summary)
 

@@ -86,6 +86,19 @@ def _conf_task(name: str, change: Change, service: str, secrets: Secrets, n: int
     }
 
 
+def _file_line_task(name: str, change: Change) -> dict:
+    return {
+        "name": f"{name}: {change.after} in {change.target}",
+        "ansible.builtin.lineinfile": {
+            "path": "{{ root }}" + change.target,
+            "regexp": f"^\\s*{ere(change.key)}\\s*$",
+            "line": str(change.after),
+            "create": True,
+            "mode": "0644",
+        },
+    }
+
+
 def _sh_task(name: str, lines: list[str], n: int, no_log: bool = False) -> dict:
     """The shell script's checked steps as one task (its functions, then ``lines``)."""
     functions = PRELUDE.split("umask 077\n", 1)[1] + sh_vendors.FUNCTIONS
@@ -144,6 +157,8 @@ def render(plan: FixPlan, secrets: Secrets, base: str = ".") -> str:
                 service = fix.service or "libvirtd"
                 services.add(service)
                 tasks.append(_conf_task(name, change, service, secrets, n * 100 + m))
+            elif change.kind == "file_line":
+                tasks.append(_file_line_task(name, change))
             elif change.kind == "xml_edit":
                 xml[change.target].setdefault(edit_identity(change), change)
     for n, (target, changes) in enumerate(xml.items()):

@@ -180,6 +180,8 @@ def host_lines(fix: Fix, change: Change, secrets: Secrets) -> list[str]:
         return [f"vms_sysctl {q(change.key)} {q(change.after)}"]
     if change.kind in sh_vendors.LINES:
         return sh_vendors.LINES[change.kind](change)
+    if change.kind == "file_line":  # a line that must be present (a module to load at boot)
+        return [f'vms_line "$ROOT"{q(change.target)} {q(ere(change.key))} {q(change.after)}']
     if change.kind == "config_key":
         function = "vms_conf_secret" if change.secret else "vms_conf"
         path = '"$ROOT"' + q(change.target)
