@@ -102,9 +102,12 @@ def _file_line_task(name: str, change: Change) -> dict:
 def _sh_task(name: str, lines: list[str], n: int, no_log: bool = False) -> dict:
     """The shell script's checked steps as one task (its functions, then ``lines``)."""
     functions = PRELUDE.split("umask 077\n", 1)[1] + sh_vendors.FUNCTIONS
-    script = "\n".join(["set -eu", 'VIRSH="${VIRSH:-virsh}"', 'CHECK="${VMS_CHECK:-0}"', "CHANGED=0 VM_RESTART=''"])
+    script = "\n".join(
+        ["set -eu", 'VIRSH="${VIRSH:-virsh}"', 'CHECK="${VMS_CHECK:-0}"', "CHANGED=0 FAILED=0 VM_RESTART=''"]
+    )
     script += "\nWORK=$(mktemp -d)\ntrap 'rm -rf \"$WORK\"' EXIT\n" + functions
     script += "\n".join(lines) + "\n"
+    script += '[ "$FAILED" = 0 ] || exit 2\n'  # (a file that is a symbolic link was left alone: the task fails)
     return {
         "name": name,
         "ansible.builtin.shell": script,

@@ -35,6 +35,7 @@ case "${1:-}" in
   *) echo "usage: $0 [--check]" >&2; exit 2 ;;
 esac
 CHANGED=0
+FAILED=0
 RESTART=""
 VM_RESTART=""
 WORK=$(mktemp -d)
@@ -55,14 +56,32 @@ vms_line() {
     vms_changed "$1: $(printf '%s' "$3" | sed -E 's/(password[^=]*=).*/\1 (secret)/')"
     return 0
   fi
+  if [ -L "$1" ]; then  # (never write through a link this script did not make)
+    echo "skipped: $1 is a symbolic link: set it in the file it points to" >&2
+    FAILED=$((FAILED + 1))
+    DID=0
+    return 0
+  fi
   mkdir -p "$(dirname "$1")"
   [ -e "$1" ] || : >"$1"
-  if grep -Eq "^[[:space:]]*$2[[:space:]]*=" "$1"; then
-    vms_esc=$(printf '%s\n' "$3" | sed 's/[&|\\]/\\&/g')
-    sed -i -E "s|^[[:space:]]*$2[[:space:]]*=.*|$vms_esc|" "$1"
-  else
-    printf '%s\n' "$3" >>"$1"
-  fi
+  # The new file is written beside the old one (same mode) and renamed over it: never half a file. Every
+  # line setting KEY is replaced; a value that opens a list ("[") without closing it on that line goes on
+  # until the line that closes it (cgroup_device_acl, namespaces in qemu.conf), and those lines go too.
+  cp -p "$1" "$1.vmsentry-new"
+  VMS_KEY="$2" VMS_LINE="$3" awk '
+    BEGIN { key = ENVIRON["VMS_KEY"]; line = ENVIRON["VMS_LINE"]; pat = "^[[:space:]]*" key "[[:space:]]*=" }
+    skip { if (index($0, "]")) skip = 0; next }
+    $0 ~ pat {
+      if (!done) print line
+      done = 1
+      rest = $0; sub(/#.*/, "", rest)
+      if (index(rest, "[") && !index(rest, "]")) skip = 1
+      next
+    }
+    { print }
+    END { if (!done) print line }
+  ' "$1" >"$1.vmsentry-new"
+  mv -f "$1.vmsentry-new" "$1"
   vms_changed "$1: $(printf '%s' "$3" | sed -E 's/(password[^=]*=).*/\1 (secret)/')"
 }
 
@@ -140,7 +159,10 @@ done
 for vms_object in $VM_RESTART; do
   echo "takes effect at the next start: $vms_object"
 done
-if [ "$CHANGED" = 0 ]; then
+if [ "$FAILED" != 0 ]; then
+  echo "vmsentry fix: $FAILED item(s) could not be changed (see above), $CHANGED change(s)" >&2
+  exit 2
+elif [ "$CHANGED" = 0 ]; then
   echo "vmsentry fix: nothing to change"
 elif [ "$CHECK" = 1 ]; then
   echo "vmsentry fix: $CHANGED change(s) would be made"
