@@ -26,7 +26,7 @@ EXTRA_SECTIONS = {
 done, nothing failing at or above the threshold
 .TP
 \fB1\fR
-findings (scan), paths (paths), alerts (detect), violations or a refused apply (policy), not quarantined (release), a changed bundle (incidents verify), a tampered log (audit), configuration changes (drift)
+findings (scan), paths (paths), alerts (detect), violations or a refused apply (policy), not quarantined (release), a changed bundle (incidents verify), a tampered log (audit), configuration changes (drift), a host that fails or cannot be told an item of the baseline (fix \\-\\-template \\-\\-check)
 .TP
 \fB2\fR
 some input could not be read; everything readable is still reported

@@ -7,6 +7,8 @@ cmdlets' documented parameters."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -149,11 +151,51 @@ def _commands(node):
         yield from _commands(child)
 
 
-def test_powershell_parses_and_uses_only_documented_parameters():
+# The object forms a template's loops use (same references): Set-VMNetworkAdapter -VMNetworkAdapter,
+# Disable-VMIntegrationService -VMIntegrationService, Set-VMFirmware -VMFirmware, Set-VM -VM, Set-VMSwitch
+# -VMSwitch, Get-VMSwitch -SwitchType <VMSwitchType: Internal|External|Private>; Where-Object with a script block.
+TEMPLATE_PARAMETERS = {
+    "Set-VMNetworkAdapter": {"-VMNetworkAdapter"},
+    "Disable-VMIntegrationService": {"-VMIntegrationService"},
+    "Set-VMFirmware": {"-VMFirmware"},
+    "Set-VM": {"-VM"},
+    "Set-VMSwitch": {"-VMSwitch"},
+    "Get-VMSwitch": {"-SwitchType"},
+    "Where-Object": set(),
+}
+
+
+def check_powershell(script: str, extra: dict | None = None) -> set[str]:
+    """The script parses (tree-sitter PowerShell) and every cmdlet uses only documented parameters and enum
+    values; returns the cmdlets seen."""
     import tree_sitter_powershell
     from tree_sitter import Language, Parser
 
-    parser = Parser(Language(tree_sitter_powershell.language()))
+    documented = {k: set(v) for k, v in DOCUMENTED.items()}
+    for name, parameters in (extra or {}).items():
+        documented.setdefault(name, set()).update(parameters)
+    enums = {**ENUMS, "-SwitchType": {"Internal", "External", "Private"}}
+    tree = Parser(Language(tree_sitter_powershell.language())).parse(script.encode())
+    assert not tree.root_node.has_error, script
+    seen = set()
+    for command in _commands(tree.root_node):
+        name = command.child_by_field_name("command_name").text.decode()
+        assert name in documented, name
+        seen.add(name)
+        words = (
+            [c.text.decode() for c in command.named_children[1].named_children if c.type != "command_argument_sep"]
+            if command.named_child_count > 1
+            else []
+        )
+        for n, word in enumerate(words):
+            if word.startswith("-") and not word.startswith("-Confirm:"):
+                assert word in documented[name] | COMMON, f"{name} {word}"
+                if word in enums:
+                    assert words[n + 1].strip("'") in enums[word], f"{name} {word} {words[n + 1]}"
+    return seen
+
+
+def test_powershell_parses_and_uses_only_documented_parameters():
     fixes, unfixable = [], []
     for folder in (FIXTURES / "hyperv", FIXTURES / "vmware"):
         plan, _ = plan_for(folder)
@@ -169,23 +211,7 @@ def test_powershell_parses_and_uses_only_documented_parameters():
         "Set-SecurityPolicy -ForgedTransmits $false",
     ):
         assert needed in script, needed
-    tree = parser.parse(script.encode())
-    assert not tree.root_node.has_error, script
-    seen = set()
-    for command in _commands(tree.root_node):
-        name = command.child_by_field_name("command_name").text.decode()
-        assert name in DOCUMENTED, name
-        seen.add(name)
-        words = (
-            [c.text.decode() for c in command.named_children[1].named_children if c.type != "command_argument_sep"]
-            if command.named_child_count > 1
-            else []
-        )
-        for n, word in enumerate(words):
-            if word.startswith("-") and not word.startswith("-Confirm:"):
-                assert word in DOCUMENTED[name] | COMMON, f"{name} {word}"
-                if word in ENUMS:
-                    assert words[n + 1].strip("'") in ENUMS[word], f"{name} {word} {words[n + 1]}"
+    seen = check_powershell(script)
     assert {"Set-VMNetworkAdapter", "Set-VMFirmware", "New-AdvancedSetting", "Set-SecurityPolicy"} <= seen
 
 
@@ -195,3 +221,156 @@ def test_powershell_is_idempotent_and_quotes_hostile_names():
     # every set is guarded by a comparison with the value read just before
     assert script.count("if (") >= len([c for f in plan.fixes for c in f.changes if c.kind == "hyperv_setting"])
     assert powershell.quote("a'b\nc; Remove-Item") == "'a''b\\nc; Remove-Item'"
+
+
+# VBoxManage modifyvm options and setextradata keys the sh/ansible renderers may write, from the VirtualBox 7
+# user manual, https://www.virtualbox.org/manual/ch08.html#vboxmanage-modifyvm ("N" = the NIC's slot, 1-8)
+# and https://www.virtualbox.org/manual/ch04.html#sharedfolders (SharedFoldersEnableSymlinksCreate).
+MODIFYVM = {
+    "--vrde": {"on", "off"},
+    "--vrde-multi-con": {"on", "off"},
+    "--nat-localhostreachableN": {"on", "off"},
+    "--nic-promiscN": {"deny", "allow-vms", "allow-all"},
+    "--clipboard-mode": {"disabled", "hosttoguest", "guesttohost", "bidirectional"},
+    "--clipboard-file-transfers": {"enabled", "disabled"},
+    "--drag-and-drop": {"disabled", "hosttoguest", "guesttohost", "bidirectional"},
+    "--teleporter": {"on", "off"},
+}
+EXTRADATA = re.compile(r"VBoxInternal2/SharedFoldersEnableSymlinksCreate/\S+")
+# qm set options (https://pve.proxmox.com/pve-docs/qm.1.html): netN, vga, and what --delete may name;
+# firewall [OPTIONS] keys and values (https://pve.proxmox.com/pve-docs/pve-firewall.8.html).
+QM_SET = {"netN": None, "vga": {"std", "cirrus", "vmware", "qxl", "serial0", "none", "virtio"}}
+QM_DELETE = {"usbN", "ivshmem"}
+QM_NET_SUBOPTIONS = {"firewall": {"0", "1"}}
+PVE_OPTIONS = {
+    "enable": {"0", "1"},
+    "policy_in": {"ACCEPT", "REJECT", "DROP"},
+    "tcpflags": {"0", "1"},
+    "nosmurfs": {"0", "1"},
+    "nf_conntrack_allow_invalid": {"0", "1"},
+    "macfilter": {"0", "1"},
+    "dhcp": {"0", "1"},
+    "radv": {"0", "1"},
+}
+
+
+def _numbered(option: str) -> str:
+    return re.sub(r"\d+$", "N", option)
+
+
+def vendor_script(folders) -> str:
+    fixes, unfixable = [], []
+    for folder in folders:
+        plan, _ = plan_for(folder)
+        fixes += plan.fixes
+        unfixable += plan.unfixable
+    return render_as("sh", FixPlan(fixes, unfixable, ["corpus"], "2026-01-01T00:00:00Z"), Secrets())
+
+
+def test_sh_for_virtualbox_and_proxmox_uses_documented_options(tmp_path):
+    script = vendor_script([CORPUS / "virtualbox", CORPUS / "proxmox", FIXTURES / "virtualbox", FIXTURES / "proxmox"])
+    path = tmp_path / "fix.sh"
+    path.write_text(script)
+    assert subprocess.run(["sh", "-n", str(path)]).returncode == 0
+    seen = set()
+    for line in script.splitlines():
+        words = shlex.split(line) if line.startswith("vms_") else []
+        if not words or words[0] not in (
+            "vms_vbox",
+            "vms_vbox_extra",
+            "vms_qm",
+            "vms_qm_delete",
+            "vms_qm_sub",
+            "vms_pve_option",
+        ):
+            continue
+        seen.add(words[0])
+        if words[0] == "vms_vbox":
+            _, _vm, option, value, shown = words
+            assert value in MODIFYVM[_numbered(option)], line
+            assert shown == "" or re.fullmatch(r'[a-z]+\d*="[a-z-]+"', shown), line
+        elif words[0] == "vms_vbox_extra":
+            assert EXTRADATA.fullmatch(words[2]) and words[3] == "0", line
+        elif words[0] == "vms_qm":
+            _, vmid, key, value = words
+            allowed = QM_SET[_numbered(key) if key not in QM_SET else key]
+            assert vmid.isdigit() and (allowed is None or value.split(",")[0] in allowed), line
+        elif words[0] == "vms_qm_delete":
+            assert _numbered(words[2]) in QM_DELETE, line
+        elif words[0] == "vms_qm_sub":
+            _, vmid, key, name, value = words
+            assert _numbered(key) == "netN" and value in QM_NET_SUBOPTIONS[name], line
+        else:
+            _, target, key, value = words
+            assert target.startswith("$ROOT/etc/pve/") and target.endswith(".fw"), line
+            assert value in PVE_OPTIONS[key], line
+    assert seen >= {"vms_vbox", "vms_vbox_extra", "vms_qm", "vms_qm_delete", "vms_qm_sub", "vms_pve_option"}, seen
+    # every VirtualBox option the renderer guards has its --machinereadable name
+    assert "vms_vbox " in script and 'vrde="off"' in script and "nicpromisc" in script
+
+
+def test_proxmox_firewall_sh_applied_to_a_copy_then_rescanned(tmp_path):
+    """The firewall-file steps of the shell script run for real (ROOT = a copy of a node's /etc/pve; qm and
+    VBoxManage absent, so their steps are skipped), the copy re-scanned: the firewall findings are gone,
+    none is new, a second run changes nothing."""
+    work = tmp_path / "node"
+    shutil.copytree(FIXTURES / "proxmox", work)
+    plan, failing = plan_for(work)
+    fw = {(f.rule_id, f.asset) for f in plan.fixes if all(c.detail.get("scope") == "fw" for c in f.changes)}
+    assert fw
+    script = tmp_path / "fix.sh"
+    roots = sorted(
+        {
+            str(c.detail["file"]).split("/etc/pve/", 1)[0]
+            for f in plan.fixes
+            for c in f.changes
+            if c.detail.get("scope") == "fw"
+        }
+    )
+    outputs = []
+    for root in roots:
+        part = FixPlan(
+            [
+                f
+                for f in plan.fixes
+                if all(str(c.detail.get("file", "")).startswith(root + "/etc/pve/") for c in f.changes)
+            ],
+            [],
+            ["t"],
+            "t",
+        )
+        script.write_text(render_as("sh", part, Secrets()))
+        env = {**os.environ, "ROOT": root, "QM": "false", "VBOXMANAGE": "false"}
+        outputs.append(subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=True).stdout)
+        again = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=True).stdout
+        assert "vmsentry fix: nothing to change" in again, again
+    assert any("[OPTIONS]" in out for out in outputs)
+    after = failing_keys(work)
+    assert not fw & after, sorted(fw & after)
+    assert after <= {(f.rule_id, f.asset) for f in failing}
+
+
+def test_ansible_for_virtualbox_and_proxmox_runs_the_same_checked_steps():
+    import yaml
+
+    fixes = []
+    for folder in (CORPUS / "virtualbox", FIXTURES / "proxmox"):
+        fixes += plan_for(folder)[0].fixes
+    play = yaml.safe_load(render_as("ansible", FixPlan(fixes, [], ["t"], "t"), Secrets()).split("---\n", 1)[1])[0]
+    shells = [t for t in play["tasks"] if "ansible.builtin.shell" in t]
+    assert shells and all(t["check_mode"] is False and "VMS_CHECK" in t["environment"] for t in shells)
+    text = "\n".join(t["ansible.builtin.shell"] for t in shells)
+    assert "\nvms_vbox " in text and "\nvms_pve_option " in text and "\nvms_qm_sub " in text
+
+
+def test_windows_hyperv_template_parses_and_uses_documented_parameters():
+    from vmsentry.act.fix.baseline import template_plan
+
+    script = powershell.render(template_plan("windows-hyperv"))
+    assert "param([switch]$Check)" in script and "exit 1" in script
+    for needed in (
+        "Set-VMNetworkAdapter -VMNetworkAdapter $item -DhcpGuard 'On'",
+        "Set-VMHost -EnableEnhancedSessionMode $false",
+    ):
+        assert needed in script, needed
+    check_powershell(script, extra=TEMPLATE_PARAMETERS)

@@ -15,6 +15,8 @@ from vmsentry.model.text import printable
 # Formats and where their renderer lives: report/fix RENDERERS (a platform adds its own, e.g. powershell)
 FORMATS = ("sh", "ansible", "patch", "json")
 EXIT_INPUT = 2
+EXIT_WOULD_CHANGE = 1  # --template --check: an item of the template fails or cannot be told
+TEMPLATE_FORMATS = {"linux-kvm": ("sh", "ansible", "json"), "windows-hyperv": ("powershell", "json")}
 
 
 def add_fix_formats(p: argparse.ArgumentParser) -> None:
@@ -23,14 +25,15 @@ def add_fix_formats(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format",
         choices=tuple(RENDERERS),
-        default="sh",
-        help="sh (default), ansible (a playbook), patch (a diff of the files read), json (the plan)",
+        default=None,
+        help="sh (default; powershell for --template windows-hyperv), ansible (a playbook), powershell, "
+        "patch (a diff of the files read), json (the plan)",
     )
 
 
-def load_scan(path: str):
+def load_scan(path: str, every: bool = False):
     """(findings, inventory) of a ``vmsentry scan --format json`` report, parsed once (a fleet's report is
-    large); anything else raises ScanUnreadable with the reason."""
+    large): the failing findings (``every``: all of them); anything else raises ScanUnreadable with the reason."""
     from vmsentry.collect.saved_inventory import MAX_BYTES
     from vmsentry.collect.source_file import BadInput, read_bytes
     from vmsentry.model import SCHEMA, Inventory
@@ -41,7 +44,7 @@ def load_scan(path: str):
         findings = [
             Finding(**{k: f[k] for k in Finding.__slots__ if k in f})
             for f in report["findings"]
-            if f.get("status") == "fail"
+            if every or f.get("status") == "fail"
         ]
         if report["inventory"].get("schema") != SCHEMA:
             raise ValueError(f"inventory schema is not {SCHEMA}")
@@ -99,27 +102,47 @@ class FixCommand(Command):
         p.add_argument(
             "-o", "--output", metavar="FILE", help="write here (atomically; mode 0600 when it holds a secret)"
         )
+        p.add_argument(
+            "--template",
+            choices=tuple(TEMPLATE_FORMATS),
+            help="the host baseline: every host rule of the platform with a fix, as one script (no scan)",
+        )
+        p.add_argument(
+            "--check",
+            action="store_true",
+            help="with --template: report which items the scanned host (PATHs, --from-scan; default --host "
+            "for linux-kvm) fails or cannot be told, change nothing; exit 1 when something would change",
+        )
 
-    def run(self, args: argparse.Namespace) -> int:
-        from vmsentry.act.fix import plan
+    def findings_of(self, args: argparse.Namespace, every: bool = False):
+        """(findings, inventory, inputs, exit code so far) of the inputs or the saved scan."""
         from vmsentry.analyse.engine import evaluate
         from vmsentry.analyse.rules import load_catalogue
 
-        code = 0
         if args.from_scan:
             if args.paths or args.libvirt or args.host:
                 raise FatalError("give PATHs (or --libvirt/--host) or --from-scan, not both")
-            try:
-                findings, inventory = load_scan(args.from_scan)
-            except ScanUnreadable as exc:
-                print(f"vmsentry: {exc}", file=sys.stderr)
-                return EXIT_INPUT
-            inputs = [args.from_scan]
-        else:
-            inventory, skipped = collect_inputs(args, progress=False)
-            findings = evaluate(inventory, load_catalogue())
-            inputs = [*args.paths, *args.libvirt, *(["host"] if args.host else [])]
-            code = EXIT_INPUT if inventory.errors else 0
+            findings, inventory = load_scan(args.from_scan, every=every)
+            return findings, inventory, [args.from_scan], 0
+        inventory, skipped = collect_inputs(args, progress=False)
+        findings = evaluate(inventory, load_catalogue())
+        inputs = [*args.paths, *args.libvirt, *(["host"] if args.host else [])]
+        return findings, inventory, inputs, EXIT_INPUT if inventory.errors else 0
+
+    def run(self, args: argparse.Namespace) -> int:
+        from vmsentry.act.fix import plan
+        from vmsentry.analyse.rules import load_catalogue
+
+        if args.template:
+            return self.run_template(args)
+        if args.check:
+            raise FatalError("--check needs --template (a fix script has its own --check: sh fix.sh --check)")
+        args.format = args.format or "sh"
+        try:
+            findings, inventory, inputs, code = self.findings_of(args)
+        except ScanUnreadable as exc:
+            print(f"vmsentry: {exc}", file=sys.stderr)
+            return EXIT_INPUT
         known = {r.id for r in load_catalogue()}
         for rule in args.rule:
             if rule not in known:
@@ -130,3 +153,60 @@ class FixCommand(Command):
         base = args.paths[0] if len(args.paths) == 1 and os.path.isdir(args.paths[0]) else "."
         emit(result, args.format, args.output, base)
         return code
+
+    def run_template(self, args: argparse.Namespace) -> int:
+        """``--template T``: the baseline script; with ``--check``, what the scanned host fails of it."""
+        from vmsentry.act.fix.baseline import check, template_plan
+
+        allowed = TEMPLATE_FORMATS[args.template]
+        fmt = args.format or allowed[0]
+        if args.rule:
+            raise FatalError("--rule does not go with --template (the template is every host rule)")
+        result = template_plan(args.template)
+        if not args.check:
+            if args.paths or args.libvirt or args.host or args.from_scan:
+                raise FatalError("--template writes the whole baseline without a scan: give inputs only with --check")
+            if fmt not in allowed:
+                raise FatalError(f"--template {args.template} is written as {', '.join(allowed)}, not {fmt}")
+            emit(result, fmt, args.output, ".")
+            return 0
+        if args.format not in (None, "json"):
+            raise FatalError("--template --check prints text (default) or json")
+        if not (args.paths or args.libvirt or args.host or args.from_scan):
+            if args.template != "linux-kvm":
+                raise FatalError(f"--template {args.template} --check needs the host's export (PATH) or --from-scan")
+            args.host = True
+        try:
+            findings, _, _, code = self.findings_of(args, every=True)
+        except ScanUnreadable as exc:
+            print(f"vmsentry: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+        items = check(args.template, findings, result)
+        text = json.dumps(items, indent=2) + "\n" if args.format == "json" else check_text(args.template, items)
+        write(text, args.output)
+        pending = any(i["in_template"] and i["state"] != "pass" for i in items)
+        return code or (EXIT_WOULD_CHANGE if pending else 0)
+
+
+LABELS = {"fail": "would change", "unknown": "cannot tell", "pass": "compliant"}
+
+
+def check_text(template: str, items: list[dict]) -> str:
+    """One line per template item, the ones that would change first; then the rules the template leaves."""
+    mine = [i for i in items if i["in_template"]]
+    pending = sum(i["state"] == "fail" for i in mine)
+    unknown = sum(i["state"] == "unknown" for i in mine)
+    lines = [
+        f"vmsentry fix --template {template} --check: {pending} of {len(mine)} item(s) would change, "
+        f"{unknown} cannot be told (unknown is never compliant)"
+    ]
+    for item in mine:
+        where = f" [{', '.join(item['assets'])}]" if item["assets"] else ""
+        lines.append(f"  {LABELS[item['state']]:<13} {item['rule_id']:<13} {item['title']}{where}")
+    left = [i for i in items if not i["in_template"] and i["state"] != "pass"]
+    if left:
+        lines.append(f"not in the template, failing or not told ({len(left)}): the script does not change them")
+        for item in left:
+            state = "fails" if item["state"] == "fail" else LABELS[item["state"]]
+            lines.append(f"  {state:<13} {item['rule_id']:<13} {item['reason']}")
+    return "\n".join(printable(line) for line in lines) + "\n"

@@ -67,10 +67,14 @@ class Fix:
     restart: str = "none"  # one of RESTARTS
     service: str | None = None  # the service restarted when restart == "service" (libvirtd, virtqemud)
     check: str = ""  # how the script tells the fix is already in place (idempotence), in words
+    title: str = ""  # the rule's title (host baseline templates comment every item with it)
+    source: str = ""  # where the setting comes from (the rule's compliance ids and references), templates only
 
     def to_dict(self) -> dict[str, Any]:
         shown = ("rule_id", "asset", "platform", "summary", "breaks", "restart", "service", "check")
-        return {**{name: getattr(self, name) for name in shown}, "changes": [c.to_dict() for c in self.changes]}
+        out = {**{name: getattr(self, name) for name in shown}, "changes": [c.to_dict() for c in self.changes]}
+        out.update({name: getattr(self, name) for name in ("title", "source") if getattr(self, name)})
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +94,11 @@ class FixPlan:
     unfixable: list[Unfixable]
     inputs: list[str]  # the paths (or scan file) the findings came from
     generated: str  # ISO 8601 UTC time the plan was made
+    template: str | None = None  # a host baseline template (``fix --template``): linux-kvm, windows-hyperv
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **({"template": self.template} if self.template else {}),
             "generated": self.generated,
             "inputs": list(self.inputs),
             "summary": {"fixes": len(self.fixes), "unfixable": len(self.unfixable)},

@@ -1,7 +1,8 @@
 """Writing a report or ruleset where the user asked: stdout, or a file replaced only once complete.
 
 vmsentry runs as root, often in folders other users can write to (``/tmp``, a shared report folder), so
-the file is written the way that cannot be turned against it:
+the file is written the way that cannot be turned against it (model/atomic_file.py, shared with the
+behaviour model files):
 
 * the temporary file is made by ``mkstemp`` (a random name, ``O_CREAT|O_EXCL``, mode 0600): a link or
   file planted under a predictable name cannot redirect the write;
@@ -24,6 +25,8 @@ import stat
 import sys
 from collections.abc import Callable
 from typing import BinaryIO, TextIO
+
+from vmsentry.model.atomic_file import new_file_mode, replace_file
 
 
 class OutputError(Exception):
@@ -61,12 +64,6 @@ def _reader_gone() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except OSError:
         pass
-
-
-def _new_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def write_output(text: str | bytes, path: str | None) -> None:
@@ -128,31 +125,9 @@ def _write_into(path: str, fill: Callable[[BinaryIO], object]) -> None:
 
 def _replace(path: str, fill: Callable[[BinaryIO], object]) -> None:
     try:
-        current = os.lstat(path)
-    except OSError:
-        current = None
-    # the mode of the file being replaced (not of what a link points to: the link itself is replaced)
-    mode = stat.S_IMODE(current.st_mode) if current is not None and stat.S_ISREG(current.st_mode) else None
-    import tempfile  # here: the CLI imports this module at start-up, most runs write to stdout
-
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        replace_file(path, fill)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {_reason(exc)}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fill(fh)
-            os.fchmod(fh.fileno(), mode if mode is not None else _new_file_mode())
-        os.replace(tmp, path)
-    except BaseException as exc:  # an interrupt too: never leave the temporary file behind
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise OutputError(f"{path}: cannot write: {_reason(exc)}") from None
-        raise
 
 
 def open_append(path: str):
@@ -162,7 +137,7 @@ def open_append(path: str):
     device is written into. Returns a binary file object; ``OutputError`` says why not."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags, _new_file_mode())
+        fd = os.open(path, flags, new_file_mode())
     except OSError as exc:
         reason = "a symbolic link" if exc.errno == 40 else _reason(exc)  # ELOOP: O_NOFOLLOW met a link
         raise OutputError(f"{path}: cannot write: {reason}") from None

@@ -14,6 +14,8 @@ data. Validated here when the catalogue loads, so a typo fails the build, not a 
           - {kind: config_key, target: /etc/libvirt/qemu.conf, key: vnc_password, secret: vnc-password}
       libvirt:
         function: nic_spoof_filter             # a planner function (act/fix/<platform>.py) where logic is needed
+        baseline: [net.ipv4.conf.all.rp_filter]   # {key} in a host baseline template (fix --template);
+                                               # "{bridge}" in a key = every bridge present when it runs
       qemu:
         unfixable: "a bare QEMU command line: change the script that starts it"
 
@@ -30,7 +32,7 @@ from vmsentry.model.fix import CHANGE_KINDS, RESTARTS
 from vmsentry.model.rule import PLATFORMS
 
 XML_OPS = ("set", "ensure", "remove")
-_BLOCK_FIELDS = {"summary", "breaks", "restart", "service", "changes", "function", "unfixable"}
+_BLOCK_FIELDS = {"summary", "breaks", "restart", "service", "changes", "function", "unfixable", "baseline"}
 _CHANGE_FIELDS = {"kind", "target", "key", "after", "secret", "op", "element", "attrs", "only_key"}
 
 
@@ -86,6 +88,9 @@ def validate_fix(block: Any, platforms: tuple[str, ...]) -> dict[str, dict[str, 
             continue
         if spec.get("restart", "none") not in RESTARTS:
             raise InvalidFix(f"{where}: restart must be one of {', '.join(RESTARTS)}")
+        baseline = spec.get("baseline", [])
+        if not isinstance(baseline, list) or not all(isinstance(k, str) and k for k in baseline):
+            raise InvalidFix(f"{where}: baseline must list the keys a host baseline template sets")
         if "changes" in spec:
             for field in ("summary", "breaks"):
                 if not isinstance(spec.get(field), str) or not spec[field].strip():

@@ -7,6 +7,11 @@ Hyper-V settings (``hyperv_setting``) through the Hyper-V module's cmdlets, .vmx
 when it differs, and says which it did ("changed:" / "unchanged:"). Every name from the scan is a
 single-quoted literal ('' doubles a quote; control characters never reach the script). Changes of other
 kinds are listed as comments (the sh and patch formats carry them).
+
+``-Check`` changes nothing: each block says "would change:" instead of setting, and the script exits 1 when
+something would change (0: nothing to change). A host baseline template (``fix --template windows-hyperv``)
+names every VM, adapter or switch (``*``): its blocks loop over ``Get-VM`` / ``Get-VMSwitch`` and set each
+object whose value differs, through the Set- cmdlet's object parameter (``-VMNetworkAdapter $item``).
 """
 
 from __future__ import annotations
@@ -38,10 +43,74 @@ def _report(state: str, what: str) -> str:
     return f"Write-Output {quote(f'{state}: {what}')}"
 
 
+def _apply(set_line: str, what: str, indent: str = "    ") -> list[str]:
+    """The set (or, with -Check, its report) of one value found different."""
+    return [
+        f"{indent}if ($Check) {{ $script:Pending++; {_report('would change', what)} }} else {{",
+        f"{indent}    {set_line}",
+        f"{indent}    $script:Changed++; {_report('changed', what)}",
+        f"{indent}}}",
+    ]
+
+
+# A template's objects (name "*"): what to loop over per Get- cmdlet, the Set- cmdlet's object parameter,
+# and how to name each object in the report. Parameters: learn.microsoft.com/powershell/module/hyper-v/
+# (Set-VMNetworkAdapter -VMNetworkAdapter, Disable-VMIntegrationService -VMIntegrationService,
+# Set-VMFirmware -VMFirmware, Set-VM -VM, Set-VMSwitch -VMSwitch, Get-VMSwitch -SwitchType).
+_EVERY = {
+    "Get-VMNetworkAdapter": (
+        "@(Get-VM | Get-VMNetworkAdapter)",
+        "-VMNetworkAdapter",
+        "$item.VMName + ' ' + $item.Name",
+    ),
+    "Get-VMIntegrationService": (
+        "@(Get-VM | Get-VMIntegrationService{select})",
+        "-VMIntegrationService",
+        "$item.VMName",
+    ),
+    "Get-VMFirmware": (
+        "@(Get-VM | Where-Object {{ $_.Generation -eq 2 }} | Get-VMFirmware)",
+        "-VMFirmware",
+        "$item.VMName",
+    ),
+    "Get-VM": ("@(Get-VM)", "-VM", "$item.Name"),
+    "Get-VMSwitch": ("@(Get-VMSwitch -SwitchType External)", "-VMSwitch", "$item.Name"),
+}
+
+
+def _hyperv_every(change: Change) -> list[str]:
+    d = change.detail
+    get, set_, prop = d["get"], d["set"], d["property"]
+    items, parameter, label = _EVERY[get]
+    items = items.format(select=f" -Name {quote(d['select'])}" if d.get("select") else "")
+    expect = d.get("expect", change.after)
+    value = "" if set_.startswith(("Enable-", "Disable-")) else f" -{change.key} {_literal(change.after)}"
+    compare = (
+        f"$item.{prop} -ne {expect}" if expect in ("$true", "$false") else f'"$($item.{prop})" -ne {quote(expect)}'
+    )
+    what = f"{prop} -> {expect}"
+    lines = [
+        f"foreach ($item in {items}) {{",
+        f"    if ({compare}) {{",
+        f"        $what = ({label}) + {quote(': ' + what)}",
+    ]
+    lines += [
+        "        if ($Check) { $script:Pending++; Write-Output ('would change: ' + $what) } else {",
+        f"            {set_} {parameter} $item{value} -ErrorAction Stop",
+        "            $script:Changed++; Write-Output ('changed: ' + $what)",
+        "        }",
+        "    }",
+        "}",
+    ]
+    return lines
+
+
 def _hyperv(change: Change) -> list[str]:
     d = change.detail
     get, set_, prop = d["get"], d["set"], d["property"]
     obj, name = d["object"], d["name"]
+    if name == "*" and obj != "VMHost":
+        return _hyperv_every(change)
     if obj == "VMHost":
         target = ""
     elif obj == "VMSwitch":
@@ -54,11 +123,12 @@ def _hyperv(change: Change) -> list[str]:
     value = "" if set_.startswith(("Enable-", "Disable-")) else f" -{change.key} {_literal(change.after)}"
     what = f"{obj} {name}{' ' + d['select'] if d.get('select') else ''}: {prop} -> {expect}"
     compare = f"$current -ne {expect}" if expect in ("$true", "$false") else f'"$current" -ne {quote(expect)}'
+    if obj == "VMHost":
+        what = f"host: {prop} -> {expect}"
     return [
         f"$current = ({get}{target}{select} -ErrorAction Stop).{prop}",
         f"if ({compare}) {{",
-        f"    {set_}{set_target}{select}{value} -ErrorAction Stop",
-        f"    {_report('changed', what)}",
+        *_apply(f"{set_}{set_target}{select}{value} -ErrorAction Stop", what),
         f"}} else {{ {_report('unchanged', what)} }}",
     ]
 
@@ -75,18 +145,18 @@ def _vmx(change: Change) -> list[str]:
     if change.after is None:
         return lines + [
             "if ($setting) {",
-            "    $setting | Remove-AdvancedSetting -Confirm:$false",
-            f"    {_report('changed', what)}",
+            *_apply("$setting | Remove-AdvancedSetting -Confirm:$false", what),
             f"}} else {{ {_report('unchanged', what)} }}",
         ]
     wanted = quote(change.after)
     return lines + [
         "if (-not $setting) {",
-        f"    New-AdvancedSetting -Entity $vm -Name {quote(change.key)} -Value {wanted} -Confirm:$false | Out-Null",
-        f"    {_report('changed', what)}",
+        *_apply(
+            f"New-AdvancedSetting -Entity $vm -Name {quote(change.key)} -Value {wanted} -Confirm:$false | Out-Null",
+            what,
+        ),
         f'}} elseif ("$($setting.Value)" -ne {wanted}) {{',
-        f"    $setting | Set-AdvancedSetting -Value {wanted} -Confirm:$false | Out-Null",
-        f"    {_report('changed', what)}",
+        *_apply(f"$setting | Set-AdvancedSetting -Value {wanted} -Confirm:$false | Out-Null", what),
         f"}} else {{ {_report('unchanged', what)} }}",
     ]
 
@@ -98,8 +168,7 @@ def _portgroup(change: Change) -> list[str]:
     return [
         f"$policy = Get-VirtualPortGroup -Name {quote(group)} -ErrorAction Stop | Get-SecurityPolicy",
         f"if ($policy.{change.key} -ne {wanted}) {{",
-        f"    $policy | Set-SecurityPolicy -{change.key} {wanted} | Out-Null",
-        f"    {_report('changed', what)}",
+        *_apply(f"$policy | Set-SecurityPolicy -{change.key} {wanted} | Out-Null", what),
         f"}} else {{ {_report('unchanged', what)} }}",
     ]
 
@@ -108,7 +177,12 @@ RENDERERS = {"hyperv_setting": _hyperv, "vmx_key": _vmx, "esxi_setting": _portgr
 
 
 def _fix_block(fix: Fix) -> list[str]:
-    lines = [_comment(f"{fix.rule_id} {fix.asset}: {fix.summary}"), _comment(f"could break: {fix.breaks}")]
+    if fix.title:  # a template item
+        lines = [_comment(f"{fix.rule_id}: {fix.title}"), _comment(f"source: {fix.source}")]
+        lines.append(_comment(f"changes: {fix.summary}"))
+    else:
+        lines = [_comment(f"{fix.rule_id} {fix.asset}: {fix.summary}")]
+    lines.append(_comment(f"could break: {fix.breaks}"))
     if fix.restart != "none":
         lines.append(_comment(f"takes effect after: {'a VM restart' if fix.restart == 'vm' else 'a service restart'}"))
     for change in fix.changes:
@@ -128,12 +202,17 @@ def wants(fix: Fix) -> bool:
 
 def render(plan: FixPlan, secrets=None, base: str = ".") -> str:
     """The script (``secrets``/``base``: the renderers' common signature; no change here needs either)."""
+    what = f"host baseline template {plan.template}" if plan.template else "generated"
     lines = [
         "#Requires -Version 5.1",
-        _comment(f"vmsentry fix: generated {plan.generated} from {', '.join(plan.inputs) or 'a scan'}"),
+        _comment(f"vmsentry fix: {what} {plan.generated} from {', '.join(plan.inputs) or 'a scan'}"),
+        _comment("-Check: change nothing, list what would change, exit 1 when something would (0: nothing)."),
+        "param([switch]$Check)",
         _comment("Hyper-V blocks need the Hyper-V module (run as administrator on the host); ESXi blocks need"),
         _comment("VMware PowerCLI and a Connect-VIServer session. Each block reads the value before it sets it."),
         "$ErrorActionPreference = 'Stop'",
+        "$script:Pending = 0",
+        "$script:Changed = 0",
         "",
     ]
     for fix in plan.fixes:
@@ -141,4 +220,11 @@ def render(plan: FixPlan, secrets=None, base: str = ".") -> str:
             lines += _fix_block(fix)
     for item in plan.unfixable:
         lines.append(_comment(f"not fixed: {item.rule_id} {item.asset}: {item.reason}"))
+    lines += [
+        "if ($Check -and $script:Pending) {",
+        '    Write-Output "vmsentry fix: $($script:Pending) change(s) would be made"',
+        "    exit 1",
+        "}",
+        "if ($script:Pending + $script:Changed -eq 0) { Write-Output 'vmsentry fix: nothing to change' }",
+    ]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -9,6 +9,8 @@ definitions. Every change is checked before it is made; a second run prints "not
   takes the change at its next start, which the script lists.
 
 ``ROOT=/some/copy sh fix.sh`` applies the file changes to a copy of the host's files (tests, reviews).
+``sh fix.sh --check`` changes nothing: it prints each item that would change ("would change: ...") and
+exits 1 when something would, 0 when the host already complies.
 """
 
 from __future__ import annotations
@@ -17,14 +19,21 @@ import shlex
 from collections import defaultdict
 
 from vmsentry.model.fix import Change, Fix, FixPlan
-from vmsentry.report.fix import Secrets, conf_value
+from vmsentry.report.fix import Secrets, conf_value, sh_vendors
 
 PRELUDE = r"""#!/bin/sh
 # ROOT=/path applies the file changes under that folder (a copy of the host's /etc); sysctls always act on
 # the running kernel (this network namespace). Services restart only when ROOT is empty and a file changed.
+# --check: change nothing, print what would change, exit 1 when something would (0: nothing to change).
 set -eu
 ROOT="${ROOT:-}"
 VIRSH="${VIRSH:-virsh}"
+CHECK=0
+case "${1:-}" in
+  --check) CHECK=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
+esac
 CHANGED=0
 RESTART=""
 VM_RESTART=""
@@ -32,21 +41,28 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 umask 077
 
-vms_changed() { CHANGED=$((CHANGED + 1)); echo "changed: $*"; }
+vms_changed() {
+  CHANGED=$((CHANGED + 1))
+  if [ "$CHECK" = 1 ]; then echo "would change: $*"; else echo "changed: $*"; fi
+}
 
 # vms_line FILE KEY_REGEX LINE: the line setting KEY is LINE (replaced in place, or appended); DID=1 when written
 vms_line() {
   DID=0
+  [ -e "$1" ] && grep -qxF -- "$3" "$1" && return 0
+  DID=1
+  if [ "$CHECK" = 1 ]; then
+    vms_changed "$1: $(printf '%s' "$3" | sed -E 's/(password[^=]*=).*/\1 (secret)/')"
+    return 0
+  fi
   mkdir -p "$(dirname "$1")"
   [ -e "$1" ] || : >"$1"
-  grep -qxF -- "$3" "$1" && return 0
   if grep -Eq "^[[:space:]]*$2[[:space:]]*=" "$1"; then
     vms_esc=$(printf '%s\n' "$3" | sed 's/[&|\\]/\\&/g')
     sed -i -E "s|^[[:space:]]*$2[[:space:]]*=.*|$vms_esc|" "$1"
   else
     printf '%s\n' "$3" >>"$1"
   fi
-  DID=1
   vms_changed "$1: $(printf '%s' "$3" | sed -E 's/(password[^=]*=).*/\1 (secret)/')"
 }
 
@@ -56,10 +72,18 @@ vms_sysctl() {
   if [ ! -e "$vms_p" ]; then
     echo "skipped: sysctl $1 (not on this kernel or interface absent)"
   elif [ "$(cat "$vms_p")" != "$2" ]; then
-    printf '%s\n' "$2" >"$vms_p"
+    [ "$CHECK" = 1 ] || printf '%s\n' "$2" >"$vms_p"
     vms_changed "sysctl $1 = $2"
   fi
   vms_line "$ROOT/etc/sysctl.d/90-vmsentry.conf" "$(printf '%s' "$1" | sed 's/\./\\./g')" "$1 = $2"
+}
+
+# vms_bridges: the Linux bridges present now (a sysctl key with {bridge} is set on each)
+vms_bridges() {
+  for vms_b in /sys/class/net/*/bridge; do
+    [ -d "$vms_b" ] && basename "$(dirname "$vms_b")"
+  done
+  return 0
 }
 
 # vms_conf FILE KEY LINE SERVICE
@@ -96,7 +120,7 @@ vms_xml_edit() {
 }
 
 vms_xml_close() {
-  [ "$XDID" = 1 ] || return 0
+  [ "$XDID" = 1 ] && [ "$CHECK" = 0 ] || return 0
   if [ "$XKIND" = network ]; then $VIRSH net-define "$WORK/def.xml" >/dev/null; else $VIRSH define "$WORK/def.xml" >/dev/null; fi
   VM_RESTART="$VM_RESTART $XKIND:$XNAME"
 }
@@ -104,7 +128,9 @@ vms_xml_close() {
 
 EPILOGUE = r"""
 for vms_service in $(printf '%s\n' $RESTART | sort -u); do
-  if [ -z "$ROOT" ]; then
+  if [ "$CHECK" = 1 ]; then
+    echo "would restart: $vms_service"
+  elif [ -z "$ROOT" ]; then
     systemctl try-restart "$vms_service" 2>/dev/null || service "$vms_service" restart
     echo "restarted: $vms_service"
   else
@@ -116,6 +142,9 @@ for vms_object in $VM_RESTART; do
 done
 if [ "$CHANGED" = 0 ]; then
   echo "vmsentry fix: nothing to change"
+elif [ "$CHECK" = 1 ]; then
+  echo "vmsentry fix: $CHANGED change(s) would be made"
+  exit 1
 else
   echo "vmsentry fix: $CHANGED change(s) made"
 fi
@@ -136,9 +165,21 @@ def conf_line(change: Change, secrets: Secrets) -> str:
     return f"{change.key} = {conf_value(value)}"
 
 
+BRIDGE = "{bridge}"  # in a template's sysctl key: every bridge present when the script runs
+
+
 def host_lines(fix: Fix, change: Change, secrets: Secrets) -> list[str]:
+    if change.kind == "sysctl" and BRIDGE in change.key:
+        head, tail = change.key.split(BRIDGE, 1)
+        return [
+            "for vms_bridge in $(vms_bridges); do",
+            f'  vms_sysctl {q(head)}"$vms_bridge"{q(tail)} {q(change.after)}',
+            "done",
+        ]
     if change.kind == "sysctl":
         return [f"vms_sysctl {q(change.key)} {q(change.after)}"]
+    if change.kind in sh_vendors.LINES:
+        return sh_vendors.LINES[change.kind](change)
     if change.kind == "config_key":
         function = "vms_conf_secret" if change.secret else "vms_conf"
         path = '"$ROOT"' + q(change.target)
@@ -204,7 +245,12 @@ def body(plan: FixPlan, secrets: Secrets) -> list[str]:
     xml: dict[str, dict[tuple, Change]] = defaultdict(dict)
     for fix in plan.fixes:
         lines.append("")
-        lines.append(comment(f"{fix.rule_id} {fix.asset}: {fix.summary}"))
+        if fix.title:  # a template item: the rule, its title and where the setting comes from
+            lines.append(comment(f"{fix.rule_id}: {fix.title}"))
+            lines.append(comment(f"source: {fix.source}"))
+            lines.append(comment(f"changes: {fix.summary}"))
+        else:
+            lines.append(comment(f"{fix.rule_id} {fix.asset}: {fix.summary}"))
         lines.append(comment(f"could break: {fix.breaks}; restart: {fix.restart}"))
         for change in fix.changes:
             if change.kind == "xml_edit":
@@ -220,16 +266,19 @@ def body(plan: FixPlan, secrets: Secrets) -> list[str]:
 
 
 def header(plan: FixPlan) -> list[str]:
-    lines = [
-        comment(f"vmsentry fix: {len(plan.fixes)} fix(es), generated {plan.generated} from {', '.join(plan.inputs)}")
-    ]
+    if plan.template:
+        what = f"host baseline template {plan.template}: {len(plan.fixes)} item(s), generated {plan.generated}"
+    else:
+        what = f"{len(plan.fixes)} fix(es), generated {plan.generated} from {', '.join(plan.inputs)}"
+    lines = [comment(f"vmsentry fix: {what}")]
     if plan.unfixable:
-        lines.append(comment(f"not fixed here ({len(plan.unfixable)}):"))
+        title = "not in this template" if plan.template else "not fixed here"
+        lines.append(comment(f"{title} ({len(plan.unfixable)}):"))
         lines += [comment(f"  {u.rule_id} {u.asset}: {u.reason}") for u in plan.unfixable]
     return lines
 
 
 def render(plan: FixPlan, secrets: Secrets, base: str = ".") -> str:
-    lines = PRELUDE.rstrip("\n").split("\n")
+    lines = (PRELUDE + sh_vendors.FUNCTIONS).rstrip("\n").split("\n")
     lines[1:1] = header(plan)
     return "\n".join(lines + body(plan, secrets)) + "\n" + EPILOGUE
