@@ -123,12 +123,12 @@ def explain_text(name: str, value: float, usual: float, ratio: float, whose: str
     phrase, unit = (feature.phrase, feature.unit) if feature else (name, "")
     now, was = _amount(value, unit), _amount(usual, unit)
     if name in LINEAR:  # shares, scores, log ratios: a multiple of them means little
-        return f"{phrase}: {now} ({whose} {was})"
+        return f"{phrase}: {now}, usually {was}"
     if usual < 0.01:
         return f"{phrase}: {now} ({whose} about 0)"
     if ratio >= 1:
-        return f"{phrase}: {ratio:.3g}x {whose} ({now}, usually {was})"
-    return f"{phrase}: {1 / max(ratio, 1e-9):.3g}x below {whose} ({now}, usually {was})"
+        return f"{phrase}: {_number(ratio)}x {whose} ({now}, usually {was})"
+    return f"{phrase}: {_number(1 / max(ratio, 1e-9))}x below {whose} ({now}, usually {was})"
 
 
 def _whose(profile_key: str) -> str:
@@ -140,6 +140,11 @@ def _whose(profile_key: str) -> str:
     return "the network's usual"
 
 
+def _number(value: float) -> str:
+    """3 significant digits, whole numbers from 1,000 on with separators (never 1e+03)."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def _amount(value: float, unit: str) -> str:
     if unit.startswith("bytes"):
         rest = unit[len("bytes") :]
@@ -147,7 +152,7 @@ def _amount(value: float, unit: str) -> str:
             if abs(value) >= size:
                 return f"{value / size:.3g} {prefix}{rest}"
         return f"{value:.3g} B{rest}"
-    return f"{value:.3g} {unit}".rstrip()
+    return f"{_number(value)} {unit}".rstrip()
 
 
 def _describe(alert: Alert) -> str:
