@@ -103,6 +103,8 @@ class DetectCommand(Command):
         truth = _truth(args.inventory, args.interface)
         model, model_name = None, ""
         if args.model:
+            from vmsentry.commands.baseline import anomaly_stats, load_model
+
             loaded = load_model(args.model)
             if loaded is None:
                 return 2
@@ -200,40 +202,6 @@ class DetectCommand(Command):
             audit.append_many([*alert_records(alerts), ("detect", detect_record(alerts, stats, inputs, code))])
             close_command_audit(audit)
         return code
-
-
-def load_model(path: str) -> tuple[object, str] | None:
-    """The behaviour model of ``--model`` and the name its alerts give it ("file sha256:prefix"), or None
-    after one line on stderr when it cannot be used (missing, corrupt, another version, not calibrated)."""
-    import hashlib
-
-    from vmsentry.analyse.behaviour.anomaly import check_usable
-    from vmsentry.analyse.behaviour.features import NAMES
-    from vmsentry.analyse.behaviour.modelfile import ModelFileError, load
-
-    try:
-        model, _ = load(path, features=NAMES)
-        check_usable(model)
-        with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-    except ModelFileError as exc:
-        print(f"vmsentry: {printable(str(exc))}", file=sys.stderr)
-        return None
-    except (ValueError, OSError) as exc:
-        print(f"vmsentry: {printable(path)}: {printable(str(exc))}", file=sys.stderr)
-        return None
-    return model, f"{os.path.basename(path)} sha256:{digest[:12]}"
-
-
-def anomaly_stats(detector) -> dict:
-    """What the behaviour model did in a run (the stats' ``anomaly``)."""
-    return {
-        "model": detector.model_name,
-        "windows_scored": detector.windows,
-        "windows_alarmed": detector.alarmed,
-        "windows_learned": detector.learned,
-        "late_frames": detector.extractor.late,
-    }
 
 
 def _follow(path: str, last: bool, args: argparse.Namespace, follow):
