@@ -348,6 +348,8 @@ def train_report(model, header: dict, summary: dict) -> dict:
     network's profile), the scorer and why, the calibration, and whether alarms are possible at all."""
     import numpy as np
 
+    from vmsentry.analyse.behaviour.calibrate import TAIL_MIN
+
     profiles = model.profiles
     entities = []
     for e in header.get("entities", []):
@@ -365,7 +367,8 @@ def train_report(model, header: dict, summary: dict) -> dict:
             "reference": reference,
             "smallest_p_value": smallest_p,
             "entities_per_window": per_window,  # the median, as trained: Benjamini-Hochberg's m
-            "can_alarm": bool(per_window and smallest_p <= model.q / per_window),
+            # beyond TAIL_MIN reference scores the p-values extrapolate past the highest one (calibrate.py)
+            "can_alarm": bool(reference > TAIL_MIN or (per_window and smallest_p <= model.q / per_window)),
         },
         "calibrated": model.calibrated,
         "reference_scores": int(np.size(model.reference.get(model.scorer, []))),

@@ -40,9 +40,9 @@ def render_train(r: dict) -> str:
     bh = r["bh"]
     if not bh["can_alarm"]:
         lines.append(
-            f"warning: the benign reference holds {bh['reference']:,} scores, so no p-value is below "
-            f"{bh['smallest_p_value']:.2g}; with {bh['entities_per_window']} entities per window, Benjamini-Hochberg at "
-            f"q={m['thresholds']['bh_q']:g} needs {bh['entities_per_window'] / m['thresholds']['bh_q']:,.0f}: "
+            f"warning: the benign reference holds only {bh['reference']:,} scores (too few to extrapolate a tail), so no "
+            f"p-value is below {bh['smallest_p_value']:.2g}; with {bh['entities_per_window']} entities per window, "
+            f"Benjamini-Hochberg at q={m['thresholds']['bh_q']:g} cannot reject a lone anomaly: "
             "train on more traffic for single alarms"
         )
     return "\n".join(lines) + "\n"
