@@ -229,7 +229,7 @@ class TrainCommand(_BaselineVerb):
             action="append",
             default=[],
             metavar="TRUTH.json",
-            help="the ground truth of each --calibrate capture, in order (default: PCAP's .truth.json beside it)",
+            help="the ground truth of each --calibrate capture, in order (default: X.truth.json beside each X.pcap)",
         )
         p.add_argument(
             "--scorer",
@@ -393,7 +393,7 @@ class EvalCommand(_BaselineVerb):
             action="append",
             default=[],
             metavar="TRUTH.json",
-            help="the ground truth of each capture, in order (default: PCAP's .truth.json beside it)",
+            help="the ground truth of each capture, in order (default: X.truth.json beside each X.pcap)",
         )
         p.add_argument(
             "--inventory", action="append", default=[], metavar="INV", help="names the VMs by MAC (repeatable)"
