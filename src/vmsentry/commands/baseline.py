@@ -470,8 +470,6 @@ class ShowCommand(_BaselineVerb):
 def load_model(path: str) -> tuple[object, str] | None:
     """The behaviour model of ``--model`` and the name its alerts give it ("file sha256:prefix"), or None
     after one line on stderr when it cannot be used (missing, corrupt, another version, not calibrated)."""
-    import hashlib
-
     from vmsentry.analyse.behaviour.anomaly import check_usable
     from vmsentry.analyse.behaviour.features import NAMES
     from vmsentry.analyse.behaviour.modelfile import ModelFileError, load
@@ -479,8 +477,7 @@ def load_model(path: str) -> tuple[object, str] | None:
     try:
         model, _ = load(path, features=NAMES)
         check_usable(model)
-        with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        digest = sha256_of(path)
     except ModelFileError as exc:
         print(f"vmsentry: {printable(str(exc))}", file=sys.stderr)
         return None
