@@ -23,9 +23,16 @@ MAC); `--mode flowflood` writes N packets of N distinct 5-tuples from one VM's M
 random source and destination addresses and ports: a third UDP datagrams, a third TCP segments with payload
 seen mid-stream, a third SYN-ACKs, so that every packet leaves state in the flow tables and the detectors.
 
+`--truth FILE` (mixed mode) also writes the ground truth of the capture for the behaviour baseline
+(`model/behaviour.GroundTruth`: the host and the 30 VMs, and one incident per embedded attack with its
+attacker, victims and the capture times of its first and last frame; the MAC flood's frames come from random
+MACs, so its attacker is the extractor's "(unattributed)" entity). `--start EPOCH` sets the first time stamp
+(two captures of different seeds then do not overlap in time), `--split` the truth's split name.
+
     python benchmarks/gen_traffic.py OUT.pcap [--packets 1000000] [--mode mixed|syn|macflood|flowflood]
                                      [--mix typical|busy]
-                                     [--inventory INV.json]
+                                     [--inventory INV.json] [--truth TRUTH.json --split S] [--start EPOCH]
+                                     [--attacks arp,scan,dns,mgmt,lateral,flood|none] [--repeat N] [--rate PPS]
 """
 
 from __future__ import annotations
@@ -155,21 +162,53 @@ MIXES = {"typical": (0.877, 0.892, 0.897), "busy": (0.80, 0.87, 0.90)}
 TCP_SHARE, DNS_SHARE, ARP_SHARE = MIXES["typical"]
 
 
+# attack kind in mixed() -> (truth kind, attacker, victims, how)
+TRUTH_KINDS = {
+    "arp": ("arp_spoof", "vm13", ("vm12", "vm20"), "forged ARP replies claiming the host's address"),
+    "scan": ("scan", "vm14", ("vm12",), "SYN scan of 1,000 ports"),
+    "dns": ("dns_outside", "vm15", (), "DNS queries to an outside resolver"),
+    "mgmt": ("mgmt_access", "vm16", ("hv1",), "TCP connection to libvirtd (16509)"),
+    "lateral": ("lateral_movement", "vm17", ("vm18",), "SMB connection"),
+    "flood": ("mac_flood", "(unattributed)", (), "5,000 frames from random source MACs (macof-like)"),
+}
+INCIDENTS: list[dict] = []  # the attacks mixed() wrote, for --truth
+DEFAULT_ATTACKS = ("arp", "scan", "dns", "mgmt", "lateral", "flood")
+ATTACKS, REPEAT = DEFAULT_ATTACKS, 1  # --attacks, --repeat
+RATE = 10_000  # --rate: mean packets per second of the mixed mode's benign traffic
+
+
 def mixed(w: Writer, n: int, rnd: random.Random) -> None:
     host = ("host", ip4(HOST_IP), mac(HOST_MAC))
     vms = [(name, ip4(ip), mac(m)) for name, ip, m in VMS]
-    attacks = {
-        int(n * f): kind
-        for f, kind in ((0.2, "arp"), (0.3, "scan"), (0.4, "dns"), (0.5, "mgmt"), (0.6, "lateral"), (0.7, "flood"))
-    }
+    if ATTACKS == DEFAULT_ATTACKS and REPEAT == 1:
+        attacks = {
+            int(n * f): kind
+            for f, kind in ((0.2, "arp"), (0.3, "scan"), (0.4, "dns"), (0.5, "mgmt"), (0.6, "lateral"), (0.7, "flood"))
+        }
+    else:  # --attacks/--repeat: spread evenly over the middle 80 % of the capture
+        order = list(ATTACKS) * REPEAT
+        attacks = {int(n * (0.1 + 0.8 * (k + 0.5) / len(order))): kind for k, kind in enumerate(order)}
     sessions: list[Session] = []
     ident = 0
     while w.count < n:
         ident += 1
-        w.ts += rnd.expovariate(10_000)
+        w.ts += rnd.expovariate(RATE)
         kind = attacks.pop(min(attacks), None) if attacks and w.count >= min(attacks) else None
         if kind:
+            start, first = w.ts, w.count
             attack(w, kind, host, vms, rnd)
+            if w.count > first:
+                what, attacker, victims, how = TRUTH_KINDS[kind]
+                INCIDENTS.append(
+                    {
+                        "kind": what,
+                        "attacker": attacker,
+                        "victims": list(victims),
+                        "start": round(start, 6),
+                        "end": round(w.ts, 6),
+                        "tool": f"gen_traffic.py: {how}",
+                    }
+                )
             continue
         r = rnd.random()
         if r < TCP_SHARE:
@@ -337,6 +376,13 @@ def inventory() -> dict:
     }
 
 
+def truth(split: str, capture: str) -> dict:
+    """The ground truth of the mixed capture just written (``model/behaviour.GroundTruth`` shape)."""
+    vms = [{"name": "hv1", "mac": HOST_MAC, "ip": HOST_IP, "role": "host"}]
+    vms += [{"name": name, "mac": m, "ip": ip} for name, ip, m in VMS]
+    return {"split": split, "capture": capture, "vms": vms, "incidents": INCIDENTS}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
@@ -346,17 +392,42 @@ def main() -> None:
     ap.add_argument("--snap", type=int, default=SNAP)
     ap.add_argument("--inventory", metavar="FILE", help="also write the matching saved inventory JSON here")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--truth", metavar="FILE", help="mixed mode: also write the capture's ground truth JSON here")
+    ap.add_argument("--split", choices=("train", "calibration", "evaluation"), default="evaluation")
+    ap.add_argument("--start", type=float, metavar="EPOCH", help="time stamp of the first packet")
+    ap.add_argument(
+        "--attacks",
+        default=",".join(DEFAULT_ATTACKS),
+        help="mixed mode: the attacks to embed, comma-separated (default all: %(default)s; 'none' for benign only)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="mixed mode: embed each attack this many times")
+    ap.add_argument(
+        "--rate", type=float, default=10_000.0, help="mixed mode: mean packets per second (default %(default)s)"
+    )
     args = ap.parse_args()
+    global ATTACKS, REPEAT, RATE
+    RATE = args.rate
+    ATTACKS = () if args.attacks == "none" else tuple(filter(None, args.attacks.split(",")))
+    REPEAT = args.repeat
+    if set(ATTACKS) - set(DEFAULT_ATTACKS) or REPEAT < 1:
+        ap.error(f"--attacks: choose from {','.join(DEFAULT_ATTACKS)} (or none); --repeat: at least 1")
+    if args.truth and args.mode != "mixed":
+        ap.error("--truth: only the mixed mode embeds known attacks")
     t0 = time.perf_counter()
     global TCP_SHARE, DNS_SHARE, ARP_SHARE
     TCP_SHARE, DNS_SHARE, ARP_SHARE = MIXES[args.mix]
     w = Writer(args.out, args.snap)
+    if args.start is not None:
+        w.ts = args.start
     rnd = random.Random(args.seed)
     MODES[args.mode](w, args.packets, rnd)
     w.close()
     if args.inventory:
         with open(args.inventory, "w", encoding="utf-8") as fh:
             json.dump(inventory(), fh, indent=1)
+    if args.truth:
+        with open(args.truth, "w", encoding="utf-8") as fh:
+            json.dump(truth(args.split, args.out.rsplit("/", 1)[-1]), fh, indent=1)
     print(f"wrote {w.count} packets ({args.mode}) to {args.out} in {time.perf_counter() - t0:.1f} s")
 
 

@@ -35,7 +35,6 @@ def watch(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["--netns", "../x"], "not a network namespace name"),
         (["--config", "/nonexistent/watch.yaml"], "/nonexistent/watch.yaml"),
         (["--inventory", "/nonexistent/inv.json"], "/nonexistent/inv.json: no such file"),
-        (["--model", "m.bin"], "--model"),
         (["--metrics", "localhost"], "give ADDR:PORT"),
         ([], "no bridge to watch"),
     ],

@@ -32,6 +32,11 @@ COMMANDS: dict[str, CommandInfo] = {
         "DetectCommand",
         "find ARP spoofing, floods, rogue DHCP/RA, scans, VM-to-host and VM-to-VM access in traffic",
     ),
+    "baseline": CommandInfo(
+        "vmsentry.commands.baseline",
+        "BaselineCommand",
+        "the behaviour baseline: learn each VM's normal traffic, evaluate it, show a model (detect/watch --model)",
+    ),
     "policy": CommandInfo(
         "vmsentry.commands.policy",
         "PolicyCommand",

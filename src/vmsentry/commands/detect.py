@@ -18,8 +18,9 @@ FORMATS = ("text", "json", "jsonl", "eve", "ecs")
 
 class DetectCommand(Command):
     """Traffic detectors over capture files, a live bridge, Zeek logs or Suricata eve.json.
-    Exit 0: no alert; 1: alerts; 2: some input could not be read, or only in part (wins over 1); 3: usage or fatal
-    error."""
+    With --model (a calibrated behaviour model, `vmsentry baseline train`) it also raises `anomaly` alerts.
+    Exit 0: no alert; 1: alerts; 2: some input could not be read, or only in part (wins over 1), or the model
+    cannot be used; 3: usage or fatal error."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("pcaps", nargs="*", metavar="PCAP", help="pcap or pcapng file, gzip'd or not ('-': stdin)")
@@ -59,6 +60,12 @@ class DetectCommand(Command):
             help="print each alert as a JSON line when it is raised, reading the input as it grows (like tail -f: "
             "a pipe or FIFO until its writer closes it, the last file until stopped); SIGINT/SIGTERM stop cleanly",
         )
+        p.add_argument(
+            "--model",
+            metavar="MODEL",
+            help="a calibrated behaviour model (`vmsentry baseline train --calibrate`): also raise `anomaly` alerts "
+            "for VMs whose traffic is unlike their learned baseline",
+        )
         p.add_argument("--duration", type=seconds, metavar="SECONDS", help="live: stop after this long")
         p.add_argument("--count", type=int, metavar="N", help="live: stop after N packets")
         p.add_argument(
@@ -94,6 +101,14 @@ class DetectCommand(Command):
         with reraise_as(FatalError, TunableError):
             tunables = with_overrides(args.tune)
         truth = _truth(args.inventory, args.interface)
+        model, model_name = None, ""
+        if args.model:
+            from vmsentry.commands.baseline import anomaly_stats, load_model
+
+            loaded = load_model(args.model)
+            if loaded is None:
+                return 2
+            model, model_name = loaded
         audit = open_command_audit(args)
         stopping: list[int] = []
         if args.follow or args.interface:
@@ -119,6 +134,8 @@ class DetectCommand(Command):
                     max_packets=args.count,
                     on_ready=lambda: print(f"vmsentry: watching {args.interface}", file=sys.stderr, flush=True),
                     on_problem=lambda _, line: print(f"vmsentry: {printable(line)}", file=sys.stderr, flush=True),
+                    # quiet input: the behaviour model's last windows are scored without waiting for a frame
+                    on_tick=(lambda now: engine.idle(now)) if model is not None else None,
                 )
             )
         fmt = args.format or (
@@ -144,8 +161,10 @@ class DetectCommand(Command):
             if syslog is not None:
                 syslog.send(alert.to_dict(), sensor, args.interface)
 
-        engine = Engine(truth, tunables, on_raise=announce if writer or syslog else None)
-        stream = TrafficStream(flow_limit=tunables["flows"].limit)
+        engine = Engine(
+            truth, tunables, on_raise=announce if writer or syslog else None, model=model, model_name=model_name
+        )
+        stream = TrafficStream(flow_limit=tunables["flows"].limit, frame_columns=model is not None)
         try:
             with reraise_as(FatalError, LiveError):
                 for batch in stream.batches(readers):
@@ -158,6 +177,8 @@ class DetectCommand(Command):
         stats = stream.stats.to_dict()
         stats["evicted"].update(engine.evicted)
         stats["inventory"] = args.inventory if truth.known else []
+        if engine.anomaly is not None:
+            stats["anomaly"] = anomaly_stats(engine.anomaly)
         if writer is not None:
             for alert in alerts:
                 if alert.count != alert.printed_count:

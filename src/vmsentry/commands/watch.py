@@ -14,7 +14,9 @@ class WatchCommand(Command):
     """Watch the VM bridges live: detect attacks, attribute each to the VM on the bridge port it came from,
     and respond as the policy says (observe: alert; ask: alert and print the quarantine command; auto:
     quarantine). Runs until SIGINT/SIGTERM (or --duration), then flushes and exits 0; SIGHUP reopens the
-    output files. Exit 3: usage error, nothing to watch, or another watcher holds the bridge."""
+    output files. With --model (a calibrated behaviour model, `vmsentry baseline train`) it also raises
+    `anomaly` alerts, which join the open incident of the same VM. Exit 2: the model cannot be used; 3: usage
+    error, nothing to watch, or another watcher holds the bridge."""
 
     def add_options(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", metavar="FILE", help="response policy and settings (YAML; options given win)")
@@ -78,8 +80,13 @@ class WatchCommand(Command):
 
         with reraise_as(FatalError, ConfigError):
             config = watch_config(args)
+        model = None
         if config.model:
-            raise FatalError("--model: behaviour models (vmsentry baseline) are not part of this version yet")
+            from vmsentry.commands.baseline import load_model
+
+            model = load_model(config.model)  # (model, name), or None when it cannot be used: said, exit 2
+            if model is None:
+                return 2
         ns = config.netns
         # before any thread: the private mount table that lets /sys show the namespace's bridges
         own_sysfs = netns.private_mounts() if ns else True
@@ -95,7 +102,7 @@ class WatchCommand(Command):
         from vmsentry.report.audit import AuditError
 
         with reraise_as(FatalError, AuditError):
-            watcher = Watcher(config, metrics=metrics, sysfs="/sys/class/net" if own_sysfs else None)
+            watcher = Watcher(config, metrics=metrics, sysfs="/sys/class/net" if own_sysfs else None, model=model)
         if not own_sysfs:
             watcher.timeline.say(
                 f"--netns {ns}: /sys could not be remounted: attacker attribution uses the inventory only"

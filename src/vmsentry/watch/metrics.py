@@ -61,7 +61,13 @@ class Metrics:
             "vmsentry_capture_capacity_pps", "Frames per second of busy time the capture sustains", registry=r
         )
         self.ring_fill = Gauge("vmsentry_ring_fill", "Peak fraction of ring blocks held by the watcher", registry=r)
-        self._seen = {"packets": 0, "bytes": 0, "kernel_drops": 0}
+        self.anomaly_windows = Counter(
+            "vmsentry_anomaly_windows",
+            "Behaviour model (--model): VM windows scored, and of them alarmed",
+            ["outcome"],
+            registry=r,
+        )
+        self._seen = {"packets": 0, "bytes": 0, "kernel_drops": 0, "scored": 0, "alarmed": 0}
 
     def serve(self, address: str) -> None:
         host, port = parse_address(address)
@@ -70,8 +76,14 @@ class Metrics:
         except OSError as exc:
             raise MetricsError(f"--metrics {address}: {exc.strerror or exc}") from None
 
-    def update(self, stats) -> None:
-        """Bring the totals up to the capture's ``stats`` (a collect.traffic Stats)."""
+    def update(self, stats, anomaly=None) -> None:
+        """Bring the totals up to the capture's ``stats`` (a collect.traffic Stats) and the behaviour model's
+        detector (``anomaly``: its ``windows`` scored and ``alarmed``), when there is one."""
+        if anomaly is not None:
+            for outcome, value in (("scored", anomaly.windows), ("alarmed", anomaly.alarmed)):
+                if value > self._seen[outcome]:
+                    self.anomaly_windows.labels(outcome).inc(value - self._seen[outcome])
+                    self._seen[outcome] = value
         extra = stats.extra
         for name, value in (
             ("packets", stats.packets),

@@ -53,8 +53,10 @@ class WatchError(Exception):
 
 
 class Watcher:
-    def __init__(self, config, *, metrics=None, sysfs: str | None = SYSFS_NET, stderr=None) -> None:
+    def __init__(self, config, *, metrics=None, sysfs: str | None = SYSFS_NET, stderr=None, model=None) -> None:
+        """``model``: (behaviour model, its name for the alerts) for ``anomaly`` alerts, or None."""
         self.config = config
+        self.model = model
         self.metrics = metrics
         self.timeline = Timeline(setting(config, "audit"), stderr)
         self.attributor = Attributor(sysfs) if sysfs else Attributor("/nonexistent")
@@ -120,8 +122,8 @@ class Watcher:
             )
         else:
             self.incidents = Incidents(None, None, self.timeline, lambda: self.inventory.to_dict(), self._definition)
-        self.stream = TrafficStream()
-        self.engine = Engine(truth, on_raise=self.on_raise)
+        self.stream = TrafficStream(frame_columns=self.model is not None)
+        self.engine = Engine(truth, _tunables(), on_raise=self.on_raise, **_model_args(self.model))
         self._refresh_held(time.time(), announce=True)
 
     def _load_inventory(self):
@@ -273,10 +275,11 @@ class Watcher:
         while not self.changes.empty():
             self._apply_changes(*self.changes.get_nowait())
         self._expire(now)
+        self.engine.idle(now)  # the behaviour model's windows that ended while the bridges were quiet
         if self.incidents is not None:
             self.incidents.tick(now)
         if self.metrics is not None:
-            self.metrics.update(self.stream.stats)
+            self.metrics.update(self.stream.stats, self.engine.anomaly)
 
     def _apply_changes(self, followed, changes: list) -> None:
         """libvirt's new inventory (with the --inventory files' part kept), and a config_drift alert per change."""
@@ -518,6 +521,19 @@ def _by_quarantine(change, moves: set) -> bool:
     if change.kind == "network":
         return change.asset == NETWORK and change.what in ("network_added", "network_removed")
     return change.what in ("nic_network", "nic_mode", "nic_bridge") and (change.asset, change.item) in moves
+
+
+def _tunables() -> dict:
+    """The detectors' defaults, with the behaviour model's online updates on (under its poisoning guard)."""
+    from dataclasses import replace
+
+    from vmsentry.analyse.detectors.tunables import DEFAULTS
+
+    return {**DEFAULTS, "anomaly": replace(DEFAULTS["anomaly"], learn=True)}
+
+
+def _model_args(model) -> dict:
+    return {} if model is None else {"model": model[0], "model_name": model[1]}
 
 
 def stderr_line(message: str) -> None:

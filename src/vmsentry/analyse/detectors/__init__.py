@@ -8,7 +8,10 @@
 Detectors do no I/O and print nothing: they turn events into ``Alert`` objects, one per incident. A
 watcher can pass ``on_raise`` to hear about each new alert right after the batch that raised it. Given a
 resolved segmentation policy (``policy=``, a ``model.policy.Resolved``), ``policy_violation`` judges traffic
-against it (``vmsentry policy check``: ``only=["policy_violation"]`` on a stream of every packet).
+against it (``vmsentry policy check``: ``only=["policy_violation"]`` on a stream of every packet). Given a
+calibrated behaviour model (``model=``, analyse/behaviour), the ``anomaly`` detector scores every entity's
+windows from the stream's ``FrameColumns`` events (``TrafficStream(frame_columns=True)``); live input that
+goes quiet calls ``idle(now)`` so that its last windows are scored without waiting for the next frame.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class Engine:
         on_raise: Callable[[Alert], None] | None = None,
         only: list[str] | None = None,
         policy: Resolved | None = None,
+        model=None,
+        model_name: str = "",
     ) -> None:
         self.truth = truth or Truth()
         tunables = tunables or DEFAULTS
@@ -68,6 +73,14 @@ class Engine:
             for name, cls in REGISTRY.items()
             if not only or name in only
         ]
+        self.anomaly = None
+        if model is not None and (not only or "anomaly" in only):
+            from vmsentry.analyse.behaviour.anomaly import Anomaly
+
+            self.anomaly = Anomaly(
+                self.truth, tunables.get("anomaly", DEFAULTS["anomaly"]), self.sink, model, model_name
+            )
+            self.detectors.append(self.anomaly)
         # event type -> the handlers that consume it, looked up once per event
         self.table = {
             etype: tuple(h for h in (d.handler(etype) for d in self.detectors) if h is not None)
@@ -93,6 +106,13 @@ class Engine:
             elif self.now >= self.next_tick:
                 self.tick(self.now)
         self.sink.announce()
+
+    def idle(self, now: float) -> None:
+        """Live input with no frames for a while (the capture's tick): the anomaly detector scores the
+        windows that ended before ``now`` (the others wait for frames; ``tick`` runs on stream time)."""
+        if self.anomaly is not None:
+            self.anomaly.advance(now)
+            self.sink.announce()
 
     def tick(self, now: float) -> None:
         for d in self.detectors:

@@ -140,6 +140,19 @@ class PolicyViolation(Common):
 
 
 @dataclass(frozen=True)
+class Anomaly(Common):
+    """The behaviour model's alerts (``--model``; analyse/behaviour/anomaly.py). Its window, thresholds and
+    poisoning guard are the model file's (``vmsentry baseline show``)."""
+
+    suppress: float = _doc(60.0, "seconds (see Common): alarmed windows of one VM closer than this are one alert")
+    learn: bool = _doc(
+        False,
+        "online updates: the VMs' profiles follow their traffic under the model's poisoning guard (memory only; "
+        "`watch` turns it on, `detect` leaves it off so a capture scores the same every time)",
+    )
+
+
+@dataclass(frozen=True)
 class Flows:
     """Not a detector: the decoder's flow tables (``collect/traffic/flows.py``), which ``detect`` sizes."""
 
@@ -161,6 +174,7 @@ DEFAULTS = {
     "ipv6": Ipv6(),
     "policy_violation": PolicyViolation(),
     "nd_spoof": NdSpoof(),
+    "anomaly": Anomaly(),
     "flows": Flows(),
 }
 
