@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from vmsentry.act.fix.platforms import hook, resolve  # noqa: F401 (the planner's module contract)
+from vmsentry.act.fix.platforms import NO_SETTING, hook, resolve  # noqa: F401 (the planner's module contract)
 from vmsentry.model import VM, Network
 from vmsentry.model.findings import Finding
 from vmsentry.model.fix import Change, Fix, Unfixable
@@ -211,7 +211,7 @@ def fix(finding: Finding, asset: VM | Network | None, rule: Rule) -> Fix | Unfix
             finding.rule_id,
             finding.asset,
             PLATFORM,
-            f"no single VirtualBox setting closes this finding: {rule.remediation_for(PLATFORM)}",
+            NO_SETTING.format(platform="VirtualBox", remediation=rule.remediation_for(PLATFORM)),
         )
     changes, summary, breaks = found
     real = tuple(c for c in changes if c is not None)
