@@ -180,8 +180,6 @@ def _nic_name(finding: Finding) -> str | None:
 def fix(finding: Finding, asset: VM | Network | Host | None, rule: Rule) -> Fix | Unfixable | None:
     """The fix of one failing Hyper-V finding, an Unfixable with the reason, or None (not this module's)."""
     rid = finding.rule_id
-    if rid in _UNFIXABLE:
-        return Unfixable(rid, finding.asset, PLATFORM, _UNFIXABLE[rid])
     if rid not in _SETTINGS or asset is None:
         return None
     obj, get, set_, parameter, value, prop, restart, breaks = _SETTINGS[rid]
@@ -220,4 +218,4 @@ def fix(finding: Finding, asset: VM | Network | Host | None, rule: Rule) -> Fix 
     )
 
 
-FUNCTIONS = hook(PLATFORM, fix)
+FUNCTIONS = hook(PLATFORM, fix, _UNFIXABLE)

@@ -1,11 +1,11 @@
 """What the VMware, VirtualBox, Proxmox and Hyper-V fix modules share: the planner's hook (``FUNCTIONS``
 and ``resolve`` of act/fix/__init__'s platform-module contract) around each module's
-``fix(finding, asset, rule)``, and finding the asset a finding is about (two files may define a VM of the
-same name: the finding's evidence file tells them apart)."""
+``fix(finding, asset, rule)`` with the rules each module declares unfixable, and finding the asset a finding is
+about (two files may define a VM of the same name: the finding's evidence file tells them apart)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vmsentry.model import Inventory
@@ -30,10 +30,13 @@ def asset_of(finding: Finding, inventory: Inventory) -> Any:
     return fallback
 
 
-def hook(platform: str, fix: Callable[[Finding, Any, Rule], Fix | Unfixable | None]):
-    """The planner function (``fix: {PLATFORM: {function: PLATFORM}}`` in the catalogue) of a module."""
+def hook(platform: str, fix: Callable[[Finding, Any, Rule], Fix | Unfixable | None], unfixable: Mapping[str, str]):
+    """The planner function (``fix: {PLATFORM: {function: PLATFORM}}`` in the catalogue) of a module:
+    ``unfixable`` maps the rules no script fixes on this platform to the reason, the rest go to ``fix``."""
 
     def planned(finding: Finding, rule: Rule, spec: dict, inventory: Inventory) -> Fix | Unfixable:
+        if finding.rule_id in unfixable:
+            return Unfixable(finding.rule_id, finding.asset, platform, unfixable[finding.rule_id])
         result = fix(finding, asset_of(finding, inventory), rule)
         if result is None:
             reason = NO_SETTING.format(platform=platform, remediation=rule.remediation_for(platform))

@@ -184,8 +184,6 @@ def _conf_fix(finding: Finding, vm: VM) -> tuple[list[Change], str, str] | None:
 def fix(finding: Finding, asset: VM | Network | Host | None, rule: Rule) -> Fix | Unfixable | None:
     """The fix of one failing Proxmox finding, an Unfixable with the reason, or None (not this module's)."""
     rid = finding.rule_id
-    if rid in _UNFIXABLE:
-        return Unfixable(rid, finding.asset, PLATFORM, _UNFIXABLE[rid])
     restart, breaks = "none", ""
     if rid in _FW:
         scope, key, value, breaks = _FW[rid]
@@ -233,4 +231,4 @@ def fix(finding: Finding, asset: VM | Network | Host | None, rule: Rule) -> Fix 
     )
 
 
-FUNCTIONS = hook(PLATFORM, fix)
+FUNCTIONS = hook(PLATFORM, fix, _UNFIXABLE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from vmsentry.act.fix.platforms import hook, resolve  # noqa: F401 (the planner's module contract)
+from vmsentry.act.fix.platforms import NO_SETTING, hook, resolve  # noqa: F401 (the planner's module contract)
 from vmsentry.model import VM, Network
 from vmsentry.model.findings import Finding
 from vmsentry.model.fix import Change, Fix, Unfixable
@@ -73,87 +73,92 @@ def _adapter_slots(vm: VM, suffix: str, bad) -> list[int]:
     return sorted(out)
 
 
+# rule -> (the setting as _change takes it: fact, modifyvm option, value, .vbox attribute, its value there),
+# summary, what could break
+_SETTINGS = {
+    "VMS-VBX-007": (
+        ("vbox.VRDE.enabled", "--vrde", "off", "enabled", "false"),
+        "VRDE remote display off",
+        "remote display (RDP) clients of the VM can no longer connect",
+    ),
+    "VMS-VBX-008": (
+        ("vbox.VRDE.allowMultiConnection", "--vrde-multi-con", "off", "allowMultiConnection", "false"),
+        "VRDE accepts one connection at a time",
+        "a second remote display client is refused while one is connected",
+    ),
+    "VMS-VBX-006": (
+        (
+            "vbox.Clipboard.fileTransfersEnabled",
+            "--clipboard-file-transfers",
+            "disabled",
+            "fileTransfersEnabled",
+            "false",
+        ),
+        "clipboard file transfers off",
+        "copying files through the shared clipboard stops",
+    ),
+    "VMS-VM-070": (
+        ("vbox.Clipboard.mode", "--clipboard-mode", "disabled", "mode", "Disabled"),
+        "shared clipboard off",
+        "copy and paste between the host and the guest stops",
+    ),
+    "VMS-VM-071": (
+        ("vbox.DragAndDrop.mode", "--drag-and-drop", "disabled", "mode", "Disabled"),
+        "drag and drop off",
+        "dragging files between the host and the guest stops",
+    ),
+    "VMS-VBX-009": (
+        ("vbox.Teleporter.enabled", "--teleporter", "off", "enabled", "false"),
+        "teleporter (live migration target) off",
+        "the VM can no longer be teleported to this host",
+    ),
+}
+
+# rule -> a setting of each NIC (fact vbox.AdapterN.SUFFIX; option OPTION<N+1>) whose value fails the rule:
+# (suffix, which values fail, option, value, .vbox attribute, its value there), summary, what could break
+_NIC_SETTINGS = {
+    "VMS-VBX-001": (
+        (
+            "NAT.localhost-reachable",
+            lambda v: v is True,
+            "--nat-localhostreachable",
+            "off",
+            "localhost-reachable",
+            "false",
+        ),
+        "NAT: the host's loopback no longer reachable from the guest",
+        "guest software that used a service on the host's 127.0.0.1 through 10.0.2.2",
+    ),
+    "VMS-VBX-002": (
+        (
+            "promiscuousModePolicy",
+            lambda v: str(v) in ("AllowNetwork", "AllowAll"),
+            "--nic-promisc",
+            "deny",
+            "promiscuousModePolicy",
+            "Deny",
+        ),
+        "NIC promiscuous mode denied",
+        "a sniffer or IDS in the guest sees only its own traffic",
+    ),
+}
+
+
 def _changes_for(finding: Finding, vm: VM) -> tuple[list[Change | None], str, str] | None:
     """(changes, summary, breaks) for a rule, or None when no setting closes it."""
     rid = finding.rule_id
-    vrde_listener = "vrde" in str(finding.evidence.get("value", ""))
-    if rid == "VMS-VBX-007" or (rid in ("VMS-VM-001", "VMS-VM-002") and vrde_listener):
-        return (
-            [_change(vm, "vbox.VRDE.enabled", "--vrde", "off", "enabled", "false")],
-            "VRDE remote display off",
-            "remote display (RDP) clients of the VM can no longer connect",
-        )
-    if rid == "VMS-VBX-008":
-        return (
-            [_change(vm, "vbox.VRDE.allowMultiConnection", "--vrde-multi-con", "off", "allowMultiConnection", "false")],
-            "VRDE accepts one connection at a time",
-            "a second remote display client is refused while one is connected",
-        )
-    if rid == "VMS-VBX-001":
-        slots = _adapter_slots(vm, "NAT.localhost-reachable", lambda v: v is True)
+    if rid in ("VMS-VM-001", "VMS-VM-002") and "vrde" in str(finding.evidence.get("value", "")):
+        rid = "VMS-VBX-007"  # the console listener is VRDE's: turning VRDE off closes it
+    if rid in _SETTINGS:
+        setting, summary, breaks = _SETTINGS[rid]
+        return [_change(vm, *setting)], summary, breaks
+    if rid in _NIC_SETTINGS:
+        (suffix, bad, option, value, attribute, xml_value), summary, breaks = _NIC_SETTINGS[rid]
         changes = [
-            _change(
-                vm,
-                f"vbox.Adapter{s}.NAT.localhost-reachable",
-                f"--nat-localhostreachable{s + 1}",
-                "off",
-                "localhost-reachable",
-                "false",
-            )
-            for s in slots
+            _change(vm, f"vbox.Adapter{s}.{suffix}", f"{option}{s + 1}", value, attribute, xml_value)
+            for s in _adapter_slots(vm, suffix, bad)
         ]
-        return (
-            changes,
-            "NAT: the host's loopback no longer reachable from the guest",
-            "guest software that used a service on the host's 127.0.0.1 through 10.0.2.2",
-        )
-    if rid == "VMS-VBX-002":
-        slots = _adapter_slots(vm, "promiscuousModePolicy", lambda v: str(v) in ("AllowNetwork", "AllowAll"))
-        changes = [
-            _change(
-                vm,
-                f"vbox.Adapter{s}.promiscuousModePolicy",
-                f"--nic-promisc{s + 1}",
-                "deny",
-                "promiscuousModePolicy",
-                "Deny",
-            )
-            for s in slots
-        ]
-        return changes, "NIC promiscuous mode denied", "a sniffer or IDS in the guest sees only its own traffic"
-    if rid == "VMS-VBX-006":
-        return (
-            [
-                _change(
-                    vm,
-                    "vbox.Clipboard.fileTransfersEnabled",
-                    "--clipboard-file-transfers",
-                    "disabled",
-                    "fileTransfersEnabled",
-                    "false",
-                )
-            ],
-            "clipboard file transfers off",
-            "copying files through the shared clipboard stops",
-        )
-    if rid == "VMS-VM-070":
-        return (
-            [_change(vm, "vbox.Clipboard.mode", "--clipboard-mode", "disabled", "mode", "Disabled")],
-            "shared clipboard off",
-            "copy and paste between the host and the guest stops",
-        )
-    if rid == "VMS-VM-071":
-        return (
-            [_change(vm, "vbox.DragAndDrop.mode", "--drag-and-drop", "disabled", "mode", "Disabled")],
-            "drag and drop off",
-            "dragging files between the host and the guest stops",
-        )
-    if rid == "VMS-VBX-009":
-        return (
-            [_change(vm, "vbox.Teleporter.enabled", "--teleporter", "off", "enabled", "false")],
-            "teleporter (live migration target) off",
-            "the VM can no longer be teleported to this host",
-        )
+        return changes, summary, breaks
     if rid == "VMS-VBX-004":
         names = [
             k.split(".")[2]
@@ -198,8 +203,6 @@ def _setextradata(vm: VM, fact_key: str, name: str, value: str, attribute: str, 
 
 def fix(finding: Finding, asset: VM | Network | None, rule: Rule) -> Fix | Unfixable | None:
     """The fix of one failing VirtualBox finding, an Unfixable with the reason, or None (not this module's)."""
-    if finding.rule_id in _UNFIXABLE:
-        return Unfixable(finding.rule_id, finding.asset, PLATFORM, _UNFIXABLE[finding.rule_id])
     if not isinstance(asset, VM):
         return None
     found = _changes_for(finding, asset)
@@ -208,7 +211,7 @@ def fix(finding: Finding, asset: VM | Network | None, rule: Rule) -> Fix | Unfix
             finding.rule_id,
             finding.asset,
             PLATFORM,
-            f"no single VirtualBox setting closes this finding: {rule.remediation_for(PLATFORM)}",
+            NO_SETTING.format(platform="VirtualBox", remediation=rule.remediation_for(PLATFORM)),
         )
     changes, summary, breaks = found
     real = tuple(c for c in changes if c is not None)
@@ -231,4 +234,4 @@ def fix(finding: Finding, asset: VM | Network | None, rule: Rule) -> Fix | Unfix
     )
 
 
-FUNCTIONS = hook(PLATFORM, fix)
+FUNCTIONS = hook(PLATFORM, fix, _UNFIXABLE)

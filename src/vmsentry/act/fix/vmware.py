@@ -163,8 +163,6 @@ def _fact_value(vm: VM, key: str):
 
 def fix(finding: Finding, asset: VM | Network | None, rule: Rule) -> Fix | Unfixable | None:
     """The fix of one failing VMware finding, an Unfixable with the reason, or None (not this module's)."""
-    if finding.rule_id in _UNFIXABLE:
-        return Unfixable(finding.rule_id, finding.asset, PLATFORM, _UNFIXABLE[finding.rule_id])
     if finding.rule_id in _PORTGROUP:
         return _portgroup_fix(finding, asset, rule)
     if not isinstance(asset, VM):
@@ -233,4 +231,4 @@ def _portgroup_fix(finding: Finding, net, rule: Rule) -> Fix | Unfixable:
     )
 
 
-FUNCTIONS = hook(PLATFORM, fix)
+FUNCTIONS = hook(PLATFORM, fix, _UNFIXABLE)
