@@ -404,3 +404,19 @@ def test_evaluate_on_known_arrays():
     # 0.01 false alarms per VM-hour over 200 s: none allowed, so the threshold is above every benign score
     assert benign["threshold_at_1pct_fa_per_vm_hour"] > 5.0
     assert scan["detection_rate_at_1pct_fa"] == 1.0
+
+
+def test_shares_scores_and_log_ratios_are_explained_as_stored():
+    # the extractor stores catalogue.LINEAR columns without log1p: a live nmap scan was explained as
+    # "share of new TCP connections not answered: 1.65 share" (expm1 of its 0.975) before the model knew
+    from vmsentry.analyse.behaviour.catalogue import LINEAR, NAMES
+
+    samples, _, _ = synthetic(n_entities=2, windows=200, features=len(NAMES))
+    samples.names = list(NAMES)
+    column = NAMES.index("unanswered_syn_ratio")
+    samples.matrix[:, column] = 0.2
+    model = BehaviourModel.train(samples, scorer="zmax")
+    assert [not flag for flag in model.log1p] == [name in LINEAR for name in NAMES]
+    samples.matrix[0, column] = 0.975
+    explained = {name: (value, usual) for name, value, usual, _ in model.explain(samples, 0, top=len(NAMES))}
+    assert explained["unanswered_syn_ratio"] == pytest.approx((0.975, 0.2), abs=1e-6)

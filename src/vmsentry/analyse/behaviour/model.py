@@ -44,6 +44,7 @@ from vmsentry.analyse.behaviour.calibrate import (
     fit_calibration,
     p_values,
 )
+from vmsentry.analyse.behaviour.catalogue import LINEAR
 from vmsentry.analyse.behaviour.profile import MIN_SAMPLES, Profiles, fit_profiles, robust_centre_spread
 from vmsentry.model.behaviour import Samples
 
@@ -125,7 +126,8 @@ class BehaviourModel:
         log1p: Sequence[bool] | None = None,
     ) -> BehaviourModel:
         """Train on benign ``samples`` (see the module text). ``roles`` (entity name -> role) overrides
-        or fills the entities' roles; ``log1p`` per column (default: all columns are log1p-scaled)."""
+        or fills the entities' roles; ``log1p`` per column (default: as the extractor stores them, every
+        column but the shares, scores and log ratios of catalogue.LINEAR is log1p-scaled)."""
         names = _check(samples)
         if len(samples) < MIN_TRAIN:
             raise ValueError(f"too few samples to train on ({len(samples)}; at least {MIN_TRAIN})")
@@ -137,7 +139,7 @@ class BehaviourModel:
         is_reference = rng.random(len(samples)) < REFERENCE_SHARE
         fitted = {name: klass.fit(z[~is_reference], seed=seed) for name, klass in classes.items()}
         reference = {name: np.sort(s.score(z[is_reference])) for name, s in fitted.items()}
-        flags = np.ones(len(names), dtype=bool) if log1p is None else np.asarray(log1p, dtype=bool)
+        flags = np.array([n not in LINEAR for n in names], dtype=bool) if log1p is None else np.asarray(log1p, bool)
         if flags.shape != (len(names),):
             raise ValueError(f"log1p has {flags.size} flags for {len(names)} features")
         chosen = DEFAULT_SCORER if scorer == "auto" else scorer
