@@ -335,18 +335,19 @@ class Driver:
                 tasks.append(self.build(vm, rng))
             elif vm["role"] == "desktop":
                 tasks.append(self.desktop(vm, rng))
-        runner = asyncio.gather(*tasks)
-        await asyncio.wait([runner, asyncio.ensure_future(self.stopping.wait())], timeout=self.end - time.time() + 5,
-                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-        self.stopping.set()
+        runner = asyncio.gather(*tasks, return_exceptions=True)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait([runner, stop], timeout=self.end - time.time() + 5, return_when=asyncio.FIRST_COMPLETED)
+        self.stopping.set()  # every role's next sleep returns False
         for proc in list(self.procs):
             if proc.returncode is None:
                 proc.terminate()
-        await asyncio.sleep(1)
+        await asyncio.wait([runner], timeout=10)
         print(json.dumps(self.stats), flush=True)
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task():
-                task.cancel()
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
 
 if __name__ == "__main__":
