@@ -61,6 +61,8 @@ APT_PACKAGES=(
   # segmentation policy tests: the TCG test guest kit (scripts/build-test-guest.sh: busybox initramfs) and
   # netcat for poking the namespace lab by hand (arpspoof comes with dsniff above)
   busybox-static cpio netcat-openbsd
+  # the behaviour baseline's labelled captures (tests/traffic_lab/behaviour): floods and a DNS tunnel
+  hping3 iodine
 )
 
 # seconds since a `date +%s.%N` stamp (awk: bc may be missing on a fresh machine)
