@@ -316,15 +316,31 @@ def test_late_frames_are_counted():
 def test_label(tmp_path):
     truth = GroundTruth(VMS, [Incident("scan", "web-1", ("db-1",), T0 + 2.5, T0 + 4.0, "nmap -sS")], "evaluation")
     rows = random_frames(3, 2000)
-    rows["src_mac"] = np.array([0x52540000000A, 0x52540000000B])[np.arange(2000) % 2]
-    rows["dst_mac"] = np.array([0x52540000000B, 0x52540000000A])[np.arange(2000) % 2]
+    web_to_db = np.arange(2000) % 2 == 0
+    rows["src_mac"] = np.where(web_to_db, 0x52540000000A, 0x52540000000B)
+    rows["dst_mac"] = np.where(web_to_db, 0x52540000000B, 0x52540000000A)
+    rows["ethertype"] = 0x0800
+    rows["src_ip"] = np.where(web_to_db, 0x0A000001, 0x0A000002)  # web-1 10.0.0.1 <-> db-1 10.0.0.2
+    rows["dst_ip"] = np.where(web_to_db, 0x0A000002, 0x0A000001)
+    # in the incident's second window web-1 talks to an outsider only: no attack frame in it
+    quiet = (rows["ts"] >= T0 + 3) & (rows["ts"] < T0 + 4)
+    rows["dst_ip"][quiet & web_to_db] = 0x0A000009
+    rows["dst_mac"][quiet & web_to_db] = 0x52540000000C
+    rows["src_mac"][quiet & ~web_to_db] = 0x52540000000C
+    rows["src_ip"][quiet & ~web_to_db] = 0x0A000003
+    rows["dst_ip"][quiet & ~web_to_db] = 0x0A000009
     x = FeatureExtractor(truth)
     samples = concat([x.feed(rows), x.finish()])
     y = label(samples, truth)
     names = [samples.entities[i].name for i in samples.entity]
     for name, start, got in zip(names, samples.start, y.tolist()):
         during = start + 1 > T0 + 2.5 and start <= T0 + 4.0
-        assert got == (1 if name == "web-1" and during else -1 if name == "db-1" and during else 0)
+        if name == "web-1" and during:
+            assert got == (-1 if start == T0 + 3 else 1)  # the attacker's window without the attack: left out
+        elif name in ("web-1", "db-1") and start > T0 + 4.0:
+            assert got == -1  # the minute after the incident (HANGOVER): its averages still carry it
+        else:
+            assert got == (-1 if name == "db-1" and during else 0)
     assert sorted(collections.Counter(y.tolist())) == [-1, 0, 1]
 
 
@@ -359,3 +375,17 @@ def test_live_socket_frames_give_the_same_columns(tmp_path):
     stream.decoder.rows.flush()
     live = np.concatenate([e.frames for e in stream.out if type(e) is FrameColumns])
     assert np.array_equal(live, columns(write(tmp_path, frames))[0])
+
+
+def test_label_mac_flood_is_the_unattributed_entity():
+    truth = GroundTruth(VMS, [Incident("mac_flood", "web-1", (), T0 + 1.0, T0 + 6.0, "macof")], "evaluation")
+    rows = random_frames(4, 3000)
+    flood = (rows["ts"] >= T0 + 2) & (rows["ts"] < T0 + 5)
+    rows["src_mac"][flood] = 0x020000000000 + np.arange(int(flood.sum()))  # a new random MAC per frame
+    x = FeatureExtractor(truth)
+    samples = concat([x.feed(rows), x.finish()])
+    y = label(samples, truth)
+    names = np.array([samples.entities[i].name for i in samples.entity])
+    during = (samples.start + 1 > T0 + 1.0) & (samples.start <= T0 + 6.0)
+    assert (y[(names == "(unattributed)") & during] == 1).any()
+    assert (y[names == "web-1"][during[names == "web-1"]] == -1).all()

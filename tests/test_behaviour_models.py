@@ -170,9 +170,9 @@ def test_conformal_p_values():
 
 
 def test_model_picks_a_scorer_and_alarms_on_attacks(trained):
-    assert trained.scorer in ("zmax", "iforest", "autoencoder")
+    assert trained.scorer in ("zmax", "surprise", "iforest", "autoencoder")
     assert "best ROC AUC" in trained.choice["reason"]
-    assert set(trained.choice["auc"]) == {"zmax", "iforest", "autoencoder"}
+    assert set(trained.choice["auc"]) == {"zmax", "surprise", "iforest", "autoencoder"}
     test, labels, kinds = synthetic(seed=3, attacks=0.05, windows=250, start=T0 + 20_000)
     raw, p, confidence = trained.score(test)
     assert ((confidence >= 0) & (confidence <= 1)).all()

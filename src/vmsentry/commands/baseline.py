@@ -169,7 +169,7 @@ def labelled(samples, truth):
     """(samples without the left-out victim windows, attack labels, attack kind per sample)."""
     import numpy as np
 
-    from vmsentry.analyse.behaviour.labels import label
+    from vmsentry.analyse.behaviour.labels import label, seen_attacker
 
     y = label(samples, truth)
     keep = np.flatnonzero(y >= 0)
@@ -179,7 +179,7 @@ def labelled(samples, truth):
     names = np.array([e.name for e in kept.entities], dtype=object)[kept.entity] if len(kept) else np.zeros(0, object)
     for incident in truth.incidents:
         during = (kept.start <= incident.end) & (kept.start + kept.window > incident.start)
-        kinds[attack & during & (names == incident.attacker) & (kinds == "")] = incident.kind
+        kinds[attack & during & (names == seen_attacker(incident)) & (kinds == "")] = incident.kind
     return kept, attack, kinds
 
 

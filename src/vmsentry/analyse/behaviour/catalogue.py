@@ -39,7 +39,7 @@ RATES: dict[str, Feature] = {
     "arp_requests_out_per_s": Feature("ARP requests sent per second", "requests/s"),
     "arp_replies_out_per_s": Feature("ARP replies sent per second", "replies/s"),
     "arp_foreign_claims_per_s": Feature(
-        "ARP replies per second claiming an address that is not this VM's own", "replies/s"
+        "ARP frames per second claiming an address another MAC holds (ARP poisoning)", "claims/s"
     ),
     "dns_out_per_s": Feature("DNS messages sent per second (port 53)", "messages/s"),
     "dns_bytes_out_per_s": Feature("DNS bytes sent per second (port 53)", "bytes/s"),

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vmsentry.analyse.behaviour.calibrate import expected_calibration_error
+from vmsentry.analyse.behaviour.labels import seen_attacker
 from vmsentry.model.behaviour import Incident
 
 MERGE_GAP = 30.0
@@ -72,7 +73,7 @@ def _detections(incidents, flagged, rows_of, start, window, grace) -> tuple[np.n
     delay = np.full(len(incidents), np.nan)
     for k, incident in enumerate(incidents):
         rows = _incident_windows(
-            incident, rows_of.get(incident.attacker, np.zeros(0, dtype=np.int64)), start, window, grace
+            incident, rows_of.get(seen_attacker(incident), np.zeros(0, dtype=np.int64)), start, window, grace
         )
         hit = rows[flagged[rows]]
         if len(hit):

@@ -24,7 +24,7 @@ import numpy as np
 
 from vmsentry.analyse.behaviour.catalogue import COMPARED, LINEAR, NAMES, RATES, SCALES, TRACKED
 from vmsentry.analyse.behaviour.entities import LIMIT, EntityTable
-from vmsentry.analyse.behaviour.memory import BeaconTable, SeenSet
+from vmsentry.analyse.behaviour.memory import ArpBindings, BeaconTable, SeenSet
 from vmsentry.model.behaviour import PEERS, Samples
 from vmsentry.model.traffic import FRAME_DTYPE, ICMP, ICMP6, TCP, UDP
 
@@ -60,10 +60,12 @@ class FeatureExtractor:
         self.macs_seen = SeenSet()
         self.beacons = BeaconTable()
         size = max_entities + len(self.table) + 1
-        self.own_ip = np.zeros(size, np.uint64)  # an entity's own IPv4 address (named, or first seen sending)
-        for i, e in enumerate(self.table.entities):
-            if e.ip and e.ip.count(".") == 3:
-                self.own_ip[i] = int.from_bytes(bytes(int(x) for x in e.ip.split(".")), "big")
+        self.arp_bindings = ArpBindings()
+        for e in self.table.entities:
+            if e.ip and e.mac and e.ip.count(".") == 3:
+                self.arp_bindings.bind(
+                    int.from_bytes(bytes(int(x) for x in e.ip.split(".")), "big"), int(e.mac.replace(":", ""), 16)
+                )
         self.avg = np.zeros((len(SCALES), len(TRACKED), size))
         self.avg_at = np.full(size, -np.inf)  # the window start the averages were last updated at
 
@@ -188,15 +190,11 @@ class FeatureExtractor:
         put("dns_out_per_s", sid_out[dns])
         put("dns_bytes_out_per_s", sid_out[dns], length[dns])
 
-        # an entity's own address: named, or the first IPv4 source it sent from
-        own = self.own_ip
-        learn = np.flatnonzero(ipv4 & (src_ip != 0))
-        if len(learn):
-            senders_v4, first = np.unique(sender[learn], return_index=True)
-            unknown = own[senders_v4] == 0
-            own[senders_v4[unknown]] = src_ip[learn[first[unknown]]]
-        foreign = replies[src_ip[replies] != own[sender[replies]]]
-        put("arp_foreign_claims_per_s", sid_out[foreign])
+        # an ARP frame claiming an address another MAC holds (arpwatch's "flip flop")
+        arp_rows = np.flatnonzero(arp_op != 0)
+        if len(arp_rows):
+            foreign = self.arp_bindings.claims(src_ip[arp_rows].tolist(), f["src_mac"][arp_rows].tolist())
+            put("arp_foreign_claims_per_s", sid_out[arp_rows[foreign]])
 
         # distinct peers and ports (pairs of sample and value, counted once)
         ip_out = np.flatnonzero(is_ip)

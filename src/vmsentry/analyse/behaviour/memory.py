@@ -99,3 +99,41 @@ class BeaconTable:
             (total_n >= BEACON_MIN_GAPS) & (mean > 0), np.clip(1.0 - np.sqrt(var) / np.maximum(mean, 1e-9), 0, 1), 0.0
         )
         return where[ends], score
+
+
+ARP_BINDINGS = 65536
+
+
+class ArpBindings:
+    """Which MAC holds each IPv4 address, learned as arpwatch learns it: from the first ARP frame that
+    claims the address (or from the inventory, ``bind``). A later ARP frame (reply or request) whose sender
+    claims an address bound to another MAC is a foreign claim: ARP poisoning, or a VM that took over an
+    address. Bounded: beyond ``limit`` addresses the oldest half is forgotten (counted in ``forgotten``).
+    ARP frames are few, so a dict is enough; only an ARP flood makes many, and it stays bounded."""
+
+    def __init__(self, limit: int = ARP_BINDINGS) -> None:
+        self.limit = limit
+        self.mac_of: dict[int, int] = {}
+        self.forgotten = 0
+
+    def bind(self, ip: int, mac: int) -> None:
+        if len(self.mac_of) >= self.limit:
+            drop = list(self.mac_of)[: self.limit // 2]
+            for old in drop:
+                del self.mac_of[old]
+            self.forgotten += len(drop)
+        self.mac_of[ip] = mac
+
+    def claims(self, ips: list[int], macs: list[int]) -> np.ndarray:
+        """Per ARP frame (sender address, sender MAC), in order: True where it claims another MAC's address."""
+        foreign = np.zeros(len(ips), bool)
+        mac_of = self.mac_of
+        for i, (ip, mac) in enumerate(zip(ips, macs)):
+            if not ip:
+                continue  # (an ARP probe: "who has", sender address 0.0.0.0)
+            held = mac_of.get(ip)
+            if held is None:
+                self.bind(ip, mac)
+            elif held != mac:
+                foreign[i] = True
+        return foreign

@@ -8,9 +8,11 @@ conformal: the reference was not seen by the scorer, so its p-values are honest)
 * ``zmax``: the largest |z| of the normalised vector (how many spreads the most unusual feature is from
   the entity's usual);
 * ``iforest``: an Isolation Forest (iforest.py), sklearn-fitted, scored from exported arrays;
-* ``autoencoder``: a KitNET-like autoencoder ensemble (autoencoder.py).
+* ``autoencoder``: a KitNET-like autoencoder ensemble (autoencoder.py);
+* ``surprise``: how rare each feature's deviation is among benign windows, summed with weights learnt on
+  the calibration set, none below a floor (surprise.py); judged and calibrated on out-of-fold scores.
 
-``scorer="auto"`` trains all three; ``calibrate`` then keeps the one with the highest ROC AUC on the
+``scorer="auto"`` trains all four; ``calibrate`` then keeps the one with the highest ROC AUC on the
 labelled calibration set (ties go to the simpler: zmax, then iforest) and records the AUCs and the reason.
 Until calibrated, an "auto" model scores with ``DEFAULT_SCORER``, and confidence is NaN: an uncalibrated
 model never alarms.
@@ -48,8 +50,9 @@ from vmsentry.analyse.behaviour.catalogue import LINEAR
 from vmsentry.analyse.behaviour.profile import MIN_SAMPLES, Profiles, fit_profiles, robust_centre_spread
 from vmsentry.model.behaviour import Samples
 
-SCORERS = ("zmax", "iforest", "autoencoder")  # simplest first: ties in AUC go to the earlier
-DEFAULT_SCORER = "zmax"  # measured best or equal on synthetic traffic; calibration picks on real data
+SCORERS = ("zmax", "surprise", "iforest", "autoencoder")  # simplest first: ties in AUC go to the earlier
+# measured best on the real-tools lab captures (docs/benchmarks.md "the behaviour baseline"); calibration picks
+DEFAULT_SCORER = "surprise"
 ALARM_CONFIDENCE = 0.8
 REFERENCE_SHARE = 0.2
 MIN_TRAIN = 50
@@ -81,6 +84,10 @@ class ZMax:
 def _scorer_class(name: str):
     if name == "zmax":
         return ZMax
+    if name == "surprise":
+        from vmsentry.analyse.behaviour.surprise import Surprise
+
+        return Surprise
     if name == "iforest":
         from vmsentry.analyse.behaviour.iforest import IsolationForestArrays
 
@@ -94,7 +101,7 @@ def _scorer_class(name: str):
 
 @dataclass
 class BehaviourModel:
-    """A trained model. ``scorers`` maps name -> scorer (one after calibration picked, all three for an
+    """A trained model. ``scorers`` maps name -> scorer (one after calibration picked, all four for an
     uncalibrated "auto" model); ``reference`` maps name -> sorted benign scores; ``log1p`` marks the
     columns that are log1p-scaled (explanations show them in rates again)."""
 
@@ -112,6 +119,9 @@ class BehaviourModel:
     trained: dict = field(default_factory=dict)
     calibration_report: dict = field(default_factory=dict)
     last_alarm: dict[str, float] = field(default_factory=dict)  # entity name -> newest alarmed window (memory only)
+    # the benign reference windows (normalised) between train and calibrate, to re-score them once the
+    # surprise scorer's weights are fitted (memory only; a loaded model re-scores calibration's benign windows)
+    reference_z: np.ndarray | None = field(default=None, repr=False)
 
     # -- training ---------------------------------------------------------------------------------------
 
@@ -154,6 +164,7 @@ class BehaviourModel:
             scorer=chosen,
             choice={"scorer": chosen, "asked": scorer, "reason": reason},
             log1p=flags,
+            reference_z=z[is_reference] if "surprise" in fitted else None,
             trained={
                 "samples": len(samples),
                 "reference": int(is_reference.sum()),
@@ -178,6 +189,11 @@ class BehaviourModel:
             raise ValueError("calibration needs both attack and benign samples")
         z = self._normalised(samples)
         raw = {name: s.score(z) for name, s in self.scorers.items()}
+        if "surprise" in self.scorers:
+            from vmsentry.analyse.behaviour.surprise import out_of_fold_scores
+
+            # its weights are fitted on these labels: judge and calibrate it on out-of-fold scores
+            raw["surprise"] = out_of_fold_scores(self.scorers["surprise"], z, labels, samples.entity)
         auc = {name: float(roc_auc_score(labels, raw[name])) for name in raw}
         if len(self.scorers) > 1:
             best = max(SCORERS, key=lambda name: (auc.get(name, -1.0), -SCORERS.index(name)))
@@ -193,6 +209,12 @@ class BehaviourModel:
             self.reference = {best: self.reference[best]}
         else:
             self.choice = {**self.choice, "auc": auc}
+        if self.scorer == "surprise":
+            surprise = self.scorers["surprise"]
+            surprise.fit_weights(z, labels)
+            benign = self.reference_z if self.reference_z is not None else z[~labels]
+            self.reference = {"surprise": np.sort(surprise.score(benign))}
+        self.reference_z = None
         self.calibration = fit_calibration(raw[self.scorer], labels)
         confidence = self.calibration(raw[self.scorer])
         self.calibration_report = {

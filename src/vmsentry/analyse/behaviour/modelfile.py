@@ -2,7 +2,7 @@
 header, read back with ``allow_pickle=False``.
 
 Members: ``header`` (the UTF-8 JSON as uint8), ``profile.centre|spread|count|updated``, ``log1p``,
-``reference.<scorer>``, ``calibration.x|y`` and the scorer's arrays (``if.*`` or ``ae.*``). The header:
+``reference.<scorer>``, ``calibration.x|y`` and the scorer's arrays (``sp.*``, ``if.*`` or ``ae.*``). The header:
 ``{"format": "vmsentry-behaviour-model", "version": 1, "vmsentry", "created", "trained_on": [{"file",
 "sha256", "frames", "first", "last"}], "window", "features", "entities", "scorer", "scorers", "choice",
 "calibration", "thresholds", "profiles", "trained"}``.
@@ -234,6 +234,12 @@ def _build(header: dict, arrays: dict[str, np.ndarray]) -> BehaviourModel:
     for name in present:
         if name == "zmax":
             scorers[name] = ZMax()
+        elif name == "surprise":
+            from vmsentry.analyse.behaviour.surprise import Surprise
+
+            for member in ("sp.grid", "sp.tail", "sp.weights", "sp.count"):
+                _member(arrays, member)
+            scorers[name] = Surprise.from_arrays(arrays, n_features)
         elif name == "iforest":
             from vmsentry.analyse.behaviour.iforest import IsolationForestArrays
 
