@@ -67,15 +67,15 @@ def load_dataset(folder: Path, origin: str) -> Dataset:
     return data
 
 
-def small_dataset(packets: int, repeat: int = 3) -> Dataset:
-    """gen_traffic.py's labelled splits in benchmarks/.data/baseline-labelled-<packets>/, written once:
-    train = ``packets`` benign, calibration and evaluation = ``packets`` // 2 each with every attack
-    ``repeat`` times (other seeds, later in time)."""
-    folder = DATA / f"baseline-labelled-{packets}-{repeat}"
+def small_dataset(packets: int, repeat: int = 3, folder: Path | None = None) -> Dataset:
+    """gen_traffic.py's labelled splits in ``folder`` (default benchmarks/.data/baseline-labelled-<packets>-<repeat>/),
+    written once: train = ``packets`` benign, calibration and evaluation = ``packets`` // 2 each with every
+    attack ``repeat`` times (other seeds, later in time)."""
+    folder = folder or DATA / f"baseline-labelled-{packets}-{repeat}"
     if lab_complete(folder):
         return load_dataset(folder, "gen_traffic")
-    DATA.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=DATA, prefix=folder.name + "."))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + "."))
     start = SMALL_START
     for seed, name in enumerate(SPLITS, 11):
         count = packets if name == "train" else max(packets // 2, 1000)

@@ -568,11 +568,12 @@ def main(argv=None) -> None:
     ap.add_argument("--kitsune-longest", type=float, default=60.0, help="eval: longest part of an incident (s)")
     ap.add_argument("--kitsune-slice", type=int, default=25_000, help="eval: packets per incident at most")
     ap.add_argument("--kitsune-rate", type=float, default=800.0, help="Kitsune's packets/s, for its time estimate")
-    ap.add_argument("--speed-packets", type=int, default=20_000, help="speed: packets of the evaluation capture")
+    ap.add_argument("--speed-packets", type=int, default=50_000, help="speed: packets of the evaluation capture")
+    ap.add_argument("--results", type=Path, help="JSON file (default benchmarks/.data/bench_baseline-<part>.json)")
     args = ap.parse_args(argv)
     results = PARTS[args.part](args)
-    DATA.mkdir(parents=True, exist_ok=True)
-    out = DATA / f"bench_baseline-{args.part}.json"
+    out = args.results or DATA / f"bench_baseline-{args.part}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     if args.part != "features":
         print(json.dumps(results, indent=1))
