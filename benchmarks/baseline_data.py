@@ -38,6 +38,7 @@ class Split:
     pcap: Path
     truth_path: Path
     truth: object  # model.behaviour.GroundTruth
+    floods_relabelled: int = 0  # MAC floods whose attacker was set to "(unattributed)" (flood_senders)
 
 
 @dataclass
@@ -57,13 +58,28 @@ def lab_complete(folder: Path) -> bool:
     return all((folder / f"{s}.pcap").is_file() and (folder / f"{s}.truth.json").is_file() for s in SPLITS)
 
 
+def flood_senders(truth):
+    """The truth with every MAC flood's attacker set to "(unattributed)": macof sends every frame from a new
+    random MAC, so the flood is that entity's traffic (vmsentry pools such MACs there, and the Kitsune side maps
+    them there), not the traffic of the VM that ran macof, which goes on as usual. The lab's truth names the VM;
+    gen_traffic's already names "(unattributed)". Returns (truth, how many incidents were changed)."""
+    from vmsentry.analyse.behaviour.entities import UNATTRIBUTED
+
+    changed = [i for i in truth.incidents if i.kind == "mac_flood" and i.attacker != UNATTRIBUTED]
+    if not changed:
+        return truth, 0
+    truth.incidents = [i._replace(attacker=UNATTRIBUTED) if i.kind == "mac_flood" else i for i in truth.incidents]
+    return truth, len(changed)
+
+
 def load_dataset(folder: Path, origin: str) -> Dataset:
     from vmsentry.analyse.behaviour.labels import load_truth
 
     data = Dataset(folder, origin)
     for name in SPLITS:
         truth_path = folder / f"{name}.truth.json"
-        data.splits[name] = Split(name, folder / f"{name}.pcap", truth_path, load_truth(str(truth_path)))
+        truth, changed = flood_senders(load_truth(str(truth_path)))
+        data.splits[name] = Split(name, folder / f"{name}.pcap", truth_path, truth, changed)
     return data
 
 
@@ -113,7 +129,12 @@ def describe(data: Dataset) -> dict:
             "(no complete lab set was found)",
         }[data.origin],
         "splits": {
-            name: {"pcap": split.pcap.name, "incidents": len(split.truth.incidents), "vms": len(split.truth.vms)}
+            name: {
+                "pcap": split.pcap.name,
+                "incidents": len(split.truth.incidents),
+                "vms": len(split.truth.vms),
+                "mac_floods_attributed_to_unattributed": split.floods_relabelled,
+            }
             for name, split in data.splits.items()
         },
     }

@@ -116,3 +116,20 @@ def test_write_docs_replaces_its_own_subsection(tmp_path, monkeypatch):
     assert text.count(bench.SECTION) == 1 and text.count("### speed") == 1
     assert "second." in text and "first." not in text
     assert text.index(bench.SECTION) < text.index("## 2026-12-08: the watcher") and "old figures" in text
+
+
+def test_a_mac_flood_is_the_traffic_of_the_unattributed_entity(tiny):
+    sys.path.insert(0, str(BENCH))
+    try:
+        bd = _module("baseline_data")
+    finally:
+        sys.path.remove(str(BENCH))
+    from vmsentry.analyse.behaviour.labels import load_truth
+
+    truth = load_truth(str(tiny / "evaluation.truth.json"))
+    # as the lab's truth writes it: the VM that ran macof
+    truth.incidents = [i._replace(attacker="vm20") if i.kind == "mac_flood" else i for i in truth.incidents]
+    fixed, changed = bd.flood_senders(truth)
+    assert changed == 2
+    assert {i.attacker for i in fixed.incidents if i.kind == "mac_flood"} == {"(unattributed)"}
+    assert {i.attacker for i in fixed.incidents if i.kind == "scan"} == {"vm14"}
