@@ -54,8 +54,8 @@ class Dataset:
         return entity_source(None, [s.truth for s in self.splits.values()])
 
 
-def lab_complete(folder: Path) -> bool:
-    return all((folder / f"{s}.pcap").is_file() and (folder / f"{s}.truth.json").is_file() for s in SPLITS)
+def lab_complete(folder: Path, needed=SPLITS) -> bool:
+    return all((folder / f"{s}.pcap").is_file() and (folder / f"{s}.truth.json").is_file() for s in needed)
 
 
 def flood_senders(truth):
@@ -72,11 +72,11 @@ def flood_senders(truth):
     return truth, len(changed)
 
 
-def load_dataset(folder: Path, origin: str) -> Dataset:
+def load_dataset(folder: Path, origin: str, needed=SPLITS) -> Dataset:
     from vmsentry.analyse.behaviour.labels import load_truth
 
     data = Dataset(folder, origin)
-    for name in SPLITS:
+    for name in needed:
         truth_path = folder / f"{name}.truth.json"
         truth, changed = flood_senders(load_truth(str(truth_path)))
         data.splits[name] = Split(name, folder / f"{name}.pcap", truth_path, truth, changed)
@@ -107,15 +107,16 @@ def small_dataset(packets: int, repeat: int = 3, folder: Path | None = None) -> 
     return load_dataset(folder, "gen_traffic")
 
 
-def dataset(folder: Path | None, small_packets: int) -> Dataset:
-    """The data the parts run on (see the module text); an explicitly named folder must be complete."""
+def dataset(folder: Path | None, small_packets: int, needed=SPLITS) -> Dataset:
+    """The data the parts run on (see the module text): the ``needed`` splits; an explicitly named folder must
+    hold them."""
     if folder is not None:
-        if not lab_complete(folder):
-            missing = [f"{s}.pcap/.truth.json" for s in SPLITS if not (folder / f"{s}.truth.json").is_file()]
+        if not lab_complete(folder, needed):
+            missing = [f"{s}.pcap/.truth.json" for s in needed if not lab_complete(folder, (s,))]
             raise SystemExit(f"bench_baseline: {folder}: not a complete labelled set (missing {', '.join(missing)})")
-        return load_dataset(folder, "lab" if folder.resolve() == LAB_DATA else "given")
-    if lab_complete(LAB_DATA):
-        return load_dataset(LAB_DATA, "lab")
+        return load_dataset(folder, "lab" if folder.resolve() == LAB_DATA else "given", needed)
+    if lab_complete(LAB_DATA, needed):
+        return load_dataset(LAB_DATA, "lab", needed)
     return small_dataset(small_packets)
 
 
