@@ -248,7 +248,30 @@ def _vmsentry_eval(data: bd.Dataset):
     alarms = model.alarms(kept, scored)
     table = _table(scored[0], scored[2], alarms, attack, kinds, kept, truth.incidents)
     table["model"] = {"scorer": model.scorer, "choice": model.choice, "calibration": model.calibration_report}
+    table["diagnostics"] = _diagnostics(model, kept, scored, attack, kinds)
     return table, (kept, scored, alarms, attack, kinds)
+
+
+def _diagnostics(model, kept, scored, attack, kinds) -> dict:
+    """Per attack kind, for tuning: the features whose z (the entity's robust scaling) is largest in the median
+    attack sample, and how the kind's scores and confidences sit against the benign ones."""
+    import numpy as np
+
+    z = model.profiles.transform(kept)
+    raw, _, confidence = scored
+    benign = ~attack
+    out = {"benign_score_p99": float(np.quantile(raw[benign], 0.99)) if benign.any() else None}
+    for kind in sorted({k for k in kinds[attack] if k}):
+        rows = attack & (kinds == kind)
+        median_z = np.median(z[rows], axis=0)
+        top = np.argsort(-np.abs(median_z))[:4]
+        out[kind] = {
+            "median_score": float(np.median(raw[rows])),
+            "share_above_benign_p99": float((raw[rows] > out["benign_score_p99"]).mean()),
+            "share_confidence_ge_0_8": float((confidence[rows] >= 0.8).mean()),
+            "top_features_median_z": {model.names[c]: round(float(median_z[c]), 1) for c in top},
+        }
+    return out
 
 
 def _restricted(evaluated, slices, incidents) -> dict:
