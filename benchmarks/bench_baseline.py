@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -511,7 +512,8 @@ def eval_markdown(title: str, table: dict) -> list[str]:
 
 def markdown(part: str, result: dict, when: str, commit: str) -> list[str]:
     data = result["data"]
-    lines = [f"### {part}", "", f"{when}, commit {commit}. Data: `{data['folder']}`: {data['origin']}.", ""]
+    lines = [f"### {part}", "", f"{when}, commit {commit}, {result.get('machine', 'machine not recorded')}.", ""]
+    lines += [f"Data: `{data['folder']}`: {data['origin']}.", ""]
     if part == "train":
         e = result["extraction"]
         lines += [
@@ -528,7 +530,7 @@ def markdown(part: str, result: dict, when: str, commit: str) -> list[str]:
             f"{r['calibrate_seconds']} | {r['total_seconds']} | {r['calibration_auc']} | {r['peak_rss_mb']} |"
             for r in result["scorers"]
         ]
-        lines += ["", "Target: " + result["target"] + ".", ""]
+        lines += ["", "Target: " + result["target"] + ". (The first calibrate also imports scikit-learn.)", ""]
     elif part == "eval":
         model = result["vmsentry"]["model"]
         lines += [f"vmsentry's scorer: {model['choice'].get('reason', model['scorer'])}.", ""]
@@ -617,6 +619,11 @@ def main(argv=None) -> None:
     ap.add_argument("--results", type=Path, help="JSON file (default benchmarks/.data/bench_baseline-<part>.json)")
     args = ap.parse_args(argv)
     results = PARTS[args.part](args)
+    if args.part != "features":
+        load = os.getloadavg()
+        results["machine"] = (
+            f"{os.cpu_count()} cores, load average {load[0]:.1f} / {load[2]:.1f} (1 / 15 min) at the end"
+        )
     out = args.results or DATA / f"bench_baseline-{args.part}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
