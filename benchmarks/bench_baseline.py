@@ -233,13 +233,13 @@ def _table(scores, confidence, alarms, attack, kinds, samples, incidents) -> dic
     )
 
 
-def _vmsentry_eval(data: bd.Dataset):
+def _vmsentry_eval(data: bd.Dataset, scorer: str = "auto"):
     from vmsentry.analyse.behaviour.model import BehaviourModel
 
     train, _ = _train_set(data)
     calibration, attack = _calibration_set(data)
     started = time.perf_counter()
-    model = BehaviourModel.train(train, "auto", roles=bd.roles(data))
+    model = BehaviourModel.train(train, scorer, roles=bd.roles(data))
     report = model.calibrate(calibration, attack)
     say(f"vmsentry: trained and calibrated in {time.perf_counter() - started:.1f} s: {report['choice']['reason']}")
     samples, _ = _samples(data, "evaluation")
@@ -349,7 +349,7 @@ def _incidents_in(truth, slices) -> list:
 
 def part_eval(args) -> dict:
     data = _data(args)
-    vmsentry, evaluated = _vmsentry_eval(data)
+    vmsentry, evaluated = _vmsentry_eval(data, args.scorer)
     result = {"data": bd.describe(data), "vmsentry": vmsentry}
     if args.no_kitsune:
         return result
@@ -608,6 +608,7 @@ def main(argv=None) -> None:
     ap.add_argument("--data", type=Path, help="labelled splits (default /work/data/behaviour, else a small set)")
     ap.add_argument("--small-packets", type=int, default=200_000, help="train packets of the small synthetic set")
     ap.add_argument("--write-docs", action="store_true", help="also write the figures into docs/benchmarks.md")
+    ap.add_argument("--scorer", default="auto", help="eval: vmsentry's scorer (default auto, as `baseline train`)")
     ap.add_argument("--no-kitsune", action="store_true", help="eval, speed: vmsentry only")
     ap.add_argument("--kitsune-train", type=int, default=50_000, help="eval: Kitsune's training packets")
     ap.add_argument("--kitsune-per-kind", type=int, default=1, help="eval: incidents per kind and split")
