@@ -26,9 +26,9 @@ on; a slice that would overlap the one before starts after it. Its per-(MAC, sec
 other MACs -> "(unattributed)", the largest score per entity and window), calibrated with the same
 calibrate.fit_calibration on its calibration-slice samples, and alarm at confidence >= 0.8 (Kitsune has no
 per-window p-values, so no Benjamini-Hochberg step). `vmsentry (Kitsune's slices)` is vmsentry's evaluation
-table restricted to the evaluation samples and incidents inside the same slices. The defaults (about 640,000 packets) keep Kitsune's
-run near 12 minutes at the 900-1,600 packets/s (CPU) it managed on the lab's full splits (its floods slow it
-down; it fell to ~250 packets/s on a quick lab capture while the machine was busy). MAC floods are scored as the "(unattributed)" entity's traffic for both tools
+table restricted to the evaluation samples and incidents inside the same slices. With the defaults (about 640,000 packets) Kitsune ran
+20 minutes on the lab's full splits: ~1,500 packets/s on benign traffic, falling to a few hundred in the flood
+slices (541 packets/s overall); --kitsune-slice 5000 should bring it under 15 minutes. MAC floods are scored as the "(unattributed)" entity's traffic for both tools
 (baseline_data.flood_senders).
 
     python benchmarks/bench_baseline.py --part features [--packets 1000000] [--runs 3]
@@ -615,7 +615,7 @@ def main(argv=None) -> None:
     ap.add_argument("--kitsune-lead", type=float, default=3.0, help="eval: benign seconds before each incident")
     ap.add_argument("--kitsune-longest", type=float, default=60.0, help="eval: longest part of an incident (s)")
     ap.add_argument("--kitsune-slice", type=int, default=8_000, help="eval: packets per incident at most")
-    ap.add_argument("--kitsune-rate", type=float, default=1000.0, help="Kitsune's packets/s, for its time estimate")
+    ap.add_argument("--kitsune-rate", type=float, default=550.0, help="Kitsune's packets/s, for its time estimate")
     ap.add_argument("--speed-packets", type=int, default=20_000, help="speed: packets of the evaluation capture")
     ap.add_argument("--results", type=Path, help="JSON file (default benchmarks/.data/bench_baseline-<part>.json)")
     args = ap.parse_args(argv)
