@@ -171,6 +171,28 @@ def labelled(samples, truth):
     return kept, attack, kinds, keep
 
 
+def labelled_by(samples, truth, reference):
+    """``labelled`` for samples without feature columns or peers (Kitsune's): each (entity, window) takes
+    the label vmsentry's own ``reference`` samples of the same capture got (label() needs the peers and
+    columns to see which windows carry the attack's frames); a key vmsentry has no sample of is benign."""
+    from vmsentry.analyse.behaviour.labels import label, seen_attacker
+    from vmsentry.commands.baseline import subset
+
+    names = np.array([e.name for e in reference.entities], object)[reference.entity]
+    known = dict(zip(zip(names.tolist(), reference.start.tolist()), label(reference, truth).tolist()))
+    own = np.array([e.name for e in samples.entities], object)[samples.entity]
+    y = np.array([known.get(key, 0) for key in zip(own.tolist(), samples.start.tolist())], np.int8)
+    keep = np.flatnonzero(y >= 0)
+    kept = subset(samples, keep)
+    attack = y[keep] == 1
+    kinds = np.full(len(kept), "", dtype=object)
+    kept_names = own[keep]
+    for incident in truth.incidents:
+        during = (kept.start <= incident.end) & (kept.start + kept.window > incident.start)
+        kinds[attack & during & (kept_names == seen_attacker(incident)) & (kinds == "")] = incident.kind
+    return kept, attack, kinds, keep
+
+
 def benign(samples, truth):
     """The samples that are not inside any labelled incident (train on benign traffic only)."""
     from vmsentry.analyse.behaviour.labels import label

@@ -321,7 +321,8 @@ def _kitsune_eval(args, data: bd.Dataset, workdir: Path):
         own = [s for s in slices if s.split == split]
         rows = np.flatnonzero(bd.in_slices(samples.start, samples.window, own))
         part = subset(samples, rows)
-        kept, attack, kinds, keep = bd.labelled(part, data.splits[split].truth)
+        reference, _ = bd.split_samples(data.splits[split], data.source())
+        kept, attack, kinds, keep = bd.labelled_by(part, data.splits[split].truth, reference)
         parts[split] = (kept, score[rows][keep], attack, kinds, own)
     kept, cal_score, cal_attack, _, _ = parts["calibration"]
     calibration = fit_calibration(cal_score, cal_attack)
