@@ -163,34 +163,28 @@ def labelled(samples, truth):
     """(kept samples, attack labels, kinds, the kept rows of ``samples``): victims' windows left out, as
     `baseline eval` does."""
     from vmsentry.analyse.behaviour.labels import label
-    from vmsentry.commands.baseline import labelled as cli_labelled
-    from vmsentry.commands.baseline import subset
 
-    keep = np.flatnonzero(label(samples, truth) >= 0)
-    kept, attack, kinds = cli_labelled(subset(samples, keep), truth)
-    return kept, attack, kinds, keep
+    return _labelled(samples, truth, label(samples, truth))
 
 
 def labelled_by(samples, truth, reference):
     """``labelled`` for samples without feature columns or peers (Kitsune's): each (entity, window) takes
     the label vmsentry's own ``reference`` samples of the same capture got (label() needs the peers and
     columns to see which windows carry the attack's frames); a key vmsentry has no sample of is benign."""
-    from vmsentry.analyse.behaviour.labels import label, seen_attacker
-    from vmsentry.commands.baseline import subset
+    from vmsentry.analyse.behaviour.labels import label
 
     names = np.array([e.name for e in reference.entities], object)[reference.entity]
     known = dict(zip(zip(names.tolist(), reference.start.tolist()), label(reference, truth).tolist()))
     own = np.array([e.name for e in samples.entities], object)[samples.entity]
     y = np.array([known.get(key, 0) for key in zip(own.tolist(), samples.start.tolist())], np.int8)
-    keep = np.flatnonzero(y >= 0)
-    kept = subset(samples, keep)
-    attack = y[keep] == 1
-    kinds = np.full(len(kept), "", dtype=object)
-    kept_names = own[keep]
-    for incident in truth.incidents:
-        during = (kept.start <= incident.end) & (kept.start + kept.window > incident.start)
-        kinds[attack & during & (kept_names == seen_attacker(incident)) & (kinds == "")] = incident.kind
-    return kept, attack, kinds, keep
+    return _labelled(samples, truth, y)
+
+
+def _labelled(samples, truth, y):
+    from vmsentry.commands.baseline import labelled as cli_labelled
+
+    kept, attack, kinds = cli_labelled(samples, truth, y)
+    return kept, attack, kinds, np.flatnonzero(y >= 0)
 
 
 def benign(samples, truth):

@@ -165,13 +165,16 @@ def subset(samples, rows):
     )
 
 
-def labelled(samples, truth):
-    """(samples without the left-out victim windows, attack labels, attack kind per sample)."""
+def labelled(samples, truth, y=None):
+    """(samples without the left-out windows, attack labels, attack kind per sample). ``y``: the labels
+    (labels.label's 1 / 0 / -1) when they come from elsewhere, e.g. another tool's windows labelled as
+    ours of the same capture."""
     import numpy as np
 
     from vmsentry.analyse.behaviour.labels import label, seen_attacker
 
-    y = label(samples, truth)
+    if y is None:
+        y = label(samples, truth)
     keep = np.flatnonzero(y >= 0)
     kept = subset(samples, keep)
     attack = y[keep] == 1

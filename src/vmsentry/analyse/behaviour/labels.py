@@ -65,6 +65,7 @@ def label(samples: Samples, truth: GroundTruth) -> np.ndarray:
     attacker_quiet = np.zeros(len(samples), bool)
     victim = np.zeros(len(samples), bool)
     after = np.zeros(len(samples), bool)
+    frame_columns = {kind: _column(samples, name) for kind, name in FRAME_KINDS.items()}
     for inc in truth.incidents:
         during = (start <= inc.end) & (end > inc.start)
         involved = np.isin(names, [inc.attacker, seen_attacker(inc), *inc.victims])
@@ -75,7 +76,7 @@ def label(samples: Samples, truth: GroundTruth) -> np.ndarray:
             if inc.kind in FORGED_MAC_KINDS:
                 carries = True
             elif inc.kind in FRAME_KINDS:
-                column = _column(samples, FRAME_KINDS[inc.kind])
+                column = frame_columns.get(inc.kind)
                 carries = column is not None and column[row] > 0
             else:
                 peers = samples.peers[row] if row < len(samples.peers) else []

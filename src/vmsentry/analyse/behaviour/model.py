@@ -188,7 +188,7 @@ class BehaviourModel:
         if labels.all() or not labels.any():
             raise ValueError("calibration needs both attack and benign samples")
         z = self._normalised(samples)
-        raw = {name: s.score(z) for name, s in self.scorers.items()}
+        raw = {name: s.score(z) for name, s in self.scorers.items() if name != "surprise"}
         if "surprise" in self.scorers:
             from vmsentry.analyse.behaviour.surprise import out_of_fold_scores
 

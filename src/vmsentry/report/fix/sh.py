@@ -67,6 +67,7 @@ vms_line() {
   # The new file is written beside the old one (same mode) and renamed over it: never half a file. Every
   # line setting KEY is replaced; a value that opens a list ("[") without closing it on that line goes on
   # until the line that closes it (cgroup_device_acl, namespaces in qemu.conf), and those lines go too.
+  rm -f "$1.vmsentry-new"  # (a link left there would be followed by cp)
   cp -p "$1" "$1.vmsentry-new"
   VMS_KEY="$2" VMS_LINE="$3" awk '
     BEGIN { key = ENVIRON["VMS_KEY"]; line = ENVIRON["VMS_LINE"]; pat = "^[[:space:]]*" key "[[:space:]]*=" }
