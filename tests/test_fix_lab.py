@@ -6,23 +6,17 @@ nothing: it says so and every file is byte-identical."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import uuid
 
 import pytest
 
+from fix_shell import BIN, ENV, LAB, PYTHON, digest, sh, vmsentry
+
 pytestmark = pytest.mark.lab
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAB = os.path.join(REPO, "examples", "lab")
-PYTHON = sys.executable
-BIN = os.path.dirname(sys.executable)
-ENV = {**os.environ, "PYTHONPATH": os.path.join(REPO, "src"), "LC_ALL": "C"}
 HOST_RULES = ("VMS-HOST-004", "VMS-HOST-006", "VMS-HOST-007", "VMS-HOST-008", "VMS-HOST-009")
 # the lab host's failing kernel settings, recreated in the namespace
 LAB_SYSCTLS = {
@@ -38,34 +32,12 @@ LAB_SYSCTLS = {
 }
 
 
-def sh(*argv, ns=None, env=None, check=True):
-    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env or ENV, timeout=120, stdin=subprocess.DEVNULL)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} rc {r.returncode}: {r.stdout}{r.stderr}")
-    return r
-
-
-def vmsentry(*args, ns=None):
-    return sh(PYTHON, "-m", "vmsentry", *args, ns=ns, check=False)
-
-
 def failing(report: str) -> set[tuple]:
     return {
         (f["rule_id"], f["asset"], f["evidence"].get("key"), os.path.basename(f["evidence"].get("file") or ""))
         for f in json.loads(report)["findings"]
         if f["status"] == "fail"
     }
-
-
-def digest(root: str) -> dict[str, str]:
-    out = {}
-    for folder, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as handle:
-                out[os.path.relpath(path, root)] = hashlib.sha256(handle.read()).hexdigest()
-    return out
 
 
 @pytest.fixture

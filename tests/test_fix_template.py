@@ -8,45 +8,26 @@ nothing, then the real run, then a second run reports changed=0. windows-hyperv:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import uuid
 
 import pytest
 
+from fix_shell import BIN, ENV, LAB, PYTHON, REPO, digest
+from fix_shell import sh as _sh
+from fix_shell import vmsentry as _vmsentry
 from vmsentry.cli import main
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAB = os.path.join(REPO, "examples", "lab")
-PYTHON = sys.executable
-BIN = os.path.dirname(sys.executable)
-ENV = {**os.environ, "PYTHONPATH": os.path.join(REPO, "src"), "LC_ALL": "C"}
 
-
-def sh(*argv, ns=None, env=None, check=True):
-    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env or ENV, timeout=300, stdin=subprocess.DEVNULL)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} rc {r.returncode}: {r.stdout}{r.stderr}")
-    return r
+def sh(*argv, **kw):
+    return _sh(*argv, timeout=300, **kw)  # (the Ansible runs take longer)
 
 
 def vmsentry(*args, ns=None):
-    return sh(PYTHON, "-m", "vmsentry", *args, ns=ns, check=False)
-
-
-def digest(root: str) -> dict[str, str]:
-    out = {}
-    for folder, _, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(folder, name), "rb") as handle:
-                out[os.path.relpath(os.path.join(folder, name), root)] = hashlib.sha256(handle.read()).hexdigest()
-    return out
+    return _vmsentry(*args, ns=ns, timeout=300)
 
 
 # the lab host's files with every qemu.conf / libvirtd.conf setting a template item fixes set to fail
