@@ -29,6 +29,8 @@ TOOLS = ("ip", "arpspoof", "macof", "nmap", "dnsmasq", "dig", "curl", "ping", "t
 
 
 class Lab:
+    bridge = BRIDGE  # (a subclass may name its own)
+
     def __init__(self, prefix: str | None = None, ipv6: bool = False) -> None:
         self.prefix = prefix or f"vsd{os.getpid() % 100000}"
         self.ipv6 = ipv6  # IPv6 left on in the "VMs" (neighbour-discovery attacks need it)
@@ -48,14 +50,19 @@ class Lab:
     def _ip(self, *args: str) -> None:
         subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
-    def up(self) -> Lab:
+    def bridge_up(self) -> str:
+        """A fresh bridge namespace holding ``self.bridge`` (STP off, no forward delay, IPv6 off); its name."""
         self.down()
         br = self.bridge_ns
         self._ip("netns", "add", br)
         self.sh(br, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
-        self._ip("-n", br, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        self._ip("-n", br, "link", "add", self.bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0")
         self._ip("-n", br, "link", "set", "lo", "up")
-        self._ip("-n", br, "link", "set", BRIDGE, "up")
+        self._ip("-n", br, "link", "set", self.bridge, "up")
+        return br
+
+    def up(self) -> Lab:
+        br = self.bridge_up()
         for node, (ip, mac) in NODES.items():
             ns = self.ns(node)
             self._ip("netns", "add", ns)

@@ -64,6 +64,8 @@ class BehaviourLab(Lab):
     """The namespaces and links; ``sh``/``spawn``/``stop`` come from ``Lab``. ``node`` names: a VM's name,
     "gw", "inet" (prefixed into namespace names)."""
 
+    bridge = BRIDGE
+
     def __init__(self, vms: list[Vm], prefix: str | None = None) -> None:
         super().__init__(prefix or f"bl{os.getpid() % 100000}")
         self.vms = vms
@@ -72,13 +74,7 @@ class BehaviourLab(Lab):
         return ["gw", "inet", *(vm.name for vm in self.vms)]
 
     def up(self) -> BehaviourLab:
-        self.down()
-        br = self.bridge_ns
-        self._ip("netns", "add", br)
-        self.sh(br, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
-        self._ip("-n", br, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        self._ip("-n", br, "link", "set", "lo", "up")
-        self._ip("-n", br, "link", "set", BRIDGE, "up")
+        self.bridge_up()
         self._node("gw", GATEWAY_IP, GATEWAY_MAC, forward=True)
         self._ip("netns", "add", self.ns("inet"))
         self.sh("inet", "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
